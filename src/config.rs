@@ -1,0 +1,388 @@
+//! `kefu.toml` plus command-line overrides, turned into one typed [`Config`].
+//!
+//! Every key has a default so `kefu start` runs with no file at all. Durations are
+//! given in seconds (floats allowed) in the file and held as [`Duration`] here.
+
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Which wire protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// RFC 6455 WebSocket (the upgrade request may also be plain HTTP on this port).
+    Websocket,
+    /// One message per `\n`-terminated line.
+    Text,
+    /// Plain HTTP: web pages and the HTTP API (WebSocket upgrades are accepted too).
+    Http,
+}
+
+impl Scheme {
+    /// The URL scheme word, as written in `kefu.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Websocket => "websocket",
+            Scheme::Text => "text",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+/// One listening socket, parsed from a URL like `websocket://0.0.0.0:8282`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    /// Protocol spoken on this port.
+    pub scheme: Scheme,
+    /// Address to bind (with SO_REUSEPORT in every worker).
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for ListenSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme.as_str(), self.addr)
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read(PathBuf, std::io::Error),
+    /// The file is not valid TOML or has a wrong key or type.
+    Parse(PathBuf, String),
+    /// A listen URL is malformed.
+    BadListen(String),
+    /// A value is out of range.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read(p, e) => write!(f, "cannot read config {}: {e}", p.display()),
+            ConfigError::Parse(p, e) => write!(f, "bad config {}: {e}", p.display()),
+            ConfigError::BadListen(u) => write!(
+                f,
+                "bad listen url {u:?}: expected websocket://IP:PORT, text://IP:PORT or http://IP:PORT"
+            ),
+            ConfigError::Invalid(what) => write!(f, "invalid config value: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::str::FromStr for ListenSpec {
+    type Err = ConfigError;
+    fn from_str(url: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::BadListen(url.to_string());
+        let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "websocket" | "ws" => Scheme::Websocket,
+            "text" => Scheme::Text,
+            "http" => Scheme::Http,
+            _ => return Err(bad()),
+        };
+        let addr = rest.trim_end_matches('/').parse().map_err(|_| bad())?;
+        Ok(ListenSpec { scheme, addr })
+    }
+}
+
+/// Per-connection limits and timeouts (apply to every listener).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest message (WebSocket message, text line, HTTP body) in bytes; Workerman's default is 10 MiB.
+    pub max_package_size: usize,
+    /// Bytes queued for one connection before it is closed as a send failure; Workerman's 1 MiB.
+    pub max_send_buffer: usize,
+    /// Bound on an HTTP request head / WebSocket upgrade request, in bytes.
+    pub max_header_size: usize,
+    /// Seconds a client has to finish the WebSocket/HTTP handshake.
+    #[serde(with = "secs")]
+    pub handshake_timeout: Duration,
+    /// Seconds without any byte from the client before it is closed (0 = never).
+    #[serde(with = "secs")]
+    pub idle_timeout: Duration,
+    /// Maximum simultaneous connections per worker (new ones are refused past it).
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_package_size: 10 * 1024 * 1024,
+            max_send_buffer: 1024 * 1024,
+            max_header_size: 16 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(0),
+            max_connections: 100_000,
+        }
+    }
+}
+
+/// WebSocket options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// If non-empty, only upgrade requests whose Origin is listed are accepted (others get 403).
+    pub allowed_origins: Vec<String>,
+    /// Subprotocols the server speaks, in order of preference; the first one the client offers is selected.
+    pub subprotocols: Vec<String>,
+}
+
+/// The whole configuration of one kefu instance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Application run by the workers: `echo` or `chat` (more come with later apps).
+    pub app: String,
+    /// Number of worker processes (default: number of CPUs).
+    pub workers: usize,
+    /// Listener URLs.
+    #[serde(deserialize_with = "de_listen")]
+    pub listen: Vec<ListenSpec>,
+    /// Pid file of the master; its lock file is `<pid_file>.lock`, its control socket `<pid_file>.sock`.
+    pub pid_file: PathBuf,
+    /// Log file (daemon mode sends stdout/stderr here).
+    pub log_file: PathBuf,
+    /// Directory for persistent data.
+    pub data_dir: PathBuf,
+    /// Seconds a worker gets to exit on a fast stop/reload before SIGKILL (Workerman's stopTimeout).
+    #[serde(with = "secs")]
+    pub stop_timeout: Duration,
+    /// Seconds a gracefully stopping worker may drain (0 = wait for every connection to end).
+    #[serde(with = "secs")]
+    pub graceful_timeout: Duration,
+    /// Connection limits and timeouts.
+    pub limits: Limits,
+    /// WebSocket options.
+    pub websocket: WebSocketConfig,
+    /// Path of the file this config was read from, if any (workers re-read it on reload).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            app: "echo".into(),
+            workers: num_cpus(),
+            listen: vec![
+                "websocket://0.0.0.0:8282".parse().expect("static url"),
+                "text://0.0.0.0:8283".parse().expect("static url"),
+            ],
+            pid_file: PathBuf::from("kefu.pid"),
+            log_file: PathBuf::from("kefu.log"),
+            data_dir: PathBuf::from("data"),
+            stop_timeout: Duration::from_secs(2),
+            graceful_timeout: Duration::from_secs(0),
+            limits: Limits::default(),
+            websocket: WebSocketConfig::default(),
+            source: None,
+        }
+    }
+}
+
+/// Command-line values that override the file (`--app`, `--listen`, `--workers`, `--pid-file`, `--log-file`).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--app NAME`
+    pub app: Option<String>,
+    /// `--listen URL`, repeatable; replaces the file's list when given.
+    pub listen: Vec<String>,
+    /// `--workers N`
+    pub workers: Option<usize>,
+    /// `--pid-file PATH`
+    pub pid_file: Option<PathBuf>,
+    /// `--log-file PATH`
+    pub log_file: Option<PathBuf>,
+    /// `--data-dir PATH`
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// The overrides as command-line words, so the master can hand them to the workers it execs.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(v) = &self.app {
+            a.extend(["--app".into(), v.clone()]);
+        }
+        for l in &self.listen {
+            a.extend(["--listen".into(), l.clone()]);
+        }
+        if let Some(v) = self.workers {
+            a.extend(["--workers".into(), v.to_string()]);
+        }
+        if let Some(v) = &self.pid_file {
+            a.extend(["--pid-file".into(), v.display().to_string()]);
+        }
+        if let Some(v) = &self.log_file {
+            a.extend(["--log-file".into(), v.display().to_string()]);
+        }
+        if let Some(v) = &self.data_dir {
+            a.extend(["--data-dir".into(), v.display().to_string()]);
+        }
+        a
+    }
+}
+
+impl Config {
+    /// Read `path` (if given; a missing default file is not an error) and apply `ov`.
+    pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_path_buf(), e))?;
+                let mut c: Config = toml::from_str(&text)
+                    .map_err(|e| ConfigError::Parse(p.to_path_buf(), e.to_string()))?;
+                c.source = Some(p.to_path_buf());
+                c
+            }
+            None => Config::default(),
+        };
+        if let Some(a) = &ov.app {
+            cfg.app = a.clone();
+        }
+        if !ov.listen.is_empty() {
+            cfg.listen = ov
+                .listen
+                .iter()
+                .map(|u| u.parse())
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(w) = ov.workers {
+            cfg.workers = w;
+        }
+        if let Some(p) = &ov.pid_file {
+            cfg.pid_file = p.clone();
+        }
+        if let Some(p) = &ov.log_file {
+            cfg.log_file = p.clone();
+        }
+        if let Some(p) = &ov.data_dir {
+            cfg.data_dir = p.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers == 0 || self.workers > 1024 {
+            return Err(ConfigError::Invalid("workers must be 1..=1024"));
+        }
+        if self.listen.is_empty() {
+            return Err(ConfigError::Invalid("at least one listener is needed"));
+        }
+        if self.limits.max_package_size < 126 {
+            return Err(ConfigError::Invalid("limits.max_package_size must be >= 126"));
+        }
+        if self.limits.max_send_buffer < 1024 {
+            return Err(ConfigError::Invalid("limits.max_send_buffer must be >= 1024"));
+        }
+        if self.limits.max_header_size < 256 {
+            return Err(ConfigError::Invalid("limits.max_header_size must be >= 256"));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(ConfigError::Invalid("limits.max_connections must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The lock file next to the pid file.
+    pub fn lock_file(&self) -> PathBuf {
+        with_suffix(&self.pid_file, ".lock")
+    }
+
+    /// The master's unix control socket next to the pid file.
+    pub fn control_socket(&self) -> PathBuf {
+        with_suffix(&self.pid_file, ".sock")
+    }
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Number of online CPUs (at least 1).
+pub fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ListenSpec>, D::Error> {
+    let urls: Vec<String> = Vec::deserialize(d)?;
+    urls.iter()
+        .map(|u| u.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        if !(0.0..=86_400.0 * 365.0).contains(&v) {
+            return Err(serde::de::Error::custom("seconds out of range"));
+        }
+        Ok(Duration::from_secs_f64(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.limits.max_package_size, 10 * 1024 * 1024);
+        assert_eq!(c.stop_timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn listen_urls() {
+        let l: ListenSpec = "websocket://127.0.0.1:9000".parse().unwrap();
+        assert_eq!(l.scheme, Scheme::Websocket);
+        assert_eq!(l.to_string(), "websocket://127.0.0.1:9000");
+        let l: ListenSpec = "text://[::1]:9001".parse().unwrap();
+        assert_eq!(l.scheme, Scheme::Text);
+        assert!("ftp://1.2.3.4:5".parse::<ListenSpec>().is_err());
+        assert!("text://nohost".parse::<ListenSpec>().is_err());
+    }
+
+    #[test]
+    fn file_and_overrides() {
+        let dir = std::env::temp_dir().join(format!("kefu-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("kefu.toml");
+        std::fs::write(
+            &p,
+            "app = \"chat\"\nworkers = 3\nlisten = [\"text://127.0.0.1:1\"]\nstop_timeout = 0.5\n[limits]\nmax_send_buffer = 4096\n",
+        )
+        .unwrap();
+        let ov = Overrides {
+            workers: Some(2),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&p), &ov).unwrap();
+        assert_eq!(c.app, "chat");
+        assert_eq!(c.workers, 2);
+        assert_eq!(c.stop_timeout, Duration::from_millis(500));
+        assert_eq!(c.limits.max_send_buffer, 4096);
+        std::fs::write(&p, "bogus_key = 1\n").unwrap();
+        assert!(matches!(
+            Config::load(Some(&p), &ov),
+            Err(ConfigError::Parse(..))
+        ));
+    }
+}

@@ -1,0 +1,241 @@
+//! Typed messages between the master and its workers, and between the CLI and the master.
+//!
+//! Both links are unix stream sockets carrying one JSON document per `\n`-terminated line:
+//! this is the control plane (a few messages per second), so readability wins over a binary codec.
+//! The master hands each worker its end of a `socketpair` as file descriptor [`CONTROL_FD`].
+
+use serde::{Deserialize, Serialize};
+
+/// The fd number at which an exec'd worker finds its control socket.
+pub const CONTROL_FD: i32 = 3;
+
+/// Longest control line accepted; a peer sending more is cut off (it is a bug or an attack).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Master -> worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MasterMsg {
+    /// Stop: close listeners; `graceful` waits for connections to end, otherwise close them now.
+    /// `restart` says the worker is being replaced (WebSocket clients get close code 1012, else 1001).
+    Stop {
+        /// Drain instead of closing connections.
+        graceful: bool,
+        /// The stop is part of a reload.
+        restart: bool,
+    },
+    /// Answer with [`WorkerMsg::Status`].
+    Status {
+        /// Echoed back so the master can match replies to requests.
+        req: u64,
+    },
+    /// Answer with [`WorkerMsg::Connections`].
+    Connections {
+        /// Echoed back.
+        req: u64,
+    },
+}
+
+/// Worker -> master.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMsg {
+    /// Every listener is bound and the app started: the worker accepts connections.
+    Ready {
+        /// The worker's pid.
+        pid: u32,
+        /// Listener URLs as bound.
+        listeners: Vec<String>,
+    },
+    /// The worker could not start (bind failed, app unknown...): the reason, for the admin.
+    Failed {
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// Reply to [`MasterMsg::Status`].
+    Status {
+        /// The request number.
+        req: u64,
+        /// The figures.
+        status: WorkerStatus,
+    },
+    /// Reply to [`MasterMsg::Connections`].
+    Connections {
+        /// The request number.
+        req: u64,
+        /// One row per live connection.
+        conns: Vec<ConnInfo>,
+    },
+}
+
+/// One worker's row in `kefu status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerStatus {
+    /// Process id.
+    pub pid: u32,
+    /// Worker slot (0..workers).
+    pub worker_id: usize,
+    /// Resident memory in bytes.
+    pub memory: u64,
+    /// Listener URLs, space separated.
+    pub listening: String,
+    /// App name.
+    pub name: String,
+    /// Live connections.
+    pub connections: u64,
+    /// Connections closed because their send buffer overflowed, plus failed writes.
+    pub send_fail: u64,
+    /// Active timers.
+    pub timers: u64,
+    /// Messages decoded since start.
+    pub total_request: u64,
+    /// `idle`, `busy` or `draining`.
+    pub state: String,
+}
+
+/// One row of `kefu connections`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ConnInfo {
+    /// Worker pid.
+    pub pid: u32,
+    /// Connection id (the client_id once the gateway lands).
+    pub id: String,
+    /// `websocket`, `text` or `http`.
+    pub protocol: String,
+    /// Bytes received but not yet decoded.
+    pub recv_q: u64,
+    /// Bytes queued for sending.
+    pub send_q: u64,
+    /// Bytes read from the socket.
+    pub bytes_read: u64,
+    /// Bytes written to the socket.
+    pub bytes_written: u64,
+    /// `HANDSHAKE`, `ESTABLISHED`, `CLOSING`.
+    pub state: String,
+    /// Local address.
+    pub local: String,
+    /// Peer address.
+    pub remote: String,
+}
+
+/// CLI -> master over the control socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum CliRequest {
+    /// Gather status from every worker.
+    Status,
+    /// Gather live connections from every worker.
+    Connections,
+    /// Stop the whole server.
+    Stop {
+        /// Let connections drain.
+        graceful: bool,
+    },
+    /// Replace workers one at a time.
+    Reload {
+        /// Old workers drain before exiting.
+        graceful: bool,
+    },
+}
+
+/// Encode one message as a control line.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail (no maps with non-string keys, no custom Serialize).
+    let mut v = serde_json::to_vec(msg).unwrap_or_default();
+    v.push(b'\n');
+    v
+}
+
+/// Why a control line could not be read.
+#[derive(Debug)]
+pub enum LineError {
+    /// A line exceeded [`MAX_LINE`].
+    TooLong,
+    /// A line was not a valid message.
+    Json(serde_json::Error),
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::TooLong => write!(f, "control line too long"),
+            LineError::Json(e) => write!(f, "bad control message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// Accumulates bytes from a non-blocking control socket and yields whole messages.
+#[derive(Debug, Default)]
+pub struct LineBuf {
+    buf: Vec<u8>,
+    scanned: usize,
+}
+
+impl LineBuf {
+    /// Append bytes just read.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Take the next complete message, if any.
+    pub fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, LineError> {
+        match self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                let end = self.scanned + i;
+                let r = serde_json::from_slice(&self.buf[..end]);
+                self.buf.drain(..=end);
+                self.scanned = 0;
+                r.map(Some).map_err(LineError::Json)
+            }
+            None => {
+                self.scanned = self.buf.len();
+                if self.buf.len() > MAX_LINE {
+                    return Err(LineError::TooLong);
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_split_lines() {
+        let a = encode(&MasterMsg::Stop {
+            graceful: true,
+            restart: false,
+        });
+        let b = encode(&MasterMsg::Status { req: 7 });
+        let all: Vec<u8> = [a, b].concat();
+        let mut lb = LineBuf::default();
+        let mut got = Vec::new();
+        for ch in all.chunks(3) {
+            lb.extend(ch);
+            while let Some(m) = lb.next::<MasterMsg>().unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                MasterMsg::Stop {
+                    graceful: true,
+                    restart: false
+                },
+                MasterMsg::Status { req: 7 }
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let mut lb = LineBuf::default();
+        lb.extend(b"{nope\n");
+        assert!(lb.next::<MasterMsg>().is_err());
+    }
+}
