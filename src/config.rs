@@ -236,8 +236,8 @@ impl Config {
     pub fn load(path: Option<&Path>, ov: &Overrides) -> Result<Config, ConfigError> {
         let mut cfg = match path {
             Some(p) => {
-                let text =
-                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read(p.to_path_buf(), e))?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::Read(p.to_path_buf(), e))?;
                 let mut c: Config = toml::from_str(&text)
                     .map_err(|e| ConfigError::Parse(p.to_path_buf(), e.to_string()))?;
                 c.source = Some(p.to_path_buf());
@@ -279,13 +279,19 @@ impl Config {
             return Err(ConfigError::Invalid("at least one listener is needed"));
         }
         if self.limits.max_package_size < 126 {
-            return Err(ConfigError::Invalid("limits.max_package_size must be >= 126"));
+            return Err(ConfigError::Invalid(
+                "limits.max_package_size must be >= 126",
+            ));
         }
         if self.limits.max_send_buffer < 1024 {
-            return Err(ConfigError::Invalid("limits.max_send_buffer must be >= 1024"));
+            return Err(ConfigError::Invalid(
+                "limits.max_send_buffer must be >= 1024",
+            ));
         }
         if self.limits.max_header_size < 256 {
-            return Err(ConfigError::Invalid("limits.max_header_size must be >= 256"));
+            return Err(ConfigError::Invalid(
+                "limits.max_header_size must be >= 256",
+            ));
         }
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid("limits.max_connections must be > 0"));

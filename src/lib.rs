@@ -10,3 +10,4 @@ pub mod log;
 pub mod config;
 pub mod ipc;
 pub mod protocol;
+pub mod sys;

@@ -1,0 +1,18 @@
+//! The only module that calls libc. Everything above it is safe Rust.
+
+pub mod socket;
+
+/// Call a libc function, turning a `-1` return into `io::Error::last_os_error()`.
+#[macro_export]
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: each caller passes valid pointers/fds as documented at the call site.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
