@@ -7,6 +7,10 @@
 
 pub mod log;
 
+pub mod app;
+pub mod connection;
+pub mod worker;
+
 pub mod config;
 pub mod ipc;
 pub mod protocol;

@@ -1,0 +1,306 @@
+//! `chat`: the workerman-chat protocol (rooms, public and private messages, ping/pong).
+//!
+//! Wire format, JSON text messages:
+//! - `{"type":"login","client_name":"Tom","room_id":1}`: the room gets `{"type":"login",...}`,
+//!   the newcomer gets the same plus `client_list` (client_id -> name of everyone in the room).
+//! - `{"type":"say","to_client_id":"all"|ID,"content":"..."}`: the room (or the one client and
+//!   the sender) gets `{"type":"say","from_client_id",...,"content","time"}`.
+//! - The server sends `{"type":"ping"}` every [`PING_INTERVAL`]; clients answer `{"type":"pong"}`.
+//! - On close the room gets `{"type":"logout",...}`.
+//!
+//! Deliberate fixes over workerman-chat: a bad message gets an `error` reply instead of
+//! killing the worker; re-login leaves the old room; private messages stay inside the room;
+//! names and contents are HTML-escaped once; private contents carry no HTML prefix (the
+//! `to_client_id` field says it is private).
+
+use super::{App, ConnId, Payload, TimerId};
+use crate::worker::ctx::Ctx;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How often the server pings every client (workerman-chat's pingInterval).
+pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest accepted client name, in characters.
+const MAX_NAME: usize = 64;
+/// Longest accepted room id, in bytes.
+const MAX_ROOM: usize = 64;
+
+/// A room id as clients send it: a string or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RoomId {
+    Str(String),
+    Num(i64),
+}
+
+impl RoomId {
+    fn into_string(self) -> String {
+        match self {
+            RoomId::Str(s) => s,
+            RoomId::Num(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ChatIn {
+    Login {
+        client_name: String,
+        room_id: RoomId,
+    },
+    Say {
+        to_client_id: String,
+        content: String,
+    },
+    Pong,
+}
+
+#[derive(Serialize)]
+struct LoginOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    client_id: &'a str,
+    client_name: &'a str,
+    time: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_list: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Serialize)]
+struct SayOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    from_client_id: &'a str,
+    from_client_name: &'a str,
+    to_client_id: &'a str,
+    content: &'a str,
+    time: &'a str,
+}
+
+#[derive(Serialize)]
+struct LogoutOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    from_client_id: &'a str,
+    from_client_name: &'a str,
+    time: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: u32,
+    msg: &'a str,
+}
+
+/// The chat app. Room membership lives in the worker's groups, names in the sessions.
+#[derive(Default)]
+pub struct Chat {
+    ping: Option<TimerId>,
+}
+
+const ERR_BAD_JSON: u32 = 4000;
+const ERR_NOT_LOGGED_IN: u32 = 4001;
+const ERR_BAD_FIELD: u32 = 4002;
+const ERR_NO_SUCH_CLIENT: u32 = 4004;
+
+fn now_time() -> String {
+    crate::log::format_utc(crate::log::now_secs())
+}
+
+/// HTML-escape `s` (what PHP's htmlspecialchars does), so pages that still use innerHTML are safe.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#039;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn send_json<T: Serialize>(cx: &mut Ctx<'_>, id: ConnId, v: &T) {
+    if let Ok(s) = serde_json::to_string(v) {
+        cx.send(id, Payload::Text(&s));
+    }
+}
+
+fn send_error(cx: &mut Ctx<'_>, id: ConnId, code: u32, msg: &str) {
+    send_json(
+        cx,
+        id,
+        &ErrorOut {
+            kind: "error",
+            code,
+            msg,
+        },
+    );
+}
+
+fn session_str(cx: &Ctx<'_>, id: ConnId, key: &str) -> Option<String> {
+    cx.session(id)?.get(key)?.as_str().map(str::to_owned)
+}
+
+impl Chat {
+    fn login(&mut self, cx: &mut Ctx<'_>, id: ConnId, name: String, room: String) {
+        if room.is_empty() || room.len() > MAX_ROOM {
+            return send_error(cx, id, ERR_BAD_FIELD, "room_id must be 1..64 bytes");
+        }
+        let name: String = name.trim().chars().take(MAX_NAME).collect();
+        let name = if name.is_empty() {
+            "guest".to_string()
+        } else {
+            escape_html(&name)
+        };
+        if let Some(old) = session_str(cx, id, "room_id") {
+            cx.leave_group(id, &old);
+        }
+        if let Some(s) = cx.session_mut(id) {
+            s.insert("room_id".into(), room.clone().into());
+            s.insert("client_name".into(), name.clone().into());
+        }
+        let me = cx.client_id(id);
+        let time = now_time();
+        let msg = LoginOut {
+            kind: "login",
+            client_id: &me,
+            client_name: &name,
+            time: &time,
+            client_list: None,
+        };
+        if let Ok(s) = serde_json::to_string(&msg) {
+            cx.send_to_group(&room, Payload::Text(&s), &[]);
+        }
+        cx.join_group(id, &room);
+        let mut list = serde_json::Map::new();
+        for member in cx.group_members(&room) {
+            if let Some(n) = session_str(cx, member, "client_name") {
+                list.insert(cx.client_id(member), n.into());
+            }
+        }
+        send_json(
+            cx,
+            id,
+            &LoginOut {
+                client_list: Some(list),
+                ..msg
+            },
+        );
+    }
+
+    fn say(&mut self, cx: &mut Ctx<'_>, id: ConnId, to: &str, content: &str) {
+        let (Some(room), Some(name)) = (
+            session_str(cx, id, "room_id"),
+            session_str(cx, id, "client_name"),
+        ) else {
+            return send_error(cx, id, ERR_NOT_LOGGED_IN, "login first");
+        };
+        let me = cx.client_id(id);
+        let content = escape_html(content);
+        let time = now_time();
+        let out = SayOut {
+            kind: "say",
+            from_client_id: &me,
+            from_client_name: &name,
+            to_client_id: to,
+            content: &content,
+            time: &time,
+        };
+        let Ok(text) = serde_json::to_string(&out) else {
+            return;
+        };
+        if to == "all" {
+            cx.send_to_group(&room, Payload::Text(&text), &[]);
+            return;
+        }
+        match cx.parse_client_id(to) {
+            Some(target) if cx.is_in_group(target, &room) => {
+                cx.send(target, Payload::Text(&text));
+                if target != id {
+                    cx.send(id, Payload::Text(&text));
+                }
+            }
+            _ => send_error(cx, id, ERR_NO_SUCH_CLIENT, "no such client in this room"),
+        }
+    }
+}
+
+impl App for Chat {
+    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) {
+        self.ping = Some(cx.add_timer(PING_INTERVAL, true, 0));
+    }
+
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ConnId, msg: Payload<'_>) {
+        match serde_json::from_slice::<ChatIn>(msg.bytes()) {
+            Ok(ChatIn::Login {
+                client_name,
+                room_id,
+            }) => self.login(cx, id, client_name, room_id.into_string()),
+            Ok(ChatIn::Say {
+                to_client_id,
+                content,
+            }) => self.say(cx, id, &to_client_id, &content),
+            Ok(ChatIn::Pong) => {}
+            Err(_) => send_error(
+                cx,
+                id,
+                ERR_BAD_JSON,
+                "expected {\"type\":\"login\"|\"say\"|\"pong\",...}",
+            ),
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Ctx<'_>, id: ConnId) {
+        let (Some(room), Some(name)) = (
+            session_str(cx, id, "room_id"),
+            session_str(cx, id, "client_name"),
+        ) else {
+            return;
+        };
+        let me = cx.client_id(id);
+        let time = now_time();
+        let out = LogoutOut {
+            kind: "logout",
+            from_client_id: &me,
+            from_client_name: &name,
+            time: &time,
+        };
+        if let Ok(s) = serde_json::to_string(&out) {
+            cx.send_to_group(&room, Payload::Text(&s), &[id]);
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, _tag: u64) {
+        if Some(timer) == self.ping {
+            cx.send_to_all(Payload::Text("{\"type\":\"ping\"}"), &[]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            escape_html("<img src=x onerror='a'>&\""),
+            "&lt;img src=x onerror=&#039;a&#039;&gt;&amp;&quot;"
+        );
+    }
+
+    #[test]
+    fn parses_room_ids() {
+        let m: ChatIn =
+            serde_json::from_str(r#"{"type":"login","client_name":"a","room_id":3}"#).unwrap();
+        assert!(matches!(m, ChatIn::Login { room_id: RoomId::Num(3), .. }));
+        assert!(serde_json::from_str::<ChatIn>(r#"{"type":"say"}"#).is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Applications run by the workers, and the event trait they implement.
+//!
+//! An app sees connections only through [`ConnId`]s and the [`Ctx`] handle it is given on every
+//! event; it never touches sockets. Everything an app does (send, close, join a group, set a
+//! timer) is queued on the worker and carried out by the event loop.
+
+pub mod chat;
+pub mod echo;
+
+use crate::protocol::http::request::Request;
+use crate::worker::ctx::Ctx;
+
+pub use crate::worker::ctx::{ConnId, TimerId};
+
+/// One message received from a client.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A WebSocket text message (valid UTF-8) or a text-protocol line that is valid UTF-8.
+    Text(&'a str),
+    /// A WebSocket binary message, or a text-protocol line that is not valid UTF-8.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    /// The raw bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Payload::Text(s) => s.as_bytes(),
+            Payload::Binary(b) => b,
+        }
+    }
+}
+
+/// Why an upgrade request was refused by the app: the HTTP status sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject(pub u16);
+
+/// The callbacks of an application (GatewayWorker's `Events` class, in Rust).
+///
+/// A panic in any callback closes only the connection being handled (logged with its id);
+/// the worker and its other connections carry on.
+pub trait App {
+    /// The worker has bound its listeners; accepting starts after this returns.
+    fn on_worker_start(&mut self, _cx: &mut Ctx<'_>) {}
+    /// A TCP connection was accepted (before any WebSocket handshake).
+    fn on_connect(&mut self, _cx: &mut Ctx<'_>, _id: ConnId) {}
+    /// A WebSocket upgrade request arrived; return `Err` to refuse it.
+    fn on_websocket_connect(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _id: ConnId,
+        _req: &Request,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+    /// A message (WebSocket message or text line) arrived.
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ConnId, msg: Payload<'_>);
+    /// The connection is gone; its session is still readable here.
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, _id: ConnId) {}
+    /// A timer set with [`Ctx::add_timer`] fired.
+    fn on_timer(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId, _tag: u64) {}
+    /// The worker is stopping (stop or reload).
+    fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {}
+}
+
+/// Build the app named in the config.
+pub fn by_name(name: &str) -> Option<Box<dyn App>> {
+    match name {
+        "echo" => Some(Box::new(echo::Echo)),
+        "chat" => Some(Box::new(chat::Chat::default())),
+        _ => None,
+    }
+}

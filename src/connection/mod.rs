@@ -1,0 +1,170 @@
+//! One client connection: its socket, protocol state and bounded buffers.
+//!
+//! The worker owns connections in a slab; this module knows how to queue outgoing bytes
+//! (with the send-buffer bound) and how to flush them, but nothing about apps or routing.
+
+pub mod buffer;
+
+use crate::config::Scheme;
+use crate::protocol::text::LineCodec;
+use crate::protocol::websocket::decoder::Decoder;
+use buffer::OutBuf;
+use mio::net::TcpStream;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Waiting for a complete HTTP request (WebSocket upgrade or plain HTTP).
+    Handshake,
+    /// Exchanging messages.
+    Open,
+    /// We are closing: no more input is delivered; flush output, then shut down writing.
+    Closing,
+    /// Writing is shut down; discard input until the peer closes or the linger deadline passes.
+    Lingering,
+}
+
+impl ConnState {
+    /// Upper-case name shown by `kefu connections`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnState::Handshake => "HANDSHAKE",
+            ConnState::Open => "ESTABLISHED",
+            ConnState::Closing => "CLOSING",
+            ConnState::Lingering => "LINGER",
+        }
+    }
+}
+
+/// How messages to this connection are framed (fixed once the handshake is done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Not yet known (HTTP request pending): app messages are not deliverable.
+    None,
+    /// WebSocket frames.
+    Ws,
+    /// Lines ending in `\n`.
+    Text,
+}
+
+/// Decoder state of a connection (taken out of the connection while its bytes are processed).
+#[derive(Debug)]
+pub enum Proto {
+    /// Before the HTTP request is complete.
+    Http,
+    /// RFC 6455 after the 101 answer.
+    Ws(Box<Decoder>),
+    /// `\n`-delimited lines.
+    Text(LineCodec),
+}
+
+/// A client connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// Generation of this slab slot's occupant: makes stale ids miss instead of hitting a newcomer.
+    pub gen: u32,
+    /// The socket.
+    pub stream: TcpStream,
+    /// The listener's scheme.
+    pub scheme: Scheme,
+    /// Lifecycle state.
+    pub state: ConnState,
+    /// Decoder state.
+    pub proto: Proto,
+    /// Framing of outgoing messages.
+    pub framing: Framing,
+    /// Bytes received but not yet decoded (empty most of the time: reads go to a shared scratch buffer).
+    pub in_buf: Vec<u8>,
+    /// Bytes waiting to be written.
+    pub out: OutBuf,
+    /// Groups this connection joined (small: a client is in a handful of groups).
+    pub groups: Vec<String>,
+    /// Per-client session data (GatewayWorker's `$_SESSION`).
+    pub session: serde_json::Map<String, serde_json::Value>,
+    /// Bytes read from the socket.
+    pub bytes_read: u64,
+    /// Bytes written to the socket.
+    pub bytes_written: u64,
+    /// Peer address.
+    pub remote: SocketAddr,
+    /// Local address.
+    pub local: SocketAddr,
+    /// Last time a byte arrived.
+    pub last_active: Instant,
+    /// Handshake / linger deadline (idle deadline is derived from `last_active`).
+    pub deadline: Option<Instant>,
+    /// A deadline check for this connection is in the timer heap.
+    pub timer_armed: bool,
+    /// Reads are paused because our own output for this client is backed up.
+    pub read_paused: bool,
+    /// The socket may have unread bytes we did not drain (edge-triggered: no new event will come).
+    pub read_pending: bool,
+    /// In the worker's dirty list (has output to flush this turn).
+    pub in_dirty: bool,
+    /// `on_connect` ran, so `on_close` must run.
+    pub app_connected: bool,
+    /// Whether the HTTP connection should stay open after the response.
+    pub keep_alive: bool,
+}
+
+impl Conn {
+    /// A freshly accepted connection.
+    pub fn new(
+        gen: u32,
+        stream: TcpStream,
+        scheme: Scheme,
+        remote: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+        max_line: usize,
+    ) -> Conn {
+        let (state, proto, framing) = match scheme {
+            Scheme::Text => (
+                ConnState::Open,
+                Proto::Text(LineCodec::new(max_line)),
+                Framing::Text,
+            ),
+            Scheme::Websocket | Scheme::Http => (ConnState::Handshake, Proto::Http, Framing::None),
+        };
+        Conn {
+            gen,
+            stream,
+            scheme,
+            state,
+            proto,
+            framing,
+            in_buf: Vec::new(),
+            out: OutBuf::default(),
+            groups: Vec::new(),
+            session: serde_json::Map::new(),
+            bytes_read: 0,
+            bytes_written: 0,
+            remote,
+            local,
+            last_active: now,
+            deadline: None,
+            timer_armed: false,
+            read_paused: false,
+            read_pending: false,
+            in_dirty: false,
+            app_connected: false,
+            keep_alive: false,
+        }
+    }
+
+    /// Protocol name for `kefu connections`.
+    pub fn protocol_name(&self) -> &'static str {
+        match self.framing {
+            Framing::Ws => "websocket",
+            Framing::Text => "text",
+            Framing::None => "http",
+        }
+    }
+
+    /// Whether app messages may still be queued to this connection.
+    pub fn accepts_messages(&self) -> bool {
+        self.state == ConnState::Open
+    }
+}

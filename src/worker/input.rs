@@ -1,0 +1,257 @@
+//! Turning received bytes into app events: HTTP requests and WebSocket upgrades, WebSocket
+//! messages, text lines. The decoders are pure (src/protocol); this module applies their
+//! verdicts to the connection (answers, state changes, closes) and calls the app.
+
+use super::ctx::{CloseHow, ConnId, Core, Ctx};
+use crate::app::{App, Payload};
+use crate::connection::{ConnState, Framing, Proto};
+use crate::protocol::http::request::{parse_request, Request, RequestLimits};
+use crate::protocol::http::response::Response;
+use crate::protocol::text::TextError;
+use crate::protocol::websocket::decoder::{Decoded, Decoder, Message};
+use crate::protocol::websocket::frame::{self as ws_frame, OpCode};
+use crate::protocol::websocket::handshake::{self, HandshakeConfig};
+use crate::protocol::websocket::close as ws_close;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Handshake settings taken from the config once.
+#[derive(Debug, Clone)]
+pub struct InputSettings {
+    /// Allowed Origin values (empty = any).
+    pub allowed_origins: Vec<String>,
+    /// Subprotocols we speak.
+    pub subprotocols: Vec<String>,
+    /// HTTP request bounds.
+    pub request_limits: RequestLimits,
+    /// WebSocket message bound.
+    pub max_message: usize,
+}
+
+/// Run an app callback; a panic closes only `id` and is logged with its client id.
+pub fn guarded<R>(
+    core: &mut Core,
+    id: Option<ConnId>,
+    what: &str,
+    f: impl FnOnce(&mut Ctx<'_>) -> R,
+) -> Option<R> {
+    let r = catch_unwind(AssertUnwindSafe(|| f(&mut Ctx::new(core))));
+    match r {
+        Ok(v) => Some(v),
+        Err(_) => {
+            match id {
+                Some(id) => {
+                    let cid = Ctx::new(core).client_id(id);
+                    crate::error!("app panicked in {what} for client {cid}; closing that connection only");
+                    core.request_close(id, CloseHow::Now);
+                }
+                None => crate::error!("app panicked in {what}"),
+            }
+            None
+        }
+    }
+}
+
+fn close_pending(core: &Core, id: ConnId) -> bool {
+    core.pending_close.iter().any(|(i, _)| *i == id)
+        || core.get(id).is_none_or(|c| c.state != ConnState::Open && c.state != ConnState::Handshake)
+}
+
+/// Process `data` received on `id`; returns how many bytes were consumed (the rest is kept
+/// for the next read). `proto` is the connection's decoder, taken out of it for the duration.
+pub fn process(
+    core: &mut Core,
+    app: &mut dyn App,
+    set: &InputSettings,
+    id: ConnId,
+    proto: &mut Proto,
+    data: &mut [u8],
+) -> usize {
+    let mut pos = 0;
+    loop {
+        if pos >= data.len() || close_pending(core, id) {
+            return pos;
+        }
+        let rest = &mut data[pos..];
+        let step = match proto {
+            Proto::Http => http_step(core, app, set, id, proto, rest),
+            Proto::Ws(dec) => ws_step(core, app, id, dec, rest),
+            Proto::Text(codec) => match codec.decode(rest) {
+                Ok(Some((line, n))) => {
+                    core.stats.total_request += 1;
+                    let msg = match std::str::from_utf8(line) {
+                        Ok(s) => Payload::Text(s),
+                        Err(_) => Payload::Binary(line),
+                    };
+                    guarded(core, Some(id), "on_message", |cx| {
+                        app.on_message(cx, id, msg)
+                    });
+                    Some(n)
+                }
+                Ok(None) => None,
+                Err(TextError::LineTooLong) => {
+                    crate::warn!("text client {} sent a line over the limit; closing", core.get(id).map(|c| c.remote.to_string()).unwrap_or_default());
+                    core.request_close(id, CloseHow::Now);
+                    None
+                }
+            },
+        };
+        match step {
+            Some(n) => pos += n,
+            None => return pos,
+        }
+    }
+}
+
+fn ws_step(
+    core: &mut Core,
+    app: &mut dyn App,
+    id: ConnId,
+    dec: &mut Decoder,
+    data: &mut [u8],
+) -> Option<usize> {
+    match dec.decode(data) {
+        Ok(Decoded::Partial) => None,
+        Ok(Decoded::Consumed(n)) => Some(n),
+        Ok(Decoded::Message(msg, n)) => {
+            match msg {
+                Message::Text(s) => {
+                    core.stats.total_request += 1;
+                    guarded(core, Some(id), "on_message", |cx| {
+                        app.on_message(cx, id, Payload::Text(s))
+                    });
+                }
+                Message::Binary(b) => {
+                    core.stats.total_request += 1;
+                    guarded(core, Some(id), "on_message", |cx| {
+                        app.on_message(cx, id, Payload::Binary(b))
+                    });
+                }
+                Message::Ping(p) => {
+                    let mut head = [0u8; 10];
+                    let hl = ws_frame::server_header(OpCode::Pong, p.len(), &mut head);
+                    core.queue_raw(id.slot as usize, &head[..hl], p);
+                }
+                Message::Pong(_) => {}
+                Message::Close(code, _reason) => {
+                    // RFC 6455 §5.5.1: answer with a close frame, echoing the status code.
+                    let echo = code.unwrap_or(ws_close::NORMAL);
+                    core.request_close(id, CloseHow::Graceful(echo));
+                    return Some(n);
+                }
+            }
+            Some(n)
+        }
+        Err(e) => {
+            core.request_close(id, CloseHow::Graceful(e.close_code()));
+            None
+        }
+    }
+}
+
+fn http_step(
+    core: &mut Core,
+    app: &mut dyn App,
+    set: &InputSettings,
+    id: ConnId,
+    proto: &mut Proto,
+    data: &mut [u8],
+) -> Option<usize> {
+    let (req, n) = match parse_request(data, &set.request_limits) {
+        Ok(Some(r)) => r,
+        Ok(None) => return None,
+        Err(e) => {
+            reply_and_close(core, id, Response::error(e.status()));
+            return None;
+        }
+    };
+    let scheme = core.get(id)?.scheme;
+    if handshake::is_upgrade(&req) {
+        upgrade(core, app, set, id, proto, &req);
+        return Some(n);
+    }
+    match scheme {
+        crate::config::Scheme::Websocket => {
+            // A plain request on a WebSocket port: say what is expected (RFC 6455 §4.2.2).
+            let r = Response::text(426, "this port speaks WebSocket\n")
+                .header("Upgrade", "websocket")
+                .header("Sec-WebSocket-Version", "13");
+            reply_and_close(core, id, r);
+            None
+        }
+        _ => {
+            let resp = builtin_page(&req);
+            let keep = req.keep_alive();
+            let mut out = Vec::new();
+            resp.write_to(&mut out, keep);
+            core.queue_raw(id.slot as usize, &out, &[]);
+            core.stats.total_request += 1;
+            if !keep {
+                core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
+                return None;
+            }
+            Some(n)
+        }
+    }
+}
+
+fn builtin_page(req: &Request) -> Response {
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/") | ("HEAD", "/") => Response::text(
+            200,
+            concat!("kefu ", env!("CARGO_PKG_VERSION"), " is running\n"),
+        ),
+        ("GET", _) | ("HEAD", _) => Response::error(404),
+        _ => Response::error(405),
+    }
+}
+
+fn reply_and_close(core: &mut Core, id: ConnId, resp: Response) {
+    let mut out = Vec::new();
+    resp.write_to(&mut out, false);
+    core.queue_raw(id.slot as usize, &out, &[]);
+    core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
+}
+
+fn upgrade(
+    core: &mut Core,
+    app: &mut dyn App,
+    set: &InputSettings,
+    id: ConnId,
+    proto: &mut Proto,
+    req: &Request,
+) {
+    let hcfg = HandshakeConfig {
+        allowed_origins: &set.allowed_origins,
+        subprotocols: &set.subprotocols,
+    };
+    let acc = match handshake::check(req, &hcfg) {
+        Ok(a) => a,
+        Err(e) => {
+            let bytes = e.response();
+            core.queue_raw(id.slot as usize, &bytes, &[]);
+            core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
+            return;
+        }
+    };
+    let verdict = guarded(core, Some(id), "on_websocket_connect", |cx| {
+        app.on_websocket_connect(cx, id, req)
+    });
+    match verdict {
+        Some(Ok(())) => {}
+        Some(Err(reject)) => return reply_and_close(core, id, Response::error(reject.0)),
+        None => return,
+    }
+    let bytes = handshake::response_101(&acc, &[]);
+    core.queue_raw(id.slot as usize, &bytes, &[]);
+    *proto = Proto::Ws(Box::new(Decoder::new(set.max_message)));
+    let idle = core.limits.idle_timeout;
+    let now = core.now;
+    if let Some(c) = core.get_mut(id) {
+        c.framing = Framing::Ws;
+        c.state = ConnState::Open;
+        c.deadline = None;
+    }
+    if !idle.is_zero() {
+        core.arm_conn_timer(id.slot as usize, now + idle);
+    }
+}

@@ -1,0 +1,653 @@
+//! One worker process: a single mio loop over its listeners, its connections (a slab) and
+//! the control channel to the master.
+//!
+//! Loop discipline: every event may be spurious; reads go until WouldBlock or a per-event
+//! budget (the rest is picked up next turn, since epoll is edge-triggered); output queued
+//! during a turn is written once at the end of the turn; timers fire between turns. No
+//! blocking call and no unbounded work happens per event.
+
+pub mod control;
+pub mod ctx;
+pub mod input;
+pub mod timer;
+
+use crate::app::{self, App};
+use crate::config::{Config, ListenSpec};
+use crate::connection::buffer::Flush;
+use crate::connection::{Conn, ConnState, Framing, Proto};
+use crate::ipc::WorkerMsg;
+use crate::protocol::http::request::RequestLimits;
+use crate::protocol::websocket::{close as ws_close, frame as ws_frame};
+use ctx::{CloseHow, ConnId, Core};
+use input::{guarded, InputSettings};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+use timer::Due;
+
+/// Token of the master control channel.
+const CONTROL: Token = Token(usize::MAX - 1);
+/// Listener `i` has token `LISTENER_BASE + i`; connection tokens are slab slots, far below.
+const LISTENER_BASE: usize = usize::MAX - 1024;
+/// Shared read buffer: one per worker instead of one per connection.
+const SCRATCH: usize = 64 * 1024;
+/// Bytes read from one connection per event before giving others a turn.
+const READ_BUDGET: usize = 256 * 1024;
+/// Connections accepted per listener per event before giving others a turn.
+const ACCEPT_BUDGET: usize = 256;
+/// How long a closing connection may take to read our close and hang up.
+const LINGER: Duration = Duration::from_secs(2);
+/// Pause after EMFILE/ENFILE before accepting again (the classic busy-loop trap otherwise).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How the worker is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopping {
+    /// Not stopping.
+    No,
+    /// Listeners closed; waiting for connections to end by themselves.
+    Draining,
+    /// Connections are being closed.
+    Closing,
+}
+
+struct Listener {
+    sock: TcpListener,
+    spec: ListenSpec,
+    /// Accept budget ran out with connections possibly still queued.
+    pending: bool,
+}
+
+/// The worker state outside the core (what apps do not see).
+pub struct Worker {
+    poll: Poll,
+    core: Core,
+    app: Box<dyn App>,
+    app_name: String,
+    listeners: Vec<Listener>,
+    accept_paused: bool,
+    control: control::Control,
+    scratch: Vec<u8>,
+    input: InputSettings,
+    cfg: Config,
+    stopping: Stopping,
+    /// Connections with unread input left over from an exhausted read budget.
+    reread: Vec<ConnId>,
+    restart_code: u16,
+}
+
+/// Run a worker until it is told to stop; returns the process exit code.
+pub fn run(
+    cfg: Config,
+    worker_id: usize,
+    generation: u32,
+    control: std::os::unix::net::UnixStream,
+) -> i32 {
+    let ctl = match control::Control::new(control) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::error!("worker {worker_id}: control channel unusable: {e}");
+            return 1;
+        }
+    };
+    match Worker::new(cfg, worker_id, generation, ctl) {
+        Ok(mut w) => w.run(),
+        Err((reason, mut ctl)) => {
+            crate::error!("worker {worker_id} failed to start: {reason}");
+            ctl.send_blocking(&WorkerMsg::Failed { reason });
+            1
+        }
+    }
+}
+
+impl Worker {
+    fn new(
+        cfg: Config,
+        worker_id: usize,
+        generation: u32,
+        mut ctl: control::Control,
+    ) -> Result<Worker, (String, control::Control)> {
+        match Self::setup(&cfg, &mut ctl) {
+            Ok((poll, app, listeners)) => Ok(Worker {
+                poll,
+                core: Core::new(worker_id, generation, cfg.limits.clone()),
+                app,
+                app_name: cfg.app.clone(),
+                listeners,
+                accept_paused: false,
+                control: ctl,
+                scratch: vec![0; SCRATCH],
+                input: InputSettings {
+                    allowed_origins: cfg.websocket.allowed_origins.clone(),
+                    subprotocols: cfg.websocket.subprotocols.clone(),
+                    request_limits: RequestLimits {
+                        max_header_size: cfg.limits.max_header_size,
+                        max_body_size: cfg.limits.max_package_size,
+                    },
+                    max_message: cfg.limits.max_package_size,
+                },
+                cfg,
+                stopping: Stopping::No,
+                reread: Vec::new(),
+                restart_code: ws_close::GOING_AWAY,
+            }),
+            Err(reason) => Err((reason, ctl)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn setup(
+        cfg: &Config,
+        ctl: &mut control::Control,
+    ) -> Result<(Poll, Box<dyn App>, Vec<Listener>), String> {
+        let app = app::by_name(&cfg.app).ok_or_else(|| format!("unknown app {:?}", cfg.app))?;
+        let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
+        let mut listeners = Vec::new();
+        for (i, spec) in cfg.listen.iter().enumerate() {
+            let std_l = crate::sys::socket::bind_listener(spec.addr, true)
+                .map_err(|e| format!("cannot listen on {spec}: {e}"))?;
+            let mut sock = TcpListener::from_std(std_l);
+            poll.registry()
+                .register(&mut sock, Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(|e| format!("register {spec}: {e}"))?;
+            listeners.push(Listener {
+                sock,
+                spec: spec.clone(),
+                pending: false,
+            });
+        }
+        ctl.register(poll.registry(), CONTROL)
+            .map_err(|e| format!("register control: {e}"))?;
+        Ok((poll, app, listeners))
+    }
+
+    fn run(&mut self) -> i32 {
+        let mut events = Events::with_capacity(1024);
+        self.core.now = Instant::now();
+        guarded(&mut self.core, None, "on_worker_start", |cx| {
+            self.app.on_worker_start(cx)
+        });
+        let listeners = self.listeners.iter().map(|l| l.spec.to_string()).collect();
+        self.control.send(&WorkerMsg::Ready {
+            pid: std::process::id(),
+            listeners,
+        });
+        loop {
+            let busy = !self.reread.is_empty()
+                || self.listeners.iter().any(|l| l.pending && !self.accept_paused);
+            let timeout = if busy {
+                Some(Duration::ZERO)
+            } else {
+                self.core
+                    .timers
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                crate::error!("poll failed: {e}");
+                return 1;
+            }
+            self.core.now = Instant::now();
+            for ev in events.iter() {
+                match ev.token() {
+                    CONTROL => {
+                        if !self.on_control(ev.is_readable() || ev.is_read_closed()) {
+                            return 0;
+                        }
+                    }
+                    Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(slot) => self.conn_event(slot, ev),
+                }
+                self.apply_closes();
+            }
+            self.continue_pending();
+            self.fire_timers();
+            self.flush_dirty();
+            self.apply_closes();
+            if self.stopping != Stopping::No && self.core.conns.is_empty() {
+                crate::info!("worker {} stopped", self.core.worker_id);
+                return 0;
+            }
+        }
+    }
+
+    /// Work left over from budgets in the previous turn.
+    fn continue_pending(&mut self) {
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].pending && !self.accept_paused {
+                self.accept(i);
+            }
+        }
+        for id in std::mem::take(&mut self.reread) {
+            if self.core.get(id).is_some() {
+                self.read(id.slot as usize);
+                self.apply_closes();
+            }
+        }
+    }
+
+    fn conn_event(&mut self, slot: usize, ev: &mio::event::Event) {
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            self.read(slot);
+        }
+        if ev.is_writable() {
+            if let Some(c) = self.core.conns.get_mut(slot) {
+                if !c.out.is_empty() && !c.in_dirty {
+                    c.in_dirty = true;
+                    self.core.dirty.push(slot);
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        let Some(l) = self.listeners.get_mut(i) else {
+            return;
+        };
+        l.pending = false;
+        for _ in 0..ACCEPT_BUDGET {
+            if self.accept_paused {
+                return;
+            }
+            if self.core.conns.len() >= self.core.limits.max_connections {
+                // At the cap: leave the rest in the kernel backlog and look again shortly.
+                self.pause_accept();
+                return;
+            }
+            let Some(l) = self.listeners.get_mut(i) else {
+                return;
+            };
+            match l.sock.accept() {
+                Ok((stream, remote)) => {
+                    let scheme = l.spec.scheme;
+                    self.add_conn(stream, remote, scheme);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
+                    | Some(libc::ENOMEM) => {
+                        crate::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                        self.pause_accept();
+                        return;
+                    }
+                    // ECONNABORTED and friends concern one connection only.
+                    _ => {}
+                },
+            }
+        }
+        if let Some(l) = self.listeners.get_mut(i) {
+            l.pending = true;
+        }
+    }
+
+    fn pause_accept(&mut self) {
+        if !self.accept_paused {
+            self.accept_paused = true;
+            self.core
+                .timers
+                .schedule(self.core.now + ACCEPT_BACKOFF, Due::ResumeAccept);
+        }
+    }
+
+    fn add_conn(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        remote: std::net::SocketAddr,
+        scheme: crate::config::Scheme,
+    ) {
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(remote);
+        let gen = self.core.next_gen;
+        self.core.next_gen = self.core.next_gen.wrapping_add(1);
+        let entry = self.core.conns.vacant_entry();
+        let slot = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+            .is_err()
+        {
+            return;
+        }
+        let max_line = self.core.limits.max_package_size;
+        entry.insert(Conn::new(
+            gen,
+            stream,
+            scheme,
+            remote,
+            local,
+            self.core.now,
+            max_line,
+        ));
+        let id = ConnId {
+            slot: slot as u32,
+            gen,
+        };
+        let deadline = match scheme {
+            crate::config::Scheme::Text => {
+                let idle = self.core.limits.idle_timeout;
+                (!idle.is_zero()).then(|| self.core.now + idle)
+            }
+            _ => {
+                let d = self.core.now + self.core.limits.handshake_timeout;
+                if let Some(c) = self.core.conns.get_mut(slot) {
+                    c.deadline = Some(d);
+                }
+                Some(d)
+            }
+        };
+        if let Some(d) = deadline {
+            self.core.arm_conn_timer(slot, d);
+        }
+        if let Some(c) = self.core.conns.get_mut(slot) {
+            c.app_connected = true;
+        }
+        guarded(&mut self.core, Some(id), "on_connect", |cx| {
+            self.app.on_connect(cx, id)
+        });
+    }
+
+    /// Read from `slot` until WouldBlock, EOF or the budget; hand the bytes to the decoders.
+    fn read(&mut self, slot: usize) {
+        let mut total = 0;
+        loop {
+            let Some(c) = self.core.conns.get_mut(slot) else {
+                return;
+            };
+            let id = ConnId {
+                slot: slot as u32,
+                gen: c.gen,
+            };
+            if c.read_paused {
+                c.read_pending = true;
+                return;
+            }
+            let n = match c.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.core.request_close(id, CloseHow::Now);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.core.request_close(id, CloseHow::Now);
+                    return;
+                }
+            };
+            c.bytes_read += n as u64;
+            c.last_active = self.core.now;
+            total += n;
+            if matches!(c.state, ConnState::Open | ConnState::Handshake) {
+                self.feed(id, n);
+            }
+            if n < self.scratch.len() {
+                // A short read drained the socket; new bytes will raise a new edge.
+                return;
+            }
+            if total >= READ_BUDGET {
+                if let Some(c) = self.core.get_mut(id) {
+                    c.read_pending = true;
+                }
+                self.reread.push(id);
+                return;
+            }
+        }
+    }
+
+    /// Decode `n` fresh bytes (in the scratch buffer) for `id`.
+    fn feed(&mut self, id: ConnId, n: usize) {
+        let Some(c) = self.core.get_mut(id) else {
+            return;
+        };
+        let mut proto = std::mem::replace(&mut c.proto, Proto::Http);
+        let mut held = std::mem::take(&mut c.in_buf);
+        let fresh = &mut self.scratch[..n];
+        if held.is_empty() {
+            let used = input::process(
+                &mut self.core,
+                self.app.as_mut(),
+                &self.input,
+                id,
+                &mut proto,
+                fresh,
+            );
+            if used < n {
+                held.extend_from_slice(&fresh[used..]);
+            }
+        } else {
+            held.extend_from_slice(fresh);
+            let used = input::process(
+                &mut self.core,
+                self.app.as_mut(),
+                &self.input,
+                id,
+                &mut proto,
+                &mut held,
+            );
+            held.drain(..used);
+        }
+        if let Some(c) = self.core.get_mut(id) {
+            c.proto = proto;
+            if held.capacity() > SCRATCH && held.len() < SCRATCH / 4 {
+                held.shrink_to(SCRATCH / 4);
+            }
+            c.in_buf = held;
+        }
+    }
+
+    /// Carry out the closes requested during the last event (and those they cause).
+    fn apply_closes(&mut self) {
+        while let Some((id, how)) = self.core.pending_close.pop() {
+            self.begin_close(id, how);
+        }
+    }
+
+    fn begin_close(&mut self, id: ConnId, how: CloseHow) {
+        let Some(c) = self.core.get_mut(id) else {
+            return;
+        };
+        if c.app_connected {
+            c.app_connected = false;
+            guarded(&mut self.core, None, "on_close", |cx| {
+                self.app.on_close(cx, id)
+            });
+        }
+        let Some(c) = self.core.get_mut(id) else {
+            return;
+        };
+        for g in std::mem::take(&mut c.groups) {
+            ctx::remove_member(&mut self.core.groups, &g, id);
+        }
+        let Some(c) = self.core.get_mut(id) else {
+            return;
+        };
+        match how {
+            CloseHow::Now => self.drop_conn(id.slot as usize),
+            CloseHow::Graceful(code) => {
+                if matches!(c.state, ConnState::Closing | ConnState::Lingering) {
+                    return;
+                }
+                let ws = c.framing == Framing::Ws && c.state == ConnState::Open;
+                c.state = ConnState::Closing;
+                c.deadline = Some(self.core.now + LINGER);
+                c.timer_armed = false;
+                let slot = id.slot as usize;
+                if ws {
+                    let mut frame = Vec::with_capacity(4);
+                    ws_frame::encode_close(&mut frame, code, "");
+                    // The close frame goes out even past the send bound: it is tiny and final.
+                    if let Some(c) = self.core.conns.get_mut(slot) {
+                        c.out.push(&frame);
+                    }
+                }
+                if let Some(c) = self.core.conns.get_mut(slot) {
+                    if !c.in_dirty {
+                        c.in_dirty = true;
+                        self.core.dirty.push(slot);
+                    }
+                }
+                self.core.arm_conn_timer(slot, self.core.now + LINGER);
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, slot: usize) {
+        if self.core.conns.contains(slot) {
+            let mut c = self.core.conns.remove(slot);
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            if self.accept_paused && self.core.conns.len() < self.core.limits.max_connections {
+                // A slot freed: the cap no longer holds accepting back (the timer also resumes).
+            }
+        }
+    }
+
+    /// Write every connection's queued output once.
+    fn flush_dirty(&mut self) {
+        let high = self.core.limits.max_send_buffer / 2;
+        let low = self.core.limits.max_send_buffer / 8;
+        let dirty = std::mem::take(&mut self.core.dirty);
+        for &slot in &dirty {
+            let Some(c) = self.core.conns.get_mut(slot) else {
+                continue;
+            };
+            c.in_dirty = false;
+            let id = ConnId {
+                slot: slot as u32,
+                gen: c.gen,
+            };
+            match c.out.flush_to(&mut c.stream) {
+                Ok((n, Flush::Done)) => {
+                    c.bytes_written += n as u64;
+                    if c.read_paused {
+                        c.read_paused = false;
+                        if c.read_pending {
+                            c.read_pending = false;
+                            self.reread.push(id);
+                        }
+                    }
+                    if c.state == ConnState::Closing {
+                        let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                        c.state = ConnState::Lingering;
+                    }
+                }
+                Ok((n, Flush::Blocked)) => {
+                    c.bytes_written += n as u64;
+                    if c.out.len() > high {
+                        // Back-pressure: stop reading from a client that does not read its answers.
+                        c.read_paused = true;
+                    } else if c.read_paused && c.out.len() < low {
+                        c.read_paused = false;
+                        if c.read_pending {
+                            c.read_pending = false;
+                            self.reread.push(id);
+                        }
+                    }
+                }
+                Err(_) => {
+                    self.core.stats.send_fail += 1;
+                    self.core.request_close(id, CloseHow::Now);
+                }
+            }
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.core.dirty.is_empty() {
+            // Reuse the allocation for the next turn.
+            self.core.dirty = dirty;
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.core.now;
+        // Bound the work per turn; the rest fires next turn (poll timeout is then zero).
+        for _ in 0..4096 {
+            let Some((due, tag)) = self.core.timers.pop_due(now) else {
+                return;
+            };
+            match due {
+                Due::App(t) => {
+                    guarded(&mut self.core, None, "on_timer", |cx| {
+                        self.app.on_timer(cx, ctx::TimerId(t), tag)
+                    });
+                }
+                Due::Conn(slot, gen) => self.conn_deadline(slot as usize, gen),
+                Due::ResumeAccept => {
+                    self.accept_paused = false;
+                    if self.stopping == Stopping::No {
+                        for i in 0..self.listeners.len() {
+                            self.accept(i);
+                        }
+                    }
+                }
+                Due::DrainDeadline => self.close_all(),
+            }
+            self.apply_closes();
+        }
+    }
+
+    fn conn_deadline(&mut self, slot: usize, gen: u32) {
+        let now = self.core.now;
+        let idle = self.core.limits.idle_timeout;
+        let Some(c) = self.core.conns.get_mut(slot).filter(|c| c.gen == gen) else {
+            return;
+        };
+        c.timer_armed = false;
+        let id = ConnId {
+            slot: slot as u32,
+            gen,
+        };
+        match c.state {
+            ConnState::Handshake | ConnState::Closing | ConnState::Lingering => {
+                match c.deadline {
+                    Some(d) if d <= now => self.core.request_close(id, CloseHow::Now),
+                    Some(d) => self.core.arm_conn_timer(slot, d),
+                    None => {}
+                }
+            }
+            ConnState::Open => {
+                if idle.is_zero() {
+                    return;
+                }
+                let due = c.last_active + idle;
+                if due <= now {
+                    self.core
+                        .request_close(id, CloseHow::Graceful(ws_close::GOING_AWAY));
+                } else {
+                    self.core.arm_conn_timer(slot, due);
+                }
+            }
+        }
+    }
+
+    /// Close every connection (stop or drain deadline).
+    fn close_all(&mut self) {
+        self.stopping = Stopping::Closing;
+        let code = self.restart_code;
+        let ids: Vec<ConnId> = self
+            .core
+            .conns
+            .iter()
+            .map(|(s, c)| ConnId {
+                slot: s as u32,
+                gen: c.gen,
+            })
+            .collect();
+        for id in ids {
+            self.core.request_close(id, CloseHow::Graceful(code));
+        }
+        self.apply_closes();
+    }
+
+    /// Stop accepting: deregister and close every listener.
+    fn close_listeners(&mut self) {
+        for mut l in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut l.sock);
+        }
+    }
+}

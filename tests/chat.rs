@@ -1,0 +1,95 @@
+//! The workerman-chat compatible app on one worker, over WebSocket and the text protocol.
+
+mod common;
+
+use common::server::Server;
+use common::ws::Ws;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn login(ws: &mut Ws, name: &str, room: Value) -> Value {
+    ws.send_text(&json!({"type":"login","client_name":name,"room_id":room}).to_string());
+    ws.recv_json_type("login")
+}
+
+#[test]
+fn rooms_public_private_and_logout() {
+    let s = Server::start("chat", 1, &["websocket"], &[]);
+    let mut tom = Ws::connect(&s.addr(0), "/");
+    let t = login(&mut tom, "Tom", json!(1));
+    let tom_id = t["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(t["client_list"][&tom_id], "Tom");
+
+    let mut ann = Ws::connect(&s.addr(0), "/");
+    let a = login(&mut ann, "<Ann>", json!("1"));
+    let ann_id = a["client_id"].as_str().unwrap().to_owned();
+    assert_eq!(a["client_list"].as_object().unwrap().len(), 2);
+    assert_eq!(a["client_name"], "&lt;Ann&gt;");
+    // Tom hears Ann arrive.
+    let seen = tom.recv_json_type("login");
+    assert_eq!(seen["client_id"], ann_id.as_str());
+
+    // A third client in another room hears nothing of room 1.
+    let mut bob = Ws::connect(&s.addr(0), "/");
+    login(&mut bob, "Bob", json!(2));
+
+    ann.send_text(&json!({"type":"say","to_client_id":"all","content":"hi <all>"}).to_string());
+    for c in [&mut tom, &mut ann] {
+        let m = c.recv_json_type("say");
+        assert_eq!(m["from_client_id"], ann_id.as_str());
+        assert_eq!(m["content"], "hi &lt;all&gt;");
+        assert_eq!(m["to_client_id"], "all");
+    }
+
+    // Private: only Tom and the sender get it.
+    ann.send_text(&json!({"type":"say","to_client_id":tom_id,"content":"psst"}).to_string());
+    assert_eq!(tom.recv_json_type("say")["content"], "psst");
+    assert_eq!(ann.recv_json_type("say")["to_client_id"], tom_id.as_str());
+    // Private across rooms is refused.
+    bob.send_text(&json!({"type":"say","to_client_id":tom_id,"content":"x"}).to_string());
+    assert_eq!(bob.recv_json_type("error")["code"], 4004);
+
+    // Bad input gets an error, and the connection lives on.
+    bob.send_text("{not json");
+    assert_eq!(bob.recv_json_type("error")["code"], 4000);
+    bob.send_text(&json!({"type":"say","to_client_id":"all","content":"room2"}).to_string());
+    assert_eq!(bob.recv_json_type("say")["content"], "room2");
+
+    drop(ann);
+    let out = tom.recv_json_type("logout");
+    assert_eq!(out["from_client_id"], ann_id.as_str());
+}
+
+#[test]
+fn say_before_login_is_an_error_not_a_crash() {
+    let s = Server::start("chat", 1, &["websocket"], &[]);
+    let mut c = Ws::connect(&s.addr(0), "/");
+    c.send_text(r#"{"type":"say","to_client_id":"all","content":"x"}"#);
+    assert_eq!(c.recv_json_type("error")["code"], 4001);
+    let l = login(&mut c, "late", json!(5));
+    assert!(l["client_id"].is_string());
+}
+
+#[test]
+fn chat_over_text_protocol() {
+    let s = Server::start("chat", 1, &["text"], &[]);
+    let c = TcpStream::connect(s.addr(0)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let mut r = BufReader::new(c);
+    w.write_all(b"{\"type\":\"login\",\"client_name\":\"t\",\"room_id\":9}\n{\"type\":\"say\",\"to_client_id\":\"all\",\"content\":\"over text\"}\n")
+        .unwrap();
+    let mut types = Vec::new();
+    for _ in 0..2 {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        let v: Value = serde_json::from_str(&l).unwrap();
+        types.push(v["type"].as_str().unwrap().to_owned());
+        if v["type"] == "say" {
+            assert_eq!(v["content"], "over text");
+        }
+    }
+    assert_eq!(types, ["login", "say"]);
+}
