@@ -1,0 +1,373 @@
+//! Sans-I/O, server-side WebSocket message decoder (RFC 6455 §5, §6.2, §8.1). No I/O here.
+//!
+//! The caller owns the receive buffer and passes its unconsumed bytes; payloads are unmasked in
+//! place. Any `Err` is fatal: the caller sends a Close with [`ProtocolError::close_code`] and
+//! drops the connection; the decoder's state is unspecified afterwards.
+
+use std::fmt;
+
+use super::close::{self, is_valid_close_code};
+use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// Reassembly buffers larger than this are freed after use rather than kept per connection.
+const KEEP_ASSEMBLY_CAPACITY: usize = 64 * 1024;
+
+/// A complete message or control frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// Complete, UTF-8-validated text message.
+    Text(&'a str),
+    /// Complete binary message.
+    Binary(&'a [u8]),
+    /// Ping with its application data (to be echoed in a Pong, §5.5.2).
+    Ping(&'a [u8]),
+    /// Pong (unsolicited or answering our ping).
+    Pong(&'a [u8]),
+    /// Close with optional status code and UTF-8 reason (§5.5.1).
+    Close(Option<u16>, &'a str),
+}
+
+/// Outcome of one [`Decoder::decode`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// Need more bytes; nothing consumed.
+    Partial,
+    /// A frame was absorbed (e.g. a non-final fragment) but no message is ready.
+    Consumed(usize),
+    /// A complete message/control frame, and the bytes consumed.
+    Message(Message<'a>, usize),
+}
+
+/// A violation of RFC 6455 by the peer; fatal to the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Client frame without the mask bit (§5.1).
+    Unmasked,
+    /// RSV1-3 set without a negotiated extension (§5.2).
+    ReservedBits,
+    /// Opcode 0x3-0x7 or 0xB-0xF (§5.2).
+    ReservedOpcode,
+    /// Control frame without FIN (§5.5).
+    FragmentedControl,
+    /// Control frame payload over 125 bytes (§5.5).
+    ControlTooLong,
+    /// Continuation frame with no fragmented message open (§5.4).
+    UnexpectedContinuation,
+    /// New Text/Binary frame while a fragmented message is open (§5.4).
+    ExpectedContinuation,
+    /// Payload length not in its minimal encoding (§5.2).
+    NonMinimalLength,
+    /// 64-bit payload length with the most significant bit set (§5.2).
+    LengthHighBit,
+    /// Text message or close reason is not valid UTF-8 (§8.1).
+    InvalidUtf8,
+    /// Message larger than the configured maximum (§7.4.1, 1009).
+    MessageTooBig,
+    /// Close frame payload of exactly one byte (§5.5.1).
+    BadClosePayload,
+    /// Close frame with a code that may not be sent (§7.4).
+    BadCloseCode,
+}
+
+impl ProtocolError {
+    /// Close code to send before dropping the connection.
+    pub fn close_code(self) -> u16 {
+        match self {
+            ProtocolError::InvalidUtf8 => close::INVALID_DATA,
+            ProtocolError::MessageTooBig => close::TOO_BIG,
+            _ => close::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ProtocolError::Unmasked => "client frame is not masked",
+            ProtocolError::ReservedBits => "reserved bits set",
+            ProtocolError::ReservedOpcode => "reserved opcode",
+            ProtocolError::FragmentedControl => "fragmented control frame",
+            ProtocolError::ControlTooLong => "control frame payload over 125 bytes",
+            ProtocolError::UnexpectedContinuation => "continuation frame without a started message",
+            ProtocolError::ExpectedContinuation => "new data frame inside a fragmented message",
+            ProtocolError::NonMinimalLength => "payload length not minimally encoded",
+            ProtocolError::LengthHighBit => "64-bit payload length has its high bit set",
+            ProtocolError::InvalidUtf8 => "invalid UTF-8 in text",
+            ProtocolError::MessageTooBig => "message too big",
+            ProtocolError::BadClosePayload => "close payload of one byte",
+            ProtocolError::BadCloseCode => "invalid close code",
+        };
+        f.write_str(s)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Parsed fixed part of a frame.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    fin: bool,
+    opcode: OpCode,
+    mask: [u8; 4],
+    /// Bytes up to and including the masking key.
+    len: usize,
+    payload_len: u64,
+}
+
+/// Server-side message decoder for one connection.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    max_message_size: usize,
+    /// Opcode (Text or Binary) of the fragmented message being assembled.
+    frag_opcode: Option<OpCode>,
+    /// Payload of the fragmented message so far.
+    assembled: Vec<u8>,
+    /// `assembled` was lent out by the previous call and must be emptied first.
+    release_assembled: bool,
+    /// Payload bytes of the frame at the front of the buffer already unmasked (and, for text,
+    /// validated) during earlier `Partial` calls; they must not be unmasked twice.
+    frame_progress: usize,
+    /// UTF-8 state of the text message in progress (fragments or a partially received frame).
+    utf8: Utf8Validator,
+}
+
+impl Decoder {
+    /// Decoder rejecting messages (after reassembly) larger than `max_message_size` bytes.
+    pub fn new(max_message_size: usize) -> Self {
+        Decoder {
+            max_message_size,
+            frag_opcode: None,
+            assembled: Vec::new(),
+            release_assembled: false,
+            frame_progress: 0,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// The configured message size limit.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Whether a fragmented message is currently open.
+    pub fn in_fragmented_message(&self) -> bool {
+        self.frag_opcode.is_some()
+    }
+
+    /// Validate the frame header at the front of `buf`; `Ok(None)` if more bytes are needed.
+    /// Every check is made as soon as the bytes it needs are present (fail fast).
+    fn parse_header(&self, buf: &[u8]) -> Result<Option<Header>, ProtocolError> {
+        let Some(&b0) = buf.first() else {
+            return Ok(None);
+        };
+        let fin = b0 & 0x80 != 0;
+        if b0 & 0x70 != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode)?;
+        if opcode.is_control() {
+            if !fin {
+                return Err(ProtocolError::FragmentedControl);
+            }
+        } else {
+            match (opcode, self.frag_opcode) {
+                (OpCode::Continue, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (OpCode::Text | OpCode::Binary, Some(_)) => {
+                    return Err(ProtocolError::ExpectedContinuation)
+                }
+                _ => {}
+            }
+        }
+        let Some(&b1) = buf.get(1) else {
+            return Ok(None);
+        };
+        if b1 & 0x80 == 0 {
+            return Err(ProtocolError::Unmasked);
+        }
+        let len7 = b1 & 0x7F;
+        if opcode.is_control() && usize::from(len7) > MAX_CONTROL_PAYLOAD {
+            return Err(ProtocolError::ControlTooLong);
+        }
+        let (payload_len, ext) = match len7 {
+            126 => {
+                let Some(bytes) = buf.get(2..4).and_then(|b| <[u8; 2]>::try_from(b).ok()) else {
+                    return Ok(None);
+                };
+                let v = u16::from_be_bytes(bytes);
+                if v < 126 {
+                    return Err(ProtocolError::NonMinimalLength);
+                }
+                (u64::from(v), 2)
+            }
+            127 => {
+                // The high bit is in the first length byte: reject before the other seven.
+                if buf.get(2).is_some_and(|b| b & 0x80 != 0) {
+                    return Err(ProtocolError::LengthHighBit);
+                }
+                let Some(bytes) = buf.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+                    return Ok(None);
+                };
+                let v = u64::from_be_bytes(bytes);
+                if v >> 63 != 0 {
+                    return Err(ProtocolError::LengthHighBit);
+                }
+                if v <= 0xFFFF {
+                    return Err(ProtocolError::NonMinimalLength);
+                }
+                (v, 8)
+            }
+            n => (u64::from(n), 0),
+        };
+        if !opcode.is_control() {
+            // Refuse on the declared length, before buffering any payload (cumulative for
+            // fragments), so a peer cannot make us hold more than the limit.
+            let already = if opcode == OpCode::Continue {
+                self.assembled.len()
+            } else {
+                0
+            };
+            let room = self.max_message_size.saturating_sub(already);
+            if payload_len > room as u64 {
+                return Err(ProtocolError::MessageTooBig);
+            }
+        }
+        let mask_at = 2 + ext;
+        let Some(mask) = buf
+            .get(mask_at..mask_at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Header {
+            fin,
+            opcode,
+            mask,
+            len: mask_at + 4,
+            payload_len,
+        }))
+    }
+
+    /// Decode from the front of `buf`, unmasking payload bytes in place.
+    ///
+    /// Unfragmented messages are slices of `buf` (zero-copy); fragmented ones come from an
+    /// internal buffer. After `Partial`, call again with the same unconsumed bytes plus any new
+    /// ones (the buffer may have moved; its contents must be the same).
+    pub fn decode<'a>(&'a mut self, buf: &'a mut [u8]) -> Result<Decoded<'a>, ProtocolError> {
+        if self.release_assembled {
+            self.release_assembled = false;
+            self.assembled.clear();
+            if self.assembled.capacity() > KEEP_ASSEMBLY_CAPACITY {
+                self.assembled = Vec::new();
+            }
+        }
+        let Some(h) = self.parse_header(buf)? else {
+            return Ok(Decoded::Partial);
+        };
+        // Data frames were bounded by max_message_size and control frames by 125 above.
+        let len = usize::try_from(h.payload_len).map_err(|_| ProtocolError::MessageTooBig)?;
+        let start = h.len;
+        let end = start.checked_add(len).ok_or(ProtocolError::MessageTooBig)?;
+
+        if h.opcode.is_control() {
+            // Control payloads are tiny: wait for the whole frame.
+            let Some(payload) = buf.get_mut(start..end) else {
+                return Ok(Decoded::Partial);
+            };
+            apply_mask(payload, h.mask, 0);
+            let payload: &'a [u8] = payload;
+            let msg = match h.opcode {
+                OpCode::Ping => Message::Ping(payload),
+                OpCode::Pong => Message::Pong(payload),
+                _ => parse_close(payload)?,
+            };
+            return Ok(Decoded::Message(msg, end));
+        }
+
+        let is_text = h.opcode == OpCode::Text
+            || (h.opcode == OpCode::Continue && self.frag_opcode == Some(OpCode::Text));
+        let avail_end = buf.len().min(end);
+        let done = start + self.frame_progress.min(len);
+        // A lone, complete, final text frame is validated once by `from_utf8` below; anything
+        // arriving in pieces goes through the incremental validator so bad UTF-8 fails fast.
+        let single_shot = h.opcode == OpCode::Text && h.fin && done == start && avail_end == end;
+        if let Some(fresh) = buf.get_mut(done..avail_end) {
+            apply_mask(fresh, h.mask, done - start);
+            if is_text && !single_shot {
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            self.frame_progress = avail_end - start;
+        }
+        if avail_end < end {
+            return Ok(Decoded::Partial);
+        }
+        self.frame_progress = 0;
+        let buf: &'a [u8] = buf;
+        let payload = buf.get(start..end).unwrap_or_default();
+
+        match h.opcode {
+            OpCode::Text | OpCode::Binary if h.fin => {
+                if h.opcode == OpCode::Binary {
+                    return Ok(Decoded::Message(Message::Binary(payload), end));
+                }
+                let complete = single_shot || self.utf8.is_complete();
+                self.utf8.reset();
+                if !complete {
+                    return Err(ProtocolError::InvalidUtf8);
+                }
+                let text = std::str::from_utf8(payload).map_err(|_| ProtocolError::InvalidUtf8)?;
+                Ok(Decoded::Message(Message::Text(text), end))
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.frag_opcode = Some(h.opcode);
+                self.assembled.extend_from_slice(payload);
+                Ok(Decoded::Consumed(end))
+            }
+            _ => {
+                self.assembled.extend_from_slice(payload);
+                if !h.fin {
+                    return Ok(Decoded::Consumed(end));
+                }
+                let opcode = self.frag_opcode.take();
+                self.release_assembled = true;
+                if opcode == Some(OpCode::Text) {
+                    let complete = self.utf8.is_complete();
+                    self.utf8.reset();
+                    if !complete {
+                        return Err(ProtocolError::InvalidUtf8);
+                    }
+                    let this: &'a Self = self;
+                    let text = std::str::from_utf8(&this.assembled)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Ok(Decoded::Message(Message::Text(text), end))
+                } else {
+                    let this: &'a Self = self;
+                    Ok(Decoded::Message(Message::Binary(&this.assembled), end))
+                }
+            }
+        }
+    }
+}
+
+/// Interpret a Close payload (§5.5.1): empty, or a valid code plus a UTF-8 reason.
+fn parse_close(payload: &[u8]) -> Result<Message<'_>, ProtocolError> {
+    match payload {
+        [] => Ok(Message::Close(None, "")),
+        [_] => Err(ProtocolError::BadClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(ProtocolError::BadCloseCode);
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Message::Close(Some(code), reason))
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "decoder_tests.rs"]
+mod tests;
