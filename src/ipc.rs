@@ -180,7 +180,7 @@ impl LineBuf {
     }
 
     /// Take the next complete message, if any.
-    pub fn next<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, LineError> {
+    pub fn next_msg<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, LineError> {
         match self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
             Some(i) => {
                 let end = self.scanned + i;
@@ -216,7 +216,7 @@ mod tests {
         let mut got = Vec::new();
         for ch in all.chunks(3) {
             lb.extend(ch);
-            while let Some(m) = lb.next::<MasterMsg>().unwrap() {
+            while let Some(m) = lb.next_msg::<MasterMsg>().unwrap() {
                 got.push(m);
             }
         }
@@ -236,6 +236,6 @@ mod tests {
     fn garbage_is_an_error() {
         let mut lb = LineBuf::default();
         lb.extend(b"{nope\n");
-        assert!(lb.next::<MasterMsg>().is_err());
+        assert!(lb.next_msg::<MasterMsg>().is_err());
     }
 }

@@ -300,7 +300,13 @@ mod tests {
     fn parses_room_ids() {
         let m: ChatIn =
             serde_json::from_str(r#"{"type":"login","client_name":"a","room_id":3}"#).unwrap();
-        assert!(matches!(m, ChatIn::Login { room_id: RoomId::Num(3), .. }));
+        assert!(matches!(
+            m,
+            ChatIn::Login {
+                room_id: RoomId::Num(3),
+                ..
+            }
+        ));
         assert!(serde_json::from_str::<ChatIn>(r#"{"type":"say"}"#).is_err());
     }
 }

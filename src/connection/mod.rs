@@ -95,8 +95,8 @@ pub struct Conn {
     pub last_active: Instant,
     /// Handshake / linger deadline (idle deadline is derived from `last_active`).
     pub deadline: Option<Instant>,
-    /// A deadline check for this connection is in the timer heap.
-    pub timer_armed: bool,
+    /// When the earliest pending deadline check for this connection fires.
+    pub timer_at: Option<Instant>,
     /// Reads are paused because our own output for this client is backed up.
     pub read_paused: bool,
     /// The socket may have unread bytes we did not drain (edge-triggered: no new event will come).
@@ -145,7 +145,7 @@ impl Conn {
             local,
             last_active: now,
             deadline: None,
-            timer_armed: false,
+            timer_at: None,
             read_paused: false,
             read_pending: false,
             in_dirty: false,

@@ -7,7 +7,7 @@ use crate::ipc::{self, ConnInfo, LineBuf, MasterMsg, WorkerMsg, WorkerStatus};
 use crate::protocol::websocket::close as ws_close;
 use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Duration;
 
 /// At most this many rows per worker in `kefu connections` (keeps the reply bounded).
@@ -91,7 +91,7 @@ impl Worker {
             }
         }
         loop {
-            match self.control.inbuf.next::<MasterMsg>() {
+            match self.control.inbuf.next_msg::<MasterMsg>() {
                 Ok(Some(m)) => self.on_master_msg(m),
                 Ok(None) => return true,
                 Err(e) => {

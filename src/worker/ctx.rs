@@ -152,11 +152,12 @@ impl Core {
         }
     }
 
-    /// Arm the deadline check of `slot` at `at` unless one is already pending.
+    /// Make sure the deadline check of `slot` runs no later than `at` (a later pending check
+    /// stays in the heap and is ignored when it surfaces).
     pub fn arm_conn_timer(&mut self, slot: usize, at: Instant) {
         if let Some(c) = self.conns.get_mut(slot) {
-            if !c.timer_armed {
-                c.timer_armed = true;
+            if c.timer_at.is_none_or(|t| at < t) {
+                c.timer_at = Some(at);
                 self.timers.schedule(at, Due::Conn(slot as u32, c.gen));
             }
         }

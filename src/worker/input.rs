@@ -8,10 +8,10 @@ use crate::connection::{ConnState, Framing, Proto};
 use crate::protocol::http::request::{parse_request, Request, RequestLimits};
 use crate::protocol::http::response::Response;
 use crate::protocol::text::TextError;
+use crate::protocol::websocket::close as ws_close;
 use crate::protocol::websocket::decoder::{Decoded, Decoder, Message};
 use crate::protocol::websocket::frame::{self as ws_frame, OpCode};
 use crate::protocol::websocket::handshake::{self, HandshakeConfig};
-use crate::protocol::websocket::close as ws_close;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Handshake settings taken from the config once.
@@ -41,7 +41,9 @@ pub fn guarded<R>(
             match id {
                 Some(id) => {
                     let cid = Ctx::new(core).client_id(id);
-                    crate::error!("app panicked in {what} for client {cid}; closing that connection only");
+                    crate::error!(
+                        "app panicked in {what} for client {cid}; closing that connection only"
+                    );
                     core.request_close(id, CloseHow::Now);
                 }
                 None => crate::error!("app panicked in {what}"),
@@ -53,7 +55,9 @@ pub fn guarded<R>(
 
 fn close_pending(core: &Core, id: ConnId) -> bool {
     core.pending_close.iter().any(|(i, _)| *i == id)
-        || core.get(id).is_none_or(|c| c.state != ConnState::Open && c.state != ConnState::Handshake)
+        || core
+            .get(id)
+            .is_none_or(|c| c.state != ConnState::Open && c.state != ConnState::Handshake)
 }
 
 /// Process `data` received on `id`; returns how many bytes were consumed (the rest is kept
@@ -89,7 +93,12 @@ pub fn process(
                 }
                 Ok(None) => None,
                 Err(TextError::LineTooLong) => {
-                    crate::warn!("text client {} sent a line over the limit; closing", core.get(id).map(|c| c.remote.to_string()).unwrap_or_default());
+                    crate::warn!(
+                        "text client {} sent a line over the limit; closing",
+                        core.get(id)
+                            .map(|c| c.remote.to_string())
+                            .unwrap_or_default()
+                    );
                     core.request_close(id, CloseHow::Now);
                     None
                 }

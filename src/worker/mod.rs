@@ -84,6 +84,18 @@ pub fn run(
     generation: u32,
     control: std::os::unix::net::UnixStream,
 ) -> i32 {
+    let app = app::by_name(&cfg.app);
+    run_app(cfg, app, worker_id, generation, control)
+}
+
+/// Run a worker with the given app (`None`: the config named an unknown app).
+pub fn run_app(
+    cfg: Config,
+    app: Option<Box<dyn App>>,
+    worker_id: usize,
+    generation: u32,
+    control: std::os::unix::net::UnixStream,
+) -> i32 {
     let ctl = match control::Control::new(control) {
         Ok(c) => c,
         Err(e) => {
@@ -91,7 +103,7 @@ pub fn run(
             return 1;
         }
     };
-    match Worker::new(cfg, worker_id, generation, ctl) {
+    match Worker::new(cfg, app, worker_id, generation, ctl) {
         Ok(mut w) => w.run(),
         Err((reason, mut ctl)) => {
             crate::error!("worker {worker_id} failed to start: {reason}");
@@ -104,12 +116,16 @@ pub fn run(
 impl Worker {
     fn new(
         cfg: Config,
+        app: Option<Box<dyn App>>,
         worker_id: usize,
         generation: u32,
         mut ctl: control::Control,
     ) -> Result<Worker, (String, control::Control)> {
+        let Some(app) = app else {
+            return Err((format!("unknown app {:?}", cfg.app), ctl));
+        };
         match Self::setup(&cfg, &mut ctl) {
-            Ok((poll, app, listeners)) => Ok(Worker {
+            Ok((poll, listeners)) => Ok(Worker {
                 poll,
                 core: Core::new(worker_id, generation, cfg.limits.clone()),
                 app,
@@ -136,12 +152,7 @@ impl Worker {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn setup(
-        cfg: &Config,
-        ctl: &mut control::Control,
-    ) -> Result<(Poll, Box<dyn App>, Vec<Listener>), String> {
-        let app = app::by_name(&cfg.app).ok_or_else(|| format!("unknown app {:?}", cfg.app))?;
+    fn setup(cfg: &Config, ctl: &mut control::Control) -> Result<(Poll, Vec<Listener>), String> {
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listen.iter().enumerate() {
@@ -159,7 +170,7 @@ impl Worker {
         }
         ctl.register(poll.registry(), CONTROL)
             .map_err(|e| format!("register control: {e}"))?;
-        Ok((poll, app, listeners))
+        Ok((poll, listeners))
     }
 
     fn run(&mut self) -> i32 {
@@ -175,7 +186,10 @@ impl Worker {
         });
         loop {
             let busy = !self.reread.is_empty()
-                || self.listeners.iter().any(|l| l.pending && !self.accept_paused);
+                || self
+                    .listeners
+                    .iter()
+                    .any(|l| l.pending && !self.accept_paused);
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -309,7 +323,11 @@ impl Worker {
         if self
             .poll
             .registry()
-            .register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE)
+            .register(
+                &mut stream,
+                Token(slot),
+                Interest::READABLE | Interest::WRITABLE,
+            )
             .is_err()
         {
             return;
@@ -464,6 +482,7 @@ impl Worker {
         for g in std::mem::take(&mut c.groups) {
             ctx::remove_member(&mut self.core.groups, &g, id);
         }
+        let now = self.core.now;
         let Some(c) = self.core.get_mut(id) else {
             return;
         };
@@ -475,8 +494,7 @@ impl Worker {
                 }
                 let ws = c.framing == Framing::Ws && c.state == ConnState::Open;
                 c.state = ConnState::Closing;
-                c.deadline = Some(self.core.now + LINGER);
-                c.timer_armed = false;
+                c.deadline = Some(now + LINGER);
                 let slot = id.slot as usize;
                 if ws {
                     let mut frame = Vec::with_capacity(4);
@@ -597,19 +615,21 @@ impl Worker {
         let Some(c) = self.core.conns.get_mut(slot).filter(|c| c.gen == gen) else {
             return;
         };
-        c.timer_armed = false;
+        match c.timer_at {
+            // An earlier check was superseded by a later one... or this is the stale later one.
+            Some(t) if t > now => return,
+            _ => c.timer_at = None,
+        }
         let id = ConnId {
             slot: slot as u32,
             gen,
         };
         match c.state {
-            ConnState::Handshake | ConnState::Closing | ConnState::Lingering => {
-                match c.deadline {
-                    Some(d) if d <= now => self.core.request_close(id, CloseHow::Now),
-                    Some(d) => self.core.arm_conn_timer(slot, d),
-                    None => {}
-                }
-            }
+            ConnState::Handshake | ConnState::Closing | ConnState::Lingering => match c.deadline {
+                Some(d) if d <= now => self.core.request_close(id, CloseHow::Now),
+                Some(d) => self.core.arm_conn_timer(slot, d),
+                None => {}
+            },
             ConnState::Open => {
                 if idle.is_zero() {
                     return;

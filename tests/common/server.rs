@@ -29,11 +29,8 @@ pub struct Server {
 impl Server {
     /// Start `kefu start --app APP --workers N` with one listener per scheme in `schemes`.
     pub fn start(app: &str, workers: usize, schemes: &[&str], extra: &[&str]) -> Server {
-        let dir = std::env::temp_dir().join(format!(
-            "kefu-t-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("kefu-t-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let ports: Vec<u16> = schemes.iter().map(|_| free_port()).collect();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kefu"));

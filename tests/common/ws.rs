@@ -36,9 +36,13 @@ impl Ws {
     /// Connect and send an upgrade request with extra headers; returns the status and the head.
     pub fn try_connect(addr: &str, path: &str, extra: &[(&str, &str)]) -> (Ws, u16, String) {
         let sock = TcpStream::connect(addr).expect("connect");
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         sock.set_nodelay(true).unwrap();
-        let mut ws = Ws { sock, buf: Vec::new() };
+        let mut ws = Ws {
+            sock,
+            buf: Vec::new(),
+        };
         let mut req = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         );
@@ -133,7 +137,9 @@ impl Ws {
     /// Read text messages until one parses as JSON with `"type" == ty`.
     pub fn recv_json_type(&mut self, ty: &str) -> serde_json::Value {
         loop {
-            let t = self.recv_text().unwrap_or_else(|| panic!("closed while waiting for {ty}"));
+            let t = self
+                .recv_text()
+                .unwrap_or_else(|| panic!("closed while waiting for {ty}"));
             let v: serde_json::Value = serde_json::from_str(&t).expect("json");
             if v["type"] == ty {
                 return v;
@@ -146,7 +152,8 @@ impl Ws {
         loop {
             let f = self.recv_frame()?;
             if f.opcode == 8 {
-                return (f.payload.len() >= 2).then(|| u16::from_be_bytes([f.payload[0], f.payload[1]]));
+                return (f.payload.len() >= 2)
+                    .then(|| u16::from_be_bytes([f.payload[0], f.payload[1]]));
             }
         }
     }
@@ -160,7 +167,10 @@ fn parse(b: &[u8]) -> Option<(Frame, usize)> {
     assert_eq!(b[1] & 0x80, 0, "server frames must not be masked");
     let (len, mut at) = match b[1] & 0x7f {
         126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
-        127 => (u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize, 10),
+        127 => (
+            u64::from_be_bytes(b.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
         n => (n as usize, 2),
     };
     let payload = b.get(at..at + len)?.to_vec();
