@@ -34,6 +34,13 @@ pub enum MasterMsg {
         /// Echoed back.
         req: u64,
     },
+    /// A bus link to another worker: the socket comes attached to this message (SCM_RIGHTS).
+    Peer {
+        /// The other worker's incarnation.
+        inc: u64,
+        /// The other worker's slot.
+        worker_id: usize,
+    },
 }
 
 /// Worker -> master.

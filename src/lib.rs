@@ -9,6 +9,7 @@ pub mod log;
 
 pub mod app;
 pub mod connection;
+pub mod gateway;
 pub mod worker;
 
 pub mod config;

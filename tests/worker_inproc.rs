@@ -5,7 +5,7 @@ mod common;
 
 use common::server::free_port;
 use common::ws::Ws;
-use kefu::app::{App, ConnId, Payload};
+use kefu::app::{App, ClientId, Payload};
 use kefu::config::{Config, Overrides};
 use kefu::ipc::{self, LineBuf, MasterMsg, WorkerMsg};
 use kefu::worker::ctx::Ctx;
@@ -17,11 +17,11 @@ use std::time::Duration;
 struct Fragile;
 
 impl App for Fragile {
-    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ConnId, msg: Payload<'_>) {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
         if msg.bytes() == b"boom" {
             panic!("app bug on purpose");
         }
-        cx.send(id, msg);
+        cx.send_to_client(id, msg);
     }
 }
 

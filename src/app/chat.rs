@@ -13,7 +13,7 @@
 //! names and contents are HTML-escaped once; private contents carry no HTML prefix (the
 //! `to_client_id` field says it is private).
 
-use super::{App, ConnId, Payload, TimerId};
+use super::{App, ClientId, Payload, TimerId};
 use crate::worker::ctx::Ctx;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -126,13 +126,13 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-fn send_json<T: Serialize>(cx: &mut Ctx<'_>, id: ConnId, v: &T) {
+fn send_json<T: Serialize>(cx: &mut Ctx<'_>, id: ClientId, v: &T) {
     if let Ok(s) = serde_json::to_string(v) {
-        cx.send(id, Payload::Text(&s));
+        cx.send_to_client(id, Payload::Text(&s));
     }
 }
 
-fn send_error(cx: &mut Ctx<'_>, id: ConnId, code: u32, msg: &str) {
+fn send_error(cx: &mut Ctx<'_>, id: ClientId, code: u32, msg: &str) {
     send_json(
         cx,
         id,
@@ -144,12 +144,12 @@ fn send_error(cx: &mut Ctx<'_>, id: ConnId, code: u32, msg: &str) {
     );
 }
 
-fn session_str(cx: &Ctx<'_>, id: ConnId, key: &str) -> Option<String> {
-    cx.session(id)?.get(key)?.as_str().map(str::to_owned)
+fn session_str(cx: &Ctx<'_>, id: ClientId, key: &str) -> Option<String> {
+    cx.get_session(id)?.get(key)?.as_str().map(str::to_owned)
 }
 
 impl Chat {
-    fn login(&mut self, cx: &mut Ctx<'_>, id: ConnId, name: String, room: String) {
+    fn login(&mut self, cx: &mut Ctx<'_>, id: ClientId, name: String, room: String) {
         if room.is_empty() || room.len() > MAX_ROOM {
             return send_error(cx, id, ERR_BAD_FIELD, "room_id must be 1..64 bytes");
         }
@@ -160,13 +160,13 @@ impl Chat {
             escape_html(&name)
         };
         if let Some(old) = session_str(cx, id, "room_id") {
-            cx.leave_group(id, &old);
+            let _ = cx.leave_group(id, &old);
         }
-        if let Some(s) = cx.session_mut(id) {
-            s.insert("room_id".into(), room.clone().into());
-            s.insert("client_name".into(), name.clone().into());
-        }
-        let me = cx.client_id(id);
+        let mut patch = serde_json::Map::new();
+        patch.insert("room_id".into(), room.clone().into());
+        patch.insert("client_name".into(), name.clone().into());
+        let _ = cx.update_session(id, patch);
+        let me = id.to_string();
         let time = now_time();
         let msg = LoginOut {
             kind: "login",
@@ -176,13 +176,15 @@ impl Chat {
             client_list: None,
         };
         if let Ok(s) = serde_json::to_string(&msg) {
-            cx.send_to_group(&room, Payload::Text(&s), &[]);
+            cx.send_to_group(&[&room], Payload::Text(&s), &[]);
         }
-        cx.join_group(id, &room);
+        if cx.join_group(id, &room).is_err() {
+            return send_error(cx, id, ERR_BAD_FIELD, "cannot join that room");
+        }
         let mut list = serde_json::Map::new();
-        for member in cx.group_members(&room) {
-            if let Some(n) = session_str(cx, member, "client_name") {
-                list.insert(cx.client_id(member), n.into());
+        for (member, session) in cx.get_client_sessions_by_group(&room) {
+            if let Some(n) = session.get("client_name") {
+                list.insert(member.to_string(), n.clone());
             }
         }
         send_json(
@@ -195,14 +197,14 @@ impl Chat {
         );
     }
 
-    fn say(&mut self, cx: &mut Ctx<'_>, id: ConnId, to: &str, content: &str) {
+    fn say(&mut self, cx: &mut Ctx<'_>, id: ClientId, to: &str, content: &str) {
         let (Some(room), Some(name)) = (
             session_str(cx, id, "room_id"),
             session_str(cx, id, "client_name"),
         ) else {
             return send_error(cx, id, ERR_NOT_LOGGED_IN, "login first");
         };
-        let me = cx.client_id(id);
+        let me = id.to_string();
         let content = escape_html(content);
         let time = now_time();
         let out = SayOut {
@@ -217,14 +219,14 @@ impl Chat {
             return;
         };
         if to == "all" {
-            cx.send_to_group(&room, Payload::Text(&text), &[]);
+            cx.send_to_group(&[&room], Payload::Text(&text), &[]);
             return;
         }
-        match cx.parse_client_id(to) {
+        match ClientId::parse(to) {
             Some(target) if cx.is_in_group(target, &room) => {
-                cx.send(target, Payload::Text(&text));
+                cx.send_to_client(target, Payload::Text(&text));
                 if target != id {
-                    cx.send(id, Payload::Text(&text));
+                    cx.send_to_client(id, Payload::Text(&text));
                 }
             }
             _ => send_error(cx, id, ERR_NO_SUCH_CLIENT, "no such client in this room"),
@@ -237,7 +239,7 @@ impl App for Chat {
         self.ping = Some(cx.add_timer(PING_INTERVAL, true, 0));
     }
 
-    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ConnId, msg: Payload<'_>) {
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
         match serde_json::from_slice::<ChatIn>(msg.bytes()) {
             Ok(ChatIn::Login {
                 client_name,
@@ -257,14 +259,14 @@ impl App for Chat {
         }
     }
 
-    fn on_close(&mut self, cx: &mut Ctx<'_>, id: ConnId) {
+    fn on_close(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         let (Some(room), Some(name)) = (
             session_str(cx, id, "room_id"),
             session_str(cx, id, "client_name"),
         ) else {
             return;
         };
-        let me = cx.client_id(id);
+        let me = id.to_string();
         let time = now_time();
         let out = LogoutOut {
             kind: "logout",
@@ -273,13 +275,16 @@ impl App for Chat {
             time: &time,
         };
         if let Ok(s) = serde_json::to_string(&out) {
-            cx.send_to_group(&room, Payload::Text(&s), &[id]);
+            cx.send_to_group(&[&room], Payload::Text(&s), &[id]);
         }
     }
 
     fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, _tag: u64) {
         if Some(timer) == self.ping {
-            cx.send_to_all(Payload::Text("{\"type\":\"ping\"}"), &[]);
+            // Each worker pings its own clients: a cluster-wide send from every worker would
+            // ping everyone N times.
+            cx.core
+                .deliver_all(&[], Payload::Text("{\"type\":\"ping\"}"));
         }
     }
 }

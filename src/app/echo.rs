@@ -1,13 +1,13 @@
 //! `echo`: every message goes back to its sender, on every protocol.
 
-use super::{App, ConnId, Payload};
+use super::{App, ClientId, Payload};
 use crate::worker::ctx::Ctx;
 
 /// The echo app (used by the Autobahn suite and the benchmarks).
 pub struct Echo;
 
 impl App for Echo {
-    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ConnId, msg: Payload<'_>) {
-        cx.send(id, msg);
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
+        cx.send_to_client(id, msg);
     }
 }

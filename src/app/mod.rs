@@ -1,6 +1,6 @@
 //! Applications run by the workers, and the event trait they implement.
 //!
-//! An app sees connections only through [`ConnId`]s and the [`Ctx`] handle it is given on every
+//! An app sees connections only through [`ClientId`]s and the [`Ctx`] handle it is given on every
 //! event; it never touches sockets. Everything an app does (send, close, join a group, set a
 //! timer) is queued on the worker and carried out by the event loop.
 
@@ -10,7 +10,8 @@ pub mod echo;
 use crate::protocol::http::request::Request;
 use crate::worker::ctx::Ctx;
 
-pub use crate::worker::ctx::{ConnId, TimerId};
+pub use crate::gateway::client_id::ClientId;
+pub use crate::worker::ctx::TimerId;
 
 /// One message received from a client.
 #[derive(Debug, Clone, Copy)]
@@ -42,21 +43,21 @@ pub struct Reject(pub u16);
 pub trait App {
     /// The worker has bound its listeners; accepting starts after this returns.
     fn on_worker_start(&mut self, _cx: &mut Ctx<'_>) {}
-    /// A TCP connection was accepted (before any WebSocket handshake).
-    fn on_connect(&mut self, _cx: &mut Ctx<'_>, _id: ConnId) {}
+    /// A client connected: a text connection was accepted, or a WebSocket upgrade completed.
+    fn on_connect(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
     /// A WebSocket upgrade request arrived; return `Err` to refuse it.
     fn on_websocket_connect(
         &mut self,
         _cx: &mut Ctx<'_>,
-        _id: ConnId,
+        _id: ClientId,
         _req: &Request,
     ) -> Result<(), Reject> {
         Ok(())
     }
     /// A message (WebSocket message or text line) arrived.
-    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ConnId, msg: Payload<'_>);
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>);
     /// The connection is gone; its session is still readable here.
-    fn on_close(&mut self, _cx: &mut Ctx<'_>, _id: ConnId) {}
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
     /// A timer set with [`Ctx::add_timer`] fired.
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId, _tag: u64) {}
     /// The worker is stopping (stop or reload).

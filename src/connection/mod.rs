@@ -79,10 +79,6 @@ pub struct Conn {
     pub in_buf: Vec<u8>,
     /// Bytes waiting to be written.
     pub out: OutBuf,
-    /// Groups this connection joined (small: a client is in a handful of groups).
-    pub groups: Vec<String>,
-    /// Per-client session data (GatewayWorker's `$_SESSION`).
-    pub session: serde_json::Map<String, serde_json::Value>,
     /// Bytes read from the socket.
     pub bytes_read: u64,
     /// Bytes written to the socket.
@@ -103,7 +99,7 @@ pub struct Conn {
     pub read_pending: bool,
     /// In the worker's dirty list (has output to flush this turn).
     pub in_dirty: bool,
-    /// `on_connect` ran, so `on_close` must run.
+    /// The connection is a gateway client (registered, `on_connect` ran), so `on_close` must run.
     pub app_connected: bool,
     /// Whether the HTTP connection should stay open after the response.
     pub keep_alive: bool,
@@ -137,8 +133,6 @@ impl Conn {
             framing,
             in_buf: Vec::new(),
             out: OutBuf::default(),
-            groups: Vec::new(),
-            session: serde_json::Map::new(),
             bytes_read: 0,
             bytes_written: 0,
             remote,

@@ -1,5 +1,6 @@
 //! The only module that calls libc. Everything above it is safe Rust.
 
+pub mod fdpass;
 pub mod socket;
 
 /// Call a libc function, turning a `-1` return into `io::Error::last_os_error()`.

@@ -7,7 +7,9 @@ use crate::ipc::{self, ConnInfo, LineBuf, MasterMsg, WorkerMsg, WorkerStatus};
 use crate::protocol::websocket::close as ws_close;
 use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
-use std::io::{self, Read};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 /// At most this many rows per worker in `kefu connections` (keeps the reply bounded).
@@ -18,6 +20,8 @@ pub struct Control {
     sock: UnixStream,
     inbuf: LineBuf,
     out: OutBuf,
+    /// Descriptors received and not yet claimed by a `Peer` message, in arrival order.
+    fds: VecDeque<OwnedFd>,
 }
 
 impl Control {
@@ -28,6 +32,7 @@ impl Control {
             sock: UnixStream::from_std(s),
             inbuf: LineBuf::default(),
             out: OutBuf::default(),
+            fds: VecDeque::new(),
         })
     }
 
@@ -79,7 +84,10 @@ impl Worker {
         }
         let mut buf = [0u8; 4096];
         loop {
-            match self.control.sock.read(&mut buf) {
+            let mut fds = Vec::new();
+            let r = crate::sys::fdpass::recv_with_fds(&self.control.sock, &mut buf, &mut fds);
+            self.control.fds.extend(fds);
+            match r {
                 Ok(0) => {
                     crate::warn!("master closed the control channel; worker exits");
                     return false;
@@ -113,6 +121,10 @@ impl Worker {
                 let conns = self.connection_rows();
                 self.control.send(&WorkerMsg::Connections { req, conns });
             }
+            MasterMsg::Peer { inc, worker_id } => match self.control.fds.pop_front() {
+                Some(fd) => self.add_peer(inc, worker_id, fd),
+                None => crate::error!("peer message for worker {worker_id} came without a socket"),
+            },
         }
     }
 
@@ -184,10 +196,13 @@ impl Worker {
             .take(MAX_CONN_ROWS)
             .map(|(slot, c)| ConnInfo {
                 pid,
-                id: self.core.client_id(super::ctx::ConnId {
-                    slot: slot as u32,
-                    gen: c.gen,
-                }),
+                id: self
+                    .core
+                    .client_id(super::ctx::ConnId {
+                        slot: slot as u32,
+                        gen: c.gen,
+                    })
+                    .to_string(),
                 protocol: c.protocol_name().into(),
                 recv_q: c.in_buf.len() as u64,
                 send_q: c.out.len() as u64,

@@ -2,15 +2,18 @@
 //!
 //! Sends only queue bytes and mark the connection dirty; the loop writes once per turn.
 //! Closes are deferred to the end of the current event so a callback never sees a
-//! connection vanish under it.
+//! connection vanish under it. The gateway API (groups, uids, sessions, cross-worker sends)
+//! is implemented on [`Ctx`] in `crate::gateway::api`.
 
 use super::timer::{Due, Timers};
 use crate::app::Payload;
 use crate::config::Limits;
 use crate::connection::{Conn, ConnState, Framing};
-use crate::protocol::websocket::{close as ws_close, frame as ws_frame};
+use crate::gateway::bus::Bus;
+use crate::gateway::client_id::ClientId;
+use crate::gateway::registry::Registry;
+use crate::protocol::websocket::frame as ws_frame;
 use slab::Slab;
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// A connection in this worker: slab slot plus generation, so a stale id never reaches a newcomer.
@@ -51,8 +54,8 @@ pub struct Core {
     pub conns: Slab<Conn>,
     /// Worker slot, from the master.
     pub worker_id: usize,
-    /// Spawn counter from the master: ids from an earlier incarnation never match.
-    pub generation: u32,
+    /// This worker process's incarnation: unique across workers and restarts.
+    pub inc: u64,
     /// Next connection generation.
     pub next_gen: u32,
     /// Limits from the config.
@@ -61,31 +64,37 @@ pub struct Core {
     pub dirty: Vec<usize>,
     /// Closes requested during the current event.
     pub pending_close: Vec<(ConnId, CloseHow)>,
-    /// Local group index: group -> members.
-    pub groups: HashMap<String, HashSet<ConnId>>,
+    /// Every client of the cluster with its uid, groups and session.
+    pub reg: Registry,
+    /// Links to the other workers.
+    pub bus: Bus,
     /// Deadlines.
     pub timers: Timers,
     /// Status counters.
     pub stats: Stats,
     /// Loop time of the current turn.
     pub now: Instant,
+    /// Reusable list of slots for fan-out (kept to avoid an allocation per send).
+    pub slots: Vec<usize>,
 }
 
 impl Core {
     /// An empty core.
-    pub fn new(worker_id: usize, generation: u32, limits: Limits) -> Core {
+    pub fn new(worker_id: usize, inc: u64, limits: Limits) -> Core {
         Core {
             conns: Slab::new(),
             worker_id,
-            generation,
+            inc,
             next_gen: 0,
             limits,
             dirty: Vec::new(),
             pending_close: Vec::new(),
-            groups: HashMap::new(),
+            reg: Registry::default(),
+            bus: Bus::new(inc, worker_id),
             timers: Timers::default(),
             stats: Stats::default(),
             now: Instant::now(),
+            slots: Vec::new(),
         }
     }
 
@@ -101,20 +110,21 @@ impl Core {
             .filter(|c| c.gen == id.gen)
     }
 
-    /// The id of the connection in `slot`.
-    pub fn id_of(&self, slot: usize) -> Option<ConnId> {
-        self.conns.get(slot).map(|c| ConnId {
-            slot: slot as u32,
-            gen: c.gen,
-        })
+    /// The cluster-wide id of a local connection.
+    pub fn client_id(&self, id: ConnId) -> ClientId {
+        ClientId {
+            inc: self.inc,
+            slot: id.slot,
+            gen: id.gen,
+        }
     }
 
-    /// The opaque, URL-safe id clients and backends use for `id`.
-    pub fn client_id(&self, id: ConnId) -> String {
-        format!(
-            "{:04x}{:08x}{:08x}{:08x}",
-            self.worker_id as u16, self.generation, id.slot, id.gen
-        )
+    /// The local connection behind a client id, if it lives in this worker.
+    pub fn local(&self, c: ClientId) -> Option<ConnId> {
+        (c.inc == self.inc).then_some(ConnId {
+            slot: c.slot,
+            gen: c.gen,
+        })
     }
 
     /// Queue raw bytes (already framed) for `slot`; closes it if its send buffer overflows.
@@ -201,6 +211,13 @@ impl<'a> Encoded<'a> {
             Framing::None => {}
         }
     }
+
+    /// Queue on a local connection if `id` is still the same one.
+    pub fn queue_id(&self, core: &mut Core, id: ConnId) {
+        if core.get(id).is_some() {
+            self.queue(core, id.slot as usize);
+        }
+    }
 }
 
 /// The handle an app gets on every event.
@@ -215,151 +232,9 @@ impl<'a> Ctx<'a> {
         Ctx { core }
     }
 
-    /// Send one message to one client; returns false if it is gone or closing.
-    pub fn send(&mut self, id: ConnId, msg: Payload<'_>) -> bool {
-        if self.core.get(id).is_none_or(|c| !c.accepts_messages()) {
-            return false;
-        }
-        Encoded::new(msg).queue(self.core, id.slot as usize);
-        true
-    }
-
-    /// Send one message to many clients, encoding it once.
-    pub fn send_many(&mut self, ids: impl IntoIterator<Item = ConnId>, msg: Payload<'_>) {
-        let enc = Encoded::new(msg);
-        for id in ids {
-            if self.core.get(id).is_some() {
-                enc.queue(self.core, id.slot as usize);
-            }
-        }
-    }
-
-    /// Send to every member of `group` except those in `exclude`.
-    pub fn send_to_group(&mut self, group: &str, msg: Payload<'_>, exclude: &[ConnId]) {
-        let Some(members) = self.core.groups.get(group) else {
-            return;
-        };
-        let enc = Encoded::new(msg);
-        // Collect first: queueing may close a member (overflow), which edits the group index.
-        let slots: Vec<usize> = members
-            .iter()
-            .filter(|m| !exclude.contains(m))
-            .map(|m| m.slot as usize)
-            .collect();
-        for slot in slots {
-            enc.queue(self.core, slot);
-        }
-    }
-
-    /// Send to every open connection of this worker except those in `exclude`.
-    pub fn send_to_all(&mut self, msg: Payload<'_>, exclude: &[ConnId]) {
-        let enc = Encoded::new(msg);
-        let slots: Vec<usize> = self
-            .core
-            .conns
-            .iter()
-            .filter(|(s, c)| {
-                !exclude.contains(&ConnId {
-                    slot: *s as u32,
-                    gen: c.gen,
-                })
-            })
-            .map(|(s, _)| s)
-            .collect();
-        for slot in slots {
-            enc.queue(self.core, slot);
-        }
-    }
-
-    /// Close a client after its queued output (WebSocket: close frame 1000).
-    pub fn close(&mut self, id: ConnId) {
-        self.core
-            .request_close(id, CloseHow::Graceful(ws_close::NORMAL));
-    }
-
-    /// Drop a client now, discarding queued output.
-    pub fn destroy(&mut self, id: ConnId) {
-        self.core.request_close(id, CloseHow::Now);
-    }
-
-    /// Whether `id` is a live connection of this worker.
-    pub fn is_online(&self, id: ConnId) -> bool {
-        self.core.get(id).is_some_and(|c| c.accepts_messages())
-    }
-
-    /// Add `id` to `group`.
-    pub fn join_group(&mut self, id: ConnId, group: &str) {
-        let Some(c) = self.core.get_mut(id) else {
-            return;
-        };
-        if !c.groups.iter().any(|g| g == group) {
-            c.groups.push(group.to_owned());
-        }
-        self.core
-            .groups
-            .entry(group.to_owned())
-            .or_default()
-            .insert(id);
-    }
-
-    /// Remove `id` from `group` (empty groups vanish).
-    pub fn leave_group(&mut self, id: ConnId, group: &str) {
-        if let Some(c) = self.core.get_mut(id) {
-            c.groups.retain(|g| g != group);
-        }
-        remove_member(&mut self.core.groups, group, id);
-    }
-
-    /// Whether `id` is in `group`.
-    pub fn is_in_group(&self, id: ConnId, group: &str) -> bool {
-        self.core.groups.get(group).is_some_and(|m| m.contains(&id))
-    }
-
-    /// Members of `group`, in id order.
-    pub fn group_members(&self, group: &str) -> Vec<ConnId> {
-        let mut v: Vec<ConnId> = self
-            .core
-            .groups
-            .get(group)
-            .map(|m| m.iter().copied().collect())
-            .unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    /// The session of `id`.
-    pub fn session(&self, id: ConnId) -> Option<&serde_json::Map<String, serde_json::Value>> {
-        self.core.get(id).map(|c| &c.session)
-    }
-
-    /// The session of `id`, to edit.
-    pub fn session_mut(
-        &mut self,
-        id: ConnId,
-    ) -> Option<&mut serde_json::Map<String, serde_json::Value>> {
-        self.core.get_mut(id).map(|c| &mut c.session)
-    }
-
-    /// The opaque, URL-safe id clients and backends use for `id`.
-    pub fn client_id(&self, id: ConnId) -> String {
-        self.core.client_id(id)
-    }
-
-    /// Parse a client id made by [`Ctx::client_id`] of this worker incarnation.
-    pub fn parse_client_id(&self, s: &str) -> Option<ConnId> {
-        if s.len() != 28 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let w = u16::from_str_radix(s.get(0..4)?, 16).ok()?;
-        let g = u32::from_str_radix(s.get(4..12)?, 16).ok()?;
-        let slot = u32::from_str_radix(s.get(12..20)?, 16).ok()?;
-        let gen = u32::from_str_radix(s.get(20..28)?, 16).ok()?;
-        (w as usize == self.core.worker_id && g == self.core.generation)
-            .then_some(ConnId { slot, gen })
-    }
-
-    /// Peer address of `id`.
-    pub fn remote_addr(&self, id: ConnId) -> Option<std::net::SocketAddr> {
+    /// Peer address of a local client.
+    pub fn remote_addr(&self, c: ClientId) -> Option<std::net::SocketAddr> {
+        let id = self.core.local(c)?;
         self.core.get(id).map(|c| c.remote)
     }
 
@@ -372,14 +247,9 @@ impl<'a> Ctx<'a> {
     pub fn del_timer(&mut self, t: TimerId) -> bool {
         self.core.timers.cancel_app(t.0)
     }
-}
 
-/// Remove `id` from `group` in the index, dropping the group when it empties.
-pub fn remove_member(groups: &mut HashMap<String, HashSet<ConnId>>, group: &str, id: ConnId) {
-    if let Some(m) = groups.get_mut(group) {
-        m.remove(&id);
-        if m.is_empty() {
-            groups.remove(group);
-        }
+    /// This worker's slot number.
+    pub fn worker_id(&self) -> usize {
+        self.core.worker_id
     }
 }

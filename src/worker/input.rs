@@ -40,7 +40,7 @@ pub fn guarded<R>(
         Err(_) => {
             match id {
                 Some(id) => {
-                    let cid = Ctx::new(core).client_id(id);
+                    let cid = core.client_id(id);
                     crate::error!(
                         "app panicked in {what} for client {cid}; closing that connection only"
                     );
@@ -86,8 +86,9 @@ pub fn process(
                         Ok(s) => Payload::Text(s),
                         Err(_) => Payload::Binary(line),
                     };
+                    let cid = core.client_id(id);
                     guarded(core, Some(id), "on_message", |cx| {
-                        app.on_message(cx, id, msg)
+                        app.on_message(cx, cid, msg)
                     });
                     Some(n)
                 }
@@ -125,14 +126,16 @@ fn ws_step(
             match msg {
                 Message::Text(s) => {
                     core.stats.total_request += 1;
+                    let cid = core.client_id(id);
                     guarded(core, Some(id), "on_message", |cx| {
-                        app.on_message(cx, id, Payload::Text(s))
+                        app.on_message(cx, cid, Payload::Text(s))
                     });
                 }
                 Message::Binary(b) => {
                     core.stats.total_request += 1;
+                    let cid = core.client_id(id);
                     guarded(core, Some(id), "on_message", |cx| {
-                        app.on_message(cx, id, Payload::Binary(b))
+                        app.on_message(cx, cid, Payload::Binary(b))
                     });
                 }
                 Message::Ping(p) => {
@@ -242,8 +245,9 @@ fn upgrade(
             return;
         }
     };
+    let cid = core.client_id(id);
     let verdict = guarded(core, Some(id), "on_websocket_connect", |cx| {
-        app.on_websocket_connect(cx, id, req)
+        app.on_websocket_connect(cx, cid, req)
     });
     match verdict {
         Some(Ok(())) => {}
@@ -263,4 +267,15 @@ fn upgrade(
     if !idle.is_zero() {
         core.arm_conn_timer(id.slot as usize, now + idle);
     }
+    connected(core, app, id);
+}
+
+/// A connection became a gateway client: register it cluster-wide and tell the app.
+pub fn connected(core: &mut Core, app: &mut dyn App, id: ConnId) {
+    core.local_up(id);
+    if let Some(c) = core.get_mut(id) {
+        c.app_connected = true;
+    }
+    let cid = core.client_id(id);
+    guarded(core, Some(id), "on_connect", |cx| app.on_connect(cx, cid));
 }

@@ -6,6 +6,7 @@
 //! during a turn is written once at the end of the turn; timers fire between turns. No
 //! blocking call and no unbounded work happens per event.
 
+mod bus_io;
 pub mod control;
 pub mod ctx;
 pub mod input;
@@ -30,6 +31,8 @@ use timer::Due;
 const CONTROL: Token = Token(usize::MAX - 1);
 /// Listener `i` has token `LISTENER_BASE + i`; connection tokens are slab slots, far below.
 const LISTENER_BASE: usize = usize::MAX - 1024;
+/// Bus link `i` has token `BUS_BASE + i` (below the listeners).
+const BUS_BASE: usize = usize::MAX - (1 << 20);
 /// Shared read buffer: one per worker instead of one per connection.
 const SCRATCH: usize = 64 * 1024;
 /// Bytes read from one connection per event before giving others a turn.
@@ -74,6 +77,8 @@ pub struct Worker {
     stopping: Stopping,
     /// Connections with unread input left over from an exhausted read budget.
     reread: Vec<ConnId>,
+    /// Bus links likewise.
+    reread_links: Vec<usize>,
     restart_code: u16,
 }
 
@@ -81,11 +86,11 @@ pub struct Worker {
 pub fn run(
     cfg: Config,
     worker_id: usize,
-    generation: u32,
+    inc: u64,
     control: std::os::unix::net::UnixStream,
 ) -> i32 {
     let app = app::by_name(&cfg.app);
-    run_app(cfg, app, worker_id, generation, control)
+    run_app(cfg, app, worker_id, inc, control)
 }
 
 /// Run a worker with the given app (`None`: the config named an unknown app).
@@ -93,7 +98,7 @@ pub fn run_app(
     cfg: Config,
     app: Option<Box<dyn App>>,
     worker_id: usize,
-    generation: u32,
+    inc: u64,
     control: std::os::unix::net::UnixStream,
 ) -> i32 {
     let ctl = match control::Control::new(control) {
@@ -103,7 +108,7 @@ pub fn run_app(
             return 1;
         }
     };
-    match Worker::new(cfg, app, worker_id, generation, ctl) {
+    match Worker::new(cfg, app, worker_id, inc, ctl) {
         Ok(mut w) => w.run(),
         Err((reason, mut ctl)) => {
             crate::error!("worker {worker_id} failed to start: {reason}");
@@ -118,7 +123,7 @@ impl Worker {
         cfg: Config,
         app: Option<Box<dyn App>>,
         worker_id: usize,
-        generation: u32,
+        inc: u64,
         mut ctl: control::Control,
     ) -> Result<Worker, (String, control::Control)> {
         let Some(app) = app else {
@@ -127,7 +132,7 @@ impl Worker {
         match Self::setup(&cfg, &mut ctl) {
             Ok((poll, listeners)) => Ok(Worker {
                 poll,
-                core: Core::new(worker_id, generation, cfg.limits.clone()),
+                core: Core::new(worker_id, inc, cfg.limits.clone()),
                 app,
                 app_name: cfg.app.clone(),
                 listeners,
@@ -146,6 +151,7 @@ impl Worker {
                 cfg,
                 stopping: Stopping::No,
                 reread: Vec::new(),
+                reread_links: Vec::new(),
                 restart_code: ws_close::GOING_AWAY,
             }),
             Err(reason) => Err((reason, ctl)),
@@ -186,6 +192,7 @@ impl Worker {
         });
         loop {
             let busy = !self.reread.is_empty()
+                || !self.reread_links.is_empty()
                 || self
                     .listeners
                     .iter()
@@ -214,6 +221,14 @@ impl Worker {
                         }
                     }
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    Token(t) if t >= BUS_BASE => {
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            self.link_readable(t - BUS_BASE);
+                        }
+                        if ev.is_writable() {
+                            self.core.bus.mark_writable(t - BUS_BASE);
+                        }
+                    }
                     Token(slot) => self.conn_event(slot, ev),
                 }
                 self.apply_closes();
@@ -235,6 +250,9 @@ impl Worker {
             if self.listeners[i].pending && !self.accept_paused {
                 self.accept(i);
             }
+        }
+        for slot in std::mem::take(&mut self.reread_links) {
+            self.link_readable(slot);
         }
         for id in std::mem::take(&mut self.reread) {
             if self.core.get(id).is_some() {
@@ -362,12 +380,9 @@ impl Worker {
         if let Some(d) = deadline {
             self.core.arm_conn_timer(slot, d);
         }
-        if let Some(c) = self.core.conns.get_mut(slot) {
-            c.app_connected = true;
+        if scheme == crate::config::Scheme::Text {
+            input::connected(&mut self.core, self.app.as_mut(), id);
         }
-        guarded(&mut self.core, Some(id), "on_connect", |cx| {
-            self.app.on_connect(cx, id)
-        });
     }
 
     /// Read from `slot` until WouldBlock, EOF or the budget; hand the bytes to the decoders.
@@ -472,15 +487,11 @@ impl Worker {
         };
         if c.app_connected {
             c.app_connected = false;
+            let cid = self.core.client_id(id);
             guarded(&mut self.core, None, "on_close", |cx| {
-                self.app.on_close(cx, id)
+                self.app.on_close(cx, cid)
             });
-        }
-        let Some(c) = self.core.get_mut(id) else {
-            return;
-        };
-        for g in std::mem::take(&mut c.groups) {
-            ctx::remove_member(&mut self.core.groups, &g, id);
+            self.core.local_down(id);
         }
         let now = self.core.now;
         let Some(c) = self.core.get_mut(id) else {
@@ -578,6 +589,9 @@ impl Worker {
         if self.core.dirty.is_empty() {
             // Reuse the allocation for the next turn.
             self.core.dirty = dirty;
+        }
+        for slot in self.core.bus.flush() {
+            self.drop_link(slot, "backed up or broken");
         }
     }
 

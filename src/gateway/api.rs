@@ -1,0 +1,417 @@
+//! The GatewayWorker API, as methods on the app's [`Ctx`]: the same calls work from any
+//! worker for any client. Queries read the local replica (no waiting on other workers);
+//! sends go straight to local clients and, over the bus, only to workers that hold receivers.
+
+use super::bus::wire::{BusMsg, Key};
+use super::client_id::ClientId;
+use super::local::{key, split};
+use super::{check_group, check_uid, ApiError};
+use crate::app::Payload;
+use crate::worker::ctx::{CloseHow, ConnId, Ctx, Encoded};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+fn wire_key(c: ClientId) -> Key {
+    Key {
+        slot: c.slot,
+        gen: c.gen,
+    }
+}
+
+impl Ctx<'_> {
+    /// This worker's incarnation (the first part of its client ids).
+    pub fn incarnation(&self) -> u64 {
+        self.core.inc
+    }
+
+    /// The cluster-wide id of a local connection (what the events receive).
+    pub fn client_id_of(&self, id: ConnId) -> ClientId {
+        self.core.client_id(id)
+    }
+
+    /// Send to one client anywhere; false if it is not online.
+    pub fn send_to_client(&mut self, c: ClientId, msg: Payload<'_>) -> bool {
+        if let Some(id) = self.core.local(c) {
+            if !self.core.get(id).is_some_and(|x| x.accepts_messages()) {
+                return false;
+            }
+            Encoded::new(msg).queue_id(self.core, id);
+            return true;
+        }
+        if !self.core.reg.is_online(c) {
+            return false;
+        }
+        let (kind, payload) = split(msg);
+        self.core.bus.send(
+            c.inc,
+            &BusMsg::ToClient {
+                kind,
+                key: wire_key(c),
+                payload,
+            },
+        )
+    }
+
+    /// Send to each listed client (GatewayWorker's send_to_all with a client list).
+    pub fn send_to_clients(&mut self, clients: &[ClientId], msg: Payload<'_>) {
+        let mut by_worker: BTreeMap<u64, Vec<Key>> = BTreeMap::new();
+        let enc = Encoded::new(msg);
+        for &c in clients {
+            match self.core.local(c) {
+                Some(id) => enc.queue_id(self.core, id),
+                None => by_worker.entry(c.inc).or_default().push(wire_key(c)),
+            }
+        }
+        let (kind, payload) = split(msg);
+        for (inc, keys) in by_worker {
+            self.core.bus.send(
+                inc,
+                &BusMsg::ToClients {
+                    kind,
+                    keys,
+                    payload,
+                },
+            );
+        }
+    }
+
+    /// Send to every client in the cluster except `exclude`.
+    pub fn send_to_all(&mut self, msg: Payload<'_>, exclude: &[ClientId]) {
+        let local_ex: Vec<ConnId> = exclude.iter().filter_map(|c| self.core.local(*c)).collect();
+        self.core.deliver_all(&local_ex, msg);
+        let (kind, payload) = split(msg);
+        let peers: Vec<u64> = self
+            .core
+            .reg
+            .worker_incs()
+            .filter(|&i| i != self.core.inc)
+            .collect();
+        for inc in peers {
+            let ex: Vec<Key> = exclude
+                .iter()
+                .filter(|c| c.inc == inc)
+                .map(|c| wire_key(*c))
+                .collect();
+            self.core.bus.send(
+                inc,
+                &BusMsg::ToAll {
+                    kind,
+                    exclude: ex,
+                    payload,
+                },
+            );
+        }
+    }
+
+    /// Send to every client bound to any of `uids`.
+    pub fn send_to_uid(&mut self, uids: &[&str], msg: Payload<'_>) {
+        self.core.deliver_uids(uids, msg);
+        let mut incs: Vec<u64> = uids
+            .iter()
+            .filter_map(|u| self.core.reg.uid(u))
+            .flat_map(|m| m.keys().copied())
+            .filter(|&i| i != self.core.inc)
+            .collect();
+        incs.sort_unstable();
+        incs.dedup();
+        let (kind, payload) = split(msg);
+        for inc in incs {
+            self.core.bus.send(
+                inc,
+                &BusMsg::ToUids {
+                    kind,
+                    uids: uids.to_vec(),
+                    payload,
+                },
+            );
+        }
+    }
+
+    /// Send to every member of any of `groups` (once each), except `exclude`.
+    pub fn send_to_group(&mut self, groups: &[&str], msg: Payload<'_>, exclude: &[ClientId]) {
+        let local_ex: Vec<ConnId> = exclude.iter().filter_map(|c| self.core.local(*c)).collect();
+        self.core.deliver_groups(groups, &local_ex, msg);
+        let mut incs: Vec<u64> = groups
+            .iter()
+            .filter_map(|g| self.core.reg.group(g))
+            .flat_map(|m| m.keys().copied())
+            .filter(|&i| i != self.core.inc)
+            .collect();
+        if incs.is_empty() {
+            return;
+        }
+        incs.sort_unstable();
+        incs.dedup();
+        let (kind, payload) = split(msg);
+        for inc in incs {
+            let ex: Vec<Key> = exclude
+                .iter()
+                .filter(|c| c.inc == inc)
+                .map(|c| wire_key(*c))
+                .collect();
+            self.core.bus.send(
+                inc,
+                &BusMsg::ToGroups {
+                    kind,
+                    groups: groups.to_vec(),
+                    exclude: ex,
+                    payload,
+                },
+            );
+        }
+    }
+
+    /// Run an owner-side change here or forward it to the owner (then mirror it locally so the
+    /// caller reads its own write; the owner's replicated change settles any race).
+    fn owner_op(
+        &mut self,
+        c: ClientId,
+        local: impl FnOnce(&mut crate::worker::ctx::Core, ConnId) -> Result<(), ApiError>,
+        cmd: BusMsg<'_>,
+        mirror: impl FnOnce(&mut super::registry::Registry),
+    ) -> Result<(), ApiError> {
+        if let Some(id) = self.core.local(c) {
+            return local(self.core, id);
+        }
+        if !self.core.reg.is_online(c) || !self.core.bus.send(c.inc, &cmd) {
+            return Err(ApiError::NotOnline);
+        }
+        mirror(&mut self.core.reg);
+        Ok(())
+    }
+
+    /// Add a client to a group.
+    pub fn join_group(&mut self, c: ClientId, group: &str) -> Result<(), ApiError> {
+        check_group(group)?;
+        self.owner_op(
+            c,
+            |core, id| core.local_join(id, group),
+            BusMsg::CmdJoin(wire_key(c), group),
+            |r| r.join(c, group),
+        )
+    }
+
+    /// Remove a client from a group.
+    pub fn leave_group(&mut self, c: ClientId, group: &str) -> Result<(), ApiError> {
+        self.owner_op(
+            c,
+            |core, id| core.local_leave(id, group),
+            BusMsg::CmdLeave(wire_key(c), group),
+            |r| r.leave(c, group),
+        )
+    }
+
+    /// Dissolve a group everywhere.
+    pub fn ungroup(&mut self, group: &str) -> Result<(), ApiError> {
+        check_group(group)?;
+        self.core.local_ungroup(group);
+        self.core.bus.broadcast(&BusMsg::Ungroup(group));
+        Ok(())
+    }
+
+    /// Bind a uid to a client (replacing its previous uid).
+    pub fn bind_uid(&mut self, c: ClientId, uid: &str) -> Result<(), ApiError> {
+        check_uid(uid)?;
+        self.owner_op(
+            c,
+            |core, id| core.local_bind(id, uid),
+            BusMsg::CmdBind(wire_key(c), uid),
+            |r| r.bind(c, uid),
+        )
+    }
+
+    /// Remove a client's uid.
+    pub fn unbind_uid(&mut self, c: ClientId) -> Result<(), ApiError> {
+        self.owner_op(
+            c,
+            |core, id| core.local_unbind(id),
+            BusMsg::CmdUnbind(wire_key(c)),
+            |r| r.unbind(c),
+        )
+    }
+
+    /// Replace a client's session.
+    pub fn set_session(&mut self, c: ClientId, s: Map<String, Value>) -> Result<(), ApiError> {
+        self.session_op(c, s, false)
+    }
+
+    /// Merge into a client's session (nested objects merge key by key).
+    pub fn update_session(&mut self, c: ClientId, s: Map<String, Value>) -> Result<(), ApiError> {
+        self.session_op(c, s, true)
+    }
+
+    fn session_op(
+        &mut self,
+        c: ClientId,
+        s: Map<String, Value>,
+        merge: bool,
+    ) -> Result<(), ApiError> {
+        if let Some(id) = self.core.local(c) {
+            return self.core.local_session(id, s, merge);
+        }
+        let bytes = serde_json::to_vec(&s).unwrap_or_default();
+        if bytes.len() > super::MAX_SESSION {
+            return Err(ApiError::SessionTooLarge);
+        }
+        let cmd = if merge {
+            BusMsg::CmdUpdateSession(wire_key(c), &bytes)
+        } else {
+            BusMsg::CmdSetSession(wire_key(c), &bytes)
+        };
+        self.owner_op(
+            c,
+            |_, _| Ok(()),
+            cmd,
+            |r| {
+                if let Some(info) = r.get_mut(c) {
+                    if merge {
+                        super::registry::merge_into(&mut info.session, s);
+                    } else {
+                        info.session = s;
+                    }
+                }
+            },
+        )
+    }
+
+    /// A client's session (`None` if offline).
+    pub fn get_session(&self, c: ClientId) -> Option<&Map<String, Value>> {
+        self.core.reg.get(c).map(|i| &i.session)
+    }
+
+    /// Close a client after an optional last message.
+    pub fn close_client(&mut self, c: ClientId, last: Option<Payload<'_>>) -> Result<(), ApiError> {
+        if let Some(id) = self.core.local(c) {
+            if self.core.get(id).is_none() {
+                return Err(ApiError::NotOnline);
+            }
+            if let Some(m) = last {
+                Encoded::new(m).queue_id(self.core, id);
+            }
+            self.core.request_close(id, CloseHow::Graceful(1000));
+            return Ok(());
+        }
+        let last = last.map(split);
+        self.owner_op(
+            c,
+            |_, _| Ok(()),
+            BusMsg::CmdClose(wire_key(c), last),
+            |_| {},
+        )
+    }
+
+    /// Drop a client now.
+    pub fn destroy_client(&mut self, c: ClientId) -> Result<(), ApiError> {
+        if let Some(id) = self.core.local(c) {
+            if self.core.get(id).is_none() {
+                return Err(ApiError::NotOnline);
+            }
+            self.core.request_close(id, CloseHow::Now);
+            return Ok(());
+        }
+        self.owner_op(c, |_, _| Ok(()), BusMsg::CmdDestroy(wire_key(c)), |_| {})
+    }
+
+    /// Whether a client is online.
+    pub fn is_online(&self, c: ClientId) -> bool {
+        self.core.reg.is_online(c)
+    }
+
+    /// Whether any client is bound to `uid`.
+    pub fn is_uid_online(&self, uid: &str) -> bool {
+        self.core.reg.uid(uid).is_some()
+    }
+
+    /// Clients bound to `uid`.
+    pub fn get_client_id_by_uid(&self, uid: &str) -> Vec<ClientId> {
+        self.core.reg.uid_clients(uid)
+    }
+
+    /// The uid of a client.
+    pub fn get_uid_by_client_id(&self, c: ClientId) -> Option<&str> {
+        self.core.reg.get(c)?.uid.as_deref()
+    }
+
+    /// Number of clients in the cluster.
+    pub fn get_all_client_id_count(&self) -> usize {
+        self.core.reg.client_count()
+    }
+
+    /// Every client in the cluster.
+    pub fn get_all_client_id_list(&self) -> Vec<ClientId> {
+        self.core.reg.client_list()
+    }
+
+    /// Number of members of a group.
+    pub fn get_client_id_count_by_group(&self, group: &str) -> usize {
+        self.core.reg.group_count(group)
+    }
+
+    /// Members of a group.
+    pub fn get_client_id_list_by_group(&self, group: &str) -> Vec<ClientId> {
+        self.core.reg.group_list(group)
+    }
+
+    /// Every bound uid.
+    pub fn get_all_uid_list(&self) -> Vec<String> {
+        self.core.reg.uid_list()
+    }
+
+    /// Number of bound uids.
+    pub fn get_all_uid_count(&self) -> usize {
+        self.core.reg.uid_list().len()
+    }
+
+    /// Uids bound to members of a group.
+    pub fn get_uid_list_by_group(&self, group: &str) -> Vec<String> {
+        self.core.reg.uids_in_group(group)
+    }
+
+    /// Number of distinct uids in a group.
+    pub fn get_uid_count_by_group(&self, group: &str) -> usize {
+        self.core.reg.uids_in_group(group).len()
+    }
+
+    /// Every group id.
+    pub fn get_all_group_id_list(&self) -> Vec<String> {
+        self.core.reg.group_ids()
+    }
+
+    /// Every client's session.
+    pub fn get_all_client_sessions(&self) -> Vec<(ClientId, &Map<String, Value>)> {
+        let mut v: Vec<_> = self
+            .core
+            .reg
+            .iter()
+            .map(|(c, i)| (*c, &i.session))
+            .collect();
+        v.sort_by_key(|(c, _)| *c);
+        v
+    }
+
+    /// Sessions of a group's members.
+    pub fn get_client_sessions_by_group(
+        &self,
+        group: &str,
+    ) -> Vec<(ClientId, &Map<String, Value>)> {
+        self.core
+            .reg
+            .group_list(group)
+            .into_iter()
+            .filter_map(|c| Some((c, &self.core.reg.get(c)?.session)))
+            .collect()
+    }
+
+    /// Whether a client is in a group.
+    pub fn is_in_group(&self, c: ClientId, group: &str) -> bool {
+        self.core
+            .reg
+            .get(c)
+            .is_some_and(|i| i.groups.iter().any(|g| g == group))
+    }
+
+    /// Wire key of a local connection (used by apps that keep local state).
+    pub fn local_key(&self, id: ConnId) -> Key {
+        key(id)
+    }
+}
