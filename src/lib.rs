@@ -7,7 +7,10 @@
 
 pub mod log;
 
+pub mod cli;
 pub mod config;
 pub mod ipc;
+pub mod master;
 pub mod protocol;
 pub mod sys;
+pub mod worker;
