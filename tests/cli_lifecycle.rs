@@ -279,3 +279,121 @@ fn foreground_start_stops_on_sigint() {
     assert!(!k.pid_file().exists());
     assert!(wait_until(5 * SEC, || !alive(workers[0])));
 }
+
+#[test]
+fn stuck_worker_shows_busy_and_is_killed_on_stop() {
+    let k = Instance::new(2);
+    assert!(k.start().ok(), "{}", k.log());
+    let pids = k.worker_pids();
+    // SIGSTOP: the worker neither answers the status query nor obeys Stop.
+    kefu::sys::process::kill(pids[0], libc::SIGSTOP).unwrap();
+    let text = k.run(&["status"], 10 * SEC);
+    let row = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{}\t", pids[0])))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        row.starts_with(&format!("{}\tN/A", pids[0])),
+        "{}",
+        text.stdout
+    );
+    assert!(row.ends_with("[busy]"), "{row}");
+    let s = k.status().unwrap();
+    assert!(s["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w["pid"] == pids[0] && w["state"] == "busy"));
+    let out = k.run(&["stop"], 15 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    assert!(
+        k.log()
+            .contains("still alive after its stop timeout, SIGKILL"),
+        "{}",
+        k.log()
+    );
+    assert!(!alive(pids[0]));
+}
+
+#[test]
+fn reload_with_broken_config_keeps_old_workers() {
+    let k = Instance::new(2);
+    let conf = format!(
+        "workers = 2\nlisten = [\"text://127.0.0.1:{}\"]\nlog_file = \"k.log\"\n",
+        k.text_port
+    );
+    std::fs::write(k.dir.join("k.toml"), &conf).unwrap();
+    let out = k.run(&["start", "-d", "-c", "k.toml"], 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    let before = k.worker_pids();
+    assert_eq!(before.len(), 2);
+
+    std::fs::write(k.dir.join("k.toml"), "workers = [\n").unwrap();
+    let bad = k.run(&["reload"], 30 * SEC);
+    assert_ne!(bad.code, 0, "{bad:?}");
+    assert!(bad.stderr.contains("reload failed"), "{bad:?}");
+    assert!(bad.stderr.contains("bad config"), "{bad:?}");
+    let mut still = k.worker_pids();
+    still.sort();
+    let mut b = before.clone();
+    b.sort();
+    assert_eq!(still, b, "old workers must keep serving");
+
+    // Fixed file: the next reload goes through and the new workers see the new file.
+    std::fs::write(k.dir.join("k.toml"), &conf).unwrap();
+    let good = k.run(&["reload", "-c", "k.toml"], 30 * SEC);
+    assert!(good.ok(), "{good:?}\n{}", k.log());
+    assert!(k.worker_pids().iter().all(|p| !before.contains(p)));
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}
+
+#[test]
+fn restart_gives_a_new_master() {
+    let k = Instance::new(1);
+    assert!(k.start().ok(), "{}", k.log());
+    let first = k.master_pid().unwrap();
+    let mut a = vec!["restart".to_string(), "-d".to_string()];
+    a.extend(k.start_args());
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = k.run(&refs, 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    assert!(out.stdout.contains("kefu stopped") && out.stdout.contains("Start success"));
+    let second = k.master_pid().unwrap();
+    assert_ne!(first, second);
+    assert!(!alive(first));
+    assert_eq!(k.worker_pids().len(), 1);
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}
+
+#[test]
+fn second_sigint_escalates_to_sigkill() {
+    let k = Instance::new(1);
+    // A long stop_timeout: only the escalation can end the stop quickly.
+    let conf = format!(
+        "workers = 1\nlisten = [\"text://127.0.0.1:{}\"]\nlog_file = \"k.log\"\nstop_timeout = 60\n",
+        k.text_port
+    );
+    std::fs::write(k.dir.join("k.toml"), conf).unwrap();
+    assert!(
+        k.run(&["start", "-d", "-c", "k.toml"], 30 * SEC).ok(),
+        "{}",
+        k.log()
+    );
+    let master = k.master_pid().unwrap();
+    let worker = k.worker_pids()[0];
+    kefu::sys::process::kill(worker, libc::SIGSTOP).unwrap();
+    kefu::sys::process::kill(master, libc::SIGINT).unwrap();
+    assert!(wait_until(10 * SEC, || k
+        .status()
+        .is_some_and(|s| s["phase"] == "stopping")));
+    assert!(alive(master), "the stuck worker should hold the stop");
+    kefu::sys::process::kill(master, libc::SIGINT).unwrap();
+    assert!(wait_until(10 * SEC, || !alive(master)), "{}", k.log());
+    assert!(!alive(worker));
+    assert!(k
+        .log()
+        .contains("second stop request: killing all workers now"));
+    assert!(!k.pid_file().exists());
+}

@@ -219,12 +219,20 @@ impl ConfigArgs {
 }
 
 impl LocateArgs {
+    /// The config, only to find the instance: with an explicit `--pid-file` a broken config file
+    /// is not fatal (the admin may be reloading precisely to find out it is broken).
     fn load(&self) -> Result<Config, ConfigError> {
         let ov = Overrides {
             pid_file: self.pid_file.clone(),
             ..Default::default()
         };
-        Config::load(config_path(&self.config).as_deref(), &ov)
+        match Config::load(config_path(&self.config).as_deref(), &ov) {
+            Err(e) if self.pid_file.is_some() => {
+                eprintln!("kefu: warning: {e}; using --pid-file and default timeouts");
+                Config::load(None, &ov)
+            }
+            r => r,
+        }
     }
 }
 
