@@ -280,8 +280,10 @@ fn print_foreground_report(r: &StartReport) {
             listeners,
             ..
         } => {
-            print!("{}", table::banner(app, *workers, listeners, false));
-            let _ = std::io::stdout().flush();
+            // This runs inside the master: a closed stdout must not panic it (print! would).
+            let mut out = std::io::stdout();
+            let _ = out.write_all(table::banner(app, *workers, listeners, false).as_bytes());
+            let _ = out.flush();
         }
         StartReport::Failed { reason } => eprintln!("kefu start failed: {reason}"),
     }
