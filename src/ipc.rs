@@ -145,6 +145,67 @@ pub enum CliRequest {
     },
 }
 
+/// Master -> CLI over the control socket: exactly one reply line per request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum CliReply {
+    /// Answer to [`CliRequest::Status`].
+    Status {
+        /// Master figures plus one row per worker process.
+        status: MasterStatus,
+    },
+    /// Answer to [`CliRequest::Connections`].
+    Connections {
+        /// One row per live connection, all workers together.
+        conns: Vec<ConnInfo>,
+    },
+    /// A stop was started or a reload finished.
+    Done {
+        /// What happened, for the admin.
+        message: String,
+        /// Pids of the workers now serving (after a reload), else empty.
+        pids: Vec<u32>,
+    },
+    /// The request could not be carried out.
+    Error {
+        /// Human-readable reason.
+        reason: String,
+    },
+}
+
+/// What `kefu status` shows about the master and its workers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MasterStatus {
+    /// `kefu/<version>`.
+    pub version: String,
+    /// Master pid.
+    pub master_pid: u32,
+    /// Unix time (seconds) the master started.
+    pub start_time: u64,
+    /// App run by the workers.
+    pub app: String,
+    /// Configured worker count.
+    pub worker_count: usize,
+    /// `starting`, `running`, `reloading`, `stopping`.
+    pub phase: String,
+    /// Exits seen so far, per (app, raw wait status).
+    pub exits: Vec<ExitStat>,
+    /// One row per live worker process; a worker that did not answer in time has state `busy`
+    /// and zero figures.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One row of the exit table: how often workers of `name` ended with `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitStat {
+    /// App name.
+    pub name: String,
+    /// Raw wait status as Workerman shows it: 0 normal, 9 SIGKILL, 64000 = exit(250).
+    pub status: i32,
+    /// Number of exits.
+    pub count: u64,
+}
+
 /// Encode one message as a control line.
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail (no maps with non-string keys, no custom Serialize).

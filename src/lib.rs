@@ -8,11 +8,12 @@
 pub mod log;
 
 pub mod app;
+pub mod cli;
+pub mod config;
 pub mod connection;
 pub mod gateway;
-pub mod worker;
-
-pub mod config;
 pub mod ipc;
+pub mod master;
 pub mod protocol;
 pub mod sys;
+pub mod worker;
