@@ -133,9 +133,12 @@ impl Core {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if c.out.len() + head.len() + body.len() > max {
-            // Workerman drops the package and reports SEND_FAIL; a chat client that cannot
-            // keep up is better disconnected (it reconnects and resumes) than silently gapped.
+        if c.out.len() >= max {
+            // The buffer is already full (Workerman's rule: one message may take it past the
+            // bound, the next one fails, so a single large message always fits an idle
+            // connection). Workerman drops the package and reports SEND_FAIL; a chat client
+            // that cannot keep up is better disconnected (it reconnects and resumes) than
+            // silently gapped.
             self.stats.send_fail += 1;
             let id = ConnId {
                 slot: slot as u32,
