@@ -109,10 +109,19 @@ fn unmask(c: &mut Criterion) {
     g.finish();
 }
 
+/// `line` repeated until the text reaches 1 MiB (whole lines, so it stays valid UTF-8).
+fn fill_1mib(line: &str) -> String {
+    let mut s = String::with_capacity((1 << 20) + line.len());
+    while s.len() < 1 << 20 {
+        s.push_str(line);
+    }
+    s
+}
+
 fn utf8(c: &mut Criterion) {
     let mut g = c.benchmark_group("utf8");
-    let ascii = "customer service message 0123456789\n".repeat(1 << 20 / 36);
-    let cjk = "您好，请问有什么可以帮您？Hello 客服 😀\n".repeat(1 << 20 / 64);
+    let ascii = fill_1mib("customer service message 0123456789\n");
+    let cjk = fill_1mib("您好，请问有什么可以帮您？Hello 客服 😀\n");
     for (name, text) in [("ascii_1MiB", ascii), ("mixed_cjk_1MiB", cjk)] {
         let bytes = text.into_bytes();
         g.throughput(Throughput::Bytes(bytes.len() as u64));
