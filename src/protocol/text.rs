@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn line_length_limits() {
-        let cases: &[(&[u8], Result<Option<usize>, TextError>)] = &[
+        type Case = (&'static [u8], Result<Option<usize>, TextError>);
+        let cases: &[Case] = &[
             (b"abcd\n", Ok(Some(4))),
             (b"abcd\r\n", Ok(Some(4))),
             (b"abcde\n", Err(TextError::LineTooLong)),

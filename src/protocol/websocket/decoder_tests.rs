@@ -521,3 +521,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn memory_grows_only_with_received_bytes() {
+    // A fragment declaring 100 000 bytes, of which only 10 arrived: nothing is reserved.
+    let stream = client(false, OpCode::Binary, &vec![9u8; 100_000]);
+    let mut dec = Decoder::new(1 << 20);
+    let mut part = stream[..24].to_vec();
+    assert_eq!(dec.decode(&mut part), Ok(Decoded::Partial));
+    assert_eq!(dec.assembled.capacity(), 0);
+    // Once the whole fragment is in, it is copied; a big reassembly buffer is freed after use.
+    let mut whole = stream.clone();
+    whole.extend(client(true, OpCode::Continue, b"!"));
+    let mut dec = Decoder::new(1 << 20);
+    let (msgs, err) = feed(&mut dec, &[&whole]);
+    assert_eq!((msgs.len(), err), (1, None));
+    let mut ping = client(true, OpCode::Ping, b"");
+    assert!(dec.decode(&mut ping).is_ok());
+    assert_eq!(dec.assembled.capacity(), 0);
+}
+
+#[test]
+fn partial_text_frame_is_validated_before_it_completes() {
+    // 300-byte text frame whose byte 200 is invalid; only 210 payload bytes ever arrive.
+    let mut payload = vec![b'a'; 300];
+    payload[200] = 0xFF;
+    let stream = client(true, OpCode::Text, &payload);
+    let header = stream.len() - 300;
+    let mut dec = Decoder::new(1000);
+    let mut buf = stream[..header + 100].to_vec();
+    assert_eq!(dec.decode(&mut buf), Ok(Decoded::Partial));
+    // Same bytes again plus more (already-unmasked bytes are not unmasked twice).
+    buf.extend_from_slice(&stream[header + 100..header + 210]);
+    assert_eq!(dec.decode(&mut buf), Err(ProtocolError::InvalidUtf8));
+}

@@ -1,0 +1,61 @@
+//! Fuzz the WebSocket decoder: input split into chunks of a size chosen by the first byte, fed
+//! like the worker does (append, decode until Partial, drain). Also checks that splitting does not
+//! change the result compared with feeding everything at once.
+#![no_main]
+
+use kefu::protocol::websocket::decoder::{Decoded, Decoder, Message};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Debug, PartialEq)]
+enum Owned {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping(Vec<u8>),
+    Pong(Vec<u8>),
+    Close(Option<u16>, String),
+}
+
+fn run(data: &[u8], chunk: usize) -> (Vec<Owned>, bool) {
+    let mut dec = Decoder::new(4096);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    for piece in data.chunks(chunk.max(1)) {
+        buf.extend_from_slice(piece);
+        let mut pos = 0;
+        loop {
+            match dec.decode(&mut buf[pos..]) {
+                Ok(Decoded::Partial) => break,
+                Ok(Decoded::Consumed(n)) => {
+                    assert!(n > 0);
+                    pos += n;
+                }
+                Ok(Decoded::Message(m, n)) => {
+                    out.push(match m {
+                        Message::Text(s) => Owned::Text(s.to_string()),
+                        Message::Binary(b) => Owned::Binary(b.to_vec()),
+                        Message::Ping(b) => Owned::Ping(b.to_vec()),
+                        Message::Pong(b) => Owned::Pong(b.to_vec()),
+                        Message::Close(c, r) => Owned::Close(c, r.to_string()),
+                    });
+                    pos += n;
+                }
+                Err(e) => {
+                    let _ = e.close_code();
+                    return (out, true);
+                }
+            }
+        }
+        buf.drain(..pos);
+    }
+    (out, false)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
+    let split = run(rest, usize::from(first % 64) + 1);
+    let whole = run(rest, rest.len());
+    // Fail-fast may stop earlier on a split stream, never with different messages.
+    assert_eq!(split, whole);
+});
