@@ -82,6 +82,9 @@ pub struct WorkerStatus {
     pub pid: u32,
     /// Worker slot (0..workers).
     pub worker_id: usize,
+    /// Incarnation: the first 16 hex digits of this worker's client ids.
+    #[serde(default)]
+    pub inc: u64,
     /// Resident memory in bytes.
     pub memory: u64,
     /// Listener URLs, space separated.

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod echo;
 
 use crate::protocol::http::request::Request;
+use crate::protocol::http::response::Response;
 use crate::worker::ctx::Ctx;
 
 pub use crate::gateway::client_id::ClientId;
@@ -30,6 +31,18 @@ impl<'a> Payload<'a> {
             Payload::Binary(b) => b,
         }
     }
+}
+
+/// What an app does with a plain HTTP request.
+#[derive(Debug)]
+pub enum HttpOutcome {
+    /// Answer now.
+    Respond(Response),
+    /// The app answers later with [`Ctx::respond_http`] (e.g. after a store lookup); the
+    /// connection is closed after that answer.
+    Pending,
+    /// Not for this app: the worker answers (404, or 426 on a WebSocket port).
+    NotMine,
 }
 
 /// Why an upgrade request was refused by the app: the HTTP status sent back.
@@ -58,6 +71,12 @@ pub trait App {
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>);
     /// The connection is gone; its session is still readable here.
     fn on_close(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
+    /// A plain HTTP request (not a WebSocket upgrade) arrived on an HTTP or WebSocket port.
+    fn on_http(&mut self, _cx: &mut Ctx<'_>, _conn: ClientId, _req: &Request) -> HttpOutcome {
+        HttpOutcome::NotMine
+    }
+    /// The worker's [`Ctx::waker`] was woken (by a thread of the app's: store, backend calls).
+    fn on_wake(&mut self, _cx: &mut Ctx<'_>) {}
     /// A timer set with [`Ctx::add_timer`] fired.
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId, _tag: u64) {}
     /// The worker is stopping (stop or reload).

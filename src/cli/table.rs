@@ -330,6 +330,7 @@ mod tests {
                 WorkerStatus {
                     pid: 18310,
                     worker_id: 0,
+                    inc: 0,
                     memory: 1_153_434,
                     listening: "websocket://0.0.0.0:7272".into(),
                     name: "ChatGateway".into(),

@@ -101,8 +101,8 @@ pub struct Conn {
     pub in_dirty: bool,
     /// The connection is a gateway client (registered, `on_connect` ran), so `on_close` must run.
     pub app_connected: bool,
-    /// Whether the HTTP connection should stay open after the response.
-    pub keep_alive: bool,
+    /// An app is preparing the answer to an HTTP request (input is held until it does).
+    pub http_pending: bool,
 }
 
 impl Conn {
@@ -144,7 +144,7 @@ impl Conn {
             read_pending: false,
             in_dirty: false,
             app_connected: false,
-            keep_alive: false,
+            http_pending: false,
         }
     }
 

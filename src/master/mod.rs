@@ -1052,6 +1052,7 @@ impl Master {
                     None => WorkerStatus {
                         pid: p.pid as u32,
                         worker_id: p.worker_id,
+                        inc: p.inc,
                         listening: p.listeners.join(" "),
                         name: self.cfg.app.clone(),
                         state: "busy".into(),

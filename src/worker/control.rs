@@ -167,6 +167,7 @@ impl Worker {
         WorkerStatus {
             pid: std::process::id(),
             worker_id: self.core.worker_id,
+            inc: self.core.inc,
             memory: rss_bytes(),
             listening: self
                 .cfg

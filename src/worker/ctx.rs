@@ -74,13 +74,20 @@ pub struct Core {
     pub stats: Stats,
     /// Loop time of the current turn.
     pub now: Instant,
+    /// Wakes the loop from app threads.
+    pub waker: std::sync::Arc<mio::Waker>,
     /// Reusable list of slots for fan-out (kept to avoid an allocation per send).
     pub slots: Vec<usize>,
 }
 
 impl Core {
     /// An empty core.
-    pub fn new(worker_id: usize, inc: u64, limits: Limits) -> Core {
+    pub fn new(
+        worker_id: usize,
+        inc: u64,
+        limits: Limits,
+        waker: std::sync::Arc<mio::Waker>,
+    ) -> Core {
         Core {
             conns: Slab::new(),
             worker_id,
@@ -95,6 +102,7 @@ impl Core {
             stats: Stats::default(),
             now: Instant::now(),
             slots: Vec::new(),
+            waker,
         }
     }
 
@@ -249,6 +257,32 @@ impl<'a> Ctx<'a> {
     /// Cancel a timer.
     pub fn del_timer(&mut self, t: TimerId) -> bool {
         self.core.timers.cancel_app(t.0)
+    }
+
+    /// Answer an HTTP request the app left [`Pending`](crate::app::HttpOutcome::Pending);
+    /// the connection closes after the answer. False if the client went away meanwhile.
+    pub fn respond_http(
+        &mut self,
+        conn: ClientId,
+        resp: &crate::protocol::http::response::Response,
+    ) -> bool {
+        let Some(id) = self.core.local(conn) else {
+            return false;
+        };
+        match self.core.get_mut(id) {
+            Some(c) if c.http_pending => c.http_pending = false,
+            _ => return false,
+        }
+        let mut out = Vec::new();
+        resp.write_to(&mut out, false);
+        self.core.queue_raw(id.slot as usize, &out, &[]);
+        self.core.request_close(id, CloseHow::Graceful(1000));
+        true
+    }
+
+    /// A handle that wakes this worker's loop from another thread; the app's `on_wake` runs then.
+    pub fn waker(&self) -> std::sync::Arc<mio::Waker> {
+        self.core.waker.clone()
     }
 
     /// This worker's slot number.

@@ -3,7 +3,7 @@
 //! verdicts to the connection (answers, state changes, closes) and calls the app.
 
 use super::ctx::{CloseHow, ConnId, Core, Ctx};
-use crate::app::{App, Payload};
+use crate::app::{App, HttpOutcome, Payload};
 use crate::connection::{ConnState, Framing, Proto};
 use crate::protocol::http::request::{parse_request, Request, RequestLimits};
 use crate::protocol::http::response::Response;
@@ -76,6 +76,9 @@ pub fn process(
             return pos;
         }
         let rest = &mut data[pos..];
+        if core.get(id).is_some_and(|c| c.http_pending) {
+            return pos;
+        }
         let step = match proto {
             Proto::Http => http_step(core, app, set, id, proto, rest),
             Proto::Ws(dec) => ws_step(core, app, id, dec, rest),
@@ -181,29 +184,37 @@ fn http_step(
         upgrade(core, app, set, id, proto, &req);
         return Some(n);
     }
-    match scheme {
-        crate::config::Scheme::Websocket => {
+    core.stats.total_request += 1;
+    let cid = core.client_id(id);
+    let outcome = guarded(core, Some(id), "on_http", |cx| app.on_http(cx, cid, &req))?;
+    let resp = match (outcome, scheme) {
+        (HttpOutcome::Respond(r), _) => r,
+        (HttpOutcome::Pending, _) => {
+            // The app answers later with `Ctx::respond_http`; stop reading requests until then.
+            if let Some(c) = core.get_mut(id) {
+                c.http_pending = true;
+            }
+            return Some(n);
+        }
+        (HttpOutcome::NotMine, crate::config::Scheme::Websocket) => {
             // A plain request on a WebSocket port: say what is expected (RFC 6455 §4.2.2).
             let r = Response::text(426, "this port speaks WebSocket\n")
                 .header("Upgrade", "websocket")
                 .header("Sec-WebSocket-Version", "13");
             reply_and_close(core, id, r);
-            None
+            return None;
         }
-        _ => {
-            let resp = builtin_page(&req);
-            let keep = req.keep_alive();
-            let mut out = Vec::new();
-            resp.write_to(&mut out, keep);
-            core.queue_raw(id.slot as usize, &out, &[]);
-            core.stats.total_request += 1;
-            if !keep {
-                core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
-                return None;
-            }
-            Some(n)
-        }
+        (HttpOutcome::NotMine, _) => builtin_page(&req),
+    };
+    let keep = req.keep_alive();
+    let mut out = Vec::new();
+    resp.write_to(&mut out, keep);
+    core.queue_raw(id.slot as usize, &out, &[]);
+    if !keep {
+        core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
+        return None;
     }
+    Some(n)
 }
 
 fn builtin_page(req: &Request) -> Response {

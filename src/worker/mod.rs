@@ -29,6 +29,8 @@ use timer::Due;
 
 /// Token of the master control channel.
 const CONTROL: Token = Token(usize::MAX - 1);
+/// Token of the waker app threads use.
+const WAKE: Token = Token(usize::MAX - 2);
 /// Listener `i` has token `LISTENER_BASE + i`; connection tokens are slab slots, far below.
 const LISTENER_BASE: usize = usize::MAX - 1024;
 /// Bus link `i` has token `BUS_BASE + i` (below the listeners).
@@ -130,9 +132,9 @@ impl Worker {
             return Err((format!("unknown app {:?}", cfg.app), ctl));
         };
         match Self::setup(&cfg, &mut ctl) {
-            Ok((poll, listeners)) => Ok(Worker {
+            Ok((poll, listeners, waker)) => Ok(Worker {
                 poll,
-                core: Core::new(worker_id, inc, cfg.limits.clone()),
+                core: Core::new(worker_id, inc, cfg.limits.clone(), waker),
                 app,
                 app_name: cfg.app.clone(),
                 listeners,
@@ -158,7 +160,11 @@ impl Worker {
         }
     }
 
-    fn setup(cfg: &Config, ctl: &mut control::Control) -> Result<(Poll, Vec<Listener>), String> {
+    #[allow(clippy::type_complexity)]
+    fn setup(
+        cfg: &Config,
+        ctl: &mut control::Control,
+    ) -> Result<(Poll, Vec<Listener>, std::sync::Arc<mio::Waker>), String> {
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listen.iter().enumerate() {
@@ -176,7 +182,8 @@ impl Worker {
         }
         ctl.register(poll.registry(), CONTROL)
             .map_err(|e| format!("register control: {e}"))?;
-        Ok((poll, listeners))
+        let waker = mio::Waker::new(poll.registry(), WAKE).map_err(|e| format!("waker: {e}"))?;
+        Ok((poll, listeners, std::sync::Arc::new(waker)))
     }
 
     fn run(&mut self) -> i32 {
@@ -215,6 +222,9 @@ impl Worker {
             self.core.now = Instant::now();
             for ev in events.iter() {
                 match ev.token() {
+                    WAKE => {
+                        guarded(&mut self.core, None, "on_wake", |cx| self.app.on_wake(cx));
+                    }
                     CONTROL => {
                         if !self.on_control(ev.is_readable() || ev.is_read_closed()) {
                             return 0;
