@@ -135,6 +135,58 @@ pub struct WebSocketConfig {
     pub subprotocols: Vec<String>,
 }
 
+/// Gateway options: the HTTP API and heartbeats (GatewayWorker's names and meaning).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Secret key for the HTTP API; empty means only loopback callers are accepted.
+    pub secret_key: String,
+    /// Seconds between heartbeat checks (0 = off).
+    #[serde(with = "secs")]
+    pub ping_interval: Duration,
+    /// Close a client silent for this many intervals (0 = never close).
+    pub ping_not_response_limit: u32,
+    /// Text sent to clients idle for a whole interval (empty = send nothing).
+    pub ping_data: String,
+    /// Also send WebSocket ping frames to idle WebSocket clients.
+    pub ws_ping: bool,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            secret_key: String::new(),
+            ping_interval: Duration::ZERO,
+            ping_not_response_limit: 0,
+            ping_data: String::new(),
+            ws_ping: false,
+        }
+    }
+}
+
+/// The `bridge` app: hand clients to a business backend (seed 001 and 002 patterns).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BridgeConfig {
+    /// URL messages are POSTed to as JSON (empty = no forwarding).
+    pub backend_url: String,
+    /// Seconds to wait for the backend.
+    #[serde(with = "secs")]
+    pub backend_timeout: Duration,
+    /// Most backend calls in flight per worker; more are refused with an error to the client.
+    pub max_in_flight: usize,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            backend_url: String::new(),
+            backend_timeout: Duration::from_secs(5),
+            max_in_flight: 256,
+        }
+    }
+}
+
 /// The whole configuration of one kefu instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -162,6 +214,10 @@ pub struct Config {
     pub limits: Limits,
     /// WebSocket options.
     pub websocket: WebSocketConfig,
+    /// Gateway options.
+    pub gateway: GatewayConfig,
+    /// Bridge app options.
+    pub bridge: BridgeConfig,
     /// Path of the file this config was read from, if any (workers re-read it on reload).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -183,6 +239,8 @@ impl Default for Config {
             graceful_timeout: Duration::from_secs(0),
             limits: Limits::default(),
             websocket: WebSocketConfig::default(),
+            gateway: GatewayConfig::default(),
+            bridge: BridgeConfig::default(),
             source: None,
         }
     }
