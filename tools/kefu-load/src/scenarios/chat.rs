@@ -1,0 +1,1 @@
+//! Shared workerman-chat client logic.
