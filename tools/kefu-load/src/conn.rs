@@ -182,16 +182,6 @@ impl Net {
         })
     }
 
-    /// Number of connections currently open (setup complete).
-    pub fn open_count(&self) -> usize {
-        self.open
-    }
-
-    /// Number of connections still connecting or handshaking.
-    pub fn pending_setup(&self) -> usize {
-        self.pending_setup
-    }
-
     /// Mutable access to the loop's RNG (random targets, payloads).
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
@@ -390,14 +380,6 @@ impl Net {
         }
         mark_dirty(&mut self.dirty, conn, id);
         true
-    }
-
-    /// Bytes queued but not yet written for `id`.
-    pub fn pending_write(&self, id: usize) -> usize {
-        self.conns
-            .get(id)
-            .and_then(Option::as_ref)
-            .map_or(0, |c| c.wbuf.len() - c.wpos)
     }
 
     /// Writes every connection's queued bytes (one batch per loop turn).

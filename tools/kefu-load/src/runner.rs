@@ -166,11 +166,6 @@ impl Launcher {
         self.next >= self.globals.len()
     }
 
-    /// Number of clients this launcher owns.
-    pub fn total(&self) -> usize {
-        self.globals.len()
-    }
-
     /// Starts the connects that are due; immediate failures go to `tally`.
     pub fn step(&mut self, net: &mut Net, tally: &mut SetupTally, shared: &Shared) {
         if self.done() {

@@ -176,12 +176,12 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
         let thread_rate = rate.map(|r| r / threads as f64);
 
         // Queues one message on `id` if its window and backlog allow.
-        let mut send_one = |net: &mut Net,
-                            st: &mut [ConnState],
-                            id: usize,
-                            shared: &Shared,
-                            out: &mut ThreadOut,
-                            buf: &mut Vec<u8>|
+        let send_one = |net: &mut Net,
+                        st: &mut [ConnState],
+                        id: usize,
+                        shared: &Shared,
+                        out: &mut ThreadOut,
+                        buf: &mut Vec<u8>|
          -> bool {
             let c = &mut st[id];
             if !c.open || c.inflight >= window {
@@ -262,12 +262,18 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
                         }
                     }
                     Event::Message {
-                        id, start, end, at, ..
+                        id,
+                        kind: got_kind,
+                        start,
+                        end,
+                        at,
                     } => {
                         got += 1;
                         let c = &mut st[id];
                         match decode(batch.payload(start, end), a.payload, a.size) {
-                            Some((seq, ts)) if seq == c.expect_seq && c.inflight > 0 => {
+                            Some((seq, ts))
+                                if seq == c.expect_seq && c.inflight > 0 && got_kind == kind =>
+                            {
                                 c.expect_seq += 1;
                                 c.inflight -= 1;
                                 if ts >= run_start_us {
