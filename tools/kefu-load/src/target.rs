@@ -1,7 +1,7 @@
 //! Target URL parsing with the loopback-only guard.
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Wire protocol spoken with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct Target {
 pub enum TargetError {
     /// Scheme other than ws:// or text://.
     Scheme(String),
-    /// Missing or unparsable host:port.
+    /// Missing or unparsable host:port (hosts must be IP literals or `localhost`).
     Address(String),
     /// Resolves to something outside 127.0.0.0/8 and ::1.
     NotLoopback(String),
@@ -45,7 +45,10 @@ impl fmt::Display for TargetError {
             TargetError::Scheme(u) => {
                 write!(f, "unsupported URL scheme in {u:?} (use ws:// or text://)")
             }
-            TargetError::Address(u) => write!(f, "cannot parse host:port in {u:?}"),
+            TargetError::Address(u) => write!(
+                f,
+                "cannot parse host:port in {u:?} (use an IP literal or localhost)"
+            ),
             TargetError::NotLoopback(u) => write!(
                 f,
                 "refusing target {u:?}: load tests may only target 127.0.0.0/8 or ::1"
@@ -55,6 +58,18 @@ impl fmt::Display for TargetError {
 }
 
 impl std::error::Error for TargetError {}
+
+/// `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`; never a DNS lookup, so no name can lead
+/// traffic off the machine.
+fn resolve_literal(hostport: &str) -> Option<SocketAddr> {
+    if let Ok(a) = hostport.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let (host, port) = hostport.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    host.eq_ignore_ascii_case("localhost")
+        .then_some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+}
 
 impl Target {
     /// Parses `ws://host:port/path` or `text://host:port`, refusing non-loopback addresses.
@@ -74,19 +89,11 @@ impl Target {
         if hostport.is_empty() || !hostport.contains(':') {
             return Err(TargetError::Address(url.to_string()));
         }
-        let addrs: Vec<SocketAddr> = hostport
-            .to_socket_addrs()
-            .map_err(|_| TargetError::Address(url.to_string()))?
-            .collect();
-        // Every resolution must be loopback, so a hostname cannot smuggle in a remote address.
-        if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        let addr =
+            resolve_literal(hostport).ok_or_else(|| TargetError::Address(url.to_string()))?;
+        if !addr.ip().is_loopback() {
             return Err(TargetError::NotLoopback(url.to_string()));
         }
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .copied()
-            .unwrap_or(addrs[0]);
         let proto = if is_ws {
             Proto::Ws {
                 host: hostport.to_string(),
