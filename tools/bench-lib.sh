@@ -18,12 +18,13 @@ build_tools() {
   "$ROOT/tools/peers/install.sh" >/dev/null 2>&1 || { log "peer install failed (see tools/peers/install.sh)"; return 1; }
 }
 
-# kefu_available: true if the kefu binary exists (building it if the crate builds).
+# kefu_available: true if the kefu binary exists (building it if the crate builds) and its
+# `start` subcommand knows --app (the skeleton binary does not).
 kefu_available() {
   if [ ! -x "$KEFU_BIN" ]; then
     (cd "$ROOT" && cargo build --release -q --bin kefu >/dev/null 2>&1) || true
   fi
-  [ -x "$KEFU_BIN" ] && "$KEFU_BIN" start --help >/dev/null 2>&1
+  [ -x "$KEFU_BIN" ] && "$KEFU_BIN" start --help 2>&1 | grep -q -- '--app'
 }
 
 # wait_listen PORT: up to 20 s for a listener on 127.0.0.1:PORT.

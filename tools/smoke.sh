@@ -27,8 +27,8 @@ for server in $SERVERS; do
   stop_server
   start_server "$server" chat
   url="ws://127.0.0.1:$SERVER_PORT/"
-  run broadcast --url "$url" --rooms 2 --room-size 50 --senders 5 --rate 1000 --duration 5 --grace 1
-  run private --url "$url" -c 100 --rate 5000 --duration 5 --grace 1
+  run broadcast --url "$url" --rooms 2 --room-size 50 --senders 5 --rate 1000 --duration 5 --grace 10
+  run private --url "$url" -c 100 --rate 5000 --duration 5 --grace 10
   stop_server
 done
 exit $fail

@@ -81,6 +81,10 @@ pub struct Shared {
     pub failed: AtomicUsize,
     /// Messages received so far (progress display only).
     pub received: AtomicU64,
+    /// Deliveries (or echoes) the workers expect so far, published once per loop turn.
+    pub expected: AtomicU64,
+    /// Unique deliveries (or echoes) received so far, published once per loop turn.
+    pub delivered: AtomicU64,
     /// Set by a worker that hit a fatal error, so the main thread stops waiting.
     pub abort: AtomicBool,
     /// Chat client ids by global index, filled in as logins complete.
@@ -98,6 +102,8 @@ impl Shared {
             ready: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             received: AtomicU64::new(0),
+            expected: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             abort: AtomicBool::new(false),
             ids: Mutex::new(vec![None; clients]),
             id_snapshot: OnceLock::new(),
@@ -442,6 +448,75 @@ pub fn hold_phase(shared: &Shared, phase: Phase, dur: Duration) {
                 shared.ready.load(Ordering::Relaxed)
             );
             last = now;
+            next_print += Duration::from_secs(1);
+        }
+    }
+}
+
+/// Per-thread expected/delivered counts, published to `Shared` in batches.
+#[derive(Default)]
+pub struct Tracker {
+    expected: u64,
+    delivered: u64,
+    published_expected: u64,
+    published_delivered: u64,
+}
+
+impl Tracker {
+    /// `n` more deliveries are now owed.
+    pub fn expect(&mut self, n: u64) {
+        self.expected += n;
+    }
+
+    /// One owed delivery arrived.
+    pub fn deliver(&mut self) {
+        self.delivered += 1;
+    }
+
+    /// Adds the counts since the last call to the shared totals (call once per loop turn).
+    pub fn publish(&mut self, shared: &Shared) {
+        if self.expected != self.published_expected {
+            shared
+                .expected
+                .fetch_add(self.expected - self.published_expected, Ordering::Relaxed);
+            self.published_expected = self.expected;
+        }
+        if self.delivered != self.published_delivered {
+            shared
+                .delivered
+                .fetch_add(self.delivered - self.published_delivered, Ordering::Relaxed);
+            self.published_delivered = self.delivered;
+        }
+    }
+}
+
+/// Main thread: stops new sends and waits until every expected delivery has arrived, at most
+/// `max`. Returns the seconds waited. Ending early keeps fast servers' runs short; the long
+/// maximum lets a slow server catch up, so whatever is still missing afterwards is lost.
+pub fn drain(shared: &Shared, max: Duration) -> f64 {
+    shared.set_phase(Phase::Drain);
+    let start = Instant::now();
+    // Workers publish once per loop turn (poll timeouts are at most ~20 ms): wait for that.
+    let settle = Duration::from_millis(60);
+    let mut next_print = Duration::from_secs(1);
+    loop {
+        std::thread::sleep(Duration::from_millis(10));
+        let waited = start.elapsed();
+        let (e, d) = (
+            shared.expected.load(Ordering::Relaxed),
+            shared.delivered.load(Ordering::Relaxed),
+        );
+        if (waited >= settle && d >= e) || waited >= max || shared.abort.load(Ordering::Relaxed) {
+            if d < e {
+                eprintln!(
+                    "[Drain] gave up after {:.1}s: {d}/{e} delivered",
+                    waited.as_secs_f64()
+                );
+            }
+            return round3(waited.as_secs_f64());
+        }
+        if waited >= next_print {
+            eprintln!("[Drain {:>4.1}s] {d}/{e} delivered", waited.as_secs_f64());
             next_print += Duration::from_secs(1);
         }
     }

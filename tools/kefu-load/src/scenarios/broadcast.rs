@@ -3,7 +3,7 @@
 
 use super::chat::{self, ChatMsg, ChatThread, Client, Pacer, SayHandler};
 use crate::conn::{Kind, Net};
-use crate::runner::{self, LoadError, Phase, Shared, Window};
+use crate::runner::{self, LoadError, Phase, Shared, Tracker, Window};
 use crate::stats::{self, round1, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::Args;
@@ -31,8 +31,9 @@ pub struct BroadcastArgs {
     /// Measured seconds of sending.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Seconds after sending stops for late deliveries before counting losses.
-    #[arg(long, default_value_t = 2.0)]
+    /// Most seconds to wait after sending stops for missing deliveries before counting them
+    /// lost (ends as soon as all have arrived).
+    #[arg(long, default_value_t = 10.0)]
     grace: f64,
     /// Connection attempts per second during setup.
     #[arg(long, default_value_t = 2000.0)]
@@ -78,6 +79,7 @@ struct Handler {
     bad_content: u64,
     backpressured: u64,
     last_delivery_us: u64,
+    tracker: Tracker,
     msg: String,
 }
 
@@ -117,6 +119,7 @@ impl SayHandler for Handler {
         };
         if sets[slot].insert(seq) {
             self.delivered += 1;
+            self.tracker.deliver();
             let now = shared.us_at(at);
             stats::record(&mut self.hist, now.saturating_sub(ts));
             self.last_delivery_us = self.last_delivery_us.max(now);
@@ -154,6 +157,7 @@ impl SayHandler for Handler {
             if net.send(local, Kind::Text, self.msg.as_bytes()) {
                 self.my_senders[self.rr].2 += 1;
                 self.pacer.sent();
+                self.tracker.expect(self.room_size as u64);
             } else {
                 self.backpressured += 1;
                 misses += 1;
@@ -209,6 +213,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
             bad_content: 0,
             backpressured: 0,
             last_delivery_us: 0,
+            tracker: Tracker::default(),
             msg: String::with_capacity(128),
         };
         let p = ChatThread {
@@ -227,17 +232,17 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
     let main = || {
         let complete = runner::wait_setup(&shared, total, setup_budget, "logged in");
         if !complete {
-            return (false, None, 0);
+            return (false, None, 0, 0.0);
         }
         let window = Window::start(server_pid);
         let run_start_us = shared.now_us();
         runner::hold_phase(&shared, Phase::Run, duration);
         let measured = window.finish();
-        runner::hold_phase(&shared, Phase::Drain, grace);
-        (true, Some(measured), run_start_us)
+        let drained = runner::drain(&shared, grace);
+        (true, Some(measured), run_start_us, drained)
     };
 
-    let (outs, (complete, measured, run_start_us)) =
+    let (outs, (complete, measured, run_start_us, drained)) =
         runner::run_threads(threads, &shared, worker, main)?;
     // sent[g]: messages sender g said; received: unique seqs per logged-in client per sender slot.
     let mut sent = vec![0u64; total];
@@ -309,7 +314,8 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
             "clients": total,
             "rate_target": rate,
             "duration_s": wall,
-            "grace_s": a.grace,
+            "grace_max_s": a.grace,
+            "drain_s": drained,
             "complete": complete,
             "said": said,
             "said_per_s": if wall > 0.0 { round1(said as f64 / wall) } else { 0.0 },

@@ -2,7 +2,7 @@
 //! message carries its sequence number and send time so each round trip is timed.
 
 use crate::conn::{Batch, Event, Kind, Net};
-use crate::runner::{self, LoadError, Phase, SetupTally, Shared, Window};
+use crate::runner::{self, LoadError, Phase, SetupTally, Shared, Tracker, Window};
 use crate::stats::{self, round1, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::{Args, ValueEnum};
@@ -113,6 +113,7 @@ struct ThreadOut {
     mismatches: u64,
     unanswered: u64,
     backpressured: u64,
+    tracker: Tracker,
 }
 
 /// Runs the scenario.
@@ -162,6 +163,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
             mismatches: 0,
             unanswered: 0,
             backpressured: 0,
+            tracker: Tracker::default(),
         };
         let mut st: Vec<ConnState> = Vec::new();
         let mut open_ids: Vec<usize> = Vec::new();
@@ -192,6 +194,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
                 c.next_seq += 1;
                 c.inflight += 1;
                 out.sent += 1;
+                out.tracker.expect(1);
                 true
             } else {
                 out.backpressured += 1;
@@ -276,6 +279,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
                             {
                                 c.expect_seq += 1;
                                 c.inflight -= 1;
+                                out.tracker.deliver();
                                 if ts >= run_start_us {
                                     stats::record(
                                         &mut out.hist,
@@ -308,6 +312,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
                     }
                 }
             }
+            out.tracker.publish(&shared);
             out.received += got;
             if got > 0 {
                 shared.received.fetch_add(got, Ordering::Relaxed);
@@ -328,8 +333,8 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
         let window = Window::start(server_pid);
         runner::hold_phase(&shared, Phase::Run, duration);
         let measured = window.finish();
-        // Give in-flight messages time to come back so "unanswered" means lost.
-        runner::hold_phase(&shared, Phase::Drain, Duration::from_secs(1));
+        // Let in-flight messages come back so "unanswered" means lost.
+        runner::drain(&shared, Duration::from_secs(10));
         (complete, Some(measured))
     };
 

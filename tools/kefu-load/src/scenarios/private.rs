@@ -3,7 +3,7 @@
 
 use super::chat::{self, ChatMsg, ChatThread, Client, Pacer, SayHandler};
 use crate::conn::{Kind, Net};
-use crate::runner::{self, LoadError, Phase, Shared, Window};
+use crate::runner::{self, LoadError, Phase, Shared, Tracker, Window};
 use crate::stats::{self, round1, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::Args;
@@ -30,8 +30,9 @@ pub struct PrivateArgs {
     /// Measured seconds of sending.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Seconds after sending stops for late deliveries before counting losses.
-    #[arg(long, default_value_t = 2.0)]
+    /// Most seconds to wait after sending stops for missing deliveries before counting them
+    /// lost (ends as soon as all have arrived).
+    #[arg(long, default_value_t = 10.0)]
     grace: f64,
     /// Connection attempts per second during setup.
     #[arg(long, default_value_t = 2000.0)]
@@ -56,6 +57,7 @@ struct Handler {
     bad_content: u64,
     backpressured: u64,
     last_delivery_us: u64,
+    tracker: Tracker,
     msg: String,
 }
 
@@ -88,6 +90,7 @@ impl SayHandler for Handler {
         // Sequence numbers stay far below 2^32 within the bounded duration.
         if self.seen.insert(((sender as u64) << 32) | seq) {
             self.delivered += 1;
+            self.tracker.deliver();
             let now = shared.us_at(at);
             stats::record(&mut self.hist, now.saturating_sub(ts));
             self.last_delivery_us = self.last_delivery_us.max(now);
@@ -138,6 +141,7 @@ impl SayHandler for Handler {
                 self.mine[self.rr].1 += 1;
                 self.sent += 1;
                 self.pacer.sent();
+                self.tracker.expect(1);
             } else {
                 self.backpressured += 1;
                 misses += 1;
@@ -189,6 +193,7 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
             bad_content: 0,
             backpressured: 0,
             last_delivery_us: 0,
+            tracker: Tracker::default(),
             msg: String::with_capacity(160),
         };
         let p = ChatThread {
@@ -207,7 +212,7 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
     let main = || {
         let complete = runner::wait_setup(&shared, total, setup_budget, "logged in");
         if !complete {
-            return (false, None, 0);
+            return (false, None, 0, 0.0);
         }
         // Freeze the id table (JSON-quoted once) before anyone starts picking targets.
         let snapshot: Vec<Option<String>> = match shared.ids.lock() {
@@ -218,18 +223,18 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
                         .map(|s| serde_json::Value::from(s.as_str()).to_string())
                 })
                 .collect(),
-            Err(_) => return (false, None, 0),
+            Err(_) => return (false, None, 0, 0.0),
         };
         let _ = shared.id_snapshot.set(snapshot);
         let window = Window::start(server_pid);
         let run_start_us = shared.now_us();
         runner::hold_phase(&shared, Phase::Run, duration);
         let measured = window.finish();
-        runner::hold_phase(&shared, Phase::Drain, grace);
-        (true, Some(measured), run_start_us)
+        let drained = runner::drain(&shared, grace);
+        (true, Some(measured), run_start_us, drained)
     };
 
-    let (outs, (complete, measured, run_start_us)) =
+    let (outs, (complete, measured, run_start_us, drained)) =
         runner::run_threads(threads, &shared, worker, main)?;
     let mut hist = stats::new_hist();
     let mut setups = Vec::new();
@@ -281,7 +286,8 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
             "rooms": a.rooms,
             "rate_target": rate,
             "duration_s": wall,
-            "grace_s": a.grace,
+            "grace_max_s": a.grace,
+            "drain_s": drained,
             "complete": complete,
             "sent": sent,
             "delivered": delivered,
