@@ -22,6 +22,8 @@ ROOM100_RATE="${ROOM100_RATE:-500}"     # says/s -> 50k deliveries/s
 ROOM1000_RATE="${ROOM1000_RATE:-50}"    # says/s -> 50k deliveries/s
 PRIVATE_RATE="${PRIVATE_RATE:-5000}"
 GRACE="${GRACE:-10}"                    # max drain; ends as soon as all deliveries are in
+# Logins cost O(room size) broadcasts each, so ramp gently and allow slow upgrades.
+CHAT_SETUP=(--connect-rate 500 --setup-timeout 30)
 
 mkdir -p "$ROOT/target/bench"
 OUT="$ROOT/target/bench/results.jsonl"
@@ -63,10 +65,10 @@ for server in $SERVERS; do
   if start_server "$server" chat; then
     url="ws://127.0.0.1:$SERVER_PORT/"
     run_case "$server" bcast_room100 broadcast --url "$url" --rooms 1 --room-size 100 --senders 10 \
-      --rate "$ROOM100_RATE" --duration "$CDUR" --grace "$GRACE"
+      --rate "$ROOM100_RATE" --duration "$CDUR" --grace "$GRACE" "${CHAT_SETUP[@]}"
     run_case "$server" bcast_room1000 broadcast --url "$url" --rooms 1 --room-size 1000 --senders 10 \
-      --rate "$ROOM1000_RATE" --duration "$CDUR" --grace "$GRACE"
-    run_case "$server" private private --url "$url" -c 1000 --rate "$PRIVATE_RATE" --duration "$CDUR" --grace "$GRACE"
+      --rate "$ROOM1000_RATE" --duration "$CDUR" --grace "$GRACE" "${CHAT_SETUP[@]}"
+    run_case "$server" private private --url "$url" -c 1000 --rate "$PRIVATE_RATE" --duration "$CDUR" --grace "$GRACE" "${CHAT_SETUP[@]}"
     stop_server
   fi
 done

@@ -137,6 +137,22 @@ impl Shared {
     }
 }
 
+/// Main thread: freezes the chat id table (JSON-quoted) before the run phase, so workers
+/// can pick targets and know which clients logged in.
+pub fn publish_ids(shared: &Shared) -> bool {
+    let Ok(ids) = shared.ids.lock() else {
+        return false;
+    };
+    let snapshot = ids
+        .iter()
+        .map(|id| {
+            id.as_ref()
+                .map(|s| serde_json::Value::from(s.as_str()).to_string())
+        })
+        .collect();
+    shared.id_snapshot.set(snapshot).is_ok()
+}
+
 /// Global client indices owned by `thread`: every `threads`-th one, so rooms span threads.
 pub fn owned(thread: usize, threads: usize, total: usize) -> Vec<usize> {
     (thread..total).step_by(threads).collect()

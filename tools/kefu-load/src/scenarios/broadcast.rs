@@ -80,6 +80,8 @@ struct Handler {
     backpressured: u64,
     last_delivery_us: u64,
     tracker: Tracker,
+    /// Logged-in members per room (index = room), known once the run starts.
+    room_members: Vec<u64>,
     msg: String,
 }
 
@@ -135,8 +137,19 @@ impl SayHandler for Handler {
         phase: Phase,
         shared: &Shared,
     ) -> Duration {
+        // Publish every turn, also while draining, so the main thread sees deliveries settle.
+        self.tracker.publish(shared);
         if phase != Phase::Run || self.my_senders.is_empty() {
             return Duration::from_millis(10);
+        }
+        if self.room_members.is_empty() {
+            let Some(ids) = shared.id_snapshot.get() else {
+                return Duration::from_millis(1);
+            };
+            self.room_members = ids
+                .chunks(self.room_size)
+                .map(|room| room.iter().filter(|id| id.is_some()).count() as u64)
+                .collect();
         }
         let due = self.pacer.due();
         let mut misses = 0;
@@ -157,7 +170,7 @@ impl SayHandler for Handler {
             if net.send(local, Kind::Text, self.msg.as_bytes()) {
                 self.my_senders[self.rr].2 += 1;
                 self.pacer.sent();
-                self.tracker.expect(self.room_size as u64);
+                self.tracker.expect(self.room_members[g / self.room_size]);
             } else {
                 self.backpressured += 1;
                 misses += 1;
@@ -214,6 +227,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
             backpressured: 0,
             last_delivery_us: 0,
             tracker: Tracker::default(),
+            room_members: Vec::new(),
             msg: String::with_capacity(128),
         };
         let p = ChatThread {
@@ -232,6 +246,9 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
     let main = || {
         let complete = runner::wait_setup(&shared, total, setup_budget, "logged in");
         if !complete {
+            return (false, None, 0, 0.0);
+        }
+        if !runner::publish_ids(&shared) {
             return (false, None, 0, 0.0);
         }
         let window = Window::start(server_pid);

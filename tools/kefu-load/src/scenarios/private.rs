@@ -106,6 +106,8 @@ impl SayHandler for Handler {
         phase: Phase,
         shared: &Shared,
     ) -> Duration {
+        // Publish every turn, also while draining, so the main thread sees deliveries settle.
+        self.tracker.publish(shared);
         if phase != Phase::Run || self.mine.is_empty() {
             return Duration::from_millis(10);
         }
@@ -214,18 +216,9 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
         if !complete {
             return (false, None, 0, 0.0);
         }
-        // Freeze the id table (JSON-quoted once) before anyone starts picking targets.
-        let snapshot: Vec<Option<String>> = match shared.ids.lock() {
-            Ok(ids) => ids
-                .iter()
-                .map(|id| {
-                    id.as_ref()
-                        .map(|s| serde_json::Value::from(s.as_str()).to_string())
-                })
-                .collect(),
-            Err(_) => return (false, None, 0, 0.0),
-        };
-        let _ = shared.id_snapshot.set(snapshot);
+        if !runner::publish_ids(&shared) {
+            return (false, None, 0, 0.0);
+        }
         let window = Window::start(server_pid);
         let run_start_us = shared.now_us();
         runner::hold_phase(&shared, Phase::Run, duration);
