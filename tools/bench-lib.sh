@@ -1,0 +1,93 @@
+# Shared helpers for tools/bench.sh and tools/smoke.sh (source it; needs ROOT set).
+# Servers: kefu1 / kefu2 (kefu with 1 or 2 workers), bun, node; apps: echo, chat.
+
+KEFU_BIN="${KEFU_BIN:-$ROOT/target/release/kefu}"
+LOAD_BIN="${LOAD_BIN:-$ROOT/target/release/kefu-load}"
+BUN_BIN="$ROOT/tools/peers/bun/node_modules/.bin/bun"
+SERVER_CPUS="${SERVER_CPUS:-0}"   # core(s) for 1-process servers
+KEFU2_CPUS="${KEFU2_CPUS:-0,1}"   # 2 workers get both cores (they share core 1 with the generator)
+LOAD_CPUS="${LOAD_CPUS:-1}"
+SERVER_PID=""
+SERVER_PORT=""
+NEXT_PORT="${BENCH_BASE_PORT:-18400}"
+
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+
+build_tools() {
+  (cd "$ROOT" && cargo build --release -q -p kefu-load) || return 1
+  "$ROOT/tools/peers/install.sh" >/dev/null 2>&1 || { log "peer install failed (see tools/peers/install.sh)"; return 1; }
+}
+
+# kefu_available: true if the kefu binary exists (building it if the crate builds) and its
+# `start` subcommand knows --app (the skeleton binary does not).
+kefu_available() {
+  if [ ! -x "$KEFU_BIN" ]; then
+    (cd "$ROOT" && cargo build --release -q --bin kefu >/dev/null 2>&1) || true
+  fi
+  [ -x "$KEFU_BIN" ] && "$KEFU_BIN" start --help 2>&1 | grep -q -- '--app'
+}
+
+# wait_listen PORT: up to 20 s for a listener on 127.0.0.1:PORT.
+wait_listen() {
+  local port=$1 i
+  for i in $(seq 1 200); do
+    if ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# start_server NAME APP: starts it pinned, sets SERVER_PID and SERVER_PORT.
+start_server() {
+  local name=$1 app=$2 port=$NEXT_PORT
+  NEXT_PORT=$((NEXT_PORT + 1))
+  local mode=$app
+  case $name in
+    kefu1|kefu2)
+      local workers=${name#kefu} cpus=$SERVER_CPUS
+      [ "$workers" = 2 ] && cpus=$KEFU2_CPUS
+      taskset -c "$cpus" "$KEFU_BIN" start --app "$app" --listen "websocket://127.0.0.1:$port" \
+        --workers "$workers" --pid-file /tmp/kefu-bench.pid >"/tmp/bench-$name.log" 2>&1 &
+      ;;
+    bun)
+      taskset -c "$SERVER_CPUS" "$BUN_BIN" "$ROOT/tools/peers/bun/server.js" --port "$port" --mode "$mode" \
+        >"/tmp/bench-$name.log" 2>&1 &
+      ;;
+    node)
+      taskset -c "$SERVER_CPUS" node "$ROOT/tools/peers/node/server.js" --port "$port" --mode "$mode" \
+        >"/tmp/bench-$name.log" 2>&1 &
+      ;;
+    *) log "unknown server $name"; return 1 ;;
+  esac
+  SERVER_PID=$!
+  SERVER_PORT=$port
+  if ! wait_listen "$port"; then
+    log "$name ($app) did not listen on $port; log: /tmp/bench-$name.log"
+    stop_server
+    return 1
+  fi
+  sleep 0.3
+}
+
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  if [ -x "$KEFU_BIN" ] && [ -f /tmp/kefu-bench.pid ] && [ "$(cat /tmp/kefu-bench.pid 2>/dev/null)" = "$SERVER_PID" ]; then
+    "$KEFU_BIN" stop --pid-file /tmp/kefu-bench.pid >/dev/null 2>&1 || true
+  fi
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  local i
+  for i in $(seq 1 50); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  rm -f /tmp/kefu-bench.pid
+  SERVER_PID=""
+}
+
+# load ARGS...: runs kefu-load pinned, bounded by a timeout; prints its JSON line.
+load() {
+  timeout 300 taskset -c "$LOAD_CPUS" "$LOAD_BIN" "$@" --server-pid "$SERVER_PID" 2>>/tmp/bench-load.log
+  return 0
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Turns bench.sh JSON lines into markdown tables: medians of runs, ratios kefu vs peers."""
+import json
+import statistics
+import sys
+
+PRIMARY = {"echo": "msgs_per_s", "broadcast": "deliveries_per_s", "private": "deliveries_per_s"}
+PER_CPU = {"echo": "msgs_per_server_cpu_s", "broadcast": "deliveries_per_server_cpu_s",
+           "private": "deliveries_per_server_cpu_s"}
+SERVERS = ["kefu1", "kefu2", "bun", "node"]
+
+
+def load(path):
+    runs = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            rec = json.loads(line)
+            b, r = rec["bench"], rec["result"]
+            runs.setdefault(b["case"], {}).setdefault(b["server"], []).append(r)
+    return runs
+
+
+def median_run(results):
+    """The run whose primary metric is the median (keeps its latency/CPU consistent)."""
+    good = [r for r in results if "error" not in r]
+    if not good:
+        return None
+    key = PRIMARY.get(good[0].get("scenario"), "msgs_per_s")
+    good.sort(key=lambda r: r.get(key) or 0)
+    return good[(len(good) - 1) // 2]
+
+
+def correct(results):
+    bad = 0
+    for r in results:
+        if "error" in r or not r.get("ok", False):
+            bad += 1
+    return "ok" if bad == 0 else f"{bad}/{len(results)} failed"
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v >= 100:
+        return f"{v:,.0f}"
+    if isinstance(v, (int, float)):
+        return f"{v:,}"
+    return str(v)
+
+
+def table(runs, title, getter, higher_better=True):
+    servers = [s for s in SERVERS if any(s in v for v in runs.values())]
+    ratios = [(k, p) for k in ("kefu1", "kefu2") if k in servers for p in ("bun", "node") if p in servers]
+    head = ["case"] + servers + [f"{k}/{p}" for k, p in ratios]
+    print(f"\n### {title}\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for case in sorted(runs):
+        vals = {}
+        for s in servers:
+            m = median_run(runs[case].get(s, []))
+            vals[s] = getter(m) if m else None
+        row = [case] + [fmt(vals[s]) for s in servers]
+        for k, p in ratios:
+            a, b = vals.get(k), vals.get(p)
+            if a and b:
+                row.append(f"{(a / b if higher_better else b / a):.2f}x")
+            else:
+                row.append("-")
+        print("| " + " | ".join(row) + " |")
+
+
+def main():
+    runs = load(sys.argv[1])
+    if not runs:
+        print("no results")
+        return
+    table(runs, "Throughput (median of runs; msgs/s for echo, deliveries/s for chat)",
+          lambda r: r.get(PRIMARY.get(r.get("scenario"), "msgs_per_s")))
+    table(runs, "Per server CPU-second (higher is better)",
+          lambda r: r.get(PER_CPU.get(r.get("scenario"), "")))
+    table(runs, "Latency p50 (µs; ratio > 1 means kefu is faster)",
+          lambda r: (r.get("latency_us") or {}).get("p50"), higher_better=False)
+    table(runs, "Latency p99 (µs; ratio > 1 means kefu is faster)",
+          lambda r: (r.get("latency_us") or {}).get("p99"), higher_better=False)
+    table(runs, "Server CPU (% of one core during the measured window)",
+          lambda r: (r.get("server") or {}).get("cpu_pct_of_one_core"), higher_better=False)
+    table(runs, "Generator CPU (% of one core; near 100 means the generator was the limit)",
+          lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), higher_better=False)
+    print("\n### Correctness (lost / duplicated / mismatched / failed connections)\n")
+    servers = [s for s in SERVERS if any(s in v for v in runs.values())]
+    print("| case | " + " | ".join(servers) + " |")
+    print("|" + "---|" * (len(servers) + 1))
+    for case in sorted(runs):
+        print("| " + case + " | " + " | ".join(correct(runs[case].get(s, [])) if s in runs[case] else "-"
+                                                for s in servers) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+//! Load scenarios; each exposes clap `*Args` and `run(&Args) -> Result<Outcome, LoadError>`.
+
+pub mod broadcast;
+pub mod chat;
+pub mod connect;
+pub mod echo;
+pub mod kefu;
+pub mod private;

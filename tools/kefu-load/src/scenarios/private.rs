@@ -1,0 +1,303 @@
+//! `private`: every client says to a random other client's id; each message must reach
+//! exactly its addressee once (the server's copy back to the sender is not a delivery).
+
+use super::chat::{self, ChatMsg, ChatThread, Client, Pacer, SayHandler};
+use crate::conn::{Kind, Net};
+use crate::runner::{self, LoadError, Phase, Shared, Tracker, Window};
+use crate::stats::{self, round1, LatencySummary};
+use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
+use clap::Args;
+use hdrhistogram::Histogram;
+use serde_json::json;
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+/// Options of the `private` scenario.
+#[derive(Args, Debug)]
+pub struct PrivateArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Clients.
+    #[arg(short = 'c', long, default_value_t = 100)]
+    clients: usize,
+    /// Rooms the clients are spread over (round robin; targets ignore rooms).
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Total private messages per second over all clients.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Measured seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Most seconds to wait after sending stops for missing deliveries before counting them
+    /// lost (ends as soon as all have arrived).
+    #[arg(long, default_value_t = 10.0)]
+    grace: f64,
+    /// Connection attempts per second during setup.
+    #[arg(long, default_value_t = 2000.0)]
+    connect_rate: f64,
+}
+
+struct Handler {
+    total: usize,
+    pacer: Pacer,
+    /// Logged-in clients of this thread: (local id, next seq).
+    mine: Vec<(usize, u64)>,
+    rr: usize,
+    /// JSON-quoted ids of all clients, fetched when the run starts.
+    ids: Option<Vec<Option<String>>>,
+    seen: HashSet<u64>,
+    hist: Histogram<u64>,
+    sent: u64,
+    delivered: u64,
+    duplicated: u64,
+    misrouted: u64,
+    echoes: u64,
+    bad_content: u64,
+    backpressured: u64,
+    last_delivery_us: u64,
+    tracker: Tracker,
+    msg: String,
+}
+
+impl SayHandler for Handler {
+    fn on_login(&mut self, local: usize, _client: &Client) {
+        self.mine.push((local, 0));
+    }
+
+    fn on_say(
+        &mut self,
+        _local: usize,
+        me: &Client,
+        msg: &ChatMsg<'_>,
+        at: Instant,
+        shared: &Shared,
+    ) {
+        let my_id = me.id.as_deref();
+        if msg.from_client_id.as_ref().map(|i| i.0.as_str()) == my_id {
+            self.echoes += 1;
+            return;
+        }
+        let Some((sender, seq, ts)) = msg.content.as_deref().and_then(chat::parse_content) else {
+            self.bad_content += 1;
+            return;
+        };
+        if msg.to_client_id.as_ref().map(|i| i.0.as_str()) != my_id || sender >= self.total {
+            self.misrouted += 1;
+            return;
+        }
+        // Sequence numbers stay far below 2^32 within the bounded duration.
+        if self.seen.insert(((sender as u64) << 32) | seq) {
+            self.delivered += 1;
+            self.tracker.deliver();
+            let now = shared.us_at(at);
+            stats::record(&mut self.hist, now.saturating_sub(ts));
+            self.last_delivery_us = self.last_delivery_us.max(now);
+        } else {
+            self.duplicated += 1;
+        }
+    }
+
+    fn tick(
+        &mut self,
+        net: &mut Net,
+        clients: &[Client],
+        phase: Phase,
+        shared: &Shared,
+    ) -> Duration {
+        // Publish every turn, also while draining, so the main thread sees deliveries settle.
+        self.tracker.publish(shared);
+        if phase != Phase::Run || self.mine.is_empty() {
+            return Duration::from_millis(10);
+        }
+        if self.ids.is_none() {
+            self.ids = shared.id_snapshot.get().cloned();
+        }
+        let Some(ids) = &self.ids else {
+            return Duration::from_millis(1);
+        };
+        let due = self.pacer.due();
+        let mut misses = 0;
+        for _ in 0..due {
+            self.rr = (self.rr + 1) % self.mine.len();
+            let (local, seq) = self.mine[self.rr];
+            let me = &clients[local];
+            // A random other logged-in client; give up on this slot after a few tries.
+            let target = (0..8).find_map(|_| {
+                let t = net.rng().below(self.total);
+                (t != me.global).then(|| ids[t].as_deref()).flatten()
+            });
+            let Some(to) = target.filter(|_| me.alive) else {
+                misses += 1;
+                continue;
+            };
+            self.msg.clear();
+            let ts = shared.now_us();
+            let _ = write!(
+                self.msg,
+                r#"{{"type":"say","to_client_id":{to},"content":"{}:{seq}:{ts}"}}"#,
+                me.global
+            );
+            if net.send(local, Kind::Text, self.msg.as_bytes()) {
+                self.mine[self.rr].1 += 1;
+                self.sent += 1;
+                self.pacer.sent();
+                self.tracker.expect(1);
+            } else {
+                self.backpressured += 1;
+                misses += 1;
+            }
+        }
+        self.pacer.skip(misses);
+        self.pacer.timeout()
+    }
+}
+
+/// Runs the scenario.
+pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
+    let target = a.common.target()?;
+    if a.clients < 2 || a.rooms == 0 {
+        return Err(LoadError::Usage(
+            "need --clients >= 2 and --rooms >= 1".into(),
+        ));
+    }
+    check_connections(a.clients)?;
+    let rate = check_rate("rate", a.rate)?;
+    let connect_rate = check_rate("connect-rate", a.connect_rate)?;
+    let duration = check_seconds("duration", a.duration)?;
+    let grace = check_seconds("grace", a.grace)?;
+    let server_pid = a.common.server_pid()?;
+    let total = a.clients;
+    let threads = a.common.threads.min(total);
+    let shared = Shared::new(total);
+    let rooms = a.rooms;
+    let room_of = move |g: usize| (g % rooms + 1).to_string();
+    let setup_budget = Duration::from_secs_f64(total as f64 / connect_rate)
+        + a.common.setup_limit()
+        + Duration::from_secs(10);
+
+    let worker = |t: usize| {
+        let mine = runner::owned(t, threads, total).len();
+        let mut h = Handler {
+            total,
+            pacer: Pacer::new(rate * mine as f64 / total as f64),
+            mine: Vec::new(),
+            rr: 0,
+            ids: None,
+            seen: HashSet::new(),
+            hist: stats::new_hist(),
+            sent: 0,
+            delivered: 0,
+            duplicated: 0,
+            misrouted: 0,
+            echoes: 0,
+            bad_content: 0,
+            backpressured: 0,
+            last_delivery_us: 0,
+            tracker: Tracker::default(),
+            msg: String::with_capacity(160),
+        };
+        let p = ChatThread {
+            thread: t,
+            threads,
+            total,
+            connect_rate: connect_rate / threads as f64,
+            setup_limit: a.common.setup_limit(),
+            target: target.clone(),
+            room_of: &room_of,
+        };
+        let setup = chat::run_thread(&p, &shared, &mut h)?;
+        Ok((setup, h))
+    };
+
+    let main = || {
+        let complete = runner::wait_setup(&shared, total, setup_budget, "logged in");
+        if !complete {
+            return (false, None, 0, 0.0);
+        }
+        if !runner::publish_ids(&shared) {
+            return (false, None, 0, 0.0);
+        }
+        let window = Window::start(server_pid);
+        let run_start_us = shared.now_us();
+        runner::hold_phase(&shared, Phase::Run, duration);
+        let measured = window.finish();
+        let drained = runner::drain(&shared, grace);
+        (true, Some(measured), run_start_us, drained)
+    };
+
+    let (outs, (complete, measured, run_start_us, drained)) =
+        runner::run_threads(threads, &shared, worker, main)?;
+    let mut hist = stats::new_hist();
+    let mut setups = Vec::new();
+    let (mut sent, mut delivered, mut dup, mut misrouted, mut echoes, mut bad, mut bp, mut last_us) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for (setup, h) in outs {
+        setups.push(setup);
+        let _ = hist.add(&h.hist);
+        sent += h.sent;
+        delivered += h.delivered;
+        dup += h.duplicated;
+        misrouted += h.misrouted;
+        echoes += h.echoes;
+        bad += h.bad_content;
+        bp += h.backpressured;
+        last_us = last_us.max(h.last_delivery_us);
+    }
+    let (tally, counters) = chat::merge_setup(setups);
+    let conns = tally.report();
+    let lost = sent.saturating_sub(delivered);
+    let (wall, gen_cpu, server) = match measured {
+        Some((w, g, s)) => (w, Some(g), s),
+        None => (0.0, None, None),
+    };
+    let span_s = (last_us.saturating_sub(run_start_us) as f64 / 1e6).max(wall);
+    let per_s = if span_s > 0.0 {
+        delivered as f64 / span_s
+    } else {
+        0.0
+    };
+    let per_server_cpu = server
+        .as_ref()
+        .filter(|s| s.cpu_s > 0.0)
+        .map(|s| round1(delivered as f64 / s.cpu_s));
+    let ok = complete
+        && lost == 0
+        && dup == 0
+        && misrouted == 0
+        && delivered <= sent
+        && conns.failed == 0
+        && conns.dropped == 0;
+    Ok(Outcome {
+        ok,
+        json: json!({
+            "scenario": "private",
+            "url": target.url,
+            "threads": threads,
+            "clients": total,
+            "rooms": a.rooms,
+            "rate_target": rate,
+            "duration_s": wall,
+            "grace_max_s": a.grace,
+            "drain_s": drained,
+            "complete": complete,
+            "sent": sent,
+            "delivered": delivered,
+            "deliveries_per_s": round1(per_s),
+            "deliveries_per_server_cpu_s": per_server_cpu,
+            "lost": lost,
+            "duplicated": dup,
+            "misrouted": misrouted,
+            "sender_echoes": echoes,
+            "bad_content": bad,
+            "backpressured": bp,
+            "latency_us": LatencySummary::of(&hist),
+            "chat": counters,
+            "connections": conns,
+            "generator_cpu": gen_cpu,
+            "server": server,
+            "ok": ok,
+        }),
+    })
+}

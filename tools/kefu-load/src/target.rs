@@ -1,0 +1,157 @@
+//! Target URL parsing with the loopback-only guard.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Wire protocol spoken with the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proto {
+    /// WebSocket (RFC 6455) with the given Host header and request path.
+    Ws {
+        /// Value of the Host header.
+        host: String,
+        /// Request path, e.g. `/`.
+        path: String,
+    },
+    /// Newline-delimited text frames (Workerman `text://`).
+    Text,
+}
+
+/// A validated server address plus its protocol.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Resolved loopback socket address.
+    pub addr: SocketAddr,
+    /// Protocol to speak.
+    pub proto: Proto,
+    /// The URL as given, for reports.
+    pub url: String,
+}
+
+/// Why a target URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetError {
+    /// Scheme other than ws:// or text://.
+    Scheme(String),
+    /// Missing or unparsable host:port (hosts must be IP literals or `localhost`).
+    Address(String),
+    /// Resolves to something outside 127.0.0.0/8 and ::1.
+    NotLoopback(String),
+}
+
+impl fmt::Display for TargetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetError::Scheme(u) => {
+                write!(f, "unsupported URL scheme in {u:?} (use ws:// or text://)")
+            }
+            TargetError::Address(u) => write!(
+                f,
+                "cannot parse host:port in {u:?} (use an IP literal or localhost)"
+            ),
+            TargetError::NotLoopback(u) => write!(
+                f,
+                "refusing target {u:?}: load tests may only target 127.0.0.0/8 or ::1"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TargetError {}
+
+/// `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`; never a DNS lookup, so no name can lead
+/// traffic off the machine.
+fn resolve_literal(hostport: &str) -> Option<SocketAddr> {
+    if let Ok(a) = hostport.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let (host, port) = hostport.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    host.eq_ignore_ascii_case("localhost")
+        .then_some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+}
+
+impl Target {
+    /// Parses `ws://host:port/path` or `text://host:port`, refusing non-loopback addresses.
+    pub fn parse(url: &str) -> Result<Target, TargetError> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| TargetError::Scheme(url.to_string()))?;
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let is_ws = match scheme.to_ascii_lowercase().as_str() {
+            "ws" => true,
+            "text" => false,
+            _ => return Err(TargetError::Scheme(url.to_string())),
+        };
+        if hostport.is_empty() || !hostport.contains(':') {
+            return Err(TargetError::Address(url.to_string()));
+        }
+        let addr =
+            resolve_literal(hostport).ok_or_else(|| TargetError::Address(url.to_string()))?;
+        if !addr.ip().is_loopback() {
+            return Err(TargetError::NotLoopback(url.to_string()));
+        }
+        let proto = if is_ws {
+            Proto::Ws {
+                host: hostport.to_string(),
+                path: path.to_string(),
+            }
+        } else {
+            Proto::Text
+        };
+        Ok(Target {
+            addr,
+            proto,
+            url: url.to_string(),
+        })
+    }
+
+    /// True for WebSocket targets.
+    pub fn is_ws(&self) -> bool {
+        matches!(self.proto, Proto::Ws { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_loopback() {
+        let t = Target::parse("ws://127.0.0.1:8282/chat").unwrap();
+        assert_eq!(t.addr.port(), 8282);
+        assert_eq!(
+            t.proto,
+            Proto::Ws {
+                host: "127.0.0.1:8282".into(),
+                path: "/chat".into()
+            }
+        );
+        assert!(Target::parse("text://127.5.6.7:9000").is_ok());
+        assert!(Target::parse("ws://[::1]:80").is_ok());
+        assert!(Target::parse("ws://localhost:80/").is_ok());
+    }
+
+    #[test]
+    fn refuses_remote_and_bad() {
+        assert!(matches!(
+            Target::parse("ws://10.0.0.1:80/"),
+            Err(TargetError::NotLoopback(_))
+        ));
+        assert!(matches!(
+            Target::parse("ws://192.168.1.1:80/"),
+            Err(TargetError::NotLoopback(_))
+        ));
+        assert!(matches!(
+            Target::parse("wss://127.0.0.1:1/"),
+            Err(TargetError::Scheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("ws://127.0.0.1/"),
+            Err(TargetError::Address(_))
+        ));
+    }
+}
