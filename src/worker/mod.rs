@@ -112,7 +112,8 @@ pub fn run_app(
     };
     match Worker::new(cfg, app, worker_id, inc, ctl) {
         Ok(mut w) => w.run(),
-        Err((reason, mut ctl)) => {
+        Err(boxed) => {
+            let (reason, mut ctl) = *boxed;
             crate::error!("worker {worker_id} failed to start: {reason}");
             ctl.send_blocking(&WorkerMsg::Failed { reason });
             1
@@ -127,9 +128,9 @@ impl Worker {
         worker_id: usize,
         inc: u64,
         mut ctl: control::Control,
-    ) -> Result<Worker, (String, control::Control)> {
+    ) -> Result<Worker, Box<(String, control::Control)>> {
         let Some(app) = app else {
-            return Err((format!("unknown app {:?}", cfg.app), ctl));
+            return Err(Box::new((format!("unknown app {:?}", cfg.app), ctl)));
         };
         match Self::setup(&cfg, &mut ctl) {
             Ok((poll, listeners, waker)) => Ok(Worker {
@@ -156,7 +157,7 @@ impl Worker {
                 reread_links: Vec::new(),
                 restart_code: ws_close::GOING_AWAY,
             }),
-            Err(reason) => Err((reason, ctl)),
+            Err(reason) => Err(Box::new((reason, ctl))),
         }
     }
 
