@@ -208,6 +208,21 @@ impl Master {
         else {
             return;
         };
+        // The SIGCHLD may be handled before the worker's last messages in the same poll turn: read
+        // what it wrote before dying (its `Failed` reason above all) before forgetting it. The pid
+        // is reaped, so nothing here may signal it.
+        if let Some(p) = self.procs.get_mut(key) {
+            p.chan.fill();
+        }
+        loop {
+            let Some(p) = self.procs.get_mut(key) else {
+                return;
+            };
+            match p.chan.next_msg::<WorkerMsg>() {
+                Ok(Some(msg)) => self.on_worker_msg(key, msg),
+                Ok(None) | Err(_) => break,
+            }
+        }
         let mut p = self.procs.remove(key);
         let _ = self.poll.registry().deregister(&mut p.chan.stream);
         *self.exits.entry(status).or_insert(0) += 1;
