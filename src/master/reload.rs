@@ -1,0 +1,180 @@
+//! Reload: replace the workers one slot at a time (spawn the new one, wait for Ready, then
+//! retire the old one), abort on a failed replacement, chain a reload requested meanwhile.
+
+use super::stop::stop_proc;
+use super::*;
+
+/// Time a replacement worker gets to report Ready during a reload before the reload is aborted.
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A reload in progress: slots still to replace, the replacement being started.
+#[derive(Debug)]
+pub(super) struct Reload {
+    pub(super) graceful: bool,
+    pub(super) queue: VecDeque<usize>,
+    /// (slot, proc key of the new worker, Ready deadline).
+    pub(super) candidate: Option<(usize, usize, Instant)>,
+    /// Old workers told to stop; a fast reload answers once they are gone.
+    pub(super) retiring: Vec<usize>,
+    /// CLI clients waiting for the outcome.
+    pub(super) waiters: Vec<usize>,
+    /// Another reload was requested meanwhile (it runs next, so it sees the latest binary/config).
+    pub(super) again: Option<bool>,
+}
+
+impl Master {
+    pub(super) fn begin_reload(
+        &mut self,
+        graceful: bool,
+        client: Option<usize>,
+    ) -> Result<(), String> {
+        match self.phase {
+            Phase::Starting { .. } => return Err("kefu is still starting".into()),
+            Phase::Stopping { .. } => return Err("kefu is stopping".into()),
+            Phase::Running => {}
+        }
+        if let Some(r) = &mut self.reload {
+            // Finish the current pass, then start another so every slot runs the newest build.
+            r.again = Some(graceful);
+            r.waiters.extend(client);
+            return Ok(());
+        }
+        info!(
+            "reloading {} workers one at a time ({})",
+            self.slots.len(),
+            if graceful { "graceful" } else { "fast" }
+        );
+        self.reload = Some(Reload {
+            graceful,
+            queue: (0..self.slots.len()).collect(),
+            candidate: None,
+            retiring: Vec::new(),
+            waiters: client.into_iter().collect(),
+            again: None,
+        });
+        self.advance_reload();
+        Ok(())
+    }
+
+    /// Start the next replacement, or finish the reload when every slot is done.
+    pub(super) fn advance_reload(&mut self) {
+        loop {
+            let Some(r) = &mut self.reload else {
+                return;
+            };
+            if r.candidate.is_some() {
+                return;
+            }
+            let Some(slot) = r.queue.pop_front() else {
+                break;
+            };
+            if self.slots[slot].current.is_none() {
+                // Crashed and waiting for its respawn, which will exec the new binary anyway.
+                continue;
+            }
+            match self.spawn_proc(slot) {
+                Ok(key) => {
+                    if let Some(r) = &mut self.reload {
+                        r.candidate = Some((slot, key, Instant::now() + READY_TIMEOUT));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.abort_reload(format!("cannot spawn worker {slot}: {e}"));
+                    return;
+                }
+            }
+        }
+        // Queue empty, no candidate: done once fast-reloaded old workers are gone.
+        let Some(r) = &self.reload else { return };
+        if !r.graceful && !r.retiring.is_empty() {
+            return;
+        }
+        let Some(r) = self.reload.take() else { return };
+        let pids: Vec<u32> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.current.and_then(|k| self.procs.get(k)))
+            .map(|p| p.pid as u32)
+            .collect();
+        if let Some(graceful) = r.again {
+            // Waiters move to the follow-up reload.
+            self.reload = None;
+            let waiters = r.waiters;
+            if self.begin_reload(graceful, None).is_ok() {
+                if let Some(next) = &mut self.reload {
+                    next.waiters = waiters;
+                    return;
+                }
+            }
+            for w in waiters {
+                self.reply(
+                    w,
+                    CliReply::Done {
+                        message: "reloaded".into(),
+                        pids: pids.clone(),
+                    },
+                );
+            }
+            return;
+        }
+        info!("reload complete, workers: {pids:?}");
+        for w in r.waiters {
+            self.reply(
+                w,
+                CliReply::Done {
+                    message: "reloaded".into(),
+                    pids: pids.clone(),
+                },
+            );
+        }
+    }
+
+    /// The candidate is Ready: it becomes the slot's worker and the old one is told to go.
+    pub(super) fn swap_candidate(&mut self) {
+        let Some(r) = &mut self.reload else { return };
+        let Some((slot, key, _)) = r.candidate.take() else {
+            return;
+        };
+        let graceful = r.graceful;
+        let old = self.slots[slot].current.replace(key);
+        if let Some(old) = old {
+            r.retiring.push(old);
+            let kill_at = if graceful {
+                self.kill_deadline(true)
+            } else {
+                Some(Instant::now() + self.cfg.stop_timeout)
+            };
+            let msg = MasterMsg::Stop {
+                graceful,
+                restart: true,
+            };
+            if let Some(p) = self.procs.get_mut(old) {
+                stop_proc(p, &msg, kill_at);
+            }
+        }
+        self.advance_reload();
+    }
+
+    /// Give up on the reload: kill an unready candidate, keep the old workers, tell the waiters.
+    pub(super) fn abort_reload(&mut self, reason: String) {
+        let Some(r) = self.reload.take() else { return };
+        error!("reload aborted: {reason}");
+        if let Some((_, key, _)) = r.candidate {
+            if let Some(p) = self.procs.get_mut(key) {
+                let _ = process::kill(p.pid, libc::SIGKILL);
+                p.state = ProcState::Killed;
+            }
+        }
+        for w in r.waiters {
+            self.reply(
+                w,
+                CliReply::Error {
+                    reason: format!(
+                        "reload failed: {reason}; the remaining old workers keep running"
+                    ),
+                },
+            );
+        }
+    }
+}
