@@ -142,6 +142,13 @@ impl Core {
             return;
         };
         if c.out.len() >= max {
+            // Before calling it an overflow, give the socket a chance: a burst read in one
+            // turn may have queued more than the bound for a client that does read.
+            if let Ok((n, _)) = c.out.flush_to(&mut c.stream) {
+                c.bytes_written += n as u64;
+            }
+        }
+        if c.out.len() >= max {
             // The buffer is already full (Workerman's rule: one message may take it past the
             // bound, the next one fails, so a single large message always fits an idle
             // connection). Workerman drops the package and reports SEND_FAIL; a chat client
