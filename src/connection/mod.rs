@@ -97,6 +97,8 @@ pub struct Conn {
     pub read_paused: bool,
     /// The socket may have unread bytes we did not drain (edge-triggered: no new event will come).
     pub read_pending: bool,
+    /// `in_buf` may hold whole messages left undecoded while reads were paused.
+    pub input_held: bool,
     /// In the worker's dirty list (has output to flush this turn).
     pub in_dirty: bool,
     /// The connection is a gateway client (registered, `on_connect` ran), so `on_close` must run.
@@ -142,6 +144,7 @@ impl Conn {
             timer_at: None,
             read_paused: false,
             read_pending: false,
+            input_held: false,
             in_dirty: false,
             app_connected: false,
             http_pending: false,

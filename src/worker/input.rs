@@ -75,6 +75,15 @@ pub fn process(
         if pos >= data.len() || close_pending(core, id) {
             return pos;
         }
+        let high = core.limits.max_send_buffer / 2;
+        if let Some(c) = core.get_mut(id).filter(|c| c.out.len() >= high) {
+            // Back-pressure: this client's answers are backing up, so stop decoding its
+            // requests (they stay buffered) and stop reading until the output drains.
+            c.read_paused = true;
+            c.read_pending = true;
+            c.input_held = true;
+            return pos;
+        }
         let rest = &mut data[pos..];
         if core.get(id).is_some_and(|c| c.http_pending) {
             return pos;

@@ -411,6 +411,15 @@ impl Worker {
                 c.read_pending = true;
                 return;
             }
+            if c.input_held {
+                // Requests held back while paused come before anything new on the socket.
+                c.input_held = false;
+                self.feed(id, 0);
+                match self.core.get(id) {
+                    Some(c) if !c.read_paused => continue,
+                    _ => return,
+                }
+            }
             let n = match c.stream.read(&mut self.scratch) {
                 Ok(0) => {
                     self.core.request_close(id, CloseHow::Now);
