@@ -13,9 +13,6 @@ pub struct AgentArgs {
     /// What to do.
     #[command(subcommand)]
     pub cmd: AgentCmd,
-    /// Configuration (for data_dir).
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
 }
 
 /// Agent subcommands.
@@ -38,12 +35,18 @@ pub enum AgentCmd {
         /// Most concurrent conversations (default: [kefu] max_per_agent).
         #[arg(long)]
         max: Option<i64>,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// List agents.
     List {
         /// Only this business.
         #[arg(long)]
         bid: Option<String>,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// Remove an agent (its active conversations go back to the queue).
     Remove {
@@ -53,6 +56,9 @@ pub enum AgentCmd {
         /// Agent id.
         #[arg(long)]
         id: String,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// Set a new password (random if omitted); existing tokens stop working.
     Passwd {
@@ -65,6 +71,9 @@ pub enum AgentCmd {
         /// New password.
         #[arg(long)]
         password: Option<String>,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
 }
 
@@ -74,9 +83,6 @@ pub struct BusinessArgs {
     /// What to do.
     #[command(subcommand)]
     pub cmd: BusinessCmd,
-    /// Configuration (for data_dir).
-    #[command(flatten)]
-    pub cfg: ConfigArgs,
 }
 
 /// Business subcommands.
@@ -90,9 +96,16 @@ pub enum BusinessCmd {
         /// Display name.
         #[arg(long, default_value = "")]
         name: String,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
     /// List businesses.
-    List,
+    List {
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Print (or with --rotate, replace) a business's secret.
     Secret {
         /// Business id.
@@ -101,6 +114,9 @@ pub enum BusinessCmd {
         /// Make a new secret (old signatures stop working).
         #[arg(long)]
         rotate: bool,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
     },
 }
 
@@ -118,7 +134,13 @@ fn explain(e: StoreError) -> Box<dyn std::error::Error> {
 
 /// Run `kefu agent ...`; returns the exit code.
 pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
-    let conn = open(&a.cfg)?;
+    let cfg = match &a.cmd {
+        AgentCmd::Add { cfg, .. }
+        | AgentCmd::List { cfg, .. }
+        | AgentCmd::Remove { cfg, .. }
+        | AgentCmd::Passwd { cfg, .. } => cfg,
+    };
+    let conn = open(cfg)?;
     match &a.cmd {
         AgentCmd::Add {
             bid,
@@ -126,6 +148,7 @@ pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
             name,
             password,
             max,
+            ..
         } => {
             let (pw, shown) = match password {
                 Some(p) => (p.clone(), false),
@@ -141,7 +164,7 @@ pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
                 println!("password: {pw}");
             }
         }
-        AgentCmd::List { bid } => {
+        AgentCmd::List { bid, .. } => {
             let list = tenancy::agent_list(&conn, bid.as_deref()).map_err(explain)?;
             println!("{:<20} {:<20} {:<24} {:>4}", "BID", "ID", "NAME", "MAX");
             for a in list {
@@ -149,11 +172,13 @@ pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
                 println!("{:<20} {:<20} {:<24} {:>4}", a.bid, a.agent_id, a.name, max);
             }
         }
-        AgentCmd::Remove { bid, id } => {
+        AgentCmd::Remove { bid, id, .. } => {
             tenancy::agent_remove(&conn, bid, id).map_err(explain)?;
             println!("agent {id} removed from {bid}");
         }
-        AgentCmd::Passwd { bid, id, password } => {
+        AgentCmd::Passwd {
+            bid, id, password, ..
+        } => {
             let (pw, shown) = match password {
                 Some(p) => (p.clone(), false),
                 None => (auth::random_password(), true),
@@ -171,20 +196,25 @@ pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
 
 /// Run `kefu business ...`; returns the exit code.
 pub fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::Error>> {
-    let conn = open(&a.cfg)?;
+    let cfg = match &a.cmd {
+        BusinessCmd::Add { cfg, .. }
+        | BusinessCmd::List { cfg }
+        | BusinessCmd::Secret { cfg, .. } => cfg,
+    };
+    let conn = open(cfg)?;
     match &a.cmd {
-        BusinessCmd::Add { bid, name } => {
+        BusinessCmd::Add { bid, name, .. } => {
             let b = tenancy::business_add(&conn, bid, name).map_err(explain)?;
             println!("business {} added", b.bid);
             println!("secret: {}", b.secret);
         }
-        BusinessCmd::List => {
+        BusinessCmd::List { .. } => {
             println!("{:<20} NAME", "BID");
             for b in tenancy::business_list(&conn).map_err(explain)? {
                 println!("{:<20} {}", b.bid, b.name);
             }
         }
-        BusinessCmd::Secret { bid, rotate } => {
+        BusinessCmd::Secret { bid, rotate, .. } => {
             let s = if *rotate {
                 tenancy::business_rotate_secret(&conn, bid).map_err(explain)?
             } else {
