@@ -583,7 +583,7 @@ pub fn visitor_send(
             });
         }
     }
-    let (id, routed) = match open_of_visitor(conn, bid, me.id)? {
+    let (id, mut routed) = match open_of_visitor(conn, bid, me.id)? {
         Some(id) => (id, None),
         None => {
             let id = open(conn, bid, me.id, now)?;
@@ -594,6 +594,10 @@ pub fn visitor_send(
     conn.prepare_cached("UPDATE visitors SET last_seen = ?3 WHERE bid = ?1 AND visitor_id = ?2")?
         .execute(params![bid, me.id, now])?;
     let agent_id = brief(conn, id)?.and_then(|b| b.agent_id);
+    if let (Some(r), None) = (&mut routed, &agent_id) {
+        // Still waiting: reload the queue so agents see this first message as its preview.
+        (r.queue, r.queue_len) = queue(conn, bid)?;
+    }
     Ok(VisitorSent {
         msg,
         agent_id,
