@@ -144,20 +144,20 @@ struct Done {
 
 enum Outcome {
     HttpAgentLogin(Agent),
-    HttpVisitorToken(VisitorIn),
+    HttpVisitorToken(Box<VisitorIn>),
     HttpHistory(i64, Vec<MessageOut>, bool),
     HttpUploaded(String, upload::ImageType, usize),
     HttpFile(Response),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
-    VisitorSent(VisitorSent),
-    AgentSent(MessageOut, String),
+    VisitorSent(Box<VisitorSent>),
+    AgentSent(Box<MessageOut>, String),
     History(i64, Vec<MessageOut>, bool),
     Sync(i64, Missed),
     Typing(Brief, bool),
     Read(ReadMark, bool),
     Routed(Routed),
-    Closed(Closed),
+    Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
 }
 
@@ -531,7 +531,7 @@ impl Kefu {
                         name: &me.name,
                     };
                     routing::agent_send(c, &me.bid, conv_id, s, &body, cm.as_deref(), now_ms())
-                        .map(|(m, v)| Outcome::AgentSent(m, v))
+                        .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))
                 });
             }
             In::History {
@@ -632,7 +632,7 @@ impl Kefu {
                         p,
                         now_ms(),
                     )
-                    .map(Outcome::Closed)
+                    .map(|c| Outcome::Closed(Box::new(c)))
                 })
             }
             In::Conversations => self.submit(cx, false, o, "conversations", None, move |c| {
@@ -680,7 +680,7 @@ impl Kefu {
                         name: &me.name,
                     };
                     routing::visitor_send(c, &me.bid, s, &body, cm.as_deref(), &online, p, now_ms())
-                        .map(Outcome::VisitorSent)
+                        .map(|s| Outcome::VisitorSent(Box::new(s)))
                 });
             }
             In::History {
@@ -726,7 +726,7 @@ impl Kefu {
                         p,
                         now_ms(),
                     )
-                    .map(Outcome::Closed)
+                    .map(|c| Outcome::Closed(Box::new(c)))
                 })
             }
             In::Claim { .. } | In::Transfer { .. } | In::Conversations => {
