@@ -15,5 +15,6 @@ pub mod gateway;
 pub mod ipc;
 pub mod master;
 pub mod protocol;
+pub mod store;
 pub mod sys;
 pub mod worker;
