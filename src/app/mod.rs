@@ -4,6 +4,7 @@
 //! event; it never touches sockets. Everything an app does (send, close, join a group, set a
 //! timer) is queued on the worker and carried out by the event loop.
 
+pub mod bridge;
 pub mod chat;
 pub mod echo;
 
@@ -83,11 +84,12 @@ pub trait App {
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {}
 }
 
-/// Build the app named in the config.
-pub fn by_name(name: &str) -> Option<Box<dyn App>> {
+/// Build the app named `name`, with the config it may need.
+pub fn by_name(name: &str, cfg: &crate::config::Config) -> Option<Box<dyn App>> {
     match name {
         "echo" => Some(Box::new(echo::Echo)),
         "chat" => Some(Box::new(chat::Chat::default())),
+        "bridge" => Some(Box::new(bridge::Bridge::new(cfg))),
         _ => None,
     }
 }

@@ -82,6 +82,8 @@ pub struct Worker {
     /// Bus links likewise.
     reread_links: Vec<usize>,
     restart_code: u16,
+    /// Gateway heartbeats (None: `ping_interval` is 0).
+    heartbeat: Option<crate::gateway::heartbeat::Heartbeat>,
 }
 
 /// Run a worker until it is told to stop; returns the process exit code.
@@ -91,7 +93,7 @@ pub fn run(
     inc: u64,
     control: std::os::unix::net::UnixStream,
 ) -> i32 {
-    let app = app::by_name(&cfg.app);
+    let app = app::by_name(&cfg.app, &cfg);
     run_app(cfg, app, worker_id, inc, control)
 }
 
@@ -131,6 +133,7 @@ impl Worker {
         let Some(app) = app else {
             return Err((format!("unknown app {:?}", cfg.app), ctl));
         };
+        let heartbeat = crate::gateway::heartbeat::Heartbeat::from_config(&cfg.gateway);
         match Self::setup(&cfg, &mut ctl) {
             Ok((poll, listeners, waker)) => Ok(Worker {
                 poll,
@@ -149,12 +152,14 @@ impl Worker {
                         max_body_size: cfg.limits.max_package_size,
                     },
                     max_message: cfg.limits.max_package_size,
+                    api_key: cfg.gateway.secret_key.clone(),
                 },
                 cfg,
                 stopping: Stopping::No,
                 reread: Vec::new(),
                 reread_links: Vec::new(),
                 restart_code: ws_close::GOING_AWAY,
+                heartbeat,
             }),
             Err(reason) => Err((reason, ctl)),
         }
@@ -189,6 +194,11 @@ impl Worker {
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         self.core.now = Instant::now();
+        crate::gateway::http_api::startup_note(&self.cfg.gateway.secret_key, self.core.worker_id);
+        if let Some(hb) = &self.heartbeat {
+            let at = self.core.now + hb.period();
+            self.core.timers.schedule(at, Due::Heartbeat);
+        }
         guarded(&mut self.core, None, "on_worker_start", |cx| {
             self.app.on_worker_start(cx)
         });
@@ -628,6 +638,13 @@ impl Worker {
                     }
                 }
                 Due::DrainDeadline => self.close_all(),
+                Due::Heartbeat => {
+                    if let Some(hb) = &mut self.heartbeat {
+                        hb.tick(&mut self.core);
+                        let at = now + hb.period();
+                        self.core.timers.schedule(at, Due::Heartbeat);
+                    }
+                }
             }
             self.apply_closes();
         }
