@@ -230,6 +230,19 @@ impl Worker {
                 return 1;
             }
             self.core.now = Instant::now();
+            // Bus links before clients (see `flush_dirty`): what a peer changed before a
+            // client's request was sent is applied before that request is handled.
+            for ev in events.iter() {
+                let Token(t) = ev.token();
+                if (BUS_BASE..LISTENER_BASE).contains(&t) {
+                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                        self.link_readable(t - BUS_BASE);
+                    }
+                    if ev.is_writable() {
+                        self.core.bus.mark_writable(t - BUS_BASE);
+                    }
+                }
+            }
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => {
@@ -241,14 +254,7 @@ impl Worker {
                         }
                     }
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
-                    Token(t) if t >= BUS_BASE => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.link_readable(t - BUS_BASE);
-                        }
-                        if ev.is_writable() {
-                            self.core.bus.mark_writable(t - BUS_BASE);
-                        }
-                    }
+                    Token(t) if t >= BUS_BASE => {}
                     Token(slot) => self.conn_event(slot, ev),
                 }
                 self.apply_closes();
@@ -558,6 +564,11 @@ impl Worker {
 
     /// Write every connection's queued output once.
     fn flush_dirty(&mut self) {
+        // Bus links first: a client that got our answer and then asks another worker must
+        // find that worker already holding the changes made before the answer.
+        for slot in self.core.bus.flush() {
+            self.drop_link(slot, "backed up or broken");
+        }
         let high = self.core.limits.max_send_buffer / 2;
         let low = self.core.limits.max_send_buffer / 8;
         let dirty = std::mem::take(&mut self.core.dirty);
@@ -609,9 +620,6 @@ impl Worker {
         if self.core.dirty.is_empty() {
             // Reuse the allocation for the next turn.
             self.core.dirty = dirty;
-        }
-        for slot in self.core.bus.flush() {
-            self.drop_link(slot, "backed up or broken");
         }
     }
 
