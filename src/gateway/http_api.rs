@@ -402,10 +402,13 @@ fn done() -> Result<Response, HttpApiError> {
 
 /// Answer one API request. `peer` is the caller's address (for the loopback rule).
 pub fn handle(cx: &mut Ctx<'_>, secret: &str, req: &Request, peer: Option<SocketAddr>) -> Response {
-    match dispatch(cx, secret, req, peer) {
+    let r = match dispatch(cx, secret, req, peer) {
         Ok(r) => r,
         Err(e) => error_response(&e),
-    }
+    };
+    // Which worker answered from its replica: for debugging and for the consistency tests.
+    r.header("X-Kefu-Worker", &cx.worker_id().to_string())
+        .header("X-Kefu-Incarnation", &format!("{:016x}", cx.incarnation()))
 }
 
 fn dispatch(

@@ -175,3 +175,15 @@ pub fn write_config(toml: &str) -> std::path::PathBuf {
     std::fs::write(&p, toml).unwrap();
     p
 }
+
+impl Answer {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
