@@ -10,16 +10,16 @@
 
 use super::client_id::ClientId;
 use super::ApiError;
-use crate::app::Payload;
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
 use crate::worker::ctx::Ctx;
-use base64::Engine;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+
+mod args;
+use args::*;
 
 /// Path prefix of every call.
 pub const PREFIX: &str = "/gateway/";
@@ -162,226 +162,6 @@ fn check_auth(secret: &str, req: &Request, peer: Option<SocketAddr>) -> Result<(
     }
 }
 
-// ---- request bodies ----
-
-/// A message to send: a string is sent as text, `{"binary_base64": ...}` as binary, any other
-/// JSON value as its JSON text.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum MessageIn {
-    Text(String),
-    Binary(BinaryIn),
-    Json(Value),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BinaryIn {
-    binary_base64: String,
-}
-
-/// An owned message ready to be borrowed as a [`Payload`].
-enum Owned {
-    Text(String),
-    Binary(Vec<u8>),
-}
-
-impl Owned {
-    fn payload(&self) -> Payload<'_> {
-        match self {
-            Owned::Text(s) => Payload::Text(s),
-            Owned::Binary(b) => Payload::Binary(b),
-        }
-    }
-}
-
-impl MessageIn {
-    fn into_owned(self) -> Result<Owned, HttpApiError> {
-        match self {
-            MessageIn::Text(s) => Ok(Owned::Text(s)),
-            MessageIn::Binary(b) => base64::engine::general_purpose::STANDARD
-                .decode(b.binary_base64.as_bytes())
-                .map(Owned::Binary)
-                .map_err(|e| HttpApiError::new(400, "bad_message", format!("binary_base64: {e}"))),
-            MessageIn::Json(v) => Ok(Owned::Text(v.to_string())),
-        }
-    }
-}
-
-/// A uid or group id: GatewayWorker accepts numbers as well as strings.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Name {
-    Str(String),
-    Num(serde_json::Number),
-}
-
-impl Name {
-    fn into_string(self) -> String {
-        match self {
-            Name::Str(s) => s,
-            Name::Num(n) => n.to_string(),
-        }
-    }
-}
-
-/// One name or a list of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Names {
-    Many(Vec<Name>),
-    One(Name),
-}
-
-impl Names {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            Names::Many(v) => v.into_iter().map(Name::into_string).collect(),
-            Names::One(n) => vec![n.into_string()],
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoArgs {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendToAll {
-    message: MessageIn,
-    client_ids: Option<Vec<String>>,
-    exclude: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendToClient {
-    client_id: String,
-    message: MessageIn,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendToUid {
-    uid: Option<Names>,
-    uids: Option<Names>,
-    message: MessageIn,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendToGroup {
-    group: Option<Names>,
-    groups: Option<Names>,
-    message: MessageIn,
-    exclude: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientGroup {
-    client_id: String,
-    group: Name,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GroupArg {
-    group: Name,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OptGroupArg {
-    group: Option<Name>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientUid {
-    client_id: String,
-    uid: Name,
-}
-
-/// unbind_uid takes the uid like GatewayWorker's unbindUid, and ignores it the same way.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientOptUid {
-    client_id: String,
-    #[allow(dead_code)]
-    uid: Option<Name>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClientArg {
-    client_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UidArg {
-    uid: Name,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionArg {
-    client_id: String,
-    session: Map<String, Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CloseArg {
-    client_id: String,
-    message: Option<MessageIn>,
-}
-
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpApiError> {
-    // An empty body is an empty object: calls without arguments need no body at all.
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        use serde_json::error::Category;
-        match e.classify() {
-            Category::Data => HttpApiError::new(400, "bad_request", e.to_string()),
-            _ => HttpApiError::new(400, "bad_json", e.to_string()),
-        }
-    })
-}
-
-fn client_id(s: &str) -> Result<ClientId, HttpApiError> {
-    ClientId::parse(s).ok_or_else(|| {
-        HttpApiError::new(
-            400,
-            "bad_client_id",
-            format!("malformed client_id {s:?}: expected 32 lowercase hex digits"),
-        )
-    })
-}
-
-fn client_ids(v: Option<Vec<String>>) -> Result<Vec<ClientId>, HttpApiError> {
-    v.unwrap_or_default().iter().map(|s| client_id(s)).collect()
-}
-
-fn names(one: Option<Names>, many: Option<Names>, what: &str) -> Result<Vec<String>, HttpApiError> {
-    let mut v: Vec<String> = one.map(Names::into_vec).unwrap_or_default();
-    v.extend(many.map(Names::into_vec).unwrap_or_default());
-    if v.is_empty() {
-        return Err(HttpApiError::new(
-            400,
-            "bad_request",
-            format!("give {what} or {what}s"),
-        ));
-    }
-    Ok(v)
-}
-
 fn ids_to_strings(v: Vec<ClientId>) -> Vec<String> {
     v.into_iter().map(|c| c.to_string()).collect()
 }
@@ -442,6 +222,9 @@ fn dispatch(
             match a.client_ids {
                 Some(list) => {
                     let mut list = client_ids(Some(list))?;
+                    // Each listed client once, like GatewayWorker's id-keyed arrays.
+                    list.sort_unstable();
+                    list.dedup();
                     list.retain(|c| !exclude.contains(c));
                     cx.send_to_clients(&list, msg.payload());
                 }

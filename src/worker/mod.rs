@@ -230,19 +230,7 @@ impl Worker {
                 return 1;
             }
             self.core.now = Instant::now();
-            // Bus links before clients (see `flush_dirty`): what a peer changed before a
-            // client's request was sent is applied before that request is handled.
-            for ev in events.iter() {
-                let Token(t) = ev.token();
-                if (BUS_BASE..LISTENER_BASE).contains(&t) {
-                    if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                        self.link_readable(t - BUS_BASE);
-                    }
-                    if ev.is_writable() {
-                        self.core.bus.mark_writable(t - BUS_BASE);
-                    }
-                }
-            }
+            self.bus_events(&events);
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => {
@@ -254,6 +242,7 @@ impl Worker {
                         }
                     }
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                    // Handled by `bus_events` above.
                     Token(t) if t >= BUS_BASE => {}
                     Token(slot) => self.conn_event(slot, ev),
                 }
