@@ -4,6 +4,7 @@
 //! event; it never touches sockets. Everything an app does (send, close, join a group, set a
 //! timer) is queued on the worker and carried out by the event loop.
 
+pub mod bridge;
 pub mod chat;
 pub mod echo;
 pub mod kefu;
@@ -90,6 +91,7 @@ pub fn by_name(name: &str, cfg: &crate::config::Config) -> Option<Box<dyn App>> 
         "echo" => Some(Box::new(echo::Echo)),
         "chat" => Some(Box::new(chat::Chat::default())),
         "kefu" => Some(Box::new(kefu::Kefu::new(cfg))),
+        "bridge" => Some(Box::new(bridge::Bridge::new(cfg))),
         _ => None,
     }
 }

@@ -183,6 +183,15 @@ impl Ctx<'_> {
     /// Add a client to a group.
     pub fn join_group(&mut self, c: ClientId, group: &str) -> Result<(), ApiError> {
         check_group(group)?;
+        // Checked here too for remote clients: the owner would refuse the command, and the
+        // local mirror below would then stay wrong until the client left.
+        if let Some(info) = self.core.reg.get(c) {
+            if info.groups.len() >= super::MAX_GROUPS_PER_CLIENT
+                && !info.groups.iter().any(|g| g == group)
+            {
+                return Err(ApiError::TooManyGroups);
+            }
+        }
         self.owner_op(
             c,
             |core, id| core.local_join(id, group),
@@ -206,6 +215,9 @@ impl Ctx<'_> {
         check_group(group)?;
         self.core.local_ungroup(group);
         self.core.bus.broadcast(&BusMsg::Ungroup(group));
+        // Read-your-writes on this worker: forget the remote members now; their owners'
+        // Leave messages, when they come, are no-ops.
+        self.core.reg.ungroup(group);
         Ok(())
     }
 

@@ -7,6 +7,8 @@
 pub mod api;
 pub mod bus;
 pub mod client_id;
+pub mod heartbeat;
+pub mod http_api;
 pub mod local;
 pub mod registry;
 

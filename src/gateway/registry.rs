@@ -154,6 +154,18 @@ impl Registry {
         }
     }
 
+    /// Remove every member from `group` (the group disappears).
+    pub fn ungroup(&mut self, group: &str) {
+        let Some(members) = self.groups.remove(group) else {
+            return;
+        };
+        for c in members.into_values().flatten() {
+            if let Some(info) = self.clients.get_mut(&c) {
+                info.groups.retain(|g| g != group);
+            }
+        }
+    }
+
     /// Replace the session of `c`.
     pub fn set_session(&mut self, c: ClientId, s: Map<String, Value>) {
         if let Some(info) = self.clients.get_mut(&c) {
@@ -296,6 +308,11 @@ mod tests {
         assert_eq!(r.group_list("room"), vec![c(2, 1)]);
         r.leave(c(2, 1), "room");
         assert!(r.group_ids().is_empty());
+        r.join(c(2, 1), "a");
+        r.join(c(2, 1), "b");
+        r.ungroup("a");
+        assert_eq!(r.group_ids(), vec!["b".to_string()]);
+        assert_eq!(r.get(c(2, 1)).unwrap().groups, vec!["b".to_string()]);
         // Unknown clients are ignored, not created.
         r.join(c(9, 9), "x");
         assert!(!r.is_online(c(9, 9)));

@@ -1,11 +1,11 @@
 //! The worker side of the bus: adopting links the master hands over, reading and applying
 //! what peers send, and dropping a peer's clients the moment its link breaks.
 
-use super::{Worker, BUS_BASE};
+use super::{Worker, BUS_BASE, LISTENER_BASE};
 use crate::gateway::bus::handle;
 use crate::gateway::bus::wire::{self, BusMsg};
 use crate::gateway::local::key;
-use mio::{Interest, Token};
+use mio::{Events, Interest, Token};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 
@@ -67,6 +67,24 @@ impl Worker {
             "worker {} linked to worker {worker_id} (incarnation {inc:x})",
             self.core.worker_id
         );
+    }
+
+    /// Handle this turn's bus link events, before any client event: what a peer changed
+    /// before a client's request was sent is then applied before that request is handled
+    /// (peers write their bus messages before their answers, see `flush_dirty`).
+    pub(super) fn bus_events(&mut self, events: &Events) {
+        for ev in events.iter() {
+            let Token(t) = ev.token();
+            if !(BUS_BASE..LISTENER_BASE).contains(&t) {
+                continue;
+            }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                self.link_readable(t - BUS_BASE);
+            }
+            if ev.is_writable() {
+                self.core.bus.mark_writable(t - BUS_BASE);
+            }
+        }
     }
 
     /// Read and apply what link `slot` sent.

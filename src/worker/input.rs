@@ -25,6 +25,8 @@ pub struct InputSettings {
     pub request_limits: RequestLimits,
     /// WebSocket message bound.
     pub max_message: usize,
+    /// `gateway.secret_key` for the HTTP API under `/gateway/` (empty: loopback only).
+    pub api_key: String,
 }
 
 /// Run an app callback; a panic closes only `id` and is logged with its client id.
@@ -195,7 +197,20 @@ fn http_step(
     }
     core.stats.total_request += 1;
     let cid = core.client_id(id);
-    let outcome = guarded(core, Some(id), "on_http", |cx| app.on_http(cx, cid, &req))?;
+    let outcome = if crate::gateway::http_api::is_api_path(&req.path) {
+        // The gateway's HTTP API comes before the app: backends reach it on any listener.
+        let peer = core.get(id).map(|c| c.remote);
+        guarded(core, Some(id), "gateway http api", |cx| {
+            HttpOutcome::Respond(crate::gateway::http_api::handle(
+                cx,
+                &set.api_key,
+                &req,
+                peer,
+            ))
+        })?
+    } else {
+        guarded(core, Some(id), "on_http", |cx| app.on_http(cx, cid, &req))?
+    };
     let resp = match (outcome, scheme) {
         (HttpOutcome::Respond(r), _) => r,
         (HttpOutcome::Pending, _) => {

@@ -82,6 +82,8 @@ pub struct Worker {
     /// Bus links likewise.
     reread_links: Vec<usize>,
     restart_code: u16,
+    /// Gateway heartbeats (None: `ping_interval` is 0).
+    heartbeat: Option<crate::gateway::heartbeat::Heartbeat>,
 }
 
 /// Run a worker until it is told to stop; returns the process exit code.
@@ -132,6 +134,7 @@ impl Worker {
         let Some(app) = app else {
             return Err(Box::new((format!("unknown app {:?}", cfg.app), ctl)));
         };
+        let heartbeat = crate::gateway::heartbeat::Heartbeat::from_config(&cfg.gateway);
         match Self::setup(&cfg, &mut ctl) {
             Ok((poll, listeners, waker)) => Ok(Worker {
                 poll,
@@ -150,12 +153,14 @@ impl Worker {
                         max_body_size: cfg.limits.max_package_size,
                     },
                     max_message: cfg.limits.max_package_size,
+                    api_key: cfg.gateway.secret_key.clone(),
                 },
                 cfg,
                 stopping: Stopping::No,
                 reread: Vec::new(),
                 reread_links: Vec::new(),
                 restart_code: ws_close::GOING_AWAY,
+                heartbeat,
             }),
             Err(reason) => Err(Box::new((reason, ctl))),
         }
@@ -190,6 +195,11 @@ impl Worker {
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         self.core.now = Instant::now();
+        crate::gateway::http_api::startup_note(&self.cfg.gateway.secret_key, self.core.worker_id);
+        if let Some(hb) = &self.heartbeat {
+            let at = self.core.now + hb.period();
+            self.core.timers.schedule(at, Due::Heartbeat);
+        }
         guarded(&mut self.core, None, "on_worker_start", |cx| {
             self.app.on_worker_start(cx)
         });
@@ -221,6 +231,7 @@ impl Worker {
                 return 1;
             }
             self.core.now = Instant::now();
+            self.bus_events(&events);
             for ev in events.iter() {
                 match ev.token() {
                     WAKE => {
@@ -232,14 +243,8 @@ impl Worker {
                         }
                     }
                     Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
-                    Token(t) if t >= BUS_BASE => {
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.link_readable(t - BUS_BASE);
-                        }
-                        if ev.is_writable() {
-                            self.core.bus.mark_writable(t - BUS_BASE);
-                        }
-                    }
+                    // Handled by `bus_events` above.
+                    Token(t) if t >= BUS_BASE => {}
                     Token(slot) => self.conn_event(slot, ev),
                 }
                 self.apply_closes();
@@ -558,6 +563,11 @@ impl Worker {
 
     /// Write every connection's queued output once.
     fn flush_dirty(&mut self) {
+        // Bus links first: a client that got our answer and then asks another worker must
+        // find that worker already holding the changes made before the answer.
+        for slot in self.core.bus.flush() {
+            self.drop_link(slot, "backed up or broken");
+        }
         let high = self.core.limits.max_send_buffer / 2;
         let low = self.core.limits.max_send_buffer / 8;
         let dirty = std::mem::take(&mut self.core.dirty);
@@ -610,9 +620,6 @@ impl Worker {
             // Reuse the allocation for the next turn.
             self.core.dirty = dirty;
         }
-        for slot in self.core.bus.flush() {
-            self.drop_link(slot, "backed up or broken");
-        }
     }
 
     fn fire_timers(&mut self) {
@@ -638,6 +645,13 @@ impl Worker {
                     }
                 }
                 Due::DrainDeadline => self.close_all(),
+                Due::Heartbeat => {
+                    if let Some(hb) = &mut self.heartbeat {
+                        hb.tick(&mut self.core);
+                        let at = now + hb.period();
+                        self.core.timers.schedule(at, Due::Heartbeat);
+                    }
+                }
             }
             self.apply_closes();
         }

@@ -19,6 +19,8 @@ pub enum Due {
     ResumeAccept,
     /// Give up on a graceful drain.
     DrainDeadline,
+    /// The gateway heartbeat tick (`crate::gateway::heartbeat`).
+    Heartbeat,
 }
 
 #[derive(Debug)]

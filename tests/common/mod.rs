@@ -217,5 +217,6 @@ pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
     }
 }
 
+pub mod http;
 pub mod server;
 pub mod ws;

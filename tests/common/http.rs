@@ -1,0 +1,189 @@
+//! A tiny blocking HTTP/1.1 client for the tests: keep-alive connections, Content-Length
+//! framing, JSON helpers for the gateway API.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// An answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Head as text (status line and headers).
+    pub head: String,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// `error.code` of an API error answer.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// One keep-alive connection.
+pub struct Http {
+    sock: TcpStream,
+    buf: Vec<u8>,
+    /// Sent as `Authorization: Bearer` when set.
+    pub key: Option<String>,
+    addr: String,
+}
+
+impl Http {
+    /// Connect to `addr`.
+    pub fn connect(addr: &str) -> Http {
+        let sock = TcpStream::connect(addr).expect("connect");
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sock.set_nodelay(true).unwrap();
+        Http {
+            sock,
+            buf: Vec::new(),
+            key: None,
+            addr: addr.to_string(),
+        }
+    }
+
+    /// Local port of this connection (tells connections apart).
+    pub fn local_port(&self) -> u16 {
+        self.sock.local_addr().unwrap().port()
+    }
+
+    /// Send a raw request (head with extra headers, body) and read the answer.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Answer {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if let Some(k) = &self.key {
+            req.push_str(&format!("Authorization: Bearer {k}\r\n"));
+        }
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        // The server may answer (413) and close before reading a large body: ignore write errors.
+        let _ = self.sock.write_all(&bytes);
+        self.read_answer()
+    }
+
+    /// POST `/gateway/<call>` with a JSON body.
+    pub fn call(&mut self, call: &str, body: &serde_json::Value) -> Answer {
+        self.request(
+            "POST",
+            &format!("/gateway/{call}"),
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// POST a call and return `result`, panicking unless the answer is `ok`.
+    pub fn ok(&mut self, call: &str, body: serde_json::Value) -> serde_json::Value {
+        let a = self.call(call, &body);
+        let v = a.json();
+        assert!(
+            a.status == 200 && v["ok"] == true,
+            "{call} {body}: {} {v}",
+            a.status
+        );
+        v["result"].clone()
+    }
+
+    fn read_answer(&mut self) -> Answer {
+        loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if self.buf.len() >= i + 4 + len {
+                    let body = self.buf[i + 4..i + 4 + len].to_vec();
+                    self.buf.drain(..i + 4 + len);
+                    let status = head
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    return Answer { status, head, body };
+                }
+            }
+            let mut tmp = [0u8; 65536];
+            match self.sock.read(&mut tmp) {
+                Ok(0) => panic!(
+                    "connection closed before a full answer: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                ),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) => panic!("read answer: {e}"),
+            }
+        }
+    }
+}
+
+/// One call on a fresh connection.
+pub fn call_once(addr: &str, key: Option<&str>, call: &str, body: &serde_json::Value) -> Answer {
+    let mut h = Http::connect(addr);
+    h.key = key.map(str::to_string);
+    h.call(call, body)
+}
+
+/// Write `toml` to a fresh config file and return its absolute path (for `-c`).
+pub fn write_config(toml: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "kefu-cfg-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("kefu.toml");
+    std::fs::write(&p, toml).unwrap();
+    p
+}
+
+impl Answer {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
