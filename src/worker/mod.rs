@@ -6,7 +6,9 @@
 //! during a turn is written once at the end of the turn; timers fire between turns. No
 //! blocking call and no unbounded work happens per event.
 
+mod accept;
 mod bus_io;
+mod close;
 pub mod control;
 pub mod ctx;
 pub mod input;
@@ -292,115 +294,6 @@ impl Worker {
         }
     }
 
-    fn accept(&mut self, i: usize) {
-        let Some(l) = self.listeners.get_mut(i) else {
-            return;
-        };
-        l.pending = false;
-        for _ in 0..ACCEPT_BUDGET {
-            if self.accept_paused {
-                return;
-            }
-            if self.core.conns.len() >= self.core.limits.max_connections {
-                // At the cap: leave the rest in the kernel backlog and look again shortly.
-                self.pause_accept();
-                return;
-            }
-            let Some(l) = self.listeners.get_mut(i) else {
-                return;
-            };
-            match l.sock.accept() {
-                Ok((stream, remote)) => {
-                    let scheme = l.spec.scheme;
-                    self.add_conn(stream, remote, scheme);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
-                    | Some(libc::ENOMEM) => {
-                        crate::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
-                        self.pause_accept();
-                        return;
-                    }
-                    // ECONNABORTED and friends concern one connection only.
-                    _ => {}
-                },
-            }
-        }
-        if let Some(l) = self.listeners.get_mut(i) {
-            l.pending = true;
-        }
-    }
-
-    fn pause_accept(&mut self) {
-        if !self.accept_paused {
-            self.accept_paused = true;
-            self.core
-                .timers
-                .schedule(self.core.now + ACCEPT_BACKOFF, Due::ResumeAccept);
-        }
-    }
-
-    fn add_conn(
-        &mut self,
-        mut stream: mio::net::TcpStream,
-        remote: std::net::SocketAddr,
-        scheme: crate::config::Scheme,
-    ) {
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(remote);
-        let gen = self.core.next_gen;
-        self.core.next_gen = self.core.next_gen.wrapping_add(1);
-        let entry = self.core.conns.vacant_entry();
-        let slot = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
-            return;
-        }
-        let max_line = self.core.limits.max_package_size;
-        entry.insert(Conn::new(
-            gen,
-            stream,
-            scheme,
-            remote,
-            local,
-            self.core.now,
-            max_line,
-        ));
-        let id = ConnId {
-            slot: slot as u32,
-            gen,
-        };
-        let deadline = match scheme {
-            crate::config::Scheme::Text => {
-                let idle = self.core.limits.idle_timeout;
-                (!idle.is_zero()).then(|| self.core.now + idle)
-            }
-            _ => {
-                let d = self.core.now + self.core.limits.handshake_timeout;
-                if let Some(c) = self.core.conns.get_mut(slot) {
-                    c.deadline = Some(d);
-                }
-                Some(d)
-            }
-        };
-        if let Some(d) = deadline {
-            self.core.arm_conn_timer(slot, d);
-        }
-        if scheme == crate::config::Scheme::Text {
-            input::connected(&mut self.core, self.app.as_mut(), id);
-        }
-    }
-
     /// Read from `slot` until WouldBlock, EOF or the budget; hand the bytes to the decoders.
     fn read(&mut self, slot: usize) {
         let mut total = 0;
@@ -496,68 +389,6 @@ impl Worker {
                 held.shrink_to(SCRATCH / 4);
             }
             c.in_buf = held;
-        }
-    }
-
-    /// Carry out the closes requested during the last event (and those they cause).
-    fn apply_closes(&mut self) {
-        while let Some((id, how)) = self.core.pending_close.pop() {
-            self.begin_close(id, how);
-        }
-    }
-
-    fn begin_close(&mut self, id: ConnId, how: CloseHow) {
-        let Some(c) = self.core.get_mut(id) else {
-            return;
-        };
-        if c.app_connected {
-            c.app_connected = false;
-            let cid = self.core.client_id(id);
-            guarded(&mut self.core, None, "on_close", |cx| {
-                self.app.on_close(cx, cid)
-            });
-            self.core.local_down(id);
-        }
-        let now = self.core.now;
-        let Some(c) = self.core.get_mut(id) else {
-            return;
-        };
-        match how {
-            CloseHow::Now => self.drop_conn(id.slot as usize),
-            CloseHow::Graceful(code) => {
-                if matches!(c.state, ConnState::Closing | ConnState::Lingering) {
-                    return;
-                }
-                let ws = c.framing == Framing::Ws && c.state == ConnState::Open;
-                c.state = ConnState::Closing;
-                c.deadline = Some(now + LINGER);
-                let slot = id.slot as usize;
-                if ws {
-                    let mut frame = Vec::with_capacity(4);
-                    ws_frame::encode_close(&mut frame, code, "");
-                    // The close frame goes out even past the send bound: it is tiny and final.
-                    if let Some(c) = self.core.conns.get_mut(slot) {
-                        c.out.push(&frame);
-                    }
-                }
-                if let Some(c) = self.core.conns.get_mut(slot) {
-                    if !c.in_dirty {
-                        c.in_dirty = true;
-                        self.core.dirty.push(slot);
-                    }
-                }
-                self.core.arm_conn_timer(slot, self.core.now + LINGER);
-            }
-        }
-    }
-
-    fn drop_conn(&mut self, slot: usize) {
-        if self.core.conns.contains(slot) {
-            let mut c = self.core.conns.remove(slot);
-            let _ = self.poll.registry().deregister(&mut c.stream);
-            if self.accept_paused && self.core.conns.len() < self.core.limits.max_connections {
-                // A slot freed: the cap no longer holds accepting back (the timer also resumes).
-            }
         }
     }
 
