@@ -16,4 +16,5 @@ pub mod ipc;
 pub mod master;
 pub mod protocol;
 pub mod sys;
+pub mod web;
 pub mod worker;
