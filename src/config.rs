@@ -187,6 +187,72 @@ impl Default for BridgeConfig {
     }
 }
 
+/// How the kefu app picks an agent for a new conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingPolicy {
+    /// Fewest active conversations; ties go to the agent idle longest.
+    LeastBusy,
+    /// The agent whose last assignment is oldest.
+    RoundRobin,
+}
+
+/// SQLite `synchronous` setting of the kefu store (see docs/durability.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// fsync the WAL on every (group) commit: acked messages survive power loss.
+    Full,
+    /// fsync only at checkpoints: acked messages survive process crashes, not power loss.
+    Normal,
+}
+
+/// The `kefu` app: routing, limits, tokens and durability (docs/kefu-protocol.md §9).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KefuConfig {
+    /// Routing policy.
+    pub policy: RoutingPolicy,
+    /// Default maximum of concurrent active conversations per agent.
+    pub max_per_agent: u32,
+    /// Longest message text, in characters.
+    pub max_text_chars: usize,
+    /// Lifetime of agent tokens, seconds.
+    #[serde(with = "secs")]
+    pub agent_token_ttl: Duration,
+    /// Lifetime of visitor tokens, seconds.
+    #[serde(with = "secs")]
+    pub visitor_token_ttl: Duration,
+    /// How old an integrator-signed visitor identity may be, seconds.
+    #[serde(with = "secs")]
+    pub identity_max_age: Duration,
+    /// Largest accepted upload, bytes.
+    pub upload_max_bytes: usize,
+    /// A resume missing more than this many messages is told to reload history.
+    pub resume_max_gap: u64,
+    /// SQLite durability setting.
+    pub synchronous: SyncMode,
+    /// Take the visitor IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for KefuConfig {
+    fn default() -> Self {
+        KefuConfig {
+            policy: RoutingPolicy::LeastBusy,
+            max_per_agent: 5,
+            max_text_chars: 2000,
+            agent_token_ttl: Duration::from_secs(12 * 3600),
+            visitor_token_ttl: Duration::from_secs(30 * 86400),
+            identity_max_age: Duration::from_secs(600),
+            upload_max_bytes: 2 * 1024 * 1024,
+            resume_max_gap: 500,
+            synchronous: SyncMode::Full,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
 /// The whole configuration of one kefu instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -218,6 +284,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Bridge app options.
     pub bridge: BridgeConfig,
+    /// Customer-service app options.
+    pub kefu: KefuConfig,
     /// Path of the file this config was read from, if any (workers re-read it on reload).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -241,6 +309,7 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             gateway: GatewayConfig::default(),
             bridge: BridgeConfig::default(),
+            kefu: KefuConfig::default(),
             source: None,
         }
     }

@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod ipc;
 pub mod master;
 pub mod protocol;
+pub mod store;
 pub mod sys;
 pub mod web;
 pub mod worker;

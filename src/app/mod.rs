@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod echo;
+pub mod kefu;
 
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
@@ -83,11 +84,12 @@ pub trait App {
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {}
 }
 
-/// Build the app named in the config.
-pub fn by_name(name: &str) -> Option<Box<dyn App>> {
+/// Build the app named `name`, with the config it may need.
+pub fn by_name(name: &str, cfg: &crate::config::Config) -> Option<Box<dyn App>> {
     match name {
         "echo" => Some(Box::new(echo::Echo)),
         "chat" => Some(Box::new(chat::Chat::default())),
+        "kefu" => Some(Box::new(kefu::Kefu::new(cfg))),
         _ => None,
     }
 }

@@ -4,6 +4,7 @@
 //! Commands find their master through the pid file (`-c`/`--pid-file`) and talk to it over the
 //! control socket `<pid_file>.sock`; signals are the fallback when the socket is unreachable.
 
+pub mod agent;
 pub mod client;
 pub mod table;
 
@@ -54,6 +55,10 @@ pub enum Cmd {
     Status(StatusArgs),
     /// List every live connection.
     Connections(ConnectionsArgs),
+    /// Manage the kefu app's agents (add, list, remove, passwd).
+    Agent(agent::AgentArgs),
+    /// Manage the kefu app's businesses (add, list, secret).
+    Business(agent::BusinessArgs),
     /// Internal: run one worker process (exec'd by the master).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -249,6 +254,8 @@ pub fn run(cmd: Cmd) -> i32 {
         Cmd::Reload(a) => reload(&a),
         Cmd::Status(a) => status(&a),
         Cmd::Connections(a) => connections(&a),
+        Cmd::Agent(a) => agent::run_agent(&a),
+        Cmd::Business(a) => agent::run_business(&a),
         Cmd::Worker(_) => Err("the worker subcommand is run by the master".into()),
     };
     match r {

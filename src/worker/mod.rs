@@ -91,7 +91,7 @@ pub fn run(
     inc: u64,
     control: std::os::unix::net::UnixStream,
 ) -> i32 {
-    let app = app::by_name(&cfg.app);
+    let app = app::by_name(&cfg.app, &cfg);
     run_app(cfg, app, worker_id, inc, control)
 }
 

@@ -1,0 +1,282 @@
+//! Passwords (argon2), signed tokens (HMAC-SHA256 with the server secret), and
+//! integrator-signed visitor identities (HMAC-SHA256 with the business secret).
+
+use crate::store::tenancy::{hex, random_hex};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::path::Path;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// File holding the server secret inside the data dir.
+pub const SECRET_FILE: &str = "secret.key";
+
+/// Hash a password into an argon2id PHC string.
+pub fn hash_password(pw: &str) -> Result<String, String> {
+    Argon2::default()
+        .hash_password(pw.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Whether `pw` matches the PHC string (slow on purpose: run it off the event loop).
+pub fn verify_password(pw: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A random password for `agent add` without `--password`.
+pub fn random_password() -> String {
+    random_hex(9)
+}
+
+/// The server's signing key.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    /// A secret from raw bytes (tests).
+    pub fn from_bytes(b: &[u8]) -> Secret {
+        Secret(b.to_vec())
+    }
+
+    /// Read `<data_dir>/secret.key`, creating it on first start. Several workers start at
+    /// once: the file is written under a temporary name and hard-linked into place, so a
+    /// reader never sees a half-written key and exactly one key wins.
+    pub fn load_or_create(data_dir: &Path) -> std::io::Result<Secret> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join(SECRET_FILE);
+        if let Some(s) = read_key(&path)? {
+            return Ok(s);
+        }
+        let tmp = data_dir.join(format!(".secret.{}.tmp", std::process::id()));
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(random_hex(32).as_bytes())?;
+            f.sync_all()?;
+        }
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        read_key(&path)?
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "empty secret"))
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        // HMAC accepts keys of any length.
+        <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("hmac key")
+    }
+
+    /// Sign a token payload.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let body = serde_json::to_vec(claims).unwrap_or_default();
+        let mut mac = self.mac();
+        mac.update(&body);
+        let sig = mac.finalize().into_bytes();
+        format!("{}.{}", B64.encode(&body), B64.encode(sig))
+    }
+
+    /// Check a token's signature and expiry (`now` in ms).
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+        if token.len() > 1024 {
+            return Err(TokenError::Malformed);
+        }
+        let (body, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let body = B64.decode(body).map_err(|_| TokenError::Malformed)?;
+        let sig = B64.decode(sig).map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(&body);
+        mac.verify_slice(&sig)
+            .map_err(|_| TokenError::BadSignature)?;
+        let c: Claims = serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)?;
+        if c.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(c)
+    }
+}
+
+fn read_key(path: &Path) -> std::io::Result<Option<Secret>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(Some(Secret(s.trim().as_bytes().to_vec()))),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Who a token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// An agent (客服).
+    #[serde(rename = "a")]
+    Agent,
+    /// A visitor.
+    #[serde(rename = "v")]
+    Visitor,
+}
+
+/// What a token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Role.
+    pub r: Role,
+    /// Business id.
+    pub b: String,
+    /// Subject: agent id or visitor id.
+    pub s: String,
+    /// Expiry, ms since the epoch.
+    pub exp: i64,
+    /// Agent password version (0 for visitors).
+    #[serde(default)]
+    pub pv: i64,
+    /// Visitor identity verified by the integrator.
+    #[serde(default)]
+    pub vf: bool,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not of the token shape.
+    Malformed,
+    /// Signed by someone else (or altered).
+    BadSignature,
+    /// Past its expiry.
+    Expired,
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenError::Malformed => "malformed token",
+            TokenError::BadSignature => "bad token signature",
+            TokenError::Expired => "token expired",
+        })
+    }
+}
+
+/// The string an integrator signs for a visitor identity.
+pub fn identity_message(bid: &str, visitor_id: &str, name: &str, ts: i64) -> String {
+    format!("{bid}\n{visitor_id}\n{name}\n{ts}")
+}
+
+/// Hex HMAC-SHA256 of an identity with a business secret (what integrators compute).
+pub fn identity_sig(business_secret: &str, msg: &str) -> String {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(business_secret.as_bytes()).expect("key");
+    mac.update(msg.as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Check an integrator signature (constant-time) and its age window (`now_s`, `max_age_s`).
+pub fn verify_identity(
+    business_secret: &str,
+    bid: &str,
+    visitor_id: &str,
+    name: &str,
+    ts: i64,
+    sig_hex: &str,
+    now_s: i64,
+    max_age_s: i64,
+) -> Result<(), &'static str> {
+    if ts > now_s + 60 || ts < now_s - max_age_s {
+        return Err("identity timestamp out of range");
+    }
+    let sig = unhex(sig_hex).ok_or("bad identity signature")?;
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(business_secret.as_bytes()).expect("key");
+    mac.update(identity_message(bid, visitor_id, name, ts).as_bytes());
+    mac.verify_slice(&sig).map_err(|_| "bad identity signature")
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: i64) -> Claims {
+        Claims {
+            r: Role::Agent,
+            b: "shop".into(),
+            s: "alice".into(),
+            exp,
+            pv: 1,
+            vf: false,
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let k = Secret::from_bytes(b"0123456789abcdef0123456789abcdef");
+        let t = k.sign(&claims(2000));
+        assert_eq!(k.verify(&t, 1000).unwrap(), claims(2000));
+        assert_eq!(k.verify(&t, 2000), Err(TokenError::Expired));
+        let other = Secret::from_bytes(b"another key another key another k");
+        assert_eq!(other.verify(&t, 1000), Err(TokenError::BadSignature));
+        // Swap in a forged payload with the old signature.
+        let (_, sig) = t.split_once('.').unwrap();
+        let forged = format!(
+            "{}.{sig}",
+            B64.encode(serde_json::to_vec(&claims(9_999_999)).unwrap())
+        );
+        assert_eq!(k.verify(&forged, 1000), Err(TokenError::BadSignature));
+        assert_eq!(k.verify("garbage", 1000), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn identities() {
+        let msg = identity_message("shop", "u1", "Zhang", 1000);
+        let sig = identity_sig("biz-secret", &msg);
+        assert!(
+            verify_identity("biz-secret", "shop", "u1", "Zhang", 1000, &sig, 1000, 600).is_ok()
+        );
+        assert!(
+            verify_identity("biz-secret", "shop", "u2", "Zhang", 1000, &sig, 1000, 600).is_err()
+        );
+        assert!(
+            verify_identity("biz-secret", "shop", "u1", "Zhang", 1000, &sig, 1700, 600).is_err()
+        );
+        assert!(verify_identity("other", "shop", "u1", "Zhang", 1000, &sig, 1000, 600).is_err());
+    }
+
+    #[test]
+    fn passwords() {
+        let h = hash_password("pw").unwrap();
+        assert!(verify_password("pw", &h));
+        assert!(!verify_password("nope", &h));
+        assert!(!verify_password("pw", "not a hash"));
+    }
+}

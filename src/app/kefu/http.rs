@@ -1,0 +1,344 @@
+//! The HTTP API (`/api/*`, `/uploads/*`): agent login, visitor tokens, history, uploads.
+//! Anything slow (argon2, SQL, files) is answered later with `respond_http`.
+
+use super::auth::{Claims, Role as TokenRole};
+use super::login::{self, Ident, Meta};
+use super::routing::{self, Access};
+use super::wire::{Code, MessageOut};
+use super::{history, upload, ClientId, Kefu, Origin, Outcome};
+use crate::app::HttpOutcome;
+use crate::protocol::http::request::Request;
+use crate::protocol::http::response::Response;
+use crate::store::{now_ms, valid_id};
+use crate::worker::ctx::Ctx;
+use serde::{Deserialize, Serialize};
+
+/// CORS headers on every API answer (the widget runs on the integrator's origin).
+fn cors(r: Response) -> Response {
+    r.header("Access-Control-Allow-Origin", "*")
+        .header(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type",
+        )
+        .header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        .header("Cache-Control", "no-store")
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize>(status: u16, v: &T) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    cors(Response {
+        status,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body,
+    })
+}
+
+#[derive(Serialize)]
+struct ErrBody<'a> {
+    code: &'static str,
+    msg: &'a str,
+}
+
+/// A JSON error answer.
+pub fn error(status: u16, code: Code, msg: &str) -> Response {
+    json(
+        status,
+        &ErrBody {
+            code: code.as_str(),
+            msg,
+        },
+    )
+}
+
+#[derive(Deserialize)]
+struct AgentLoginReq {
+    bid: String,
+    agent_id: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct AgentLoginResp<'a> {
+    token: &'a str,
+    expires_at: i64,
+    bid: &'a str,
+    agent_id: &'a str,
+    name: &'a str,
+}
+
+#[derive(Deserialize)]
+struct VisitorTokenReq {
+    bid: String,
+    visitor_id: Option<String>,
+    name: Option<String>,
+    ts: Option<i64>,
+    sig: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VisitorTokenResp<'a> {
+    token: &'a str,
+    visitor_id: &'a str,
+    verified: bool,
+    expires_at: i64,
+}
+
+#[derive(Serialize)]
+struct HistoryResp<'a> {
+    conv_id: i64,
+    messages: &'a [MessageOut],
+    has_more: bool,
+}
+
+#[derive(Serialize)]
+struct UploadResp<'a> {
+    url: &'a str,
+    mime: &'a str,
+    bytes: usize,
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let h = req.header("authorization")?;
+    h.strip_prefix("Bearer ")
+        .or_else(|| h.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+impl Kefu {
+    fn bearer_claims(&self, req: &Request) -> Result<Claims, Response> {
+        let Some(t) = bearer(req) else {
+            return Err(error(
+                401,
+                Code::LoginFailed,
+                "Authorization: Bearer <token> required",
+            ));
+        };
+        let Some(secret) = &self.secret else {
+            return Err(error(503, Code::Busy, "server not ready"));
+        };
+        secret
+            .verify(t, now_ms())
+            .map_err(|e| error(401, Code::LoginFailed, &e.to_string()))
+    }
+
+    /// Route one HTTP request.
+    pub(super) fn http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
+        let path = req.path.as_str();
+        if !path.starts_with("/api/") && !path.starts_with(upload::URL_PREFIX) {
+            return HttpOutcome::NotMine;
+        }
+        if req.method == "OPTIONS" {
+            return HttpOutcome::Respond(cors(Response::new(204)));
+        }
+        let o = Origin::Http(conn);
+        match (req.method.as_str(), path) {
+            ("POST", "/api/agent/login") => {
+                let Ok(r) = serde_json::from_slice::<AgentLoginReq>(&req.body) else {
+                    return HttpOutcome::Respond(error(
+                        400,
+                        Code::Invalid,
+                        "expected {bid, agent_id, password}",
+                    ));
+                };
+                if !valid_id(&r.bid) || !valid_id(&r.agent_id) || r.password.len() > 1024 {
+                    return HttpOutcome::Respond(error(
+                        401,
+                        Code::LoginFailed,
+                        "wrong bid, agent id or password",
+                    ));
+                }
+                self.submit(cx, true, o, "agent_login_http", None, move |c| {
+                    login::agent_password(c, &r.bid, &r.agent_id, &r.password)
+                        .map(Outcome::HttpAgentLogin)
+                });
+                HttpOutcome::Pending
+            }
+            ("POST", "/api/visitor/token") => {
+                let Ok(r) = serde_json::from_slice::<VisitorTokenReq>(&req.body) else {
+                    return HttpOutcome::Respond(error(400, Code::Invalid, "expected {bid, ...}"));
+                };
+                if !valid_id(&r.bid) {
+                    return HttpOutcome::Respond(error(404, Code::NotFound, "unknown bid"));
+                }
+                let ident = match (r.visitor_id, r.ts, r.sig) {
+                    (None, None, None) => Ident::Anonymous,
+                    (Some(visitor_id), Some(ts), Some(sig)) => Ident::Signed {
+                        visitor_id,
+                        name: r.name.clone().unwrap_or_default(),
+                        ts,
+                        sig,
+                    },
+                    _ => {
+                        return HttpOutcome::Respond(error(
+                            400,
+                            Code::Invalid,
+                            "identity needs visitor_id, ts and sig",
+                        ))
+                    }
+                };
+                let meta = Meta {
+                    ip: cx
+                        .remote_addr(conn)
+                        .map(|a| a.ip().to_string())
+                        .unwrap_or_default(),
+                    user_agent: super::clip(
+                        req.header("user-agent").unwrap_or("").to_string(),
+                        512,
+                    ),
+                    name: super::clip(r.name.unwrap_or_default(), 64),
+                    ..Meta::default()
+                };
+                let max_age = self.cfg.identity_max_age.as_secs() as i64;
+                let bid = r.bid;
+                self.submit(cx, false, o, "visitor_token_http", None, move |c| {
+                    login::visitor(c, &bid, ident, &meta, max_age, now_ms())
+                        .map(Outcome::HttpVisitorToken)
+                });
+                HttpOutcome::Pending
+            }
+            ("GET", "/api/history") => {
+                let claims = match self.bearer_claims(req) {
+                    Ok(c) => c,
+                    Err(r) => return HttpOutcome::Respond(r),
+                };
+                let Some(conv_id) = req
+                    .query_param("conv_id")
+                    .and_then(|v| v.parse::<i64>().ok())
+                else {
+                    return HttpOutcome::Respond(error(400, Code::Invalid, "conv_id is required"));
+                };
+                let before = req
+                    .query_param("before_seq")
+                    .and_then(|v| v.parse::<i64>().ok());
+                let limit = req
+                    .query_param("limit")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(history::DEFAULT_PAGE);
+                self.submit(cx, false, o, "history_http", None, move |c| {
+                    let who = match claims.r {
+                        TokenRole::Agent => Access::Agent(&claims.b),
+                        TokenRole::Visitor => Access::Visitor(&claims.b, &claims.s),
+                    };
+                    routing::readable(c, conv_id, who)?;
+                    let (m, more) = history::page(c, conv_id, before, limit)?;
+                    Ok(Outcome::HttpHistory(conv_id, m, more))
+                });
+                HttpOutcome::Pending
+            }
+            ("POST", "/api/upload") => {
+                if let Err(r) = self.bearer_claims(req) {
+                    return HttpOutcome::Respond(r);
+                }
+                if req.body.is_empty() {
+                    return HttpOutcome::Respond(error(400, Code::Invalid, "empty body"));
+                }
+                if req.body.len() > self.cfg.upload_max_bytes {
+                    return HttpOutcome::Respond(error(413, Code::Invalid, "file too large"));
+                }
+                let Some(t) = upload::sniff(&req.body) else {
+                    return HttpOutcome::Respond(error(
+                        415,
+                        Code::Invalid,
+                        "only PNG, JPEG, GIF and WebP images",
+                    ));
+                };
+                let body = req.body.clone();
+                let dir = self.data_dir.clone();
+                self.submit(cx, true, o, "upload", None, move |_| {
+                    let name = upload::save(&dir, &body, t)?;
+                    Ok(Outcome::HttpUploaded(name, t, body.len()))
+                });
+                HttpOutcome::Pending
+            }
+            ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
+                let name = p[upload::URL_PREFIX.len()..].to_string();
+                if upload::parse_name(&name).is_none() {
+                    return HttpOutcome::Respond(Response::error(404));
+                }
+                let dir = self.data_dir.clone();
+                let head = req.method == "HEAD";
+                self.submit(cx, true, o, "file", None, move |_| {
+                    let mut r = upload::serve(&dir, &name);
+                    if head {
+                        r.body.clear();
+                    }
+                    Ok(Outcome::HttpFile(r))
+                });
+                HttpOutcome::Pending
+            }
+            (_, "/api/agent/login" | "/api/visitor/token" | "/api/history" | "/api/upload") => {
+                HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed"))
+            }
+            _ => HttpOutcome::Respond(error(404, Code::NotFound, "no such endpoint")),
+        }
+    }
+
+    /// Answer an HTTP request whose store work finished.
+    pub(super) fn http_done(&mut self, cx: &mut Ctx<'_>, conn: ClientId, o: Outcome) {
+        let resp = match o {
+            Outcome::HttpAgentLogin(a) => {
+                let Some(secret) = &self.secret else { return };
+                let exp = now_ms() + self.cfg.agent_token_ttl.as_millis() as i64;
+                let token = secret.sign(&Claims {
+                    r: TokenRole::Agent,
+                    b: a.bid.clone(),
+                    s: a.agent_id.clone(),
+                    exp,
+                    pv: a.pw_ver,
+                    vf: false,
+                });
+                json(
+                    200,
+                    &AgentLoginResp {
+                        token: &token,
+                        expires_at: exp,
+                        bid: &a.bid,
+                        agent_id: &a.agent_id,
+                        name: &a.name,
+                    },
+                )
+            }
+            Outcome::HttpVisitorToken(v) => {
+                let Some(secret) = &self.secret else { return };
+                let exp = now_ms() + self.cfg.visitor_token_ttl.as_millis() as i64;
+                let token = secret.sign(&Claims {
+                    r: TokenRole::Visitor,
+                    b: v.bid.clone(),
+                    s: v.visitor_id.clone(),
+                    exp,
+                    pv: 0,
+                    vf: v.verified,
+                });
+                json(
+                    200,
+                    &VisitorTokenResp {
+                        token: &token,
+                        visitor_id: &v.visitor_id,
+                        verified: v.verified,
+                        expires_at: exp,
+                    },
+                )
+            }
+            Outcome::HttpHistory(conv_id, messages, has_more) => json(
+                200,
+                &HistoryResp {
+                    conv_id,
+                    messages: &messages,
+                    has_more,
+                },
+            ),
+            Outcome::HttpUploaded(name, t, bytes) => json(
+                200,
+                &UploadResp {
+                    url: &format!("{}{name}", upload::URL_PREFIX),
+                    mime: t.mime(),
+                    bytes,
+                },
+            ),
+            Outcome::HttpFile(r) => r,
+            _ => error(500, Code::Storage, "unexpected answer"),
+        };
+        cx.respond_http(conn, &resp);
+    }
+}

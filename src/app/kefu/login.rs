@@ -1,0 +1,208 @@
+//! Login jobs run on a store thread: agents (token already verified on the loop; the row
+//! must still exist with the same password version) and visitors (token, integrator
+//! signature, or a new anonymous id), plus the visitor metadata they record.
+
+use super::auth::{self, Claims, Role};
+use super::routing::{self, Policy, Routed};
+use super::wire::ConvOut;
+use crate::store::tenancy::{self, random_hex, Agent};
+use crate::store::{valid_id, Result, StoreError};
+use rusqlite::{params, Connection};
+
+/// A successful agent login.
+#[derive(Debug)]
+pub struct AgentIn {
+    /// The agent row.
+    pub agent: Agent,
+    /// Its active conversations (after the drain below).
+    pub conversations: Vec<ConvOut>,
+    /// The queue drained into the newcomer's free slots.
+    pub routed: Routed,
+}
+
+/// Check an agent token against the store and route waiting conversations to it.
+pub fn agent(
+    conn: &Connection,
+    claims: &Claims,
+    online: &[String],
+    p: Policy,
+    now: i64,
+) -> Result<AgentIn> {
+    let agent = tenancy::agent_get(conn, &claims.b, &claims.s)?.ok_or(StoreError::NotFound)?;
+    if claims.r != Role::Agent || agent.pw_ver != claims.pv {
+        return Err(StoreError::Conflict("token revoked"));
+    }
+    let routed = routing::drain(conn, &agent.bid, online, p, now)?;
+    let conversations = routing::agent_conversations(conn, &agent.bid, &agent.agent_id)?;
+    Ok(AgentIn {
+        agent,
+        conversations,
+        routed,
+    })
+}
+
+/// Verify a password (slow: argon2) for the HTTP login.
+pub fn agent_password(conn: &Connection, bid: &str, agent_id: &str, pw: &str) -> Result<Agent> {
+    let a = tenancy::agent_get(conn, bid, agent_id)?;
+    match a {
+        Some(a) if auth::verify_password(pw, &a.pw_hash) => Ok(a),
+        Some(_) => Err(StoreError::NotFound),
+        None => {
+            // Spend the same time as a real check so a wrong agent id is not distinguishable
+            // from a wrong password by timing.
+            let _ = auth::verify_password(pw, dummy_hash());
+            Err(StoreError::NotFound)
+        }
+    }
+}
+
+/// An argon2id hash of a random string (made once), for equal-time failures.
+fn dummy_hash() -> &'static str {
+    static H: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    H.get_or_init(|| auth::hash_password(&random_hex(16)).unwrap_or_default())
+}
+
+/// How a visitor proves who it is.
+#[derive(Debug, Clone)]
+pub enum Ident {
+    /// A visitor token we issued (already verified on the loop).
+    Token(Claims),
+    /// An integrator-signed identity (checked here against the business secret).
+    Signed {
+        /// Integrator's user id.
+        visitor_id: String,
+        /// Name.
+        name: String,
+        /// Signing time, seconds.
+        ts: i64,
+        /// Hex HMAC.
+        sig: String,
+    },
+    /// Nobody yet: a new anonymous visitor.
+    Anonymous,
+}
+
+/// What the connection tells about the visitor.
+#[derive(Debug, Clone, Default)]
+pub struct Meta {
+    /// Client IP.
+    pub ip: String,
+    /// User agent.
+    pub user_agent: String,
+    /// Page URL.
+    pub page_url: String,
+    /// Referrer.
+    pub referrer: String,
+    /// Self-declared name (anonymous visitors).
+    pub name: String,
+}
+
+/// A logged-in visitor.
+#[derive(Debug, Clone)]
+pub struct VisitorIn {
+    /// Business.
+    pub bid: String,
+    /// Visitor id.
+    pub visitor_id: String,
+    /// Name.
+    pub name: String,
+    /// Integrator-verified.
+    pub verified: bool,
+    /// Open conversation.
+    pub conv: Option<ConvOut>,
+    /// Its queue position when queued.
+    pub position: Option<i64>,
+}
+
+/// Resolve a visitor identity, record its metadata, and find its open conversation.
+pub fn visitor(
+    conn: &Connection,
+    bid: &str,
+    ident: Ident,
+    meta: &Meta,
+    max_age_s: i64,
+    now: i64,
+) -> Result<VisitorIn> {
+    let biz = tenancy::business_get(conn, bid)?.ok_or(StoreError::NotFound)?;
+    let (vid, name, verified) = match ident {
+        Ident::Token(c) => {
+            if c.r != Role::Visitor || c.b != bid {
+                return Err(StoreError::Invalid("token is for another business"));
+            }
+            (c.s, meta.name.clone(), c.vf)
+        }
+        Ident::Signed {
+            visitor_id,
+            name,
+            ts,
+            sig,
+        } => {
+            // Anonymous ids live in the v_ namespace: an integrator id there could collide.
+            if !valid_id(&visitor_id) || visitor_id.starts_with("v_") {
+                return Err(StoreError::Invalid("bad visitor_id"));
+            }
+            auth::verify_identity(
+                &biz.secret,
+                bid,
+                &visitor_id,
+                &name,
+                ts,
+                &sig,
+                now / 1000,
+                max_age_s,
+            )
+            .map_err(StoreError::Invalid)?;
+            (visitor_id, name, true)
+        }
+        Ident::Anonymous => (format!("v_{}", random_hex(8)), meta.name.clone(), false),
+    };
+    conn.prepare_cached(
+        "INSERT INTO visitors (bid, visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT(bid, visitor_id) DO UPDATE SET
+            name = CASE WHEN excluded.name != '' AND (excluded.verified OR NOT verified)
+                        THEN excluded.name ELSE name END,
+            verified = MAX(verified, excluded.verified),
+            ip = CASE WHEN excluded.ip != '' THEN excluded.ip ELSE ip END,
+            page_url = CASE WHEN excluded.page_url != '' THEN excluded.page_url ELSE page_url END,
+            referrer = CASE WHEN excluded.referrer != '' THEN excluded.referrer ELSE referrer END,
+            user_agent = CASE WHEN excluded.user_agent != '' THEN excluded.user_agent ELSE user_agent END,
+            last_seen = excluded.last_seen",
+    )?
+    .execute(params![
+        bid,
+        vid,
+        name,
+        verified,
+        meta.ip,
+        meta.page_url,
+        meta.referrer,
+        meta.user_agent,
+        now
+    ])?;
+    let name: String = conn
+        .prepare_cached("SELECT name FROM visitors WHERE bid = ?1 AND visitor_id = ?2")?
+        .query_row([bid, &vid], |r| r.get(0))?;
+    let conv = match routing::open_of_visitor(conn, bid, &vid)? {
+        Some(id) => routing::load(conn, id, false)?,
+        None => None,
+    };
+    let position = match &conv {
+        Some(c) if c.state == "queued" => Some(
+            conn.prepare_cached(
+                "SELECT COUNT(*) + 1 FROM conversations WHERE bid = ?1 AND state = 'queued'
+                 AND (queued_at, id) < (?2, ?3)",
+            )?
+            .query_row(params![bid, c.queued_at, c.conv_id], |r| r.get(0))?,
+        ),
+        _ => None,
+    };
+    Ok(VisitorIn {
+        bid: bid.to_string(),
+        visitor_id: vid,
+        name,
+        verified,
+        conv,
+        position,
+    })
+}

@@ -1,0 +1,473 @@
+//! Typed WebSocket messages of the kefu protocol (docs/kefu-protocol.md), both directions,
+//! tagged by `"method"` as in the seed protocol.
+
+use serde::{Deserialize, Serialize};
+
+/// Error codes (strings on the wire, as in the seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// Not JSON / not an object / binary frame.
+    BadJson,
+    /// JSON without `method` (seed 10001).
+    NoMethod,
+    /// Login failed (seed 10002).
+    LoginFailed,
+    /// Unknown method.
+    UnknownMethod,
+    /// Not logged in, or not allowed for this role.
+    NotLoggedIn,
+    /// A field is invalid.
+    Invalid,
+    /// Conditional change lost: taken, not yours, closed.
+    Conflict,
+    /// No such conversation or agent.
+    NotFound,
+    /// Rate limited or busy.
+    Busy,
+    /// Storage failed; nothing was done.
+    Storage,
+    /// Transfer target offline.
+    Offline,
+}
+
+impl Code {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::BadJson => "10000",
+            Code::NoMethod => "10001",
+            Code::LoginFailed => "10002",
+            Code::UnknownMethod => "10003",
+            Code::NotLoggedIn => "10004",
+            Code::Invalid => "10005",
+            Code::Conflict => "10006",
+            Code::NotFound => "10007",
+            Code::Busy => "10008",
+            Code::Storage => "10009",
+            Code::Offline => "10010",
+        }
+    }
+}
+
+/// A string or a number (the seed sends `bid`/`customer_id` either way).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StrOrNum {
+    /// As a string.
+    Str(String),
+    /// As a number.
+    Num(i64),
+}
+
+impl StrOrNum {
+    /// The value as a string.
+    pub fn into_string(self) -> String {
+        match self {
+            StrOrNum::Str(s) => s,
+            StrOrNum::Num(n) => n.to_string(),
+        }
+    }
+}
+
+/// One entry of a resume list: the last seq the client has of a conversation.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct Resume {
+    /// Conversation.
+    pub conv_id: i64,
+    /// Last seq the client holds.
+    pub last_seq: i64,
+}
+
+/// Message kinds a client may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendKind {
+    /// Text (emoji included).
+    Text,
+    /// An image uploaded with `/api/upload`.
+    Image,
+}
+
+/// Every request a client can send.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum In {
+    /// Agent login (seed). Fields are optional so a missing one answers 10002, as the seed does.
+    Login {
+        bid: Option<StrOrNum>,
+        customer_id: Option<StrOrNum>,
+        customer_name: Option<String>,
+        token: Option<String>,
+        #[serde(default)]
+        resume: Vec<Resume>,
+    },
+    /// Heartbeat.
+    Beat,
+    /// Visitor login.
+    VisitorLogin {
+        bid: Option<StrOrNum>,
+        token: Option<String>,
+        visitor_id: Option<String>,
+        name: Option<String>,
+        ts: Option<i64>,
+        sig: Option<String>,
+        page_url: Option<String>,
+        referrer: Option<String>,
+        #[serde(default)]
+        resume: Vec<Resume>,
+    },
+    /// Send a message.
+    Send {
+        conv_id: Option<i64>,
+        client_msg_id: Option<String>,
+        kind: SendKind,
+        text: Option<String>,
+        url: Option<String>,
+    },
+    /// A page of older messages.
+    History {
+        conv_id: i64,
+        before_seq: Option<i64>,
+        limit: Option<i64>,
+    },
+    /// Messages after `last_seq`.
+    Sync { conv_id: i64, last_seq: i64 },
+    /// Typing indicator.
+    Typing {
+        conv_id: Option<i64>,
+        #[serde(default = "yes")]
+        typing: bool,
+    },
+    /// Read receipt.
+    Read { conv_id: i64, seq: i64 },
+    /// Take a queued conversation.
+    Claim { conv_id: i64 },
+    /// Hand a conversation to a colleague.
+    Transfer { conv_id: i64, to: StrOrNum },
+    /// Close a conversation.
+    Close { conv_id: Option<i64> },
+    /// Refresh the agent's conversation list and the queue.
+    Conversations,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The methods [`In`] knows (to tell "unknown method" from "bad fields").
+pub const METHODS: &[&str] = &[
+    "login",
+    "beat",
+    "visitor_login",
+    "send",
+    "history",
+    "sync",
+    "typing",
+    "read",
+    "claim",
+    "transfer",
+    "close",
+    "conversations",
+];
+
+/// Just the method, to classify a request that did not parse.
+#[derive(Debug, Deserialize)]
+pub struct Probe {
+    /// Whatever `method` held.
+    pub method: Option<serde_json::Value>,
+}
+
+/// An error frame.
+#[derive(Debug, Serialize)]
+pub struct ErrorOut<'a> {
+    /// Code string.
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub msg: &'a str,
+    /// The request's method, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<&'a str>,
+    /// The failed send's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_msg_id: Option<&'a str>,
+}
+
+/// One entry of the seed's `customer_list`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CustomerEntry {
+    /// Agent id.
+    pub customer_id: String,
+    /// Display name.
+    pub customer_name: String,
+    /// Always 1 (online), as in the seed.
+    pub status: u8,
+}
+
+/// A stored message as clients see it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MessageOut {
+    /// Conversation.
+    pub conv_id: i64,
+    /// Position in the conversation.
+    pub seq: i64,
+    /// `visitor`, `agent` or `system`.
+    pub from: String,
+    /// Sender id.
+    pub sender_id: String,
+    /// Sender display name.
+    pub sender_name: String,
+    /// `text`, `image` or `event`.
+    pub kind: String,
+    /// Text (text and event messages).
+    pub text: Option<String>,
+    /// Image URL.
+    pub url: Option<String>,
+    /// Event name (event messages).
+    pub event: Option<String>,
+    /// Commit time, ms.
+    pub ts: i64,
+    /// The sender's id for it.
+    pub client_msg_id: Option<String>,
+}
+
+/// Visitor details shown to agents.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisitorOut {
+    /// Visitor id.
+    pub visitor_id: String,
+    /// Name (given by the page or the integrator).
+    pub name: String,
+    /// Identity signed by the integrator.
+    pub verified: bool,
+    /// Any connection of the visitor is open.
+    pub online: bool,
+    /// Client IP.
+    pub ip: String,
+    /// Page the widget runs on.
+    pub page_url: String,
+    /// Referrer of that page.
+    pub referrer: String,
+    /// Browser user agent.
+    pub user_agent: String,
+    /// First seen, ms.
+    pub first_seen: i64,
+    /// Last seen, ms.
+    pub last_seen: i64,
+}
+
+/// A conversation as clients see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvOut {
+    /// Id.
+    pub conv_id: i64,
+    /// Business.
+    pub bid: String,
+    /// `queued`, `active` or `closed`.
+    pub state: String,
+    /// Assigned agent.
+    pub agent_id: Option<String>,
+    /// Its name.
+    pub agent_name: Option<String>,
+    /// Visitor details (agents only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub visitor: Option<VisitorOut>,
+    /// Opened, ms.
+    pub created_at: i64,
+    /// Entered the queue, ms.
+    pub queued_at: i64,
+    /// Assigned, ms.
+    pub assigned_at: Option<i64>,
+    /// Closed, ms.
+    pub closed_at: Option<i64>,
+    /// Last seq.
+    pub last_seq: i64,
+    /// Agent has read up to.
+    pub agent_read_seq: i64,
+    /// Visitor has read up to.
+    pub visitor_read_seq: i64,
+    /// Visitor messages after `agent_read_seq`.
+    pub unread: i64,
+    /// Newest message.
+    pub last_message: Option<MessageOut>,
+}
+
+/// A waiting conversation.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueEntry {
+    /// Conversation.
+    pub conv_id: i64,
+    /// 1 = next.
+    pub position: i64,
+    /// Visitor.
+    pub visitor_id: String,
+    /// Visitor name.
+    pub visitor_name: String,
+    /// Entered the queue, ms.
+    pub queued_at: i64,
+    /// Newest message.
+    pub last_message: Option<MessageOut>,
+}
+
+/// Every push and reply, tagged by `method`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Out<'a> {
+    /// Agent login reply (seed shape plus conversations and queue).
+    Login {
+        customer_id: &'a str,
+        customer_name: &'a str,
+        timestamp: i64,
+        customer_list: &'a [CustomerEntry],
+        conversations: &'a [ConvOut],
+        queue: &'a [QueueEntry],
+    },
+    /// An agent came online (seed).
+    LoginPush {
+        customer_id: &'a str,
+        customer_name: &'a str,
+        timestamp: i64,
+    },
+    /// An agent went offline everywhere (seed).
+    LogoutPush {
+        customer_id: &'a str,
+        customer_name: &'a str,
+        timestamp: i64,
+    },
+    /// Visitor login reply.
+    VisitorLogin {
+        visitor_id: &'a str,
+        token: &'a str,
+        verified: bool,
+        expires_at: i64,
+        conv: Option<&'a ConvOut>,
+        agents_online: bool,
+    },
+    /// A message was stored.
+    Ack {
+        client_msg_id: Option<&'a str>,
+        conv_id: i64,
+        seq: i64,
+        ts: i64,
+    },
+    /// A new message.
+    Message(&'a MessageOut),
+    /// A history page.
+    History {
+        conv_id: i64,
+        messages: &'a [MessageOut],
+        has_more: bool,
+    },
+    /// Resume answer.
+    Sync {
+        conv_id: i64,
+        messages: &'a [MessageOut],
+        last_seq: i64,
+        reload: bool,
+    },
+    /// To an agent: a conversation is now yours.
+    #[serde(rename = "assigned")]
+    AgentAssigned { conv: &'a ConvOut },
+    /// To a visitor: an agent took the conversation.
+    #[serde(rename = "assigned")]
+    VisitorAssigned {
+        conv_id: i64,
+        agent_id: &'a str,
+        agent_name: &'a str,
+    },
+    /// To an agent: a conversation left you.
+    Unassigned {
+        conv_id: i64,
+        reason: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<&'a str>,
+    },
+    /// To a visitor: queue position.
+    Waiting {
+        conv_id: i64,
+        position: i64,
+        agents_online: bool,
+    },
+    /// To agents: the queue changed.
+    QueueUpdate {
+        queue: &'a [QueueEntry],
+        queue_len: i64,
+    },
+    /// Typing indicator.
+    Typing {
+        conv_id: i64,
+        from: &'a str,
+        typing: bool,
+    },
+    /// Read receipt.
+    Read { conv_id: i64, by: &'a str, seq: i64 },
+    /// Unread counter of a conversation (agent tabs).
+    Unread { conv_id: i64, unread: i64 },
+    /// The agent's conversation list.
+    Conversations {
+        conversations: &'a [ConvOut],
+        queue: &'a [QueueEntry],
+    },
+}
+
+impl Out<'_> {
+    /// Serialize (these types cannot fail to serialize).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_login_parses_with_numbers() {
+        let m: In = serde_json::from_str(
+            r#"{"method":"login","bid":1,"customer_id":7,"customer_name":"A","token":"t"}"#,
+        )
+        .unwrap();
+        let In::Login {
+            bid, customer_id, ..
+        } = m
+        else {
+            panic!()
+        };
+        assert_eq!(bid.unwrap().into_string(), "1");
+        assert_eq!(customer_id.unwrap().into_string(), "7");
+        assert!(matches!(
+            serde_json::from_str::<In>(r#"{"method":"beat"}"#),
+            Ok(In::Beat)
+        ));
+        assert!(serde_json::from_str::<In>(r#"{"method":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn outgoing_shapes() {
+        let s = Out::LoginPush {
+            customer_id: "a",
+            customer_name: "A",
+            timestamp: 5,
+        }
+        .to_json();
+        assert_eq!(
+            s,
+            r#"{"method":"login_push","customer_id":"a","customer_name":"A","timestamp":5}"#
+        );
+        let m = MessageOut {
+            conv_id: 1,
+            seq: 2,
+            from: "agent".into(),
+            sender_id: "a".into(),
+            sender_name: "A".into(),
+            kind: "text".into(),
+            text: Some("<b>".into()),
+            url: None,
+            event: None,
+            ts: 3,
+            client_msg_id: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&Out::Message(&m).to_json()).unwrap();
+        assert_eq!(v["method"], "message");
+        assert_eq!(v["text"], "<b>");
+    }
+}

@@ -1,0 +1,230 @@
+//! `kefu agent ...` and `kefu business ...`: manage the kefu app's tenants and agents in the
+//! store directly (works whether or not the server runs: SQLite serializes the writers).
+
+use super::ConfigArgs;
+use crate::app::kefu::auth;
+use crate::store::{self, tenancy, StoreError};
+use clap::{Args, Subcommand};
+use rusqlite::Connection;
+
+/// `kefu agent`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: AgentCmd,
+}
+
+/// Agent subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentCmd {
+    /// Add an agent (creating the business if needed); prints a random password if none given.
+    Add {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Agent id (the seed's customer_id).
+        #[arg(long)]
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Password (random if omitted).
+        #[arg(long)]
+        password: Option<String>,
+        /// Most concurrent conversations (default: [kefu] max_per_agent).
+        #[arg(long)]
+        max: Option<i64>,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// List agents.
+    List {
+        /// Only this business.
+        #[arg(long)]
+        bid: Option<String>,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Remove an agent (its active conversations go back to the queue).
+    Remove {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Agent id.
+        #[arg(long)]
+        id: String,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Set a new password (random if omitted); existing tokens stop working.
+    Passwd {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Agent id.
+        #[arg(long)]
+        id: String,
+        /// New password.
+        #[arg(long)]
+        password: Option<String>,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+/// `kefu business`.
+#[derive(Debug, Clone, Args)]
+pub struct BusinessArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: BusinessCmd,
+}
+
+/// Business subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BusinessCmd {
+    /// Add a business; prints its secret (for integrator-signed visitor identities).
+    Add {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// List businesses.
+    List {
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Print (or with --rotate, replace) a business's secret.
+    Secret {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Make a new secret (old signatures stop working).
+        #[arg(long)]
+        rotate: bool,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+}
+
+fn open(cfg: &ConfigArgs) -> Result<Connection, Box<dyn std::error::Error>> {
+    let c = cfg.load()?;
+    Ok(store::open(&c.data_dir, c.kefu.synchronous)?)
+}
+
+fn explain(e: StoreError) -> Box<dyn std::error::Error> {
+    match e {
+        StoreError::NotFound => "no such agent or business".into(),
+        e => Box::new(e),
+    }
+}
+
+/// Run `kefu agent ...`; returns the exit code.
+pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
+    let cfg = match &a.cmd {
+        AgentCmd::Add { cfg, .. }
+        | AgentCmd::List { cfg, .. }
+        | AgentCmd::Remove { cfg, .. }
+        | AgentCmd::Passwd { cfg, .. } => cfg,
+    };
+    let conn = open(cfg)?;
+    match &a.cmd {
+        AgentCmd::Add {
+            bid,
+            id,
+            name,
+            password,
+            max,
+            ..
+        } => {
+            let (pw, shown) = match password {
+                Some(p) => (p.clone(), false),
+                None => (auth::random_password(), true),
+            };
+            if pw.is_empty() {
+                return Err("empty password".into());
+            }
+            let hash = auth::hash_password(&pw)?;
+            tenancy::agent_add(&conn, bid, id, name, &hash, *max).map_err(explain)?;
+            println!("agent {id} added to {bid}");
+            if shown {
+                println!("password: {pw}");
+            }
+        }
+        AgentCmd::List { bid, .. } => {
+            let list = tenancy::agent_list(&conn, bid.as_deref()).map_err(explain)?;
+            println!("{:<20} {:<20} {:<24} {:>4}", "BID", "ID", "NAME", "MAX");
+            for a in list {
+                let max = a.max_concurrent.map_or("-".to_string(), |m| m.to_string());
+                println!("{:<20} {:<20} {:<24} {:>4}", a.bid, a.agent_id, a.name, max);
+            }
+        }
+        AgentCmd::Remove { bid, id, .. } => {
+            tenancy::agent_remove(&conn, bid, id).map_err(explain)?;
+            println!("agent {id} removed from {bid}");
+        }
+        AgentCmd::Passwd {
+            bid, id, password, ..
+        } => {
+            let (pw, shown) = match password {
+                Some(p) => (p.clone(), false),
+                None => (auth::random_password(), true),
+            };
+            let hash = auth::hash_password(&pw)?;
+            tenancy::agent_set_password(&conn, bid, id, &hash).map_err(explain)?;
+            println!("password of {id} in {bid} changed");
+            if shown {
+                println!("password: {pw}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Run `kefu business ...`; returns the exit code.
+pub fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::Error>> {
+    let cfg = match &a.cmd {
+        BusinessCmd::Add { cfg, .. }
+        | BusinessCmd::List { cfg }
+        | BusinessCmd::Secret { cfg, .. } => cfg,
+    };
+    let conn = open(cfg)?;
+    match &a.cmd {
+        BusinessCmd::Add { bid, name, .. } => {
+            let b = tenancy::business_add(&conn, bid, name).map_err(explain)?;
+            println!("business {} added", b.bid);
+            println!("secret: {}", b.secret);
+        }
+        BusinessCmd::List { .. } => {
+            println!("{:<20} NAME", "BID");
+            for b in tenancy::business_list(&conn).map_err(explain)? {
+                println!("{:<20} {}", b.bid, b.name);
+            }
+        }
+        BusinessCmd::Secret { bid, rotate, .. } => {
+            let s = if *rotate {
+                tenancy::business_rotate_secret(&conn, bid).map_err(explain)?
+            } else {
+                tenancy::business_get(&conn, bid)
+                    .map_err(explain)?
+                    .ok_or("no such business")?
+                    .secret
+            };
+            println!("{s}");
+        }
+    }
+    Ok(0)
+}

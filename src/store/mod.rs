@@ -1,0 +1,237 @@
+//! The embedded SQLite store of the kefu app: one database file under the data dir, shared by
+//! every worker process (WAL mode; writers serialized by SQLite's lock with a busy timeout).
+//!
+//! The event loop never touches it: each worker runs its queries on its own threads
+//! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
+
+pub mod runner;
+pub mod tenancy;
+
+use crate::config::SyncMode;
+use rusqlite::Connection;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "kefu.db";
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a store operation failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// SQLite said no.
+    Sql(rusqlite::Error),
+    /// File system error (data dir, uploads, secret).
+    Io(std::io::Error),
+    /// The row asked for does not exist (or belongs to someone else).
+    NotFound,
+    /// A conditional change lost (already taken, not yours, closed).
+    Conflict(&'static str),
+    /// A request field is unacceptable.
+    Invalid(&'static str),
+    /// The batch's transaction could not begin or commit: nothing of it was stored.
+    Commit(String),
+    /// The job panicked (a bug); the transaction part was rolled back.
+    Panic,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Sql(e) => write!(f, "database error: {e}"),
+            StoreError::Io(e) => write!(f, "file error: {e}"),
+            StoreError::NotFound => f.write_str("not found"),
+            StoreError::Conflict(m) => write!(f, "conflict: {m}"),
+            StoreError::Invalid(m) => write!(f, "invalid: {m}"),
+            StoreError::Commit(m) => write!(f, "commit failed: {m}"),
+            StoreError::Panic => f.write_str("internal error"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sql(e)
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Path of the database file.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+/// Open (creating the data dir and schema if needed) one connection to the store.
+pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
+    std::fs::create_dir_all(data_dir)?;
+    let conn = Connection::open(db_path(data_dir))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Switching to WAL needs a moment of exclusive access; several workers start at once,
+    // so retry instead of failing a worker on a lost race.
+    let mut tries = 0;
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+            Ok(m) if m.eq_ignore_ascii_case("wal") => break,
+            _ if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(_) => return Err(StoreError::Invalid("cannot enable WAL")),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let sync = match sync {
+        SyncMode::Full => "FULL",
+        SyncMode::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
+    ))?;
+    migrate(&conn)?;
+    Ok(conn)
+}
+
+/// Current schema version (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS businesses (
+    bid TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    secret TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    bid TEXT NOT NULL REFERENCES businesses(bid) ON DELETE CASCADE,
+    agent_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    pw_hash TEXT NOT NULL,
+    pw_ver INTEGER NOT NULL DEFAULT 1,
+    max_concurrent INTEGER,
+    last_assigned_at INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (bid, agent_id)
+);
+CREATE TABLE IF NOT EXISTS visitors (
+    bid TEXT NOT NULL,
+    visitor_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    verified INTEGER NOT NULL DEFAULT 0,
+    ip TEXT NOT NULL DEFAULT '',
+    page_url TEXT NOT NULL DEFAULT '',
+    referrer TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT '',
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    PRIMARY KEY (bid, visitor_id)
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bid TEXT NOT NULL,
+    visitor_id TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'active', 'closed')),
+    agent_id TEXT,
+    created_at INTEGER NOT NULL,
+    queued_at INTEGER NOT NULL,
+    assigned_at INTEGER,
+    closed_at INTEGER,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    agent_read_seq INTEGER NOT NULL DEFAULT 0,
+    visitor_read_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS conv_queue ON conversations (bid, state, queued_at, id);
+CREATE INDEX IF NOT EXISTS conv_agent ON conversations (bid, agent_id, state);
+CREATE UNIQUE INDEX IF NOT EXISTS conv_open_visitor
+    ON conversations (bid, visitor_id) WHERE state != 'closed';
+CREATE INDEX IF NOT EXISTS conv_visitor ON conversations (bid, visitor_id, id);
+CREATE TABLE IF NOT EXISTS messages (
+    conv_id INTEGER NOT NULL REFERENCES conversations(id),
+    seq INTEGER NOT NULL,
+    sender_role TEXT NOT NULL,
+    sender_id TEXT NOT NULL,
+    sender_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT,
+    url TEXT,
+    event TEXT,
+    client_msg_id TEXT,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (conv_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS msg_client ON messages (sender_id, client_msg_id)
+    WHERE client_msg_id IS NOT NULL;
+";
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if v >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    // IMMEDIATE: two workers migrating at once serialize on the write lock, and the second
+    // finds the tables already there (IF NOT EXISTS).
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = conn
+        .execute_batch(SCHEMA_V1)
+        .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
+    match r {
+        Ok(()) => conn.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `s` is an acceptable id (bid, agent id, visitor id): 1..64 bytes of
+/// `[A-Za-z0-9_.@-]`, so ids can be embedded in uids and group names unambiguously.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'@' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_twice_and_validates_ids() {
+        let dir = std::env::temp_dir().join(format!("kefu-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = open(&dir, SyncMode::Normal).unwrap();
+        let b = open(&dir, SyncMode::Full).unwrap();
+        let n: i64 = a
+            .query_row("SELECT COUNT(*) FROM conversations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        drop((a, b));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(valid_id("shop-1_a.b@c"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("a:b"));
+        assert!(!valid_id(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,208 @@
+//! A thread that owns one SQLite connection and runs jobs for the event loop.
+//!
+//! In [`Mode::Batch`] (the writer) every job queued while the previous batch was committing
+//! runs in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a failing job
+//! rolls back alone), and results are handed back only after `COMMIT` returned: an ack built
+//! from a result is therefore never sent for a write the database could still lose (beyond
+//! what the `synchronous` setting allows). One commit (one fsync with `synchronous=FULL`) per
+//! batch is what makes durable writes cheap under load: group commit.
+//!
+//! In [`Mode::Plain`] jobs run one by one outside any explicit transaction: for slow work
+//! that must not hold the write lock (argon2 verification, file I/O).
+//!
+//! The queue is bounded ([`Runner::submit`] refuses when it is full) and results come back
+//! through a channel; the loop is woken once per batch.
+
+use super::{Result, StoreError};
+use rusqlite::Connection;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+/// Most jobs folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+/// How a runner executes its jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Group commit: one IMMEDIATE transaction per batch, a savepoint per job.
+    Batch,
+    /// One job at a time, autocommit.
+    Plain,
+}
+
+/// The work of a job, run on the store thread.
+pub type Work<D> = Box<dyn FnOnce(&Connection) -> Result<D> + Send>;
+/// Turns a failure into the result the loop receives (so every job gets exactly one answer).
+pub type Fail<D> = Box<dyn FnOnce(StoreError) -> D + Send>;
+
+struct Job<D> {
+    work: Work<D>,
+    fail: Fail<D>,
+}
+
+/// Handle on a store thread.
+pub struct Runner<D> {
+    tx: Option<SyncSender<Job<D>>>,
+    rx: Receiver<D>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The job queue is full (or the thread is gone): the request is refused, not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+impl<D: Send + 'static> Runner<D> {
+    /// Start a thread that owns `conn`; `wake` is called after each batch of results.
+    pub fn spawn(
+        name: &str,
+        conn: Connection,
+        mode: Mode,
+        capacity: usize,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> std::io::Result<Runner<D>> {
+        let (tx, jobs) = mpsc::sync_channel::<Job<D>>(capacity);
+        let (done, rx) = mpsc::channel::<D>();
+        let thread =
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || match mode {
+                    Mode::Batch => batch_loop(&conn, &jobs, &done, &*wake),
+                    Mode::Plain => plain_loop(&conn, &jobs, &done, &*wake),
+                })?;
+        Ok(Runner {
+            tx: Some(tx),
+            rx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue a job; `fail` builds its answer if it errs or its batch does not commit.
+    pub fn submit(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<D> + Send + 'static,
+        fail: impl FnOnce(StoreError) -> D + Send + 'static,
+    ) -> std::result::Result<(), Busy> {
+        let job = Job {
+            work: Box::new(work),
+            fail: Box::new(fail),
+        };
+        match self.tx.as_ref().map(|t| t.try_send(job)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => Err(Busy),
+        }
+    }
+
+    /// A finished job's answer, if any.
+    pub fn try_recv(&self) -> Option<D> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Stop taking jobs, let the queued ones finish, and wait for the thread.
+    pub fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl<D> Drop for Runner<D> {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread after the jobs already queued; do not join here
+        // (a drop on the loop must not wait on the disk).
+        self.tx = None;
+    }
+}
+
+fn run_guarded<D>(conn: &Connection, work: Work<D>) -> Result<D> {
+    catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or(Err(StoreError::Panic))
+}
+
+fn plain_loop<D>(
+    conn: &Connection,
+    jobs: &Receiver<Job<D>>,
+    done: &mpsc::Sender<D>,
+    wake: &(dyn Fn() + Send + Sync),
+) {
+    while let Ok(job) = jobs.recv() {
+        let d = match run_guarded(conn, job.work) {
+            Ok(d) => d,
+            Err(e) => (job.fail)(e),
+        };
+        if done.send(d).is_err() {
+            return;
+        }
+        wake();
+    }
+}
+
+enum Outcome<D> {
+    Ok(D, Fail<D>),
+    Failed(D),
+}
+
+fn batch_loop<D>(
+    conn: &Connection,
+    jobs: &Receiver<Job<D>>,
+    done: &mpsc::Sender<D>,
+    wake: &(dyn Fn() + Send + Sync),
+) {
+    let mut batch: Vec<Job<D>> = Vec::with_capacity(MAX_BATCH);
+    let mut outs: Vec<Outcome<D>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = e.to_string();
+            for j in batch.drain(..) {
+                outs.push(Outcome::Failed((j.fail)(StoreError::Commit(msg.clone()))));
+            }
+        } else {
+            for j in batch.drain(..) {
+                if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                    outs.push(Outcome::Failed((j.fail)(e.into())));
+                    continue;
+                }
+                match run_guarded(conn, j.work) {
+                    Ok(d) => {
+                        let _ = conn.execute_batch("RELEASE job");
+                        outs.push(Outcome::Ok(d, j.fail));
+                    }
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                        outs.push(Outcome::Failed((j.fail)(e)));
+                    }
+                }
+            }
+            if let Err(e) = conn.execute_batch("COMMIT") {
+                let _ = conn.execute_batch("ROLLBACK");
+                let msg = e.to_string();
+                // Nothing of the batch was stored: every success becomes a failure.
+                outs = outs
+                    .into_iter()
+                    .map(|o| match o {
+                        Outcome::Ok(_, fail) => {
+                            Outcome::Failed(fail(StoreError::Commit(msg.clone())))
+                        }
+                        f => f,
+                    })
+                    .collect();
+            }
+        }
+        for o in outs.drain(..) {
+            let d = match o {
+                Outcome::Ok(d, _) | Outcome::Failed(d) => d,
+            };
+            if done.send(d).is_err() {
+                return;
+            }
+        }
+        wake();
+    }
+}

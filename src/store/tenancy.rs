@@ -1,0 +1,223 @@
+//! Businesses and agents: the rows the admin CLI manages and logins read.
+
+use super::{now_ms, valid_id, Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// One business (tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Business {
+    /// Business id (`bid`).
+    pub bid: String,
+    /// Display name.
+    pub name: String,
+    /// Hex secret integrators sign visitor identities with.
+    pub secret: String,
+    /// Creation time, ms.
+    pub created_at: i64,
+}
+
+/// One agent (客服).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    /// Business id.
+    pub bid: String,
+    /// Agent id (the seed's `customer_id`).
+    pub agent_id: String,
+    /// Display name.
+    pub name: String,
+    /// Argon2 PHC string.
+    pub pw_hash: String,
+    /// Bumped on every password change: tokens carry it, so old tokens die.
+    pub pw_ver: i64,
+    /// Per-agent cap on concurrent conversations (None: the config default).
+    pub max_concurrent: Option<i64>,
+}
+
+/// A fresh random hex secret (32 bytes).
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // getrandom only fails when the OS has no entropy source at all; a zero key would be
+    // worse than dying, so fall back to failing loudly.
+    getrandom::fill(&mut b).expect("OS random source");
+    hex(&b)
+}
+
+/// Lower-case hex of `b`.
+pub fn hex(b: &[u8]) -> String {
+    const H: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(H[(x >> 4) as usize] as char);
+        s.push(H[(x & 15) as usize] as char);
+    }
+    s
+}
+
+/// Create a business (its secret is random unless given); `Conflict` if it exists.
+pub fn business_add(conn: &Connection, bid: &str, name: &str) -> Result<Business> {
+    if !valid_id(bid) {
+        return Err(StoreError::Invalid("bid must be 1..64 of [A-Za-z0-9_.@-]"));
+    }
+    let b = Business {
+        bid: bid.to_string(),
+        name: name.to_string(),
+        secret: random_hex(32),
+        created_at: now_ms(),
+    };
+    let n = conn.execute(
+        "INSERT INTO businesses (bid, name, secret, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(bid) DO NOTHING",
+        params![b.bid, b.name, b.secret, b.created_at],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Conflict("business exists"));
+    }
+    Ok(b)
+}
+
+/// One business.
+pub fn business_get(conn: &Connection, bid: &str) -> Result<Option<Business>> {
+    Ok(conn
+        .prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
+        .query_row([bid], |r| {
+            Ok(Business {
+                bid: r.get(0)?,
+                name: r.get(1)?,
+                secret: r.get(2)?,
+                created_at: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Every business, by id.
+pub fn business_list(conn: &Connection) -> Result<Vec<Business>> {
+    let mut st =
+        conn.prepare("SELECT bid, name, secret, created_at FROM businesses ORDER BY bid")?;
+    let rows = st.query_map([], |r| {
+        Ok(Business {
+            bid: r.get(0)?,
+            name: r.get(1)?,
+            secret: r.get(2)?,
+            created_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Replace a business's secret with a fresh one.
+pub fn business_rotate_secret(conn: &Connection, bid: &str) -> Result<String> {
+    let s = random_hex(32);
+    let n = conn.execute(
+        "UPDATE businesses SET secret = ?2 WHERE bid = ?1",
+        params![bid, s],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(s)
+}
+
+/// Add an agent (creating its business if needed); `Conflict` if the id is taken.
+pub fn agent_add(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+    name: &str,
+    pw_hash: &str,
+    max_concurrent: Option<i64>,
+) -> Result<()> {
+    if !valid_id(agent_id) {
+        return Err(StoreError::Invalid(
+            "agent id must be 1..64 of [A-Za-z0-9_.@-]",
+        ));
+    }
+    if name.trim().is_empty() || name.chars().count() > 64 {
+        return Err(StoreError::Invalid("name must be 1..64 characters"));
+    }
+    if business_get(conn, bid)?.is_none() {
+        business_add(conn, bid, bid)?;
+    }
+    let n = conn.execute(
+        "INSERT INTO agents (bid, agent_id, name, pw_hash, max_concurrent, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(bid, agent_id) DO NOTHING",
+        params![
+            bid,
+            agent_id,
+            name.trim(),
+            pw_hash,
+            max_concurrent,
+            now_ms()
+        ],
+    )?;
+    if n == 0 {
+        return Err(StoreError::Conflict("agent exists"));
+    }
+    Ok(())
+}
+
+fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        bid: r.get(0)?,
+        agent_id: r.get(1)?,
+        name: r.get(2)?,
+        pw_hash: r.get(3)?,
+        pw_ver: r.get(4)?,
+        max_concurrent: r.get(5)?,
+    })
+}
+
+/// One agent.
+pub fn agent_get(conn: &Connection, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
+             WHERE bid = ?1 AND agent_id = ?2",
+        )?
+        .query_row([bid, agent_id], agent_row)
+        .optional()?)
+}
+
+/// Agents of one business, or of all.
+pub fn agent_list(conn: &Connection, bid: Option<&str>) -> Result<Vec<Agent>> {
+    let mut st = conn.prepare(
+        "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
+         WHERE ?1 IS NULL OR bid = ?1 ORDER BY bid, agent_id",
+    )?;
+    let rows = st.query_map([bid], agent_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Remove an agent; its active conversations go back to the queue (front, by age).
+pub fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE conversations SET state = 'queued', agent_id = NULL
+         WHERE bid = ?1 AND agent_id = ?2 AND state = 'active'",
+        [bid, agent_id],
+    )?;
+    let n = conn.execute(
+        "DELETE FROM agents WHERE bid = ?1 AND agent_id = ?2",
+        [bid, agent_id],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Set a new password hash (invalidating the agent's tokens).
+pub fn agent_set_password(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+    pw_hash: &str,
+) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE agents SET pw_hash = ?3, pw_ver = pw_ver + 1 WHERE bid = ?1 AND agent_id = ?2",
+        params![bid, agent_id, pw_hash],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
