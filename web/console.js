@@ -201,7 +201,6 @@
         S.queueOrder = S.queueOrder.filter(function (id) { return id !== m.conv.conv_id; });
         var st = stream(m.conv.conv_id);
         if (S.selected === m.conv.conv_id || !st.loaded) { if (S.selected === m.conv.conv_id) loadNewest(m.conv.conv_id); }
-        if (S.selected == null) select(m.conv.conv_id);
         alertNew(visitorName(r), (r.last_message && r.last_message.text) || "");
         return renderAll();
       }

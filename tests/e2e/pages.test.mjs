@@ -1,0 +1,213 @@
+// Browser tests of the kefu visitor page and agent console (run by run.sh, which starts kefu).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import fs from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const run = promisify(execFile);
+const URL = process.env.KEFU_URL;
+const BID = process.env.KEFU_BID || "shop1";
+const SHOTS = process.env.SCREENSHOT_DIR;
+const ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 375, height: 740 };
+
+let browser, visitorCtx, agentCtx, visitor, agent;
+const dialogs = [];
+const problems = []; // page errors and CSP violations
+
+function watch(page, who) {
+  page.on("dialog", (d) => { dialogs.push(`${who}: ${d.message()}`); d.dismiss().catch(() => {}); });
+  page.on("pageerror", (e) => problems.push(`${who} pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy|Refused to/i.test(m.text())) problems.push(`${who} csp: ${m.text()}`);
+  });
+  return page;
+}
+
+async function newPage(ctx, who) { return watch(await ctx.newPage(), who); }
+
+function texts(page, side) {
+  return page.locator(`#msgList .msg-${side} .msg-text`).allTextContents();
+}
+async function waitText(page, side, text, timeout = 15000) {
+  await page.locator(`#msgList .msg-${side} .msg-text`, { hasText: text }).first().waitFor({ timeout });
+}
+async function send(page, text) {
+  await page.locator("#input").fill(text);
+  await page.locator("#sendBtn").click();
+}
+async function shot(page, name) {
+  if (!SHOTS) return;
+  fs.mkdirSync(SHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SHOTS, name) });
+}
+async function noHorizontalScroll(page) {
+  const r = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, iw: window.innerWidth, bw: document.body.scrollWidth }));
+  assert.ok(r.sw <= r.iw && r.bw <= r.iw, `horizontal scroll: ${JSON.stringify(r)}`);
+}
+async function agentLogin(page, id, pass) {
+  await page.goto(`${URL}/console`);
+  await page.locator("#lBid").fill(BID);
+  await page.locator("#lAgent").fill(id);
+  await page.locator("#lPass").fill(pass);
+  await page.locator("#loginBtn").click();
+  await page.locator("#connPill[data-state=online]").waitFor();
+  await page.locator(`#colleagues .colleague[data-id="${id}"]`).waitFor();
+}
+
+before(async () => {
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ARGS });
+  visitorCtx = await browser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
+  agentCtx = await browser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+test("pages are served with a strict CSP", async () => {
+  for (const [p, ct] of [["/", "text/html"], ["/console", "text/html"], [`/chat/${BID}`, "text/html"], ["/widget.js", "text/javascript"], ["/static/kefu.css", "text/css"]]) {
+    const r = await fetch(URL + p);
+    assert.equal(r.status, 200, p);
+    assert.ok(r.headers.get("content-type").startsWith(ct), p);
+    assert.match(r.headers.get("content-security-policy") || "", /script-src 'self'/, p);
+  }
+  assert.equal((await fetch(URL + "/static/nope.js")).status, 404);
+  const page = await newPage(agentCtx, "index");
+  await page.goto(URL + "/");
+  assert.ok(await page.locator('a[href="/console"]').count());
+  await page.close();
+});
+
+test("agent logs in; a colleague's presence is live", async () => {
+  agent = await newPage(agentCtx, "agent");
+  await agentLogin(agent, "alice", process.env.AGENT1_PASS);
+  const bobCtx = await browser.newContext({ viewport: DESKTOP });
+  const bob = await newPage(bobCtx, "bob");
+  await agentLogin(bob, "bob", process.env.AGENT2_PASS);
+  await agent.locator('#colleagues .colleague[data-id="bob"]').waitFor();     // login_push
+  await bobCtx.close();
+  await agent.locator('#colleagues .colleague[data-id="bob"]').waitFor({ state: "detached" }); // logout_push
+});
+
+test("visitor and agent chat both ways; the agent sees an unread badge", async () => {
+  visitor = await newPage(visitorCtx, "visitor");
+  await visitor.goto(`${URL}/chat/${BID}?name=${encodeURIComponent("演示商店")}`);
+  await visitor.locator("body[data-conn=online]").waitFor();
+  await visitor.locator("#onlineDot.on").waitFor();
+  await send(visitor, "你好，我想咨询一下 😀");
+  await waitText(visitor, "right", "你好，我想咨询一下");
+  // The conversation is routed to alice: it appears in her list with an unread badge.
+  const item = agent.locator("#convList .conv-item").first();
+  await item.waitFor();
+  await item.locator(".badge").waitFor();
+  assert.match(await item.locator(".badge").textContent(), /^[1-9]/);
+  assert.match(await item.locator(".conv-last").textContent(), /你好，我想咨询一下/);
+  await item.click();
+  await waitText(agent, "left", "你好，我想咨询一下");
+  await item.locator(".badge").waitFor({ state: "detached" });
+  await send(agent, "您好，请问有什么可以帮您？");
+  await waitText(visitor, "left", "您好，请问有什么可以帮您");
+  await waitText(agent, "right", "您好，请问有什么可以帮您");
+  // The visitor read it: the agent's message turns "read".
+  await agent.locator("#msgList .msg-right .msg-status.st-read").first().waitFor();
+  // Visitor info is shown.
+  assert.ok((await agent.locator('#infoList dd[data-field="info_ua"]').textContent()).includes("Mozilla"));
+});
+
+test("markup in a message is shown as text and never runs", async () => {
+  const evil = "<img src=x onerror=alert(1)>";
+  await send(visitor, evil);
+  await waitText(agent, "left", evil);
+  await waitText(visitor, "right", evil);
+  await send(agent, `<b>bold?</b> ${evil}`);
+  await waitText(visitor, "left", "<b>bold?</b>");
+  await visitor.waitForTimeout(300);
+  for (const p of [visitor, agent]) {
+    assert.equal(await p.locator("#msgList img").count(), 0);
+    assert.equal(await p.locator("#msgList b").count(), 0);
+  }
+  assert.deepEqual(dialogs, []);
+});
+
+test("the visitor reloads and sees the history", async () => {
+  await visitor.reload();
+  await visitor.locator("body[data-conn=online]").waitFor();
+  await waitText(visitor, "right", "你好，我想咨询一下");
+  await waitText(visitor, "left", "您好，请问有什么可以帮您");
+  await waitText(visitor, "right", "<img src=x onerror=alert(1)>");
+  const mine = await texts(visitor, "right");
+  assert.equal(mine.filter((t) => t.includes("你好，我想咨询一下")).length, 1, "no duplicates");
+  await visitor.locator(".time-sep").first().waitFor();
+  await send(agent, "刷新后还能收到吗？");
+  await waitText(visitor, "left", "刷新后还能收到吗");
+});
+
+test("server restart: both pages reconnect and nothing is lost", async () => {
+  const bin = process.env.KEFU_BIN;
+  const pid = path.join(process.env.KEFU_DATA, "kefu.pid");
+  await run(bin, ["stop", "--pid-file", pid]);
+  await visitor.locator("body:not([data-conn=online])").waitFor();
+  await agent.locator("#connPill:not([data-state=online])").waitFor();
+  // Written while the server is down: kept and sent after the reconnect.
+  await send(visitor, "断线时发的消息");
+  await send(agent, "agent wrote this while offline");
+  await run(bin, process.env.KEFU_START_ARGS.split(" "));
+  await visitor.locator("body[data-conn=online]").waitFor({ timeout: 30000 });
+  await agent.locator("#connPill[data-state=online]").waitFor({ timeout: 30000 });
+  await waitText(agent, "left", "断线时发的消息", 20000);
+  await waitText(visitor, "left", "agent wrote this while offline", 20000);
+  await send(visitor, "重启之后");
+  await waitText(agent, "left", "重启之后");
+  await send(agent, "back after restart");
+  await waitText(visitor, "left", "back after restart");
+  // Every message exactly once, on both sides, and nothing left pending.
+  for (const [p, side, want] of [[agent, "left", ["断线时发的消息", "重启之后", "你好，我想咨询一下"]], [visitor, "left", ["agent wrote this while offline", "back after restart", "刷新后还能收到吗"]]]) {
+    const all = await texts(p, side);
+    for (const w of want) assert.equal(all.filter((t) => t.includes(w)).length, 1, `${w} once: ${JSON.stringify(all)}`);
+  }
+  await visitor.locator("#msgList .st-sending").waitFor({ state: "detached" });
+  await agent.locator("#msgList .st-sending").waitFor({ state: "detached" });
+});
+
+test("screenshots and phone-width layout", async () => {
+  await send(agent, "这是一条比较长的消息，用来检查在手机宽度下气泡是否会正确换行，而不会出现横向滚动条。https://example.com/a/very/long/url/without/any/spaces/at/all/to/break");
+  await waitText(visitor, "left", "这是一条比较长的消息");
+  await shot(visitor, "visitor-desktop.png");
+  await shot(agent, "console-desktop.png");
+
+  const vState = await visitorCtx.storageState();
+  const aState = await agentCtx.storageState();
+  const vPhoneCtx = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, storageState: vState, locale: "zh-CN" });
+  const aPhoneCtx = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, storageState: aState, locale: "zh-CN" });
+  const vp = await newPage(vPhoneCtx, "visitor-phone");
+  await vp.goto(`${URL}/chat/${BID}?name=${encodeURIComponent("演示商店")}`);
+  await vp.locator("body[data-conn=online]").waitFor();
+  await waitText(vp, "left", "这是一条比较长的消息");
+  await noHorizontalScroll(vp);
+  await shot(vp, "visitor-phone.png");
+
+  const ap = await newPage(aPhoneCtx, "console-phone");
+  await ap.goto(`${URL}/console`);
+  await ap.locator("#connPill[data-state=online]").waitFor();
+  await noHorizontalScroll(ap);
+  await ap.locator("#convList .conv-item").first().click();
+  await waitText(ap, "right", "这是一条比较长的消息");
+  await noHorizontalScroll(ap);
+  await shot(ap, "console-phone.png");
+
+  const lp = await newPage(await browser.newContext({ viewport: PHONE, isMobile: true, locale: "en-US" }), "login-phone");
+  await lp.goto(`${URL}/console`);
+  await lp.locator("#loginForm").waitFor();
+  assert.equal(await lp.locator("#loginBtn").textContent(), "Sign in");
+  await noHorizontalScroll(lp);
+  await vPhoneCtx.close(); await aPhoneCtx.close();
+  assert.deepEqual(problems, []);
+});
