@@ -265,10 +265,32 @@
   /* Render a stream's messages into `box` with time separators. renderMsg(m) -> element (cached
    * by the caller). Keeps the view pinned to the bottom when it was there, or keeps the visible
    * part still when older messages were prepended. */
-  K.renderList = function (box, items, renderMsg, extraTail) {
-    var atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+  /* Keep a scroll box pinned to its bottom while the reader is there: across re-renders,
+   * size changes (keyboard, banners, typing line) and images that finish loading. */
+  K.sticky = function (box) {
+    if (box._sticky) return;
+    box._sticky = true; box._stick = true;
+    var pin = function () { if (box._stick) box.scrollTop = box.scrollHeight; };
+    box.addEventListener("scroll", function () {
+      box._stick = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
+    }, { passive: true });
+    box.addEventListener("load", pin, true); // <img> loads (capture: load does not bubble)
+    if (window.ResizeObserver) {
+      var ro = new ResizeObserver(pin);
+      ro.observe(box);
+      Array.prototype.forEach.call(box.children, function (c) { ro.observe(c); });
+    }
+  };
+  K.toBottom = function (box) { box._stick = true; box.scrollTop = box.scrollHeight; };
+
+  /* Render a stream's messages into `list` (inside the scroll box `box`) with time separators.
+   * renderMsg(m) -> element (cached by the caller). Stays at the bottom when the reader was
+   * there, or keeps the visible part still when older messages were prepended. */
+  K.renderList = function (list, items, renderMsg) {
+    var box = list.parentNode;
+    K.sticky(box);
     var oldH = box.scrollHeight, oldTop = box.scrollTop;
-    var firstKey = box.dataset.firstKey || "";
+    var firstKey = list.dataset.firstKey || "";
     var frag = document.createDocumentFragment();
     var prevTs = 0;
     items.forEach(function (m) {
@@ -279,12 +301,11 @@
       if (ts) prevTs = ts;
       frag.appendChild(renderMsg(m));
     });
-    (extraTail || []).forEach(function (n) { frag.appendChild(n); });
-    K.clear(box);
-    box.appendChild(frag);
+    K.clear(list);
+    list.appendChild(frag);
     var newFirst = items.length ? String(items[0].key || items[0].seq) : "";
-    box.dataset.firstKey = newFirst;
-    if (atBottom || !firstKey) box.scrollTop = box.scrollHeight;
+    list.dataset.firstKey = newFirst;
+    if (box._stick || !firstKey) K.toBottom(box);
     else if (firstKey !== newFirst) box.scrollTop = oldTop + (box.scrollHeight - oldH);
     else box.scrollTop = oldTop;
   };

@@ -352,7 +352,7 @@
     if (!st.loaded || (r && r.state !== "active")) loadNewest(id);
     markRead();
     renderAll();
-    var body = $("chatBody"); body.scrollTop = body.scrollHeight;
+    K.toBottom($("chatBody"));
     if (r && r.state === "active") $("input").focus();
   }
 
@@ -363,7 +363,7 @@
     S.pending.push(p);
     if (S.loggedIn) sendPending(p);
     renderPane();
-    var body = $("chatBody"); body.scrollTop = body.scrollHeight;
+    K.toBottom($("chatBody"));
   }
   function sendPending(p) {
     p.failed = null;

@@ -119,10 +119,10 @@
         if (m.conv_id) { S.current = m.conv_id; S.convState.set(m.conv_id, "active"); }
         return renderChrome();
       case "typing":
-        if (m.from === "agent") showTyping(!!m.typing);
+        if (m.from === "agent") { showTyping(!!m.typing); agentSeen(); }
         return;
       case "read":
-        if (m.by === "agent") { S.agentRead.set(m.conv_id, Math.max(S.agentRead.get(m.conv_id) || 0, m.seq)); render(); }
+        if (m.by === "agent") { S.agentRead.set(m.conv_id, Math.max(S.agentRead.get(m.conv_id) || 0, m.seq)); agentSeen(); render(); }
         return;
       default: return;
     }
@@ -197,9 +197,15 @@
       if (m.event === "assigned" || m.event === "transferred") S.closed = false;
     }
     var isNew = st.push(m);
-    if (isNew && m.from === "agent") { showTyping(false); S.unseen++; notifyParent(); }
+    if (isNew && m.from === "agent") { showTyping(false); S.unseen++; notifyParent(); agentSeen(); }
     renderChrome();
     afterNewMessages();
+  }
+
+  /* The protocol pushes no "agents came online" to visitors: an agent's message, typing or
+   * read receipt is proof enough (hides the leave-a-message form). */
+  function agentSeen() {
+    if (!S.agentsOnline) { S.agentsOnline = true; renderChrome(); }
   }
 
   function onAck(a) {
@@ -243,7 +249,7 @@
     S.pending.push(p);
     if (S.loggedIn) sendPending(p);
     render();
-    var body = $("chatBody"); body.scrollTop = body.scrollHeight;
+    K.toBottom($("chatBody"));
   }
   function sendPending(p) {
     p.failed = null;
@@ -306,7 +312,7 @@
       kind = "queue";
     } else if (S.agentName && S.convState.get(S.current) === "active") text = t("assigned", { name: S.agentName });
     b.textContent = text; b.hidden = !text; b.dataset.kind = kind;
-    var leave = !online && !S.leaveDone && S.loggedIn;
+    var leave = !online && !S.leaveDone && S.loggedIn && S.convState.get(S.current) !== "active";
     $("leaveForm").hidden = !leave;
     document.body.classList.toggle("leave-mode", leave);
   }

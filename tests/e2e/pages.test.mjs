@@ -137,6 +137,24 @@ test("markup in a message is shown as text and never runs", async () => {
   assert.deepEqual(dialogs, []);
 });
 
+test("images: the visitor picks a file, the agent sees it (only /uploads/ URLs)", async () => {
+  // A 1x1 PNG.
+  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
+  await visitor.locator("#fileInput").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: png });
+  const img = agent.locator('#msgList .msg-left img.msg-img[src^="/uploads/"]');
+  await img.first().waitFor();
+  await visitor.locator('#msgList .msg-right img.msg-img[src^="/uploads/"]').first().waitFor();
+  assert.ok(await img.first().evaluate((i) => i.complete && i.naturalWidth === 1));
+});
+
+test("emoji picker inserts into the input", async () => {
+  await visitor.locator("#emojiBtn").click();
+  await visitor.locator(".emoji-panel .emoji", { hasText: "👍" }).click();
+  assert.equal(await visitor.locator("#input").inputValue(), "👍");
+  await visitor.locator("#sendBtn").click();
+  await waitText(agent, "left", "👍");
+});
+
 test("the visitor reloads and sees the history", async () => {
   await visitor.reload();
   await visitor.locator("body[data-conn=online]").waitFor();
@@ -175,6 +193,45 @@ test("server restart: both pages reconnect and nothing is lost", async () => {
   }
   await visitor.locator("#msgList .st-sending").waitFor({ state: "detached" });
   await agent.locator("#msgList .st-sending").waitFor({ state: "detached" });
+});
+
+test("the embed snippet opens the chat in a floating panel on another site", async () => {
+  // The host page is "public" (shop.example) and kefu listens on loopback: Chromium's
+  // local-network-access rules would block that pairing, which never happens in production
+  // (kefu has a public address there), so this browser alone turns those checks off.
+  const siteBrowser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true,
+    args: [...ARGS, "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights"],
+  });
+  const ctx = await siteBrowser.newContext({ viewport: DESKTOP, locale: "en-US" });
+  const page = await newPage(ctx, "shop-site");
+  await page.route("http://shop.example/**", (route) => route.fulfill({
+    contentType: "text/html",
+    body: `<!doctype html><html><head><title>Shop</title></head><body><h1>A shop</h1>
+      <script src="${URL}/widget.js" data-bid="${BID}" data-name="Embedded Shop" async></script></body></html>`,
+  }));
+  await page.goto("http://shop.example/item/42");
+  await page.locator("button[data-kefu=button]").click();
+  const frame = page.frameLocator("div[data-kefu=panel] iframe");
+  await frame.locator("body[data-conn=online]").waitFor();
+  assert.equal(await frame.locator("#shopName").textContent(), "Embedded Shop");
+  await frame.locator("#input").fill("hello from the widget");
+  await frame.locator("#sendBtn").click();
+  await frame.locator("#msgList .msg-right .msg-text", { hasText: "hello from the widget" }).waitFor();
+  // A second conversation for alice, with the host page as the visitor's page.
+  const item = agent.locator("#convList .conv-item", { hasText: "hello from the widget" });
+  await item.waitFor();
+  await item.click();
+  await waitText(agent, "left", "hello from the widget");
+  assert.equal(await agent.locator('#infoList dd[data-field="info_page"]').textContent(), "http://shop.example/item/42");
+  await send(agent, "hi widget");
+  await frame.locator("#msgList .msg-left .msg-text", { hasText: "hi widget" }).waitFor();
+  // The panel's close button hides it again.
+  await frame.locator("#closeBtn").click();
+  await page.locator("div[data-kefu=panel]").waitFor({ state: "hidden" });
+  await siteBrowser.close();
+  // Back to the first conversation for the screenshots.
+  await agent.locator("#convList .conv-item", { hasText: "这是" }).or(agent.locator("#convList .conv-item").last()).first().click();
 });
 
 test("screenshots and phone-width layout", async () => {
