@@ -169,3 +169,66 @@ fn unknown_and_traversal_paths_are_404() {
     drop(s);
     let _ = std::fs::remove_dir_all(data);
 }
+
+#[test]
+fn first_start_creates_a_demo_login_once() {
+    let dir = std::env::temp_dir().join(format!(
+        "kefu-web-first-{}-{}",
+        std::process::id(),
+        common::server::free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = common::server::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let d = |p: &str| dir.join(p).to_str().unwrap().to_string();
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .current_dir(&dir)
+            .args(["start", "-d", "--app", "kefu", "--workers", "1"])
+            .args(["--listen", &format!("http://{addr}")])
+            .args(["--data-dir", &d("data")])
+            .args(["--pid-file", &d("k.pid"), "--log-file", &d("k.log")])
+            .output()
+            .unwrap()
+    };
+    let stop = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
+            .args(["stop", "--pid-file", &d("k.pid")])
+            .output()
+            .unwrap()
+    };
+    let o = start();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    let password = out
+        .lines()
+        .find_map(|l| l.split_once("one-time login:"))
+        .and_then(|(_, rest)| rest.split("password ").nth(1))
+        .map(|p| p.trim().to_string())
+        .unwrap_or_else(|| panic!("no one-time login in {out:?}"));
+    assert!(password.len() >= 12, "{password}");
+    assert!(out.contains(&format!("http://{addr}/chat/demo")), "{out}");
+    let login = |pw: &str| {
+        let body = format!(r#"{{"bid":"demo","agent_id":"admin","password":"{pw}"}}"#);
+        raw(
+            &addr,
+            &format!(
+                "POST /api/agent/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .status
+    };
+    assert_eq!(login(&password), 200);
+    assert_eq!(login("wrong"), 401);
+    assert_eq!(get(&addr, "/chat/demo").status, 200);
+    assert!(stop().status.success());
+    // Second start on the same data dir: no new login printed, the first one still works.
+    let o = start();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("one-time login"), "{out}");
+    assert_eq!(login(&password), 200);
+    assert!(stop().status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -139,12 +139,19 @@ test("markup in a message is shown as text and never runs", async () => {
 
 test("images: the visitor picks a file, the agent sees it (only /uploads/ URLs)", async () => {
   // A 1x1 PNG.
-  const png = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==", "base64");
+  const png = Buffer.from(await visitor.evaluate(() => {
+    const c = document.createElement("canvas");
+    c.width = 160; c.height = 100;
+    const g = c.getContext("2d");
+    g.fillStyle = "#ffd666"; g.fillRect(0, 0, 160, 100);
+    g.fillStyle = "#1677ff"; g.font = "bold 30px sans-serif"; g.fillText("kefu", 46, 60);
+    return c.toDataURL("image/png").split(",")[1];
+  }), "base64");
   await visitor.locator("#fileInput").setInputFiles({ name: "dot.png", mimeType: "image/png", buffer: png });
   const img = agent.locator('#msgList .msg-left img.msg-img[src^="/uploads/"]');
   await img.first().waitFor();
   await visitor.locator('#msgList .msg-right img.msg-img[src^="/uploads/"]').first().waitFor();
-  assert.ok(await img.first().evaluate((i) => i.complete && i.naturalWidth === 1));
+  assert.ok(await img.first().evaluate((i) => i.complete && i.naturalWidth === 160));
 });
 
 test("emoji picker inserts into the input", async () => {
@@ -226,6 +233,25 @@ test("the embed snippet opens the chat in a floating panel on another site", asy
   assert.equal(await agent.locator('#infoList dd[data-field="info_page"]').textContent(), "http://shop.example/item/42");
   await send(agent, "hi widget");
   await frame.locator("#msgList .msg-left .msg-text", { hasText: "hi widget" }).waitFor();
+  // Transfer to bob, who answers and then closes the conversation.
+  const bobCtx = await browser.newContext({ viewport: DESKTOP, locale: "en-US" });
+  const bob = await newPage(bobCtx, "bob2");
+  await agentLogin(bob, "bob", process.env.AGENT2_PASS);
+  await agent.locator('#transferSel option[value="bob"]').waitFor({ state: "attached" });
+  await agent.locator("#transferSel").selectOption("bob");
+  await agent.locator("#transferBtn").click();
+  await agent.locator("#stateTag[data-state=closed]").waitFor();
+  const bItem = bob.locator("#convList .conv-item", { hasText: "hi widget" });
+  await bItem.waitFor();
+  await bItem.click();
+  await waitText(bob, "left", "hello from the widget");
+  await send(bob, "Bob here");
+  await frame.locator("#msgList .msg-left .msg-text", { hasText: "Bob here" }).waitFor();
+  await bob.locator("#closeBtn").click();
+  await bob.locator("#closeBtn").click(); // second click confirms
+  await bob.locator("#stateTag[data-state=closed]").waitFor();
+  await frame.locator("#banner", { hasText: "closed" }).waitFor();
+  await bobCtx.close();
   // The panel's close button hides it again.
   await frame.locator("#closeBtn").click();
   await page.locator("div[data-kefu=panel]").waitFor({ state: "hidden" });
