@@ -241,7 +241,7 @@ test("the embed snippet opens the chat in a floating panel on another site", asy
   await agent.locator("#transferSel").selectOption("bob");
   await agent.locator("#transferBtn").click();
   await agent.locator("#stateTag[data-state=closed]").waitFor();
-  const bItem = bob.locator("#convList .conv-item", { hasText: "hi widget" });
+  const bItem = bob.locator("#convList .conv-item").first();
   await bItem.waitFor();
   await bItem.click();
   await waitText(bob, "left", "hello from the widget");
