@@ -295,7 +295,11 @@ mod tests {
                 );
             }
             for (i, _) in s.match_indices("<script") {
-                assert!(s[i..].starts_with("<script src="), "{} has an inline script", a.name);
+                assert!(
+                    s[i..].starts_with("<script src="),
+                    "{} has an inline script",
+                    a.name
+                );
             }
         }
         for a in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {

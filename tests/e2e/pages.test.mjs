@@ -294,3 +294,25 @@ test("screenshots and phone-width layout", async () => {
   await vPhoneCtx.close(); await aPhoneCtx.close();
   assert.deepEqual(problems, []);
 });
+
+test("加载更多 loads older pages without duplicates", async () => {
+  for (let i = 1; i <= 25; i++) await send(agent, `filler ${i}`);
+  await waitText(visitor, "left", "filler 25");
+  const ctx = await browser.newContext({ viewport: PHONE, isMobile: true, storageState: await visitorCtx.storageState(), locale: "zh-CN" });
+  const p = await newPage(ctx, "visitor-more");
+  await p.goto(`${URL}/chat/${BID}`);
+  await p.locator("body[data-conn=online]").waitFor();
+  await waitText(p, "left", "filler 25");
+  // The newest page (30) does not reach back to the first message.
+  assert.equal(await p.locator("#msgList .msg-text", { hasText: "你好，我想咨询一下" }).count(), 0);
+  assert.equal(await p.locator("#moreBtn").textContent(), "加载更多");
+  await p.locator("#moreBtn").click();
+  await waitText(p, "right", "你好，我想咨询一下");
+  await p.locator("#noMore").waitFor();
+  const seqs = await p.locator("#msgList [data-seq]").evaluateAll((ns) => ns.map((n) => Number(n.dataset.seq)));
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), "in seq order");
+  assert.equal(new Set(seqs).size, seqs.length, "no duplicates");
+  assert.equal(seqs[0], 1);
+  await ctx.close();
+  assert.deepEqual(problems, []);
+});
