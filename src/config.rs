@@ -234,6 +234,10 @@ pub struct KefuConfig {
     pub synchronous: SyncMode,
     /// Take the visitor IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Messages per second one connection may send, sustained.
+    pub rate_per_sec: f64,
+    /// Burst allowance on top of the rate.
+    pub rate_burst: f64,
 }
 
 impl Default for KefuConfig {
@@ -249,6 +253,8 @@ impl Default for KefuConfig {
             resume_max_gap: 500,
             synchronous: SyncMode::Full,
             trust_forwarded_for: false,
+            rate_per_sec: 20.0,
+            rate_burst: 40.0,
         }
     }
 }

@@ -177,6 +177,17 @@ fn seed_error_codes_and_bad_input() {
     let e = recv_error(&mut v);
     assert_eq!(e["code"], "10005");
     assert_eq!(e["method"], "history");
+    // Flooding (default 20/s, burst 40) is refused with 10008, each request answered.
+    for _ in 0..60 {
+        v.send_text(r#"{"method":"typing","typing":true}"#);
+    }
+    let answers = collect(&mut v, Duration::from_millis(800));
+    let limited = answers.iter().filter(|m| m["code"] == "10008").count();
+    assert!(limited >= 10, "{answers:?}");
+    assert!(answers
+        .iter()
+        .filter(|m| m["code"] == "10008")
+        .all(|m| m["method"] == "typing"));
 }
 
 #[test]

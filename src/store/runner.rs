@@ -206,3 +206,60 @@ fn batch_loop<D>(
         wake();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn failing_job_rolls_back_alone_and_answers_arrive_after_commit() {
+        let dir = std::env::temp_dir().join(format!("kefu-runner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let conn = crate::store::open(&dir, crate::config::SyncMode::Full).unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w = wakes.clone();
+        let mut r: Runner<std::result::Result<i64, String>> = Runner::spawn(
+            "t",
+            conn,
+            Mode::Batch,
+            64,
+            Arc::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
+        .unwrap();
+        for i in 0..20i64 {
+            r.submit(
+                move |c| {
+                    c.execute("INSERT INTO t VALUES (?1)", [i])?;
+                    if i == 7 {
+                        return Err(StoreError::Invalid("seven"));
+                    }
+                    Ok(Ok(i))
+                },
+                |e| Err(e.to_string()),
+            )
+            .unwrap();
+        }
+        r.shutdown();
+        let answers: Vec<_> = std::iter::from_fn(|| r.try_recv()).collect();
+        assert_eq!(answers.len(), 20);
+        assert_eq!(answers[7], Err("invalid: seven".to_string()));
+        assert!(answers
+            .iter()
+            .enumerate()
+            .all(|(i, a)| i == 7 || *a == Ok(i as i64)));
+        assert!(wakes.load(Ordering::SeqCst) >= 1);
+        let c = crate::store::open(&dir, crate::config::SyncMode::Full).unwrap();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM t WHERE x = 7", [], |r| r.get(0))
+            .unwrap();
+        let all: i64 = c
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((n, all), (0, 19));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

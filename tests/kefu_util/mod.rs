@@ -8,7 +8,7 @@ use crate::common::ws::Ws;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ pub fn scratch(tag: &str) -> PathBuf {
 }
 
 /// Run the CLI against a data dir; returns stdout (panics on failure).
-pub fn cli(conf: &PathBuf, data: &PathBuf, args: &[&str]) -> String {
+pub fn cli(conf: &Path, data: &Path, args: &[&str]) -> String {
     let o = Command::new(KEFU)
         .args(args)
         .args([
@@ -227,8 +227,7 @@ pub fn say(ws: &mut Ws, conv: Option<i64>, cmid: &str, text: &str) -> i64 {
     }
     ws.send_text(&m.to_string());
     let a = recv_until(ws, "ack", |v| {
-        (v["method"] == "ack" && v["client_msg_id"] == cmid)
-            || (v.get("code").is_some() && v["client_msg_id"] == cmid)
+        (v["method"] == "ack" || v.get("code").is_some()) && v["client_msg_id"] == cmid
     });
     assert_eq!(a["method"], "ack", "send failed: {a}");
     a["seq"].as_i64().unwrap()

@@ -194,6 +194,7 @@ pub fn identity_sig(business_secret: &str, msg: &str) -> String {
 }
 
 /// Check an integrator signature (constant-time) and its age window (`now_s`, `max_age_s`).
+#[allow(clippy::too_many_arguments)]
 pub fn verify_identity(
     business_secret: &str,
     bid: &str,
@@ -214,7 +215,7 @@ pub fn verify_identity(
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 128 {
+    if !s.len().is_multiple_of(2) || s.len() > 128 {
         return None;
     }
     (0..s.len())

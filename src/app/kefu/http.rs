@@ -194,7 +194,7 @@ impl Kefu {
                 let bid = r.bid;
                 self.submit(cx, false, o, "visitor_token_http", None, move |c| {
                     login::visitor(c, &bid, ident, &meta, max_age, now_ms())
-                        .map(Outcome::HttpVisitorToken)
+                        .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
                 });
                 HttpOutcome::Pending
             }

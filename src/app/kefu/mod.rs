@@ -47,9 +47,6 @@ const QUEUE_CAP: usize = 8192;
 const MAX_CLIENT_MSG_ID: usize = 64;
 /// Most entries in a login's resume list.
 const MAX_RESUME: usize = 100;
-/// Rate limit: sustained messages per second and burst, per connection.
-const RATE_PER_SEC: f64 = 20.0;
-const RATE_BURST: f64 = 40.0;
 /// How often each worker re-runs routing for businesses with agents here (a safety net for
 /// presence changes seen late through the gateway's replication).
 const DRAIN_EVERY: Duration = Duration::from_secs(5);
@@ -104,22 +101,22 @@ struct Conn {
 }
 
 impl Conn {
-    fn new(ip: String, user_agent: String, now: Instant) -> Conn {
+    fn new(ip: String, user_agent: String, now: Instant, burst: f64) -> Conn {
         Conn {
             role: Role::Anon,
             ip,
             user_agent,
             inflight: 0,
-            tokens: RATE_BURST,
+            tokens: burst,
             refill: now,
         }
     }
 
     /// Token bucket: false when the client sends faster than allowed.
-    fn take(&mut self, now: Instant) -> bool {
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
         let dt = now.saturating_duration_since(self.refill).as_secs_f64();
         self.refill = now;
-        self.tokens = (self.tokens + dt * RATE_PER_SEC).min(RATE_BURST);
+        self.tokens = (self.tokens + dt * rate).min(burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -147,20 +144,20 @@ struct Done {
 
 enum Outcome {
     HttpAgentLogin(Agent),
-    HttpVisitorToken(VisitorIn),
+    HttpVisitorToken(Box<VisitorIn>),
     HttpHistory(i64, Vec<MessageOut>, bool),
     HttpUploaded(String, upload::ImageType, usize),
     HttpFile(Response),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
-    VisitorSent(VisitorSent),
-    AgentSent(MessageOut, String),
+    VisitorSent(Box<VisitorSent>),
+    AgentSent(Box<MessageOut>, String),
     History(i64, Vec<MessageOut>, bool),
     Sync(i64, Missed),
     Typing(Brief, bool),
     Read(ReadMark, bool),
     Routed(Routed),
-    Closed(Closed),
+    Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
 }
 
@@ -534,7 +531,7 @@ impl Kefu {
                         name: &me.name,
                     };
                     routing::agent_send(c, &me.bid, conv_id, s, &body, cm.as_deref(), now_ms())
-                        .map(|(m, v)| Outcome::AgentSent(m, v))
+                        .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))
                 });
             }
             In::History {
@@ -635,7 +632,7 @@ impl Kefu {
                         p,
                         now_ms(),
                     )
-                    .map(Outcome::Closed)
+                    .map(|c| Outcome::Closed(Box::new(c)))
                 })
             }
             In::Conversations => self.submit(cx, false, o, "conversations", None, move |c| {
@@ -683,7 +680,7 @@ impl Kefu {
                         name: &me.name,
                     };
                     routing::visitor_send(c, &me.bid, s, &body, cm.as_deref(), &online, p, now_ms())
-                        .map(Outcome::VisitorSent)
+                        .map(|s| Outcome::VisitorSent(Box::new(s)))
                 });
             }
             In::History {
@@ -729,7 +726,7 @@ impl Kefu {
                         p,
                         now_ms(),
                     )
-                    .map(Outcome::Closed)
+                    .map(|c| Outcome::Closed(Box::new(c)))
                 })
             }
             In::Claim { .. } | In::Transfer { .. } | In::Conversations => {
@@ -1317,12 +1314,13 @@ impl App for Kefu {
 
     fn on_connect(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         let now = cx.core.now;
+        let burst = self.cfg.rate_burst;
         self.conns.entry(id).or_insert_with(|| {
             let ip = cx
                 .remote_addr(id)
                 .map(|a| a.ip().to_string())
                 .unwrap_or_default();
-            Conn::new(ip, String::new(), now)
+            Conn::new(ip, String::new(), now, burst)
         });
     }
 
@@ -1347,7 +1345,8 @@ impl App for Kefu {
             }
         }
         let ua = clip(req.header("user-agent").unwrap_or("").to_string(), 512);
-        self.conns.insert(id, Conn::new(ip, ua, cx.core.now));
+        self.conns
+            .insert(id, Conn::new(ip, ua, cx.core.now, self.cfg.rate_burst));
         Ok(())
     }
 
@@ -1376,11 +1375,14 @@ impl App for Kefu {
         if t == "beat" {
             return;
         }
-        if !conn.take(now) {
-            return err(cx, id, Code::Busy, "rate limited: slow down", None, None);
-        }
+        let allowed = conn.take(now, self.cfg.rate_per_sec, self.cfg.rate_burst);
         match serde_json::from_str::<In>(t) {
+            Ok(req) if !allowed => {
+                let (m, cm) = req.describe();
+                err(cx, id, Code::Busy, "rate limited: slow down", Some(m), cm)
+            }
             Ok(req) => self.handle(cx, id, req),
+            Err(_) if !allowed => err(cx, id, Code::Busy, "rate limited: slow down", None, None),
             Err(e) => classify(cx, id, t, &e),
         }
     }

@@ -240,10 +240,7 @@ pub fn drain(
                 active: r.get(4)?,
             })
         })?
-        .filter(|c| {
-            c.as_ref()
-                .map_or(true, |c| online.iter().any(|o| *o == c.id))
-        })
+        .filter(|c| c.as_ref().map_or(true, |c| online.contains(&c.id)))
         .collect::<rusqlite::Result<_>>()?;
     let mut routed = Routed {
         bid: bid.to_string(),

@@ -150,6 +150,26 @@ pub enum In {
     Conversations,
 }
 
+impl In {
+    /// The method name and the send's client_msg_id (for error frames).
+    pub fn describe(&self) -> (&'static str, Option<&str>) {
+        match self {
+            In::Login { .. } => ("login", None),
+            In::Beat => ("beat", None),
+            In::VisitorLogin { .. } => ("visitor_login", None),
+            In::Send { client_msg_id, .. } => ("send", client_msg_id.as_deref()),
+            In::History { .. } => ("history", None),
+            In::Sync { .. } => ("sync", None),
+            In::Typing { .. } => ("typing", None),
+            In::Read { .. } => ("read", None),
+            In::Claim { .. } => ("claim", None),
+            In::Transfer { .. } => ("transfer", None),
+            In::Close { .. } => ("close", None),
+            In::Conversations => ("conversations", None),
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

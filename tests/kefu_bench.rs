@@ -1,0 +1,99 @@
+//! Throughput of stored-and-acknowledged messages (ignored by default; run with
+//! `cargo test --release --test kefu_bench -- --ignored --nocapture`).
+//!
+//! KEFU_BENCH_SYNC=full|normal (default full), KEFU_BENCH_CONNS (16), KEFU_BENCH_WINDOW
+//! (32 unacked messages per connection), KEFU_BENCH_SECS (5), KEFU_BENCH_WORKERS (2).
+
+mod common;
+mod kefu_util;
+
+use common::ws::Ws;
+use kefu_util::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn env(k: &str, d: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| d.to_string())
+}
+
+#[test]
+#[ignore]
+fn stored_and_acked_messages_per_second() {
+    let sync = env("KEFU_BENCH_SYNC", "full");
+    let conns: usize = env("KEFU_BENCH_CONNS", "16").parse().unwrap();
+    let window: usize = env("KEFU_BENCH_WINDOW", "32").parse().unwrap();
+    let secs: u64 = env("KEFU_BENCH_SECS", "5").parse().unwrap();
+    let workers: usize = env("KEFU_BENCH_WORKERS", "2").parse().unwrap();
+    let k = Kefu::start(
+        workers,
+        &format!("synchronous = \"{sync}\"\nrate_per_sec = 1e9\nrate_burst = 1e9"),
+        &[("shop", "alice", "Alice", None)],
+    );
+    let start = Instant::now() + Duration::from_millis(300);
+    let end = start + Duration::from_secs(secs);
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let addr = k.addr();
+            std::thread::spawn(move || {
+                let mut ws = Ws::connect(&addr, "/ws");
+                ws.send_text(r#"{"method":"visitor_login","bid":"shop"}"#);
+                recv_method(&mut ws, "visitor_login");
+                while Instant::now() < start {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let mut next = 0u64;
+                let mut inflight = 0usize;
+                let mut acked = 0u64;
+                let mut lat = Vec::new();
+                let mut sent_at = std::collections::HashMap::new();
+                loop {
+                    let now = Instant::now();
+                    while inflight < window && now < end {
+                        ws.send_text(
+                            &json!({"method":"send","client_msg_id":format!("c{next}"),"kind":"text","text":"benchmark message with some text"})
+                                .to_string(),
+                        );
+                        sent_at.insert(format!("c{next}"), Instant::now());
+                        next += 1;
+                        inflight += 1;
+                    }
+                    if inflight == 0 {
+                        break;
+                    }
+                    let v = recv_json(&mut ws).expect("ack");
+                    if v["method"] == "ack" {
+                        inflight -= 1;
+                        if let Some(t) = sent_at.remove(v["client_msg_id"].as_str().unwrap()) {
+                            if t >= start && Instant::now() <= end {
+                                acked += 1;
+                                lat.push(t.elapsed());
+                            }
+                        }
+                    } else {
+                        assert!(v.get("code").is_none(), "{v}");
+                    }
+                }
+                (acked, lat)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    let mut lat = Vec::new();
+    for t in threads {
+        let (a, l) = t.join().unwrap();
+        total += a;
+        lat.extend(l);
+    }
+    lat.sort();
+    let p = |q: f64| {
+        lat.get(((lat.len() as f64) * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "kefu bench: synchronous={sync} workers={workers} conns={conns} window={window}: {total} messages stored+acked in {secs} s = {:.0} msg/s; ack latency p50 {:?} p99 {:?}",
+        total as f64 / secs as f64,
+        p(0.5),
+        p(0.99)
+    );
+}

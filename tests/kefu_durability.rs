@@ -1,0 +1,127 @@
+//! kill -9 of a worker while messages flow: every acknowledged message is in the history
+//! afterwards, with its acked seq, in order, and each conversation's seqs have no gap.
+
+mod common;
+mod kefu_util;
+
+use common::ws::Ws;
+use kefu_util::*;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One visitor sending as fast as acks come back; returns (token, acked (seq, text)).
+fn sender(addr: String, n: usize, stop: Arc<AtomicBool>) -> (String, Vec<(i64, i64, String)>) {
+    let mut ws = Ws::connect(&addr, "/ws");
+    ws.send_text(r#"{"method":"visitor_login","bid":"shop"}"#);
+    let l = recv_method(&mut ws, "visitor_login");
+    let token = l["token"].as_str().unwrap().to_string();
+    let mut acked = Vec::new();
+    for i in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let text = format!("s{n}-m{i}");
+        ws.send_text(
+            &json!({"method":"send","client_msg_id":format!("c{i}"),"kind":"text","text":text})
+                .to_string(),
+        );
+        // Wait for this message's ack; the connection may die with the worker.
+        let ack = loop {
+            match recv_json(&mut ws) {
+                Some(v) if v["method"] == "ack" => break Some(v),
+                Some(v) if v.get("code").is_some() => panic!("send refused: {v}"),
+                Some(_) => continue,
+                None => break None,
+            }
+        };
+        let Some(a) = ack else { break };
+        acked.push((
+            a["conv_id"].as_i64().unwrap(),
+            a["seq"].as_i64().unwrap(),
+            text,
+        ));
+    }
+    (token, acked)
+}
+
+fn full_history(addr: &str, token: &str, conv: i64) -> Vec<Value> {
+    let auth = format!("Bearer {token}");
+    let mut all: Vec<Value> = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (st, h) = http_json(
+            addr,
+            "GET",
+            &format!("/api/history?conv_id={conv}&limit=100{before}"),
+            &[("Authorization", &auth)],
+            b"",
+        );
+        assert_eq!(st, 200, "{h}");
+        let page = h["messages"].as_array().unwrap().clone();
+        let first = page.first().map(|m| m["seq"].as_i64().unwrap());
+        all.splice(0..0, page);
+        match (h["has_more"].as_bool().unwrap(), first) {
+            (true, Some(f)) => before = format!("&before_seq={f}"),
+            _ => return all,
+        }
+    }
+}
+
+#[test]
+fn kill9_worker_loses_no_acked_message() {
+    // No agent: every visitor writes into its own queued (leave-a-message) conversation.
+    let k = Kefu::start(
+        2,
+        "rate_per_sec = 100000.0\nrate_burst = 100000.0",
+        &[("shop", "alice", "Alice", None)],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..8)
+        .map(|n| {
+            let (a, s) = (k.addr(), stop.clone());
+            std::thread::spawn(move || sender(a, n, s))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let pids = k.worker_pids();
+    assert_eq!(pids.len(), 2, "workers: {pids:?}");
+    kefu::sys::process::kill(pids[0], libc::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::Relaxed);
+    let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+    let total: usize = results.iter().map(|(_, a)| a.len()).sum();
+    let cut = results.iter().filter(|(_, a)| a.len() < total / 16).count();
+    assert!(total > 100, "too few messages flowed: {total}");
+    eprintln!("acked {total} messages; {cut} senders were cut short");
+    // The master respawns the worker; history is read through whichever answers.
+    std::thread::sleep(Duration::from_millis(500));
+    for (token, acked) in &results {
+        let mut by_conv: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
+        for (c, s, t) in acked {
+            by_conv.entry(*c).or_default().push((*s, t.clone()));
+        }
+        for (conv, msgs) in by_conv {
+            let h = full_history(&k.addr(), token, conv);
+            let seqs: Vec<i64> = h.iter().map(|m| m["seq"].as_i64().unwrap()).collect();
+            assert_eq!(
+                seqs,
+                (1..=seqs.len() as i64).collect::<Vec<_>>(),
+                "gap in conv {conv}"
+            );
+            for (s, t) in &msgs {
+                let m = &h[(*s - 1) as usize];
+                assert_eq!(
+                    m["text"].as_str(),
+                    Some(t.as_str()),
+                    "acked seq {s} of conv {conv}"
+                );
+            }
+            // Acked order is history order.
+            assert!(msgs.windows(2).all(|w| w[0].0 < w[1].0));
+        }
+    }
+}
