@@ -510,7 +510,7 @@
     tag.dataset.state = r.state;
     tag.textContent = t("state_" + (r.state === "queued" ? "queued" : r.state === "active" ? "active" : "closed"));
     $("claimBtn").hidden = r.state !== "queued";
-    $("transferSel").hidden = !mine; $("transferBtn").hidden = !mine; $("closeBtn").hidden = !mine;
+    $("transferSel").hidden = !mine; $("transferBtn").hidden = !mine; $("closeBtn").hidden = !(mine || r.state === "queued"); // a queued one can be dismissed
     $("closeBtn").textContent = S.closeArmed === id ? t("confirm_close") : t("close_conv");
 
     var st = stream(id);
