@@ -52,9 +52,9 @@ async function noHorizontalScroll(page) {
   const r = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, iw: window.innerWidth, bw: document.body.scrollWidth }));
   assert.ok(r.sw <= r.iw && r.bw <= r.iw, `horizontal scroll: ${JSON.stringify(r)}`);
 }
-async function agentLogin(page, id, pass) {
+async function agentLogin(page, id, pass, bid = BID) {
   await page.goto(`${URL}/console`);
-  await page.locator("#lBid").fill(BID);
+  await page.locator("#lBid").fill(bid);
   await page.locator("#lAgent").fill(id);
   await page.locator("#lPass").fill(pass);
   await page.locator("#loginBtn").click();
@@ -314,5 +314,49 @@ test("加载更多 loads older pages without duplicates", async () => {
   assert.equal(new Set(seqs).size, seqs.length, "no duplicates");
   assert.equal(seqs[0], 1);
   await ctx.close();
+  assert.deepEqual(problems, []);
+});
+
+test("leave a message while nobody is online; queue position and claim", async () => {
+  const v1ctx = await browser.newContext({ viewport: PHONE, isMobile: true, locale: "zh-CN" });
+  const v1 = await newPage(v1ctx, "v1");
+  await v1.goto(`${URL}/chat/shop2`);
+  await v1.locator("body[data-conn=online]").waitFor();
+  await v1.locator("#leaveForm").waitFor();
+  assert.equal(await v1.locator("#onlineText").textContent(), "客服离线");
+  await v1.locator("#leaveContact").fill("13800000000");
+  await v1.locator("#leaveText").fill("我想留言：什么时候发货？");
+  await v1.locator("#leaveSubmit").click();
+  await waitText(v1, "right", "我想留言：什么时候发货？");
+  await v1.locator("#leaveForm").waitFor({ state: "hidden" });
+
+  // Carol (at most 1 conversation) comes online: the left message is routed to her.
+  const cctx = await browser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
+  const carol = await newPage(cctx, "carol");
+  await agentLogin(carol, "carol", process.env.AGENT3_PASS, "shop2");
+  const first = carol.locator("#convList .conv-item").first();
+  await first.locator(".badge").waitFor();
+  await first.click();
+  await waitText(carol, "left", "13800000000");
+  await v1.locator("#banner", { hasText: "Carol" }).waitFor();
+
+  // A second visitor waits in the queue (Carol is at her maximum) ...
+  const v2ctx = await browser.newContext({ viewport: PHONE, isMobile: true, locale: "zh-CN" });
+  const v2 = await newPage(v2ctx, "v2");
+  await v2.goto(`${URL}/chat/shop2`);
+  await v2.locator("body[data-conn=online]").waitFor();
+  await send(v2, "排队中的访客");
+  await v2.locator("#banner[data-kind=queue]").waitFor();
+  // ... until Carol claims it from the queue tab.
+  await carol.locator("#cntQueue", { hasText: "1" }).waitFor();
+  await carol.locator("#tabQueue").click();
+  await carol.locator("#convList .conv-item").first().click();
+  await waitText(carol, "left", "排队中的访客");
+  await carol.locator("#claimBtn").click();
+  await carol.locator("#stateTag[data-state=active]").waitFor();
+  await v2.locator("#banner", { hasText: "Carol" }).waitFor();
+  await send(carol, "您好，已为您接入");
+  await waitText(v2, "left", "您好，已为您接入");
+  await v1ctx.close(); await v2ctx.close(); await cctx.close();
   assert.deepEqual(problems, []);
 });

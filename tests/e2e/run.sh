@@ -33,6 +33,8 @@ export KEFU_BID="shop1"
 export AGENT1_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
 export AGENT2_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
 "$KEFU_BIN" agent add --bid shop1 --id alice --name Alice --password "$AGENT1_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+export AGENT3_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
+"$KEFU_BIN" agent add --bid shop2 --id carol --name Carol --max 1 --password "$AGENT3_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 "$KEFU_BIN" agent add --bid shop1 --id bob --name Bob --password "$AGENT2_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 
 # shellcheck disable=SC2086
