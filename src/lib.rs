@@ -17,4 +17,5 @@ pub mod master;
 pub mod protocol;
 pub mod store;
 pub mod sys;
+pub mod web;
 pub mod worker;

@@ -314,6 +314,17 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
         }
         Err(e) => return Err(e.into()),
     };
+    // First start of the kefu app on an empty store: demo business + one-time agent login.
+    match crate::web::demo::first_run(&cfg) {
+        Ok(Some(text)) => {
+            // Flushed before a daemon fork could duplicate the buffer.
+            let mut out = std::io::stdout();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("kefu: warning: could not create the demo business: {e}"),
+    }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut spawn = SpawnSpec {
         exe,

@@ -126,7 +126,8 @@ impl Kefu {
     pub(super) fn http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
         let path = req.path.as_str();
         if !path.starts_with("/api/") && !path.starts_with(upload::URL_PREFIX) {
-            return HttpOutcome::NotMine;
+            // The web pages (index, visitor chat, console, widget.js, /static/*).
+            return crate::web::serve(req).map_or(HttpOutcome::NotMine, HttpOutcome::Respond);
         }
         if req.method == "OPTIONS" {
             return HttpOutcome::Respond(cors(Response::new(204)));

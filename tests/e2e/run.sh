@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Browser tests of the kefu web pages: builds the release binary if needed, starts kefu on a
+# free port with a temp data dir, creates a business + agents, runs the tests in headless
+# Debian chromium (playwright-core, never a downloaded browser), stops kefu.
+# Needs: apt-get install -y chromium chromium-driver; (cd tests/e2e && npm ci).
+# Prints a final "N passed, N failed" line; exits non-zero on any failure.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then echo "e2e: $CHROMIUM not found (apt-get install -y chromium chromium-driver)"; echo "0 passed, 1 failed"; exit 1; fi
+if [ ! -d "$HERE/node_modules/playwright-core" ]; then
+  (cd "$HERE" && (npm ci --no-audit --no-fund || npm install --no-audit --no-fund)) || { echo "0 passed, 1 failed"; exit 1; }
+fi
+
+cargo build --release --bin kefu --quiet || { echo "e2e: build failed"; echo "0 passed, 1 failed"; exit 1; }
+export KEFU_BIN="$ROOT/target/release/kefu"
+
+free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+PORT="$(free_port)"
+DATA="$(mktemp -d "${TMPDIR:-/tmp}/kefu-e2e.XXXXXX")"
+export KEFU_PORT="$PORT" KEFU_DATA="$DATA"
+export KEFU_URL="http://127.0.0.1:$PORT"
+# The same start line is used again by the restart test.
+export KEFU_START_ARGS="start -d --app kefu --workers 2 --listen http://127.0.0.1:$PORT --data-dir $DATA --pid-file $DATA/kefu.pid --log-file $DATA/kefu.log"
+
+stop_kefu() { "$KEFU_BIN" stop --pid-file "$DATA/kefu.pid" >/dev/null 2>&1 || true; }
+trap 'stop_kefu; [ -n "${KEEP_E2E_DATA:-}" ] || rm -rf "$DATA"' EXIT
+
+export KEFU_BID="shop1"
+export AGENT1_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
+export AGENT2_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
+"$KEFU_BIN" agent add --bid shop1 --id alice --name Alice --password "$AGENT1_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+export AGENT3_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
+"$KEFU_BIN" agent add --bid shop2 --id carol --name Carol --max 1 --password "$AGENT3_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+"$KEFU_BIN" agent add --bid shop1 --id bob --name Bob --password "$AGENT2_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# shellcheck disable=SC2086
+"$KEFU_BIN" $KEFU_START_ARGS || { echo "e2e: kefu start failed"; cat "$DATA/kefu.log" 2>/dev/null | tail -20; echo "0 passed, 1 failed"; exit 1; }
+
+export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$ROOT/docs/screenshots}"
+mkdir -p "$SCREENSHOT_DIR"
+OUT="$DATA/tap.txt"
+(cd "$HERE" && node --test --test-concurrency=1 --test-timeout=240000 ./*.test.mjs) 2>&1 | tee "$OUT"
+status=${PIPESTATUS[0]}
+pass=$(grep -E '^# pass [0-9]+' "$OUT" | tail -1 | awk '{print $3}')
+fail=$(grep -E '^# fail [0-9]+' "$OUT" | tail -1 | awk '{print $3}')
+pass=${pass:-0}; fail=${fail:-0}
+if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+if [ "$fail" -ne 0 ]; then echo "--- kefu log (tail) ---"; tail -40 "$DATA/kefu.log" 2>/dev/null; fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ] && [ "$pass" -gt 0 ]

@@ -1,0 +1,415 @@
+/* Visitor chat page: /chat/<bid>. Protocol: docs/kefu-protocol.md §4-5. */
+"use strict";
+(function () {
+  var K = window.Kefu, t = K.t, $ = function (id) { return document.getElementById(id); };
+  var params = new URLSearchParams(location.search);
+  var bid = decodeURIComponent((location.pathname.split("/")[2] || "")).trim();
+  if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) bid = params.get("bid") || "demo";
+  var embed = params.get("embed") === "1";
+  var shopName = (params.get("name") || "").slice(0, 40);
+  var TOKEN_KEY = "kefu.v.token." + bid, CONV_KEY = "kefu.v.conv." + bid;
+
+  function lsGet(k) { try { return localStorage.getItem(k); } catch (e) { return null; } }
+  function lsSet(k, v) { try { if (v == null) localStorage.removeItem(k); else localStorage.setItem(k, v); } catch (e) {} }
+
+  var S = {
+    token: lsGet(TOKEN_KEY),
+    visitorId: null,
+    loggedIn: false,
+    agentsOnline: false,
+    agentName: "",
+    streams: new Map(),      // conv_id -> K.Stream
+    convState: new Map(),    // conv_id -> "queued"|"active"|"closed"
+    agentRead: new Map(),    // conv_id -> seq read by the agent
+    current: null,           // open conversation id
+    pending: [],             // unacked sends: {cid, kind, text, url, ts, failed}
+    histReq: new Map(),      // conv_id -> "newest"|"older" in flight
+    waiting: null,           // {position, agents_online}
+    closed: false,
+    typingTimer: null,
+    lastTypingSent: 0,
+    typingIdle: null,
+    leaveDone: false,
+    unseen: 0
+  };
+  var rowCache = new Map();
+
+  var sock = new K.Socket(K.wsUrl(), {
+    onOpen: login,
+    onMessage: onMessage,
+    onState: onConnState
+  });
+
+  /* ---------- connection ---------- */
+  function onConnState(state, info) {
+    S.loggedIn = S.loggedIn && state === "online";
+    var n = $("connState");
+    n.dataset.state = state;
+    if (state === "online") n.textContent = "";
+    else if (state === "connecting") n.textContent = t(info.attempt ? "conn_reconnecting" : "conn_connecting");
+    else n.textContent = t("conn_offline", { s: Math.max(1, Math.round(info.delay / 1000)) });
+    document.body.dataset.conn = state;
+  }
+
+  function login() {
+    var resume = [];
+    S.streams.forEach(function (st, id) { if (st.loaded) resume.push({ conv_id: id, last_seq: st.lastSeq }); });
+    var m = {
+      method: "visitor_login", bid: bid,
+      page_url: (params.get("page") || (embed ? document.referrer : location.href) || "").slice(0, 1000),
+      referrer: (params.get("ref") || (embed ? "" : document.referrer) || "").slice(0, 1000)
+    };
+    if (S.token) m.token = S.token;
+    if (resume.length) m.resume = resume;
+    sock.send(m);
+  }
+
+  function stream(id) {
+    var st = S.streams.get(id);
+    if (!st) {
+      st = new K.Stream(id, { changed: render, sync: function (c, s) { sock.send({ method: "sync", conv_id: c, last_seq: s }); } });
+      S.streams.set(id, st);
+    }
+    return st;
+  }
+
+  function loadNewest(id) {
+    if (S.histReq.get(id)) return;
+    S.histReq.set(id, "newest");
+    sock.send({ method: "history", conv_id: id, limit: 30 });
+  }
+  function loadOlder() {
+    var ids = Array.from(S.streams.keys()).sort(function (a, b) { return a - b; });
+    var id = ids[0];
+    if (id == null) return;
+    var st = S.streams.get(id);
+    if (S.histReq.get(id)) return;
+    S.histReq.set(id, "older");
+    $("moreBtn").textContent = t("loading");
+    sock.send({ method: "history", conv_id: id, before_seq: st.minSeq() || st.lastSeq + 1, limit: 30 });
+  }
+
+  function setCurrent(conv) {
+    S.current = conv.conv_id;
+    lsSet(CONV_KEY, String(conv.conv_id));
+    S.convState.set(conv.conv_id, conv.state);
+    if (typeof conv.agent_read_seq === "number") S.agentRead.set(conv.conv_id, Math.max(S.agentRead.get(conv.conv_id) || 0, conv.agent_read_seq));
+    if (conv.agent_name) S.agentName = conv.agent_name;
+    S.closed = conv.state === "closed";
+  }
+
+  /* ---------- incoming ---------- */
+  function onMessage(m) {
+    if (m.code && !m.method) return onError(m);
+    if (m.code) return onError(m);
+    switch (m.method) {
+      case "visitor_login": return onLogin(m);
+      case "history": return onHistory(m);
+      case "sync": return onSync(m);
+      case "message": return onLive(m);
+      case "ack": return onAck(m);
+      case "waiting":
+        S.waiting = { position: m.position, agents_online: m.agents_online };
+        S.agentsOnline = !!m.agents_online;
+        if (m.conv_id) { S.current = m.conv_id; S.convState.set(m.conv_id, "queued"); lsSet(CONV_KEY, String(m.conv_id)); }
+        return renderChrome();
+      case "assigned":
+        S.waiting = null; S.agentsOnline = true; S.closed = false;
+        S.agentName = m.agent_name || m.agent_id || "";
+        if (m.conv_id) { S.current = m.conv_id; S.convState.set(m.conv_id, "active"); }
+        return renderChrome();
+      case "typing":
+        if (m.from === "agent") { showTyping(!!m.typing); agentSeen(); }
+        return;
+      case "read":
+        if (m.by === "agent") { S.agentRead.set(m.conv_id, Math.max(S.agentRead.get(m.conv_id) || 0, m.seq)); agentSeen(); render(); }
+        return;
+      default: return;
+    }
+  }
+
+  function onError(e) {
+    if (e.method === "visitor_login" && e.code === "10002" && S.token) {
+      // Expired or foreign token: start again as a new anonymous visitor.
+      S.token = null; lsSet(TOKEN_KEY, null); login(); return;
+    }
+    if (e.client_msg_id) {
+      var p = S.pending.find(function (x) { return x.cid === e.client_msg_id; });
+      if (p) {
+        if (e.code === "10008" || e.code === "10009") setTimeout(function () { if (S.loggedIn) sendPending(p); }, 2000);
+        else p.failed = e.msg || e.code;
+        render();
+      }
+    }
+  }
+
+  function onLogin(r) {
+    S.loggedIn = true;
+    if (r.token) { S.token = r.token; lsSet(TOKEN_KEY, r.token); }
+    S.visitorId = r.visitor_id;
+    S.agentsOnline = !!r.agents_online;
+    if (r.conv) {
+      setCurrent(r.conv);
+      if (r.conv.state === "queued") S.waiting = S.waiting || { position: null, agents_online: S.agentsOnline };
+      else S.waiting = null;
+      var st = stream(r.conv.conv_id);
+      if (!st.loaded) loadNewest(r.conv.conv_id);
+    } else {
+      S.waiting = null;
+      var old = parseInt(lsGet(CONV_KEY) || "", 10);
+      if (S.current != null && S.streams.has(S.current)) {
+        S.closed = true; // our conversation was closed while we were away
+      } else if (old > 0 && !S.streams.has(old)) {
+        S.closed = true; stream(old); loadNewest(old);
+      }
+    }
+    // Retry everything not acknowledged yet (idempotent by client_msg_id).
+    S.pending.forEach(function (p) { if (!p.failed) sendPending(p); });
+    renderChrome(); render();
+  }
+
+  function onHistory(r) {
+    var kind = S.histReq.get(r.conv_id);
+    S.histReq.delete(r.conv_id);
+    $("moreBtn").textContent = t("load_more");
+    stream(r.conv_id).page(r.messages || [], !!r.has_more, kind !== "older");
+    afterNewMessages();
+  }
+  function onSync(r) {
+    var st = stream(r.conv_id);
+    if (st.syncReply(r) === "reload") loadNewest(r.conv_id);
+    afterNewMessages();
+  }
+
+  function onLive(m) {
+    var st = S.streams.get(m.conv_id);
+    if (!st) {
+      st = stream(m.conv_id);
+      if (m.seq === 1) { st.loaded = true; st.hasMore = false; }
+      else { loadNewest(m.conv_id); }
+    }
+    if (m.client_msg_id) dropPending(m.client_msg_id);
+    if (m.conv_id !== S.current && (S.current == null || m.conv_id > S.current)) {
+      S.current = m.conv_id; lsSet(CONV_KEY, String(m.conv_id)); S.closed = false;
+    }
+    if (m.kind === "event") {
+      if (m.event === "closed") { S.closed = true; S.convState.set(m.conv_id, "closed"); S.waiting = null; }
+      if (m.event === "assigned" || m.event === "transferred") S.closed = false;
+    }
+    var isNew = st.push(m);
+    if (isNew && m.from === "agent") { showTyping(false); S.unseen++; notifyParent(); agentSeen(); }
+    renderChrome();
+    afterNewMessages();
+  }
+
+  /* The protocol pushes no "agents came online" to visitors: an agent's message, typing or
+   * read receipt is proof enough (hides the leave-a-message form). */
+  function agentSeen() {
+    if (!S.agentsOnline) { S.agentsOnline = true; renderChrome(); }
+  }
+
+  function onAck(a) {
+    var p = S.pending.find(function (x) { return x.cid === a.client_msg_id; });
+    if (!p) return;
+    dropPending(p.cid);
+    var st = S.streams.get(a.conv_id);
+    if (!st) { st = stream(a.conv_id); if (a.seq === 1) { st.loaded = true; st.hasMore = false; } else loadNewest(a.conv_id); }
+    if (S.current == null || a.conv_id > S.current) { S.current = a.conv_id; lsSet(CONV_KEY, String(a.conv_id)); }
+    S.closed = false;
+    st.push({ conv_id: a.conv_id, seq: a.seq, from: "visitor", sender_id: S.visitorId, kind: p.kind, text: p.text, url: p.url, ts: a.ts || p.ts, client_msg_id: p.cid });
+    render();
+  }
+  function dropPending(cid) {
+    var i = S.pending.findIndex(function (x) { return x.cid === cid; });
+    if (i >= 0) { S.pending.splice(i, 1); render(); }
+  }
+
+  /* Tell the agent what we have read (only while the page is visible). */
+  function afterNewMessages() {
+    if (document.visibilityState !== "visible" || S.current == null || !S.loggedIn) return;
+    var st = S.streams.get(S.current);
+    if (!st) return;
+    var lastAgent = 0;
+    st.msgs.forEach(function (m) { if (m.from !== "visitor" && m.seq > lastAgent) lastAgent = m.seq; });
+    if (lastAgent > (st.readSent || 0)) { st.readSent = lastAgent; sock.send({ method: "read", conv_id: S.current, seq: lastAgent }); }
+    S.unseen = 0; notifyParent();
+  }
+  document.addEventListener("visibilitychange", function () { afterNewMessages(); if (document.visibilityState === "visible") sock.kick(); });
+  window.addEventListener("online", function () { sock.kick(); });
+
+  function showTyping(on) {
+    clearTimeout(S.typingTimer);
+    $("typing").hidden = !on;
+    if (on) S.typingTimer = setTimeout(function () { $("typing").hidden = true; }, 6000);
+  }
+
+  /* ---------- sending ---------- */
+  function queueSend(kind, text, url) {
+    var p = { cid: K.newId("v"), kind: kind, text: text, url: url, ts: Date.now(), failed: null };
+    S.pending.push(p);
+    if (S.loggedIn) sendPending(p);
+    render();
+    K.toBottom($("chatBody"));
+  }
+  function sendPending(p) {
+    p.failed = null;
+    var m = { method: "send", client_msg_id: p.cid, kind: p.kind };
+    if (p.kind === "image") m.url = p.url; else m.text = p.text;
+    sock.send(m);
+  }
+  function sendText() {
+    var input = $("input");
+    var text = input.value;
+    if (!text.trim()) return;
+    input.value = "";
+    autoGrow();
+    stopTyping();
+    queueSend("text", text);
+    input.focus();
+  }
+  function sendImage(file) {
+    if (!file) return;
+    if (file.size > 2 * 1024 * 1024) { flash(t("upload_too_big")); return; }
+    var go = function () {
+      if (!S.token) { setTimeout(go, 500); return; }
+      K.upload(file, S.token).then(function (url) { queueSend("image", null, url); })
+        .catch(function (e) { flash(e.status === 413 ? t("upload_too_big") : t("upload_failed")); });
+    };
+    go();
+  }
+  function stopTyping() {
+    clearTimeout(S.typingIdle);
+    if (S.lastTypingSent) { S.lastTypingSent = 0; if (S.current != null && S.loggedIn) sock.send({ method: "typing", typing: false }); }
+  }
+  function onTypingInput() {
+    if (S.current == null || S.closed || !S.loggedIn) return;
+    var now = Date.now();
+    if (now - S.lastTypingSent > 3000) { S.lastTypingSent = now; sock.send({ method: "typing", typing: true }); }
+    clearTimeout(S.typingIdle);
+    S.typingIdle = setTimeout(stopTyping, 4000);
+  }
+
+  var flashTimer = null;
+  function flash(text) {
+    var b = $("banner");
+    b.textContent = text; b.hidden = false; b.dataset.kind = "error";
+    clearTimeout(flashTimer);
+    flashTimer = setTimeout(renderChrome, 3000);
+  }
+
+  /* ---------- rendering ---------- */
+  function renderChrome() {
+    var online = S.agentsOnline;
+    $("onlineDot").classList.toggle("on", online);
+    $("onlineText").textContent = t(online ? "agent_online" : "agent_offline");
+    $("shopName").textContent = shopName || t("shop_default");
+    $("shopAvatar").textContent = Array.from(shopName || t("shop_default"))[0];
+    document.title = shopName || t("shop_default");
+    var b = $("banner"), text = "", kind = "info";
+    if (S.closed) text = t("closed_banner");
+    else if (S.waiting && S.waiting.agents_online && S.waiting.position != null) {
+      text = S.waiting.position <= 1 ? t("queue_next") : t("queue_pos", { n: S.waiting.position - 1 });
+      kind = "queue";
+    } else if (S.agentName && S.convState.get(S.current) === "active") text = t("assigned", { name: S.agentName });
+    b.textContent = text; b.hidden = !text; b.dataset.kind = kind;
+    var leave = !online && !S.leaveDone && S.loggedIn && S.convState.get(S.current) !== "active";
+    $("leaveForm").hidden = !leave;
+    document.body.classList.toggle("leave-mode", leave);
+  }
+
+  function rowFor(m) {
+    var mine = m.from === "visitor";
+    var status = "", sk = "";
+    if (m.pending) { status = m.failed ? t("send_failed") : t("sending"); sk = m.failed ? "failed" : "sending"; }
+    else if (mine) { var r = S.agentRead.get(m.conv_id) || 0; status = m.seq <= r ? t("read") : t("unread"); sk = m.seq <= r ? "read" : "unread"; }
+    var key = m.key + "|" + sk + "|" + K.lang;
+    var c = rowCache.get(key);
+    if (c) return c;
+    var row;
+    if (m.kind === "event") row = K.eventLine(m);
+    else if (mine) row = K.bubble(m, "right", { name: "", role: "visitor", status: status, statusKind: sk });
+    else row = K.bubble(m, "left", { name: m.sender_name || (m.from === "agent" ? t("agent") : t("system")), role: "agent" });
+    if (m.pending && m.failed) {
+      row.classList.add("msg-failed");
+      row.addEventListener("click", function () { var p = S.pending.find(function (x) { return x.cid === m.cid; }); if (p && S.loggedIn) { sendPending(p); render(); } });
+    }
+    row.dataset.key = m.key;
+    rowCache.set(key, row);
+    return row;
+  }
+
+  function render() {
+    var items = [];
+    var ids = Array.from(S.streams.keys()).sort(function (a, b) { return a - b; });
+    ids.forEach(function (id) {
+      S.streams.get(id).sorted().forEach(function (m) { m.key = id + ":" + m.seq; items.push(m); });
+    });
+    S.pending.forEach(function (p) {
+      items.push({ key: "p:" + p.cid, cid: p.cid, pending: true, failed: p.failed, from: "visitor", kind: p.kind, text: p.text, url: p.url, ts: p.ts });
+    });
+    K.renderList($("msgList"), items, rowFor);
+    var first = ids.length ? S.streams.get(ids[0]) : null;
+    $("moreBtn").hidden = !(first && first.hasMore);
+    $("noMore").hidden = !(first && first.hasMore === false && first.msgs.size > 0);
+    if (rowCache.size > 2000) rowCache.clear();
+  }
+
+  function notifyParent() {
+    if (embed && window.parent !== window) {
+      try { window.parent.postMessage({ kefu: "unread", n: S.unseen }, "*"); } catch (e) {}
+    }
+  }
+
+  function autoGrow() {
+    var i = $("input");
+    i.style.height = "auto";
+    i.style.height = Math.min(120, i.scrollHeight) + "px";
+  }
+
+  /* ---------- wiring ---------- */
+  function init() {
+    K.applyI18n();
+    $("langBtn").textContent = t("switch_lang");
+    $("langBtn").addEventListener("click", function () {
+      K.setLang(K.lang === "zh" ? "en" : "zh");
+      $("langBtn").textContent = t("switch_lang");
+      rowCache.clear(); renderChrome(); render();
+    });
+    if (embed) {
+      document.body.classList.add("embed");
+      $("closeBtn").hidden = false;
+      $("closeBtn").addEventListener("click", function () { window.parent.postMessage({ kefu: "close" }, "*"); });
+    }
+    $("sendBtn").addEventListener("click", sendText);
+    var input = $("input");
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendText(); }
+    });
+    input.addEventListener("input", function () { autoGrow(); onTypingInput(); });
+    input.addEventListener("paste", function (e) {
+      var f = K.pastedImage(e);
+      if (f) { e.preventDefault(); sendImage(f); }
+    });
+    var picker = K.emojiPicker(function (e) { K.insertAtCaret(input, e); });
+    $("emojiWrap").appendChild(picker);
+    $("emojiBtn").addEventListener("click", function () { picker.hidden = !picker.hidden; });
+    document.addEventListener("click", function (e) {
+      if (!picker.hidden && !picker.contains(e.target) && e.target !== $("emojiBtn")) picker.hidden = true;
+    });
+    $("imageBtn").addEventListener("click", function () { $("fileInput").click(); });
+    $("fileInput").addEventListener("change", function () { sendImage(this.files[0]); this.value = ""; });
+    $("moreBtn").addEventListener("click", loadOlder);
+    $("leaveSubmit").addEventListener("click", function () {
+      var text = $("leaveText").value.trim(), contact = $("leaveContact").value.trim();
+      if (!text) { $("leaveText").focus(); return; }
+      var body = t("leave_prefix") + text + (contact ? "\n" + t("leave_contact_label") + ": " + contact : "");
+      queueSend("text", body.slice(0, 2000));
+      $("leaveText").value = ""; S.leaveDone = true;
+      renderChrome(); flash(t("leave_done"));
+    });
+    renderChrome(); render();
+    sock.connect();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
+  window.kefuVisitor = S; // for debugging and tests
+})();

@@ -1,0 +1,100 @@
+/* kefu embed: <script src="https://HOST/widget.js" data-bid="shop1" async></script>
+ * Adds a floating button that opens the visitor page (/chat/<bid>) in an iframe panel.
+ * Optional attributes: data-name (shop name shown in the header), data-lang (zh|en),
+ * data-position (right|left), data-color (button colour, #rgb/#rrggbb).
+ * Runs on the integrator's page: no globals besides window.KefuWidget, styles set through the
+ * CSSOM (no <style> element, no inline style attribute markup). */
+(function () {
+  "use strict";
+  var script = document.currentScript || (function () {
+    var s = document.querySelectorAll("script[src*='widget.js'][data-bid]");
+    return s[s.length - 1];
+  })();
+  if (!script || window.KefuWidget) return;
+  var bid = script.getAttribute("data-bid") || "";
+  if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) { if (window.console) console.warn("kefu widget: bad data-bid"); return; }
+  var origin = new URL(script.src, location.href).origin;
+  var side = script.getAttribute("data-position") === "left" ? "left" : "right";
+  var color = /^#[0-9a-fA-F]{3,8}$/.test(script.getAttribute("data-color") || "") ? script.getAttribute("data-color") : "#1677ff";
+  var q = new URLSearchParams({ embed: "1", page: location.href.slice(0, 1000), ref: document.referrer.slice(0, 1000) });
+  if (script.getAttribute("data-name")) q.set("name", script.getAttribute("data-name").slice(0, 40));
+  if (/^(zh|en)$/.test(script.getAttribute("data-lang") || "")) q.set("lang", script.getAttribute("data-lang"));
+  var src = origin + "/chat/" + encodeURIComponent(bid) + "?" + q.toString();
+
+  function css(el, o) { for (var k in o) el.style.setProperty(k, o[k]); return el; }
+
+  var btn = document.createElement("button");
+  btn.type = "button";
+  btn.setAttribute("aria-label", "Chat / 在线客服");
+  btn.setAttribute("data-kefu", "button");
+  btn.textContent = "\uD83D\uDCAC";
+  var pos = {};
+  pos[side] = "20px";
+  css(btn, Object.assign({
+    position: "fixed", bottom: "20px", "z-index": "2147483646", width: "56px", height: "56px",
+    "border-radius": "50%", border: "0", background: color, color: "#fff", "font-size": "26px",
+    "line-height": "56px", "text-align": "center", cursor: "pointer", padding: "0",
+    "box-shadow": "0 4px 16px rgba(0,0,0,.25)"
+  }, pos));
+
+  var badge = document.createElement("span");
+  css(badge, {
+    position: "absolute", top: "-2px", right: "-2px", "min-width": "18px", height: "18px", "border-radius": "9px",
+    background: "#f5222d", color: "#fff", "font-size": "11px", "line-height": "18px", display: "none",
+    "font-family": "sans-serif", padding: "0 4px"
+  });
+  btn.appendChild(badge);
+
+  var panel = document.createElement("div");
+  panel.setAttribute("data-kefu", "panel");
+  var ppos = {};
+  ppos[side] = "20px";
+  css(panel, Object.assign({
+    position: "fixed", bottom: "88px", "z-index": "2147483647", width: "380px", height: "600px",
+    "max-width": "calc(100vw - 24px)", "max-height": "calc(100vh - 110px)", "border-radius": "12px",
+    overflow: "hidden", "box-shadow": "0 8px 32px rgba(0,0,0,.25)", background: "#fff", display: "none"
+  }, ppos));
+  var frame = null;
+
+  function small() { return window.innerWidth < 520; }
+  function layout() {
+    if (small()) css(panel, { left: "0", right: "0", top: "0", bottom: "0", width: "100vw", height: "100%", "max-width": "100vw", "max-height": "100%", "border-radius": "0" });
+    else {
+      var o = { top: "auto", bottom: "88px", width: "380px", height: "600px", "max-width": "calc(100vw - 24px)", "max-height": "calc(100vh - 110px)", "border-radius": "12px" };
+      o[side === "right" ? "left" : "right"] = "auto"; o[side] = "20px";
+      css(panel, o);
+    }
+  }
+  function open() {
+    if (!frame) {
+      frame = document.createElement("iframe");
+      frame.src = src;
+      frame.title = "Chat";
+      frame.setAttribute("allow", "clipboard-read; clipboard-write");
+      css(frame, { border: "0", width: "100%", height: "100%", display: "block" });
+      panel.appendChild(frame);
+    }
+    layout();
+    panel.style.display = "block";
+    if (small()) btn.style.display = "none";
+    badge.style.display = "none";
+  }
+  function close() { panel.style.display = "none"; btn.style.display = "block"; }
+  function toggle() { if (panel.style.display === "none") open(); else close(); }
+
+  btn.addEventListener("click", toggle);
+  window.addEventListener("resize", function () { if (panel.style.display !== "none") layout(); });
+  window.addEventListener("message", function (e) {
+    if (e.origin !== origin || !frame || e.source !== frame.contentWindow || !e.data || typeof e.data !== "object") return;
+    if (e.data.kefu === "close") close();
+    if (e.data.kefu === "unread") {
+      var n = e.data.n | 0;
+      badge.textContent = n > 99 ? "99+" : String(n);
+      badge.style.display = n > 0 && panel.style.display === "none" ? "block" : "none";
+    }
+  });
+
+  function mount() { document.body.appendChild(panel); document.body.appendChild(btn); }
+  if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+  window.KefuWidget = { open: open, close: close, toggle: toggle, bid: bid };
+})();
