@@ -263,7 +263,7 @@ impl Default for KefuConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Application run by the workers: `echo` or `chat` (more come with later apps).
+    /// Application run by the workers: `kefu` (customer service, the default), `chat`, `bridge`, `echo`.
     pub app: String,
     /// Number of worker processes (default: number of CPUs).
     pub workers: usize,
@@ -300,7 +300,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            app: "echo".into(),
+            app: "kefu".into(),
             workers: num_cpus(),
             listen: vec![
                 "websocket://0.0.0.0:8282".parse().expect("static url"),

@@ -36,7 +36,7 @@ fn a_client_that_does_not_read_its_echoes_is_throttled_not_dropped() {
     let k = Instance::new(1);
     std::fs::write(
         k.dir.join("bp.toml"),
-        "app = \"echo\"\n[limits]\nmax_send_buffer = 16384\n",
+        "[limits]\nmax_send_buffer = 16384\n",
     )
     .unwrap();
     let mut args = vec![
@@ -85,10 +85,11 @@ fn a_client_that_does_not_read_its_echoes_is_throttled_not_dropped() {
 fn a_slow_member_of_a_busy_room_overflows_and_is_dropped() {
     // Messages pushed by others cannot be throttled at their source: once the slow client's
     // send buffer is full it is disconnected and counted as a send failure.
-    let k = Instance::new(1);
+    let mut k = Instance::new(1);
+    k.app = "chat";
     std::fs::write(
         k.dir.join("bp.toml"),
-        "app = \"chat\"\n[limits]\nmax_send_buffer = 16384\n",
+        "[limits]\nmax_send_buffer = 16384\n",
     )
     .unwrap();
     let mut args = vec![

@@ -77,6 +77,8 @@ pub struct Instance {
     pub ws_port: u16,
     /// Worker count.
     pub workers: usize,
+    /// App passed with `--app` (the tests' default is `echo`; the server's is `kefu`).
+    pub app: &'static str,
 }
 
 impl Instance {
@@ -91,6 +93,7 @@ impl Instance {
             text_port: free_port(),
             ws_port: free_port(),
             workers,
+            app: "echo",
         }
     }
 
@@ -118,6 +121,8 @@ impl Instance {
     /// Start options for this instance (listeners, workers, log file).
     pub fn start_args(&self) -> Vec<String> {
         vec![
+            "--app".into(),
+            self.app.into(),
             "--listen".into(),
             format!("text://127.0.0.1:{}", self.text_port),
             "--listen".into(),
