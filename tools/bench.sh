@@ -4,6 +4,7 @@
 #   tools/bench.sh            # full matrix, 3 runs per case, medians
 #   tools/bench.sh --quick    # 1 run of 3 s per case, to check the setup
 #   SERVERS="bun node" tools/bench.sh
+#   KEFU_SCENARIO=1 tools/bench.sh   # also the kefu app scenario (tools/bench-kefu.sh)
 #
 # Servers are pinned with taskset to core 0 (SERVER_CPUS), the generator to core 1
 # (LOAD_CPUS). kefu2 (2 workers) gets cores 0,1 (KEFU2_CPUS) and so shares core 1 with the
@@ -75,3 +76,8 @@ done
 
 python3 "$ROOT/tools/bench_table.py" "$SESSION"
 log "raw results appended to $OUT"
+
+# Optional: the kefu (customer-service) scenario, 1 and 2 workers, synchronous full/normal.
+if [ "${KEFU_SCENARIO:-0}" = 1 ]; then
+  if [ "${1:-}" = "--quick" ]; then RUNS=1 DUR=3 "$ROOT/tools/bench-kefu.sh"; else "$ROOT/tools/bench-kefu.sh"; fi
+fi

@@ -45,7 +45,7 @@ enum Cmd {
     Broadcast(scenarios::broadcast::BroadcastArgs),
     /// workerman-chat private messages to random other clients.
     Private(scenarios::private::PrivateArgs),
-    /// Customer-service (kefu) protocol scenario: placeholder until the protocol is defined.
+    /// Customer-service (kefu app) protocol: agents, visitors, routing, acked and delivered messages.
     Kefu(scenarios::kefu::KefuArgs),
 }
 

@@ -164,6 +164,10 @@ pub struct Launcher {
     next: usize,
     rate: f64,
     start: Option<Instant>,
+    /// Connects beyond this many wait (see `limit_to`).
+    limit: usize,
+    /// Connects already made when pacing (re)started.
+    base: usize,
     /// Global index of each local connection id.
     pub local_to_global: Vec<usize>,
 }
@@ -179,8 +183,20 @@ impl Launcher {
             next: 0,
             rate: rate.max(1.0),
             start: None,
+            limit: usize::MAX,
+            base: 0,
             local_to_global: Vec::new(),
         }
+    }
+
+    /// Holds back every connect after the first `n` until raised again (staged setups,
+    /// e.g. agents before visitors). Pacing restarts when the limit is raised.
+    pub fn limit_to(&mut self, n: usize) {
+        if n > self.limit && self.next >= self.limit {
+            self.start = None;
+            self.base = self.next;
+        }
+        self.limit = n;
     }
 
     /// All connections have been attempted.
@@ -190,15 +206,16 @@ impl Launcher {
 
     /// Starts the connects that are due; immediate failures go to `tally`.
     pub fn step(&mut self, net: &mut Net, tally: &mut SetupTally, shared: &Shared) {
-        if self.done() {
+        if self.done() || self.next >= self.limit {
             return;
         }
         let start = *self.start.get_or_insert_with(|| {
-            tally.first_attempt = Some(Instant::now());
+            tally.first_attempt.get_or_insert_with(Instant::now);
             Instant::now()
         });
-        let due =
-            ((start.elapsed().as_secs_f64() * self.rate) as usize + 1).min(self.globals.len());
+        let due = (self.base + (start.elapsed().as_secs_f64() * self.rate) as usize + 1)
+            .min(self.globals.len())
+            .min(self.limit);
         let mut budget = MAX_CONNECTS_PER_TURN;
         while self.next < due && budget > 0 {
             let g = self.globals[self.next];

@@ -61,7 +61,7 @@ impl std::error::Error for TargetError {}
 
 /// `IP:PORT`, `[IPv6]:PORT` or `localhost:PORT`; never a DNS lookup, so no name can lead
 /// traffic off the machine.
-fn resolve_literal(hostport: &str) -> Option<SocketAddr> {
+pub fn resolve_literal(hostport: &str) -> Option<SocketAddr> {
     if let Ok(a) = hostport.parse::<SocketAddr>() {
         return Some(a);
     }

@@ -5,4 +5,6 @@ pub mod chat;
 pub mod connect;
 pub mod echo;
 pub mod kefu;
+pub mod kefu_client;
+pub mod kefu_proto;
 pub mod private;
