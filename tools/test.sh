@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test kefu has: the release build (benches and tools use it), the Rust tests of the
-# whole workspace, then the Autobahn TestSuite against the echo app. Exits non-zero on any failure.
+# whole workspace, the Autobahn TestSuite against the echo app, then the browser tests of the web
+# pages in headless Chromium. Exits non-zero on any failure.
 #
 #   bash tools/test.sh
 #
@@ -25,5 +26,8 @@ cargo test --release "${locked[@]}" --workspace
 
 step "tools/autobahn/run.sh"
 bash tools/autobahn/run.sh
+
+step "tests/e2e/run.sh (headless Chromium)"
+bash tests/e2e/run.sh
 
 printf '\ntools/test.sh: all passed in %ss\n' "$(($(date +%s) - started))"
