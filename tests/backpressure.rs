@@ -34,11 +34,7 @@ fn a_client_that_does_not_read_its_echoes_is_throttled_not_dropped() {
     // Echo traffic is self-inflicted: the worker stops reading from a client whose answers
     // back up (paused reads), so the client is slowed down, never disconnected.
     let k = Instance::new(1);
-    std::fs::write(
-        k.dir.join("bp.toml"),
-        "[limits]\nmax_send_buffer = 16384\n",
-    )
-    .unwrap();
+    std::fs::write(k.dir.join("bp.toml"), "[limits]\nmax_send_buffer = 16384\n").unwrap();
     let mut args = vec![
         "start".to_string(),
         "-d".into(),
@@ -87,11 +83,7 @@ fn a_slow_member_of_a_busy_room_overflows_and_is_dropped() {
     // send buffer is full it is disconnected and counted as a send failure.
     let mut k = Instance::new(1);
     k.app = "chat";
-    std::fs::write(
-        k.dir.join("bp.toml"),
-        "[limits]\nmax_send_buffer = 16384\n",
-    )
-    .unwrap();
+    std::fs::write(k.dir.join("bp.toml"), "[limits]\nmax_send_buffer = 16384\n").unwrap();
     let mut args = vec![
         "start".to_string(),
         "-d".into(),

@@ -275,12 +275,10 @@ impl Ctx<'_> {
             |_, _| Ok(()),
             cmd,
             |r| {
-                if let Some(info) = r.get_mut(c) {
-                    if merge {
-                        super::registry::merge_into(&mut info.session, s);
-                    } else {
-                        info.session = s;
-                    }
+                if merge {
+                    r.merge_session(c, s);
+                } else {
+                    r.set_session(c, s);
                 }
             },
         )
@@ -391,12 +389,7 @@ impl Ctx<'_> {
 
     /// Every client's session.
     pub fn get_all_client_sessions(&self) -> Vec<(ClientId, &Map<String, Value>)> {
-        let mut v: Vec<_> = self
-            .core
-            .reg
-            .iter()
-            .map(|(c, i)| (*c, &i.session))
-            .collect();
+        let mut v: Vec<_> = self.core.reg.iter().map(|(c, i)| (c, &i.session)).collect();
         v.sort_by_key(|(c, _)| *c);
         v
     }

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 pub type Members = HashMap<u64, HashSet<ClientId>>;
 
 /// What the cluster knows about one client.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ClientInfo {
     /// Bound uid, if any (one per client; many clients per uid).
     pub uid: Option<String>,
@@ -24,13 +24,43 @@ pub struct ClientInfo {
     pub session: Map<String, Value>,
 }
 
+impl ClientInfo {
+    /// No uid, no group, no session: such a client needs no entry of its own.
+    pub fn is_empty(&self) -> bool {
+        self.uid.is_none() && self.groups.is_empty() && self.session.is_empty()
+    }
+}
+
 /// The replicated index.
+///
+/// Presence is kept apart from what is known of a client, because most clients never get a
+/// uid, a group or a session and every worker holds every client of the cluster: presence is
+/// one packed `slot << 32 | gen` per client in its worker's set (about 9 bytes), and a
+/// [`ClientInfo`] entry exists only while a present client has something in it.
 #[derive(Debug, Default)]
 pub struct Registry {
-    clients: HashMap<ClientId, ClientInfo>,
+    /// Present clients: worker incarnation -> packed `(slot, gen)`. No empty sets.
+    present: HashMap<u64, HashSet<u64>>,
+    /// Number of present clients (sum of the `present` set sizes).
+    count: usize,
+    /// Info of present clients that have any (never an empty [`ClientInfo`]).
+    info: HashMap<ClientId, ClientInfo>,
     uids: HashMap<String, Members>,
     groups: HashMap<String, Members>,
-    workers: HashMap<u64, HashSet<ClientId>>,
+    /// What `get` answers for a present client without an info entry.
+    empty: ClientInfo,
+}
+
+fn pack(c: ClientId) -> u64 {
+    (u64::from(c.slot) << 32) | u64::from(c.gen)
+}
+
+fn unpack(inc: u64, k: u64) -> ClientId {
+    ClientId {
+        inc,
+        slot: (k >> 32) as u32,
+        gen: k as u32,
+    }
 }
 
 fn index_add(map: &mut HashMap<String, Members>, key: &str, c: ClientId) {
@@ -75,43 +105,69 @@ pub fn merge_into(base: &mut Map<String, Value>, patch: Map<String, Value>) {
 impl Registry {
     /// Record a client (no-op if known).
     pub fn add(&mut self, c: ClientId) {
-        self.clients.entry(c).or_default();
-        self.workers.entry(c.inc).or_default().insert(c);
+        if self.present.entry(c.inc).or_default().insert(pack(c)) {
+            self.count += 1;
+        }
     }
 
     /// Forget a client; returns what was known of it.
     pub fn remove(&mut self, c: ClientId) -> Option<ClientInfo> {
-        let info = self.clients.remove(&c)?;
+        let set = self.present.get_mut(&c.inc)?;
+        if !set.remove(&pack(c)) {
+            return None;
+        }
+        if set.is_empty() {
+            self.present.remove(&c.inc);
+        }
+        self.count -= 1;
+        Some(self.forget_info(c))
+    }
+
+    /// Drop the info entry of `c` (if any) and its uid/group index entries.
+    fn forget_info(&mut self, c: ClientId) -> ClientInfo {
+        let info = self.info.remove(&c).unwrap_or_default();
         if let Some(u) = &info.uid {
             index_remove(&mut self.uids, u, c);
         }
         for g in &info.groups {
             index_remove(&mut self.groups, g, c);
         }
-        if let Some(w) = self.workers.get_mut(&c.inc) {
-            w.remove(&c);
-            if w.is_empty() {
-                self.workers.remove(&c.inc);
-            }
-        }
-        Some(info)
+        info
     }
 
     /// Forget every client of a worker that died or was replaced; returns how many.
     pub fn drop_worker(&mut self, inc: u64) -> usize {
-        let Some(set) = self.workers.remove(&inc) else {
+        let Some(set) = self.present.remove(&inc) else {
             return 0;
         };
         let n = set.len();
-        for c in set {
-            self.remove(c);
+        self.count -= n;
+        if !self.info.is_empty() {
+            for k in set {
+                self.forget_info(unpack(inc, k));
+            }
         }
         n
     }
 
+    /// The info entry of a present client, created if it has none yet.
+    fn info_mut(&mut self, c: ClientId) -> Option<&mut ClientInfo> {
+        if !self.is_online(c) {
+            return None;
+        }
+        Some(self.info.entry(c).or_default())
+    }
+
+    /// Drop the info entry of `c` if nothing is left in it.
+    fn tidy(&mut self, c: ClientId) {
+        if self.info.get(&c).is_some_and(ClientInfo::is_empty) {
+            self.info.remove(&c);
+        }
+    }
+
     /// Bind `uid` to `c` (replacing its previous uid).
     pub fn bind(&mut self, c: ClientId, uid: &str) {
-        let Some(info) = self.clients.get_mut(&c) else {
+        let Some(info) = self.info_mut(c) else {
             return;
         };
         if info.uid.as_deref() == Some(uid) {
@@ -125,14 +181,15 @@ impl Registry {
 
     /// Remove the uid of `c`.
     pub fn unbind(&mut self, c: ClientId) {
-        if let Some(old) = self.clients.get_mut(&c).and_then(|i| i.uid.take()) {
+        if let Some(old) = self.info.get_mut(&c).and_then(|i| i.uid.take()) {
             index_remove(&mut self.uids, &old, c);
+            self.tidy(c);
         }
     }
 
     /// Add `c` to `group`.
     pub fn join(&mut self, c: ClientId, group: &str) {
-        let Some(info) = self.clients.get_mut(&c) else {
+        let Some(info) = self.info_mut(c) else {
             return;
         };
         if info.groups.iter().any(|g| g == group) {
@@ -144,13 +201,14 @@ impl Registry {
 
     /// Remove `c` from `group`.
     pub fn leave(&mut self, c: ClientId, group: &str) {
-        let Some(info) = self.clients.get_mut(&c) else {
+        let Some(info) = self.info.get_mut(&c) else {
             return;
         };
         let before = info.groups.len();
         info.groups.retain(|g| g != group);
         if info.groups.len() != before {
             index_remove(&mut self.groups, group, c);
+            self.tidy(c);
         }
     }
 
@@ -160,54 +218,88 @@ impl Registry {
             return;
         };
         for c in members.into_values().flatten() {
-            if let Some(info) = self.clients.get_mut(&c) {
+            if let Some(info) = self.info.get_mut(&c) {
                 info.groups.retain(|g| g != group);
+                self.tidy(c);
             }
         }
     }
 
     /// Replace the session of `c`.
     pub fn set_session(&mut self, c: ClientId, s: Map<String, Value>) {
-        if let Some(info) = self.clients.get_mut(&c) {
+        if s.is_empty() {
+            if let Some(info) = self.info.get_mut(&c) {
+                info.session = s;
+                self.tidy(c);
+            }
+        } else if let Some(info) = self.info_mut(c) {
             info.session = s;
         }
     }
 
-    /// What is known of `c`.
-    pub fn get(&self, c: ClientId) -> Option<&ClientInfo> {
-        self.clients.get(&c)
+    /// Merge `patch` into the session of `c` (see [`merge_into`]).
+    pub fn merge_session(&mut self, c: ClientId, patch: Map<String, Value>) {
+        if patch.is_empty() {
+            return;
+        }
+        if let Some(info) = self.info_mut(c) {
+            merge_into(&mut info.session, patch);
+        }
     }
 
-    /// Mutable access to what is known of `c` (the owner edits sessions in place).
+    /// What is known of `c` (an empty [`ClientInfo`] for a present client without any).
+    pub fn get(&self, c: ClientId) -> Option<&ClientInfo> {
+        match self.info.get(&c) {
+            Some(info) => Some(info),
+            None => self.is_online(c).then_some(&self.empty),
+        }
+    }
+
+    /// Mutable access to what is known of `c` (creates its info entry). Prefer the dedicated
+    /// setters: an entry emptied through this reference stays until the next change or removal.
     pub fn get_mut(&mut self, c: ClientId) -> Option<&mut ClientInfo> {
-        self.clients.get_mut(&c)
+        self.info_mut(c)
     }
 
     /// Whether `c` is online anywhere.
     pub fn is_online(&self, c: ClientId) -> bool {
-        self.clients.contains_key(&c)
+        self.present
+            .get(&c.inc)
+            .is_some_and(|s| s.contains(&pack(c)))
     }
 
     /// Number of clients in the cluster.
     pub fn client_count(&self) -> usize {
-        self.clients.len()
+        self.count
     }
 
     /// Every client, sorted.
     pub fn client_list(&self) -> Vec<ClientId> {
-        let mut v: Vec<ClientId> = self.clients.keys().copied().collect();
+        let mut v: Vec<ClientId> = Vec::with_capacity(self.count);
+        for (&inc, set) in &self.present {
+            v.extend(set.iter().map(|&k| unpack(inc, k)));
+        }
         v.sort();
         v
     }
 
-    /// Every client with its info.
-    pub fn iter(&self) -> impl Iterator<Item = (&ClientId, &ClientInfo)> {
-        self.clients.iter()
+    /// Every client with its info (an empty [`ClientInfo`] for clients without any).
+    pub fn iter(&self) -> impl Iterator<Item = (ClientId, &ClientInfo)> {
+        self.present.iter().flat_map(move |(&inc, set)| {
+            set.iter().map(move |&k| {
+                let c = unpack(inc, k);
+                (c, self.info.get(&c).unwrap_or(&self.empty))
+            })
+        })
     }
 
     /// Clients of worker `inc`.
     pub fn clients_of_worker(&self, inc: u64) -> impl Iterator<Item = ClientId> + '_ {
-        self.workers.get(&inc).into_iter().flatten().copied()
+        self.present
+            .get(&inc)
+            .into_iter()
+            .flatten()
+            .map(move |&k| unpack(inc, k))
     }
 
     /// Members of `group` by worker.
@@ -254,7 +346,7 @@ impl Registry {
         let mut v: Vec<String> = self
             .group_list(group)
             .into_iter()
-            .filter_map(|c| self.clients.get(&c)?.uid.clone())
+            .filter_map(|c| self.info.get(&c)?.uid.clone())
             .collect();
         v.sort();
         v.dedup();
@@ -263,7 +355,12 @@ impl Registry {
 
     /// Worker incarnations holding at least one client.
     pub fn worker_incs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.workers.keys().copied()
+        self.present.keys().copied()
+    }
+
+    /// Number of info entries (clients with a uid, a group or a session).
+    pub fn info_count(&self) -> usize {
+        self.info.len()
     }
 }
 
@@ -316,6 +413,146 @@ mod tests {
         // Unknown clients are ignored, not created.
         r.join(c(9, 9), "x");
         assert!(!r.is_online(c(9, 9)));
+    }
+
+    fn c2(inc: u64, slot: u32, gen: u32) -> ClientId {
+        ClientId { inc, slot, gen }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn presence_without_info() {
+        let mut r = Registry::default();
+        let a = c2(7, u32::MAX, u32::MAX);
+        let b = c2(7, 0, 0);
+        let d = c2(8, 3, 1);
+        for x in [a, b, d, a] {
+            r.add(x);
+        }
+        assert_eq!(r.client_count(), 3);
+        assert_eq!(r.info_count(), 0);
+        assert!(r.is_online(a) && r.is_online(b) && r.is_online(d));
+        // Same slot, other generation: another (absent) client.
+        assert!(!r.is_online(c2(7, 0, 1)));
+        assert!(!r.is_online(c2(9, 0, 0)));
+        assert_eq!(r.get(a), Some(&ClientInfo::default()));
+        assert_eq!(r.get(c2(7, 0, 1)), None);
+        assert_eq!(r.client_list(), vec![b, a, d]);
+        let mut it: Vec<_> = r.iter().map(|(c, i)| (c, i.is_empty())).collect();
+        it.sort();
+        assert_eq!(it, vec![(b, true), (a, true), (d, true)]);
+        let mut w7: Vec<_> = r.clients_of_worker(7).collect();
+        w7.sort();
+        assert_eq!(w7, vec![b, a]);
+        let mut incs: Vec<_> = r.worker_incs().collect();
+        incs.sort();
+        assert_eq!(incs, vec![7, 8]);
+        assert_eq!(r.remove(a), Some(ClientInfo::default()));
+        assert_eq!(r.remove(a), None);
+        assert_eq!(r.remove(c2(7, 0, 1)), None);
+        assert_eq!(r.client_count(), 2);
+        r.remove(d);
+        assert_eq!(r.worker_incs().collect::<Vec<_>>(), vec![7]);
+        assert_eq!(r.clients_of_worker(8).count(), 0);
+    }
+
+    #[test]
+    fn info_entry_dropped_when_empty() {
+        let mut r = Registry::default();
+        let a = c(1, 1);
+        r.add(a);
+        r.bind(a, "u");
+        r.join(a, "g");
+        r.set_session(a, obj(json!({"k": 1})));
+        assert_eq!(r.info_count(), 1);
+        r.unbind(a);
+        r.leave(a, "g");
+        assert_eq!(r.info_count(), 1, "session still set");
+        r.set_session(a, Map::new());
+        assert_eq!(r.info_count(), 0);
+        assert_eq!(r.get(a), Some(&ClientInfo::default()));
+        // Each kind of info alone creates and, once gone, drops the entry.
+        r.bind(a, "u");
+        assert_eq!(r.get(a).unwrap().uid.as_deref(), Some("u"));
+        r.unbind(a);
+        assert_eq!(r.info_count(), 0);
+        r.join(a, "g");
+        r.ungroup("g");
+        assert_eq!(r.info_count(), 0);
+        assert!(r.group_ids().is_empty());
+        r.merge_session(a, obj(json!({"o": {"x": 1}})));
+        r.merge_session(a, obj(json!({"o": {"y": 2}})));
+        assert_eq!(
+            Value::Object(r.get(a).unwrap().session.clone()),
+            json!({"o": {"x": 1, "y": 2}})
+        );
+        r.set_session(a, Map::new());
+        assert_eq!(r.info_count(), 0);
+        // No-ops create nothing.
+        r.unbind(a);
+        r.leave(a, "g");
+        r.set_session(a, Map::new());
+        r.merge_session(a, Map::new());
+        assert_eq!(r.info_count(), 0);
+        // get_mut creates on demand, for present clients only.
+        r.get_mut(a).unwrap().session = obj(json!({"s": true}));
+        assert_eq!(r.get(a).unwrap().session.len(), 1);
+        assert!(r.get_mut(c(1, 2)).is_none());
+        r.bind(c(1, 2), "x");
+        r.set_session(c(1, 2), obj(json!({"s": 1})));
+        assert_eq!(r.info_count(), 1);
+        // Removal drops the entry and the index entries.
+        r.bind(a, "u");
+        r.join(a, "g");
+        let info = r.remove(a).unwrap();
+        assert_eq!(info.uid.as_deref(), Some("u"));
+        assert_eq!(info.groups, vec!["g".to_string()]);
+        assert_eq!(r.info_count(), 0);
+        assert!(r.uid_list().is_empty() && r.group_ids().is_empty());
+    }
+
+    #[test]
+    fn drop_worker_counts_and_lists() {
+        let mut r = Registry::default();
+        for inc in 1..=3 {
+            for slot in 0..100 {
+                r.add(c2(inc, slot, slot * 7));
+            }
+        }
+        for slot in (0..100).step_by(10) {
+            r.bind(c2(2, slot, slot * 7), "u2");
+            r.join(c2(2, slot, slot * 7), "all");
+            r.join(c2(3, slot, slot * 7), "all");
+        }
+        assert_eq!(r.client_count(), 300);
+        assert_eq!(r.client_list().len(), 300);
+        assert_eq!(r.info_count(), 20);
+        assert_eq!(r.group_count("all"), 20);
+        assert_eq!(r.uid_clients("u2").len(), 10);
+        assert_eq!(r.uids_in_group("all"), vec!["u2".to_string()]);
+        assert_eq!(r.drop_worker(2), 100);
+        assert_eq!(r.drop_worker(2), 0);
+        assert_eq!(r.client_count(), 200);
+        assert_eq!(r.info_count(), 10);
+        assert!(r.uid_list().is_empty());
+        assert_eq!(r.group_count("all"), 10);
+        assert!(r.uids_in_group("all").is_empty());
+        assert_eq!(r.group("all").unwrap().keys().collect::<Vec<_>>(), vec![&3]);
+        assert!(!r.is_online(c2(2, 0, 0)));
+        assert!(r.get(c2(2, 10, 70)).is_none());
+        let list = r.client_list();
+        assert_eq!(list.len(), 200);
+        assert!(list.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(r.iter().count(), 200);
+        assert_eq!(r.drop_worker(1), 100);
+        assert_eq!(r.drop_worker(3), 100);
+        assert_eq!(r.client_count(), 0);
+        assert_eq!(r.info_count(), 0);
+        assert!(r.group_ids().is_empty());
+        assert_eq!(r.worker_incs().count(), 0);
     }
 
     #[test]

@@ -60,7 +60,6 @@ impl Worker {
         scheme: crate::config::Scheme,
     ) {
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(remote);
         let gen = self.core.next_gen;
         self.core.next_gen = self.core.next_gen.wrapping_add(1);
         let entry = self.core.conns.vacant_entry();
@@ -83,7 +82,6 @@ impl Worker {
             stream,
             scheme,
             remote,
-            local,
             self.core.now,
             max_line,
         ));

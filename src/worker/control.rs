@@ -210,7 +210,7 @@ impl Worker {
                 bytes_read: c.bytes_read,
                 bytes_written: c.bytes_written,
                 state: c.state.name().into(),
-                local: c.local.to_string(),
+                local: c.stream.local_addr().unwrap_or(c.remote).to_string(),
                 remote: c.remote.to_string(),
             })
             .collect()

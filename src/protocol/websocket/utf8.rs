@@ -19,7 +19,8 @@ impl std::error::Error for Utf8Error {}
 #[derive(Debug, Clone, Default)]
 pub struct Utf8Validator {
     pending: [u8; 4],
-    pending_len: usize,
+    /// Bytes used in `pending` (0..=3; a byte keeps the decoder a malloc size class smaller).
+    pending_len: u8,
 }
 
 /// Encoded length announced by a lead byte that `from_utf8` accepted as a valid prefix.
@@ -46,17 +47,18 @@ impl Utf8Validator {
     /// (overlongs, surrogates, > U+10FFFF are caught from their second byte).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Utf8Error> {
         let mut rest = bytes;
-        if self.pending_len > 0 {
+        let plen = usize::from(self.pending_len);
+        if plen > 0 {
             let lead = self.pending.first().copied().unwrap_or(0);
-            let need = char_width(lead).saturating_sub(self.pending_len);
+            let need = char_width(lead).saturating_sub(plen);
             let take = need.min(rest.len());
             let mut tmp = [0u8; 4];
-            let have = self.pending_len + take;
+            let have = plen + take;
             let (head, tail) = rest.split_at(take);
-            tmp.get_mut(..self.pending_len)
+            tmp.get_mut(..plen)
                 .ok_or(Utf8Error)?
-                .copy_from_slice(self.pending.get(..self.pending_len).ok_or(Utf8Error)?);
-            tmp.get_mut(self.pending_len..have)
+                .copy_from_slice(self.pending.get(..plen).ok_or(Utf8Error)?);
+            tmp.get_mut(plen..have)
                 .ok_or(Utf8Error)?
                 .copy_from_slice(head);
             let joined = tmp.get(..have).ok_or(Utf8Error)?;
@@ -65,7 +67,7 @@ impl Utf8Validator {
                 // Still a valid prefix of a character: keep waiting.
                 Err(e) if e.error_len().is_none() && take < need => {
                     self.pending = tmp;
-                    self.pending_len = have;
+                    self.pending_len = u8::try_from(have).map_err(|_| Utf8Error)?;
                     return Ok(());
                 }
                 Err(_) => return Err(Utf8Error),
@@ -80,7 +82,7 @@ impl Utf8Validator {
                 let tail = rest.get(e.valid_up_to()..).ok_or(Utf8Error)?;
                 let dst = self.pending.get_mut(..tail.len()).ok_or(Utf8Error)?;
                 dst.copy_from_slice(tail);
-                self.pending_len = tail.len();
+                self.pending_len = u8::try_from(tail.len()).map_err(|_| Utf8Error)?;
                 Ok(())
             }
             Err(_) => Err(Utf8Error),
