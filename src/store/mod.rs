@@ -77,6 +77,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Busy handler: retry every millisecond for up to [`BUSY_TIMEOUT`].
+fn busy_wait(tries: i32) -> bool {
+    if (tries as u128) * 1000 >= BUSY_TIMEOUT.as_micros() {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(1));
+    true
+}
+
 /// Path of the database file.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
@@ -85,8 +94,11 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 /// Open (creating the data dir and schema if needed) one connection to the store.
 pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
     std::fs::create_dir_all(data_dir)?;
-    let conn = Connection::open(db_path(data_dir))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mut conn = Connection::open(db_path(data_dir))?;
+    // SQLite's default busy handler backs off up to 100 ms between tries, so a worker whose
+    // neighbour commits back to back can starve for seconds. Poll every millisecond instead
+    // (the writer leaves a gap after each commit, see runner.rs).
+    conn.busy_handler(Some(busy_wait))?;
     // Switching to WAL needs a moment of exclusive access; several workers start at once,
     // so retry instead of failing a worker on a lost race.
     let mut tries = 0;

@@ -19,6 +19,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
+/// Pause after each commit so writers in other worker processes get the lock.
+const COMMIT_GAP: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Most jobs folded into one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -195,6 +198,10 @@ fn batch_loop<D>(
                     .collect();
             }
         }
+        // Leave the write lock free for a moment: other workers' writers poll for it every
+        // millisecond, and without a gap a busy writer here would take it back every time.
+        // Jobs arriving meanwhile join the next batch, so throughput keeps up.
+        std::thread::sleep(COMMIT_GAP);
         for o in outs.drain(..) {
             let d = match o {
                 Outcome::Ok(d, _) | Outcome::Failed(d) => d,

@@ -44,12 +44,28 @@ impl Server {
         }
         cmd.args(extra);
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("stdout.log")).unwrap(),
+            ))
             .stderr(Stdio::from(
                 std::fs::File::create(dir.join("stderr.log")).unwrap(),
             ));
         let child = cmd.spawn().expect("spawn kefu");
         let s = Server { child, dir, ports };
+        // The banner is printed once every worker is ready (app started); a bound port alone
+        // only says that one worker is.
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(s.dir.join("stdout.log"))
+            .unwrap_or_default()
+            .contains("Start success")
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "kefu did not report ready: {}",
+                s.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for p in &s.ports {
             s.wait_port(*p);
         }

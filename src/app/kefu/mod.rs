@@ -154,9 +154,23 @@ impl Kefu {
     fn start(&mut self, cx: &mut Ctx<'_>) -> Result<(), String> {
         let secret = Secret::load_or_create(&self.data_dir)
             .map_err(|e| format!("secret in {}: {e}", self.data_dir.display()))?;
+        // Runs once at worker start, before the loop serves anyone. Several workers open the
+        // same file at once (WAL switch, schema), so a lost race is retried rather than
+        // leaving a worker without a store.
         let open = || {
-            store::open(&self.data_dir, self.cfg.synchronous)
-                .map_err(|e| format!("store in {}: {e}", self.data_dir.display()))
+            let mut tries = 0;
+            loop {
+                match store::open(&self.data_dir, self.cfg.synchronous) {
+                    Ok(c) => return Ok(c),
+                    Err(e) if tries >= 100 => {
+                        return Err(format!("store in {}: {e}", self.data_dir.display()))
+                    }
+                    Err(_) => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                }
+            }
         };
         let waker = cx.waker();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
@@ -452,7 +466,10 @@ impl Access2 {
 impl App for Kefu {
     fn on_worker_start(&mut self, cx: &mut Ctx<'_>) {
         if let Err(e) = self.start(cx) {
+            // Serving without a store would leave every login unanswered: exit, so the master
+            // reports the failure (at start) or respawns this worker with back-off.
             crate::error!("kefu: cannot start: {e}");
+            std::process::exit(1);
         }
         self.drain_timer = Some(cx.add_timer(DRAIN_EVERY, true, 0));
     }
