@@ -18,7 +18,27 @@ fn wire_key(c: ClientId) -> Key {
     }
 }
 
+/// The excluded clients that live on worker `inc`, as that worker's keys.
+fn excludes_on(exclude: &[ClientId], inc: u64) -> Vec<Key> {
+    exclude
+        .iter()
+        .filter(|c| c.inc == inc)
+        .map(|c| wire_key(*c))
+        .collect()
+}
+
 impl Ctx<'_> {
+    /// Other workers holding members of any of these groups or uids, each once.
+    fn holders<'r>(&self, members: impl Iterator<Item = &'r super::registry::Members>) -> Vec<u64> {
+        let mut incs: Vec<u64> = members
+            .flat_map(|m| m.keys().copied())
+            .filter(|&i| i != self.core.inc)
+            .collect();
+        incs.sort_unstable();
+        incs.dedup();
+        incs
+    }
+
     /// This worker's incarnation (the first part of its client ids).
     pub fn incarnation(&self) -> u64 {
         self.core.inc
@@ -87,16 +107,11 @@ impl Ctx<'_> {
             .filter(|&i| i != self.core.inc)
             .collect();
         for inc in peers {
-            let ex: Vec<Key> = exclude
-                .iter()
-                .filter(|c| c.inc == inc)
-                .map(|c| wire_key(*c))
-                .collect();
             self.core.bus.send(
                 inc,
                 &BusMsg::ToAll {
                     kind,
-                    exclude: ex,
+                    exclude: excludes_on(exclude, inc),
                     payload,
                 },
             );
@@ -106,24 +121,19 @@ impl Ctx<'_> {
     /// Send to every client bound to any of `uids`.
     pub fn send_to_uid(&mut self, uids: &[&str], msg: Payload<'_>) {
         self.core.deliver_uids(uids, msg);
-        let mut incs: Vec<u64> = uids
-            .iter()
-            .filter_map(|u| self.core.reg.uid(u))
-            .flat_map(|m| m.keys().copied())
-            .filter(|&i| i != self.core.inc)
-            .collect();
-        incs.sort_unstable();
-        incs.dedup();
+        let incs = self.holders(uids.iter().filter_map(|u| self.core.reg.uid(u)));
+        if incs.is_empty() {
+            return;
+        }
         let (kind, payload) = split(msg);
+        // The same message for every holder: build it once.
+        let m = BusMsg::ToUids {
+            kind,
+            uids: uids.to_vec(),
+            payload,
+        };
         for inc in incs {
-            self.core.bus.send(
-                inc,
-                &BusMsg::ToUids {
-                    kind,
-                    uids: uids.to_vec(),
-                    payload,
-                },
-            );
+            self.core.bus.send(inc, &m);
         }
     }
 
@@ -131,30 +141,18 @@ impl Ctx<'_> {
     pub fn send_to_group(&mut self, groups: &[&str], msg: Payload<'_>, exclude: &[ClientId]) {
         let local_ex: Vec<ConnId> = exclude.iter().filter_map(|c| self.core.local(*c)).collect();
         self.core.deliver_groups(groups, &local_ex, msg);
-        let mut incs: Vec<u64> = groups
-            .iter()
-            .filter_map(|g| self.core.reg.group(g))
-            .flat_map(|m| m.keys().copied())
-            .filter(|&i| i != self.core.inc)
-            .collect();
+        let incs = self.holders(groups.iter().filter_map(|g| self.core.reg.group(g)));
         if incs.is_empty() {
             return;
         }
-        incs.sort_unstable();
-        incs.dedup();
         let (kind, payload) = split(msg);
         for inc in incs {
-            let ex: Vec<Key> = exclude
-                .iter()
-                .filter(|c| c.inc == inc)
-                .map(|c| wire_key(*c))
-                .collect();
             self.core.bus.send(
                 inc,
                 &BusMsg::ToGroups {
                     kind,
                     groups: groups.to_vec(),
-                    exclude: ex,
+                    exclude: excludes_on(exclude, inc),
                     payload,
                 },
             );

@@ -301,16 +301,9 @@ impl Kefu {
                 )
             }
             Outcome::HttpVisitorToken(v) => {
-                let Some(secret) = &self.secret else { return };
-                let exp = now_ms() + self.cfg.visitor_token_ttl.as_millis() as i64;
-                let token = secret.sign(&Claims {
-                    r: TokenRole::Visitor,
-                    b: v.bid.clone(),
-                    s: v.visitor_id.clone(),
-                    exp,
-                    pv: 0,
-                    vf: v.verified,
-                });
+                let Some((token, exp)) = self.visitor_token(&v) else {
+                    return;
+                };
                 json(
                     200,
                     &VisitorTokenResp {

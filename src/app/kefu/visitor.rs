@@ -119,6 +119,21 @@ impl Kefu {
         }
     }
 
+    /// A signed visitor token for `v` and its expiry (ms); `None` before the app started.
+    pub(super) fn visitor_token(&self, v: &VisitorIn) -> Option<(String, i64)> {
+        let secret = self.secret.as_ref()?;
+        let exp = now_ms() + self.cfg.visitor_token_ttl.as_millis() as i64;
+        let token = secret.sign(&Claims {
+            r: TokenRole::Visitor,
+            b: v.bid.clone(),
+            s: v.visitor_id.clone(),
+            exp,
+            pv: 0,
+            vf: v.verified,
+        });
+        Some((token, exp))
+    }
+
     pub(super) fn visitor_logged_in(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -129,16 +144,9 @@ impl Kefu {
         if !self.conns.contains_key(&id) {
             return;
         }
-        let Some(secret) = &self.secret else { return };
-        let exp = now_ms() + self.cfg.visitor_token_ttl.as_millis() as i64;
-        let token = secret.sign(&Claims {
-            r: TokenRole::Visitor,
-            b: v.bid.clone(),
-            s: v.visitor_id.clone(),
-            exp,
-            pv: 0,
-            vf: v.verified,
-        });
+        let Some((token, exp)) = self.visitor_token(&v) else {
+            return;
+        };
         let _ = cx.bind_uid(id, &visitor_uid(&v.bid, &v.visitor_id));
         let mut s = Map::new();
         s.insert("role".into(), Value::from("visitor"));
