@@ -61,6 +61,33 @@ pub fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
         .optional()?)
 }
 
+/// After a conversation went to an agent: stamp the agent's last assignment (round-robin
+/// order), append the "joined" event, and load the conversation as agents see it.
+fn stamp_and_announce(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+    agent_name: &str,
+    conv_id: i64,
+    stamp: i64,
+    now: i64,
+) -> Result<(MessageOut, ConvOut)> {
+    conn.prepare_cached(
+        "UPDATE agents SET last_assigned_at = ?3 WHERE bid = ?1 AND agent_id = ?2",
+    )?
+    .execute(params![bid, agent_id, stamp])?;
+    let event = history::append(
+        conn,
+        conv_id,
+        SYSTEM,
+        &Body::Event("assigned", format!("{agent_name} joined the conversation")),
+        None,
+        now,
+    )?;
+    let conv = load(conn, conv_id, true)?.ok_or(StoreError::NotFound)?;
+    Ok((event, conv))
+}
+
 /// A conversation in full (visitor details only if `with_visitor`).
 pub fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
     let c = conn
@@ -294,19 +321,7 @@ fn assign(
          WHERE id = ?1 AND state = 'queued'",
     )?
     .execute(params![conv_id, agent_id, now])?;
-    conn.prepare_cached(
-        "UPDATE agents SET last_assigned_at = ?3 WHERE bid = ?1 AND agent_id = ?2",
-    )?
-    .execute(params![bid, agent_id, stamp])?;
-    let event = history::append(
-        conn,
-        conv_id,
-        SYSTEM,
-        &Body::Event("assigned", format!("{agent_name} joined the conversation")),
-        None,
-        now,
-    )?;
-    let conv = load(conn, conv_id, true)?.ok_or(StoreError::NotFound)?;
+    let (event, conv) = stamp_and_announce(conn, bid, agent_id, agent_name, conv_id, stamp, now)?;
     Ok(Assignment {
         conv,
         event,
@@ -355,19 +370,7 @@ pub fn claim(
             _ => StoreError::NotFound,
         });
     }
-    conn.prepare_cached(
-        "UPDATE agents SET last_assigned_at = ?3 WHERE bid = ?1 AND agent_id = ?2",
-    )?
-    .execute(params![bid, agent_id, now])?;
-    let event = history::append(
-        conn,
-        conv_id,
-        SYSTEM,
-        &Body::Event("assigned", format!("{agent_name} joined the conversation")),
-        None,
-        now,
-    )?;
-    let conv = load(conn, conv_id, true)?.ok_or(StoreError::NotFound)?;
+    let (event, conv) = stamp_and_announce(conn, bid, agent_id, agent_name, conv_id, now, now)?;
     let (queue, queue_len) = queue(conn, bid)?;
     Ok(Routed {
         bid: bid.to_string(),
