@@ -1,5 +1,6 @@
 //! The only module that calls libc. Everything above it is safe Rust.
 
+pub mod alloc;
 pub mod fdpass;
 pub mod process;
 pub mod socket;

@@ -107,6 +107,7 @@ pub fn run_app(
     inc: u64,
     control: std::os::unix::net::UnixStream,
 ) -> i32 {
+    crate::sys::alloc::tune_for_server();
     let ctl = match control::Control::new(control) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,26 @@
+//! Allocator tuning for worker processes.
+//!
+//! Fan-out bursts grow many send buffers at once and free them a moment later. With glibc's
+//! defaults the freed top of the heap is handed back to the kernel (brk) as soon as it passes
+//! 128 KiB and taken again on the next burst, so a saturated worker spent over half its time in
+//! page faults and zeroing pages (BENCHMARKS.md, "Allocator churn"). Keeping a bounded amount
+//! of freed memory in the process removes that churn.
+
+/// Freed memory at the top of the heap kept for reuse instead of being returned to the kernel.
+const TRIM_THRESHOLD: i32 = 64 << 20;
+/// Blocks below this come from the heap (reused) rather than a fresh mmap per allocation; a
+/// send buffer at its bound (1 MiB by default) plus one message stays under it.
+const MMAP_THRESHOLD: i32 = 4 << 20;
+
+/// Tune glibc malloc for a long-lived event loop; a no-op on other C libraries.
+pub fn tune_for_server() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; it takes plain integers and is
+        // called before the worker starts its loop, from its only thread.
+        unsafe {
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        }
+    }
+}
