@@ -1,6 +1,7 @@
 //! Back-pressure and resource exhaustion against the real binary: a client that does not read
 //! its echoes is throttled (reads paused), a slow member of a busy room overflows its send
 //! buffer and is disconnected and counted as a send failure, neither disturbs other clients;
+//! a member that falls megabytes behind and then reads gets every broadcast in order;
 //! a worker out of file descriptors keeps serving, does not spin on accept, and accepts
 //! again once descriptors are free.
 
@@ -139,6 +140,66 @@ fn a_slow_member_of_a_busy_room_overflows_and_is_dropped() {
     // The room lives on for the fast client.
     fast.send_text(&say);
     fast.recv_json_type("say");
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}
+
+#[test]
+fn a_member_that_falls_behind_then_reads_gets_every_broadcast_whole_and_in_order() {
+    // Broadcasts are queued as ranges of one per-turn buffer shared by the room; a member
+    // whose socket is full when the turn ends keeps its ranges on a kept copy of that buffer.
+    // Megabytes pile up for a member that does not read (well past what the kernel buffers),
+    // then it reads: every message must arrive once, intact, in order.
+    let mut k = Instance::new(1);
+    k.app = "chat";
+    std::fs::write(
+        k.dir.join("big.toml"),
+        "[limits]\nmax_send_buffer = 67108864\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "start".to_string(),
+        "-d".into(),
+        "-c".into(),
+        "big.toml".into(),
+    ];
+    args.extend(k.start_args());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = k.run(&refs, 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    let addr = format!("127.0.0.1:{}", k.ws_port);
+    let login = |ws: &mut Ws, name: &str| {
+        ws.send_text(&format!(
+            r#"{{"type":"login","client_name":"{name}","room_id":"r"}}"#
+        ));
+        ws.recv_json_type("login");
+    };
+    let mut late = Ws::connect(&addr, "/");
+    login(&mut late, "late");
+    let mut talker = Ws::connect(&addr, "/");
+    login(&mut talker, "talker");
+    assert_eq!(late.recv_json_type("login")["client_name"], "talker");
+    const N: usize = 4000;
+    let pad = "z".repeat(1000);
+    for i in 0..N {
+        let say = format!(r#"{{"type":"say","to_client_id":"all","content":"{i}:{pad}"}}"#);
+        talker.send_text(&say);
+        // Read our own copies as we go, so only `late` falls behind.
+        if i % 50 == 49 {
+            for _ in 0..50 {
+                talker.recv_json_type("say");
+            }
+        }
+    }
+    for i in 0..N {
+        let m = late.recv_json_type("say");
+        assert_eq!(
+            m["content"].as_str(),
+            Some(format!("{i}:{pad}").as_str()),
+            "message {i} out of order or damaged"
+        );
+    }
+    let s = k.status().expect("status --json");
+    assert_eq!(s["workers"][0]["send_fail"].as_u64(), Some(0), "{s}");
     assert!(k.run(&["stop"], 10 * SEC).ok());
 }
 

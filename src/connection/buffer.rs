@@ -1,19 +1,63 @@
 //! The outgoing byte queue of one connection.
 //!
-//! Messages queued during a loop turn are appended here and written with one `write` at the
-//! end of the turn (write coalescing). A buffer that grew for a burst is given back once it
-//! drains, so 100k idle connections cost no buffer memory.
+//! Messages queued during a loop turn are written with one `writev` at the end of the turn
+//! (write coalescing). Bytes for one receiver are copied into an owned segment. A message sent
+//! to several receivers is framed once into the worker's per-turn fan-out buffer and each queue
+//! records only a range of it; consecutive broadcasts land next to each other there, so a room
+//! member's whole turn of broadcasts is one range, one iovec, one copy by the kernel from bytes
+//! every member shares. Ranges still queued when the turn ends (a socket that is full) are
+//! moved onto a reference-counted copy of that buffer ([`OutBuf::freeze`]). A buffer that grew
+//! for a burst is given back once it drains, so 100k idle connections cost no buffer memory.
 
-use std::io::{self, Write};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
 
-/// Capacity kept after a drain; larger buffers are freed.
+/// Capacity of an owned segment kept after a drain; larger ones are freed.
 const KEEP_CAPACITY: usize = 16 * 1024;
+/// Owned segments grow up to this before a new one is started, so a big backlog is not
+/// reallocated (and copied) as a whole.
+const OWN_CHUNK: usize = 64 * 1024;
+/// Segment slots kept after a drain; a queue that grew past this for a burst is shrunk.
+const KEEP_SEGS: usize = 8;
+/// Most segments handed to one `writev`.
+const MAX_IOV: usize = 64;
+
+/// A run of queued bytes.
+#[derive(Debug)]
+enum Seg {
+    /// Bytes only this connection sends.
+    Own(Vec<u8>),
+    /// A range of the current turn's fan-out buffer.
+    Turn { start: usize, end: usize },
+    /// A range of an earlier turn's fan-out buffer, shared with other receivers.
+    Shared {
+        buf: Rc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Seg {
+    fn bytes<'a>(&'a self, turn: &'a [u8]) -> &'a [u8] {
+        match self {
+            Seg::Own(v) => v,
+            // A turn range outliving its turn would be a bug in the worker's sealing; sending
+            // nothing then is better than a panic that takes every connection down.
+            Seg::Turn { start, end } => turn.get(*start..*end).unwrap_or_default(),
+            Seg::Shared { buf, start, end } => buf.get(*start..*end).unwrap_or_default(),
+        }
+    }
+}
 
 /// Outgoing bytes not yet written to the socket.
 #[derive(Debug, Default)]
 pub struct OutBuf {
-    buf: Vec<u8>,
+    segs: VecDeque<Seg>,
+    /// Bytes of the front segment already written.
     pos: usize,
+    /// Bytes waiting over all segments.
+    len: usize,
 }
 
 /// What a flush achieved.
@@ -28,57 +72,148 @@ pub enum Flush {
 impl OutBuf {
     /// Bytes waiting.
     pub fn len(&self) -> usize {
-        self.buf.len() - self.pos
+        self.len
     }
 
     /// Nothing waiting.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// The owned segment at the back, with room for `extra` more bytes (starting one if needed).
+    fn own_tail(&mut self, extra: usize) -> &mut Vec<u8> {
+        let reuse = matches!(self.segs.back(), Some(Seg::Own(v)) if v.is_empty() || v.len() + extra <= OWN_CHUNK);
+        if !reuse {
+            self.segs
+                .push_back(Seg::Own(Vec::with_capacity(extra.max(256))));
+        }
+        match self.segs.back_mut() {
+            Some(Seg::Own(v)) => v,
+            _ => unreachable!("the back segment was just checked or pushed as owned"),
+        }
     }
 
     /// Queue bytes.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+        self.own_tail(bytes.len()).extend_from_slice(bytes);
+        self.len += bytes.len();
     }
 
     /// Queue two slices (a frame header and its payload) without building a temporary.
     pub fn push2(&mut self, head: &[u8], body: &[u8]) {
-        self.buf.reserve(head.len() + body.len());
-        self.buf.extend_from_slice(head);
-        self.buf.extend_from_slice(body);
+        let v = self.own_tail(head.len() + body.len());
+        v.extend_from_slice(head);
+        v.extend_from_slice(body);
+        self.len += head.len() + body.len();
     }
 
-    /// Write as much as the socket takes; returns bytes written and whether all went out.
-    pub fn flush_to(&mut self, w: &mut impl Write) -> io::Result<(usize, Flush)> {
+    /// Queue `start..end` of the current turn's fan-out buffer (extending the last range when
+    /// it ends where this one starts).
+    pub fn push_turn(&mut self, start: usize, end: usize) {
+        if end <= start {
+            return;
+        }
+        self.len += end - start;
+        if let Some(Seg::Turn { end: e, .. }) = self.segs.back_mut() {
+            if *e == start {
+                *e = end;
+                return;
+            }
+        }
+        self.segs.push_back(Seg::Turn { start, end });
+    }
+
+    /// Whether ranges of the current turn's fan-out buffer are still queued.
+    pub fn holds_turn(&self) -> bool {
+        self.segs.iter().any(|s| matches!(s, Seg::Turn { .. }))
+    }
+
+    /// The turn is ending: point its ranges at `buf`, the turn's fan-out bytes kept alive.
+    pub fn freeze(&mut self, buf: &Rc<Vec<u8>>) {
+        for s in self.segs.iter_mut() {
+            if let Seg::Turn { start, end } = *s {
+                *s = Seg::Shared {
+                    buf: Rc::clone(buf),
+                    start,
+                    end,
+                };
+            }
+        }
+    }
+
+    /// Write as much as the socket takes (`turn`: the current turn's fan-out bytes); returns
+    /// bytes written and whether all went out.
+    pub fn flush_to(&mut self, w: &mut impl Write, turn: &[u8]) -> io::Result<(usize, Flush)> {
         let mut written = 0;
-        while self.pos < self.buf.len() {
-            match w.write(&self.buf[self.pos..]) {
+        while self.len > 0 {
+            let res = if self.segs.len() == 1 {
+                w.write(&self.segs[0].bytes(turn)[self.pos..])
+            } else {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut n = 0;
+                for (i, s) in self.segs.iter().take(MAX_IOV).enumerate() {
+                    let b = s.bytes(turn);
+                    iov[n] = IoSlice::new(if i == 0 { &b[self.pos..] } else { b });
+                    n += 1;
+                }
+                w.write_vectored(&iov[..n])
+            };
+            match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    self.pos += n;
                     written += n;
+                    self.consume(n, turn);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.compact();
                     return Ok((written, Flush::Blocked));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        self.buf.clear();
-        self.pos = 0;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = Vec::new();
-        }
+        self.settle();
         Ok((written, Flush::Done))
     }
 
-    /// Drop already-written bytes from the front once they are the bigger part of the buffer.
-    fn compact(&mut self) {
-        if self.pos > 0 && self.pos * 2 >= self.buf.len() {
-            self.buf.drain(..self.pos);
+    /// Drop `n` written bytes from the front.
+    fn consume(&mut self, mut n: usize, turn: &[u8]) {
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.segs.front() else {
+                break;
+            };
+            let left = front.bytes(turn).len() - self.pos;
+            if n < left {
+                self.pos += n;
+                return;
+            }
+            n -= left;
+            if self.segs.len() == 1 {
+                // The last segment stays for `settle`, which may keep its allocation.
+                self.pos += left;
+                return;
+            }
             self.pos = 0;
+            self.segs.pop_front();
+        }
+    }
+
+    /// After a full drain: keep one small owned segment for the next turn, free the rest.
+    fn settle(&mut self) {
+        self.pos = 0;
+        let keep = match self.segs.pop_back() {
+            Some(Seg::Own(mut v)) if v.capacity() <= KEEP_CAPACITY => {
+                v.clear();
+                Some(v)
+            }
+            _ => None,
+        };
+        self.segs.clear();
+        if self.segs.capacity() > KEEP_SEGS {
+            self.segs = VecDeque::new();
+        }
+        if let Some(v) = keep {
+            self.segs.push_back(Seg::Own(v));
         }
     }
 }
@@ -110,27 +245,100 @@ mod tests {
         }
     }
 
+    fn trickle(cap: usize) -> Trickle {
+        Trickle {
+            got: vec![],
+            cap,
+            block_next: false,
+        }
+    }
+
     #[test]
     fn partial_writes_keep_order() {
         let mut o = OutBuf::default();
         o.push(b"hello ");
         o.push2(b"wor", b"ld");
-        let mut w = Trickle {
-            got: vec![],
-            cap: 4,
-            block_next: false,
-        };
+        let mut w = trickle(4);
         let mut rounds = 0;
-        loop {
+        while o.flush_to(&mut w, &[]).unwrap().1 == Flush::Blocked {
             rounds += 1;
-            let (_, f) = o.flush_to(&mut w).unwrap();
-            if f == Flush::Done {
-                break;
-            }
-            o.push(b"");
         }
         assert!(rounds > 1);
         assert_eq!(w.got, b"hello world");
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn turn_ranges_merge_and_interleave_with_owned_bytes_in_order() {
+        let turn = b"<one><two><three>".to_vec();
+        let mut o = OutBuf::default();
+        o.push(b"a ");
+        o.push_turn(0, 5);
+        o.push_turn(5, 10);
+        assert_eq!(o.segs.len(), 2, "adjacent ranges become one segment");
+        o.push2(b" b", b" ");
+        o.push_turn(10, 17);
+        o.push_turn(0, 5);
+        assert_eq!(o.len(), 2 + 10 + 3 + 7 + 5);
+        let mut w = trickle(3);
+        while o.flush_to(&mut w, &turn).unwrap().1 == Flush::Blocked {}
+        assert_eq!(w.got, b"a <one><two> b <three><one>");
+        assert!(o.is_empty() && !o.holds_turn());
+    }
+
+    #[test]
+    fn frozen_ranges_survive_the_turn_and_release_the_buffer_when_written() {
+        let mut a = OutBuf::default();
+        let mut b = OutBuf::default();
+        a.push_turn(0, 4);
+        a.push(b"!");
+        b.push_turn(4, 8);
+        // `a`'s socket takes two bytes and is then full; the turn ends.
+        let mut w = trickle(2);
+        assert_eq!(a.flush_to(&mut w, b"abcdefgh").unwrap().1, Flush::Blocked);
+        assert!(a.holds_turn() && b.holds_turn());
+        let kept = Rc::new(b"abcdefgh".to_vec());
+        a.freeze(&kept);
+        b.freeze(&kept);
+        assert!(!a.holds_turn());
+        assert_eq!(Rc::strong_count(&kept), 3);
+        // Next turn: the fan-out buffer was reused for other bytes.
+        let next = b"XXXXXXXX";
+        while a.flush_to(&mut w, next).unwrap().1 == Flush::Blocked {}
+        assert_eq!(w.got, b"abcd!");
+        let mut out = Vec::new();
+        b.flush_to(&mut out, next).unwrap();
+        assert_eq!(out, b"efgh");
+        assert_eq!(Rc::strong_count(&kept), 1);
+    }
+
+    #[test]
+    fn vectored_writes_cover_more_than_one_iovec_batch() {
+        let turn = b"xy".to_vec();
+        let mut o = OutBuf::default();
+        for i in 0..(MAX_IOV * 3) {
+            if i % 2 == 0 {
+                o.push_turn(0, 2);
+            } else {
+                o.push(b"-");
+            }
+        }
+        let mut out = Vec::new();
+        let (n, f) = o.flush_to(&mut out, &turn).unwrap();
+        assert_eq!(f, Flush::Done);
+        assert_eq!(n, MAX_IOV * 3 / 2 * 3);
+        assert_eq!(out, b"xy-".repeat(MAX_IOV * 3 / 2));
+    }
+
+    #[test]
+    fn a_small_owned_segment_is_kept_after_a_drain_and_a_big_one_freed() {
+        let mut o = OutBuf::default();
+        o.push(b"hello");
+        o.flush_to(&mut Vec::new(), &[]).unwrap();
+        assert!(matches!(o.segs.front(), Some(Seg::Own(v)) if v.is_empty() && v.capacity() > 0));
+        o.push(&vec![7u8; KEEP_CAPACITY * 2]);
+        o.flush_to(&mut Vec::new(), &[]).unwrap();
+        assert!(o.segs.is_empty());
         assert!(o.is_empty());
     }
 }

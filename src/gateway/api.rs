@@ -75,7 +75,7 @@ impl Ctx<'_> {
     /// Send to each listed client (GatewayWorker's send_to_all with a client list).
     pub fn send_to_clients(&mut self, clients: &[ClientId], msg: Payload<'_>) {
         let mut by_worker: BTreeMap<u64, Vec<Key>> = BTreeMap::new();
-        let enc = Encoded::new(msg);
+        let enc = Encoded::for_receivers(msg, clients.len());
         for &c in clients {
             match self.core.local(c) {
                 Some(id) => enc.queue_id(self.core, id),

@@ -176,7 +176,7 @@ impl Core {
             slots.sort_unstable();
             slots.dedup();
         }
-        let enc = Encoded::new(msg);
+        let enc = Encoded::for_receivers(msg, slots.len());
         self.queue_slots(&enc, &mut slots);
         self.slots = slots;
     }
@@ -193,7 +193,7 @@ impl Core {
             slots.sort_unstable();
             slots.dedup();
         }
-        let enc = Encoded::new(msg);
+        let enc = Encoded::for_receivers(msg, slots.len());
         self.queue_slots(&enc, &mut slots);
         self.slots = slots;
     }
@@ -213,7 +213,7 @@ impl Core {
                 })
                 .map(|(s, _)| s),
         );
-        let enc = Encoded::new(msg);
+        let enc = Encoded::for_receivers(msg, slots.len());
         self.queue_slots(&enc, &mut slots);
         self.slots = slots;
     }

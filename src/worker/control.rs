@@ -49,14 +49,14 @@ impl Control {
 
     fn flush(&mut self) {
         // The master reads promptly; if it does not, the message waits for a writable event.
-        let _ = self.out.flush_to(&mut self.sock);
+        let _ = self.out.flush_to(&mut self.sock, &[]);
     }
 
     /// Send before the loop exists (startup failure): wait briefly for the socket.
     pub fn send_blocking(&mut self, m: &WorkerMsg) {
         self.out.push(&ipc::encode(m));
         for _ in 0..100 {
-            match self.out.flush_to(&mut self.sock) {
+            match self.out.flush_to(&mut self.sock, &[]) {
                 Ok((_, Flush::Done)) | Err(_) => return,
                 Ok((_, Flush::Blocked)) => std::thread::sleep(Duration::from_millis(10)),
             }

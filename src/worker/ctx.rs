@@ -14,6 +14,8 @@ use crate::gateway::client_id::ClientId;
 use crate::gateway::registry::Registry;
 use crate::protocol::websocket::frame as ws_frame;
 use slab::Slab;
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A connection in this worker: slab slot plus generation, so a stale id never reaches a newcomer.
@@ -78,6 +80,10 @@ pub struct Core {
     pub waker: std::sync::Arc<mio::Waker>,
     /// Reusable list of slots for fan-out (kept to avoid an allocation per send).
     pub slots: Vec<usize>,
+    /// This turn's frames sent to more than one receiver; queues hold ranges of it.
+    pub fanout: Vec<u8>,
+    /// Connections left holding ranges of `fanout` by a flush that could not finish.
+    pub held_turn: Vec<usize>,
 }
 
 impl Core {
@@ -102,6 +108,8 @@ impl Core {
             stats: Stats::default(),
             now: Instant::now(),
             slots: Vec::new(),
+            fanout: Vec::new(),
+            held_turn: Vec::new(),
             waker,
         }
     }
@@ -137,14 +145,53 @@ impl Core {
 
     /// Queue raw bytes (already framed) for `slot`; closes it if its send buffer overflows.
     pub fn queue_raw(&mut self, slot: usize, head: &[u8], body: &[u8]) {
-        let max = self.limits.max_send_buffer;
-        let Some(c) = self.conns.get_mut(slot) else {
+        if let Some(c) = self.admit(slot) {
+            c.out.push2(head, body);
+        }
+    }
+
+    /// Queue `start..end` of this turn's fan-out buffer; same bound as [`Core::queue_raw`].
+    pub fn queue_turn(&mut self, slot: usize, start: usize, end: usize) {
+        if let Some(c) = self.admit(slot) {
+            c.out.push_turn(start, end);
+        }
+    }
+
+    /// End of a loop turn: queues still holding ranges of the fan-out buffer get a shared copy
+    /// of it; otherwise it is reused as it is for the next turn.
+    pub fn seal_fanout(&mut self) {
+        if self.fanout.is_empty() {
             return;
-        };
+        }
+        let mut kept: Option<Rc<Vec<u8>>> = None;
+        // Every queue that took a range was marked dirty; those not written since are in
+        // `dirty` (queued after the flush), those a full socket stopped are in `held_turn`.
+        for &slot in self.held_turn.iter().chain(self.dirty.iter()) {
+            if let Some(c) = self.conns.get_mut(slot) {
+                if c.out.holds_turn() {
+                    let buf = kept.get_or_insert_with(|| Rc::new(std::mem::take(&mut self.fanout)));
+                    c.out.freeze(buf);
+                }
+            }
+        }
+        self.held_turn.clear();
+        if kept.is_none() {
+            self.fanout.clear();
+            if self.fanout.capacity() > FANOUT_KEEP {
+                self.fanout = Vec::with_capacity(FANOUT_KEEP);
+            }
+        }
+    }
+
+    /// The connection at `slot` if its send buffer takes another message, marked for a flush
+    /// at the end of the turn; otherwise it is closed and `None` returned.
+    fn admit(&mut self, slot: usize) -> Option<&mut Conn> {
+        let max = self.limits.max_send_buffer;
+        let c = self.conns.get_mut(slot)?;
         if c.out.len() >= max {
             // Before calling it an overflow, give the socket a chance: a burst read in one
             // turn may have queued more than the bound for a client that does read.
-            if let Ok((n, _)) = c.out.flush_to(&mut c.stream) {
+            if let Ok((n, _)) = c.out.flush_to(&mut c.stream, &self.fanout) {
                 c.bytes_written += n as u64;
             }
         }
@@ -161,13 +208,13 @@ impl Core {
             };
             c.state = ConnState::Closing;
             self.pending_close.push((id, CloseHow::Now));
-            return;
+            return None;
         }
-        c.out.push2(head, body);
         if !c.in_dirty {
             c.in_dirty = true;
             self.dirty.push(slot);
         }
+        Some(c)
     }
 
     /// Ask for `id` to be closed at the end of the event.
@@ -192,11 +239,23 @@ impl Core {
     }
 }
 
-/// A message encoded once for every protocol, then copied to each receiver's buffer.
+/// Fan-out buffer capacity kept between turns; a burst that grew it further is given back.
+const FANOUT_KEEP: usize = 1 << 20;
+
+/// Smallest frame worth sharing between receivers; smaller ones are cheaper to copy (and
+/// coalesce better into one owned segment).
+const SHARE_MIN: usize = 64;
+
+/// A message encoded once for every protocol. Sent to one receiver it is copied into that
+/// receiver's buffer; sent to several, each framing is built once into a shared frame.
 pub struct Encoded<'a> {
     ws_head: [u8; 10],
     ws_head_len: usize,
     body: &'a [u8],
+    share: bool,
+    /// Where each framing sits in the worker's fan-out buffer, once written there.
+    ws_at: Cell<Option<(usize, usize)>>,
+    text_at: Cell<Option<(usize, usize)>>,
 }
 
 impl<'a> Encoded<'a> {
@@ -212,7 +271,17 @@ impl<'a> Encoded<'a> {
             ws_head,
             ws_head_len,
             body,
+            share: false,
+            ws_at: Cell::new(None),
+            text_at: Cell::new(None),
         }
+    }
+
+    /// Encode `msg` once for `receivers` connections: shared if that saves copies.
+    pub fn for_receivers(msg: Payload<'a>, receivers: usize) -> Encoded<'a> {
+        let mut e = Encoded::new(msg);
+        e.share = receivers > 1 && e.body.len() >= SHARE_MIN;
+        e
     }
 
     /// Queue this message on `slot` in the framing its protocol needs.
@@ -223,10 +292,19 @@ impl<'a> Encoded<'a> {
         if !c.accepts_messages() {
             return;
         }
-        match c.framing {
-            Framing::Ws => core.queue_raw(slot, &self.ws_head[..self.ws_head_len], self.body),
-            Framing::Text => core.queue_raw(slot, self.body, b"\n"),
-            Framing::None => {}
+        let head = &self.ws_head[..self.ws_head_len];
+        match (c.framing, self.share) {
+            (Framing::Ws, false) => core.queue_raw(slot, head, self.body),
+            (Framing::Text, false) => core.queue_raw(slot, self.body, b"\n"),
+            (Framing::Ws, true) => {
+                let (start, end) = placed(&self.ws_at, &mut core.fanout, head, self.body);
+                core.queue_turn(slot, start, end);
+            }
+            (Framing::Text, true) => {
+                let (start, end) = placed(&self.text_at, &mut core.fanout, self.body, b"\n");
+                core.queue_turn(slot, start, end);
+            }
+            (Framing::None, _) => {}
         }
     }
 
@@ -236,6 +314,24 @@ impl<'a> Encoded<'a> {
             self.queue(core, id.slot as usize);
         }
     }
+}
+
+/// The range of `a` then `b` in the fan-out buffer, appending them on first use.
+fn placed(
+    at: &Cell<Option<(usize, usize)>>,
+    fanout: &mut Vec<u8>,
+    a: &[u8],
+    b: &[u8],
+) -> (usize, usize) {
+    if let Some(r) = at.get() {
+        return r;
+    }
+    let start = fanout.len();
+    fanout.extend_from_slice(a);
+    fanout.extend_from_slice(b);
+    let r = (start, fanout.len());
+    at.set(Some(r));
+    r
 }
 
 /// The handle an app gets on every event.

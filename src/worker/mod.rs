@@ -256,6 +256,7 @@ impl Worker {
             self.fire_timers();
             self.flush_dirty();
             self.apply_closes();
+            self.core.seal_fanout();
             if self.stopping != Stopping::No && self.core.conns.is_empty() {
                 crate::info!("worker {} stopped", self.core.worker_id);
                 return 0;
@@ -412,7 +413,7 @@ impl Worker {
                 slot: slot as u32,
                 gen: c.gen,
             };
-            match c.out.flush_to(&mut c.stream) {
+            match c.out.flush_to(&mut c.stream, &self.core.fanout) {
                 Ok((n, Flush::Done)) => {
                     c.bytes_written += n as u64;
                     if c.read_paused {
@@ -429,6 +430,9 @@ impl Worker {
                 }
                 Ok((n, Flush::Blocked)) => {
                     c.bytes_written += n as u64;
+                    if c.out.holds_turn() {
+                        self.core.held_turn.push(slot);
+                    }
                     if c.out.len() > high {
                         // Back-pressure: stop reading from a client that does not read its answers.
                         c.read_paused = true;

@@ -47,7 +47,7 @@ pub fn apply(core: &mut Core, from: u64, m: BusMsg<'_>) {
             keys,
             payload,
         } => {
-            let enc = Encoded::new(join(kind, payload));
+            let enc = Encoded::for_receivers(join(kind, payload), keys.len());
             for k in keys {
                 enc.queue_id(core, conn(k));
             }

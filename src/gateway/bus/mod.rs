@@ -146,7 +146,7 @@ impl Bus {
                 continue;
             };
             l.in_dirty = false;
-            match l.out.flush_to(&mut l.sock) {
+            match l.out.flush_to(&mut l.sock, &[]) {
                 Ok((_, Flush::Done)) => {}
                 Ok((_, Flush::Blocked)) => {
                     if l.out.len() > MAX_LINK_BUFFER {
