@@ -5,7 +5,8 @@
 //!   the newcomer gets the same plus `client_list` (client_id -> name of everyone in the room).
 //! - `{"type":"say","to_client_id":"all"|ID,"content":"..."}`: the room (or the one client and
 //!   the sender) gets `{"type":"say","from_client_id",...,"content","time"}`.
-//! - The server sends `{"type":"ping"}` every [`PING_INTERVAL`]; clients answer `{"type":"pong"}`.
+//! - The server sends `{"type":"ping"}` every [`PING_INTERVAL`] (spread over the interval in
+//!   slices); clients answer `{"type":"pong"}`.
 //! - On close the room gets `{"type":"logout",...}`.
 //!
 //! Deliberate fixes over workerman-chat: a bad message gets an `error` reply instead of
@@ -20,6 +21,9 @@ use std::time::Duration;
 
 /// How often the server pings every client (workerman-chat's pingInterval).
 pub const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// The pings of one interval go out in this many slices, a slice per tick: pinging 10k clients
+/// in one turn would hold up every message behind 10k writes (and 10k pongs).
+const PING_SLICES: u32 = 10;
 /// Longest accepted client name, in characters.
 const MAX_NAME: usize = 64;
 /// Longest accepted room id, in bytes.
@@ -99,6 +103,7 @@ struct ErrorOut<'a> {
 #[derive(Default)]
 pub struct Chat {
     ping: Option<TimerId>,
+    ping_tick: u32,
 }
 
 const ERR_BAD_JSON: u32 = 4000;
@@ -236,7 +241,7 @@ impl Chat {
 
 impl App for Chat {
     fn on_worker_start(&mut self, cx: &mut Ctx<'_>) {
-        self.ping = Some(cx.add_timer(PING_INTERVAL, true, 0));
+        self.ping = Some(cx.add_timer(PING_INTERVAL / PING_SLICES, true, 0));
     }
 
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
@@ -283,8 +288,12 @@ impl App for Chat {
         if Some(timer) == self.ping {
             // Each worker pings its own clients: a cluster-wide send from every worker would
             // ping everyone N times.
-            cx.core
-                .deliver_all(&[], Payload::Text("{\"type\":\"ping\"}"));
+            self.ping_tick = self.ping_tick.wrapping_add(1);
+            cx.core.deliver_all_part(
+                (self.ping_tick % PING_SLICES) as usize,
+                PING_SLICES as usize,
+                Payload::Text("{\"type\":\"ping\"}"),
+            );
         }
     }
 }

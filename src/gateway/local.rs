@@ -200,17 +200,27 @@ impl Core {
 
     /// Deliver to every local gateway client except `exclude`.
     pub fn deliver_all(&mut self, exclude: &[ConnId], msg: Payload<'_>) {
+        self.deliver_local_where(msg, |s, gen| {
+            !exclude.contains(&ConnId {
+                slot: s as u32,
+                gen,
+            })
+        });
+    }
+
+    /// Deliver to the local gateway clients in share `part` of `parts` (by slot), so a
+    /// periodic send to everyone can be spread over several turns.
+    pub fn deliver_all_part(&mut self, part: usize, parts: usize, msg: Payload<'_>) {
+        let parts = parts.max(1);
+        self.deliver_local_where(msg, |s, _| s % parts == part % parts);
+    }
+
+    fn deliver_local_where(&mut self, msg: Payload<'_>, keep: impl Fn(usize, u32) -> bool) {
         let mut slots = std::mem::take(&mut self.slots);
         slots.extend(
             self.conns
                 .iter()
-                .filter(|(s, c)| {
-                    c.framing != Framing::None
-                        && !exclude.contains(&ConnId {
-                            slot: *s as u32,
-                            gen: c.gen,
-                        })
-                })
+                .filter(|(s, c)| c.framing != Framing::None && keep(*s, c.gen))
                 .map(|(s, _)| s),
         );
         let enc = Encoded::for_receivers(msg, slots.len());
