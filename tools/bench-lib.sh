@@ -86,6 +86,28 @@ stop_server() {
   SERVER_PID=""
 }
 
+# throttle_cgroup PCT: prints a cgroup directory whose CPU quota is PCT % of one core (period
+# 10 ms), creating it under the cgroup v1 cpu controller or cgroup v2; fails without one.
+throttle_cgroup() {
+  local pct=$1 period=10000 dir
+  local quota=$((period * pct / 100))
+  [ "$quota" -ge 1000 ] || { log "SAT_QUOTA_PCT below 10 needs a longer period than 10 ms"; return 1; }
+  if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
+    dir=/sys/fs/cgroup/cpu/kefu-bench
+    mkdir -p "$dir" 2>/dev/null || return 1
+    echo "$period" >"$dir/cpu.cfs_period_us" 2>/dev/null || return 1
+    echo "$quota" >"$dir/cpu.cfs_quota_us" 2>/dev/null || return 1
+  elif [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    dir=/sys/fs/cgroup/kefu-bench
+    echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+    mkdir -p "$dir" 2>/dev/null || return 1
+    echo "$quota $period" >"$dir/cpu.max" 2>/dev/null || return 1
+  else
+    return 1
+  fi
+  echo "$dir"
+}
+
 # load ARGS...: runs kefu-load pinned, bounded by a timeout; prints its JSON line.
 load() {
   timeout 300 taskset -c "$LOAD_CPUS" "$LOAD_BIN" "$@" --server-pid "$SERVER_PID" 2>>/tmp/bench-load.log

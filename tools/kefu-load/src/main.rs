@@ -9,11 +9,12 @@ mod scenarios;
 mod stats;
 mod sys;
 mod target;
+mod throttle;
 mod ws;
 
 use clap::{Args, Parser, Subcommand};
 use runner::LoadError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,10 @@ pub struct Common {
     /// Seconds a single connection may take to connect + upgrade before counting as failed.
     #[arg(long, default_value_t = 10.0)]
     pub setup_timeout: f64,
+    /// Cgroup directory (its CPU quota set beforehand) that the server's processes are moved
+    /// into for the measured phase and the drain, then moved out of; needs --server-pid.
+    #[arg(long)]
+    pub throttle_cgroup: Option<PathBuf>,
 }
 
 impl Common {
@@ -92,6 +97,25 @@ impl Common {
             .parse()
             .map(Some)
             .map_err(|_| LoadError::Usage(format!("{} does not hold a pid", path.display())))
+    }
+
+    /// The throttling cgroup, if asked for: a directory holding `cgroup.procs`.
+    pub fn throttle(&self) -> Result<Option<&Path>, LoadError> {
+        let Some(dir) = &self.throttle_cgroup else {
+            return Ok(None);
+        };
+        if !dir.join("cgroup.procs").is_file() {
+            return Err(LoadError::Usage(format!(
+                "{} is not a cgroup directory (no cgroup.procs)",
+                dir.display()
+            )));
+        }
+        if self.server_pid.is_none() && self.server_pid_file.is_none() {
+            return Err(LoadError::Usage(
+                "--throttle-cgroup needs --server-pid or --server-pid-file".into(),
+            ));
+        }
+        Ok(Some(dir))
     }
 
     /// Per-connection setup timeout.

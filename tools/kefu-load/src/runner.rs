@@ -4,11 +4,13 @@
 use crate::conn::{CloseReason, Net};
 use crate::stats::{self, round1, round3, LatencySummary, OwnCpu, TreeSample};
 use crate::target::TargetError;
+use crate::throttle::Throttle;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -399,6 +401,7 @@ pub struct Window {
     gen: OwnCpu,
     server: Option<(u32, TreeSample)>,
     started: Instant,
+    _throttle: Option<Throttle>,
 }
 
 impl Window {
@@ -408,7 +411,36 @@ impl Window {
             gen: OwnCpu::now(),
             server: server_pid.and_then(|p| stats::sample_tree(p).map(|s| (p, s))),
             started: Instant::now(),
+            _throttle: None,
         }
+    }
+
+    /// Starts measuring now, first moving the server into `cgroup` (if given) until the
+    /// window is dropped.
+    pub fn start_throttled(
+        server_pid: Option<u32>,
+        cgroup: Option<&Path>,
+    ) -> Result<Window, LoadError> {
+        let throttle = match (cgroup, server_pid) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(LoadError::Usage(
+                    "--throttle-cgroup needs --server-pid or --server-pid-file".into(),
+                ))
+            }
+            (Some(dir), Some(pid)) => {
+                let pids = stats::tree_pids(pid).unwrap_or_default();
+                Some(Throttle::apply(dir, pids).map_err(|e| {
+                    LoadError::Usage(format!(
+                        "cannot move the server into {}: {e}",
+                        dir.display()
+                    ))
+                })?)
+            }
+        };
+        let mut w = Window::start(server_pid);
+        w._throttle = throttle;
+        Ok(w)
     }
 
     /// Ends the window: returns wall seconds, generator CPU and the server report.
@@ -431,6 +463,44 @@ impl Window {
         });
         (round3(wall), gen, server)
     }
+}
+
+/// What [`measure_run`] saw.
+pub struct RunMeasure {
+    /// Run phase wall seconds, generator CPU over the run, server usage over run and drain
+    /// (deliveries of the drain are counted, so is the CPU that made them).
+    pub measured: (f64, stats::CpuReport, Option<ServerReport>),
+    /// Generator clock (µs) when the run started.
+    pub run_start_us: u64,
+    /// Seconds the drain took.
+    pub drained: f64,
+}
+
+/// The measured phase shared by the message scenarios: run for `duration`, then drain for up
+/// to `grace`, the server throttled throughout if `cgroup` is given.
+pub fn measure_run(
+    shared: &Shared,
+    server_pid: Option<u32>,
+    cgroup: Option<&Path>,
+    duration: Duration,
+    grace: Duration,
+) -> Result<RunMeasure, LoadError> {
+    let window = Window::start_throttled(server_pid, cgroup)?;
+    let run_start_us = shared.now_us();
+    hold_phase(shared, Phase::Run, duration);
+    let (wall, gen, _) = window.finish();
+    let drained = drain(shared, grace);
+    let (_, _, server) = window.finish();
+    let server = server.map(|mut s| {
+        // Per cent of one core over run and drain, the span the CPU was counted over.
+        s.cpu_pct_of_one_core = round1(s.cpu_s / (wall + drained).max(1e-9) * 100.0);
+        s
+    });
+    Ok(RunMeasure {
+        measured: (wall, gen, server),
+        run_start_us,
+        drained,
+    })
 }
 
 /// Main thread: waits until `expect` clients are ready or failed, printing progress.

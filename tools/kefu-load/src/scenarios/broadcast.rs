@@ -3,7 +3,7 @@
 
 use super::chat::{self, ChatMsg, ChatThread, Client, Pacer, SayHandler};
 use crate::conn::{Kind, Net};
-use crate::runner::{self, LoadError, Phase, Shared, Tracker, Window};
+use crate::runner::{self, LoadError, Phase, Shared, Tracker};
 use crate::stats::{self, round1, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::Args;
@@ -199,6 +199,7 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
     let duration = check_seconds("duration", a.duration)?;
     let grace = check_seconds("grace", a.grace)?;
     let server_pid = a.common.server_pid()?;
+    let throttle = a.common.throttle()?;
     let threads = a.common.threads.min(total);
     let shared = Shared::new(total);
     let room_size = a.room_size;
@@ -251,12 +252,13 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
         if !runner::publish_ids(&shared) {
             return (false, None, 0, 0.0);
         }
-        let window = Window::start(server_pid);
-        let run_start_us = shared.now_us();
-        runner::hold_phase(&shared, Phase::Run, duration);
-        let measured = window.finish();
-        let drained = runner::drain(&shared, grace);
-        (true, Some(measured), run_start_us, drained)
+        match runner::measure_run(&shared, server_pid, throttle, duration, grace) {
+            Ok(m) => (true, Some(m.measured), m.run_start_us, m.drained),
+            Err(e) => {
+                eprintln!("[run] {e}");
+                (false, None, 0, 0.0)
+            }
+        }
     };
 
     let (outs, (complete, measured, run_start_us, drained)) =

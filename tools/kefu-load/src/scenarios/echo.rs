@@ -138,6 +138,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
         .unwrap_or(if rate.is_some() { 64 } else { 1 })
         .max(1);
     let server_pid = a.common.server_pid()?;
+    let throttle = a.common.throttle()?;
     let threads = a.common.threads.min(a.conns);
     let shared = Shared::new(a.conns);
     let limit = a.common.setup_limit();
@@ -330,7 +331,13 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
         if !warmup.is_zero() {
             runner::hold_phase(&shared, Phase::Warmup, warmup);
         }
-        let window = Window::start(server_pid);
+        let window = match Window::start_throttled(server_pid, throttle) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!("[run] {e}");
+                return (false, None);
+            }
+        };
         runner::hold_phase(&shared, Phase::Run, duration);
         let measured = window.finish();
         // Let in-flight messages come back so "unanswered" means lost.

@@ -7,7 +7,7 @@
 
 use super::kefu_client::{self, Plan, Tally};
 use super::kefu_proto;
-use crate::runner::{self, LoadError, Phase, Shared, Window};
+use crate::runner::{self, LoadError, Shared};
 use crate::stats::{self, round1, round3, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::Args;
@@ -120,6 +120,7 @@ pub fn run(a: &KefuArgs) -> Result<Outcome, LoadError> {
     let duration = check_seconds("duration", a.duration)?;
     let grace = check_seconds("grace", a.grace)?;
     let server_pid = a.common.server_pid()?;
+    let throttle = a.common.throttle()?;
     let http = match &a.http {
         Some(u) => kefu_proto::http_addr(u)?,
         None => target.addr,
@@ -186,12 +187,13 @@ pub fn run(a: &KefuArgs) -> Result<Outcome, LoadError> {
                 a.server_rate_limit
             );
         }
-        let window = Window::start(server_pid);
-        let run_start_us = shared.now_us();
-        runner::hold_phase(&shared, Phase::Run, duration);
-        let measured = window.finish();
-        let drained = runner::drain(&shared, grace);
-        (true, Some(measured), run_start_us, drained)
+        match runner::measure_run(&shared, server_pid, throttle, duration, grace) {
+            Ok(m) => (true, Some(m.measured), m.run_start_us, m.drained),
+            Err(e) => {
+                eprintln!("[run] {e}");
+                (false, None, 0, 0.0)
+            }
+        }
     };
     let (tallies, (complete, measured, run_start_us, drained)) =
         runner::run_threads(threads, &shared, worker, main)?;
