@@ -49,22 +49,48 @@ fn bus_codec(c: &mut Criterion) {
     g.finish();
 }
 
+/// One loop turn of room broadcasts: `MSGS` chat messages to each of `n` members, queued and
+/// then written (to a sink, so only our side of the work is measured). `copy_*` copies each
+/// frame into every member's buffer; `share_*` frames it once into the turn buffer and queues
+/// ranges of it (what the worker does), so each member's turn is one contiguous range.
 fn fanout(c: &mut Criterion) {
+    const MSGS: usize = 10;
     let mut g = c.benchmark_group("fanout");
+    let mut head = [0u8; 10];
+    let hl = server_header(OpCode::Text, CHAT.len(), &mut head);
+    let head = &head[..hl];
     for n in [100usize, 1000] {
-        g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("encode_once_copy_to_{n}"), |b| {
-            b.iter_batched_ref(
-                || (0..n).map(|_| OutBuf::default()).collect::<Vec<_>>(),
-                |bufs| {
-                    let mut head = [0u8; 10];
-                    let hl = server_header(OpCode::Text, CHAT.len(), &mut head);
+        g.throughput(Throughput::Elements((n * MSGS) as u64));
+        g.bench_function(format!("copy_{MSGS}_msgs_to_{n}"), |b| {
+            let mut bufs: Vec<OutBuf> = (0..n).map(|_| OutBuf::default()).collect();
+            b.iter(|| {
+                for _ in 0..MSGS {
                     for o in bufs.iter_mut() {
-                        o.push2(&head[..hl], black_box(CHAT));
+                        o.push2(head, black_box(CHAT));
                     }
-                },
-                BatchSize::SmallInput,
-            )
+                }
+                for o in bufs.iter_mut() {
+                    o.flush_to(&mut std::io::sink(), &[]).unwrap();
+                }
+            })
+        });
+        g.bench_function(format!("share_{MSGS}_msgs_with_{n}"), |b| {
+            let mut bufs: Vec<OutBuf> = (0..n).map(|_| OutBuf::default()).collect();
+            let mut turn: Vec<u8> = Vec::new();
+            b.iter(|| {
+                turn.clear();
+                for _ in 0..MSGS {
+                    let start = turn.len();
+                    turn.extend_from_slice(head);
+                    turn.extend_from_slice(black_box(CHAT));
+                    for o in bufs.iter_mut() {
+                        o.push_turn(start, turn.len());
+                    }
+                }
+                for o in bufs.iter_mut() {
+                    o.flush_to(&mut std::io::sink(), &turn).unwrap();
+                }
+            })
         });
     }
     g.finish();

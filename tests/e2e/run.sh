@@ -40,7 +40,9 @@ export AGENT3_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toS
 # shellcheck disable=SC2086
 "$KEFU_BIN" $KEFU_START_ARGS || { echo "e2e: kefu start failed"; cat "$DATA/kefu.log" 2>/dev/null | tail -20; echo "0 passed, 1 failed"; exit 1; }
 
-export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$ROOT/docs/screenshots}"
+# Screenshots go under target/ so a test run leaves the tree clean; refresh the ones in the
+# docs with SCREENSHOT_DIR=docs/screenshots bash tests/e2e/run.sh.
+export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$ROOT/target/e2e-screenshots}"
 mkdir -p "$SCREENSHOT_DIR"
 OUT="$DATA/tap.txt"
 (cd "$HERE" && node --test --test-concurrency=1 --test-timeout=240000 ./*.test.mjs) 2>&1 | tee "$OUT"
