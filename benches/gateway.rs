@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kefu::connection::buffer::OutBuf;
 use kefu::gateway::bus::wire::{decode, encode, BusMsg, Key, Kind};
 use kefu::protocol::websocket::frame::{server_header, OpCode};
