@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Turns bench.sh JSON lines into markdown tables: medians of runs, ratios kefu vs peers."""
+"""Turns bench.sh JSON lines into markdown tables: medians of runs, ratios kefu vs peers.
+
+Each figure is the median of that figure over the runs (not the figures of one median run):
+at a fixed offered load every run has the same throughput, so a "median run" would be picked
+by noise, and latency tails vary from run to run on a shared VM."""
 import json
 import statistics
 import sys
@@ -23,14 +27,13 @@ def load(path):
     return runs
 
 
-def median_run(results):
-    """The run whose primary metric is the median (keeps its latency/CPU consistent)."""
-    good = [r for r in results if "error" not in r]
-    if not good:
+def median_of(results, getter):
+    """Median of getter over the runs that produced a value."""
+    vals = [getter(r) for r in results if "error" not in r]
+    vals = [v for v in vals if v is not None]
+    if not vals:
         return None
-    key = PRIMARY.get(good[0].get("scenario"), "msgs_per_s")
-    good.sort(key=lambda r: r.get(key) or 0)
-    return good[(len(good) - 1) // 2]
+    return statistics.median(vals)
 
 
 def correct(results, saturation=False):
@@ -73,8 +76,7 @@ def table(runs, title, getter, higher_better=True):
     for case in sorted(runs):
         vals = {}
         for s in servers:
-            m = median_run(runs[case].get(s, []))
-            vals[s] = getter(m) if m else None
+            vals[s] = median_of(runs[case].get(s, []), getter)
         row = [case] + [fmt(vals[s]) for s in servers]
         for k, p in ratios:
             a, b = vals.get(k), vals.get(p)
