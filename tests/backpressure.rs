@@ -30,6 +30,38 @@ fn frame_1000() -> Vec<u8> {
     f
 }
 
+/// A one-worker chat server with `[limits] max_send_buffer = bytes`; returns it and its
+/// WebSocket address.
+fn start_chat_with_send_buffer(bytes: usize) -> (Instance, String) {
+    let mut k = Instance::new(1);
+    k.app = "chat";
+    std::fs::write(
+        k.dir.join("limits.toml"),
+        format!("[limits]\nmax_send_buffer = {bytes}\n"),
+    )
+    .unwrap();
+    let mut args = vec![
+        "start".to_string(),
+        "-d".into(),
+        "-c".into(),
+        "limits.toml".into(),
+    ];
+    args.extend(k.start_args());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = k.run(&refs, 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    let addr = format!("127.0.0.1:{}", k.ws_port);
+    (k, addr)
+}
+
+/// Log into chat room "r" and wait for our own login echo.
+fn login(ws: &mut Ws, name: &str) {
+    ws.send_text(&format!(
+        r#"{{"type":"login","client_name":"{name}","room_id":"r"}}"#
+    ));
+    ws.recv_json_type("login");
+}
+
 #[test]
 fn a_client_that_does_not_read_its_echoes_is_throttled_not_dropped() {
     // Echo traffic is self-inflicted: the worker stops reading from a client whose answers
@@ -82,26 +114,7 @@ fn a_client_that_does_not_read_its_echoes_is_throttled_not_dropped() {
 fn a_slow_member_of_a_busy_room_overflows_and_is_dropped() {
     // Messages pushed by others cannot be throttled at their source: once the slow client's
     // send buffer is full it is disconnected and counted as a send failure.
-    let mut k = Instance::new(1);
-    k.app = "chat";
-    std::fs::write(k.dir.join("bp.toml"), "[limits]\nmax_send_buffer = 16384\n").unwrap();
-    let mut args = vec![
-        "start".to_string(),
-        "-d".into(),
-        "-c".into(),
-        "bp.toml".into(),
-    ];
-    args.extend(k.start_args());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&refs, 30 * SEC);
-    assert!(out.ok(), "{out:?}\n{}", k.log());
-    let addr = format!("127.0.0.1:{}", k.ws_port);
-    let login = |ws: &mut Ws, name: &str| {
-        ws.send_text(&format!(
-            r#"{{"type":"login","client_name":"{name}","room_id":"r"}}"#
-        ));
-        ws.recv_json_type("login");
-    };
+    let (k, addr) = start_chat_with_send_buffer(16384);
     let mut slow = Ws::connect(&addr, "/");
     login(&mut slow, "slow");
     let mut fast = Ws::connect(&addr, "/");
@@ -149,30 +162,7 @@ fn a_member_that_falls_behind_then_reads_gets_every_broadcast_whole_and_in_order
     // whose socket is full when the turn ends keeps its ranges on a kept copy of that buffer.
     // Megabytes pile up for a member that does not read (well past what the kernel buffers),
     // then it reads: every message must arrive once, intact, in order.
-    let mut k = Instance::new(1);
-    k.app = "chat";
-    std::fs::write(
-        k.dir.join("big.toml"),
-        "[limits]\nmax_send_buffer = 67108864\n",
-    )
-    .unwrap();
-    let mut args = vec![
-        "start".to_string(),
-        "-d".into(),
-        "-c".into(),
-        "big.toml".into(),
-    ];
-    args.extend(k.start_args());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&refs, 30 * SEC);
-    assert!(out.ok(), "{out:?}\n{}", k.log());
-    let addr = format!("127.0.0.1:{}", k.ws_port);
-    let login = |ws: &mut Ws, name: &str| {
-        ws.send_text(&format!(
-            r#"{{"type":"login","client_name":"{name}","room_id":"r"}}"#
-        ));
-        ws.recv_json_type("login");
-    };
+    let (k, addr) = start_chat_with_send_buffer(64 << 20);
     let mut late = Ws::connect(&addr, "/");
     login(&mut late, "late");
     let mut talker = Ws::connect(&addr, "/");
