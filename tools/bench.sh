@@ -36,7 +36,7 @@ SAT_ROOM100_RATE="${SAT_ROOM100_RATE:-5000}"    # offered 500k deliveries/s
 SAT_ROOM1000_RATE="${SAT_ROOM1000_RATE:-500}"   # offered 500k deliveries/s
 SAT_PRIVATE_RATE="${SAT_PRIVATE_RATE:-30000}"
 GRACE="${GRACE:-10}"                    # max drain; ends as soon as all deliveries are in
-SAT_GRACE="${SAT_GRACE:-8}"
+SAT_GRACE="${SAT_GRACE:-6}"
 CHAT_SETUP=(--connect-rate 2000 --setup-timeout 30)
 
 mkdir -p "$ROOT/target/bench"
