@@ -1,13 +1,12 @@
 //! `broadcast`: rooms of N clients, S senders per room saying to "all"; every member (the
 //! sender too) must receive every message exactly once.
 
-use super::chat::{self, ChatMsg, ChatThread, Client, Pacer, SayHandler};
+use super::chat::{self, ChatMsg, ChatThread, Client, Deliveries, Pacer, SayHandler};
 use crate::conn::{Kind, Net};
-use crate::runner::{self, LoadError, Phase, Shared, Tracker};
-use crate::stats::{self, round1, LatencySummary};
+use crate::runner::{self, LoadError, Phase, Shared};
+use crate::stats::{round1, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::Args;
-use hdrhistogram::Histogram;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -72,14 +71,10 @@ struct Handler {
     members: Vec<(usize, usize)>,
     /// Per local client: received seqs per sender slot.
     recv: Vec<Vec<SeqSet>>,
-    hist: Histogram<u64>,
-    delivered: u64,
-    duplicated: u64,
+    d: Deliveries,
     misrouted: u64,
     bad_content: u64,
     backpressured: u64,
-    last_delivery_us: u64,
-    tracker: Tracker,
     /// Logged-in members per room (index = room), known once the run starts.
     room_members: Vec<u64>,
     msg: String,
@@ -119,15 +114,8 @@ impl SayHandler for Handler {
             self.misrouted += 1;
             return;
         };
-        if sets[slot].insert(seq) {
-            self.delivered += 1;
-            self.tracker.deliver();
-            let now = shared.us_at(at);
-            stats::record(&mut self.hist, now.saturating_sub(ts));
-            self.last_delivery_us = self.last_delivery_us.max(now);
-        } else {
-            self.duplicated += 1;
-        }
+        let fresh = sets[slot].insert(seq);
+        self.d.record(fresh, ts, at, shared);
     }
 
     fn tick(
@@ -138,7 +126,7 @@ impl SayHandler for Handler {
         shared: &Shared,
     ) -> Duration {
         // Publish every turn, also while draining, so the main thread sees deliveries settle.
-        self.tracker.publish(shared);
+        self.d.tracker.publish(shared);
         if phase != Phase::Run || self.my_senders.is_empty() {
             return Duration::from_millis(10);
         }
@@ -170,7 +158,7 @@ impl SayHandler for Handler {
             if net.send(local, Kind::Text, self.msg.as_bytes()) {
                 self.my_senders[self.rr].2 += 1;
                 self.pacer.sent();
-                self.tracker.expect(self.room_members[g / self.room_size]);
+                self.d.tracker.expect(self.room_members[g / self.room_size]);
             } else {
                 self.backpressured += 1;
                 misses += 1;
@@ -220,14 +208,10 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
             rr: 0,
             members: Vec::new(),
             recv: Vec::new(),
-            hist: stats::new_hist(),
-            delivered: 0,
-            duplicated: 0,
+            d: Deliveries::default(),
             misrouted: 0,
             bad_content: 0,
             backpressured: 0,
-            last_delivery_us: 0,
-            tracker: Tracker::default(),
             room_members: Vec::new(),
             msg: String::with_capacity(128),
         };
@@ -245,20 +229,15 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
     };
 
     let main = || {
-        let complete = runner::wait_setup(&shared, total, setup_budget, "logged in");
-        if !complete {
-            return (false, None, 0, 0.0);
-        }
-        if !runner::publish_ids(&shared) {
-            return (false, None, 0, 0.0);
-        }
-        match runner::measure_run(&shared, server_pid, throttle, duration, grace) {
-            Ok(m) => (true, Some(m.measured), m.run_start_us, m.drained),
-            Err(e) => {
-                eprintln!("[run] {e}");
-                (false, None, 0, 0.0)
-            }
-        }
+        chat::run_main(
+            &shared,
+            total,
+            setup_budget,
+            server_pid,
+            throttle,
+            duration,
+            grace,
+        )
     };
 
     let (outs, (complete, measured, run_start_us, drained)) =
@@ -266,18 +245,15 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
     // sent[g]: messages sender g said; received: unique seqs per logged-in client per sender slot.
     let mut sent = vec![0u64; total];
     let mut received: Vec<(usize, Vec<u64>)> = Vec::new();
-    let mut hist = stats::new_hist();
+    let mut d = Deliveries::default();
     let mut c = Counts::default();
     let mut setups = Vec::new();
     for (setup, h) in outs {
         setups.push(setup);
-        let _ = hist.add(&h.hist);
-        c.delivered += h.delivered;
-        c.duplicated += h.duplicated;
+        d.merge(&h.d);
         c.misrouted += h.misrouted;
         c.bad_content += h.bad_content;
         c.backpressured += h.backpressured;
-        c.last_delivery_us = c.last_delivery_us.max(h.last_delivery_us);
         for &(_, g, n) in &h.my_senders {
             sent[g] = n;
         }
@@ -302,21 +278,14 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
         Some((w, g, s)) => (w, Some(g), s),
         None => (0.0, None, None),
     };
-    // Rate over the span from the first send to the last delivery, so a server that falls
-    // behind and catches up during the grace period is not credited with the grace time.
-    let span_s = (c.last_delivery_us.saturating_sub(run_start_us) as f64 / 1e6).max(wall);
-    let per_s = if span_s > 0.0 {
-        c.delivered as f64 / span_s
-    } else {
-        0.0
-    };
+    let per_s = d.per_s(run_start_us, wall);
     let per_server_cpu = server
         .as_ref()
         .filter(|s| s.cpu_s > 0.0)
-        .map(|s| round1(c.delivered as f64 / s.cpu_s));
+        .map(|s| round1(d.delivered as f64 / s.cpu_s));
     let ok = complete
         && lost == 0
-        && c.duplicated == 0
+        && d.duplicated == 0
         && c.misrouted == 0
         && excess == 0
         && conns.failed == 0
@@ -339,16 +308,16 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
             "said": said,
             "said_per_s": if wall > 0.0 { round1(said as f64 / wall) } else { 0.0 },
             "expected": expected,
-            "delivered": c.delivered,
+            "delivered": d.delivered,
             "deliveries_per_s": round1(per_s),
             "deliveries_per_server_cpu_s": per_server_cpu,
             "lost": lost,
-            "duplicated": c.duplicated,
+            "duplicated": d.duplicated,
             "misrouted": c.misrouted,
             "excess": excess,
             "bad_content": c.bad_content,
             "backpressured": c.backpressured,
-            "latency_us": LatencySummary::of(&hist),
+            "latency_us": LatencySummary::of(&d.hist),
             "chat": counters,
             "connections": conns,
             "generator_cpu": gen_cpu,
@@ -360,12 +329,9 @@ pub fn run(a: &BroadcastArgs) -> Result<Outcome, LoadError> {
 
 #[derive(Default)]
 struct Counts {
-    delivered: u64,
-    duplicated: u64,
     misrouted: u64,
     bad_content: u64,
     backpressured: u64,
-    last_delivery_us: u64,
 }
 
 #[cfg(test)]

@@ -2,12 +2,15 @@
 //! the own client_id, answer heartbeats, and hand `say` messages to a scenario handler.
 
 use crate::conn::{Batch, Event, Kind, Net};
-use crate::runner::{self, LoadError, Phase, SetupTally, Shared};
+use crate::runner::{self, LoadError, Phase, ServerReport, SetupTally, Shared, Tracker};
+use crate::stats::{self, CpuReport};
 use crate::target::Target;
+use hdrhistogram::Histogram;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fmt;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -310,6 +313,97 @@ impl Pacer {
             Duration::from_millis(1)
         } else {
             Duration::from_millis(10)
+        }
+    }
+}
+
+/// Deliveries one generator thread saw: counts, latency, the last arrival.
+pub struct Deliveries {
+    pub hist: Histogram<u64>,
+    pub delivered: u64,
+    pub duplicated: u64,
+    /// Generator clock (µs) of the latest delivery.
+    pub last_us: u64,
+    pub tracker: Tracker,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            hist: stats::new_hist(),
+            delivered: 0,
+            duplicated: 0,
+            last_us: 0,
+            tracker: Tracker::default(),
+        }
+    }
+}
+
+impl Deliveries {
+    /// Count a message stamped `ts` (generator µs) that arrived at `at`; `fresh` is false for
+    /// one already seen.
+    pub fn record(&mut self, fresh: bool, ts: u64, at: Instant, shared: &Shared) {
+        if !fresh {
+            self.duplicated += 1;
+            return;
+        }
+        self.delivered += 1;
+        self.tracker.deliver();
+        let now = shared.us_at(at);
+        stats::record(&mut self.hist, now.saturating_sub(ts));
+        self.last_us = self.last_us.max(now);
+    }
+
+    /// Add another thread's counts and latencies.
+    pub fn merge(&mut self, o: &Deliveries) {
+        let _ = self.hist.add(&o.hist);
+        self.delivered += o.delivered;
+        self.duplicated += o.duplicated;
+        self.last_us = self.last_us.max(o.last_us);
+    }
+
+    /// Deliveries per second over the span from the run's start to the last delivery (at
+    /// least the run's `wall` seconds), so a server that falls behind and catches up during
+    /// the grace period is not credited with the grace time.
+    pub fn per_s(&self, run_start_us: u64, wall: f64) -> f64 {
+        let span_s = (self.last_us.saturating_sub(run_start_us) as f64 / 1e6).max(wall);
+        if span_s > 0.0 {
+            self.delivered as f64 / span_s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// What the main thread of a chat scenario returns: complete, (wall, generator CPU, server),
+/// run start (generator µs), drain seconds.
+pub type MainOutcome = (
+    bool,
+    Option<(f64, CpuReport, Option<ServerReport>)>,
+    u64,
+    f64,
+);
+
+/// Main thread of a chat scenario: wait for every client to log in, publish the ids, then
+/// the measured run and drain.
+pub fn run_main(
+    shared: &Shared,
+    total: usize,
+    setup_budget: Duration,
+    server_pid: Option<u32>,
+    throttle: Option<&Path>,
+    duration: Duration,
+    grace: Duration,
+) -> MainOutcome {
+    if !runner::wait_setup(shared, total, setup_budget, "logged in") || !runner::publish_ids(shared)
+    {
+        return (false, None, 0, 0.0);
+    }
+    match runner::measure_run(shared, server_pid, throttle, duration, grace) {
+        Ok(m) => (true, Some(m.measured), m.run_start_us, m.drained),
+        Err(e) => {
+            eprintln!("[run] {e}");
+            (false, None, 0, 0.0)
         }
     }
 }

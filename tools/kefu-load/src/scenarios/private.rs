@@ -1,13 +1,12 @@
 //! `private`: every client says to a random other client's id; each message must reach
 //! exactly its addressee once (the server's copy back to the sender is not a delivery).
 
-use super::chat::{self, ChatMsg, ChatThread, Client, Pacer, SayHandler};
+use super::chat::{self, ChatMsg, ChatThread, Client, Deliveries, Pacer, SayHandler};
 use crate::conn::{Kind, Net};
-use crate::runner::{self, LoadError, Phase, Shared, Tracker};
-use crate::stats::{self, round1, LatencySummary};
+use crate::runner::{self, LoadError, Phase, Shared};
+use crate::stats::{round1, LatencySummary};
 use crate::{check_connections, check_rate, check_seconds, Common, Outcome};
 use clap::Args;
-use hdrhistogram::Histogram;
 use serde_json::json;
 use std::collections::HashSet;
 use std::fmt::Write;
@@ -48,16 +47,12 @@ struct Handler {
     /// JSON-quoted ids of all clients, fetched when the run starts.
     ids: Option<Vec<Option<String>>>,
     seen: HashSet<u64>,
-    hist: Histogram<u64>,
+    d: Deliveries,
     sent: u64,
-    delivered: u64,
-    duplicated: u64,
     misrouted: u64,
     echoes: u64,
     bad_content: u64,
     backpressured: u64,
-    last_delivery_us: u64,
-    tracker: Tracker,
     msg: String,
 }
 
@@ -88,15 +83,8 @@ impl SayHandler for Handler {
             return;
         }
         // Sequence numbers stay far below 2^32 within the bounded duration.
-        if self.seen.insert(((sender as u64) << 32) | seq) {
-            self.delivered += 1;
-            self.tracker.deliver();
-            let now = shared.us_at(at);
-            stats::record(&mut self.hist, now.saturating_sub(ts));
-            self.last_delivery_us = self.last_delivery_us.max(now);
-        } else {
-            self.duplicated += 1;
-        }
+        let fresh = self.seen.insert(((sender as u64) << 32) | seq);
+        self.d.record(fresh, ts, at, shared);
     }
 
     fn tick(
@@ -107,7 +95,7 @@ impl SayHandler for Handler {
         shared: &Shared,
     ) -> Duration {
         // Publish every turn, also while draining, so the main thread sees deliveries settle.
-        self.tracker.publish(shared);
+        self.d.tracker.publish(shared);
         if phase != Phase::Run || self.mine.is_empty() {
             return Duration::from_millis(10);
         }
@@ -143,7 +131,7 @@ impl SayHandler for Handler {
                 self.mine[self.rr].1 += 1;
                 self.sent += 1;
                 self.pacer.sent();
-                self.tracker.expect(1);
+                self.d.tracker.expect(1);
             } else {
                 self.backpressured += 1;
                 misses += 1;
@@ -187,16 +175,12 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
             rr: 0,
             ids: None,
             seen: HashSet::new(),
-            hist: stats::new_hist(),
+            d: Deliveries::default(),
             sent: 0,
-            delivered: 0,
-            duplicated: 0,
             misrouted: 0,
             echoes: 0,
             bad_content: 0,
             backpressured: 0,
-            last_delivery_us: 0,
-            tracker: Tracker::default(),
             msg: String::with_capacity(160),
         };
         let p = ChatThread {
@@ -213,40 +197,32 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
     };
 
     let main = || {
-        let complete = runner::wait_setup(&shared, total, setup_budget, "logged in");
-        if !complete {
-            return (false, None, 0, 0.0);
-        }
-        if !runner::publish_ids(&shared) {
-            return (false, None, 0, 0.0);
-        }
-        match runner::measure_run(&shared, server_pid, throttle, duration, grace) {
-            Ok(m) => (true, Some(m.measured), m.run_start_us, m.drained),
-            Err(e) => {
-                eprintln!("[run] {e}");
-                (false, None, 0, 0.0)
-            }
-        }
+        chat::run_main(
+            &shared,
+            total,
+            setup_budget,
+            server_pid,
+            throttle,
+            duration,
+            grace,
+        )
     };
 
     let (outs, (complete, measured, run_start_us, drained)) =
         runner::run_threads(threads, &shared, worker, main)?;
-    let mut hist = stats::new_hist();
+    let mut d = Deliveries::default();
     let mut setups = Vec::new();
-    let (mut sent, mut delivered, mut dup, mut misrouted, mut echoes, mut bad, mut bp, mut last_us) =
-        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut sent, mut misrouted, mut echoes, mut bad, mut bp) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for (setup, h) in outs {
         setups.push(setup);
-        let _ = hist.add(&h.hist);
+        d.merge(&h.d);
         sent += h.sent;
-        delivered += h.delivered;
-        dup += h.duplicated;
         misrouted += h.misrouted;
         echoes += h.echoes;
         bad += h.bad_content;
         bp += h.backpressured;
-        last_us = last_us.max(h.last_delivery_us);
     }
+    let (delivered, dup) = (d.delivered, d.duplicated);
     let (tally, counters) = chat::merge_setup(setups);
     let conns = tally.report();
     let lost = sent.saturating_sub(delivered);
@@ -254,12 +230,7 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
         Some((w, g, s)) => (w, Some(g), s),
         None => (0.0, None, None),
     };
-    let span_s = (last_us.saturating_sub(run_start_us) as f64 / 1e6).max(wall);
-    let per_s = if span_s > 0.0 {
-        delivered as f64 / span_s
-    } else {
-        0.0
-    };
+    let per_s = d.per_s(run_start_us, wall);
     let per_server_cpu = server
         .as_ref()
         .filter(|s| s.cpu_s > 0.0)
@@ -294,7 +265,7 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
             "sender_echoes": echoes,
             "bad_content": bad,
             "backpressured": bp,
-            "latency_us": LatencySummary::of(&hist),
+            "latency_us": LatencySummary::of(&d.hist),
             "chat": counters,
             "connections": conns,
             "generator_cpu": gen_cpu,
