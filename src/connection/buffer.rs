@@ -318,6 +318,72 @@ mod tests {
         assert_eq!(out, b"xy-".repeat(MAX_IOV * 3 / 2));
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Queue these bytes as this connection's own.
+        Own(Vec<u8>),
+        /// Append these bytes to the turn buffer and queue their range.
+        Turn(Vec<u8>),
+        /// Let the socket take up to this many bytes, then be full.
+        Flush(usize),
+        /// The turn ends: ranges still queued move to a kept copy; the buffer is reused.
+        EndTurn,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Own),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Turn),
+            (0usize..100).prop_map(Op::Flush),
+            Just(Op::EndTurn),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever mix of owned bytes, turn ranges, partial writes and turn ends, the socket
+        /// receives exactly the queued bytes in order.
+        #[test]
+        fn the_socket_gets_every_queued_byte_in_order(ops in proptest::collection::vec(op(), 0..60)) {
+            let mut o = OutBuf::default();
+            let mut turn: Vec<u8> = Vec::new();
+            let mut want: Vec<u8> = Vec::new();
+            let mut w = trickle(0);
+            for op in ops {
+                match op {
+                    Op::Own(b) => {
+                        want.extend_from_slice(&b);
+                        o.push(&b);
+                    }
+                    Op::Turn(b) => {
+                        want.extend_from_slice(&b);
+                        let start = turn.len();
+                        turn.extend_from_slice(&b);
+                        o.push_turn(start, turn.len());
+                    }
+                    Op::Flush(cap) => {
+                        w.cap = cap.max(1);
+                        w.block_next = false;
+                        o.flush_to(&mut w, &turn).unwrap();
+                    }
+                    Op::EndTurn => {
+                        if o.holds_turn() {
+                            o.freeze(&Rc::new(std::mem::take(&mut turn)));
+                        }
+                        turn.clear();
+                        // Poison reuse: a stale range would now read these bytes.
+                        turn.extend_from_slice(&[0xEE; 7]);
+                    }
+                }
+                proptest::prop_assert_eq!(o.len() + w.got.len(), want.len());
+            }
+            w.cap = usize::MAX;
+            while o.flush_to(&mut w, &turn).unwrap().1 == Flush::Blocked {}
+            proptest::prop_assert_eq!(&w.got, &want);
+            proptest::prop_assert!(o.is_empty());
+        }
+    }
+
     #[test]
     fn a_drained_queue_holds_no_memory() {
         let mut o = OutBuf::default();
