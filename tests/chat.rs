@@ -93,3 +93,56 @@ fn chat_over_text_protocol() {
     }
     assert_eq!(types, ["login", "say"]);
 }
+
+#[test]
+fn a_room_hears_logout_for_members_of_a_killed_worker() {
+    // Members on a worker killed with -9 get no on_close; the surviving worker tells its own
+    // members of the room when its bus link to the dead worker ends.
+    let s = Server::start("chat", 2, &["websocket"], &[]);
+    let pids = s.worker_pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let mut members: Vec<(String, i32, Ws)> = Vec::new();
+    for i in 0..16 {
+        let mut ws = Ws::connect(&s.addr(0), "/");
+        let me = login(&mut ws, &format!("m{i}"), json!(7));
+        let pid = common::socket_owner(&ws.sock, s.ports[0], &pids).expect("owner");
+        members.push((me["client_id"].as_str().unwrap().to_owned(), pid, ws));
+        let on_first = members.iter().filter(|m| m.1 == pids[0]).count();
+        if members.len() >= 6 && on_first > 0 && on_first < members.len() {
+            break;
+        }
+    }
+    let victim = members[0].1;
+    assert!(members.iter().any(|m| m.1 != victim), "all on one worker");
+    let mut dead: Vec<String> = members
+        .iter()
+        .filter(|m| m.1 == victim)
+        .map(|m| m.0.clone())
+        .collect();
+    dead.sort();
+    // Drain the login announcements.
+    for (_, _, ws) in members.iter_mut() {
+        ws.sock
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        while ws.recv_text().is_some() {}
+    }
+    kefu::sys::process::kill(victim, libc::SIGKILL).unwrap();
+    for (id, pid, ws) in members.iter_mut() {
+        if *pid == victim {
+            continue;
+        }
+        ws.sock
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut gone = Vec::new();
+        while let Some(t) = ws.recv_text() {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["type"] == "logout" {
+                gone.push(v["from_client_id"].as_str().unwrap().to_owned());
+            }
+        }
+        gone.sort();
+        assert_eq!(gone, dead, "logouts seen by {id}");
+    }
+}

@@ -337,3 +337,60 @@ fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s.as_bytes())
 }
+
+#[test]
+fn agents_of_a_killed_worker_are_pushed_offline_to_colleagues_on_the_other() {
+    // kill -9 runs no on_close: the surviving worker learns of the loss when its bus link to
+    // the dead one ends, and must still send logout_push for every agent that went with it.
+    let ids: Vec<String> = (0..16).map(|i| format!("a{i}")).collect();
+    let agents: Vec<_> = ids
+        .iter()
+        .map(|i| ("shop1", i.as_str(), i.as_str(), None))
+        .collect();
+    let k = Kefu::start(2, "", &agents);
+    let pids = k.worker_pids();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let port: u16 = k.addr().rsplit(':').next().unwrap().parse().unwrap();
+    // Log agents in until both workers hold some (SO_REUSEPORT spreads them at random).
+    let mut conns: Vec<(String, i32, Ws)> = Vec::new();
+    for id in &ids {
+        let (ws, _) = k.agent("shop1", id);
+        let pid = common::socket_owner(&ws.sock, port, &pids)
+            .expect("no worker holds the agent's socket");
+        conns.push((id.clone(), pid, ws));
+        let on_first = conns.iter().filter(|c| c.1 == pids[0]).count();
+        if conns.len() >= 6 && on_first > 0 && on_first < conns.len() {
+            break;
+        }
+    }
+    let victim = conns[0].1;
+    assert!(
+        conns.iter().any(|c| c.1 != victim),
+        "all {} agents landed on one worker",
+        conns.len()
+    );
+    for (_, _, ws) in conns.iter_mut() {
+        collect(ws, Duration::from_millis(100));
+    }
+    kefu::sys::process::kill(victim, libc::SIGKILL).unwrap();
+    let mut dead: Vec<String> = conns
+        .iter()
+        .filter(|c| c.1 == victim)
+        .map(|c| c.0.clone())
+        .collect();
+    dead.sort();
+    // Read by reference: dropping a socket would log its agent out and muddle the pushes.
+    for (id, pid, ws) in conns.iter_mut() {
+        let got = collect(ws, Duration::from_millis(1500));
+        if *pid == victim {
+            continue;
+        }
+        let mut offline: Vec<String> = got
+            .iter()
+            .filter(|v| v["method"] == "logout_push")
+            .map(|v| v["customer_id"].as_str().unwrap().to_string())
+            .collect();
+        offline.sort();
+        assert_eq!(offline, dead, "logout_push seen by {id}");
+    }
+}

@@ -15,6 +15,7 @@
 //! `to_client_id` field says it is private).
 
 use super::{App, ClientId, Payload, TimerId};
+use crate::gateway::registry::ClientInfo;
 use crate::worker::ctx::Ctx;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -281,6 +282,28 @@ impl App for Chat {
         };
         if let Ok(s) = serde_json::to_string(&out) {
             cx.send_to_group(&[&room], Payload::Text(&s), &[id]);
+        }
+    }
+
+    fn on_peer_lost(&mut self, cx: &mut Ctx<'_>, gone: &[(ClientId, ClientInfo)]) {
+        // Clients of a worker that died got no on_close: each surviving worker tells its own
+        // members of their rooms.
+        let time = now_time();
+        for (c, info) in gone {
+            let field = |k: &str| info.session.get(k).and_then(serde_json::Value::as_str);
+            let (Some(room), Some(name)) = (field("room_id"), field("client_name")) else {
+                continue;
+            };
+            let me = c.to_string();
+            let out = LogoutOut {
+                kind: "logout",
+                from_client_id: &me,
+                from_client_name: name,
+                time: &time,
+            };
+            if let Ok(s) = serde_json::to_string(&out) {
+                cx.core.deliver_groups(&[room], &[], Payload::Text(&s));
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod echo;
 pub mod kefu;
 
+use crate::gateway::registry::ClientInfo;
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
 use crate::worker::ctx::Ctx;
@@ -83,6 +84,11 @@ pub trait App {
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId, _tag: u64) {}
     /// The worker is stopping (stop or reload).
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {}
+    /// Another worker died without closing its clients (killed, crashed): these were its
+    /// clients that had a uid, groups or a session, already forgotten by the registry. No
+    /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app
+    /// announces the loss to its own local clients only (`Core::deliver_groups`).
+    fn on_peer_lost(&mut self, _cx: &mut Ctx<'_>, _gone: &[(ClientId, ClientInfo)]) {}
 }
 
 /// Build the app named `name`, with the config it may need.

@@ -135,19 +135,25 @@ impl Registry {
         info
     }
 
-    /// Forget every client of a worker that died or was replaced; returns how many.
-    pub fn drop_worker(&mut self, inc: u64) -> usize {
+    /// Forget every client of a worker that died or was replaced; returns how many, and the
+    /// uid, groups and session of those that had any (what an app may want to announce).
+    pub fn drop_worker(&mut self, inc: u64) -> (usize, Vec<(ClientId, ClientInfo)>) {
         let Some(set) = self.present.remove(&inc) else {
-            return 0;
+            return (0, Vec::new());
         };
         let n = set.len();
         self.count -= n;
+        let mut gone = Vec::new();
         if !self.info.is_empty() {
             for k in set {
-                self.forget_info(unpack(inc, k));
+                let c = unpack(inc, k);
+                let info = self.forget_info(c);
+                if !info.is_empty() {
+                    gone.push((c, info));
+                }
             }
         }
-        n
+        (n, gone)
     }
 
     /// The info entry of a present client, created if it has none yet.
@@ -399,7 +405,7 @@ mod tests {
         assert_eq!(r.uid_clients("u1"), vec![c(1, 1)]);
         assert_eq!(r.uid_list(), vec!["u1".to_string(), "u2".to_string()]);
         assert_eq!(r.uids_in_group("room"), vec!["u1".to_string()]);
-        assert_eq!(r.drop_worker(1), 2);
+        assert_eq!(r.drop_worker(1).0, 2);
         assert_eq!(r.client_list(), vec![c(2, 1)]);
         assert!(r.uid_list().is_empty());
         assert_eq!(r.group_list("room"), vec![c(2, 1)]);
@@ -533,8 +539,8 @@ mod tests {
         assert_eq!(r.group_count("all"), 20);
         assert_eq!(r.uid_clients("u2").len(), 10);
         assert_eq!(r.uids_in_group("all"), vec!["u2".to_string()]);
-        assert_eq!(r.drop_worker(2), 100);
-        assert_eq!(r.drop_worker(2), 0);
+        assert_eq!(r.drop_worker(2).0, 100);
+        assert_eq!(r.drop_worker(2).0, 0);
         assert_eq!(r.client_count(), 200);
         assert_eq!(r.info_count(), 10);
         assert!(r.uid_list().is_empty());
@@ -547,8 +553,8 @@ mod tests {
         assert_eq!(list.len(), 200);
         assert!(list.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(r.iter().count(), 200);
-        assert_eq!(r.drop_worker(1), 100);
-        assert_eq!(r.drop_worker(3), 100);
+        assert_eq!(r.drop_worker(1).0, 100);
+        assert_eq!(r.drop_worker(3).0, 100);
         assert_eq!(r.client_count(), 0);
         assert_eq!(r.info_count(), 0);
         assert!(r.group_ids().is_empty());

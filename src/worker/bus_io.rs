@@ -136,11 +136,18 @@ impl Worker {
     pub(super) fn drop_link(&mut self, slot: usize, why: &str) {
         if let Some(mut l) = self.core.bus.remove_link(slot) {
             let _ = self.poll.registry().deregister(&mut l.sock);
-            let n = self.core.reg.drop_worker(l.inc);
+            let (n, gone) = self.core.reg.drop_worker(l.inc);
             crate::info!(
                 "bus link to worker {} {why}; forgot its {n} client(s)",
                 l.worker_id
             );
+            // A worker that stopped cleanly closed its clients and sent their departures
+            // before its link ended, so what is left here was never closed: a crash.
+            if !gone.is_empty() {
+                super::input::guarded(&mut self.core, None, "on_peer_lost", |cx| {
+                    self.app.on_peer_lost(cx, &gone)
+                });
+            }
         }
     }
 }

@@ -225,3 +225,23 @@ pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
 pub mod http;
 pub mod server;
 pub mod ws;
+
+/// Which of `pids` holds the server side of the client socket `sock` (from /proc/net/tcp and
+/// the processes' fd tables).
+pub fn socket_owner(sock: &std::net::TcpStream, server_port: u16, pids: &[i32]) -> Option<i32> {
+    let client_port = sock.local_addr().unwrap().port();
+    let port = |s: &str| u16::from_str_radix(s.rsplit(':').next()?, 16).ok();
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let inode = tcp.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 9 && port(f[1]) == Some(server_port) && port(f[2]) == Some(client_port))
+            .then(|| f[9].to_string())
+    })?;
+    let target = format!("socket:[{inode}]");
+    pids.iter().copied().find(|p| {
+        std::fs::read_dir(format!("/proc/{p}/fd")).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == target))
+        })
+    })
+}

@@ -84,6 +84,16 @@ impl Server {
         }
     }
 
+    /// Worker pids (children of the foreground master).
+    pub fn worker_pids(&self) -> Vec<i32> {
+        let pid = self.child.id();
+        let s =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        s.split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+
     /// `127.0.0.1:PORT` of listener `i`.
     pub fn addr(&self, i: usize) -> String {
         format!("127.0.0.1:{}", self.ports[i])

@@ -154,12 +154,7 @@ impl Kefu {
 
     /// Worker pids (children of the foreground master).
     pub fn worker_pids(&self) -> Vec<i32> {
-        let pid = self.server.child.id();
-        let s =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        s.split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect()
+        self.server.worker_pids()
     }
 }
 

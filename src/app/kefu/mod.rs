@@ -23,6 +23,7 @@ pub mod wire;
 
 use super::{App, ClientId, HttpOutcome, Payload, Reject, TimerId};
 use crate::config::{Config, KefuConfig};
+use crate::gateway::registry::ClientInfo;
 use crate::protocol::http::request::Request;
 use crate::store::runner::{Mode, Runner};
 use crate::store::{self, now_ms, valid_id};
@@ -570,6 +571,33 @@ impl App for Kefu {
 
     fn on_http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
         self.http(cx, conn, req)
+    }
+
+    fn on_peer_lost(&mut self, cx: &mut Ctx<'_>, gone: &[(ClientId, ClientInfo)]) {
+        // Agents whose worker died never ran on_close, so nobody said logout_push for them.
+        // Every surviving worker tells its own members of the business group, once per agent
+        // (an agent may have had several tabs there) and only if no tab of it is left anywhere.
+        let mut told = HashSet::new();
+        for (_, info) in gone {
+            let s = &info.session;
+            let field = |k: &str| s.get(k).and_then(serde_json::Value::as_str);
+            let (Some("agent"), Some(bid), Some(id)) =
+                (field("role"), field("bid"), field("customer_id"))
+            else {
+                continue;
+            };
+            if !told.insert((bid, id)) || cx.is_uid_online(&agent_uid(bid, id)) {
+                continue;
+            }
+            let push = Out::LogoutPush {
+                customer_id: id,
+                customer_name: field("customer_name").unwrap_or(id),
+                timestamp: now_ms() / 1000,
+            }
+            .to_json();
+            cx.core
+                .deliver_groups(&[&agents_group(bid)], &[], Payload::Text(&push));
+        }
     }
 
     fn on_wake(&mut self, cx: &mut Ctx<'_>) {
