@@ -6,12 +6,13 @@
 //! records only a range of it; consecutive broadcasts land next to each other there, so a room
 //! member's whole turn of broadcasts is one range, one iovec, one copy by the kernel from bytes
 //! every member shares. Ranges still queued when the turn ends (a socket that is full) are
-//! moved onto a reference-counted copy of that buffer ([`OutBuf::freeze`]). A queue gives its
+//! copied into the connection's own bytes ([`OutBuf::freeze`]): a slow reader then holds
+//! exactly what it owes and never pins a whole turn's buffer for a few bytes of it. A queue
+//! gives its
 //! memory back once it drains, so 100k idle connections cost no buffer memory.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::rc::Rc;
 
 /// First capacity of an owned segment: a turn of small messages fits without regrowing, and
 /// the allocation stays in malloc's per-thread cache.
@@ -29,12 +30,6 @@ enum Seg {
     Own(Vec<u8>),
     /// A range of the current turn's fan-out buffer.
     Turn { start: usize, end: usize },
-    /// A range of an earlier turn's fan-out buffer, shared with other receivers.
-    Shared {
-        buf: Rc<Vec<u8>>,
-        start: usize,
-        end: usize,
-    },
 }
 
 impl Seg {
@@ -44,7 +39,6 @@ impl Seg {
             // A turn range outliving its turn would be a bug in the worker's sealing; sending
             // nothing then is better than a panic that takes every connection down.
             Seg::Turn { start, end } => turn.get(*start..*end).unwrap_or_default(),
-            Seg::Shared { buf, start, end } => buf.get(*start..*end).unwrap_or_default(),
         }
     }
 }
@@ -127,15 +121,21 @@ impl OutBuf {
         self.segs.iter().any(|s| matches!(s, Seg::Turn { .. }))
     }
 
-    /// The turn is ending: point its ranges at `buf`, the turn's fan-out bytes kept alive.
-    pub fn freeze(&mut self, buf: &Rc<Vec<u8>>) {
-        for s in self.segs.iter_mut() {
-            if let Seg::Turn { start, end } = *s {
-                *s = Seg::Shared {
-                    buf: Rc::clone(buf),
-                    start,
-                    end,
-                };
+    /// The turn is ending (`turn`: its fan-out bytes, about to be reused): copy the ranges
+    /// still queued into owned segments. Only a socket that was full gets here, and it copies
+    /// no more than it already owes.
+    pub fn freeze(&mut self, turn: &[u8]) {
+        if !self.holds_turn() {
+            return;
+        }
+        // The front keeps its bytes in place (only their owner changes), so `pos` stays valid.
+        for s in std::mem::take(&mut self.segs) {
+            match s {
+                Seg::Turn { start, end } => {
+                    let b = turn.get(start..end).unwrap_or_default();
+                    self.own_tail(b.len()).extend_from_slice(b);
+                }
+                own => self.segs.push_back(own),
             }
         }
     }
@@ -275,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn frozen_ranges_survive_the_turn_and_release_the_buffer_when_written() {
+    fn frozen_ranges_survive_the_turn_as_owned_bytes() {
         let mut a = OutBuf::default();
         let mut b = OutBuf::default();
         a.push_turn(0, 4);
@@ -285,11 +285,10 @@ mod tests {
         let mut w = trickle(2);
         assert_eq!(a.flush_to(&mut w, b"abcdefgh").unwrap().1, Flush::Blocked);
         assert!(a.holds_turn() && b.holds_turn());
-        let kept = Rc::new(b"abcdefgh".to_vec());
-        a.freeze(&kept);
-        b.freeze(&kept);
-        assert!(!a.holds_turn());
-        assert_eq!(Rc::strong_count(&kept), 3);
+        a.freeze(b"abcdefgh");
+        b.freeze(b"abcdefgh");
+        assert!(!a.holds_turn() && !b.holds_turn());
+        assert_eq!((a.len(), b.len()), (3, 4));
         // Next turn: the fan-out buffer was reused for other bytes.
         let next = b"XXXXXXXX";
         while a.flush_to(&mut w, next).unwrap().1 == Flush::Blocked {}
@@ -297,7 +296,6 @@ mod tests {
         let mut out = Vec::new();
         b.flush_to(&mut out, next).unwrap();
         assert_eq!(out, b"efgh");
-        assert_eq!(Rc::strong_count(&kept), 1);
     }
 
     #[test]
@@ -326,7 +324,7 @@ mod tests {
         Turn(Vec<u8>),
         /// Let the socket take up to this many bytes, then be full.
         Flush(usize),
-        /// The turn ends: ranges still queued move to a kept copy; the buffer is reused.
+        /// The turn ends: ranges still queued become owned bytes; the buffer is reused.
         EndTurn,
     }
 
@@ -367,9 +365,7 @@ mod tests {
                         o.flush_to(&mut w, &turn).unwrap();
                     }
                     Op::EndTurn => {
-                        if o.holds_turn() {
-                            o.freeze(&Rc::new(std::mem::take(&mut turn)));
-                        }
+                        o.freeze(&turn);
                         turn.clear();
                         // Poison reuse: a stale range would now read these bytes.
                         turn.extend_from_slice(&[0xEE; 7]);

@@ -15,7 +15,6 @@ use crate::gateway::registry::Registry;
 use crate::protocol::websocket::frame as ws_frame;
 use slab::Slab;
 use std::cell::Cell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// A connection in this worker: slab slot plus generation, so a stale id never reaches a newcomer.
@@ -157,29 +156,23 @@ impl Core {
         }
     }
 
-    /// End of a loop turn: queues still holding ranges of the fan-out buffer get a shared copy
-    /// of it; otherwise it is reused as it is for the next turn.
+    /// End of a loop turn: queues still holding ranges of the fan-out buffer copy them into
+    /// their own bytes, and the buffer is reused for the next turn.
     pub fn seal_fanout(&mut self) {
         if self.fanout.is_empty() {
             return;
         }
-        let mut kept: Option<Rc<Vec<u8>>> = None;
         // Every queue that took a range was marked dirty; those not written since are in
         // `dirty` (queued after the flush), those a full socket stopped are in `held_turn`.
         for &slot in self.held_turn.iter().chain(self.dirty.iter()) {
             if let Some(c) = self.conns.get_mut(slot) {
-                if c.out.holds_turn() {
-                    let buf = kept.get_or_insert_with(|| Rc::new(std::mem::take(&mut self.fanout)));
-                    c.out.freeze(buf);
-                }
+                c.out.freeze(&self.fanout);
             }
         }
         self.held_turn.clear();
-        if kept.is_none() {
-            self.fanout.clear();
-            if self.fanout.capacity() > FANOUT_KEEP {
-                self.fanout = Vec::with_capacity(FANOUT_KEEP);
-            }
+        self.fanout.clear();
+        if self.fanout.capacity() > FANOUT_KEEP {
+            self.fanout = Vec::with_capacity(FANOUT_KEEP);
         }
     }
 
