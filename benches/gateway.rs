@@ -5,7 +5,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kefu::connection::buffer::OutBuf;
-use kefu::gateway::bus::wire::{decode, encode, BusMsg, Key, Kind};
+use kefu::gateway::bus::wire::{decode, encode, BusMsg, Kind};
+use kefu::gateway::client_id::ConnId;
 use kefu::protocol::websocket::frame::{server_header, OpCode};
 
 const CHAT: &[u8] = br#"{"type":"say","from_client_id":"0001a2b3c4d5e6f70000000100000002","from_client_name":"Tom","to_client_id":"all","content":"hello, is anyone there?","time":"2026-11-23 15:00:00"}"#;
@@ -35,7 +36,7 @@ fn bus_codec(c: &mut Criterion) {
     });
     let one = BusMsg::ToClient {
         kind: Kind::Text,
-        key: Key { slot: 7, gen: 3 },
+        key: ConnId { slot: 7, gen: 3 },
         payload: CHAT,
     };
     g.bench_function("encode_decode_to_client", |b| {

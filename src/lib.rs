@@ -1,12 +1,23 @@
 //! kefu: a real-time customer-service server.
 //!
-//! Layout: `master/` supervises worker processes, `cli/` is the admin command line,
-//! `worker/` runs one mio event loop per process, `connection/` owns per-socket state and
-//! buffers, `protocol/` holds the pure (no I/O) WebSocket, HTTP and text codecs, `app/`
-//! holds the applications run on top (echo, chat), `sys/` is the only place that calls libc.
+//! Layers, each importing only the ones listed before it:
+//! - `sys` (the only libc and `unsafe` code), `log`, `protocol` (pure codecs: bytes in,
+//!   frames or typed errors out), `config`, `ipc` (master/worker/CLI messages);
+//! - `connection`: one socket's state and its bounded buffers;
+//! - `gateway`: the gateway's data (client ids, the replicated registry, the inter-worker bus
+//!   and its codec);
+//! - `state`: one worker's state (`Core`), local delivery and applying bus messages;
+//! - `api`: what apps are written against (`App`, `Ctx`, the gateway calls, the HTTP API);
+//! - `worker`: the mio event loop (accept, read/decode, flush, timers, heartbeats);
+//! - `app` (echo, chat, bridge, kefu) and `store`/`web` (used by the kefu app), on top of `api`;
+//! - `master` (supervision, reload, stop) and `cli` (the admin commands).
+//!
+//! The binary (`main.rs`) picks the app, so the worker loop never names a concrete app.
+//! See `docs/architecture.md`.
 
 pub mod log;
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -15,6 +26,7 @@ pub mod gateway;
 pub mod ipc;
 pub mod master;
 pub mod protocol;
+pub mod state;
 pub mod store;
 pub mod sys;
 pub mod web;

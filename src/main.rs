@@ -1,10 +1,16 @@
 //! `kefu` binary: parse the command line and hand over to `cli::run`, or, for the hidden
-//! `worker` subcommand (exec'd by the master), run one worker process.
+//! `worker` subcommand (exec'd by the master), run one worker process with the app the config
+//! names. The binary is the one place that knows every app; the worker loop takes any
+//! `Box<dyn App>`.
 
 use clap::Parser;
+use kefu::api::App;
+use kefu::app::{bridge, chat, echo, kefu as customer_service};
 use kefu::cli::{Cli, Cmd, WorkerArgs};
+use kefu::config::Config;
 use kefu::ipc::{encode, WorkerMsg, CONTROL_FD};
 use std::io::Write;
+use std::os::unix::net::UnixStream;
 
 fn main() {
     let cli = Cli::parse();
@@ -15,10 +21,30 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The app named `name`, built from the config it may need.
+fn app_by_name(name: &str, cfg: &Config) -> Option<Box<dyn App>> {
+    match name {
+        "echo" => Some(Box::new(echo::Echo)),
+        "chat" => Some(Box::new(chat::Chat::default())),
+        "kefu" => Some(Box::new(customer_service::Kefu::new(cfg))),
+        "bridge" => Some(Box::new(bridge::Bridge::new(cfg))),
+        _ => None,
+    }
+}
+
+/// Tell the master why this worker cannot start (before the worker loop exists).
+fn refuse(control: &UnixStream, worker_id: usize, reason: String) -> i32 {
+    kefu::error!("worker {worker_id}: {reason}");
+    let _ = (&*control).write_all(&encode(&WorkerMsg::Failed { reason }));
+    1
+}
+
 /// Load the config (the worker re-reads the file, so a reload picks up edits), take the control
 /// socket at fd 3 and run the worker loop.
 fn worker(w: WorkerArgs) -> i32 {
-    let control = match kefu::sys::process::take_control_fd(CONTROL_FD) {
+    // SAFETY: the master execs a worker with its end of the control socket at CONTROL_FD and
+    // nothing in this process has opened, wrapped or closed that descriptor before this call.
+    let control = match unsafe { kefu::sys::process::take_control_fd(CONTROL_FD) } {
         Ok(c) => c,
         Err(e) => {
             kefu::error!("worker: no control socket on fd {CONTROL_FD} ({e}); run `kefu start`");
@@ -27,18 +53,15 @@ fn worker(w: WorkerArgs) -> i32 {
     };
     let cfg = match w.cfg.load() {
         Ok(c) => c,
-        Err(e) => {
-            kefu::error!("worker {}: {e}", w.worker_id);
-            let msg = WorkerMsg::Failed {
-                reason: e.to_string(),
-            };
-            let _ = (&control).write_all(&encode(&msg));
-            return 1;
-        }
+        Err(e) => return refuse(&control, w.worker_id, e.to_string()),
+    };
+    let Some(app) = app_by_name(&cfg.app, &cfg) else {
+        let reason = format!("unknown app {:?}", cfg.app);
+        return refuse(&control, w.worker_id, reason);
     };
     let inc = std::env::var("KEFU_WORKER_INCARNATION")
         .ok()
         .and_then(|g| g.parse().ok())
         .unwrap_or(0);
-    kefu::worker::run(cfg, w.worker_id, inc, control)
+    kefu::worker::run(cfg, app, w.worker_id, inc, control)
 }

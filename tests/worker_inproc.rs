@@ -5,10 +5,9 @@ mod common;
 
 use common::server::free_port;
 use common::ws::Ws;
-use kefu::app::{App, ClientId, Payload};
+use kefu::api::{App, ClientId, Ctx, Payload};
 use kefu::config::{Config, Overrides};
 use kefu::ipc::{self, LineBuf, MasterMsg, WorkerMsg};
-use kefu::worker::ctx::Ctx;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -45,7 +44,7 @@ impl Harness {
         };
         let cfg = Config::load(Some(&p), &ov).unwrap();
         let (a, b) = UnixStream::pair().unwrap();
-        let thread = std::thread::spawn(move || kefu::worker::run_app(cfg, Some(app()), 0, 1, b));
+        let thread = std::thread::spawn(move || kefu::worker::run(cfg, app(), 0, 1, b));
         a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut h = Harness {
             ctl: a,

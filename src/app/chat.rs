@@ -14,9 +14,7 @@
 //! names and contents are HTML-escaped once; private contents carry no HTML prefix (the
 //! `to_client_id` field says it is private).
 
-use super::{App, ClientId, Payload, TimerId};
-use crate::gateway::registry::ClientInfo;
-use crate::worker::ctx::Ctx;
+use crate::api::{App, ClientId, ClientInfo, Ctx, Payload, StartError, TimerId};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -241,8 +239,9 @@ impl Chat {
 }
 
 impl App for Chat {
-    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) {
+    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) -> Result<(), StartError> {
         self.ping = Some(cx.add_timer(PING_INTERVAL / PING_SLICES, true, 0));
+        Ok(())
     }
 
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
@@ -302,7 +301,7 @@ impl App for Chat {
                 time: &time,
             };
             if let Ok(s) = serde_json::to_string(&out) {
-                cx.core.deliver_groups(&[room], &[], Payload::Text(&s));
+                cx.send_to_group_local(&[room], Payload::Text(&s));
             }
         }
     }
@@ -312,7 +311,7 @@ impl App for Chat {
             // Each worker pings its own clients: a cluster-wide send from every worker would
             // ping everyone N times.
             self.ping_tick = self.ping_tick.wrapping_add(1);
-            cx.core.deliver_all_part(
+            cx.send_to_all_local_part(
                 (self.ping_tick % PING_SLICES) as usize,
                 PING_SLICES as usize,
                 Payload::Text("{\"type\":\"ping\"}"),

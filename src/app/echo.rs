@@ -1,7 +1,7 @@
 //! `echo`: every message goes back to its sender, on every protocol.
 
-use super::{App, ClientId, Payload};
-use crate::worker::ctx::Ctx;
+use crate::api::Ctx;
+use crate::api::{App, ClientId, Payload};
 
 /// The echo app (used by the Autobahn suite and the benchmarks).
 pub struct Echo;

@@ -315,7 +315,7 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
         Err(e) => return Err(e.into()),
     };
     // First start of the kefu app on an empty store: demo business + one-time agent login.
-    match crate::web::demo::first_run(&cfg) {
+    match crate::app::kefu::demo::first_run(&cfg) {
         Ok(Some(text)) => {
             // Flushed before a daemon fork could duplicate the buffer.
             let mut out = std::io::stdout();

@@ -8,8 +8,7 @@
 //! every member shares. Ranges still queued when the turn ends (a socket that is full) are
 //! copied into the connection's own bytes ([`OutBuf::freeze`]): a slow reader then holds
 //! exactly what it owes and never pins a whole turn's buffer for a few bytes of it. A queue
-//! gives its
-//! memory back once it drains, so 100k idle connections cost no buffer memory.
+//! gives its memory back once it drains, so 100k idle connections cost no buffer memory.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};

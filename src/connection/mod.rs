@@ -49,6 +49,56 @@ pub enum Framing {
     Text,
 }
 
+/// Whether bytes from a connection are read and decoded now. Reads stop for one reason at a
+/// time; what resumes them is the variant's to say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes are read and decoded as they arrive.
+    Flowing,
+    /// Our output to this client is backed up: nothing is read or decoded until it drains
+    /// (the client's requests wait in its socket and in `in_buf`).
+    Paused,
+    /// The output drained after a pause: `in_buf` may hold whole messages left undecoded, and
+    /// they come before anything new on the socket. The worker has queued a read.
+    Resumed,
+    /// The app is preparing the answer to an HTTP request: nothing is read or decoded until it
+    /// answers (the connection closes after that answer).
+    AwaitingApp,
+}
+
+impl Input {
+    /// Stop reading because the output is backed up (an app answer being prepared already
+    /// stops reading, and its answer closes the connection, so it stays as it is).
+    pub fn pause(&mut self) {
+        if *self != Input::AwaitingApp {
+            *self = Input::Paused;
+        }
+    }
+
+    /// The output drained: true if reading was paused and must be picked up again. The loop
+    /// is edge-triggered, so bytes that arrived during the pause raise no new event; the
+    /// caller queues a read.
+    pub fn resume(&mut self) -> bool {
+        if *self == Input::Paused {
+            *self = Input::Resumed;
+            return true;
+        }
+        false
+    }
+
+    /// Whether an HTTP answer from the app is awaited.
+    pub fn awaiting_app(self) -> bool {
+        self == Input::AwaitingApp
+    }
+
+    /// The app answered its pending HTTP request.
+    pub fn app_answered(&mut self) {
+        if *self == Input::AwaitingApp {
+            *self = Input::Flowing;
+        }
+    }
+}
+
 /// Decoder state of a connection (taken out of the connection while its bytes are processed).
 #[derive(Debug)]
 pub enum Proto {
@@ -92,18 +142,12 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// When the earliest pending deadline check for this connection fires.
     pub timer_at: Option<Instant>,
-    /// Reads are paused because our own output for this client is backed up.
-    pub read_paused: bool,
-    /// The socket may have unread bytes we did not drain (edge-triggered: no new event will come).
-    pub read_pending: bool,
-    /// `in_buf` may hold whole messages left undecoded while reads were paused.
-    pub input_held: bool,
+    /// Whether input is read and decoded now.
+    pub input: Input,
     /// In the worker's dirty list (has output to flush this turn).
     pub in_dirty: bool,
     /// The connection is a gateway client (registered, `on_connect` ran), so `on_close` must run.
     pub app_connected: bool,
-    /// An app is preparing the answer to an HTTP request (input is held until it does).
-    pub http_pending: bool,
 }
 
 impl Conn {
@@ -139,12 +183,9 @@ impl Conn {
             last_active: now,
             deadline: None,
             timer_at: None,
-            read_paused: false,
-            read_pending: false,
-            input_held: false,
+            input: Input::Flowing,
             in_dirty: false,
             app_connected: false,
-            http_pending: false,
         }
     }
 

@@ -1,15 +1,13 @@
 //! The gateway: cluster-wide client ids, groups, uids and sessions, and sends that reach any
 //! client from any worker (GatewayWorker's API, without its blocking round trips).
 //!
-//! `registry` is the replicated index, `bus` the links between workers, `local` the owner-side
-//! operations (apply, then replicate), `api` the calls apps make on their [`Ctx`](crate::worker::ctx::Ctx).
+//! This layer is the gateway's data only: `client_id` names connections and clients,
+//! `registry` is the replicated index of who is online with which uid, groups and session, and
+//! `bus` is the links between workers with their codec. It knows nothing of the worker loop or
+//! of apps; the worker's state (`crate::state`) applies it, the app API (`crate::api`) calls it.
 
-pub mod api;
 pub mod bus;
 pub mod client_id;
-pub mod heartbeat;
-pub mod http_api;
-pub mod local;
 pub mod registry;
 
 use std::fmt;

@@ -6,7 +6,7 @@
 //! wake without walking the member list, and each worker fans out only to its own members.
 //! All operations are idempotent: replaying a change is harmless.
 
-use super::client_id::ClientId;
+use super::client_id::{ClientId, ConnId};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -52,15 +52,17 @@ pub struct Registry {
 }
 
 fn pack(c: ClientId) -> u64 {
-    (u64::from(c.slot) << 32) | u64::from(c.gen)
+    (u64::from(c.conn.slot) << 32) | u64::from(c.conn.gen)
 }
 
 fn unpack(inc: u64, k: u64) -> ClientId {
-    ClientId {
+    ClientId::new(
         inc,
-        slot: (k >> 32) as u32,
-        gen: k as u32,
-    }
+        ConnId {
+            slot: (k >> 32) as u32,
+            gen: k as u32,
+        },
+    )
 }
 
 fn index_add(map: &mut HashMap<String, Members>, key: &str, c: ClientId) {
@@ -385,7 +387,7 @@ mod tests {
     use serde_json::json;
 
     fn c(inc: u64, slot: u32) -> ClientId {
-        ClientId { inc, slot, gen: 0 }
+        ClientId::new(inc, ConnId { slot, gen: 0 })
     }
 
     #[test]
@@ -422,7 +424,7 @@ mod tests {
     }
 
     fn c2(inc: u64, slot: u32, gen: u32) -> ClientId {
-        ClientId { inc, slot, gen }
+        ClientId::new(inc, ConnId { slot, gen })
     }
 
     fn obj(v: Value) -> Map<String, Value> {

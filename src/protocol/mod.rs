@@ -6,3 +6,22 @@
 pub mod http;
 pub mod text;
 pub mod websocket;
+
+/// One message as the protocols carry it, whatever the framing.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// A WebSocket text message (valid UTF-8) or a text-protocol line that is valid UTF-8.
+    Text(&'a str),
+    /// A WebSocket binary message, or a text-protocol line that is not valid UTF-8.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Payload<'a> {
+    /// The raw bytes.
+    pub fn bytes(&self) -> &'a [u8] {
+        match *self {
+            Payload::Text(s) => s.as_bytes(),
+            Payload::Binary(b) => b,
+        }
+    }
+}

@@ -1,12 +1,8 @@
 //! The only module that calls libc. Everything above it is safe Rust.
 
-pub mod alloc;
-pub mod fdpass;
-pub mod process;
-pub mod socket;
-
-/// Call a libc function, turning a `-1` return into `io::Error::last_os_error()`.
-#[macro_export]
+/// Call a libc function, turning a `-1` return into `io::Error::last_os_error()`. Defined
+/// before the submodules and not exported, so only `sys` can use it: code above this layer
+/// cannot reach libc without writing `unsafe` itself.
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // The arguments are plain values and pointers; evaluating them inside the block adds no
@@ -21,3 +17,8 @@ macro_rules! syscall {
         }
     }};
 }
+
+pub mod alloc;
+pub mod fdpass;
+pub mod process;
+pub mod socket;

@@ -37,7 +37,7 @@ pub fn fork_single_threaded() -> io::Result<Fork> {
             "fork refused: process has more than one thread",
         ));
     }
-    let pid = crate::syscall!(fork())?;
+    let pid = syscall!(fork())?;
     Ok(if pid == 0 {
         Fork::Child
     } else {
@@ -47,7 +47,7 @@ pub fn fork_single_threaded() -> io::Result<Fork> {
 
 /// setsid(2): new session, no controlling terminal.
 pub fn setsid() -> io::Result<()> {
-    crate::syscall!(setsid()).map(|_| ())
+    syscall!(setsid()).map(|_| ())
 }
 
 /// umask(2); returns the previous mask.
@@ -71,16 +71,16 @@ pub fn redirect_stdio(log: &Path) -> io::Result<()> {
         .append(true)
         .mode(0o644)
         .open(log)?;
-    crate::syscall!(dup2(null.as_raw_fd(), 0))?;
-    crate::syscall!(dup2(out.as_raw_fd(), 1))?;
-    crate::syscall!(dup2(out.as_raw_fd(), 2))?;
+    syscall!(dup2(null.as_raw_fd(), 0))?;
+    syscall!(dup2(out.as_raw_fd(), 1))?;
+    syscall!(dup2(out.as_raw_fd(), 2))?;
     Ok(())
 }
 
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(File, File)> {
     let mut fds = [0 as libc::c_int; 2];
-    crate::syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC))?;
     // SAFETY: pipe2(2) succeeded, so both fds are open and owned by nobody else.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     Ok((File::from(r), File::from(w)))
@@ -92,7 +92,7 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
         // Never let a bad pid turn into "signal the whole process group" (0) or "everyone" (-1).
         return Err(io::Error::from_raw_os_error(libc::ESRCH));
     }
-    crate::syscall!(kill(pid, sig)).map(|_| ())
+    syscall!(kill(pid, sig)).map(|_| ())
 }
 
 /// Whether a process with this pid exists (it may be a zombie).
@@ -108,7 +108,7 @@ pub fn is_alive(pid: i32) -> bool {
 pub fn reap_child() -> io::Result<Option<(i32, i32)>> {
     let mut status: libc::c_int = 0;
     loop {
-        match crate::syscall!(waitpid(-1, &mut status, libc::WNOHANG)) {
+        match syscall!(waitpid(-1, &mut status, libc::WNOHANG)) {
             Ok(0) => return Ok(None),
             Ok(pid) => return Ok(Some((pid, status))),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -167,7 +167,7 @@ pub fn signal_name(sig: i32) -> String {
 /// Try to take an exclusive flock(2) without blocking: `Ok(false)` if someone else holds it.
 pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     loop {
-        match crate::syscall!(flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)) {
+        match syscall!(flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)) {
             Ok(_) => return Ok(true),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => return Ok(false),
@@ -178,7 +178,7 @@ pub fn try_lock_exclusive(file: &File) -> io::Result<bool> {
 
 /// Release a flock(2) taken with [`try_lock_exclusive`].
 pub fn unlock(file: &File) -> io::Result<()> {
-    crate::syscall!(flock(file.as_raw_fd(), libc::LOCK_UN)).map(|_| ())
+    syscall!(flock(file.as_raw_fd(), libc::LOCK_UN)).map(|_| ())
 }
 
 /// Prepare `cmd` to run as a worker of `master_pid`.
@@ -192,11 +192,11 @@ pub fn worker_pre_exec(cmd: &mut Command, control: RawFd, target_fd: RawFd, mast
         // Only async-signal-safe calls below: we are between fork and exec.
         if control == target_fd {
             // dup2 of an fd onto itself keeps FD_CLOEXEC; clear it explicitly.
-            crate::syscall!(fcntl(target_fd, libc::F_SETFD, 0))?;
+            syscall!(fcntl(target_fd, libc::F_SETFD, 0))?;
         } else {
-            crate::syscall!(dup2(control, target_fd))?;
+            syscall!(dup2(control, target_fd))?;
         }
-        crate::syscall!(prctl(
+        syscall!(prctl(
             libc::PR_SET_PDEATHSIG,
             libc::SIGKILL as libc::c_ulong,
             0 as libc::c_ulong,
@@ -209,7 +209,7 @@ pub fn worker_pre_exec(cmd: &mut Command, control: RawFd, target_fd: RawFd, mast
             // No allocation here (we are between fork and exec): a plain errno.
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        crate::syscall!(setpgid(0, 0))?;
+        syscall!(setpgid(0, 0))?;
         Ok(())
     };
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
@@ -224,15 +224,20 @@ static CONTROL_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicB
 
 /// Take ownership of the control socket the master left at `fd` (a worker calls this once),
 /// and mark it close-on-exec so the worker's own children do not inherit it.
-pub fn take_control_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixStream> {
+///
+/// # Safety
+/// `fd` must not be owned by anything else in this process (no `File`, socket or other
+/// wrapper holds it, and nothing will close it): the returned stream closes it when dropped.
+/// The function checks that it is an open stream socket and that it is taken only once.
+pub unsafe fn take_control_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixStream> {
     if CONTROL_TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
         return Err(io::Error::other("control fd already taken"));
     }
     // F_GETFD fails with EBADF if the fd is not open (worker started by hand).
-    crate::syscall!(fcntl(fd, libc::F_GETFD))?;
+    syscall!(fcntl(fd, libc::F_GETFD))?;
     let mut ty: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    crate::syscall!(getsockopt(
+    syscall!(getsockopt(
         fd,
         libc::SOL_SOCKET,
         libc::SO_TYPE,
@@ -242,9 +247,9 @@ pub fn take_control_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixStream> 
     if ty != libc::SOCK_STREAM {
         return Err(io::Error::other("control fd is not a stream socket"));
     }
-    crate::syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
-    // SAFETY: the fd is open and a stream socket (checked above), the master handed it to this
-    // process for exclusive use, and CONTROL_TAKEN guarantees we wrap it only once.
+    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+    // SAFETY: the fd is open and a stream socket (checked above), the caller vouches that
+    // nothing else owns it, and CONTROL_TAKEN guarantees we wrap it only once.
     Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
 }
 

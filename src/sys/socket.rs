@@ -16,7 +16,7 @@ pub fn bind_listener(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListene
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
-    let fd = crate::syscall!(socket(
+    let fd = syscall!(socket(
         family,
         libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
         0
@@ -32,12 +32,12 @@ pub fn bind_listener(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListene
         set_int_opt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
     let (storage, len) = sockaddr(addr);
-    crate::syscall!(bind(
+    syscall!(bind(
         fd.as_raw_fd(),
         &storage as *const libc::sockaddr_storage as *const libc::sockaddr,
         len
     ))?;
-    crate::syscall!(listen(fd.as_raw_fd(), BACKLOG))?;
+    syscall!(listen(fd.as_raw_fd(), BACKLOG))?;
     Ok(TcpListener::from(fd))
 }
 
@@ -47,7 +47,7 @@ pub fn set_nodelay(fd: &impl AsRawFd) -> io::Result<()> {
 }
 
 fn set_int_opt(fd: &impl AsRawFd, level: i32, name: i32, val: i32) -> io::Result<()> {
-    crate::syscall!(setsockopt(
+    syscall!(setsockopt(
         fd.as_raw_fd(),
         level,
         name,

@@ -7,8 +7,6 @@
 //! this origin and WebSocket URLs); only the visitor page may be framed (the embed widget).
 //! The kefu app answers `/api/*` and `/uploads/*` itself and calls [`serve`] for the rest.
 
-pub mod demo;
-
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
 use std::sync::OnceLock;

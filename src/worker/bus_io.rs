@@ -2,9 +2,8 @@
 //! what peers send, and dropping a peer's clients the moment its link breaks.
 
 use super::{Worker, BUS_BASE, LISTENER_BASE};
-use crate::gateway::bus::handle;
 use crate::gateway::bus::wire::{self, BusMsg};
-use crate::gateway::local::key;
+use crate::state::apply;
 use mio::{Events, Interest, Token};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -43,7 +42,7 @@ impl Worker {
             let Some(id) = self.core.local(c) else {
                 continue;
             };
-            let k = key(id);
+            let k = id;
             let Some(info) = self.core.reg.get(c) else {
                 continue;
             };
@@ -109,7 +108,7 @@ impl Worker {
                 match wire::decode(&buf[at..]) {
                     Ok(Some((m, used))) => {
                         at += used;
-                        handle::apply(&mut self.core, from, m);
+                        apply::apply(&mut self.core, from, m);
                     }
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),

@@ -28,7 +28,7 @@ impl Worker {
             return;
         };
         match how {
-            CloseHow::Now => self.drop_conn(id.slot as usize),
+            CloseHow::Now => self.drop_conn(id.index()),
             CloseHow::Graceful(code) => {
                 if matches!(c.state, ConnState::Closing | ConnState::Lingering) {
                     return;
@@ -36,7 +36,7 @@ impl Worker {
                 let ws = c.framing == Framing::Ws && c.state == ConnState::Open;
                 c.state = ConnState::Closing;
                 c.deadline = Some(now + LINGER);
-                let slot = id.slot as usize;
+                let slot = id.index();
                 if ws {
                     let mut frame = Vec::with_capacity(4);
                     ws_frame::encode_close(&mut frame, code, "");
@@ -56,13 +56,12 @@ impl Worker {
         }
     }
 
+    /// Forget the connection at `slot` and close its socket. Accepting paused at the
+    /// connection cap resumes from its own timer, not from here: a burst of closes then
+    /// costs one accept pass instead of one per close.
     pub(super) fn drop_conn(&mut self, slot: usize) {
-        if self.core.conns.contains(slot) {
-            let mut c = self.core.conns.remove(slot);
+        if let Some(mut c) = self.core.conns.try_remove(slot) {
             let _ = self.poll.registry().deregister(&mut c.stream);
-            if self.accept_paused && self.core.conns.len() < self.core.limits.max_connections {
-                // A slot freed: the cap no longer holds accepting back (the timer also resumes).
-            }
         }
     }
 }

@@ -156,7 +156,7 @@ impl Worker {
             if !t.is_zero() {
                 self.core
                     .timers
-                    .schedule(self.core.now + t, super::timer::Due::DrainDeadline);
+                    .schedule(self.core.now + t, crate::state::timer::Due::DrainDeadline);
             }
         } else {
             self.close_all();
@@ -199,7 +199,7 @@ impl Worker {
                 pid,
                 id: self
                     .core
-                    .client_id(super::ctx::ConnId {
+                    .client_id(crate::gateway::client_id::ConnId {
                         slot: slot as u32,
                         gen: c.gen,
                     })

@@ -2,9 +2,9 @@
 //! messages, text lines. The decoders are pure (src/protocol); this module applies their
 //! verdicts to the connection (answers, state changes, closes) and calls the app.
 
-use super::ctx::{CloseHow, ConnId, Core, Ctx};
-use crate::app::{App, HttpOutcome, Payload};
+use crate::api::{App, Ctx, HttpOutcome};
 use crate::connection::{ConnState, Framing, Proto};
+use crate::gateway::client_id::ConnId;
 use crate::protocol::http::request::{parse_request, Request, RequestLimits};
 use crate::protocol::http::response::Response;
 use crate::protocol::text::TextError;
@@ -12,11 +12,13 @@ use crate::protocol::websocket::close as ws_close;
 use crate::protocol::websocket::decoder::{Decoded, Decoder, Message};
 use crate::protocol::websocket::frame::{self as ws_frame, OpCode};
 use crate::protocol::websocket::handshake::{self, HandshakeConfig};
+use crate::protocol::Payload;
+use crate::state::{CloseHow, Core};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Handshake settings taken from the config once.
 #[derive(Debug, Clone)]
-pub struct InputSettings {
+pub(super) struct InputSettings {
     /// Allowed Origin values (empty = any).
     pub allowed_origins: Vec<String>,
     /// Subprotocols we speak.
@@ -81,15 +83,13 @@ pub fn process(
         if let Some(c) = core.get_mut(id).filter(|c| c.out.len() >= high) {
             // Back-pressure: this client's answers are backing up, so stop decoding its
             // requests (they stay buffered) and stop reading until the output drains.
-            c.read_paused = true;
-            c.read_pending = true;
-            c.input_held = true;
+            c.input.pause();
+            return pos;
+        }
+        if core.get(id).is_some_and(|c| c.input.awaiting_app()) {
             return pos;
         }
         let rest = &mut data[pos..];
-        if core.get(id).is_some_and(|c| c.http_pending) {
-            return pos;
-        }
         let step = match proto {
             Proto::Http => http_step(core, app, set, id, proto, rest),
             Proto::Ws(dec) => ws_step(core, app, id, dec, rest),
@@ -155,7 +155,7 @@ fn ws_step(
                 Message::Ping(p) => {
                     let mut head = [0u8; 10];
                     let hl = ws_frame::server_header(OpCode::Pong, p.len(), &mut head);
-                    core.queue_raw(id.slot as usize, &head[..hl], p);
+                    core.queue_raw(id.index(), &head[..hl], p);
                 }
                 Message::Pong(_) => {}
                 Message::Close(code, _reason) => {
@@ -197,16 +197,11 @@ fn http_step(
     }
     core.stats.total_request += 1;
     let cid = core.client_id(id);
-    let outcome = if crate::gateway::http_api::is_api_path(&req.path) {
+    let outcome = if crate::api::http_api::is_api_path(&req.path) {
         // The gateway's HTTP API comes before the app: backends reach it on any listener.
         let peer = core.get(id).map(|c| c.remote);
         guarded(core, Some(id), "gateway http api", |cx| {
-            HttpOutcome::Respond(crate::gateway::http_api::handle(
-                cx,
-                &set.api_key,
-                &req,
-                peer,
-            ))
+            HttpOutcome::Respond(crate::api::http_api::handle(cx, &set.api_key, &req, peer))
         })?
     } else {
         guarded(core, Some(id), "on_http", |cx| app.on_http(cx, cid, &req))?
@@ -216,7 +211,7 @@ fn http_step(
         (HttpOutcome::Pending, _) => {
             // The app answers later with `Ctx::respond_http`; stop reading requests until then.
             if let Some(c) = core.get_mut(id) {
-                c.http_pending = true;
+                c.input = crate::connection::Input::AwaitingApp;
             }
             return Some(n);
         }
@@ -233,7 +228,7 @@ fn http_step(
     let keep = req.keep_alive();
     let mut out = Vec::new();
     resp.write_to(&mut out, keep);
-    core.queue_raw(id.slot as usize, &out, &[]);
+    core.queue_raw(id.index(), &out, &[]);
     if !keep {
         core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
         return None;
@@ -255,7 +250,7 @@ fn builtin_page(req: &Request) -> Response {
 fn reply_and_close(core: &mut Core, id: ConnId, resp: Response) {
     let mut out = Vec::new();
     resp.write_to(&mut out, false);
-    core.queue_raw(id.slot as usize, &out, &[]);
+    core.queue_raw(id.index(), &out, &[]);
     core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
 }
 
@@ -275,7 +270,7 @@ fn upgrade(
         Ok(a) => a,
         Err(e) => {
             let bytes = e.response();
-            core.queue_raw(id.slot as usize, &bytes, &[]);
+            core.queue_raw(id.index(), &bytes, &[]);
             core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
             return;
         }
@@ -290,7 +285,7 @@ fn upgrade(
         None => return,
     }
     let bytes = handshake::response_101(&acc, &[]);
-    core.queue_raw(id.slot as usize, &bytes, &[]);
+    core.queue_raw(id.index(), &bytes, &[]);
     *proto = Proto::Ws(Box::new(Decoder::new(set.max_message)));
     let idle = core.limits.idle_timeout;
     let now = core.now;
@@ -300,7 +295,7 @@ fn upgrade(
         c.deadline = None;
     }
     if !idle.is_zero() {
-        core.arm_conn_timer(id.slot as usize, now + idle);
+        core.arm_conn_timer(id.index(), now + idle);
     }
     connected(core, app, id);
 }

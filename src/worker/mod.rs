@@ -9,25 +9,25 @@
 mod accept;
 mod bus_io;
 mod close;
-pub mod control;
-pub mod ctx;
-pub mod input;
-pub mod timer;
+mod control;
+mod heartbeat;
+mod input;
 
-use crate::app::{self, App};
+use crate::api::{App, TimerId};
 use crate::config::{Config, ListenSpec};
 use crate::connection::buffer::Flush;
-use crate::connection::{Conn, ConnState, Framing, Proto};
+use crate::connection::{Conn, ConnState, Framing, Input, Proto};
+use crate::gateway::client_id::ConnId;
 use crate::ipc::WorkerMsg;
 use crate::protocol::http::request::RequestLimits;
 use crate::protocol::websocket::{close as ws_close, frame as ws_frame};
-use ctx::{CloseHow, ConnId, Core};
+use crate::state::timer::Due;
+use crate::state::{CloseHow, Core};
 use input::{guarded, InputSettings};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
-use timer::Due;
 
 /// Token of the master control channel.
 const CONTROL: Token = Token(usize::MAX - 1);
@@ -67,7 +67,7 @@ struct Listener {
 }
 
 /// The worker state outside the core (what apps do not see).
-pub struct Worker {
+struct Worker {
     poll: Poll,
     core: Core,
     app: Box<dyn App>,
@@ -85,24 +85,14 @@ pub struct Worker {
     reread_links: Vec<usize>,
     restart_code: u16,
     /// Gateway heartbeats (None: `ping_interval` is 0).
-    heartbeat: Option<crate::gateway::heartbeat::Heartbeat>,
+    heartbeat: Option<heartbeat::Heartbeat>,
 }
 
-/// Run a worker until it is told to stop; returns the process exit code.
+/// Run a worker with `app` until it is told to stop; returns the process exit code. `control`
+/// is the socket to the master (or to a test standing in for it).
 pub fn run(
     cfg: Config,
-    worker_id: usize,
-    inc: u64,
-    control: std::os::unix::net::UnixStream,
-) -> i32 {
-    let app = app::by_name(&cfg.app, &cfg);
-    run_app(cfg, app, worker_id, inc, control)
-}
-
-/// Run a worker with the given app (`None`: the config named an unknown app).
-pub fn run_app(
-    cfg: Config,
-    app: Option<Box<dyn App>>,
+    app: Box<dyn App>,
     worker_id: usize,
     inc: u64,
     control: std::os::unix::net::UnixStream,
@@ -119,25 +109,27 @@ pub fn run_app(
         Ok(mut w) => w.run(),
         Err(boxed) => {
             let (reason, mut ctl) = *boxed;
-            crate::error!("worker {worker_id} failed to start: {reason}");
-            ctl.send_blocking(&WorkerMsg::Failed { reason });
-            1
+            fail(worker_id, reason, &mut ctl)
         }
     }
+}
+
+/// Tell the master why this worker cannot run, and the exit code to end with.
+fn fail(worker_id: usize, reason: String, ctl: &mut control::Control) -> i32 {
+    crate::error!("worker {worker_id} failed to start: {reason}");
+    ctl.send_blocking(&WorkerMsg::Failed { reason });
+    1
 }
 
 impl Worker {
     fn new(
         cfg: Config,
-        app: Option<Box<dyn App>>,
+        app: Box<dyn App>,
         worker_id: usize,
         inc: u64,
         mut ctl: control::Control,
     ) -> Result<Worker, Box<(String, control::Control)>> {
-        let Some(app) = app else {
-            return Err(Box::new((format!("unknown app {:?}", cfg.app), ctl)));
-        };
-        let heartbeat = crate::gateway::heartbeat::Heartbeat::from_config(&cfg.gateway);
+        let heartbeat = heartbeat::Heartbeat::from_config(&cfg.gateway);
         match Self::setup(&cfg, &mut ctl) {
             Ok((poll, listeners, waker)) => Ok(Worker {
                 poll,
@@ -198,14 +190,22 @@ impl Worker {
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         self.core.now = Instant::now();
-        crate::gateway::http_api::startup_note(&self.cfg.gateway.secret_key, self.core.worker_id);
+        crate::api::http_api::startup_note(&self.cfg.gateway.secret_key, self.core.worker_id);
         if let Some(hb) = &self.heartbeat {
             let at = self.core.now + hb.period();
             self.core.timers.schedule(at, Due::Heartbeat);
         }
-        guarded(&mut self.core, None, "on_worker_start", |cx| {
+        let started = guarded(&mut self.core, None, "on_worker_start", |cx| {
             self.app.on_worker_start(cx)
         });
+        let reason = match started {
+            Some(Ok(())) => None,
+            Some(Err(e)) => Some(format!("app {}: {e}", self.app_name)),
+            None => Some(format!("app {} panicked in on_worker_start", self.app_name)),
+        };
+        if let Some(reason) = reason {
+            return fail(self.core.worker_id, reason, &mut self.control);
+        }
         let listeners = self.listeners.iter().map(|l| l.spec.to_string()).collect();
         self.control.send(&WorkerMsg::Ready {
             pid: std::process::id(),
@@ -276,7 +276,7 @@ impl Worker {
         }
         for id in std::mem::take(&mut self.reread) {
             if self.core.get(id).is_some() {
-                self.read(id.slot as usize);
+                self.read(id.index());
                 self.apply_closes();
             }
         }
@@ -307,17 +307,17 @@ impl Worker {
                 slot: slot as u32,
                 gen: c.gen,
             };
-            if c.read_paused {
-                c.read_pending = true;
-                return;
-            }
-            if c.input_held {
-                // Requests held back while paused come before anything new on the socket.
-                c.input_held = false;
-                self.feed(id, 0);
-                match self.core.get(id) {
-                    Some(c) if !c.read_paused => continue,
-                    _ => return,
+            match c.input {
+                Input::Flowing => {}
+                Input::Paused | Input::AwaitingApp => return,
+                Input::Resumed => {
+                    // Requests held back while paused come before anything new on the socket.
+                    c.input = Input::Flowing;
+                    self.feed(id, 0);
+                    match self.core.get(id) {
+                        Some(c) if c.input == Input::Flowing => continue,
+                        _ => return,
+                    }
                 }
             }
             let n = match c.stream.read(&mut self.scratch) {
@@ -344,9 +344,6 @@ impl Worker {
                 return;
             }
             if total >= READ_BUDGET {
-                if let Some(c) = self.core.get_mut(id) {
-                    c.read_pending = true;
-                }
                 self.reread.push(id);
                 return;
             }
@@ -416,12 +413,8 @@ impl Worker {
             match c.out.flush_to(&mut c.stream, &self.core.fanout) {
                 Ok((n, Flush::Done)) => {
                     c.bytes_written += n as u64;
-                    if c.read_paused {
-                        c.read_paused = false;
-                        if c.read_pending {
-                            c.read_pending = false;
-                            self.reread.push(id);
-                        }
+                    if c.input.resume() {
+                        self.reread.push(id);
                     }
                     if c.state == ConnState::Closing {
                         let _ = c.stream.shutdown(std::net::Shutdown::Write);
@@ -435,13 +428,9 @@ impl Worker {
                     }
                     if c.out.len() > high {
                         // Back-pressure: stop reading from a client that does not read its answers.
-                        c.read_paused = true;
-                    } else if c.read_paused && c.out.len() < low {
-                        c.read_paused = false;
-                        if c.read_pending {
-                            c.read_pending = false;
-                            self.reread.push(id);
-                        }
+                        c.input.pause();
+                    } else if c.out.len() < low && c.input.resume() {
+                        self.reread.push(id);
                     }
                 }
                 Err(_) => {
@@ -468,7 +457,7 @@ impl Worker {
             match due {
                 Due::App(t) => {
                     guarded(&mut self.core, None, "on_timer", |cx| {
-                        self.app.on_timer(cx, ctx::TimerId(t), tag)
+                        self.app.on_timer(cx, TimerId(t), tag)
                     });
                 }
                 Due::Conn(slot, gen) => self.conn_deadline(slot as usize, gen),

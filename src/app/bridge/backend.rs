@@ -5,7 +5,7 @@
 //! timeout, measured as one overall deadline; answers are bounded to [`MAX_ANSWER`] bytes.
 //! Results go back to the worker through a channel, and the worker's waker runs `on_wake`.
 
-use crate::gateway::client_id::ClientId;
+use crate::api::ClientId;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

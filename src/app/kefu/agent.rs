@@ -8,8 +8,8 @@ use super::push::{bad_cmid, clip_resume, err, login_failed, mark_online, push_ro
 use super::routing::{self, Access, Closer};
 use super::wire::{self, Code, CustomerEntry, In, Out, Resume};
 use super::{agent_uid, agents_group, Access2, ClientId, Kefu, Payload, Role};
+use crate::api::Ctx;
 use crate::store::{now_ms, valid_id, StoreError};
-use crate::worker::ctx::Ctx;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 

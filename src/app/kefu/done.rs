@@ -6,10 +6,10 @@ use super::push::{err, fan_message, login_failed, mark_online, push_routed, push
 use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
 use super::{agent_uid, http, upload, visitor_uid, ClientId, Kefu, Role};
+use crate::api::Ctx;
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::Agent;
 use crate::store::StoreError;
-use crate::worker::ctx::Ctx;
 
 /// Where a store answer goes.
 #[derive(Debug, Clone, Copy)]

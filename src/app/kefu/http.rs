@@ -6,11 +6,11 @@ use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
 use super::wire::{Code, MessageOut};
 use super::{history, upload, ClientId, Kefu, Origin, Outcome};
-use crate::app::HttpOutcome;
+use crate::api::Ctx;
+use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
 use crate::store::{now_ms, valid_id};
-use crate::worker::ctx::Ctx;
 use serde::{Deserialize, Serialize};
 
 /// CORS headers on every API answer (the widget runs on the integrator's origin).

@@ -11,6 +11,7 @@
 
 mod agent;
 pub mod auth;
+pub mod demo;
 mod done;
 pub mod history;
 pub mod http;
@@ -21,13 +22,12 @@ pub mod upload;
 mod visitor;
 pub mod wire;
 
-use super::{App, ClientId, HttpOutcome, Payload, Reject, TimerId};
+use crate::api::{
+    App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError, TimerId,
+};
 use crate::config::{Config, KefuConfig};
-use crate::gateway::registry::ClientInfo;
-use crate::protocol::http::request::Request;
 use crate::store::runner::{Mode, Runner};
 use crate::store::{self, now_ms, valid_id};
-use crate::worker::ctx::Ctx;
 use agent::AgentMe;
 use auth::{Claims, Role as TokenRole, Secret};
 use done::{Done, Origin, Outcome};
@@ -465,18 +465,16 @@ impl Access2 {
 }
 
 impl App for Kefu {
-    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) {
-        if let Err(e) = self.start(cx) {
-            // Serving without a store would leave every login unanswered: exit, so the master
-            // reports the failure (at start) or respawns this worker with back-off.
-            crate::error!("kefu: cannot start: {e}");
-            std::process::exit(1);
-        }
+    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) -> Result<(), StartError> {
+        // Serving without a store would leave every login unanswered: the worker stops, and
+        // the master reports why (at start) or respawns it with back-off.
+        self.start(cx)?;
         self.drain_timer = Some(cx.add_timer(DRAIN_EVERY, true, 0));
+        Ok(())
     }
 
     fn on_connect(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
-        let now = cx.core.now;
+        let now = cx.now();
         let burst = self.cfg.rate_burst;
         self.conns.entry(id).or_insert_with(|| {
             let ip = cx
@@ -509,12 +507,12 @@ impl App for Kefu {
         }
         let ua = clip(req.header("user-agent").unwrap_or("").to_string(), 512);
         self.conns
-            .insert(id, Conn::new(ip, ua, cx.core.now, self.cfg.rate_burst));
+            .insert(id, Conn::new(ip, ua, cx.now(), self.cfg.rate_burst));
         Ok(())
     }
 
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
-        let now = cx.core.now;
+        let now = cx.now();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -595,8 +593,7 @@ impl App for Kefu {
                 timestamp: now_ms() / 1000,
             }
             .to_json();
-            cx.core
-                .deliver_groups(&[&agents_group(bid)], &[], Payload::Text(&push));
+            cx.send_to_group_local(&[&agents_group(bid)], Payload::Text(&push));
         }
     }
 

@@ -5,7 +5,7 @@ use super::wire::{self, Code, ConvOut, ErrorOut, MessageOut, Out, Resume};
 use super::{
     agent_uid, agents_group, visitor_uid, ClientId, Payload, MAX_CLIENT_MSG_ID, MAX_RESUME,
 };
-use crate::worker::ctx::Ctx;
+use crate::api::Ctx;
 use serde_json::{Map, Value};
 
 pub(super) fn clip(mut s: String, max: usize) -> String {

@@ -8,8 +8,8 @@ use super::push::{bad_cmid, err, send};
 use super::routing::{self, Access, Closer};
 use super::wire::{Code, In, Out, Resume};
 use super::{visitor_uid, Access2, ClientId, Kefu, Role};
+use crate::api::Ctx;
 use crate::store::{now_ms, StoreError};
-use crate::worker::ctx::Ctx;
 use serde_json::{Map, Value};
 
 /// A logged-in visitor connection.

@@ -2,7 +2,6 @@
 //! master, carrying [`wire::BusMsg`] frames. One link per pair keeps every message from one
 //! worker to another in order.
 
-pub mod handle;
 pub mod wire;
 
 use crate::connection::buffer::{Flush, OutBuf};

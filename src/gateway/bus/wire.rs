@@ -5,22 +5,15 @@
 //! count and the items. Decoding borrows strings and payloads from the input (no copy on the
 //! hot path) and rejects anything malformed with a typed error; it is pure and fuzzed.
 //!
-//! Client keys on the wire are `(slot, gen)` relative to an implicit worker: the sender for
+//! Connections on the wire are [`ConnId`]s relative to an implicit worker: the sender for
 //! state changes (it owns the client), the receiver for deliveries and commands.
 
+use crate::gateway::client_id::ConnId;
+use crate::protocol::Payload;
 use std::fmt;
 
 /// Largest frame accepted (a message up to the max package size plus headroom).
 pub const MAX_FRAME: usize = 64 * 1024 * 1024;
-
-/// A client of the implicit worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    /// Slab slot.
-    pub slot: u32,
-    /// Generation.
-    pub gen: u32,
-}
 
 /// Message type of a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +22,27 @@ pub enum Kind {
     Text,
     /// Bytes.
     Binary,
+}
+
+impl Kind {
+    /// Wire kind and bytes of a payload.
+    pub fn split(msg: Payload<'_>) -> (Kind, &[u8]) {
+        match msg {
+            Payload::Text(s) => (Kind::Text, s.as_bytes()),
+            Payload::Binary(b) => (Kind::Binary, b),
+        }
+    }
+
+    /// The payload these bytes carry (text that is not UTF-8 degrades to binary).
+    pub fn payload(self, b: &[u8]) -> Payload<'_> {
+        match self {
+            Kind::Text => match std::str::from_utf8(b) {
+                Ok(s) => Payload::Text(s),
+                Err(_) => Payload::Binary(b),
+            },
+            Kind::Binary => Payload::Binary(b),
+        }
+    }
 }
 
 /// One bus message.
@@ -42,25 +56,25 @@ pub enum BusMsg<'a> {
         worker_id: u16,
     },
     /// The sender has a new client.
-    Up(Key),
+    Up(ConnId),
     /// The sender's client is gone.
-    Down(Key),
+    Down(ConnId),
     /// The sender's client was bound to a uid.
-    Bind(Key, &'a str),
+    Bind(ConnId, &'a str),
     /// The sender's client lost its uid.
-    Unbind(Key),
+    Unbind(ConnId),
     /// The sender's client joined a group.
-    Join(Key, &'a str),
+    Join(ConnId, &'a str),
     /// The sender's client left a group.
-    Leave(Key, &'a str),
+    Leave(ConnId, &'a str),
     /// The sender's client has this session now (a JSON object).
-    Session(Key, &'a [u8]),
+    Session(ConnId, &'a [u8]),
     /// Deliver to one client of the receiver (the common private-message case, no list).
     ToClient {
         /// Text or binary.
         kind: Kind,
         /// Receiver.
-        key: Key,
+        key: ConnId,
         /// Message.
         payload: &'a [u8],
     },
@@ -69,7 +83,7 @@ pub enum BusMsg<'a> {
         /// Text or binary.
         kind: Kind,
         /// Receivers.
-        keys: Vec<Key>,
+        keys: Vec<ConnId>,
         /// Message.
         payload: &'a [u8],
     },
@@ -80,7 +94,7 @@ pub enum BusMsg<'a> {
         /// Groups.
         groups: Vec<&'a str>,
         /// Receiver's clients to skip.
-        exclude: Vec<Key>,
+        exclude: Vec<ConnId>,
         /// Message.
         payload: &'a [u8],
     },
@@ -98,26 +112,26 @@ pub enum BusMsg<'a> {
         /// Text or binary.
         kind: Kind,
         /// Receiver's clients to skip.
-        exclude: Vec<Key>,
+        exclude: Vec<ConnId>,
         /// Message.
         payload: &'a [u8],
     },
     /// Ask the owner to add its client to a group.
-    CmdJoin(Key, &'a str),
+    CmdJoin(ConnId, &'a str),
     /// Ask the owner to remove its client from a group.
-    CmdLeave(Key, &'a str),
+    CmdLeave(ConnId, &'a str),
     /// Ask the owner to bind a uid.
-    CmdBind(Key, &'a str),
+    CmdBind(ConnId, &'a str),
     /// Ask the owner to unbind.
-    CmdUnbind(Key),
+    CmdUnbind(ConnId),
     /// Ask the owner to replace a session (JSON object).
-    CmdSetSession(Key, &'a [u8]),
+    CmdSetSession(ConnId, &'a [u8]),
     /// Ask the owner to merge into a session (JSON object).
-    CmdUpdateSession(Key, &'a [u8]),
+    CmdUpdateSession(ConnId, &'a [u8]),
     /// Ask the owner to close a client, after an optional last message.
-    CmdClose(Key, Option<(Kind, &'a [u8])>),
+    CmdClose(ConnId, Option<(Kind, &'a [u8])>),
     /// Ask the owner to drop a client now.
-    CmdDestroy(Key),
+    CmdDestroy(ConnId),
     /// Every worker removes its clients from this group.
     Ungroup(&'a str),
 }
@@ -188,7 +202,7 @@ impl W<'_> {
     fn u32(&mut self, v: u32) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    fn key(&mut self, k: Key) {
+    fn key(&mut self, k: ConnId) {
         self.u32(k.slot);
         self.u32(k.gen);
     }
@@ -202,7 +216,7 @@ impl W<'_> {
             Kind::Binary => 2,
         });
     }
-    fn keys(&mut self, ks: &[Key]) {
+    fn keys(&mut self, ks: &[ConnId]) {
         self.u32(ks.len() as u32);
         for k in ks {
             self.key(*k);
@@ -324,7 +338,7 @@ pub fn encode(m: &BusMsg<'_>, out: &mut Vec<u8>) {
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-fn key_str(w: &mut W<'_>, t: u8, k: Key, b: &[u8]) {
+fn key_str(w: &mut W<'_>, t: u8, k: ConnId, b: &[u8]) {
     w.u8(t);
     w.key(k);
     w.bytes(b);
@@ -349,8 +363,8 @@ impl<'a> R<'a> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn key(&mut self) -> Result<Key, WireError> {
-        Ok(Key {
+    fn key(&mut self) -> Result<ConnId, WireError> {
+        Ok(ConnId {
             slot: self.u32()?,
             gen: self.u32()?,
         })
@@ -381,7 +395,7 @@ impl<'a> R<'a> {
         }
         Ok(n)
     }
-    fn keys(&mut self) -> Result<Vec<Key>, WireError> {
+    fn keys(&mut self) -> Result<Vec<ConnId>, WireError> {
         let n = self.count(8)?;
         (0..n).map(|_| self.key()).collect()
     }
@@ -477,7 +491,7 @@ mod tests {
     use super::*;
 
     fn samples() -> Vec<BusMsg<'static>> {
-        let k = Key { slot: 3, gen: 9 };
+        let k = ConnId { slot: 3, gen: 9 };
         vec![
             BusMsg::Hello {
                 inc: u64::MAX - 1,
@@ -497,7 +511,7 @@ mod tests {
             },
             BusMsg::ToClients {
                 kind: Kind::Text,
-                keys: vec![k, Key { slot: 0, gen: 0 }],
+                keys: vec![k, ConnId { slot: 0, gen: 0 }],
                 payload: b"hello",
             },
             BusMsg::ToGroups {
@@ -548,7 +562,7 @@ mod tests {
     #[test]
     fn partial_and_malformed() {
         let mut buf = Vec::new();
-        encode(&BusMsg::Join(Key { slot: 1, gen: 1 }, "group"), &mut buf);
+        encode(&BusMsg::Join(ConnId { slot: 1, gen: 1 }, "group"), &mut buf);
         for cut in 0..buf.len() {
             assert_eq!(decode(&buf[..cut]), Ok(None));
         }

@@ -8,11 +8,11 @@
 //! Authentication: `Authorization: Bearer <secret_key>` or `X-Kefu-Key: <secret_key>`, compared
 //! in constant time. With no secret key configured only loopback peers may call.
 
-use super::client_id::ClientId;
-use super::ApiError;
+use crate::api::Ctx;
+use crate::gateway::client_id::ClientId;
+use crate::gateway::ApiError;
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
-use crate::worker::ctx::Ctx;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -1,34 +1,25 @@
-//! The worker's shared state ([`Core`]) and the handle apps act through ([`Ctx`]).
+//! The worker's shared state: its connections, their output queues, the cluster registry
+//! replica, the bus links and the timers ([`Core`]).
 //!
 //! Sends only queue bytes and mark the connection dirty; the loop writes once per turn.
 //! Closes are deferred to the end of the current event so a callback never sees a
-//! connection vanish under it. The gateway API (groups, uids, sessions, cross-worker sends)
-//! is implemented on [`Ctx`] in `crate::gateway::api`.
+//! connection vanish under it. Owner-side gateway operations live here too: a worker changes
+//! the state of its own clients, then tells every other worker; deliveries to this worker's
+//! own clients are shared by local sends and by sends arriving over the bus.
 
+use super::encoded::Encoded;
 use super::timer::{Due, Timers};
-use crate::app::Payload;
 use crate::config::Limits;
 use crate::connection::{Conn, ConnState, Framing};
+use crate::gateway::bus::wire::BusMsg;
 use crate::gateway::bus::Bus;
-use crate::gateway::client_id::ClientId;
-use crate::gateway::registry::Registry;
-use crate::protocol::websocket::frame as ws_frame;
+use crate::gateway::client_id::{ClientId, ConnId};
+use crate::gateway::registry::{merge_into, Registry};
+use crate::gateway::{check_group, check_uid, ApiError, MAX_GROUPS_PER_CLIENT, MAX_SESSION};
+use crate::protocol::Payload;
+use serde_json::{Map, Value};
 use slab::Slab;
-use std::cell::Cell;
-use std::time::{Duration, Instant};
-
-/// A connection in this worker: slab slot plus generation, so a stale id never reaches a newcomer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId {
-    /// Slab slot.
-    pub slot: u32,
-    /// Generation of the slot's occupant.
-    pub gen: u32,
-}
-
-/// An app timer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TimerId(pub u64);
+use std::time::Instant;
 
 /// How a connection is to be closed at the end of the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,31 +106,22 @@ impl Core {
 
     /// The connection behind `id`, if it is still the same one.
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
-        self.conns.get(id.slot as usize).filter(|c| c.gen == id.gen)
+        self.conns.get(id.index()).filter(|c| c.gen == id.gen)
     }
 
     /// Mutable access to the connection behind `id`.
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(id.slot as usize)
-            .filter(|c| c.gen == id.gen)
+        self.conns.get_mut(id.index()).filter(|c| c.gen == id.gen)
     }
 
     /// The cluster-wide id of a local connection.
     pub fn client_id(&self, id: ConnId) -> ClientId {
-        ClientId {
-            inc: self.inc,
-            slot: id.slot,
-            gen: id.gen,
-        }
+        ClientId::new(self.inc, id)
     }
 
     /// The local connection behind a client id, if it lives in this worker.
     pub fn local(&self, c: ClientId) -> Option<ConnId> {
-        (c.inc == self.inc).then_some(ConnId {
-            slot: c.slot,
-            gen: c.gen,
-        })
+        (c.inc == self.inc).then_some(c.conn)
     }
 
     /// Queue raw bytes (already framed) for `slot`; closes it if its send buffer overflows.
@@ -230,159 +212,183 @@ impl Core {
             }
         }
     }
+
+    fn owned(&self, id: ConnId) -> Option<ClientId> {
+        let c = self.client_id(id);
+        self.reg.is_online(c).then_some(c)
+    }
+
+    /// A local connection became a gateway client.
+    pub fn local_up(&mut self, id: ConnId) {
+        let c = self.client_id(id);
+        self.reg.add(c);
+        self.bus.broadcast(&BusMsg::Up(id));
+    }
+
+    /// A local client is gone.
+    pub fn local_down(&mut self, id: ConnId) {
+        let c = self.client_id(id);
+        if self.reg.remove(c).is_some() {
+            self.bus.broadcast(&BusMsg::Down(id));
+        }
+    }
+
+    /// Add a local client to a group.
+    pub fn local_join(&mut self, id: ConnId, group: &str) -> Result<(), ApiError> {
+        check_group(group)?;
+        let c = self.owned(id).ok_or(ApiError::NotOnline)?;
+        let info = self.reg.get(c).ok_or(ApiError::NotOnline)?;
+        if info.groups.iter().any(|g| g == group) {
+            return Ok(());
+        }
+        if info.groups.len() >= MAX_GROUPS_PER_CLIENT {
+            return Err(ApiError::TooManyGroups);
+        }
+        self.reg.join(c, group);
+        self.bus.broadcast(&BusMsg::Join(id, group));
+        Ok(())
+    }
+
+    /// Remove a local client from a group.
+    pub fn local_leave(&mut self, id: ConnId, group: &str) -> Result<(), ApiError> {
+        let c = self.owned(id).ok_or(ApiError::NotOnline)?;
+        self.reg.leave(c, group);
+        self.bus.broadcast(&BusMsg::Leave(id, group));
+        Ok(())
+    }
+
+    /// Bind a uid to a local client.
+    pub fn local_bind(&mut self, id: ConnId, uid: &str) -> Result<(), ApiError> {
+        check_uid(uid)?;
+        let c = self.owned(id).ok_or(ApiError::NotOnline)?;
+        self.reg.bind(c, uid);
+        self.bus.broadcast(&BusMsg::Bind(id, uid));
+        Ok(())
+    }
+
+    /// Unbind the uid of a local client.
+    pub fn local_unbind(&mut self, id: ConnId) -> Result<(), ApiError> {
+        let c = self.owned(id).ok_or(ApiError::NotOnline)?;
+        self.reg.unbind(c);
+        self.bus.broadcast(&BusMsg::Unbind(id));
+        Ok(())
+    }
+
+    /// Replace (or with `merge`, merge into) a local client's session.
+    pub fn local_session(
+        &mut self,
+        id: ConnId,
+        data: Map<String, Value>,
+        merge: bool,
+    ) -> Result<(), ApiError> {
+        let c = self.owned(id).ok_or(ApiError::NotOnline)?;
+        let info = self.reg.get(c).ok_or(ApiError::NotOnline)?;
+        let mut next = if merge {
+            info.session.clone()
+        } else {
+            Map::new()
+        };
+        merge_into(&mut next, data);
+        let bytes = serde_json::to_vec(&next).unwrap_or_default();
+        if bytes.len() > MAX_SESSION {
+            return Err(ApiError::SessionTooLarge);
+        }
+        self.reg.set_session(c, next);
+        self.bus.broadcast(&BusMsg::Session(id, &bytes));
+        Ok(())
+    }
+
+    /// Remove every local client from `group`.
+    pub fn local_ungroup(&mut self, group: &str) {
+        let mine: Vec<ClientId> = self
+            .reg
+            .group(group)
+            .and_then(|m| m.get(&self.inc))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default();
+        for c in mine {
+            if let Some(id) = self.local(c) {
+                let _ = self.local_leave(id, group);
+            }
+        }
+    }
+
+    /// Queue `enc` on the local connections listed in `self.slots`.
+    fn queue_slots(&mut self, enc: &Encoded<'_>, slots: &mut Vec<usize>) {
+        for &s in slots.iter() {
+            enc.queue(self, s);
+        }
+        slots.clear();
+    }
+
+    /// Deliver to this worker's members of `groups`, once each, except `exclude`.
+    pub fn deliver_groups(&mut self, groups: &[&str], exclude: &[ConnId], msg: Payload<'_>) {
+        let mut slots = std::mem::take(&mut self.slots);
+        for g in groups {
+            if let Some(set) = self.reg.group(g).and_then(|m| m.get(&self.inc)) {
+                slots.extend(
+                    set.iter()
+                        .filter(|c| !exclude.contains(&c.conn))
+                        .map(|c| c.conn.index()),
+                );
+            }
+        }
+        if groups.len() > 1 {
+            slots.sort_unstable();
+            slots.dedup();
+        }
+        let enc = Encoded::for_receivers(msg, slots.len());
+        self.queue_slots(&enc, &mut slots);
+        self.slots = slots;
+    }
+
+    /// Deliver to this worker's clients bound to `uids`.
+    pub fn deliver_uids(&mut self, uids: &[&str], msg: Payload<'_>) {
+        let mut slots = std::mem::take(&mut self.slots);
+        for u in uids {
+            if let Some(set) = self.reg.uid(u).and_then(|m| m.get(&self.inc)) {
+                slots.extend(set.iter().map(|c| c.conn.index()));
+            }
+        }
+        if uids.len() > 1 {
+            slots.sort_unstable();
+            slots.dedup();
+        }
+        let enc = Encoded::for_receivers(msg, slots.len());
+        self.queue_slots(&enc, &mut slots);
+        self.slots = slots;
+    }
+
+    /// Deliver to every local gateway client except `exclude`.
+    pub fn deliver_all(&mut self, exclude: &[ConnId], msg: Payload<'_>) {
+        self.deliver_local_where(msg, |s, gen| {
+            !exclude.contains(&ConnId {
+                slot: s as u32,
+                gen,
+            })
+        });
+    }
+
+    /// Deliver to the local gateway clients in share `part` of `parts` (by slot), so a
+    /// periodic send to everyone can be spread over several turns.
+    pub fn deliver_all_part(&mut self, part: usize, parts: usize, msg: Payload<'_>) {
+        let parts = parts.max(1);
+        self.deliver_local_where(msg, |s, _| s % parts == part % parts);
+    }
+
+    fn deliver_local_where(&mut self, msg: Payload<'_>, keep: impl Fn(usize, u32) -> bool) {
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.extend(
+            self.conns
+                .iter()
+                .filter(|(s, c)| c.framing != Framing::None && keep(*s, c.gen))
+                .map(|(s, _)| s),
+        );
+        let enc = Encoded::for_receivers(msg, slots.len());
+        self.queue_slots(&enc, &mut slots);
+        self.slots = slots;
+    }
 }
 
 /// Fan-out buffer capacity kept between turns; a burst that grew it further is given back.
 const FANOUT_KEEP: usize = 1 << 20;
-
-/// Smallest frame worth sharing between receivers; smaller ones are cheaper to copy (and
-/// coalesce better into one owned segment).
-const SHARE_MIN: usize = 64;
-
-/// A message encoded once for every protocol. Sent to one receiver it is copied into that
-/// receiver's buffer; sent to several, each framing is built once into a shared frame.
-pub struct Encoded<'a> {
-    ws_head: [u8; 10],
-    ws_head_len: usize,
-    body: &'a [u8],
-    share: bool,
-    /// Where each framing sits in the worker's fan-out buffer, once written there.
-    ws_at: Cell<Option<(usize, usize)>>,
-    text_at: Cell<Option<(usize, usize)>>,
-}
-
-impl<'a> Encoded<'a> {
-    /// Encode `msg` once.
-    pub fn new(msg: Payload<'a>) -> Encoded<'a> {
-        let (op, body) = match msg {
-            Payload::Text(s) => (ws_frame::OpCode::Text, s.as_bytes()),
-            Payload::Binary(b) => (ws_frame::OpCode::Binary, b),
-        };
-        let mut ws_head = [0u8; 10];
-        let ws_head_len = ws_frame::server_header(op, body.len(), &mut ws_head);
-        Encoded {
-            ws_head,
-            ws_head_len,
-            body,
-            share: false,
-            ws_at: Cell::new(None),
-            text_at: Cell::new(None),
-        }
-    }
-
-    /// Encode `msg` once for `receivers` connections: shared if that saves copies.
-    pub fn for_receivers(msg: Payload<'a>, receivers: usize) -> Encoded<'a> {
-        let mut e = Encoded::new(msg);
-        e.share = receivers > 1 && e.body.len() >= SHARE_MIN;
-        e
-    }
-
-    /// Queue this message on `slot` in the framing its protocol needs.
-    pub fn queue(&self, core: &mut Core, slot: usize) {
-        let Some(c) = core.conns.get(slot) else {
-            return;
-        };
-        if !c.accepts_messages() {
-            return;
-        }
-        let head = &self.ws_head[..self.ws_head_len];
-        match (c.framing, self.share) {
-            (Framing::Ws, false) => core.queue_raw(slot, head, self.body),
-            (Framing::Text, false) => core.queue_raw(slot, self.body, b"\n"),
-            (Framing::Ws, true) => {
-                let (start, end) = placed(&self.ws_at, &mut core.fanout, head, self.body);
-                core.queue_turn(slot, start, end);
-            }
-            (Framing::Text, true) => {
-                let (start, end) = placed(&self.text_at, &mut core.fanout, self.body, b"\n");
-                core.queue_turn(slot, start, end);
-            }
-            (Framing::None, _) => {}
-        }
-    }
-
-    /// Queue on a local connection if `id` is still the same one.
-    pub fn queue_id(&self, core: &mut Core, id: ConnId) {
-        if core.get(id).is_some() {
-            self.queue(core, id.slot as usize);
-        }
-    }
-}
-
-/// The range of `a` then `b` in the fan-out buffer, appending them on first use.
-fn placed(
-    at: &Cell<Option<(usize, usize)>>,
-    fanout: &mut Vec<u8>,
-    a: &[u8],
-    b: &[u8],
-) -> (usize, usize) {
-    if let Some(r) = at.get() {
-        return r;
-    }
-    let start = fanout.len();
-    fanout.extend_from_slice(a);
-    fanout.extend_from_slice(b);
-    let r = (start, fanout.len());
-    at.set(Some(r));
-    r
-}
-
-/// The handle an app gets on every event.
-pub struct Ctx<'a> {
-    /// The worker state.
-    pub core: &'a mut Core,
-}
-
-impl<'a> Ctx<'a> {
-    /// Wrap the core.
-    pub fn new(core: &'a mut Core) -> Ctx<'a> {
-        Ctx { core }
-    }
-
-    /// Peer address of a local client.
-    pub fn remote_addr(&self, c: ClientId) -> Option<std::net::SocketAddr> {
-        let id = self.core.local(c)?;
-        self.core.get(id).map(|c| c.remote)
-    }
-
-    /// Start a timer; `on_timer` gets its id and `tag`.
-    pub fn add_timer(&mut self, after: Duration, repeat: bool, tag: u64) -> TimerId {
-        TimerId(self.core.timers.add_app(self.core.now, after, repeat, tag))
-    }
-
-    /// Cancel a timer.
-    pub fn del_timer(&mut self, t: TimerId) -> bool {
-        self.core.timers.cancel_app(t.0)
-    }
-
-    /// Answer an HTTP request the app left [`Pending`](crate::app::HttpOutcome::Pending);
-    /// the connection closes after the answer. False if the client went away meanwhile.
-    pub fn respond_http(
-        &mut self,
-        conn: ClientId,
-        resp: &crate::protocol::http::response::Response,
-    ) -> bool {
-        let Some(id) = self.core.local(conn) else {
-            return false;
-        };
-        match self.core.get_mut(id) {
-            Some(c) if c.http_pending => c.http_pending = false,
-            _ => return false,
-        }
-        let mut out = Vec::new();
-        resp.write_to(&mut out, false);
-        self.core.queue_raw(id.slot as usize, &out, &[]);
-        self.core.request_close(id, CloseHow::Graceful(1000));
-        true
-    }
-
-    /// A handle that wakes this worker's loop from another thread; the app's `on_wake` runs then.
-    pub fn waker(&self) -> std::sync::Arc<mio::Waker> {
-        self.core.waker.clone()
-    }
-
-    /// This worker's slot number.
-    pub fn worker_id(&self) -> usize {
-        self.core.worker_id
-    }
-}

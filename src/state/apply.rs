@@ -1,17 +1,13 @@
-//! Applying a message that arrived from another worker.
+//! Applying a message that arrived from another worker: one exhaustive match from message to
+//! state change.
 
-use super::wire::{BusMsg, Key};
-use crate::gateway::client_id::ClientId;
-use crate::gateway::local::{conn, join};
-use crate::worker::ctx::{CloseHow, ConnId, Core, Encoded};
+use super::{CloseHow, Core, Encoded};
+use crate::gateway::bus::wire::BusMsg;
+use crate::gateway::client_id::{ClientId, ConnId};
 use serde_json::{Map, Value};
 
-fn remote(from: u64, k: Key) -> ClientId {
-    ClientId {
-        inc: from,
-        slot: k.slot,
-        gen: k.gen,
-    }
+fn remote(from: u64, k: ConnId) -> ClientId {
+    ClientId::new(from, k)
 }
 
 fn parse_map(b: &[u8]) -> Option<Map<String, Value>> {
@@ -40,16 +36,16 @@ pub fn apply(core: &mut Core, from: u64, m: BusMsg<'_>) {
             }
         }
         BusMsg::ToClient { kind, key, payload } => {
-            Encoded::new(join(kind, payload)).queue_id(core, conn(key));
+            Encoded::new(kind.payload(payload)).queue_id(core, key);
         }
         BusMsg::ToClients {
             kind,
             keys,
             payload,
         } => {
-            let enc = Encoded::for_receivers(join(kind, payload), keys.len());
+            let enc = Encoded::for_receivers(kind.payload(payload), keys.len());
             for k in keys {
-                enc.queue_id(core, conn(k));
+                enc.queue_id(core, k);
             }
         }
         BusMsg::ToGroups {
@@ -58,54 +54,51 @@ pub fn apply(core: &mut Core, from: u64, m: BusMsg<'_>) {
             exclude,
             payload,
         } => {
-            let ex: Vec<ConnId> = exclude.into_iter().map(conn).collect();
-            core.deliver_groups(&groups, &ex, join(kind, payload));
+            core.deliver_groups(&groups, &exclude, kind.payload(payload));
         }
         BusMsg::ToUids {
             kind,
             uids,
             payload,
-        } => core.deliver_uids(&uids, join(kind, payload)),
+        } => core.deliver_uids(&uids, kind.payload(payload)),
         BusMsg::ToAll {
             kind,
             exclude,
             payload,
         } => {
-            let ex: Vec<ConnId> = exclude.into_iter().map(conn).collect();
-            core.deliver_all(&ex, join(kind, payload));
+            core.deliver_all(&exclude, kind.payload(payload));
         }
         // Commands for our own clients: refused ones (client gone, bad name) are dropped, as a
         // GatewayWorker gateway drops commands for unknown connections.
         BusMsg::CmdJoin(k, g) => {
-            let _ = core.local_join(conn(k), g);
+            let _ = core.local_join(k, g);
         }
         BusMsg::CmdLeave(k, g) => {
-            let _ = core.local_leave(conn(k), g);
+            let _ = core.local_leave(k, g);
         }
         BusMsg::CmdBind(k, u) => {
-            let _ = core.local_bind(conn(k), u);
+            let _ = core.local_bind(k, u);
         }
         BusMsg::CmdUnbind(k) => {
-            let _ = core.local_unbind(conn(k));
+            let _ = core.local_unbind(k);
         }
         BusMsg::CmdSetSession(k, b) => {
             if let Some(s) = parse_map(b) {
-                let _ = core.local_session(conn(k), s, false);
+                let _ = core.local_session(k, s, false);
             }
         }
         BusMsg::CmdUpdateSession(k, b) => {
             if let Some(s) = parse_map(b) {
-                let _ = core.local_session(conn(k), s, true);
+                let _ = core.local_session(k, s, true);
             }
         }
         BusMsg::CmdClose(k, last) => {
-            let id = conn(k);
             if let Some((kind, b)) = last {
-                Encoded::new(join(kind, b)).queue_id(core, id);
+                Encoded::new(kind.payload(b)).queue_id(core, k);
             }
-            core.request_close(id, CloseHow::Graceful(1000));
+            core.request_close(k, CloseHow::Graceful(1000));
         }
-        BusMsg::CmdDestroy(k) => core.request_close(conn(k), CloseHow::Now),
+        BusMsg::CmdDestroy(k) => core.request_close(k, CloseHow::Now),
         BusMsg::Ungroup(g) => core.local_ungroup(g),
     }
 }

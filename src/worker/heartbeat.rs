@@ -15,12 +15,13 @@
 //! no allocation; at GatewayWorker-like intervals (seconds) that is negligible next to the
 //! traffic those connections make.
 
-use crate::app::Payload;
 use crate::config::GatewayConfig;
 use crate::connection::{ConnState, Framing};
+use crate::gateway::client_id::ConnId;
 use crate::protocol::websocket::close as ws_close;
 use crate::protocol::websocket::frame::{self as ws_frame, OpCode};
-use crate::worker::ctx::{CloseHow, ConnId, Core, Encoded};
+use crate::protocol::Payload;
+use crate::state::{CloseHow, Core, Encoded};
 use std::time::{Duration, Instant};
 
 /// Heartbeat settings and the per-connection memory of the last ping.

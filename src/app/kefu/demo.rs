@@ -2,7 +2,7 @@
 //! agent with a random password, and prints how to reach the pages and sign in. The password
 //! is shown this once (never a fixed default); `kefu agent passwd` replaces it.
 
-use crate::app::kefu::auth;
+use super::auth;
 use crate::config::{Config, Scheme};
 use crate::store::{self, tenancy};
 

@@ -1,8 +1,8 @@
 //! Typed request bodies of the HTTP API calls, and their parsing into gateway arguments.
 
 use super::HttpApiError;
-use crate::app::Payload;
 use crate::gateway::client_id::ClientId;
+use crate::protocol::Payload;
 use base64::Engine;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;

@@ -1,35 +1,92 @@
-//! The GatewayWorker API, as methods on the app's [`Ctx`]: the same calls work from any
-//! worker for any client. Queries read the local replica (no waiting on other workers);
-//! sends go straight to local clients and, over the bus, only to workers that hold receivers.
+//! [`Ctx`]: the handle every app callback gets. Its gateway calls work from any worker for any
+//! client: queries read the local replica of the registry (no waiting on other workers); sends
+//! go straight to local clients and, over the bus, only to workers that hold receivers;
+//! changes to a client run on its owner (here, or forwarded as a command).
 
-use super::bus::wire::{BusMsg, Key};
-use super::client_id::ClientId;
-use super::local::{key, split};
-use super::{check_group, check_uid, ApiError};
-use crate::app::Payload;
-use crate::worker::ctx::{CloseHow, ConnId, Ctx, Encoded};
+use super::TimerId;
+use crate::gateway::bus::wire::{BusMsg, Kind};
+use crate::gateway::client_id::{ClientId, ConnId};
+use crate::gateway::registry::{Members, Registry};
+use crate::gateway::{check_group, check_uid, ApiError, MAX_GROUPS_PER_CLIENT, MAX_SESSION};
+use crate::protocol::http::response::Response;
+use crate::protocol::Payload;
+use crate::state::{CloseHow, Core, Encoded};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-fn wire_key(c: ClientId) -> Key {
-    Key {
-        slot: c.slot,
-        gen: c.gen,
-    }
-}
-
-/// The excluded clients that live on worker `inc`, as that worker's keys.
-fn excludes_on(exclude: &[ClientId], inc: u64) -> Vec<Key> {
+/// The excluded clients that live on worker `inc`, as that worker's connections.
+fn excludes_on(exclude: &[ClientId], inc: u64) -> Vec<ConnId> {
     exclude
         .iter()
         .filter(|c| c.inc == inc)
-        .map(|c| wire_key(*c))
+        .map(|c| c.conn)
         .collect()
 }
 
-impl Ctx<'_> {
+/// The handle an app gets on every event.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    core: &'a mut Core,
+}
+
+impl<'a> Ctx<'a> {
+    /// Wrap the worker's state for one callback (the worker loop does this, apps never).
+    pub(crate) fn new(core: &'a mut Core) -> Ctx<'a> {
+        Ctx { core }
+    }
+
+    /// The loop time of the current turn (cheaper than `Instant::now`, and the same for every
+    /// event of the turn).
+    pub fn now(&self) -> Instant {
+        self.core.now
+    }
+
+    /// Peer address of a local client.
+    pub fn remote_addr(&self, c: ClientId) -> Option<std::net::SocketAddr> {
+        let id = self.core.local(c)?;
+        self.core.get(id).map(|c| c.remote)
+    }
+
+    /// Start a timer; `on_timer` gets its id and `tag`.
+    pub fn add_timer(&mut self, after: Duration, repeat: bool, tag: u64) -> TimerId {
+        TimerId(self.core.timers.add_app(self.core.now, after, repeat, tag))
+    }
+
+    /// Cancel a timer.
+    pub fn del_timer(&mut self, t: TimerId) -> bool {
+        self.core.timers.cancel_app(t.0)
+    }
+
+    /// Answer an HTTP request the app left [`Pending`](super::HttpOutcome::Pending);
+    /// the connection closes after the answer. False if the client went away meanwhile.
+    pub fn respond_http(&mut self, conn: ClientId, resp: &Response) -> bool {
+        let Some(id) = self.core.local(conn) else {
+            return false;
+        };
+        match self.core.get_mut(id) {
+            Some(c) if c.input.awaiting_app() => c.input.app_answered(),
+            _ => return false,
+        }
+        let mut out = Vec::new();
+        resp.write_to(&mut out, false);
+        self.core.queue_raw(id.index(), &out, &[]);
+        self.core.request_close(id, CloseHow::Graceful(1000));
+        true
+    }
+
+    /// A handle that wakes this worker's loop from another thread; the app's `on_wake` runs then.
+    pub fn waker(&self) -> std::sync::Arc<mio::Waker> {
+        self.core.waker.clone()
+    }
+
+    /// This worker's slot number.
+    pub fn worker_id(&self) -> usize {
+        self.core.worker_id
+    }
+
     /// Other workers holding members of any of these groups or uids, each once.
-    fn holders<'r>(&self, members: impl Iterator<Item = &'r super::registry::Members>) -> Vec<u64> {
+    fn holders<'r>(&self, members: impl Iterator<Item = &'r Members>) -> Vec<u64> {
         let mut incs: Vec<u64> = members
             .flat_map(|m| m.keys().copied())
             .filter(|&i| i != self.core.inc)
@@ -61,12 +118,12 @@ impl Ctx<'_> {
         if !self.core.reg.is_online(c) {
             return false;
         }
-        let (kind, payload) = split(msg);
+        let (kind, payload) = Kind::split(msg);
         self.core.bus.send(
             c.inc,
             &BusMsg::ToClient {
                 kind,
-                key: wire_key(c),
+                key: c.conn,
                 payload,
             },
         )
@@ -74,15 +131,15 @@ impl Ctx<'_> {
 
     /// Send to each listed client (GatewayWorker's send_to_all with a client list).
     pub fn send_to_clients(&mut self, clients: &[ClientId], msg: Payload<'_>) {
-        let mut by_worker: BTreeMap<u64, Vec<Key>> = BTreeMap::new();
+        let mut by_worker: BTreeMap<u64, Vec<ConnId>> = BTreeMap::new();
         let enc = Encoded::for_receivers(msg, clients.len());
         for &c in clients {
             match self.core.local(c) {
                 Some(id) => enc.queue_id(self.core, id),
-                None => by_worker.entry(c.inc).or_default().push(wire_key(c)),
+                None => by_worker.entry(c.inc).or_default().push(c.conn),
             }
         }
-        let (kind, payload) = split(msg);
+        let (kind, payload) = Kind::split(msg);
         for (inc, keys) in by_worker {
             self.core.bus.send(
                 inc,
@@ -99,7 +156,7 @@ impl Ctx<'_> {
     pub fn send_to_all(&mut self, msg: Payload<'_>, exclude: &[ClientId]) {
         let local_ex: Vec<ConnId> = exclude.iter().filter_map(|c| self.core.local(*c)).collect();
         self.core.deliver_all(&local_ex, msg);
-        let (kind, payload) = split(msg);
+        let (kind, payload) = Kind::split(msg);
         let peers: Vec<u64> = self
             .core
             .reg
@@ -125,7 +182,7 @@ impl Ctx<'_> {
         if incs.is_empty() {
             return;
         }
-        let (kind, payload) = split(msg);
+        let (kind, payload) = Kind::split(msg);
         // The same message for every holder: build it once.
         let m = BusMsg::ToUids {
             kind,
@@ -145,7 +202,7 @@ impl Ctx<'_> {
         if incs.is_empty() {
             return;
         }
-        let (kind, payload) = split(msg);
+        let (kind, payload) = Kind::split(msg);
         for inc in incs {
             self.core.bus.send(
                 inc,
@@ -164,9 +221,9 @@ impl Ctx<'_> {
     fn owner_op(
         &mut self,
         c: ClientId,
-        local: impl FnOnce(&mut crate::worker::ctx::Core, ConnId) -> Result<(), ApiError>,
+        local: impl FnOnce(&mut Core, ConnId) -> Result<(), ApiError>,
         cmd: BusMsg<'_>,
-        mirror: impl FnOnce(&mut super::registry::Registry),
+        mirror: impl FnOnce(&mut Registry),
     ) -> Result<(), ApiError> {
         if let Some(id) = self.core.local(c) {
             return local(self.core, id);
@@ -184,8 +241,7 @@ impl Ctx<'_> {
         // Checked here too for remote clients: the owner would refuse the command, and the
         // local mirror below would then stay wrong until the client left.
         if let Some(info) = self.core.reg.get(c) {
-            if info.groups.len() >= super::MAX_GROUPS_PER_CLIENT
-                && !info.groups.iter().any(|g| g == group)
+            if info.groups.len() >= MAX_GROUPS_PER_CLIENT && !info.groups.iter().any(|g| g == group)
             {
                 return Err(ApiError::TooManyGroups);
             }
@@ -193,7 +249,7 @@ impl Ctx<'_> {
         self.owner_op(
             c,
             |core, id| core.local_join(id, group),
-            BusMsg::CmdJoin(wire_key(c), group),
+            BusMsg::CmdJoin(c.conn, group),
             |r| r.join(c, group),
         )
     }
@@ -203,7 +259,7 @@ impl Ctx<'_> {
         self.owner_op(
             c,
             |core, id| core.local_leave(id, group),
-            BusMsg::CmdLeave(wire_key(c), group),
+            BusMsg::CmdLeave(c.conn, group),
             |r| r.leave(c, group),
         )
     }
@@ -225,7 +281,7 @@ impl Ctx<'_> {
         self.owner_op(
             c,
             |core, id| core.local_bind(id, uid),
-            BusMsg::CmdBind(wire_key(c), uid),
+            BusMsg::CmdBind(c.conn, uid),
             |r| r.bind(c, uid),
         )
     }
@@ -235,7 +291,7 @@ impl Ctx<'_> {
         self.owner_op(
             c,
             |core, id| core.local_unbind(id),
-            BusMsg::CmdUnbind(wire_key(c)),
+            BusMsg::CmdUnbind(c.conn),
             |r| r.unbind(c),
         )
     }
@@ -260,13 +316,13 @@ impl Ctx<'_> {
             return self.core.local_session(id, s, merge);
         }
         let bytes = serde_json::to_vec(&s).unwrap_or_default();
-        if bytes.len() > super::MAX_SESSION {
+        if bytes.len() > MAX_SESSION {
             return Err(ApiError::SessionTooLarge);
         }
         let cmd = if merge {
-            BusMsg::CmdUpdateSession(wire_key(c), &bytes)
+            BusMsg::CmdUpdateSession(c.conn, &bytes)
         } else {
-            BusMsg::CmdSetSession(wire_key(c), &bytes)
+            BusMsg::CmdSetSession(c.conn, &bytes)
         };
         self.owner_op(
             c,
@@ -299,13 +355,8 @@ impl Ctx<'_> {
             self.core.request_close(id, CloseHow::Graceful(1000));
             return Ok(());
         }
-        let last = last.map(split);
-        self.owner_op(
-            c,
-            |_, _| Ok(()),
-            BusMsg::CmdClose(wire_key(c), last),
-            |_| {},
-        )
+        let last = last.map(Kind::split);
+        self.owner_op(c, |_, _| Ok(()), BusMsg::CmdClose(c.conn, last), |_| {})
     }
 
     /// Drop a client now.
@@ -317,7 +368,7 @@ impl Ctx<'_> {
             self.core.request_close(id, CloseHow::Now);
             return Ok(());
         }
-        self.owner_op(c, |_, _| Ok(()), BusMsg::CmdDestroy(wire_key(c)), |_| {})
+        self.owner_op(c, |_, _| Ok(()), BusMsg::CmdDestroy(c.conn), |_| {})
     }
 
     /// Whether a client is online.
@@ -413,8 +464,15 @@ impl Ctx<'_> {
             .is_some_and(|i| i.groups.iter().any(|g| g == group))
     }
 
-    /// Wire key of a local connection (used by apps that keep local state).
-    pub fn local_key(&self, id: ConnId) -> Key {
-        key(id)
+    /// Send to this worker's own members of `groups` only (no bus traffic): for what every
+    /// worker announces to its own clients, such as a peer's lost clients.
+    pub fn send_to_group_local(&mut self, groups: &[&str], msg: Payload<'_>) {
+        self.core.deliver_groups(groups, &[], msg);
+    }
+
+    /// Send to the share `part` of `parts` of this worker's own clients (by slot), so a
+    /// periodic send to everyone is spread over several turns and never crosses the bus.
+    pub fn send_to_all_local_part(&mut self, part: usize, parts: usize, msg: Payload<'_>) {
+        self.core.deliver_all_part(part, parts, msg);
     }
 }

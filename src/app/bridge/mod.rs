@@ -16,9 +16,9 @@
 
 pub mod backend;
 
-use super::{App, ClientId, Payload};
+use crate::api::Ctx;
+use crate::api::{App, ClientId, Payload, StartError};
 use crate::config::{BridgeConfig, Config};
-use crate::worker::ctx::Ctx;
 use backend::{Done, Job, Outcome, Pool, Target};
 use base64::Engine;
 use serde::Serialize;
@@ -195,20 +195,17 @@ impl Bridge {
 }
 
 impl App for Bridge {
-    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) {
+    fn on_worker_start(&mut self, cx: &mut Ctx<'_>) -> Result<(), StartError> {
         if !self.forwarding() {
-            return;
+            return Ok(());
         }
-        match Target::parse(&self.cfg.backend_url) {
-            Ok(t) => {
-                self.target = Some(t);
-                self.pool = Some(Pool::start(POOL_THREADS, cx.waker()));
-            }
-            Err(e) => crate::error!(
-                "bridge.backend_url {:?}: {e}; every message will get a backend error",
-                self.cfg.backend_url
-            ),
-        }
+        // A URL that cannot work fails the start: serving would answer every message with a
+        // backend error, and the admin would learn why only from the log.
+        let t = Target::parse(&self.cfg.backend_url)
+            .map_err(|e| format!("bridge.backend_url {:?}: {e}", self.cfg.backend_url))?;
+        self.target = Some(t);
+        self.pool = Some(Pool::start(POOL_THREADS, cx.waker()));
+        Ok(())
     }
 
     fn on_connect(&mut self, cx: &mut Ctx<'_>, id: ClientId) {

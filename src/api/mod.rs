@@ -1,0 +1,83 @@
+//! The API apps are written against: the event trait [`App`], the handle [`Ctx`] every event
+//! gets (sends, groups, uids, sessions, timers: GatewayWorker's `Gateway` calls), and the
+//! gateway's HTTP API for backends, built on the same calls.
+//!
+//! An app sees connections only through [`ClientId`]s and its [`Ctx`]; it never touches sockets
+//! or the worker's state. Everything an app does is queued on the worker's state and carried
+//! out by the event loop at the end of the turn.
+
+mod ctx;
+pub mod http_api;
+
+pub use crate::gateway::client_id::ClientId;
+pub use crate::gateway::registry::ClientInfo;
+pub use crate::gateway::ApiError;
+pub use crate::protocol::http::request::Request;
+pub use crate::protocol::http::response::Response;
+pub use crate::protocol::Payload;
+pub use ctx::Ctx;
+
+/// An app timer, as returned by [`Ctx::add_timer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TimerId(pub u64);
+
+/// Why an app could not start in a worker; the master shows it (`start -d`, `reload`).
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What an app does with a plain HTTP request.
+#[derive(Debug)]
+pub enum HttpOutcome {
+    /// Answer now.
+    Respond(Response),
+    /// The app answers later with [`Ctx::respond_http`] (e.g. after a store lookup); the
+    /// connection is closed after that answer.
+    Pending,
+    /// Not for this app: the worker answers (404, or 426 on a WebSocket port).
+    NotMine,
+}
+
+/// Why an upgrade request was refused by the app: the HTTP status sent back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reject(pub u16);
+
+/// The callbacks of an application (GatewayWorker's `Events` class, in Rust).
+///
+/// A panic in any callback closes only the connection being handled (logged with its id);
+/// the worker and its other connections carry on.
+pub trait App {
+    /// The worker has bound its listeners; accepting starts after this returns. An error stops
+    /// the worker, and its text reaches the admin through the master.
+    fn on_worker_start(&mut self, _cx: &mut Ctx<'_>) -> Result<(), StartError> {
+        Ok(())
+    }
+    /// A client connected: a text connection was accepted, or a WebSocket upgrade completed.
+    fn on_connect(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
+    /// A WebSocket upgrade request arrived; return `Err` to refuse it.
+    fn on_websocket_connect(
+        &mut self,
+        _cx: &mut Ctx<'_>,
+        _id: ClientId,
+        _req: &Request,
+    ) -> Result<(), Reject> {
+        Ok(())
+    }
+    /// A message (WebSocket message or text line) arrived.
+    fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>);
+    /// The connection is gone; its session is still readable here.
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
+    /// A plain HTTP request (not a WebSocket upgrade) arrived on an HTTP or WebSocket port.
+    fn on_http(&mut self, _cx: &mut Ctx<'_>, _conn: ClientId, _req: &Request) -> HttpOutcome {
+        HttpOutcome::NotMine
+    }
+    /// The worker's [`Ctx::waker`] was woken (by a thread of the app's: store, backend calls).
+    fn on_wake(&mut self, _cx: &mut Ctx<'_>) {}
+    /// A timer set with [`Ctx::add_timer`] fired.
+    fn on_timer(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId, _tag: u64) {}
+    /// The worker is stopping (stop or reload).
+    fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {}
+    /// Another worker died without closing its clients (killed, crashed): these were its
+    /// clients that had a uid, groups or a session, already forgotten by the registry. No
+    /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app
+    /// announces the loss to its own local clients only ([`Ctx::send_to_group_local`]).
+    fn on_peer_lost(&mut self, _cx: &mut Ctx<'_>, _gone: &[(ClientId, ClientInfo)]) {}
+}

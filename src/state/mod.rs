@@ -1,0 +1,15 @@
+//! The worker's state, below the app API and above the gateway's data: [`Core`] (connections,
+//! their output queues, the registry replica, the bus links, timers), [`Encoded`] messages,
+//! and [`apply`], which turns a message from another worker into a state change.
+//!
+//! A send runs downward from here: an owner-side change updates the registry and goes out on
+//! the bus; a delivery is encoded once and queued on connection buffers; the worker loop
+//! flushes both at the end of the turn.
+
+pub mod apply;
+pub mod core;
+pub mod encoded;
+pub mod timer;
+
+pub use self::core::{CloseHow, Core, Stats};
+pub use encoded::Encoded;
