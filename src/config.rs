@@ -467,7 +467,7 @@ mod secs {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let v = f64::deserialize(d)?;
         if !(0.0..=86_400.0 * 365.0).contains(&v) {
             return Err(serde::de::Error::custom("seconds out of range"));

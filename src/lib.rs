@@ -15,6 +15,10 @@
 //! The binary (`main.rs`) picks the app, so the worker loop never names a concrete app.
 //! See `docs/architecture.md`.
 
+// The library's own discipline (not the tests' or benches'): an item is `pub` only if the
+// binary, a bench, a fuzz target or a test needs it, and everything reachable prints in logs.
+#![warn(unreachable_pub, missing_debug_implementations)]
+
 pub mod log;
 
 pub mod api;
@@ -24,10 +28,10 @@ pub mod config;
 pub mod connection;
 pub mod gateway;
 pub mod ipc;
-pub mod master;
+pub(crate) mod master;
 pub mod protocol;
-pub mod state;
-pub mod store;
+pub(crate) mod state;
+pub(crate) mod store;
 pub mod sys;
-pub mod web;
+pub(crate) mod web;
 pub mod worker;

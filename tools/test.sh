@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every test kefu has: the release build (benches and tools use it), the Rust tests of the
+# Run every check and test kefu has: formatting, lints and the layer rule, the release build (benches and tools use it), the Rust tests of the
 # whole workspace, the Autobahn TestSuite against the echo app, then the browser tests of the web
 # pages in headless Chromium. Exits non-zero on any failure.
 #
@@ -17,6 +17,18 @@ step() { printf '\n==> %s\n' "$*"; }
 # CI must build exactly the committed Cargo.lock; a developer may have just added a dependency.
 locked=()
 if [ "${CI:-}" = true ]; then locked=(--locked); fi
+
+# Cheap checks first: a formatting difference, a lint or an import going up a layer fails the
+# run before any test (docs/architecture.md).
+step "cargo fmt --all --check"
+cargo fmt --all --check
+
+step "tools/layers.py"
+python3 tools/layers.py
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+# Release profile: shares the dependency builds with everything below.
+cargo clippy --release "${locked[@]}" --workspace --all-targets -- -D warnings
 
 step "cargo build --release"
 cargo build --release "${locked[@]}"

@@ -99,7 +99,7 @@ struct ErrorOut<'a> {
 }
 
 /// The chat app. Room membership lives in the worker's groups, names in the sessions.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Chat {
     ping: Option<TimerId>,
     ping_tick: u32,

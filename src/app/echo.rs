@@ -1,9 +1,9 @@
 //! `echo`: every message goes back to its sender, on every protocol.
 
-use crate::api::Ctx;
-use crate::api::{App, ClientId, Payload};
+use crate::api::{App, ClientId, Ctx, Payload};
 
 /// The echo app (used by the Autobahn suite and the benchmarks).
+#[derive(Debug)]
 pub struct Echo;
 
 impl App for Echo {

@@ -133,7 +133,7 @@ fn explain(e: StoreError) -> Box<dyn std::error::Error> {
 }
 
 /// Run `kefu agent ...`; returns the exit code.
-pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
+pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
     let cfg = match &a.cmd {
         AgentCmd::Add { cfg, .. }
         | AgentCmd::List { cfg, .. }
@@ -195,7 +195,7 @@ pub fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
 }
 
 /// Run `kefu business ...`; returns the exit code.
-pub fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::Error>> {
+pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::Error>> {
     let cfg = match &a.cmd {
         BusinessCmd::Add { cfg, .. }
         | BusinessCmd::List { cfg }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Send `req` to the master listening on `sock` and wait up to `timeout` for its reply.
-pub fn request(
+pub(crate) fn request(
     sock: &Path,
     req: &CliRequest,
     timeout: Option<Duration>,

@@ -4,9 +4,9 @@
 //! Commands find their master through the pid file (`-c`/`--pid-file`) and talk to it over the
 //! control socket `<pid_file>.sock`; signals are the fallback when the socket is unreachable.
 
-pub mod agent;
-pub mod client;
-pub mod table;
+pub(crate) mod agent;
+pub(crate) mod client;
+pub(crate) mod table;
 
 use crate::config::{Config, ConfigError, Overrides};
 use crate::ipc::{CliReply, CliRequest, MasterStatus};

@@ -9,7 +9,7 @@ use std::fmt::Write;
 const LINE_WIDTH: usize = 121;
 
 /// `-----TITLE-----` centred-ish like Workerman: 51 dashes, the title, dashes to [`LINE_WIDTH`].
-pub fn separator(title: &str) -> String {
+pub(crate) fn separator(title: &str) -> String {
     let left = 51;
     let right = LINE_WIDTH.saturating_sub(left + title.len());
     format!("{}{title}{}", "-".repeat(left), "-".repeat(right))
@@ -25,14 +25,14 @@ fn pad(s: &str, width: usize) -> String {
 }
 
 /// Bytes as MiB the way Workerman prints memory: two decimals, trailing zeros dropped (`1.1M`).
-pub fn mem_mb(bytes: u64) -> String {
+pub(crate) fn mem_mb(bytes: u64) -> String {
     let s = format!("{:.2}", bytes as f64 / (1024.0 * 1024.0));
     let s = s.trim_end_matches('0').trim_end_matches('.');
     format!("{s}M")
 }
 
 /// Byte counts as `B/KB/MB/GB/TB` with one decimal (`connections` table).
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     if n < 1024 {
         return format!("{n}B");
@@ -47,7 +47,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// `run D days H hours` from a duration in seconds.
-pub fn uptime(secs: u64) -> String {
+pub(crate) fn uptime(secs: u64) -> String {
     format!(
         "run {} days {} hours",
         secs / 86_400,
@@ -57,7 +57,7 @@ pub fn uptime(secs: u64) -> String {
 
 /// Figures `status` takes from outside the master's reply.
 #[derive(Debug, Clone, Default)]
-pub struct StatusContext {
+pub(crate) struct StatusContext {
     /// Now, Unix seconds.
     pub now: u64,
     /// `/proc/loadavg`'s first three fields, as `a, b, c`.
@@ -98,7 +98,7 @@ fn busy(w: &WorkerStatus) -> bool {
 }
 
 /// The whole `kefu status` screen.
-pub fn status(s: &MasterStatus, ctx: &StatusContext) -> String {
+pub(crate) fn status(s: &MasterStatus, ctx: &StatusContext) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{}", separator("GLOBAL STATUS"));
     let _ = writeln!(
@@ -220,7 +220,7 @@ pub fn status(s: &MasterStatus, ctx: &StatusContext) -> String {
 }
 
 /// The `kefu connections` table.
-pub fn connections(conns: &[ConnInfo], app: &str) -> String {
+pub(crate) fn connections(conns: &[ConnInfo], app: &str) -> String {
     let mut o = String::new();
     o.push_str("--------------------------------------------------------------------- WORKERMAN CONNECTION STATUS --------------------------------------------------------------------------------\n");
     let _ = writeln!(
@@ -253,7 +253,7 @@ pub fn connections(conns: &[ConnInfo], app: &str) -> String {
 }
 
 /// The start banner (Workerman's WORKERS block), printed once every worker listens.
-pub fn banner(app: &str, workers: usize, listeners: &[String], daemon: bool) -> String {
+pub(crate) fn banner(app: &str, workers: usize, listeners: &[String], daemon: bool) -> String {
     let mut o = String::new();
     let width = 98;
     let title = |t: &str| {

@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 /// One end of a control link.
 #[derive(Debug)]
-pub struct Channel {
+pub(crate) struct Channel {
     /// The socket, registered with the master's poll.
     pub stream: UnixStream,
     rbuf: LineBuf,
@@ -28,7 +28,7 @@ pub struct Channel {
 
 impl Channel {
     /// Wrap a connected, non-blocking stream.
-    pub fn new(stream: UnixStream) -> Channel {
+    pub(crate) fn new(stream: UnixStream) -> Channel {
         Channel {
             stream,
             rbuf: LineBuf::default(),
@@ -40,7 +40,7 @@ impl Channel {
     }
 
     /// Read everything available (until WouldBlock or EOF); decoded messages come from [`Self::next_msg`].
-    pub fn fill(&mut self) {
+    pub(crate) fn fill(&mut self) {
         let mut buf = [0u8; 16 * 1024];
         while !self.closed {
             match self.stream.read(&mut buf) {
@@ -54,12 +54,14 @@ impl Channel {
     }
 
     /// The next complete message already read, if any.
-    pub fn next_msg<T: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<T>, LineError> {
+    pub(crate) fn next_msg<T: for<'de> Deserialize<'de>>(
+        &mut self,
+    ) -> Result<Option<T>, LineError> {
         self.rbuf.next_msg()
     }
 
     /// Queue `msg` and write as much as the socket takes now.
-    pub fn send<T: Serialize>(&mut self, msg: &T) {
+    pub(crate) fn send<T: Serialize>(&mut self, msg: &T) {
         if self.closed || self.write_failed {
             return;
         }
@@ -68,7 +70,7 @@ impl Channel {
     }
 
     /// Queue `msg` with a descriptor attached (SCM_RIGHTS).
-    pub fn send_with_fd<T: Serialize>(&mut self, msg: &T, fd: OwnedFd) {
+    pub(crate) fn send_with_fd<T: Serialize>(&mut self, msg: &T, fd: OwnedFd) {
         if self.closed || self.write_failed {
             return;
         }
@@ -78,7 +80,7 @@ impl Channel {
     }
 
     /// Write queued bytes until done or WouldBlock (the rest goes out on the next writable event).
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while !self.wbuf.is_empty() && !self.closed && !self.write_failed {
             let r = match self.fds.front() {
                 Some(fd) => {
@@ -106,7 +108,7 @@ impl Channel {
     }
 
     /// Everything queued has been written.
-    pub fn flushed(&self) -> bool {
+    pub(crate) fn flushed(&self) -> bool {
         self.wbuf.is_empty()
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// The control socket path cannot be used.
 #[derive(Debug)]
-pub struct PathTooLong(pub PathBuf);
+pub(crate) struct PathTooLong(pub PathBuf);
 
 impl fmt::Display for PathTooLong {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -25,7 +25,7 @@ impl fmt::Display for PathTooLong {
 impl std::error::Error for PathTooLong {}
 
 /// Refuse a socket path that does not fit in `sun_path` (the kernel would truncate or reject it).
-pub fn check_path(p: &Path) -> Result<(), PathTooLong> {
+pub(crate) fn check_path(p: &Path) -> Result<(), PathTooLong> {
     if p.as_os_str().as_bytes().len() > MAX_UNIX_PATH {
         Err(PathTooLong(p.to_path_buf()))
     } else {
@@ -35,7 +35,7 @@ pub fn check_path(p: &Path) -> Result<(), PathTooLong> {
 
 /// Bind the control socket. We hold the instance lock, so a socket file already there was left
 /// by a dead master and is removed first.
-pub fn bind(path: &Path) -> io::Result<mio::net::UnixListener> {
+pub(crate) fn bind(path: &Path) -> io::Result<mio::net::UnixListener> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

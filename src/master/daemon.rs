@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Why the instance lock could not be taken.
 #[derive(Debug)]
-pub enum LockError {
+pub(crate) enum LockError {
     /// Another master holds the lock; its pid if the pid file says.
     Running(Option<i32>),
     /// The lock file could not be opened or locked.
@@ -31,14 +31,14 @@ impl std::error::Error for LockError {}
 
 /// The held lock of a running (or starting) instance; released when the master exits.
 #[derive(Debug)]
-pub struct InstanceLock {
+pub(crate) struct InstanceLock {
     /// Kept open: closing the last copy releases the flock.
     _file: File,
     pid_file: PathBuf,
 }
 
 /// Read a pid file (`None` if missing or garbled).
-pub fn read_pid(pid_file: &Path) -> Option<i32> {
+pub(crate) fn read_pid(pid_file: &Path) -> Option<i32> {
     std::fs::read_to_string(pid_file)
         .ok()?
         .trim()
@@ -60,7 +60,7 @@ fn open_lock(lock_file: &Path) -> Result<File, LockError> {
 impl InstanceLock {
     /// Take the instance lock. A pid file left by a dead master (lock free) is stale and will
     /// simply be overwritten by [`Self::write_pid`].
-    pub fn acquire(pid_file: &Path, lock_file: &Path) -> Result<InstanceLock, LockError> {
+    pub(crate) fn acquire(pid_file: &Path, lock_file: &Path) -> Result<InstanceLock, LockError> {
         let file = open_lock(lock_file)?;
         match process::try_lock_exclusive(&file) {
             Ok(true) => Ok(InstanceLock {
@@ -73,7 +73,7 @@ impl InstanceLock {
     }
 
     /// Write our pid (the master's, so after daemonizing).
-    pub fn write_pid(&self, pid: u32) -> io::Result<()> {
+    pub(crate) fn write_pid(&self, pid: u32) -> io::Result<()> {
         // Write then rename so a reader never sees a half-written pid.
         let tmp = {
             let mut s = self.pid_file.as_os_str().to_owned();
@@ -86,13 +86,13 @@ impl InstanceLock {
 
     /// Remove the pid file (on exit). The lock file stays: deleting it while held would let two
     /// starters lock two different inodes of the same path.
-    pub fn remove_pid(&self) {
+    pub(crate) fn remove_pid(&self) {
         let _ = std::fs::remove_file(&self.pid_file);
     }
 }
 
 /// Whether a master holds the lock: `Some(pid from the pid file, or None)`, or `None` if free.
-pub fn running_master(pid_file: &Path, lock_file: &Path) -> Option<Option<i32>> {
+pub(crate) fn running_master(pid_file: &Path, lock_file: &Path) -> Option<Option<i32>> {
     let file = File::open(lock_file).ok()?;
     match process::try_lock_exclusive(&file) {
         Ok(false) => Some(read_pid(pid_file)),
@@ -104,7 +104,7 @@ pub fn running_master(pid_file: &Path, lock_file: &Path) -> Option<Option<i32>> 
 /// What the master reports once startup is over.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum StartReport {
+pub(crate) enum StartReport {
     /// Every worker is listening.
     Ready {
         /// Master pid.
@@ -124,7 +124,7 @@ pub enum StartReport {
 }
 
 /// Where the master sends its [`StartReport`].
-pub enum ReadyNotify {
+pub(crate) enum ReadyNotify {
     /// Daemon mode: the write end of the readiness pipe to the waiting `kefu start`.
     Pipe(File),
     /// Foreground: print it (banner) ourselves.
@@ -145,7 +145,7 @@ impl fmt::Debug for ReadyNotify {
 
 impl ReadyNotify {
     /// Report once; later calls do nothing.
-    pub fn report(&mut self, r: &StartReport) {
+    pub(crate) fn report(&mut self, r: &StartReport) {
         match std::mem::replace(self, ReadyNotify::Done) {
             ReadyNotify::Pipe(mut f) => {
                 // The parent may have been killed: nothing to do about a write error then.
@@ -159,11 +159,11 @@ impl ReadyNotify {
 
 /// The `kefu start -d` side of the readiness pipe.
 #[derive(Debug)]
-pub struct ReadyWaiter(File);
+pub(crate) struct ReadyWaiter(File);
 
 impl ReadyWaiter {
     /// Block until the daemon reports (or dies: EOF without a report).
-    pub fn wait(mut self) -> StartReport {
+    pub(crate) fn wait(mut self) -> StartReport {
         let mut buf = Vec::new();
         let _ = self.0.read_to_end(&mut buf);
         serde_json::from_slice::<StartReport>(buf.trim_ascii()).unwrap_or(StartReport::Failed {
@@ -174,7 +174,7 @@ impl ReadyWaiter {
 
 /// Result of [`daemonize`] in each process that returns from it.
 #[derive(Debug)]
-pub enum Daemonized {
+pub(crate) enum Daemonized {
     /// The invoking process: wait for the report, print, exit.
     Parent(ReadyWaiter),
     /// The daemon (grandchild): run the master and report through this.
@@ -183,7 +183,7 @@ pub enum Daemonized {
 
 /// Double fork + setsid + umask(022), stdin from /dev/null, stdout/stderr appended to `log`.
 /// No chdir: relative paths given on the command line keep working.
-pub fn daemonize(log: &Path) -> io::Result<Daemonized> {
+pub(crate) fn daemonize(log: &Path) -> io::Result<Daemonized> {
     let (r, w) = process::pipe()?;
     match process::fork_single_threaded()? {
         Fork::Parent(_) => {

@@ -5,11 +5,11 @@
 //! workers, respawns the ones that die (with back-off), replaces them one at a time on reload,
 //! gathers status, and stops them in order. It never sleeps.
 
-pub mod channel;
-pub mod control;
-pub mod daemon;
-pub mod signals;
-pub mod spawn;
+pub(crate) mod channel;
+pub(crate) mod control;
+pub(crate) mod daemon;
+pub(crate) mod signals;
+pub(crate) mod spawn;
 
 mod clients;
 mod procs;
@@ -49,7 +49,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why the master could not start.
 #[derive(Debug)]
-pub enum MasterError {
+pub(crate) enum MasterError {
     /// A system call failed while setting up.
     Io(&'static str, io::Error),
     /// A listener's port is taken.
@@ -72,7 +72,7 @@ impl std::error::Error for MasterError {}
 
 /// Everything the master needs, prepared by `kefu start`.
 #[derive(Debug)]
-pub struct MasterOptions {
+pub(crate) struct MasterOptions {
     /// The loaded configuration.
     pub cfg: Config,
     /// How to exec workers.
@@ -84,7 +84,7 @@ pub struct MasterOptions {
 }
 
 /// Run the master until it stops; returns the process exit code.
-pub fn run(opts: MasterOptions) -> i32 {
+pub(crate) fn run(opts: MasterOptions) -> i32 {
     let MasterOptions {
         cfg,
         spawn,

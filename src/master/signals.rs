@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 
 /// What a signal asks the master to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalEvent {
+pub(crate) enum SignalEvent {
     /// Stop everything (`graceful`: let connections drain).
     Stop {
         /// Drain instead of closing.
@@ -29,10 +29,10 @@ pub enum SignalEvent {
 }
 
 /// The signals the master handles.
-pub const HANDLED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD];
+pub(crate) const HANDLED: [i32; 7] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD];
 
 /// Map a signal number to its intent.
-pub fn classify(sig: i32) -> Option<SignalEvent> {
+pub(crate) fn classify(sig: i32) -> Option<SignalEvent> {
     match sig {
         SIGINT | SIGTERM | SIGHUP => Some(SignalEvent::Stop { graceful: false }),
         SIGQUIT => Some(SignalEvent::Stop { graceful: true }),
@@ -44,7 +44,7 @@ pub fn classify(sig: i32) -> Option<SignalEvent> {
 }
 
 /// The installed handlers plus the read end of their pipe.
-pub struct Signals {
+pub(crate) struct Signals {
     delivery: SignalDelivery<UnixStream, SignalOnly>,
 }
 
@@ -58,7 +58,7 @@ impl std::fmt::Debug for Signals {
 
 impl Signals {
     /// Install handlers for [`HANDLED`].
-    pub fn install() -> io::Result<Signals> {
+    pub(crate) fn install() -> io::Result<Signals> {
         let (read, write) = UnixStream::pair()?;
         read.set_nonblocking(true)?;
         write.set_nonblocking(true)?;
@@ -67,12 +67,12 @@ impl Signals {
     }
 
     /// The fd to register for readability.
-    pub fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.delivery.get_read().as_raw_fd()
     }
 
     /// Drain the pipe first, then return the intents (draining after acting could lose a signal).
-    pub fn drain(&mut self) -> Vec<(i32, SignalEvent)> {
+    pub(crate) fn drain(&mut self) -> Vec<(i32, SignalEvent)> {
         self.delivery
             .pending()
             .filter_map(|s| classify(s).map(|e| (s, e)))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// How to exec a worker.
 #[derive(Debug, Clone)]
-pub struct SpawnSpec {
+pub(crate) struct SpawnSpec {
     /// The binary, resolved once at master start. Exec'ing the path (not `/proc/self/exe`, which
     /// pins the old inode) lets a reload pick up a rebuilt binary installed at the same path.
     pub exe: PathBuf,
@@ -24,7 +24,7 @@ pub struct SpawnSpec {
 
 /// A freshly started worker: its pid and the master's end of its control socket.
 #[derive(Debug)]
-pub struct Spawned {
+pub(crate) struct Spawned {
     /// Worker pid.
     pub pid: i32,
     /// Master's end of the control socketpair (non-blocking).
@@ -42,7 +42,7 @@ impl SpawnSpec {
     }
 
     /// Fork + exec `kefu worker --worker-id N ...` with its control socket at fd 3.
-    pub fn spawn(&self, worker_id: usize, inc: u64) -> io::Result<Spawned> {
+    pub(crate) fn spawn(&self, worker_id: usize, inc: u64) -> io::Result<Spawned> {
         // std's pair() creates both ends with SOCK_CLOEXEC: only the dup2'd fd 3 survives exec.
         let (ours, theirs) = UnixStream::pair()?;
         let mut cmd = Command::new(self.program());
@@ -67,23 +67,23 @@ impl SpawnSpec {
 }
 
 /// A worker that dies this soon after start counts as crash-looping.
-pub const CRASH_WINDOW: Duration = Duration::from_secs(1);
+pub(crate) const CRASH_WINDOW: Duration = Duration::from_secs(1);
 /// A worker that lived this long resets the back-off.
-pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// First delay once a worker crash-loops.
-pub const FIRST_DELAY: Duration = Duration::from_millis(250);
+pub(crate) const FIRST_DELAY: Duration = Duration::from_millis(250);
 /// Longest respawn delay.
-pub const MAX_DELAY: Duration = Duration::from_secs(10);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// Respawn delay for one worker slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     delay: Duration,
 }
 
 impl Backoff {
     /// A worker of this slot exited after living `lived`: how long to wait before respawning.
-    pub fn on_exit(&mut self, lived: Duration) -> Duration {
+    pub(crate) fn on_exit(&mut self, lived: Duration) -> Duration {
         if lived >= HEALTHY_AFTER {
             self.delay = Duration::ZERO;
         } else if lived < CRASH_WINDOW {

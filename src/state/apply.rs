@@ -19,7 +19,7 @@ fn parse_map(b: &[u8]) -> Option<Map<String, Value>> {
 
 /// Apply `m`, sent by worker `from`. What a close command needs from the app is queued in
 /// `core.pending_close` like any other close.
-pub fn apply(core: &mut Core, from: u64, m: BusMsg<'_>) {
+pub(crate) fn apply(core: &mut Core, from: u64, m: BusMsg<'_>) {
     match m {
         BusMsg::Hello { .. } => {}
         BusMsg::Up(k) => core.reg.add(remote(from, k)),

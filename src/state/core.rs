@@ -23,7 +23,7 @@ use std::time::Instant;
 
 /// How a connection is to be closed at the end of the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseHow {
+pub(crate) enum CloseHow {
     /// Flush queued output, send a WebSocket close frame with this code, then shut down.
     Graceful(u16),
     /// Drop the socket now (errors, overflow, peer gone).
@@ -32,7 +32,7 @@ pub enum CloseHow {
 
 /// Counters reported by `kefu status`.
 #[derive(Debug, Default, Clone)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Messages decoded.
     pub total_request: u64,
     /// Connections closed for a full send buffer or a failed write.
@@ -41,7 +41,7 @@ pub struct Stats {
 
 /// Everything the loop and the apps share in one worker.
 #[derive(Debug)]
-pub struct Core {
+pub(crate) struct Core {
     /// Live connections.
     pub conns: Slab<Conn>,
     /// Worker slot, from the master.
@@ -78,7 +78,7 @@ pub struct Core {
 
 impl Core {
     /// An empty core.
-    pub fn new(
+    pub(crate) fn new(
         worker_id: usize,
         inc: u64,
         limits: Limits,
@@ -105,34 +105,34 @@ impl Core {
     }
 
     /// The connection behind `id`, if it is still the same one.
-    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+    pub(crate) fn get(&self, id: ConnId) -> Option<&Conn> {
         self.conns.get(id.index()).filter(|c| c.gen == id.gen)
     }
 
     /// Mutable access to the connection behind `id`.
-    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+    pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.conns.get_mut(id.index()).filter(|c| c.gen == id.gen)
     }
 
     /// The cluster-wide id of a local connection.
-    pub fn client_id(&self, id: ConnId) -> ClientId {
+    pub(crate) fn client_id(&self, id: ConnId) -> ClientId {
         ClientId::new(self.inc, id)
     }
 
     /// The local connection behind a client id, if it lives in this worker.
-    pub fn local(&self, c: ClientId) -> Option<ConnId> {
+    pub(crate) fn local(&self, c: ClientId) -> Option<ConnId> {
         (c.inc == self.inc).then_some(c.conn)
     }
 
     /// Queue raw bytes (already framed) for `slot`; closes it if its send buffer overflows.
-    pub fn queue_raw(&mut self, slot: usize, head: &[u8], body: &[u8]) {
+    pub(crate) fn queue_raw(&mut self, slot: usize, head: &[u8], body: &[u8]) {
         if let Some(c) = self.admit(slot) {
             c.out.push2(head, body);
         }
     }
 
     /// Queue `start..end` of this turn's fan-out buffer; same bound as [`Core::queue_raw`].
-    pub fn queue_turn(&mut self, slot: usize, start: usize, end: usize) {
+    pub(crate) fn queue_turn(&mut self, slot: usize, start: usize, end: usize) {
         if let Some(c) = self.admit(slot) {
             c.out.push_turn(start, end);
         }
@@ -140,7 +140,7 @@ impl Core {
 
     /// End of a loop turn: queues still holding ranges of the fan-out buffer copy them into
     /// their own bytes, and the buffer is reused for the next turn.
-    pub fn seal_fanout(&mut self) {
+    pub(crate) fn seal_fanout(&mut self) {
         if self.fanout.is_empty() {
             return;
         }
@@ -193,7 +193,7 @@ impl Core {
     }
 
     /// Ask for `id` to be closed at the end of the event.
-    pub fn request_close(&mut self, id: ConnId, how: CloseHow) {
+    pub(crate) fn request_close(&mut self, id: ConnId, how: CloseHow) {
         if let Some(c) = self.get_mut(id) {
             if c.state == ConnState::Open || c.state == ConnState::Handshake || how == CloseHow::Now
             {
@@ -204,7 +204,7 @@ impl Core {
 
     /// Make sure the deadline check of `slot` runs no later than `at` (a later pending check
     /// stays in the heap and is ignored when it surfaces).
-    pub fn arm_conn_timer(&mut self, slot: usize, at: Instant) {
+    pub(crate) fn arm_conn_timer(&mut self, slot: usize, at: Instant) {
         if let Some(c) = self.conns.get_mut(slot) {
             if c.timer_at.is_none_or(|t| at < t) {
                 c.timer_at = Some(at);
@@ -219,14 +219,14 @@ impl Core {
     }
 
     /// A local connection became a gateway client.
-    pub fn local_up(&mut self, id: ConnId) {
+    pub(crate) fn local_up(&mut self, id: ConnId) {
         let c = self.client_id(id);
         self.reg.add(c);
         self.bus.broadcast(&BusMsg::Up(id));
     }
 
     /// A local client is gone.
-    pub fn local_down(&mut self, id: ConnId) {
+    pub(crate) fn local_down(&mut self, id: ConnId) {
         let c = self.client_id(id);
         if self.reg.remove(c).is_some() {
             self.bus.broadcast(&BusMsg::Down(id));
@@ -234,7 +234,7 @@ impl Core {
     }
 
     /// Add a local client to a group.
-    pub fn local_join(&mut self, id: ConnId, group: &str) -> Result<(), ApiError> {
+    pub(crate) fn local_join(&mut self, id: ConnId, group: &str) -> Result<(), ApiError> {
         check_group(group)?;
         let c = self.owned(id).ok_or(ApiError::NotOnline)?;
         let info = self.reg.get(c).ok_or(ApiError::NotOnline)?;
@@ -250,7 +250,7 @@ impl Core {
     }
 
     /// Remove a local client from a group.
-    pub fn local_leave(&mut self, id: ConnId, group: &str) -> Result<(), ApiError> {
+    pub(crate) fn local_leave(&mut self, id: ConnId, group: &str) -> Result<(), ApiError> {
         let c = self.owned(id).ok_or(ApiError::NotOnline)?;
         self.reg.leave(c, group);
         self.bus.broadcast(&BusMsg::Leave(id, group));
@@ -258,7 +258,7 @@ impl Core {
     }
 
     /// Bind a uid to a local client.
-    pub fn local_bind(&mut self, id: ConnId, uid: &str) -> Result<(), ApiError> {
+    pub(crate) fn local_bind(&mut self, id: ConnId, uid: &str) -> Result<(), ApiError> {
         check_uid(uid)?;
         let c = self.owned(id).ok_or(ApiError::NotOnline)?;
         self.reg.bind(c, uid);
@@ -267,7 +267,7 @@ impl Core {
     }
 
     /// Unbind the uid of a local client.
-    pub fn local_unbind(&mut self, id: ConnId) -> Result<(), ApiError> {
+    pub(crate) fn local_unbind(&mut self, id: ConnId) -> Result<(), ApiError> {
         let c = self.owned(id).ok_or(ApiError::NotOnline)?;
         self.reg.unbind(c);
         self.bus.broadcast(&BusMsg::Unbind(id));
@@ -275,7 +275,7 @@ impl Core {
     }
 
     /// Replace (or with `merge`, merge into) a local client's session.
-    pub fn local_session(
+    pub(crate) fn local_session(
         &mut self,
         id: ConnId,
         data: Map<String, Value>,
@@ -299,7 +299,7 @@ impl Core {
     }
 
     /// Remove every local client from `group`.
-    pub fn local_ungroup(&mut self, group: &str) {
+    pub(crate) fn local_ungroup(&mut self, group: &str) {
         let mine: Vec<ClientId> = self
             .reg
             .group(group)
@@ -322,7 +322,7 @@ impl Core {
     }
 
     /// Deliver to this worker's members of `groups`, once each, except `exclude`.
-    pub fn deliver_groups(&mut self, groups: &[&str], exclude: &[ConnId], msg: Payload<'_>) {
+    pub(crate) fn deliver_groups(&mut self, groups: &[&str], exclude: &[ConnId], msg: Payload<'_>) {
         let mut slots = std::mem::take(&mut self.slots);
         for g in groups {
             if let Some(set) = self.reg.group(g).and_then(|m| m.get(&self.inc)) {
@@ -343,7 +343,7 @@ impl Core {
     }
 
     /// Deliver to this worker's clients bound to `uids`.
-    pub fn deliver_uids(&mut self, uids: &[&str], msg: Payload<'_>) {
+    pub(crate) fn deliver_uids(&mut self, uids: &[&str], msg: Payload<'_>) {
         let mut slots = std::mem::take(&mut self.slots);
         for u in uids {
             if let Some(set) = self.reg.uid(u).and_then(|m| m.get(&self.inc)) {
@@ -360,7 +360,7 @@ impl Core {
     }
 
     /// Deliver to every local gateway client except `exclude`.
-    pub fn deliver_all(&mut self, exclude: &[ConnId], msg: Payload<'_>) {
+    pub(crate) fn deliver_all(&mut self, exclude: &[ConnId], msg: Payload<'_>) {
         self.deliver_local_where(msg, |s, gen| {
             !exclude.contains(&ConnId {
                 slot: s as u32,
@@ -371,7 +371,7 @@ impl Core {
 
     /// Deliver to the local gateway clients in share `part` of `parts` (by slot), so a
     /// periodic send to everyone can be spread over several turns.
-    pub fn deliver_all_part(&mut self, part: usize, parts: usize, msg: Payload<'_>) {
+    pub(crate) fn deliver_all_part(&mut self, part: usize, parts: usize, msg: Payload<'_>) {
         let parts = parts.max(1);
         self.deliver_local_where(msg, |s, _| s % parts == part % parts);
     }

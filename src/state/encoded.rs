@@ -13,7 +13,7 @@ const SHARE_MIN: usize = 64;
 
 /// A message encoded once for every protocol. Sent to one receiver it is copied into that
 /// receiver's buffer; sent to several, each framing is built once into a shared frame.
-pub struct Encoded<'a> {
+pub(crate) struct Encoded<'a> {
     ws_head: [u8; 10],
     ws_head_len: usize,
     body: &'a [u8],
@@ -25,7 +25,7 @@ pub struct Encoded<'a> {
 
 impl<'a> Encoded<'a> {
     /// Encode `msg` once.
-    pub fn new(msg: Payload<'a>) -> Encoded<'a> {
+    pub(crate) fn new(msg: Payload<'a>) -> Encoded<'a> {
         let (op, body) = match msg {
             Payload::Text(s) => (ws_frame::OpCode::Text, s.as_bytes()),
             Payload::Binary(b) => (ws_frame::OpCode::Binary, b),
@@ -43,14 +43,14 @@ impl<'a> Encoded<'a> {
     }
 
     /// Encode `msg` once for `receivers` connections: shared if that saves copies.
-    pub fn for_receivers(msg: Payload<'a>, receivers: usize) -> Encoded<'a> {
+    pub(crate) fn for_receivers(msg: Payload<'a>, receivers: usize) -> Encoded<'a> {
         let mut e = Encoded::new(msg);
         e.share = receivers > 1 && e.body.len() >= SHARE_MIN;
         e
     }
 
     /// Queue this message on `slot` in the framing its protocol needs.
-    pub fn queue(&self, core: &mut Core, slot: usize) {
+    pub(crate) fn queue(&self, core: &mut Core, slot: usize) {
         let Some(c) = core.conns.get(slot) else {
             return;
         };
@@ -74,7 +74,7 @@ impl<'a> Encoded<'a> {
     }
 
     /// Queue on a local connection if `id` is still the same one.
-    pub fn queue_id(&self, core: &mut Core, id: ConnId) {
+    pub(crate) fn queue_id(&self, core: &mut Core, id: ConnId) {
         if core.get(id).is_some() {
             self.queue(core, id.slot as usize);
         }

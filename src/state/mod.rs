@@ -6,10 +6,10 @@
 //! the bus; a delivery is encoded once and queued on connection buffers; the worker loop
 //! flushes both at the end of the turn.
 
-pub mod apply;
-pub mod core;
-pub mod encoded;
-pub mod timer;
+pub(crate) mod apply;
+pub(crate) mod core;
+pub(crate) mod encoded;
+pub(crate) mod timer;
 
-pub use self::core::{CloseHow, Core, Stats};
-pub use encoded::Encoded;
+pub(crate) use self::core::{CloseHow, Core};
+pub(crate) use encoded::Encoded;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// What a heap entry wakes up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Due {
+pub(crate) enum Due {
     /// An app timer, by id.
     App(u64),
     /// A connection's deadline check, by slab slot and generation.
@@ -31,7 +31,7 @@ struct AppTimer {
 
 /// The worker's timers.
 #[derive(Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, u64, Due)>>,
     seq: u64,
     app: HashMap<u64, AppTimer>,
@@ -40,13 +40,13 @@ pub struct Timers {
 
 impl Timers {
     /// Schedule `due` at `at`.
-    pub fn schedule(&mut self, at: Instant, due: Due) {
+    pub(crate) fn schedule(&mut self, at: Instant, due: Due) {
         self.seq += 1;
         self.heap.push(Reverse((at, self.seq, due)));
     }
 
     /// Add an app timer firing after `after` (and then every `after` if `repeat`); returns its id.
-    pub fn add_app(&mut self, now: Instant, after: Duration, repeat: bool, tag: u64) -> u64 {
+    pub(crate) fn add_app(&mut self, now: Instant, after: Duration, repeat: bool, tag: u64) -> u64 {
         self.next_app += 1;
         let id = self.next_app;
         let after = after.max(Duration::from_millis(1));
@@ -62,23 +62,23 @@ impl Timers {
     }
 
     /// Cancel an app timer; returns whether it existed.
-    pub fn cancel_app(&mut self, id: u64) -> bool {
+    pub(crate) fn cancel_app(&mut self, id: u64) -> bool {
         self.app.remove(&id).is_some()
     }
 
     /// Number of live app timers (for `status`).
-    pub fn app_count(&self) -> usize {
+    pub(crate) fn app_count(&self) -> usize {
         self.app.len()
     }
 
     /// When the earliest entry is due.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Pop the next entry due at or before `now`. For app timers returns `(id, tag)` through
     /// `Due::App` and re-arms repeating ones; cancelled app timers are skipped.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Due, u64)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Due, u64)> {
         loop {
             let Reverse((at, _, due)) = *self.heap.peek()?;
             if at > now {

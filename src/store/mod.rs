@@ -4,8 +4,8 @@
 //! The event loop never touches it: each worker runs its queries on its own threads
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
-pub mod runner;
-pub mod tenancy;
+pub(crate) mod runner;
+pub(crate) mod tenancy;
 
 use crate::config::SyncMode;
 use rusqlite::Connection;
@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// File name of the database inside the data dir.
-pub const DB_FILE: &str = "kefu.db";
+pub(crate) const DB_FILE: &str = "kefu.db";
 
 /// How long a writer waits for another process's transaction before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a store operation failed.
 #[derive(Debug)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// SQLite said no.
     Sql(rusqlite::Error),
     /// File system error (data dir, uploads, secret).
@@ -67,10 +67,10 @@ impl From<std::io::Error> for StoreError {
 }
 
 /// Result of store operations.
-pub type Result<T> = std::result::Result<T, StoreError>;
+pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
 /// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -87,12 +87,12 @@ fn busy_wait(tries: i32) -> bool {
 }
 
 /// Path of the database file.
-pub fn db_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
 }
 
 /// Open (creating the data dir and schema if needed) one connection to the store.
-pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
+pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
     std::fs::create_dir_all(data_dir)?;
     let mut conn = Connection::open(db_path(data_dir))?;
     // SQLite's default busy handler backs off up to 100 ms between tries, so a worker whose
@@ -218,7 +218,7 @@ fn migrate(conn: &Connection) -> Result<()> {
 
 /// Whether `s` is an acceptable id (bid, agent id, visitor id): 1..64 bytes of
 /// `[A-Za-z0-9_.@-]`, so ids can be embedded in uids and group names unambiguously.
-pub fn valid_id(s: &str) -> bool {
+pub(crate) fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()

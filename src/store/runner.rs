@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 512;
 
 /// How a runner executes its jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Group commit: one IMMEDIATE transaction per batch, a savepoint per job.
     Batch,
     /// One job at a time, autocommit.
@@ -35,9 +35,9 @@ pub enum Mode {
 }
 
 /// The work of a job, run on the store thread.
-pub type Work<D> = Box<dyn FnOnce(&Connection) -> Result<D> + Send>;
+pub(crate) type Work<D> = Box<dyn FnOnce(&Connection) -> Result<D> + Send>;
 /// Turns a failure into the result the loop receives (so every job gets exactly one answer).
-pub type Fail<D> = Box<dyn FnOnce(StoreError) -> D + Send>;
+pub(crate) type Fail<D> = Box<dyn FnOnce(StoreError) -> D + Send>;
 
 struct Job<D> {
     work: Work<D>,
@@ -45,7 +45,7 @@ struct Job<D> {
 }
 
 /// Handle on a store thread.
-pub struct Runner<D> {
+pub(crate) struct Runner<D> {
     tx: Option<SyncSender<Job<D>>>,
     rx: Receiver<D>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -53,11 +53,11 @@ pub struct Runner<D> {
 
 /// The job queue is full (or the thread is gone): the request is refused, not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
+pub(crate) struct Busy;
 
 impl<D: Send + 'static> Runner<D> {
     /// Start a thread that owns `conn`; `wake` is called after each batch of results.
-    pub fn spawn(
+    pub(crate) fn spawn(
         name: &str,
         conn: Connection,
         mode: Mode,
@@ -81,7 +81,7 @@ impl<D: Send + 'static> Runner<D> {
     }
 
     /// Queue a job; `fail` builds its answer if it errs or its batch does not commit.
-    pub fn submit(
+    pub(crate) fn submit(
         &self,
         work: impl FnOnce(&Connection) -> Result<D> + Send + 'static,
         fail: impl FnOnce(StoreError) -> D + Send + 'static,
@@ -97,12 +97,12 @@ impl<D: Send + 'static> Runner<D> {
     }
 
     /// A finished job's answer, if any.
-    pub fn try_recv(&self) -> Option<D> {
+    pub(crate) fn try_recv(&self) -> Option<D> {
         self.rx.try_recv().ok()
     }
 
     /// Stop taking jobs, let the queued ones finish, and wait for the thread.
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();

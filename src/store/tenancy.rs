@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// One business (tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Business {
+pub(crate) struct Business {
     /// Business id (`bid`).
     pub bid: String,
     /// Display name.
@@ -18,7 +18,7 @@ pub struct Business {
 
 /// One agent (客服).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Agent {
+pub(crate) struct Agent {
     /// Business id.
     pub bid: String,
     /// Agent id (the seed's `customer_id`).
@@ -34,7 +34,7 @@ pub struct Agent {
 }
 
 /// A fresh random hex secret (32 bytes).
-pub fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     // getrandom only fails when the OS has no entropy source at all; a zero key would be
     // worse than dying, so fall back to failing loudly.
@@ -43,7 +43,7 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 /// Lower-case hex of `b`.
-pub fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     const H: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(b.len() * 2);
     for &x in b {
@@ -54,7 +54,7 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 /// Create a business (its secret is random unless given); `Conflict` if it exists.
-pub fn business_add(conn: &Connection, bid: &str, name: &str) -> Result<Business> {
+pub(crate) fn business_add(conn: &Connection, bid: &str, name: &str) -> Result<Business> {
     if !valid_id(bid) {
         return Err(StoreError::Invalid("bid must be 1..64 of [A-Za-z0-9_.@-]"));
     }
@@ -76,7 +76,7 @@ pub fn business_add(conn: &Connection, bid: &str, name: &str) -> Result<Business
 }
 
 /// One business.
-pub fn business_get(conn: &Connection, bid: &str) -> Result<Option<Business>> {
+pub(crate) fn business_get(conn: &Connection, bid: &str) -> Result<Option<Business>> {
     Ok(conn
         .prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
         .query_row([bid], |r| {
@@ -91,7 +91,7 @@ pub fn business_get(conn: &Connection, bid: &str) -> Result<Option<Business>> {
 }
 
 /// Every business, by id.
-pub fn business_list(conn: &Connection) -> Result<Vec<Business>> {
+pub(crate) fn business_list(conn: &Connection) -> Result<Vec<Business>> {
     let mut st =
         conn.prepare("SELECT bid, name, secret, created_at FROM businesses ORDER BY bid")?;
     let rows = st.query_map([], |r| {
@@ -106,7 +106,7 @@ pub fn business_list(conn: &Connection) -> Result<Vec<Business>> {
 }
 
 /// Replace a business's secret with a fresh one.
-pub fn business_rotate_secret(conn: &Connection, bid: &str) -> Result<String> {
+pub(crate) fn business_rotate_secret(conn: &Connection, bid: &str) -> Result<String> {
     let s = random_hex(32);
     let n = conn.execute(
         "UPDATE businesses SET secret = ?2 WHERE bid = ?1",
@@ -119,7 +119,7 @@ pub fn business_rotate_secret(conn: &Connection, bid: &str) -> Result<String> {
 }
 
 /// Add an agent (creating its business if needed); `Conflict` if the id is taken.
-pub fn agent_add(
+pub(crate) fn agent_add(
     conn: &Connection,
     bid: &str,
     agent_id: &str,
@@ -168,7 +168,7 @@ fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
 }
 
 /// One agent.
-pub fn agent_get(conn: &Connection, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
+pub(crate) fn agent_get(conn: &Connection, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
     Ok(conn
         .prepare_cached(
             "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
@@ -179,7 +179,7 @@ pub fn agent_get(conn: &Connection, bid: &str, agent_id: &str) -> Result<Option<
 }
 
 /// Agents of one business, or of all.
-pub fn agent_list(conn: &Connection, bid: Option<&str>) -> Result<Vec<Agent>> {
+pub(crate) fn agent_list(conn: &Connection, bid: Option<&str>) -> Result<Vec<Agent>> {
     let mut st = conn.prepare(
         "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
          WHERE ?1 IS NULL OR bid = ?1 ORDER BY bid, agent_id",
@@ -189,7 +189,7 @@ pub fn agent_list(conn: &Connection, bid: Option<&str>) -> Result<Vec<Agent>> {
 }
 
 /// Remove an agent; its active conversations go back to the queue (front, by age).
-pub fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Result<()> {
+pub(crate) fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Result<()> {
     conn.execute(
         "UPDATE conversations SET state = 'queued', agent_id = NULL
          WHERE bid = ?1 AND agent_id = ?2 AND state = 'active'",
@@ -206,7 +206,7 @@ pub fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Result<()> 
 }
 
 /// Set a new password hash (invalidating the agent's tokens).
-pub fn agent_set_password(
+pub(crate) fn agent_set_password(
     conn: &Connection,
     bid: &str,
     agent_id: &str,

@@ -17,7 +17,7 @@ const TRIM_THRESHOLD: i32 = 64 << 20;
 const MMAP_THRESHOLD: i32 = 128 << 10;
 
 /// Tune glibc malloc for a long-lived event loop; a no-op on other C libraries.
-pub fn tune_for_server() {
+pub(crate) fn tune_for_server() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes allocator parameters; it takes plain integers and is

@@ -9,7 +9,7 @@ const MAX_FDS: usize = 16;
 
 /// Send `data` with `fd` attached to its first byte; returns bytes sent (the caller sends the
 /// rest, if any, as plain bytes).
-pub fn send_with_fd(sock: &impl AsRawFd, data: &[u8], fd: RawFd) -> io::Result<usize> {
+pub(crate) fn send_with_fd(sock: &impl AsRawFd, data: &[u8], fd: RawFd) -> io::Result<usize> {
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -46,7 +46,7 @@ pub fn send_with_fd(sock: &impl AsRawFd, data: &[u8], fd: RawFd) -> io::Result<u
 
 /// Receive bytes into `buf`, appending any descriptors that came with them to `fds`
 /// (close-on-exec). Returns bytes read (0 = EOF).
-pub fn recv_with_fds(
+pub(crate) fn recv_with_fds(
     sock: &impl AsRawFd,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,

@@ -18,7 +18,7 @@ macro_rules! syscall {
     }};
 }
 
-pub mod alloc;
-pub mod fdpass;
+pub(crate) mod alloc;
+pub(crate) mod fdpass;
 pub mod process;
-pub mod socket;
+pub(crate) mod socket;

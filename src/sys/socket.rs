@@ -11,7 +11,7 @@ const BACKLOG: i32 = 65_535;
 /// Create a non-blocking, close-on-exec TCP listener bound to `addr`.
 /// With `reuseport` every worker may bind the same address; without it, binding fails with
 /// EADDRINUSE if anyone holds the port (the master uses that to check a port before spawning).
-pub fn bind_listener(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
+pub(crate) fn bind_listener(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
@@ -39,11 +39,6 @@ pub fn bind_listener(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListene
     ))?;
     syscall!(listen(fd.as_raw_fd(), BACKLOG))?;
     Ok(TcpListener::from(fd))
-}
-
-/// Set TCP_NODELAY: chat messages are small and latency matters more than packet count.
-pub fn set_nodelay(fd: &impl AsRawFd) -> io::Result<()> {
-    set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
 fn set_int_opt(fd: &impl AsRawFd, level: i32, name: i32, val: i32) -> io::Result<()> {

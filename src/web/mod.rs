@@ -57,7 +57,7 @@ enum Frame {
 }
 
 /// The Content-Security-Policy of the pages.
-pub fn csp(frameable: bool) -> String {
+pub(crate) fn csp(frameable: bool) -> String {
     format!(
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
          connect-src 'self' ws: wss:; font-src 'self'; object-src 'none'; base-uri 'none'; \
@@ -94,7 +94,7 @@ fn etag(a: &Asset) -> &'static str {
 }
 
 /// Whether `bid` is a valid business id (docs/kefu-protocol.md: 1..64 of `[A-Za-z0-9_.@-]`).
-pub fn valid_bid(bid: &str) -> bool {
+pub(crate) fn valid_bid(bid: &str) -> bool {
     (1..=64).contains(&bid.len())
         && bid
             .bytes()
@@ -142,7 +142,7 @@ fn not_found() -> Response {
 /// Answer a page or asset request, or `None` if the request is not for the web pages
 /// (not GET/HEAD, or an `/api/`, `/uploads/` or `/ws` path, which belong to the kefu app).
 /// Any other GET path gets an answer: the file, or 404.
-pub fn serve(req: &Request) -> Option<Response> {
+pub(crate) fn serve(req: &Request) -> Option<Response> {
     if req.method != "GET" && req.method != "HEAD" {
         return None;
     }

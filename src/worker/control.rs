@@ -16,7 +16,7 @@ use std::time::Duration;
 const MAX_CONN_ROWS: usize = 50_000;
 
 /// The control socket with its buffers.
-pub struct Control {
+pub(super) struct Control {
     sock: UnixStream,
     inbuf: LineBuf,
     out: OutBuf,
@@ -26,7 +26,7 @@ pub struct Control {
 
 impl Control {
     /// Wrap the inherited socket.
-    pub fn new(s: std::os::unix::net::UnixStream) -> io::Result<Control> {
+    pub(super) fn new(s: std::os::unix::net::UnixStream) -> io::Result<Control> {
         s.set_nonblocking(true)?;
         Ok(Control {
             sock: UnixStream::from_std(s),
@@ -37,12 +37,12 @@ impl Control {
     }
 
     /// Register with the poll.
-    pub fn register(&mut self, r: &Registry, t: Token) -> io::Result<()> {
+    pub(super) fn register(&mut self, r: &Registry, t: Token) -> io::Result<()> {
         r.register(&mut self.sock, t, Interest::READABLE | Interest::WRITABLE)
     }
 
     /// Queue a message and write what the socket takes now (the rest on writable).
-    pub fn send(&mut self, m: &WorkerMsg) {
+    pub(super) fn send(&mut self, m: &WorkerMsg) {
         self.out.push(&ipc::encode(m));
         self.flush();
     }
@@ -53,7 +53,7 @@ impl Control {
     }
 
     /// Send before the loop exists (startup failure): wait briefly for the socket.
-    pub fn send_blocking(&mut self, m: &WorkerMsg) {
+    pub(super) fn send_blocking(&mut self, m: &WorkerMsg) {
         self.out.push(&ipc::encode(m));
         for _ in 0..100 {
             match self.out.flush_to(&mut self.sock, &[]) {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 /// Heartbeat settings and the per-connection memory of the last ping.
 #[derive(Debug)]
-pub struct Heartbeat {
+pub(super) struct Heartbeat {
     interval: Duration,
     limit: u32,
     data: String,
@@ -38,7 +38,7 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// Heartbeats from the config; `None` when `ping_interval` is 0 (off).
-    pub fn from_config(g: &GatewayConfig) -> Option<Heartbeat> {
+    pub(super) fn from_config(g: &GatewayConfig) -> Option<Heartbeat> {
         if g.ping_interval.is_zero() {
             return None;
         }
@@ -52,7 +52,7 @@ impl Heartbeat {
     }
 
     /// Time between ticks: the interval, or half of it when silent clients are closed.
-    pub fn period(&self) -> Duration {
+    pub(super) fn period(&self) -> Duration {
         if self.limit > 0 {
             self.interval / 2
         } else {
@@ -62,7 +62,7 @@ impl Heartbeat {
     }
 
     /// One tick: ping idle clients, close silent ones (closes are queued on the core).
-    pub fn tick(&mut self, core: &mut Core) {
+    pub(super) fn tick(&mut self, core: &mut Core) {
         let now = core.now;
         let silent_limit = (self.limit > 0).then(|| self.interval * self.limit);
         // Ticks come at a fixed period, so "a whole interval since the last ping" must allow

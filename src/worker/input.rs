@@ -32,7 +32,7 @@ pub(super) struct InputSettings {
 }
 
 /// Run an app callback; a panic closes only `id` and is logged with its client id.
-pub fn guarded<R>(
+pub(super) fn guarded<R>(
     core: &mut Core,
     id: Option<ConnId>,
     what: &str,
@@ -66,7 +66,7 @@ fn close_pending(core: &Core, id: ConnId) -> bool {
 
 /// Process `data` received on `id`; returns how many bytes were consumed (the rest is kept
 /// for the next read). `proto` is the connection's decoder, taken out of it for the duration.
-pub fn process(
+pub(super) fn process(
     core: &mut Core,
     app: &mut dyn App,
     set: &InputSettings,
@@ -301,7 +301,7 @@ fn upgrade(
 }
 
 /// A connection became a gateway client: register it cluster-wide and tell the app.
-pub fn connected(core: &mut Core, app: &mut dyn App, id: ConnId) {
+pub(super) fn connected(core: &mut Core, app: &mut dyn App, id: ConnId) {
     core.local_up(id);
     if let Some(c) = core.get_mut(id) {
         c.app_connected = true;

@@ -58,6 +58,7 @@ struct BackendRequest<'a> {
 }
 
 /// A message kept until its turn comes (the client's previous call is still running).
+#[derive(Debug)]
 enum Held {
     Text(String),
     Binary(Vec<u8>),
@@ -84,6 +85,7 @@ impl Held {
 }
 
 /// The bridge app.
+#[derive(Debug)]
 pub struct Bridge {
     cfg: BridgeConfig,
     target: Option<Target>,

@@ -7,13 +7,13 @@ use crate::config::{Config, Scheme};
 use crate::store::{self, tenancy};
 
 /// Business id of the demo (the index page links to `/chat/demo`).
-pub const DEMO_BID: &str = "demo";
+pub(crate) const DEMO_BID: &str = "demo";
 /// Agent id of the demo agent.
-pub const DEMO_AGENT: &str = "admin";
+pub(crate) const DEMO_AGENT: &str = "admin";
 
 /// Create the demo tenant if the store has no business yet; returns the text to print, or
 /// `None` when there was nothing to do (another app, or a store already in use).
-pub fn first_run(cfg: &Config) -> Result<Option<String>, Box<dyn std::error::Error>> {
+pub(crate) fn first_run(cfg: &Config) -> Result<Option<String>, Box<dyn std::error::Error>> {
     if cfg.app != "kefu" {
         return Ok(None);
     }

@@ -12,9 +12,9 @@ const COLS: &str =
     "conv_id, seq, sender_role, sender_id, sender_name, kind, text, url, event, ts, client_msg_id";
 
 /// Most messages in one history page.
-pub const MAX_PAGE: i64 = 100;
+pub(crate) const MAX_PAGE: i64 = 100;
 /// Page size when the client does not say.
-pub const DEFAULT_PAGE: i64 = 50;
+pub(crate) const DEFAULT_PAGE: i64 = 50;
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageOut> {
     Ok(MessageOut {
@@ -34,7 +34,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageOut> {
 
 /// Who writes a message.
 #[derive(Debug, Clone, Copy)]
-pub struct Sender<'a> {
+pub(crate) struct Sender<'a> {
     /// `visitor`, `agent` or `system`.
     pub role: &'static str,
     /// Sender id.
@@ -44,7 +44,7 @@ pub struct Sender<'a> {
 }
 
 /// The server itself (event messages).
-pub const SYSTEM: Sender<'static> = Sender {
+pub(crate) const SYSTEM: Sender<'static> = Sender {
     role: "system",
     id: "system",
     name: "",
@@ -52,7 +52,7 @@ pub const SYSTEM: Sender<'static> = Sender {
 
 /// What a message carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Body {
+pub(crate) enum Body {
     /// Text.
     Text(String),
     /// Uploaded image URL.
@@ -62,7 +62,7 @@ pub enum Body {
 }
 
 /// Append a message to a conversation: takes the next seq and writes the row.
-pub fn append(
+pub(crate) fn append(
     conn: &Connection,
     conv_id: i64,
     from: Sender<'_>,
@@ -115,7 +115,7 @@ pub fn append(
 }
 
 /// A message this sender already stored under `client_msg_id` in this business (a retry).
-pub fn find_retry(
+pub(crate) fn find_retry(
     conn: &Connection,
     bid: &str,
     from: Sender<'_>,
@@ -137,7 +137,7 @@ pub fn find_retry(
 }
 
 /// The newest message of a conversation.
-pub fn last_message(conn: &Connection, conv_id: i64) -> Result<Option<MessageOut>> {
+pub(crate) fn last_message(conn: &Connection, conv_id: i64) -> Result<Option<MessageOut>> {
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {COLS} FROM messages WHERE conv_id = ?1 ORDER BY seq DESC LIMIT 1"
@@ -148,7 +148,7 @@ pub fn last_message(conn: &Connection, conv_id: i64) -> Result<Option<MessageOut
 
 /// Messages with `seq < before` (newest first page when None), ascending, plus whether older
 /// ones exist.
-pub fn page(
+pub(crate) fn page(
     conn: &Connection,
     conv_id: i64,
     before: Option<i64>,
@@ -170,7 +170,7 @@ pub fn page(
 
 /// What a resume gets.
 #[derive(Debug, Clone)]
-pub struct Missed {
+pub(crate) struct Missed {
     /// Every message after the client's seq, ascending (empty when `reload`).
     pub messages: Vec<MessageOut>,
     /// The conversation's last seq.
@@ -180,7 +180,7 @@ pub struct Missed {
 }
 
 /// The messages after `after` (a resume), or `reload` if more than `max_gap` were missed.
-pub fn since(conn: &Connection, conv_id: i64, after: i64, max_gap: i64) -> Result<Missed> {
+pub(crate) fn since(conn: &Connection, conv_id: i64, after: i64, max_gap: i64) -> Result<Missed> {
     let last: i64 = conn
         .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
         .query_row([conv_id], |r| r.get(0))

@@ -25,7 +25,7 @@ fn cors(r: Response) -> Response {
 }
 
 /// A JSON answer.
-pub fn json<T: Serialize>(status: u16, v: &T) -> Response {
+pub(crate) fn json<T: Serialize>(status: u16, v: &T) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
     cors(Response {
         status,
@@ -41,7 +41,7 @@ struct ErrBody<'a> {
 }
 
 /// A JSON error answer.
-pub fn error(status: u16, code: Code, msg: &str) -> Response {
+pub(crate) fn error(status: u16, code: Code, msg: &str) -> Response {
     json(
         status,
         &ErrBody {

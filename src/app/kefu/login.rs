@@ -11,7 +11,7 @@ use rusqlite::{params, Connection};
 
 /// A successful agent login.
 #[derive(Debug)]
-pub struct AgentIn {
+pub(crate) struct AgentIn {
     /// The agent row.
     pub agent: Agent,
     /// Its active conversations (after the drain below).
@@ -21,7 +21,7 @@ pub struct AgentIn {
 }
 
 /// Check an agent token against the store and route waiting conversations to it.
-pub fn agent(
+pub(crate) fn agent(
     conn: &Connection,
     claims: &Claims,
     online: &[String],
@@ -42,7 +42,12 @@ pub fn agent(
 }
 
 /// Verify a password (slow: argon2) for the HTTP login.
-pub fn agent_password(conn: &Connection, bid: &str, agent_id: &str, pw: &str) -> Result<Agent> {
+pub(crate) fn agent_password(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+    pw: &str,
+) -> Result<Agent> {
     let a = tenancy::agent_get(conn, bid, agent_id)?;
     match a {
         Some(a) if auth::verify_password(pw, &a.pw_hash) => Ok(a),
@@ -64,7 +69,7 @@ fn dummy_hash() -> &'static str {
 
 /// How a visitor proves who it is.
 #[derive(Debug, Clone)]
-pub enum Ident {
+pub(crate) enum Ident {
     /// A visitor token we issued (already verified on the loop).
     Token(Claims),
     /// An integrator-signed identity (checked here against the business secret).
@@ -84,7 +89,7 @@ pub enum Ident {
 
 /// What the connection tells about the visitor.
 #[derive(Debug, Clone, Default)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// Client IP.
     pub ip: String,
     /// User agent.
@@ -99,7 +104,7 @@ pub struct Meta {
 
 /// A logged-in visitor.
 #[derive(Debug, Clone)]
-pub struct VisitorIn {
+pub(crate) struct VisitorIn {
     /// Business.
     pub bid: String,
     /// Visitor id.
@@ -115,7 +120,7 @@ pub struct VisitorIn {
 }
 
 /// Resolve a visitor identity, record its metadata, and find its open conversation.
-pub fn visitor(
+pub(crate) fn visitor(
     conn: &Connection,
     bid: &str,
     ident: Ident,

@@ -11,16 +11,16 @@
 
 mod agent;
 pub mod auth;
-pub mod demo;
+pub(crate) mod demo;
 mod done;
-pub mod history;
-pub mod http;
-pub mod login;
+pub(crate) mod history;
+pub(crate) mod http;
+pub(crate) mod login;
 mod push;
-pub mod routing;
-pub mod upload;
+pub(crate) mod routing;
+pub(crate) mod upload;
 mod visitor;
-pub mod wire;
+pub(crate) mod wire;
 
 use crate::api::{
     App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError, TimerId,
@@ -115,6 +115,17 @@ impl Conn {
         } else {
             false
         }
+    }
+}
+
+impl std::fmt::Debug for Kefu {
+    // By hand: the signing secret must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kefu")
+            .field("data_dir", &self.data_dir)
+            .field("store_open", &self.writer.is_some())
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -12,13 +12,13 @@ use crate::store::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Most queue entries loaded (positions are pushed to this many waiting visitors).
-pub const QUEUE_LOAD: i64 = 1000;
+pub(crate) const QUEUE_LOAD: i64 = 1000;
 /// Queue entries given to agents (with their last message).
-pub const QUEUE_SHOWN: usize = 100;
+pub(crate) const QUEUE_SHOWN: usize = 100;
 
 /// The routing settings a job needs.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// least-busy or round-robin.
     pub policy: RoutingPolicy,
     /// Default per-agent cap.
@@ -27,7 +27,7 @@ pub struct Policy {
 
 /// The essentials of a conversation (authorization and fan-out).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Brief {
+pub(crate) struct Brief {
     /// Id.
     pub id: i64,
     /// Business.
@@ -43,7 +43,7 @@ pub struct Brief {
 }
 
 /// The conversation's essentials.
-pub fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
+pub(crate) fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
     Ok(conn
         .prepare_cached(
             "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
@@ -89,7 +89,7 @@ fn stamp_and_announce(
 }
 
 /// A conversation in full (visitor details only if `with_visitor`).
-pub fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
+pub(crate) fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
     let c = conn
         .prepare_cached(
             "SELECT c.id, c.bid, c.state, c.agent_id, a.name, c.created_at, c.queued_at,
@@ -137,7 +137,7 @@ pub fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Option<Con
 }
 
 /// A visitor's details.
-pub fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
+pub(crate) fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
     Ok(conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
@@ -161,7 +161,7 @@ pub fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<Visitor
 }
 
 /// The waiting conversations of a business, oldest first, and how many there are.
-pub fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
+pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
     let total: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM conversations WHERE bid = ?1 AND state = 'queued'")?
         .query_row([bid], |r| r.get(0))?;
@@ -192,7 +192,11 @@ pub fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
 }
 
 /// An agent's active conversations.
-pub fn agent_conversations(conn: &Connection, bid: &str, agent_id: &str) -> Result<Vec<ConvOut>> {
+pub(crate) fn agent_conversations(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+) -> Result<Vec<ConvOut>> {
     let ids: Vec<i64> = conn
         .prepare_cached(
             "SELECT id FROM conversations WHERE bid = ?1 AND agent_id = ?2 AND state = 'active' ORDER BY id",
@@ -210,7 +214,7 @@ pub fn agent_conversations(conn: &Connection, bid: &str, agent_id: &str) -> Resu
 
 /// A conversation just given to an agent.
 #[derive(Debug, Clone)]
-pub struct Assignment {
+pub(crate) struct Assignment {
     /// The conversation after the change (with visitor details).
     pub conv: ConvOut,
     /// The event message written for it.
@@ -221,7 +225,7 @@ pub struct Assignment {
 
 /// The outcome of routing in a business.
 #[derive(Debug, Clone, Default)]
-pub struct Routed {
+pub(crate) struct Routed {
     /// Business.
     pub bid: String,
     /// Conversations assigned, in queue order.
@@ -244,7 +248,7 @@ struct Cand {
 
 /// Assign queued conversations (oldest first) to online agents with free slots, by policy,
 /// until the queue or the capacity is exhausted.
-pub fn drain(
+pub(crate) fn drain(
     conn: &Connection,
     bid: &str,
     online: &[String],
@@ -330,7 +334,7 @@ fn assign(
 }
 
 /// The open (queued or active) conversation of a visitor.
-pub fn open_of_visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<i64>> {
+pub(crate) fn open_of_visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached(
             "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
@@ -340,7 +344,7 @@ pub fn open_of_visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option
 }
 
 /// Open a queued conversation for a visitor.
-pub fn open(conn: &Connection, bid: &str, vid: &str, now: i64) -> Result<i64> {
+pub(crate) fn open(conn: &Connection, bid: &str, vid: &str, now: i64) -> Result<i64> {
     Ok(conn
         .prepare_cached(
             "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
@@ -350,7 +354,7 @@ pub fn open(conn: &Connection, bid: &str, vid: &str, now: i64) -> Result<i64> {
 }
 
 /// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE).
-pub fn claim(
+pub(crate) fn claim(
     conn: &Connection,
     bid: &str,
     conv_id: i64,
@@ -388,7 +392,7 @@ pub fn claim(
 /// Hand an active conversation from `from` to `to` (who must exist in the business; the loop
 /// checked presence). Then drain the queue into the freed slot.
 #[allow(clippy::too_many_arguments)]
-pub fn transfer(
+pub(crate) fn transfer(
     conn: &Connection,
     bid: &str,
     conv_id: i64,
@@ -441,7 +445,7 @@ pub fn transfer(
 
 /// Who closes a conversation.
 #[derive(Debug, Clone, Copy)]
-pub enum Closer<'a> {
+pub(crate) enum Closer<'a> {
     /// An agent (its own active conversation, or any queued one of its business).
     Agent(&'a str, &'a str),
     /// The visitor (its open conversation).
@@ -450,7 +454,7 @@ pub enum Closer<'a> {
 
 /// A closed conversation.
 #[derive(Debug, Clone)]
-pub struct Closed {
+pub(crate) struct Closed {
     /// The conversation before closing.
     pub brief: Brief,
     /// The `closed` event message.
@@ -460,7 +464,7 @@ pub struct Closed {
 }
 
 /// Close a conversation, then drain the queue.
-pub fn close(
+pub(crate) fn close(
     conn: &Connection,
     bid: &str,
     conv_id: Option<i64>,
@@ -519,7 +523,7 @@ pub fn close(
 
 /// A read receipt after it was recorded.
 #[derive(Debug, Clone)]
-pub struct ReadMark {
+pub(crate) struct ReadMark {
     /// The conversation.
     pub brief: Brief,
     /// Read up to (clamped to the last seq).
@@ -529,7 +533,12 @@ pub struct ReadMark {
 }
 
 /// Record that the agent (`Some(agent_id)`) or the visitor read up to `seq`.
-pub fn mark_read(conn: &Connection, b: &Brief, agent: Option<&str>, seq: i64) -> Result<ReadMark> {
+pub(crate) fn mark_read(
+    conn: &Connection,
+    b: &Brief,
+    agent: Option<&str>,
+    seq: i64,
+) -> Result<ReadMark> {
     let seq = seq.clamp(0, b.last_seq);
     let sql = if agent.is_some() {
         "UPDATE conversations SET agent_read_seq = MAX(agent_read_seq, ?2) WHERE id = ?1"
@@ -552,7 +561,7 @@ pub fn mark_read(conn: &Connection, b: &Brief, agent: Option<&str>, seq: i64) ->
 
 /// The visitor side of a message send: the visitor's open conversation (opened and routed
 /// first if there is none, so an assignment's event precedes the message), then the message.
-pub struct VisitorSent {
+pub(crate) struct VisitorSent {
     /// The stored (or, on a retry, previously stored) message.
     pub msg: MessageOut,
     /// The conversation's agent after routing.
@@ -563,7 +572,7 @@ pub struct VisitorSent {
 
 /// Store a visitor message (see [`VisitorSent`]).
 #[allow(clippy::too_many_arguments)]
-pub fn visitor_send(
+pub(crate) fn visitor_send(
     conn: &Connection,
     bid: &str,
     me: Sender<'_>,
@@ -606,7 +615,7 @@ pub fn visitor_send(
 }
 
 /// Store an agent message in one of its active conversations; returns it and the visitor id.
-pub fn agent_send(
+pub(crate) fn agent_send(
     conn: &Connection,
     bid: &str,
     conv_id: i64,
@@ -632,7 +641,7 @@ pub fn agent_send(
 
 /// Who reads a conversation.
 #[derive(Debug, Clone, Copy)]
-pub enum Access<'a> {
+pub(crate) enum Access<'a> {
     /// Any agent of the business.
     Agent(&'a str),
     /// The conversation's own visitor.
@@ -640,7 +649,7 @@ pub enum Access<'a> {
 }
 
 /// The conversation if `who` may read it (a foreign one is reported as absent).
-pub fn readable(conn: &Connection, conv_id: i64, who: Access<'_>) -> Result<Brief> {
+pub(crate) fn readable(conn: &Connection, conv_id: i64, who: Access<'_>) -> Result<Brief> {
     let b = brief(conn, conv_id)?.ok_or(StoreError::NotFound)?;
     let ok = match who {
         Access::Agent(bid) => b.bid == bid,

@@ -8,11 +8,11 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// URL prefix of served uploads.
-pub const URL_PREFIX: &str = "/uploads/";
+pub(crate) const URL_PREFIX: &str = "/uploads/";
 
 /// An accepted image type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ImageType {
+pub(crate) enum ImageType {
     /// PNG.
     Png,
     /// JPEG.
@@ -25,7 +25,7 @@ pub enum ImageType {
 
 impl ImageType {
     /// File extension.
-    pub fn ext(self) -> &'static str {
+    pub(crate) fn ext(self) -> &'static str {
         match self {
             ImageType::Png => "png",
             ImageType::Jpeg => "jpg",
@@ -35,7 +35,7 @@ impl ImageType {
     }
 
     /// MIME type.
-    pub fn mime(self) -> &'static str {
+    pub(crate) fn mime(self) -> &'static str {
         match self {
             ImageType::Png => "image/png",
             ImageType::Jpeg => "image/jpeg",
@@ -56,7 +56,7 @@ impl ImageType {
 }
 
 /// The image type of `b` by its magic bytes, if it is one we accept.
-pub fn sniff(b: &[u8]) -> Option<ImageType> {
+pub(crate) fn sniff(b: &[u8]) -> Option<ImageType> {
     if b.starts_with(b"\x89PNG\r\n\x1a\n") {
         Some(ImageType::Png)
     } else if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -72,27 +72,27 @@ pub fn sniff(b: &[u8]) -> Option<ImageType> {
 
 /// Whether `url` names an upload of ours (`/uploads/<64 hex>.<ext>`): messages may only
 /// reference those, so no tracking pixels or `javascript:` URLs get into a conversation.
-pub fn valid_url(url: &str) -> bool {
+pub(crate) fn valid_url(url: &str) -> bool {
     url.strip_prefix(URL_PREFIX)
         .is_some_and(|n| parse_name(n).is_some())
 }
 
 /// Split a stored file name into its hash and type.
-pub fn parse_name(name: &str) -> Option<(&str, ImageType)> {
+pub(crate) fn parse_name(name: &str) -> Option<(&str, ImageType)> {
     let (h, e) = name.split_once('.')?;
     (h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(())?;
     Some((h, ImageType::from_ext(e)?))
 }
 
 /// Directory of uploads.
-pub fn dir(data_dir: &Path) -> PathBuf {
+pub(crate) fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("uploads")
 }
 
 /// Store `body` (already checked) and return its file name. Content-addressed: the same
 /// image uploaded twice is stored once. Written under a temporary name and renamed, so a
 /// reader never sees half a file.
-pub fn save(data_dir: &Path, body: &[u8], t: ImageType) -> std::io::Result<String> {
+pub(crate) fn save(data_dir: &Path, body: &[u8], t: ImageType) -> std::io::Result<String> {
     let name = format!("{}.{}", hex(&Sha256::digest(body)), t.ext());
     let d = dir(data_dir);
     std::fs::create_dir_all(&d)?;
@@ -107,7 +107,7 @@ pub fn save(data_dir: &Path, body: &[u8], t: ImageType) -> std::io::Result<Strin
 }
 
 /// The response serving a stored upload (404 if absent).
-pub fn serve(data_dir: &Path, name: &str) -> Response {
+pub(crate) fn serve(data_dir: &Path, name: &str) -> Response {
     let Some((_, t)) = parse_name(name) else {
         return Response::error(404);
     };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Error codes (strings on the wire, as in the seed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+pub(crate) enum Code {
     /// Not JSON / not an object / binary frame.
     BadJson,
     /// JSON without `method` (seed 10001).
@@ -32,7 +32,7 @@ pub enum Code {
 
 impl Code {
     /// The wire string.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Code::BadJson => "10000",
             Code::NoMethod => "10001",
@@ -52,7 +52,7 @@ impl Code {
 /// A string or a number (the seed sends `bid`/`customer_id` either way).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum StrOrNum {
+pub(crate) enum StrOrNum {
     /// As a string.
     Str(String),
     /// As a number.
@@ -61,7 +61,7 @@ pub enum StrOrNum {
 
 impl StrOrNum {
     /// The value as a string.
-    pub fn into_string(self) -> String {
+    pub(crate) fn into_string(self) -> String {
         match self {
             StrOrNum::Str(s) => s,
             StrOrNum::Num(n) => n.to_string(),
@@ -71,7 +71,7 @@ impl StrOrNum {
 
 /// One entry of a resume list: the last seq the client has of a conversation.
 #[derive(Debug, Clone, Copy, Deserialize)]
-pub struct Resume {
+pub(crate) struct Resume {
     /// Conversation.
     pub conv_id: i64,
     /// Last seq the client holds.
@@ -81,7 +81,7 @@ pub struct Resume {
 /// Message kinds a client may send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum SendKind {
+pub(crate) enum SendKind {
     /// Text (emoji included).
     Text,
     /// An image uploaded with `/api/upload`.
@@ -91,12 +91,13 @@ pub enum SendKind {
 /// Every request a client can send.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
-pub enum In {
+pub(crate) enum In {
     /// Agent login (seed). Fields are optional so a missing one answers 10002, as the seed does.
     Login {
         bid: Option<StrOrNum>,
         customer_id: Option<StrOrNum>,
-        customer_name: Option<String>,
+        // The seed's login also sends `customer_name`; the name shown comes from the agent's
+        // row instead (a client could claim any name), so the field is left to serde to skip.
         token: Option<String>,
         #[serde(default)]
         resume: Vec<Resume>,
@@ -152,7 +153,7 @@ pub enum In {
 
 impl In {
     /// The method name and the send's client_msg_id (for error frames).
-    pub fn describe(&self) -> (&'static str, Option<&str>) {
+    pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
         match self {
             In::Login { .. } => ("login", None),
             In::Beat => ("beat", None),
@@ -175,7 +176,7 @@ fn yes() -> bool {
 }
 
 /// The methods [`In`] knows (to tell "unknown method" from "bad fields").
-pub const METHODS: &[&str] = &[
+pub(crate) const METHODS: &[&str] = &[
     "login",
     "beat",
     "visitor_login",
@@ -190,16 +191,9 @@ pub const METHODS: &[&str] = &[
     "conversations",
 ];
 
-/// Just the method, to classify a request that did not parse.
-#[derive(Debug, Deserialize)]
-pub struct Probe {
-    /// Whatever `method` held.
-    pub method: Option<serde_json::Value>,
-}
-
 /// An error frame.
 #[derive(Debug, Serialize)]
-pub struct ErrorOut<'a> {
+pub(crate) struct ErrorOut<'a> {
     /// Code string.
     pub code: &'static str,
     /// Human-readable reason.
@@ -214,7 +208,7 @@ pub struct ErrorOut<'a> {
 
 /// One entry of the seed's `customer_list`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct CustomerEntry {
+pub(crate) struct CustomerEntry {
     /// Agent id.
     pub customer_id: String,
     /// Display name.
@@ -225,7 +219,7 @@ pub struct CustomerEntry {
 
 /// A stored message as clients see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct MessageOut {
+pub(crate) struct MessageOut {
     /// Conversation.
     pub conv_id: i64,
     /// Position in the conversation.
@@ -252,7 +246,7 @@ pub struct MessageOut {
 
 /// Visitor details shown to agents.
 #[derive(Debug, Clone, Serialize)]
-pub struct VisitorOut {
+pub(crate) struct VisitorOut {
     /// Visitor id.
     pub visitor_id: String,
     /// Name (given by the page or the integrator).
@@ -277,7 +271,7 @@ pub struct VisitorOut {
 
 /// A conversation as clients see it.
 #[derive(Debug, Clone, Serialize)]
-pub struct ConvOut {
+pub(crate) struct ConvOut {
     /// Id.
     pub conv_id: i64,
     /// Business.
@@ -313,7 +307,7 @@ pub struct ConvOut {
 
 /// A waiting conversation.
 #[derive(Debug, Clone, Serialize)]
-pub struct QueueEntry {
+pub(crate) struct QueueEntry {
     /// Conversation.
     pub conv_id: i64,
     /// 1 = next.
@@ -331,7 +325,7 @@ pub struct QueueEntry {
 /// Every push and reply, tagged by `method`.
 #[derive(Debug, Serialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
-pub enum Out<'a> {
+pub(crate) enum Out<'a> {
     /// Agent login reply (seed shape plus conversations and queue).
     Login {
         customer_id: &'a str,
@@ -431,7 +425,7 @@ pub enum Out<'a> {
 
 impl Out<'_> {
     /// Serialize (these types cannot fail to serialize).
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 }

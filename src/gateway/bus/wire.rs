@@ -169,28 +169,28 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {}
 
 mod tag {
-    pub const HELLO: u8 = 0;
-    pub const UP: u8 = 1;
-    pub const DOWN: u8 = 2;
-    pub const BIND: u8 = 3;
-    pub const UNBIND: u8 = 4;
-    pub const JOIN: u8 = 5;
-    pub const LEAVE: u8 = 6;
-    pub const SESSION: u8 = 7;
-    pub const TO_CLIENT: u8 = 9;
-    pub const TO_CLIENTS: u8 = 10;
-    pub const TO_GROUPS: u8 = 11;
-    pub const TO_UIDS: u8 = 12;
-    pub const TO_ALL: u8 = 13;
-    pub const CMD_JOIN: u8 = 20;
-    pub const CMD_LEAVE: u8 = 21;
-    pub const CMD_BIND: u8 = 22;
-    pub const CMD_UNBIND: u8 = 23;
-    pub const CMD_SET_SESSION: u8 = 24;
-    pub const CMD_UPDATE_SESSION: u8 = 25;
-    pub const CMD_CLOSE: u8 = 26;
-    pub const CMD_DESTROY: u8 = 27;
-    pub const UNGROUP: u8 = 28;
+    pub(super) const HELLO: u8 = 0;
+    pub(super) const UP: u8 = 1;
+    pub(super) const DOWN: u8 = 2;
+    pub(super) const BIND: u8 = 3;
+    pub(super) const UNBIND: u8 = 4;
+    pub(super) const JOIN: u8 = 5;
+    pub(super) const LEAVE: u8 = 6;
+    pub(super) const SESSION: u8 = 7;
+    pub(super) const TO_CLIENT: u8 = 9;
+    pub(super) const TO_CLIENTS: u8 = 10;
+    pub(super) const TO_GROUPS: u8 = 11;
+    pub(super) const TO_UIDS: u8 = 12;
+    pub(super) const TO_ALL: u8 = 13;
+    pub(super) const CMD_JOIN: u8 = 20;
+    pub(super) const CMD_LEAVE: u8 = 21;
+    pub(super) const CMD_BIND: u8 = 22;
+    pub(super) const CMD_UNBIND: u8 = 23;
+    pub(super) const CMD_SET_SESSION: u8 = 24;
+    pub(super) const CMD_UPDATE_SESSION: u8 = 25;
+    pub(super) const CMD_CLOSE: u8 = 26;
+    pub(super) const CMD_DESTROY: u8 = 27;
+    pub(super) const UNGROUP: u8 = 28;
 }
 
 struct W<'o>(&'o mut Vec<u8>);
