@@ -17,8 +17,10 @@ pub enum Scheme {
     Websocket,
     /// One message per `\n`-terminated line.
     Text,
-    /// Plain HTTP: web pages and the HTTP API (WebSocket upgrades are accepted too).
+    /// Plain HTTP: web pages and the apps' HTTP endpoints (WebSocket upgrades are accepted too).
     Http,
+    /// The gateway's HTTP API for business backends, and nothing else (needs a secret key).
+    Api,
 }
 
 impl Scheme {
@@ -28,6 +30,7 @@ impl Scheme {
             Scheme::Websocket => "websocket",
             Scheme::Text => "text",
             Scheme::Http => "http",
+            Scheme::Api => "api",
         }
     }
 }
@@ -67,7 +70,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse(p, e) => write!(f, "bad config {}: {e}", p.display()),
             ConfigError::BadListen(u) => write!(
                 f,
-                "bad listen url {u:?}: expected websocket://IP:PORT, text://IP:PORT or http://IP:PORT"
+                "bad listen url {u:?}: expected websocket://IP:PORT, text://IP:PORT, http://IP:PORT or api://IP:PORT"
             ),
             ConfigError::Invalid(what) => write!(f, "invalid config value: {what}"),
         }
@@ -85,6 +88,7 @@ impl std::str::FromStr for ListenSpec {
             "websocket" | "ws" => Scheme::Websocket,
             "text" => Scheme::Text,
             "http" => Scheme::Http,
+            "api" => Scheme::Api,
             _ => return Err(bad()),
         };
         let addr = rest.trim_end_matches('/').parse().map_err(|_| bad())?;
@@ -139,7 +143,8 @@ pub struct WebSocketConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
-    /// Secret key for the HTTP API; empty means only loopback callers are accepted.
+    /// Secret key for the HTTP API on `api://` listeners: at least 16 bytes when one is
+    /// configured (there is no keyless or loopback-only mode).
     pub secret_key: String,
     /// Seconds between heartbeat checks (0 = off).
     #[serde(with = "secs")]
@@ -428,6 +433,14 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid("limits.max_connections must be > 0"));
+        }
+        let api = self.listen.iter().any(|l| l.scheme == Scheme::Api);
+        // Counted in bytes, like the comparison; 16 bytes of a random key are out of reach of
+        // guessing over the network.
+        if api && self.gateway.secret_key.len() < 16 {
+            return Err(ConfigError::Invalid(
+                "an api:// listener needs gateway.secret_key of at least 16 bytes",
+            ));
         }
         Ok(())
     }

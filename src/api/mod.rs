@@ -80,4 +80,10 @@ pub trait App {
     /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app
     /// announces the loss to its own local clients only ([`Ctx::send_to_group_local`]).
     fn on_peer_lost(&mut self, _cx: &mut Ctx<'_>, _gone: &[(ClientId, ClientInfo)]) {}
+    /// Whether `name` (a uid or a group) is kept for connections this app authenticated
+    /// itself: the gateway's HTTP API may then not bind, join, leave or dissolve it, so no
+    /// backend call (or stolen key) can give a connection an identity the app did not grant.
+    fn reserves_name(&self, _name: &str) -> bool {
+        false
+    }
 }

@@ -166,7 +166,9 @@ impl Conn {
                 Proto::Text(LineCodec::new(max_line)),
                 Framing::Text,
             ),
-            Scheme::Websocket | Scheme::Http => (ConnState::Handshake, Proto::Http, Framing::None),
+            Scheme::Websocket | Scheme::Http | Scheme::Api => {
+                (ConnState::Handshake, Proto::Http, Framing::None)
+            }
         };
         Conn {
             gen,

@@ -3,6 +3,7 @@
 //! verdicts to the connection (answers, state changes, closes) and calls the app.
 
 use crate::api::{App, Ctx, HttpOutcome};
+use crate::config::Scheme;
 use crate::connection::{ConnState, Framing, Proto};
 use crate::gateway::client_id::ConnId;
 use crate::protocol::http::request::{parse_request, Request, RequestLimits};
@@ -27,7 +28,7 @@ pub(super) struct InputSettings {
     pub request_limits: RequestLimits,
     /// WebSocket message bound.
     pub max_message: usize,
-    /// `gateway.secret_key` for the HTTP API under `/gateway/` (empty: loopback only).
+    /// `gateway.secret_key` for the HTTP API on `api://` listeners.
     pub api_key: String,
 }
 
@@ -191,21 +192,26 @@ fn http_step(
         }
     };
     let scheme = core.get(id)?.scheme;
+    if scheme == Scheme::Api {
+        // The API listener serves the gateway calls and nothing else: no pages, no upgrades.
+        core.stats.total_request += 1;
+        let resp = if crate::api::http_api::is_api_path(&req.path) {
+            let reserved = |name: &str| app.reserves_name(name);
+            guarded(core, Some(id), "gateway http api", |cx| {
+                crate::api::http_api::handle(cx, &set.api_key, &req, &reserved)
+            })?
+        } else {
+            Response::error(404)
+        };
+        return answer(core, id, &req, resp, n);
+    }
     if handshake::is_upgrade(&req) {
         upgrade(core, app, set, id, proto, &req);
         return Some(n);
     }
     core.stats.total_request += 1;
     let cid = core.client_id(id);
-    let outcome = if crate::api::http_api::is_api_path(&req.path) {
-        // The gateway's HTTP API comes before the app: backends reach it on any listener.
-        let peer = core.get(id).map(|c| c.remote);
-        guarded(core, Some(id), "gateway http api", |cx| {
-            HttpOutcome::Respond(crate::api::http_api::handle(cx, &set.api_key, &req, peer))
-        })?
-    } else {
-        guarded(core, Some(id), "on_http", |cx| app.on_http(cx, cid, &req))?
-    };
+    let outcome = guarded(core, Some(id), "on_http", |cx| app.on_http(cx, cid, &req))?;
     let resp = match (outcome, scheme) {
         (HttpOutcome::Respond(r), _) => r,
         (HttpOutcome::Pending, _) => {
@@ -215,7 +221,7 @@ fn http_step(
             }
             return Some(n);
         }
-        (HttpOutcome::NotMine, crate::config::Scheme::Websocket) => {
+        (HttpOutcome::NotMine, Scheme::Websocket) => {
             // A plain request on a WebSocket port: say what is expected (RFC 6455 §4.2.2).
             let r = Response::text(426, "this port speaks WebSocket\n")
                 .header("Upgrade", "websocket")
@@ -225,6 +231,11 @@ fn http_step(
         }
         (HttpOutcome::NotMine, _) => builtin_page(&req),
     };
+    answer(core, id, &req, resp, n)
+}
+
+/// Queue `resp` to `req` (`n` bytes long), keeping the connection if the request allows it.
+fn answer(core: &mut Core, id: ConnId, req: &Request, resp: Response, n: usize) -> Option<usize> {
     let keep = req.keep_alive();
     let mut out = Vec::new();
     resp.write_to(&mut out, keep);

@@ -190,7 +190,6 @@ impl Worker {
     fn run(&mut self) -> i32 {
         let mut events = Events::with_capacity(1024);
         self.core.now = Instant::now();
-        crate::api::http_api::startup_note(&self.cfg.gateway.secret_key, self.core.worker_id);
         if let Some(hb) = &self.heartbeat {
             let at = self.core.now + hb.period();
             self.core.timers.schedule(at, Due::Heartbeat);

@@ -1,12 +1,19 @@
 //! The gateway API over HTTP, for business backends in any language (what GatewayClient gives
-//! PHP): `POST /gateway/<call>` with a JSON body, on any `http://` or `websocket://` listener.
+//! PHP): `POST /gateway/<call>` with a JSON body, served only on `api://` listeners (never on
+//! the public web and WebSocket listeners).
 //!
 //! The worker that receives the request answers it from its own replica of the registry and
 //! routes sends over the bus; it never waits on another worker. Answers are
 //! `{"ok":true,"result":...}` or `{"ok":false,"error":{"code":...,"message":...}}`.
 //!
-//! Authentication: `Authorization: Bearer <secret_key>` or `X-Kefu-Key: <secret_key>`, compared
-//! in constant time. With no secret key configured only loopback peers may call.
+//! Who may call: whoever presents `gateway.secret_key` (`Authorization: Bearer <key>` or
+//! `X-Kefu-Key: <key>`, compared in constant time), from anywhere: there is no loopback
+//! exemption, because behind a proxy on the same host every internet client is 127.0.0.1. The
+//! config refuses an `api://` listener with a key under 16 bytes. A request must say
+//! `Content-Type: application/json` and carry no `Origin` header, so a web page cannot reach
+//! the API from a browser (a cross-site `no-cors` fetch can only send `text/plain`, and every
+//! browser request from a page carries `Origin` on POST). Uids and groups an app reserves for
+//! connections it authenticated itself cannot be bound, joined, left or dissolved here.
 
 use crate::api::Ctx;
 use crate::gateway::client_id::ClientId;
@@ -16,7 +23,6 @@ use crate::protocol::http::response::Response;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 
 mod args;
 use args::*;
@@ -29,15 +35,8 @@ pub fn is_api_path(path: &str) -> bool {
     path.starts_with(PREFIX)
 }
 
-/// Log, once per worker at start, that the API is open to loopback callers only.
-pub fn startup_note(secret_key: &str, worker_id: usize) {
-    if secret_key.is_empty() {
-        crate::warn!(
-            "worker {worker_id}: gateway.secret_key is empty: the HTTP API (/gateway/...) accepts \
-             loopback callers only; set a key to call it from other hosts"
-        );
-    }
-}
+/// Shortest `gateway.secret_key` accepted with an `api://` listener.
+pub const MIN_KEY_LEN: usize = 16;
 
 /// Why an API request was refused: HTTP status, stable code, human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,23 +127,21 @@ pub fn ct_eq(given: &[u8], secret: &[u8]) -> bool {
     std::hint::black_box(acc) == 0 && given.len() == secret.len()
 }
 
-fn is_loopback(a: IpAddr) -> bool {
-    match a {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v| v.is_loopback()),
+fn check_auth(secret: &str, req: &Request) -> Result<(), HttpApiError> {
+    if secret.len() < MIN_KEY_LEN {
+        // The config refuses this; kept so that no path can ever serve the API without a key.
+        return Err(HttpApiError::new(
+            403,
+            "forbidden",
+            "no usable gateway.secret_key is configured",
+        ));
     }
-}
-
-fn check_auth(secret: &str, req: &Request, peer: Option<SocketAddr>) -> Result<(), HttpApiError> {
-    if secret.is_empty() {
-        return match peer {
-            Some(p) if is_loopback(p.ip()) => Ok(()),
-            _ => Err(HttpApiError::new(
-                403,
-                "forbidden",
-                "no gateway.secret_key is configured: only loopback callers are accepted",
-            )),
-        };
+    if req.header("origin").is_some() {
+        return Err(HttpApiError::new(
+            403,
+            "forbidden",
+            "requests from web pages (with an Origin header) are refused",
+        ));
     }
     let bearer = req
         .header("authorization")
@@ -180,9 +177,33 @@ fn done() -> Result<Response, HttpApiError> {
     ok(Value::Null)
 }
 
-/// Answer one API request. `peer` is the caller's address (for the loopback rule).
-pub fn handle(cx: &mut Ctx<'_>, secret: &str, req: &Request, peer: Option<SocketAddr>) -> Response {
-    let r = match dispatch(cx, secret, req, peer) {
+/// Whether the JSON media type is declared (parameters such as `charset` allowed).
+fn is_json(req: &Request) -> bool {
+    req.header("content-type")
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Refuse a change to a uid or group the app reserves for its own authenticated connections.
+fn check_name(reserved: &dyn Fn(&str) -> bool, name: &str) -> Result<(), HttpApiError> {
+    if reserved(name) {
+        return Err(HttpApiError::new(
+            403,
+            "reserved_name",
+            format!("{name:?} is reserved by the app for connections it authenticated itself"),
+        ));
+    }
+    Ok(())
+}
+
+/// Answer one API request. `reserved` says which uids and groups the app keeps to itself.
+pub fn handle(
+    cx: &mut Ctx<'_>,
+    secret: &str,
+    req: &Request,
+    reserved: &dyn Fn(&str) -> bool,
+) -> Response {
+    let r = match dispatch(cx, secret, req, reserved) {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -195,9 +216,9 @@ fn dispatch(
     cx: &mut Ctx<'_>,
     secret: &str,
     req: &Request,
-    peer: Option<SocketAddr>,
+    reserved: &dyn Fn(&str) -> bool,
 ) -> Result<Response, HttpApiError> {
-    check_auth(secret, req, peer)?;
+    check_auth(secret, req)?;
     let call = req.path.strip_prefix(PREFIX).unwrap_or("");
     if !KNOWN_CALLS.contains(&call) {
         return Err(HttpApiError::new(
@@ -211,6 +232,13 @@ fn dispatch(
             405,
             "method_not_allowed",
             "API calls are POST requests with a JSON body",
+        ));
+    }
+    if !is_json(req) {
+        return Err(HttpApiError::new(
+            415,
+            "unsupported_media_type",
+            "send the body as Content-Type: application/json",
         ));
     }
     let body = &req.body;
@@ -261,29 +289,44 @@ fn dispatch(
         "join_group" => {
             let a: ClientGroup = parse_body(body)?;
             let c = client_id(&a.client_id)?;
-            cx.join_group(c, &a.group.into_string())?;
+            let g = a.group.into_string();
+            check_name(reserved, &g)?;
+            cx.join_group(c, &g)?;
             done()
         }
         "leave_group" => {
             let a: ClientGroup = parse_body(body)?;
             let c = client_id(&a.client_id)?;
-            cx.leave_group(c, &a.group.into_string())?;
+            let g = a.group.into_string();
+            check_name(reserved, &g)?;
+            cx.leave_group(c, &g)?;
             done()
         }
         "ungroup" => {
             let a: GroupArg = parse_body(body)?;
-            cx.ungroup(&a.group.into_string())?;
+            let g = a.group.into_string();
+            check_name(reserved, &g)?;
+            cx.ungroup(&g)?;
             done()
         }
         "bind_uid" => {
             let a: ClientUid = parse_body(body)?;
             let c = client_id(&a.client_id)?;
-            cx.bind_uid(c, &a.uid.into_string())?;
+            let u = a.uid.into_string();
+            check_name(reserved, &u)?;
+            // Rebinding a client the app bound itself would take its identity away.
+            if let Some(old) = cx.get_uid_by_client_id(c) {
+                check_name(reserved, old)?;
+            }
+            cx.bind_uid(c, &u)?;
             done()
         }
         "unbind_uid" => {
             let a: ClientOptUid = parse_body(body)?;
             let c = client_id(&a.client_id)?;
+            if let Some(old) = cx.get_uid_by_client_id(c) {
+                check_name(reserved, old)?;
+            }
             cx.unbind_uid(c)?;
             done()
         }
@@ -453,13 +496,23 @@ mod tests {
     }
 
     #[test]
-    fn loopback_rules() {
-        assert!(is_loopback("127.0.0.1".parse().unwrap()));
-        assert!(is_loopback("127.9.9.9".parse().unwrap()));
-        assert!(is_loopback("::1".parse().unwrap()));
-        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
-        assert!(!is_loopback("10.0.0.1".parse().unwrap()));
-        assert!(!is_loopback("::ffff:10.0.0.1".parse().unwrap()));
+    fn json_content_type_rules() {
+        let req = |ct: &str| {
+            let raw = format!("POST /gateway/x HTTP/1.1\r\nContent-Type: {ct}\r\n\r\n");
+            let limits = crate::protocol::http::request::RequestLimits {
+                max_header_size: 4096,
+                max_body_size: 0,
+            };
+            crate::protocol::http::request::parse_request(raw.as_bytes(), &limits)
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        assert!(is_json(&req("application/json")));
+        assert!(is_json(&req("Application/JSON; charset=utf-8")));
+        assert!(!is_json(&req("text/plain")));
+        assert!(!is_json(&req("application/jsonp")));
+        assert!(!is_json(&req("multipart/form-data; boundary=application/json")));
     }
 
     #[test]

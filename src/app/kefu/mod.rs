@@ -72,6 +72,9 @@ pub fn agents_group(bid: &str) -> String {
     format!("agents:{bid}")
 }
 
+/// Prefixes of the uids and groups above: only connections this app logged in carry them.
+const RESERVED_PREFIXES: [&str; 3] = ["agent:", "visitor:", "agents:"];
+
 #[derive(Debug, Clone)]
 enum Role {
     /// Connected, not logged in.
@@ -576,6 +579,10 @@ impl App for Kefu {
                 cx.send_to_group(&[&agents_group(&me.bid)], Payload::Text(&push), &[id]);
             }
         }
+    }
+
+    fn reserves_name(&self, name: &str) -> bool {
+        RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
     }
 
     fn on_http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
