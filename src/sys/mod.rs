@@ -2,8 +2,10 @@
 
 pub mod alloc;
 pub mod fdpass;
+pub mod fs;
 pub mod process;
 pub mod socket;
+pub mod term;
 
 /// Call a libc function, turning a `-1` return into `io::Error::last_os_error()`.
 #[macro_export]
