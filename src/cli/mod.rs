@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod password;
 pub mod table;
 
 use crate::config::{Config, ConfigError, Overrides};
