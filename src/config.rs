@@ -239,6 +239,9 @@ pub struct KefuConfig {
     pub synchronous: SyncMode,
     /// Take the visitor IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Trusted proxies in front of kefu, each appending one `X-Forwarded-For` entry: the client
+    /// address is that many entries from the right (docs/security.md).
+    pub trusted_hops: usize,
     /// Messages per second one connection may send, sustained.
     pub rate_per_sec: f64,
     /// Burst allowance on top of the rate.
@@ -258,6 +261,7 @@ impl Default for KefuConfig {
             resume_max_gap: 500,
             synchronous: SyncMode::Full,
             trust_forwarded_for: false,
+            trusted_hops: 1,
             rate_per_sec: 20.0,
             rate_burst: 40.0,
         }
@@ -433,6 +437,9 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid("limits.max_connections must be > 0"));
+        }
+        if self.kefu.trusted_hops == 0 || self.kefu.trusted_hops > 16 {
+            return Err(ConfigError::Invalid("kefu.trusted_hops must be 1..=16"));
         }
         let api = self.listen.iter().any(|l| l.scheme == Scheme::Api);
         // Counted in bytes, like the comparison; 16 bytes of a random key are out of reach of

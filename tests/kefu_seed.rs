@@ -312,19 +312,11 @@ fn visitor_identity_forgery_and_tokens() {
     let (st, _) = http_json(&k.addr(), "POST", "/api/agent/login", &[], b"not json");
     assert_eq!(st, 400);
     // Changing the password revokes old tokens.
-    cli(
+    cli_stdin(
         &k.conf,
         &k.data,
-        &[
-            "agent",
-            "passwd",
-            "--bid",
-            "shop",
-            "--id",
-            "alice",
-            "--password",
-            "pw2",
-        ],
+        &["agent", "passwd", "--bid", "shop", "--id", "alice"],
+        "pw2-changed\n",
     );
     let mut ws = Ws::connect(&k.addr(), "/ws");
     ws.send_text(

@@ -99,10 +99,12 @@ fn pages_and_assets_are_served_with_csp() {
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self' data: blob:",
-            "connect-src 'self' ws: wss:",
+            // Only the page's own origin: the pages hold tokens (docs/security.md).
+            "connect-src 'self';",
         ] {
             assert!(csp.contains(part), "{path}: CSP {csp:?} lacks {part}");
         }
+        assert!(!csp.contains("ws:"), "{path}: CSP allows any ws: {csp}");
         assert!(
             csp.ends_with(&format!("frame-ancestors {frame}")),
             "{path}: {csp}"

@@ -64,8 +64,8 @@ EOF
   "$KEFU_BIN" business add -c "$DATA/kefu.toml" --data-dir "$DATA" --bid "$BID" --name Bench >/dev/null || return 1
   : >"$DATA/agents.txt"
   for i in $(seq 1 "$AGENTS"); do
-    "$KEFU_BIN" agent add -c "$DATA/kefu.toml" --data-dir "$DATA" --bid "$BID" --id "agent$i" \
-      --name "Agent $i" --password "pw-$i-bench" --max "$MAX" >/dev/null || return 1
+    printf '%s\n' "pw-$i-bench" | "$KEFU_BIN" agent add -c "$DATA/kefu.toml" --data-dir "$DATA" \
+      --bid "$BID" --id "agent$i" --name "Agent $i" --password-stdin --max "$MAX" >/dev/null || return 1
     echo "agent$i:pw-$i-bench" >>"$DATA/agents.txt"
   done
   PORT=$((PORT + 1))

@@ -104,9 +104,10 @@
     return prefix + Array.from(a, function (b) { return b.toString(16).padStart(2, "0"); }).join("");
   };
 
+  /* Always the page's own origin, never a URL from the query string: the console logs in by
+   * itself with the token kept in localStorage, so a link naming another server would hand
+   * that server the token (the CSP's connect-src 'self' refuses it as well). */
   K.wsUrl = function () {
-    var q = new URLSearchParams(location.search).get("ws");
-    if (q && /^wss?:\/\/[^\s]+$/i.test(q)) return q;
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws";
   };
 

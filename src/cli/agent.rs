@@ -1,6 +1,7 @@
 //! `kefu agent ...` and `kefu business ...`: manage the kefu app's tenants and agents in the
 //! store directly (works whether or not the server runs: SQLite serializes the writers).
 
+use super::password::{self, PasswordArgs};
 use super::ConfigArgs;
 use crate::app::kefu::auth;
 use crate::store::{self, tenancy, StoreError};
@@ -18,7 +19,8 @@ pub struct AgentArgs {
 /// Agent subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum AgentCmd {
-    /// Add an agent (creating the business if needed); prints a random password if none given.
+    /// Add an agent (creating the business if needed); the password is prompted for (no echo),
+    /// read from stdin when it is not a terminal, or generated with --random.
     Add {
         /// Business id.
         #[arg(long)]
@@ -29,9 +31,9 @@ pub enum AgentCmd {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Password (random if omitted).
-        #[arg(long)]
-        password: Option<String>,
+        /// Where the password comes from.
+        #[command(flatten)]
+        pw: PasswordArgs,
         /// Most concurrent conversations (default: [kefu] max_per_agent).
         #[arg(long)]
         max: Option<i64>,
@@ -60,7 +62,7 @@ pub enum AgentCmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Set a new password (random if omitted); existing tokens stop working.
+    /// Set a new password (prompted, from stdin, or --random); existing tokens stop working.
     Passwd {
         /// Business id.
         #[arg(long)]
@@ -68,9 +70,9 @@ pub enum AgentCmd {
         /// Agent id.
         #[arg(long)]
         id: String,
-        /// New password.
-        #[arg(long)]
-        password: Option<String>,
+        /// Where the new password comes from.
+        #[command(flatten)]
+        pw: PasswordArgs,
         /// Configuration (for data_dir).
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -134,60 +136,43 @@ fn explain(e: StoreError) -> Box<dyn std::error::Error> {
 
 /// Run `kefu agent ...`; returns the exit code.
 pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>> {
-    let cfg = match &a.cmd {
-        AgentCmd::Add { cfg, .. }
-        | AgentCmd::List { cfg, .. }
-        | AgentCmd::Remove { cfg, .. }
-        | AgentCmd::Passwd { cfg, .. } => cfg,
-    };
-    let conn = open(cfg)?;
     match &a.cmd {
         AgentCmd::Add {
             bid,
             id,
             name,
-            password,
+            pw,
             max,
-            ..
+            cfg,
         } => {
-            let (pw, shown) = match password {
-                Some(p) => (p.clone(), false),
-                None => (auth::random_password(), true),
-            };
-            if pw.is_empty() {
-                return Err("empty password".into());
-            }
-            let hash = auth::hash_password(&pw)?;
-            tenancy::agent_add(&conn, bid, id, name, &hash, *max).map_err(explain)?;
+            // The password first: a refused one must leave the store untouched.
+            let pw = password::obtain(pw)?;
+            let hash = auth::hash_password(&pw.text)?;
+            tenancy::agent_add(&open(cfg)?, bid, id, name, &hash, *max).map_err(explain)?;
             println!("agent {id} added to {bid}");
-            if shown {
-                println!("password: {pw}");
+            if pw.generated {
+                println!("password: {}", pw.text);
             }
         }
-        AgentCmd::List { bid, .. } => {
-            let list = tenancy::agent_list(&conn, bid.as_deref()).map_err(explain)?;
+        AgentCmd::List { bid, cfg } => {
+            let list = tenancy::agent_list(&open(cfg)?, bid.as_deref()).map_err(explain)?;
             println!("{:<20} {:<20} {:<24} {:>4}", "BID", "ID", "NAME", "MAX");
             for a in list {
                 let max = a.max_concurrent.map_or("-".to_string(), |m| m.to_string());
                 println!("{:<20} {:<20} {:<24} {:>4}", a.bid, a.agent_id, a.name, max);
             }
         }
-        AgentCmd::Remove { bid, id, .. } => {
-            tenancy::agent_remove(&conn, bid, id).map_err(explain)?;
+        AgentCmd::Remove { bid, id, cfg } => {
+            tenancy::agent_remove(&open(cfg)?, bid, id).map_err(explain)?;
             println!("agent {id} removed from {bid}");
         }
-        AgentCmd::Passwd {
-            bid, id, password, ..
-        } => {
-            let (pw, shown) = match password {
-                Some(p) => (p.clone(), false),
-                None => (auth::random_password(), true),
-            };
-            let hash = auth::hash_password(&pw)?;
-            tenancy::agent_set_password(&conn, bid, id, &hash).map_err(explain)?;
+        AgentCmd::Passwd { bid, id, pw, cfg } => {
+            let pw = password::obtain(pw)?;
+            let hash = auth::hash_password(&pw.text)?;
+            tenancy::agent_set_password(&open(cfg)?, bid, id, &hash).map_err(explain)?;
             println!("password of {id} in {bid} changed");
-            if shown {
-                println!("password: {pw}");
+            if pw.generated {
+                println!("password: {}", pw.text);
             }
         }
     }

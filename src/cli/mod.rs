@@ -6,6 +6,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod client;
+pub(crate) mod password;
 pub(crate) mod table;
 
 use crate::config::{Config, ConfigError, Overrides};
@@ -306,6 +307,11 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
     };
     absolutize(&mut cfg);
     control::check_path(&cfg.control_socket())?;
+    // The pid, lock and socket share the pid file's directory; the log is used only by a daemon.
+    daemon::check_dir(&cfg.pid_file)?;
+    if daemon_mode {
+        daemon::check_dir(&cfg.log_file)?;
+    }
     let lock = match InstanceLock::acquire(&cfg.pid_file, &cfg.lock_file()) {
         Ok(l) => l,
         Err(e @ LockError::Running(_)) => {

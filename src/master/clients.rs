@@ -19,6 +19,21 @@ impl Master {
         loop {
             match self.control.accept() {
                 Ok((mut stream, _)) => {
+                    // The socket is 0600, but its directory, a lax umask at an earlier bind or
+                    // a copied path could still let another user reach it: the kernel's record
+                    // of who connected decides, not the file mode alone.
+                    let me = crate::sys::process::euid();
+                    match crate::sys::socket::peer_uid(&stream) {
+                        Ok(uid) if uid == me => {}
+                        Ok(uid) => {
+                            warn!("control socket: refused a client with uid {uid} (ours is {me})");
+                            continue;
+                        }
+                        Err(e) => {
+                            warn!("control socket: cannot check a client's uid, refused: {e}");
+                            continue;
+                        }
+                    }
                     if self.clients.len() >= MAX_CLIENTS {
                         warn!("too many control clients, refusing one");
                         continue;

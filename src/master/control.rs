@@ -1,6 +1,7 @@
 //! The master's unix control socket (`<pid_file>.sock`): the CLI sends one
 //! [`crate::ipc::CliRequest`] line and reads one [`crate::ipc::CliReply`] line.
 
+use crate::sys::fs;
 use crate::sys::process::MAX_UNIX_PATH;
 use std::fmt;
 use std::io;
@@ -33,15 +34,18 @@ pub(crate) fn check_path(p: &Path) -> Result<(), PathTooLong> {
     }
 }
 
-/// Bind the control socket. We hold the instance lock, so a socket file already there was left
-/// by a dead master and is removed first.
+/// Bind the control socket, mode 0600 whatever the umask (only our user may connect; the
+/// master also checks each peer's uid). We hold the instance lock, so a socket file already
+/// there was left by a dead master and is removed first.
 pub(crate) fn bind(path: &Path) -> io::Result<mio::net::UnixListener> {
     match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    mio::net::UnixListener::bind(path)
+    // bind(2) creates the socket file as 0777 & ~umask: a chmod afterwards would leave a window
+    // in which anyone may connect. The master is single-threaded here.
+    fs::with_umask(0o177, || mio::net::UnixListener::bind(path))
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! One instance per pid file: the `<pid_file>.lock` flock, the pid file itself, the double-fork
 //! daemonizing and the readiness gate through which `start -d` learns that every worker listens.
 
+use crate::sys::fs;
 use crate::sys::process::{self, Fork};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -48,13 +49,48 @@ pub(crate) fn read_pid(pid_file: &Path) -> Option<i32> {
 }
 
 fn open_lock(lock_file: &Path) -> Result<File, LockError> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(lock_file)
-        .map_err(|e| LockError::Io(lock_file.to_path_buf(), e))
+    // No symlink followed, 0600 whatever the umask: another local user must not be able to
+    // hold our lock or make us create a file elsewhere.
+    fs::open_private_rw(lock_file).map_err(|e| LockError::Io(lock_file.to_path_buf(), e))
+}
+
+/// A pid, lock, log or socket file would live in a directory anyone may write to.
+#[derive(Debug)]
+pub(crate) struct UnsafeDir {
+    /// The file kefu was asked to use.
+    pub file: PathBuf,
+    /// Its directory (world-writable, no sticky bit).
+    pub dir: PathBuf,
+}
+
+impl fmt::Display for UnsafeDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "refusing to use {}: its directory {} is world-writable without the sticky bit, \
+             so any local user could replace it; use a directory only kefu's user can write",
+            self.file.display(),
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for UnsafeDir {}
+
+/// Refuse `file` if its directory is world-writable and not sticky. A directory that cannot be
+/// inspected is left to the open itself to report.
+pub(crate) fn check_dir(file: &Path) -> Result<(), UnsafeDir> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match fs::is_unsafe_dir(dir) {
+        Ok(true) => Err(UnsafeDir {
+            file: file.to_path_buf(),
+            dir: dir.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl InstanceLock {
@@ -80,7 +116,19 @@ impl InstanceLock {
             s.push(".tmp");
             PathBuf::from(s)
         };
-        std::fs::write(&tmp, format!("{pid}\n"))?;
+        // O_EXCL + O_NOFOLLOW: a file or symlink already at the temporary name (a crashed
+        // start's, or planted to make us truncate something else) is never opened. unlink(2)
+        // removes such an entry itself, never what a symlink points to, so retry once after it.
+        let mut f = match fs::create_new_private(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(&tmp)?;
+                fs::create_new_private(&tmp)?
+            }
+            r => r?,
+        };
+        f.write_all(format!("{pid}\n").as_bytes())?;
+        drop(f);
+        // rename(2) replaces whatever entry has the final name (a symlink too) without following it.
         std::fs::rename(&tmp, &self.pid_file)
     }
 
@@ -93,7 +141,7 @@ impl InstanceLock {
 
 /// Whether a master holds the lock: `Some(pid from the pid file, or None)`, or `None` if free.
 pub(crate) fn running_master(pid_file: &Path, lock_file: &Path) -> Option<Option<i32>> {
-    let file = File::open(lock_file).ok()?;
+    let file = fs::open_read_nofollow(lock_file).ok()?;
     match process::try_lock_exclusive(&file) {
         Ok(false) => Some(read_pid(pid_file)),
         // Free (we just took it; closing `file` releases it) or unlockable: not running.
@@ -243,6 +291,31 @@ mod tests {
         held.remove_pid();
         drop(held);
         assert_eq!(running_master(&pid, &lock), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pid_file_ignores_a_planted_temp_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("kefu-daemon-tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join("k.pid.tmp")).unwrap();
+        let held = InstanceLock::acquire(&dir.join("k.pid"), &dir.join("k.pid.lock")).unwrap();
+        held.write_pid(77).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(read_pid(&dir.join("k.pid")), Some(77));
+        let mode = std::fs::metadata(dir.join("k.pid"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(check_dir(&dir.join("k.pid")).is_err());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(check_dir(&dir.join("k.pid")).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

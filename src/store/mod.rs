@@ -4,6 +4,7 @@
 //! The event loop never touches it: each worker runs its queries on its own threads
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
+pub(crate) mod files;
 pub(crate) mod runner;
 pub(crate) mod tenancy;
 
@@ -93,8 +94,9 @@ pub(crate) fn db_path(data_dir: &Path) -> PathBuf {
 
 /// Open (creating the data dir and schema if needed) one connection to the store.
 pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
-    std::fs::create_dir_all(data_dir)?;
-    let mut conn = Connection::open(db_path(data_dir))?;
+    let db = db_path(data_dir);
+    files::secure(data_dir, &db)?;
+    let mut conn = Connection::open(&db)?;
     // SQLite's default busy handler backs off up to 100 ms between tries, so a worker whose
     // neighbour commits back to back can starve for seconds. Poll every millisecond instead
     // (the writer leaves a gap after each commit, see runner.rs).

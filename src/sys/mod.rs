@@ -20,5 +20,7 @@ macro_rules! syscall {
 
 pub(crate) mod alloc;
 pub(crate) mod fdpass;
+pub(crate) mod fs;
 pub mod process;
 pub(crate) mod socket;
+pub(crate) mod term;

@@ -3,10 +3,9 @@
 //!
 //! Everything here is a thin, safe wrapper; the callers in `master/` and `cli/` hold the policy.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -56,6 +55,12 @@ pub fn umask(mode: u32) -> u32 {
     unsafe { libc::umask(mode as libc::mode_t) as u32 }
 }
 
+/// The effective uid of this process.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
 /// Terminate the process immediately, without running atexit handlers or flushing stdio:
 /// the right exit for the intermediate child of a double fork, which shares buffers with its parent.
 pub fn exit_immediately(code: i32) -> ! {
@@ -63,14 +68,11 @@ pub fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Point stdin at /dev/null and stdout/stderr at `log` (opened for append, created 0644).
+/// Point stdin at /dev/null and stdout/stderr at `log` (opened for append without following a
+/// symlink, created 0600).
 pub fn redirect_stdio(log: &Path) -> io::Result<()> {
     let null = File::open("/dev/null")?;
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(log)?;
+    let out = super::fs::open_append_nofollow(log)?;
     syscall!(dup2(null.as_raw_fd(), 0))?;
     syscall!(dup2(out.as_raw_fd(), 1))?;
     syscall!(dup2(out.as_raw_fd(), 2))?;

@@ -41,6 +41,25 @@ pub(crate) fn bind_listener(addr: SocketAddr, reuseport: bool) -> io::Result<Tcp
     Ok(TcpListener::from(fd))
 }
 
+/// The uid of the process at the other end of a connected unix socket (SO_PEERCRED: the
+/// credentials the kernel recorded at connect time, which the peer cannot forge).
+pub(crate) fn peer_uid(fd: &impl AsRawFd) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_PEERCRED,
+        &mut cred as *mut libc::ucred as *mut libc::c_void,
+        &mut len
+    ))?;
+    Ok(cred.uid)
+}
+
 fn set_int_opt(fd: &impl AsRawFd, level: i32, name: i32, val: i32) -> io::Result<()> {
     syscall!(setsockopt(
         fd.as_raw_fd(),
@@ -99,5 +118,11 @@ mod tests {
         assert_eq!(b.local_addr().unwrap(), addr);
         let e = bind_listener(addr, false).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+    }
+
+    #[test]
+    fn peer_uid_is_ours() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(&a).unwrap(), crate::sys::process::euid());
     }
 }

@@ -32,10 +32,10 @@ trap 'stop_kefu; [ -n "${KEEP_E2E_DATA:-}" ] || rm -rf "$DATA"' EXIT
 export KEFU_BID="shop1"
 export AGENT1_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
 export AGENT2_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
-"$KEFU_BIN" agent add --bid shop1 --id alice --name Alice --password "$AGENT1_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+printf '%s\n' "$AGENT1_PASS" | "$KEFU_BIN" agent add --bid shop1 --id alice --name Alice --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 export AGENT3_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
-"$KEFU_BIN" agent add --bid shop2 --id carol --name Carol --max 1 --password "$AGENT3_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
-"$KEFU_BIN" agent add --bid shop1 --id bob --name Bob --password "$AGENT2_PASS" --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+printf '%s\n' "$AGENT3_PASS" | "$KEFU_BIN" agent add --bid shop2 --id carol --name Carol --max 1 --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+printf '%s\n' "$AGENT2_PASS" | "$KEFU_BIN" agent add --bid shop1 --id bob --name Bob --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 
 # shellcheck disable=SC2086
 "$KEFU_BIN" $KEFU_START_ARGS || { echo "e2e: kefu start failed"; cat "$DATA/kefu.log" 2>/dev/null | tail -20; echo "0 passed, 1 failed"; exit 1; }

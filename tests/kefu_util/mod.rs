@@ -37,9 +37,18 @@ pub fn scratch(tag: &str) -> PathBuf {
     d
 }
 
+/// The password every test agent gets (long enough for `agent add`'s minimum).
+pub const AGENT_PW: &str = "pw-agent-test";
+
 /// Run the CLI against a data dir; returns stdout (panics on failure).
 pub fn cli(conf: &Path, data: &Path, args: &[&str]) -> String {
-    let o = Command::new(KEFU)
+    cli_stdin(conf, data, args, "")
+}
+
+/// [`cli`] with `stdin` as the command's standard input (`agent add|passwd` read the password
+/// from it).
+pub fn cli_stdin(conf: &Path, data: &Path, args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new(KEFU)
         .args(args)
         .args([
             "-c",
@@ -47,8 +56,14 @@ pub fn cli(conf: &Path, data: &Path, args: &[&str]) -> String {
             "--data-dir",
             data.to_str().unwrap(),
         ])
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A command that reads nothing may exit before the write: a broken pipe is fine then.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let o = child.wait_with_output().unwrap();
     assert!(
         o.status.success(),
         "kefu {args:?}: {}",
@@ -59,7 +74,7 @@ pub fn cli(conf: &Path, data: &Path, args: &[&str]) -> String {
 
 impl Kefu {
     /// Start with `workers` workers, `[kefu]` settings `kefu_toml`, and agents
-    /// `(bid, id, name, max)` all with password `pw`.
+    /// `(bid, id, name, max)` all with password [`AGENT_PW`].
     pub fn start(
         workers: usize,
         kefu_toml: &str,
@@ -79,14 +94,13 @@ impl Kefu {
                 id,
                 "--name",
                 name,
-                "--password",
-                "pw",
+                "--password-stdin",
             ];
             let m = max.map(|m| m.to_string());
             if let Some(m) = &m {
                 a.extend(["--max", m]);
             }
-            cli(&conf, &data, &a);
+            cli_stdin(&conf, &data, &a, &format!("{AGENT_PW}\n"));
         }
         let server = Server::start(
             "kefu",
@@ -114,7 +128,7 @@ impl Kefu {
             "POST",
             "/api/agent/login",
             &[],
-            json!({"bid":bid,"agent_id":id,"password":"pw"})
+            json!({"bid":bid,"agent_id":id,"password":AGENT_PW})
                 .to_string()
                 .as_bytes(),
         );

@@ -512,7 +512,9 @@ mod tests {
         assert!(is_json(&req("Application/JSON; charset=utf-8")));
         assert!(!is_json(&req("text/plain")));
         assert!(!is_json(&req("application/jsonp")));
-        assert!(!is_json(&req("multipart/form-data; boundary=application/json")));
+        assert!(!is_json(&req(
+            "multipart/form-data; boundary=application/json"
+        )));
     }
 
     #[test]

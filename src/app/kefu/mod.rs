@@ -510,13 +510,9 @@ impl App for Kefu {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         if self.cfg.trust_forwarded_for {
-            if let Some(f) = req
-                .header("x-forwarded-for")
-                .and_then(|v| v.split(',').next())
-            {
-                if let Ok(a) = f.trim().parse::<std::net::IpAddr>() {
-                    ip = a.to_string();
-                }
+            // Counted from the right: the leftmost entries are whatever the client sent.
+            if let Some(a) = req.forwarded_client(self.cfg.trusted_hops) {
+                ip = a.to_string();
             }
         }
         let ua = clip(req.header("user-agent").unwrap_or("").to_string(), 512);

@@ -60,6 +60,26 @@ impl Request {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     }
 
+    /// The client address as seen by the outermost of `hops` trusted proxies: the `hops`-th
+    /// `X-Forwarded-For` entry from the right, over every such header in order. Each proxy
+    /// appends the address it received the request from, so entries left of that one were
+    /// written by the client and prove nothing. `None` if there are fewer entries than hops or
+    /// that entry is not an address (`1.2.3.4`, `::1`, `1.2.3.4:80`, `[::1]:80`).
+    pub fn forwarded_client(&self, hops: usize) -> Option<std::net::IpAddr> {
+        let entries: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-forwarded-for"))
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .collect();
+        let i = entries.len().checked_sub(hops.max(1))?;
+        let e = entries[i];
+        e.parse::<std::net::IpAddr>()
+            .ok()
+            .or_else(|| e.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+    }
+
     /// First query parameter `key`, percent-decoded with `+` as space.
     pub fn query_param(&self, key: &str) -> Option<String> {
         self.query
@@ -286,6 +306,29 @@ fn parse_content_length(v: &[u8]) -> Result<u64, HttpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_client_is_counted_from_the_right() {
+        let req = |hs: &[&str]| Request {
+            headers: hs
+                .iter()
+                .map(|v| ("X-Forwarded-For".to_string(), v.to_string()))
+                .collect(),
+            ..Request::default()
+        };
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // The client wrote "6.6.6.6"; the proxy appended the address it saw.
+        let r = req(&["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(r.forwarded_client(1), ip("203.0.113.7"));
+        assert_eq!(r.forwarded_client(2), ip("6.6.6.6"));
+        assert_eq!(r.forwarded_client(3), None);
+        // Several headers are one list, in order.
+        let r = req(&["6.6.6.6", "198.51.100.1, [2001:db8::1]:443"]);
+        assert_eq!(r.forwarded_client(1), ip("2001:db8::1"));
+        assert_eq!(r.forwarded_client(2), ip("198.51.100.1"));
+        assert_eq!(req(&["6.6.6.6, junk"]).forwarded_client(1), None);
+        assert_eq!(req(&[]).forwarded_client(1), None);
+    }
     use proptest::prelude::*;
 
     const LIM: RequestLimits = RequestLimits {
