@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::http::{write_config, Http};
+use common::http::{api_config, write_config, Http};
 use common::server::Server;
 use common::ws::Ws;
 use serde_json::{json, Value};
@@ -80,12 +80,13 @@ fn serve(mut s: TcpStream, tx: mpsc::Sender<Value>) {
 
 fn start(url: &str, timeout: f64, max_in_flight: usize) -> Server {
     let cfg = write_config(&format!(
-        "[bridge]\nbackend_url = \"{url}\"\nbackend_timeout = {timeout}\nmax_in_flight = {max_in_flight}\n"
+        "{}[bridge]\nbackend_url = \"{url}\"\nbackend_timeout = {timeout}\nmax_in_flight = {max_in_flight}\n",
+        api_config()
     ));
     Server::start(
         "bridge",
         1,
-        &["websocket", "http"],
+        &["websocket", "api"],
         &["-c", cfg.to_str().unwrap()],
     )
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::http::{write_config, Http};
+use common::http::{api_config, write_config, Http};
 use common::server::Server;
 use common::ws::Ws;
 use serde_json::json;
@@ -15,12 +15,13 @@ const PING: &str = r#"{"type":"ping"}"#;
 
 fn start(ws_ping: bool) -> Server {
     let cfg = write_config(&format!(
-        "[gateway]\nping_interval = 0.2\nping_not_response_limit = 2\nping_data = '{PING}'\nws_ping = {ws_ping}\n"
+        "{}ping_interval = 0.2\nping_not_response_limit = 2\nping_data = '{PING}'\nws_ping = {ws_ping}\n",
+        api_config()
     ));
     Server::start(
         "bridge",
         1,
-        &["websocket", "text", "http"],
+        &["websocket", "text", "api"],
         &["-c", cfg.to_str().unwrap()],
     )
 }

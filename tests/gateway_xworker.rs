@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::http::Http;
+use common::http::{api_config, write_config, Http};
 use common::server::Server;
 use common::ws::Ws;
 use serde_json::{json, Value};
@@ -274,7 +274,13 @@ fn setup_state(apis: &mut BTreeMap<String, Http>, clients: &mut [Client]) {
 }
 
 fn scenario(nworkers: usize) {
-    let s = Server::start("bridge", nworkers, &["websocket", "http"], &[]);
+    let cfg = write_config(&api_config());
+    let s = Server::start(
+        "bridge",
+        nworkers,
+        &["websocket", "api"],
+        &["-c", cfg.to_str().unwrap()],
+    );
     let ws0 = workers(&s);
     assert_eq!(ws0.len(), nworkers);
     let incs: BTreeSet<String> = ws0.iter().map(|w| w.2.clone()).collect();

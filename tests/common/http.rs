@@ -39,6 +39,15 @@ impl Answer {
     }
 }
 
+/// The `gateway.secret_key` the tests configure for `api://` listeners (16+ bytes, as the
+/// server demands); every [`Http`] presents it unless told otherwise.
+pub const API_KEY: &str = "test-api-key-0123456789";
+
+/// The config lines that turn the HTTP API on with [`API_KEY`].
+pub fn api_config() -> String {
+    format!("[gateway]\nsecret_key = \"{API_KEY}\"\n")
+}
+
 /// One keep-alive connection.
 pub struct Http {
     sock: TcpStream,
@@ -49,7 +58,7 @@ pub struct Http {
 }
 
 impl Http {
-    /// Connect to `addr`.
+    /// Connect to `addr`, presenting [`API_KEY`].
     pub fn connect(addr: &str) -> Http {
         let sock = TcpStream::connect(addr).expect("connect");
         sock.set_read_timeout(Some(Duration::from_secs(10)))
@@ -58,7 +67,7 @@ impl Http {
         Http {
             sock,
             buf: Vec::new(),
-            key: None,
+            key: Some(API_KEY.to_string()),
             addr: addr.to_string(),
         }
     }
