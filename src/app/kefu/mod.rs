@@ -18,6 +18,8 @@ pub mod login;
 mod push;
 mod request;
 pub mod routing;
+#[cfg(test)]
+mod routing_tests;
 pub mod state;
 pub mod upload;
 mod visitor;
