@@ -10,7 +10,7 @@ use super::wire::{self, CustomerEntry, In, LoginIn, Out, Resume};
 use super::{agent_uid, agents_group, ClientId, Kefu, Payload, Role};
 use crate::store::{now_ms, valid_id};
 use crate::worker::ctx::Ctx;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 
 impl Kefu {
@@ -103,16 +103,16 @@ impl Kefu {
             return;
         }
         let ag = &a.agent;
-        let uid = agent_uid(&ag.bid, &ag.agent_id);
+        let me = Me {
+            side: Side::Agent,
+            bid: ag.bid.clone(),
+            id: ag.agent_id.clone(),
+            name: ag.name.clone(),
+        };
         let group = agents_group(&ag.bid);
-        let was_online = cx.is_uid_online(&uid);
-        let _ = cx.bind_uid(id, &uid);
-        let mut s = Map::new();
-        s.insert("role".into(), Value::from("agent"));
-        s.insert("bid".into(), Value::from(ag.bid.as_str()));
-        s.insert("customer_id".into(), Value::from(ag.agent_id.as_str()));
-        s.insert("customer_name".into(), Value::from(ag.name.as_str()));
-        let _ = cx.set_session(id, s);
+        // Colleagues hear of the agent's first tab only.
+        let was_online = cx.is_uid_online(&me.uid());
+        self.bind(cx, id, &me);
         let ts = now_ms() / 1000;
         if !was_online {
             let push = Out::LoginPush {
@@ -124,13 +124,6 @@ impl Kefu {
             cx.send_to_group(&[&group], Payload::Text(&push), &[id]);
         }
         let _ = cx.join_group(id, &group);
-        let me = Me {
-            side: Side::Agent,
-            bid: ag.bid.clone(),
-            id: ag.agent_id.clone(),
-            name: ag.name.clone(),
-        };
-        self.set_role(id, Role::LoggedIn(me.clone()));
         let mut seen = HashSet::new();
         let mut list = Vec::new();
         for (_, sess) in cx.get_client_sessions_by_group(&group) {

@@ -7,9 +7,11 @@ use super::history::{self, Sender};
 use super::push::bad_cmid;
 use super::routing::{self, Access, Brief, Closer};
 use super::wire::{Code, ErrorOut, In, Method, Resume};
-use super::{ClientId, Kefu};
+use super::{agent_uid, visitor_uid, ClientId, Kefu, Payload, Role};
 use crate::store::{self, now_ms, StoreError};
 use crate::worker::ctx::Ctx;
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 
 /// A WebSocket request's context: who asked, which method, and (for `send`) the client's id
@@ -164,7 +166,7 @@ impl Refusal {
             client_msg_id: echo.client_msg_id,
         };
         if let Ok(s) = serde_json::to_string(&e) {
-            cx.send_to_client(id, crate::app::Payload::Text(&s));
+            cx.send_to_client(id, Payload::Text(&s));
         }
     }
 }
@@ -213,6 +215,14 @@ pub(super) struct Me {
 }
 
 impl Me {
+    /// The uid of all its connections.
+    pub(super) fn uid(&self) -> String {
+        match self.side {
+            Side::Agent => agent_uid(&self.bid, &self.id),
+            Side::Visitor => visitor_uid(&self.bid, &self.id),
+        }
+    }
+
     /// What it may read.
     pub(super) fn access(&self) -> Access<'_> {
         match self.side {
@@ -246,6 +256,45 @@ impl Me {
                 Err(StoreError::Conflict("not your conversation"))
             }
             _ => Ok(()),
+        }
+    }
+}
+
+/// What a logged-in connection keeps in the gateway's session, where every worker can read
+/// it (`on_peer_lost` and an agent login's `customer_list` read the agent fields by name).
+#[derive(Debug, Serialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum Session<'a> {
+    /// An agent, under the seed's names.
+    Agent {
+        bid: &'a str,
+        customer_id: &'a str,
+        customer_name: &'a str,
+    },
+    /// A visitor.
+    Visitor { bid: &'a str, visitor_id: &'a str },
+}
+
+impl Session<'_> {
+    fn of(me: &Me) -> Session<'_> {
+        match me.side {
+            Side::Agent => Session::Agent {
+                bid: &me.bid,
+                customer_id: &me.id,
+                customer_name: &me.name,
+            },
+            Side::Visitor => Session::Visitor {
+                bid: &me.bid,
+                visitor_id: &me.id,
+            },
+        }
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            // A struct-like enum of strings always serializes to an object.
+            _ => Map::new(),
         }
     }
 }
@@ -366,6 +415,14 @@ impl Kefu {
                 history::since(c, conv_id, last_seq, gap)?,
             ))
         });
+    }
+
+    /// The store accepted a login: bind the connection to `me`'s uid and session, and mark
+    /// it logged in.
+    pub(super) fn bind(&mut self, cx: &mut Ctx<'_>, id: ClientId, me: &Me) {
+        let _ = cx.bind_uid(id, &me.uid());
+        let _ = cx.set_session(id, Session::of(me).to_map());
+        self.set_role(id, Role::LoggedIn(me.clone()));
     }
 
     /// After a login: answer its resume list as `sync`s.

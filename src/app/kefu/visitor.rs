@@ -6,10 +6,9 @@ use super::login::{self, Ident, Meta, VisitorIn};
 use super::push::{clip, clip_resume, send};
 use super::request::{Me, Refusal, Req, Side};
 use super::wire::{self, Out, Resume, VisitorLoginIn};
-use super::{visitor_uid, ClientId, Kefu, Role};
+use super::{ClientId, Kefu, Role};
 use crate::store::{now_ms, valid_id};
 use crate::worker::ctx::Ctx;
-use serde_json::{Map, Value};
 
 impl Kefu {
     /// A visitor's WebSocket login: by our token (checked here), an integrator-signed
@@ -91,24 +90,19 @@ impl Kefu {
         resume: Vec<Resume>,
     ) {
         if !self.conns.contains_key(&id) {
+            // Gone while the store worked: nothing to bind.
             return;
         }
         let Some((token, exp)) = self.visitor_token(&v) else {
             return;
         };
-        let _ = cx.bind_uid(id, &visitor_uid(&v.bid, &v.visitor_id));
-        let mut s = Map::new();
-        s.insert("role".into(), Value::from("visitor"));
-        s.insert("bid".into(), Value::from(v.bid.as_str()));
-        s.insert("visitor_id".into(), Value::from(v.visitor_id.as_str()));
-        let _ = cx.set_session(id, s);
         let me = Me {
             side: Side::Visitor,
             bid: v.bid.clone(),
             id: v.visitor_id.clone(),
             name: v.name.clone(),
         };
-        self.set_role(id, Role::LoggedIn(me.clone()));
+        self.bind(cx, id, &me);
         let agents_online = !Self::online_agents(cx, &v.bid).is_empty();
         send(
             cx,
