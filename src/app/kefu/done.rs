@@ -2,7 +2,8 @@
 
 use super::history::Missed;
 use super::login::{AgentIn, VisitorIn};
-use super::push::{err, fan_message, login_failed, mark_online, push_routed, push_uid, send};
+use super::push::{fan_message, mark_online, push_routed, push_uid, send};
+use super::request::{store_error, Refusal, Req, Side};
 use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
 use super::{agent_uid, http, upload, visitor_uid, ClientId, Kefu, Role};
@@ -12,21 +13,80 @@ use crate::store::tenancy::Agent;
 use crate::store::StoreError;
 
 /// Where a store answer goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Origin {
-    Ws(ClientId),
-    Http(ClientId),
-    Internal,
+    /// A WebSocket request.
+    Ws(Req),
+    /// An HTTP request on connection `.0`.
+    Http(ClientId, HttpCall),
+    /// The periodic drain (nobody waits for it).
+    Drain,
+}
+
+/// Which store thread runs a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lane {
+    /// The group-commit writer: all SQL of the conversation flow.
+    Writer,
+    /// The plain thread for slow work that would hold up the writer's batches.
+    Aux,
+}
+
+impl Origin {
+    /// The thread its jobs run on.
+    pub(super) fn lane(&self) -> Lane {
+        match self {
+            Origin::Http(_, c) => c.lane(),
+            Origin::Ws(_) | Origin::Drain => Lane::Writer,
+        }
+    }
+}
+
+/// The HTTP API's calls that go to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HttpCall {
+    /// `POST /api/agent/login`.
+    AgentLogin,
+    /// `POST /api/visitor/token`.
+    VisitorToken,
+    /// `GET /api/history`.
+    History,
+    /// `POST /api/upload`.
+    Upload,
+    /// `GET /uploads/*`.
+    File,
+}
+
+impl HttpCall {
+    /// Argon2 and file I/O take milliseconds: on the writer they would delay every batch.
+    fn lane(self) -> Lane {
+        match self {
+            HttpCall::AgentLogin | HttpCall::Upload | HttpCall::File => Lane::Aux,
+            HttpCall::VisitorToken | HttpCall::History => Lane::Writer,
+        }
+    }
+
+    /// Its name in the log.
+    fn as_str(self) -> &'static str {
+        match self {
+            HttpCall::AgentLogin => "agent_login_http",
+            HttpCall::VisitorToken => "visitor_token_http",
+            HttpCall::History => "history_http",
+            HttpCall::Upload => "upload",
+            HttpCall::File => "file",
+        }
+    }
 }
 
 /// A finished store job.
 pub(super) struct Done {
-    pub(super) origin: Origin,
-    pub(super) method: &'static str,
-    pub(super) client_msg_id: Option<String>,
+    /// Where its answer goes.
+    pub(super) to: Origin,
+    /// Its result.
     pub(super) res: Result<Outcome, StoreError>,
 }
 
+/// What a store job found or did.
 pub(super) enum Outcome {
     HttpAgentLogin(Agent),
     HttpVisitorToken(Box<VisitorIn>),
@@ -39,91 +99,67 @@ pub(super) enum Outcome {
     AgentSent(Box<MessageOut>, String),
     History(i64, Vec<MessageOut>, bool),
     Sync(i64, Missed),
-    Typing(Brief, bool),
-    Read(ReadMark, bool),
+    Typing(Brief, bool, Side),
+    Read(ReadMark, Side),
     Routed(Routed),
     Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
 }
 
 impl Kefu {
+    /// Deliver a finished job's answer.
     pub(super) fn done(&mut self, cx: &mut Ctx<'_>, d: Done) {
-        self.finish(d.origin);
-        let Done {
-            origin,
-            method,
-            client_msg_id,
-            res,
-        } = d;
-        let out = match res {
+        self.finish(&d.to);
+        let out = match d.res {
             Ok(o) => o,
-            Err(e) => return self.failed(cx, origin, method, client_msg_id.as_deref(), e),
+            Err(e) => return self.failed(cx, d.to, e),
         };
-        match (origin, out) {
-            (Origin::Http(conn), o) => self.http_done(cx, conn, o),
-            (_, Outcome::Routed(r)) if matches!(origin, Origin::Internal) => {
+        match (d.to, out) {
+            (Origin::Http(conn, _), o) => self.http_done(cx, conn, o),
+            (Origin::Drain, Outcome::Routed(r)) => {
                 if !r.assigned.is_empty() {
                     push_routed(cx, &r);
                 }
             }
-            (Origin::Ws(id), o) => self.ws_done(cx, id, method, client_msg_id, o),
-            (Origin::Internal, _) => {}
+            (Origin::Drain, _) => {}
+            (Origin::Ws(rq), o) => self.ws_done(cx, &rq, o),
         }
     }
 
-    fn failed(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        origin: Origin,
-        method: &'static str,
-        cm: Option<&str>,
-        e: StoreError,
-    ) {
-        let (code, status) = match &e {
-            StoreError::NotFound => (Code::NotFound, 404),
-            StoreError::Conflict(_) => (Code::Conflict, 409),
-            StoreError::Invalid(_) => (Code::Invalid, 400),
-            _ => {
-                crate::warn!("kefu {method}: {e}");
-                (Code::Storage, 500)
+    fn failed(&mut self, cx: &mut Ctx<'_>, to: Origin, e: StoreError) {
+        let (code, status, msg) = store_error(&e);
+        // Refusals are the client's business; anything else, and any failed drain, is ours.
+        if code == Code::Storage || matches!(to, Origin::Drain) {
+            let what = match &to {
+                Origin::Ws(rq) => rq.method.as_str(),
+                Origin::Http(_, call) => call.as_str(),
+                Origin::Drain => "drain",
+            };
+            crate::warn!("kefu {what}: {e}");
+        }
+        match to {
+            Origin::Ws(rq) if rq.method.is_login() => {
+                // Back to anonymous: the client may try again.
+                self.set_role(rq.id, Role::Anon);
+                rq.fail(cx, &Refusal::Login(format!("登录失败: {msg}").into()));
             }
-        };
-        let msg = match &e {
-            StoreError::NotFound => "not found".to_string(),
-            StoreError::Conflict(m) | StoreError::Invalid(m) => m.to_string(),
-            _ => "storage error; nothing was done".to_string(),
-        };
-        match origin {
-            Origin::Ws(id) => {
-                if matches!(method, "login" | "visitor_login") {
-                    // Back to anonymous: the client may try again.
-                    self.set_role(id, Role::Anon);
-                    return login_failed(cx, id, method, &format!("登录失败: {msg}"));
-                }
-                err(cx, id, code, &msg, Some(method), cm)
-            }
-            Origin::Http(conn) => {
-                let (status, msg) = match (method, &e) {
-                    ("agent_login_http", StoreError::NotFound) => {
-                        (401, "wrong bid, agent id or password".to_string())
+            Origin::Ws(rq) => rq.fail(cx, &Refusal::Store(e)),
+            Origin::Http(conn, call) => {
+                let (status, msg) = match (call, &e) {
+                    (HttpCall::AgentLogin, StoreError::NotFound) => {
+                        (401, "wrong bid, agent id or password")
                     }
-                    ("visitor_token_http", StoreError::Invalid(m)) => (401, m.to_string()),
+                    (HttpCall::VisitorToken, StoreError::Invalid(m)) => (401, *m),
                     _ => (status, msg),
                 };
-                cx.respond_http(conn, &http::error(status, code, &msg));
+                cx.respond_http(conn, &http::error(status, code, msg));
             }
-            Origin::Internal => crate::warn!("kefu {method}: {e}"),
+            Origin::Drain => {}
         }
     }
 
-    fn ws_done(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        id: ClientId,
-        method: &'static str,
-        cm: Option<String>,
-        o: Outcome,
-    ) {
+    fn ws_done(&mut self, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
+        let (id, cm) = (rq.id, &rq.client_msg_id);
         match o {
             Outcome::AgentLogin(a, resume) => self.agent_logged_in(cx, id, *a, resume),
             Outcome::VisitorLogin(v, resume) => self.visitor_logged_in(cx, id, *v, resume),
@@ -141,7 +177,7 @@ impl Kefu {
                         ts: s.msg.ts,
                     },
                 );
-                let Some(Role::Visitor(me)) = self.role(id).cloned() else {
+                let Some(Role::LoggedIn(me)) = self.role(id).cloned() else {
                     return;
                 };
                 fan_message(cx, &me.bid, &me.id, s.agent_id.as_deref(), &s.msg);
@@ -157,7 +193,7 @@ impl Kefu {
                         ts: m.ts,
                     },
                 );
-                let Some(Role::Agent(me)) = self.role(id).cloned() else {
+                let Some(Role::LoggedIn(me)) = self.role(id).cloned() else {
                     return;
                 };
                 fan_message(cx, &me.bid, &visitor_id, Some(&me.id), &m);
@@ -181,14 +217,12 @@ impl Kefu {
                     reload: m.reload,
                 },
             ),
-            Outcome::Typing(b, typing) => {
-                let (from, to) = match self.role(id) {
-                    Some(Role::Agent(_)) => ("agent", Some(visitor_uid(&b.bid, &b.visitor_id))),
-                    _ => (
-                        "visitor",
-                        b.agent_id.as_deref().map(|a| agent_uid(&b.bid, a)),
-                    ),
+            Outcome::Typing(b, typing, from) => {
+                let to = match from {
+                    Side::Agent => Some(visitor_uid(&b.bid, &b.visitor_id)),
+                    Side::Visitor => b.phase.agent_id().map(|a| agent_uid(&b.bid, a)),
                 };
+                let from = from.as_str();
                 if let Some(to) = to {
                     push_uid(
                         cx,
@@ -201,9 +235,9 @@ impl Kefu {
                     );
                 }
             }
-            Outcome::Read(r, by_agent) => {
+            Outcome::Read(r, by) => {
                 let b = &r.brief;
-                if by_agent {
+                if by == Side::Agent {
                     push_uid(
                         cx,
                         &visitor_uid(&b.bid, &b.visitor_id),
@@ -213,7 +247,7 @@ impl Kefu {
                             seq: r.seq,
                         },
                     );
-                    if let Some(a) = &b.agent_id {
+                    if let Some(a) = b.phase.agent_id() {
                         push_uid(
                             cx,
                             &agent_uid(&b.bid, a),
@@ -223,7 +257,7 @@ impl Kefu {
                             },
                         );
                     }
-                } else if let Some(a) = &b.agent_id {
+                } else if let Some(a) = b.phase.agent_id() {
                     push_uid(
                         cx,
                         &agent_uid(&b.bid, a),
@@ -238,8 +272,8 @@ impl Kefu {
             Outcome::Routed(r) => push_routed(cx, &r),
             Outcome::Closed(c) => {
                 let b = &c.brief;
-                fan_message(cx, &b.bid, &b.visitor_id, b.agent_id.as_deref(), &c.event);
-                if let Some(a) = &b.agent_id {
+                fan_message(cx, &b.bid, &b.visitor_id, b.phase.agent_id(), &c.event);
+                if let Some(a) = b.phase.agent_id() {
                     push_uid(
                         cx,
                         &agent_uid(&b.bid, a),
@@ -268,7 +302,10 @@ impl Kefu {
             | Outcome::HttpHistory(..)
             | Outcome::HttpUploaded(..)
             | Outcome::HttpFile(_) => {
-                crate::warn!("kefu: http outcome for websocket request {method}");
+                crate::warn!(
+                    "kefu: http outcome for websocket request {}",
+                    rq.method.as_str()
+                );
             }
         }
     }

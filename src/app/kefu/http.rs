@@ -2,6 +2,7 @@
 //! Anything slow (argon2, SQL, files) is answered later with `respond_http`.
 
 use super::auth::{Claims, Role as TokenRole};
+use super::done::HttpCall;
 use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
 use super::wire::{Code, MessageOut};
@@ -132,7 +133,7 @@ impl Kefu {
         if req.method == "OPTIONS" {
             return HttpOutcome::Respond(cors(Response::new(204)));
         }
-        let o = Origin::Http(conn);
+        let to = |call| Origin::Http(conn, call);
         match (req.method.as_str(), path) {
             ("POST", "/api/agent/login") => {
                 let Ok(r) = serde_json::from_slice::<AgentLoginReq>(&req.body) else {
@@ -149,7 +150,7 @@ impl Kefu {
                         "wrong bid, agent id or password",
                     ));
                 }
-                self.submit(cx, true, o, "agent_login_http", None, move |c| {
+                self.submit(cx, to(HttpCall::AgentLogin), move |c| {
                     login::agent_password(c, &r.bid, &r.agent_id, &r.password)
                         .map(Outcome::HttpAgentLogin)
                 });
@@ -192,7 +193,7 @@ impl Kefu {
                 };
                 let max_age = self.cfg.identity_max_age.as_secs() as i64;
                 let bid = r.bid;
-                self.submit(cx, false, o, "visitor_token_http", None, move |c| {
+                self.submit(cx, to(HttpCall::VisitorToken), move |c| {
                     login::visitor(c, &bid, ident, &meta, max_age, now_ms())
                         .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
                 });
@@ -216,7 +217,7 @@ impl Kefu {
                     .query_param("limit")
                     .and_then(|v| v.parse::<i64>().ok())
                     .unwrap_or(history::DEFAULT_PAGE);
-                self.submit(cx, false, o, "history_http", None, move |c| {
+                self.submit(cx, to(HttpCall::History), move |c| {
                     let who = match claims.r {
                         TokenRole::Agent => Access::Agent(&claims.b),
                         TokenRole::Visitor => Access::Visitor(&claims.b, &claims.s),
@@ -246,7 +247,7 @@ impl Kefu {
                 };
                 let body = req.body.clone();
                 let dir = self.data_dir.clone();
-                self.submit(cx, true, o, "upload", None, move |_| {
+                self.submit(cx, to(HttpCall::Upload), move |_| {
                     let name = upload::save(&dir, &body, t)?;
                     Ok(Outcome::HttpUploaded(name, t, body.len()))
                 });
@@ -259,7 +260,7 @@ impl Kefu {
                 }
                 let dir = self.data_dir.clone();
                 let head = req.method == "HEAD";
-                self.submit(cx, true, o, "file", None, move |_| {
+                self.submit(cx, to(HttpCall::File), move |_| {
                     let mut r = upload::serve(&dir, &name);
                     if head {
                         r.body.clear();

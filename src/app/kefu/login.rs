@@ -4,6 +4,7 @@
 
 use super::auth::{self, Claims, Role};
 use super::routing::{self, Policy, Routed};
+use super::state::ConvState;
 use super::wire::ConvOut;
 use crate::store::tenancy::{self, random_hex, Agent};
 use crate::store::{valid_id, Result, StoreError};
@@ -193,7 +194,7 @@ pub(crate) fn visitor(
         None => None,
     };
     let position = match &conv {
-        Some(c) if c.state == "queued" => Some(
+        Some(c) if c.state == ConvState::Queued => Some(
             conn.prepare_cached(
                 "SELECT COUNT(*) + 1 FROM conversations WHERE bid = ?1 AND state = 'queued'
                  AND (queued_at, id) < (?2, ?3)",

@@ -17,7 +17,11 @@ pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod login;
 mod push;
+mod request;
 pub(crate) mod routing;
+#[cfg(test)]
+mod routing_tests;
+pub(crate) mod state;
 pub(crate) mod upload;
 mod visitor;
 pub(crate) mod wire;
@@ -27,21 +31,19 @@ use crate::api::{
 };
 use crate::config::{Config, KefuConfig};
 use crate::store::runner::{Mode, Runner};
-use crate::store::{self, now_ms, valid_id};
-use agent::AgentMe;
+use crate::store::{self, now_ms};
 use auth::{Claims, Role as TokenRole, Secret};
-use done::{Done, Origin, Outcome};
+use done::{Done, Lane, Origin, Outcome};
 use history::Body;
-use login::{Ident, Meta};
-use push::{classify, clip, clip_resume, err, login_failed};
-use routing::{Access, Policy};
+use push::{classify, clip};
+use request::{Echo, Me, Refusal, Req, Side};
+use routing::Policy;
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use visitor::VisitorMe;
-use wire::{Code, In, Out};
+use wire::{In, Out};
 
 /// Largest frame the app parses (text is limited further by `max_text_chars`).
 pub const MAX_FRAME: usize = 64 * 1024;
@@ -75,14 +77,15 @@ pub fn agents_group(bid: &str) -> String {
 /// Prefixes of the uids and groups above: only connections this app logged in carry them.
 const RESERVED_PREFIXES: [&str; 3] = ["agent:", "visitor:", "agents:"];
 
+/// Where a connection is in logging in.
 #[derive(Debug, Clone)]
 enum Role {
     /// Connected, not logged in.
     Anon,
     /// Login sent to the store.
     Pending,
-    Agent(AgentMe),
-    Visitor(VisitorMe),
+    /// Logged in as an agent or a visitor.
+    LoggedIn(Me),
 }
 
 #[derive(Debug)]
@@ -208,69 +211,61 @@ impl Kefu {
         Ok(())
     }
 
-    /// Queue a job on the writer (or `aux`); answers Busy/Storage right away if impossible.
-    #[allow(clippy::too_many_arguments)]
+    /// Queue a job on the store thread its origin calls for ([`Origin::lane`]); answers
+    /// busy right away if it cannot be queued.
     fn submit(
         &mut self,
         cx: &mut Ctx<'_>,
-        on_aux: bool,
-        origin: Origin,
-        method: &'static str,
-        client_msg_id: Option<String>,
+        to: Origin,
         work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
     ) {
-        if let Origin::Ws(id) = origin {
-            match self.conns.get_mut(&id) {
+        if let Origin::Ws(rq) = &to {
+            match self.conns.get_mut(&rq.id) {
                 Some(c) if c.inflight >= MAX_INFLIGHT => {
-                    return err(
-                        cx,
-                        id,
-                        Code::Busy,
-                        "too many requests in flight",
-                        Some(method),
-                        client_msg_id.as_deref(),
-                    );
+                    return rq.fail(cx, &Refusal::TooManyInFlight);
                 }
                 Some(c) => c.inflight += 1,
                 None => return,
             }
         }
-        let runner = if on_aux { &self.aux } else { &self.writer };
-        let cm = client_msg_id.clone();
+        let runner = match to.lane() {
+            Lane::Writer => &self.writer,
+            Lane::Aux => &self.aux,
+        };
+        // Both the job and its failure answer need the origin; the third copy stays here
+        // for the busy answer.
+        let (ok_to, fail_to) = (to.clone(), to.clone());
         let r = match runner {
             Some(r) => r.submit(
                 move |c| {
                     work(c).map(|o| Done {
-                        origin,
-                        method,
-                        client_msg_id: cm,
+                        to: ok_to,
                         res: Ok(o),
                     })
                 },
                 move |e| Done {
-                    origin,
-                    method,
-                    client_msg_id,
+                    to: fail_to,
                     res: Err(e),
                 },
             ),
             None => Err(store::runner::Busy),
         };
         if r.is_err() {
-            self.finish(origin);
-            match origin {
-                Origin::Ws(id) => err(cx, id, Code::Busy, "server busy, retry", Some(method), None),
-                Origin::Http(conn) => {
-                    cx.respond_http(conn, &http::error(503, Code::Busy, "server busy"));
+            self.finish(&to);
+            match to {
+                Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
+                Origin::Http(conn, _) => {
+                    cx.respond_http(conn, &http::error(503, wire::Code::Busy, "server busy"));
                 }
-                Origin::Internal => {}
+                Origin::Drain => {}
             }
         }
     }
 
-    fn finish(&mut self, origin: Origin) {
-        if let Origin::Ws(id) = origin {
-            if let Some(c) = self.conns.get_mut(&id) {
+    /// A job of `origin` is over: free its in-flight slot.
+    fn finish(&mut self, origin: &Origin) {
+        if let Origin::Ws(rq) = origin {
+            if let Some(c) = self.conns.get_mut(&rq.id) {
                 c.inflight = c.inflight.saturating_sub(1);
             }
         }
@@ -295,94 +290,22 @@ impl Kefu {
 
     // ----- requests -----
 
+    /// One parsed request: logins while anonymous, everything else once logged in.
     fn handle(&mut self, cx: &mut Ctx<'_>, id: ClientId, req: In) {
-        let role = match self.role(id) {
-            Some(r) => r.clone(),
-            None => return,
+        let Some(role) = self.role(id).cloned() else {
+            return;
         };
-        match (req, role) {
-            (In::Beat, _) => {}
-            (
-                In::Login {
-                    bid,
-                    customer_id,
-                    token,
-                    resume,
-                    ..
-                },
-                Role::Anon,
-            ) => self.agent_login(cx, id, bid, customer_id, token, resume),
-            (
-                In::VisitorLogin {
-                    bid,
-                    token,
-                    visitor_id,
-                    name,
-                    ts,
-                    sig,
-                    page_url,
-                    referrer,
-                    resume,
-                },
-                Role::Anon,
-            ) => {
-                let ident = match (token, visitor_id, ts, sig) {
-                    (Some(t), _, _, _) => match self.verify_token(&t, TokenRole::Visitor) {
-                        Ok(c) => Ident::Token(c),
-                        Err(m) => return login_failed(cx, id, "visitor_login", m),
-                    },
-                    (None, Some(visitor_id), Some(ts), Some(sig)) => Ident::Signed {
-                        visitor_id,
-                        name: name.clone().unwrap_or_default(),
-                        ts,
-                        sig,
-                    },
-                    (None, None, None, None) => Ident::Anonymous,
-                    _ => {
-                        return login_failed(
-                            cx,
-                            id,
-                            "visitor_login",
-                            "identity needs visitor_id, ts and sig",
-                        )
-                    }
-                };
-                let Some(bid) = bid.map(wire::StrOrNum::into_string).filter(|b| valid_id(b)) else {
-                    return login_failed(cx, id, "visitor_login", "bid is required");
-                };
-                let (ip, ua) = self
-                    .conns
-                    .get(&id)
-                    .map(|c| (c.ip.clone(), c.user_agent.clone()))
-                    .unwrap_or_default();
-                let meta = Meta {
-                    ip,
-                    user_agent: ua,
-                    page_url: clip(page_url.unwrap_or_default(), 1024),
-                    referrer: clip(referrer.unwrap_or_default(), 1024),
-                    name: clip(name.unwrap_or_default().trim().to_string(), 64),
-                };
-                self.set_role(id, Role::Pending);
-                let max_age = self.cfg.identity_max_age.as_secs() as i64;
-                let resume = clip_resume(resume);
-                self.submit(cx, false, Origin::Ws(id), "visitor_login", None, move |c| {
-                    login::visitor(c, &bid, ident, &meta, max_age, now_ms())
-                        .map(|v| Outcome::VisitorLogin(Box::new(v), resume))
-                });
-            }
-            (In::Login { .. } | In::VisitorLogin { .. }, _) => err(
-                cx,
-                id,
-                Code::Invalid,
-                "already logged in on this connection",
-                Some("login"),
-                None,
-            ),
-            (_, Role::Anon | Role::Pending) => {
-                err(cx, id, Code::NotLoggedIn, "login first", None, None)
-            }
-            (req, Role::Agent(me)) => self.agent_request(cx, id, me, req),
-            (req, Role::Visitor(me)) => self.visitor_request(cx, id, me, req),
+        let rq = Req::new(id, &req);
+        let r = match (req, role) {
+            (In::Beat, _) => Ok(()),
+            (In::Login(l), Role::Anon) => self.agent_login(cx, &rq, l),
+            (In::VisitorLogin(v), Role::Anon) => self.visitor_login(cx, &rq, v),
+            (In::Login(_) | In::VisitorLogin(_), _) => Err(Refusal::AlreadyLoggedIn),
+            (_, Role::Anon | Role::Pending) => Err(Refusal::LoginFirst),
+            (req, Role::LoggedIn(me)) => self.request(cx, &rq, me, req),
+        };
+        if let Err(e) = r {
+            rq.fail(cx, &e);
         }
     }
 
@@ -432,48 +355,22 @@ impl Kefu {
         }
     }
 
-    fn sync(&mut self, cx: &mut Ctx<'_>, id: ClientId, who: Access2, conv_id: i64, last_seq: i64) {
-        let gap = self.cfg.resume_max_gap.min(i64::MAX as u64) as i64;
-        self.submit(cx, false, Origin::Ws(id), "sync", None, move |c| {
-            routing::readable(c, conv_id, who.borrow())?;
-            Ok(Outcome::Sync(
-                conv_id,
-                history::since(c, conv_id, last_seq, gap)?,
-            ))
-        });
-    }
-
+    /// Re-run routing for every business with an agent connected here.
     fn drain_tick(&mut self, cx: &mut Ctx<'_>) {
         let bids: HashSet<String> = self
             .conns
             .values()
             .filter_map(|c| match &c.role {
-                Role::Agent(a) => Some(a.bid.clone()),
+                Role::LoggedIn(me) if me.side == Side::Agent => Some(me.bid.clone()),
                 _ => None,
             })
             .collect();
         let p = self.policy();
         for bid in bids {
             let online = Self::online_agents(cx, &bid);
-            self.submit(cx, false, Origin::Internal, "drain", None, move |c| {
+            self.submit(cx, Origin::Drain, move |c| {
                 routing::drain(c, &bid, &online, p, now_ms()).map(Outcome::Routed)
             });
-        }
-    }
-}
-
-/// Owned access rights (moved into jobs).
-#[derive(Debug, Clone)]
-enum Access2 {
-    Agent(String),
-    Visitor(String, String),
-}
-
-impl Access2 {
-    fn borrow(&self) -> Access<'_> {
-        match self {
-            Access2::Agent(b) => Access::Agent(b),
-            Access2::Visitor(b, v) => Access::Visitor(b, v),
         }
     }
 }
@@ -528,19 +425,10 @@ impl App for Kefu {
         };
         let text = match msg {
             Payload::Text(t) => t,
-            Payload::Binary(_) => {
-                return err(
-                    cx,
-                    id,
-                    Code::BadJson,
-                    "binary frames are not part of the protocol",
-                    None,
-                    None,
-                )
-            }
+            Payload::Binary(_) => return Refusal::Binary.send(cx, id, Echo::default()),
         };
         if text.len() > MAX_FRAME {
-            return err(cx, id, Code::Invalid, "frame too large", None, None);
+            return Refusal::FrameTooLarge.send(cx, id, Echo::default());
         }
         let t = text.trim();
         if t == "beat" {
@@ -548,12 +436,9 @@ impl App for Kefu {
         }
         let allowed = conn.take(now, self.cfg.rate_per_sec, self.cfg.rate_burst);
         match serde_json::from_str::<In>(t) {
-            Ok(req) if !allowed => {
-                let (m, cm) = req.describe();
-                err(cx, id, Code::Busy, "rate limited: slow down", Some(m), cm)
-            }
+            Ok(req) if !allowed => Req::new(id, &req).fail(cx, &Refusal::RateLimited),
             Ok(req) => self.handle(cx, id, req),
-            Err(_) if !allowed => err(cx, id, Code::Busy, "rate limited: slow down", None, None),
+            Err(_) if !allowed => Refusal::RateLimited.send(cx, id, Echo::default()),
             Err(e) => classify(cx, id, t, &e),
         }
     }
@@ -562,7 +447,12 @@ impl App for Kefu {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
-        if let Role::Agent(me) = c.role {
+        if let Role::LoggedIn(
+            me @ Me {
+                side: Side::Agent, ..
+            },
+        ) = c.role
+        {
             let uid = agent_uid(&me.bid, &me.id);
             let others = cx.get_client_id_by_uid(&uid).into_iter().any(|c| c != id);
             if !others {

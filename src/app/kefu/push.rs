@@ -1,13 +1,15 @@
 //! Frames out to clients (replies, errors, pushes to uids and groups) and the small input helpers.
 
+use super::request::{Echo, Refusal};
 use super::routing::{self, Routed};
-use super::wire::{self, Code, ConvOut, ErrorOut, MessageOut, Out, Resume};
+use super::wire::{ConvOut, MessageOut, Method, Out, Resume};
 use super::{
     agent_uid, agents_group, visitor_uid, ClientId, Payload, MAX_CLIENT_MSG_ID, MAX_RESUME,
 };
 use crate::api::Ctx;
 use serde_json::{Map, Value};
 
+/// `s` cut to at most `max` bytes on a char boundary.
 pub(super) fn clip(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut i = max;
@@ -19,11 +21,13 @@ pub(super) fn clip(mut s: String, max: usize) -> String {
     s
 }
 
+/// A login's resume list cut to [`MAX_RESUME`] entries.
 pub(super) fn clip_resume(mut r: Vec<Resume>) -> Vec<Resume> {
     r.truncate(MAX_RESUME);
     r
 }
 
+/// Why a send's client_msg_id is unacceptable, if it is.
 pub(super) fn bad_cmid(c: &Option<String>) -> Option<&'static str> {
     match c {
         Some(c) if c.is_empty() || c.len() > MAX_CLIENT_MSG_ID => {
@@ -33,37 +37,17 @@ pub(super) fn bad_cmid(c: &Option<String>) -> Option<&'static str> {
     }
 }
 
+/// A frame to one connection.
 pub(super) fn send(cx: &mut Ctx<'_>, id: ClientId, o: &Out<'_>) {
     cx.send_to_client(id, Payload::Text(&o.to_json()));
 }
 
+/// A frame to every connection of a uid.
 pub(super) fn push_uid(cx: &mut Ctx<'_>, uid: &str, o: &Out<'_>) {
     cx.send_to_uid(&[uid], Payload::Text(&o.to_json()));
 }
 
-pub(super) fn err(
-    cx: &mut Ctx<'_>,
-    id: ClientId,
-    code: Code,
-    msg: &str,
-    method: Option<&str>,
-    cm: Option<&str>,
-) {
-    let e = ErrorOut {
-        code: code.as_str(),
-        msg,
-        method,
-        client_msg_id: cm,
-    };
-    if let Ok(s) = serde_json::to_string(&e) {
-        cx.send_to_client(id, Payload::Text(&s));
-    }
-}
-
-pub(super) fn login_failed(cx: &mut Ctx<'_>, id: ClientId, method: &str, msg: &str) {
-    err(cx, id, Code::LoginFailed, msg, Some(method), None)
-}
-
+/// Set each conversation's visitor `online` from the gateway's presence.
 pub(super) fn mark_online(cx: &Ctx<'_>, convs: &mut [ConvOut]) {
     for c in convs {
         if let Some(v) = &mut c.visitor {
@@ -153,48 +137,35 @@ pub(super) fn push_routed(cx: &mut Ctx<'_>, r: &Routed) {
 }
 
 /// Answer a frame that did not parse as a request: bad JSON, no method, unknown method,
-/// or bad fields for a known method.
+/// or bad fields for a known method (echoing the method and a send's client_msg_id when
+/// the frame has them).
 pub(super) fn classify(cx: &mut Ctx<'_>, id: ClientId, t: &str, e: &serde_json::Error) {
-    let obj = match serde_json::from_str::<Map<String, Value>>(t) {
-        Ok(o) => o,
-        Err(_) => return err(cx, id, Code::BadJson, "not a JSON object", None, None),
+    let Ok(obj) = serde_json::from_str::<Map<String, Value>>(t) else {
+        return Refusal::NotObject.send(cx, id, Echo::default());
     };
     match obj.get("method") {
-        None => err(
-            cx,
-            id,
-            Code::NoMethod,
-            "缺少method参数 (missing method)",
-            None,
-            None,
-        ),
-        Some(Value::String(m)) if wire::METHODS.contains(&m.as_str()) => {
-            let msg = format!("bad fields: {e}");
-            let code = if m == "login" || m == "visitor_login" {
-                Code::LoginFailed
-            } else {
-                Code::Invalid
-            };
-            err(cx, id, code, &msg, Some(m), None)
-        }
-        Some(Value::String(m)) => {
-            let m = clip(m.clone(), 64);
-            err(
-                cx,
-                id,
-                Code::UnknownMethod,
-                &format!("unknown method {m:?}"),
-                Some(&m),
-                None,
-            )
-        }
-        Some(_) => err(
-            cx,
-            id,
-            Code::UnknownMethod,
-            "method must be a string",
-            None,
-            None,
-        ),
+        None => Refusal::NoMethod.send(cx, id, Echo::default()),
+        Some(Value::String(m)) => match Method::parse(m) {
+            Some(method) => {
+                let client_msg_id = match (method, obj.get("client_msg_id")) {
+                    (Method::Send, Some(Value::String(c))) => Some(c.as_str()),
+                    _ => None,
+                };
+                let echo = Echo {
+                    method: Some(method.as_str()),
+                    client_msg_id,
+                };
+                Refusal::BadFields(method, e.to_string()).send(cx, id, echo)
+            }
+            None => {
+                let m = clip(m.clone(), 64);
+                let echo = Echo {
+                    method: Some(&m),
+                    client_msg_id: None,
+                };
+                Refusal::UnknownMethod(m.clone()).send(cx, id, echo)
+            }
+        },
+        Some(_) => Refusal::MethodNotString.send(cx, id, Echo::default()),
     }
 }

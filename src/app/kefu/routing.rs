@@ -6,6 +6,7 @@
 //! agents are online) comes from the gateway and is passed in by the loop.
 
 use super::history::{self, Body, Sender, SYSTEM};
+use super::state::Phase;
 use super::wire::{ConvOut, MessageOut, QueueEntry, VisitorOut};
 use crate::config::RoutingPolicy;
 use crate::store::{Result, StoreError};
@@ -34,10 +35,8 @@ pub(crate) struct Brief {
     pub bid: String,
     /// Visitor.
     pub visitor_id: String,
-    /// `queued`, `active`, `closed`.
-    pub state: String,
-    /// Assigned agent.
-    pub agent_id: Option<String>,
+    /// State and agent.
+    pub phase: Phase,
     /// Last seq.
     pub last_seq: i64,
 }
@@ -53,8 +52,7 @@ pub(crate) fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
                 id: r.get(0)?,
                 bid: r.get(1)?,
                 visitor_id: r.get(2)?,
-                state: r.get(3)?,
-                agent_id: r.get(4)?,
+                phase: Phase::from_row(r, 3, 4)?,
                 last_seq: r.get(5)?,
             })
         })
@@ -488,11 +486,12 @@ pub(crate) fn close(
     if !mine {
         return Err(StoreError::NotFound);
     }
-    let allowed = match by {
-        Closer::Agent(aid, _) => {
-            (b.state == "active" && b.agent_id.as_deref() == Some(aid)) || b.state == "queued"
-        }
-        Closer::Visitor(_) => b.state != "closed",
+    let allowed = match (&b.phase, by) {
+        // An agent may dismiss any queued conversation of its business, but close only its
+        // own active one; the visitor may close its conversation while it is open.
+        (Phase::Queued, _) | (Phase::Active { .. }, Closer::Visitor(_)) => true,
+        (Phase::Active { .. }, Closer::Agent(aid, _)) => b.phase.is_active_with(aid),
+        (Phase::Closed { .. }, _) => false,
     };
     if !allowed {
         return Err(StoreError::Conflict("conversation is not open for you"));
@@ -584,7 +583,8 @@ pub(crate) fn visitor_send(
 ) -> Result<VisitorSent> {
     if let Some(cm) = client_msg_id {
         if let Some(msg) = history::find_retry(conn, bid, me, cm)? {
-            let agent_id = brief(conn, msg.conv_id)?.and_then(|b| b.agent_id);
+            let agent_id =
+                brief(conn, msg.conv_id)?.and_then(|b| b.phase.agent_id().map(str::to_owned));
             return Ok(VisitorSent {
                 msg,
                 agent_id,
@@ -602,7 +602,7 @@ pub(crate) fn visitor_send(
     let msg = history::append(conn, id, me, body, client_msg_id, now)?;
     conn.prepare_cached("UPDATE visitors SET last_seen = ?3 WHERE bid = ?1 AND visitor_id = ?2")?
         .execute(params![bid, me.id, now])?;
-    let agent_id = brief(conn, id)?.and_then(|b| b.agent_id);
+    let agent_id = brief(conn, id)?.and_then(|b| b.phase.agent_id().map(str::to_owned));
     if let (Some(r), None) = (&mut routed, &agent_id) {
         // Still waiting: reload the queue so agents see this first message as its preview.
         (r.queue, r.queue_len) = queue(conn, bid)?;
@@ -632,7 +632,7 @@ pub(crate) fn agent_send(
             return Ok((msg, b.visitor_id));
         }
     }
-    if b.state != "active" || b.agent_id.as_deref() != Some(me.id) {
+    if !b.phase.is_active_with(me.id) {
         return Err(StoreError::Conflict("not your active conversation"));
     }
     let msg = history::append(conn, conv_id, me, body, client_msg_id, now)?;

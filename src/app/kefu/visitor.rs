@@ -1,122 +1,69 @@
-//! Visitor connections: requests, and what a visitor hears once logged in.
+//! Visitor connections: login, tokens, and what a visitor hears once logged in.
 
 use super::auth::{Claims, Role as TokenRole};
-use super::done::{Origin, Outcome};
-use super::history::{self, Sender};
-use super::login::VisitorIn;
-use super::push::{bad_cmid, err, send};
-use super::routing::{self, Access, Closer};
-use super::wire::{Code, In, Out, Resume};
-use super::{visitor_uid, Access2, ClientId, Kefu, Role};
+use super::done::Outcome;
+use super::login::{self, Ident, Meta, VisitorIn};
+use super::push::{clip, clip_resume, send};
+use super::request::{Me, Refusal, Req, Side};
+use super::wire::{self, Out, Resume, VisitorLoginIn};
+use super::{ClientId, Kefu, Role};
 use crate::api::Ctx;
-use crate::store::{now_ms, StoreError};
-use serde_json::{Map, Value};
-
-/// A logged-in visitor connection.
-#[derive(Debug, Clone)]
-pub(super) struct VisitorMe {
-    pub(super) bid: String,
-    pub(super) id: String,
-    pub(super) name: String,
-}
+use crate::store::{now_ms, valid_id};
 
 impl Kefu {
-    pub(super) fn visitor_request(
+    /// A visitor's WebSocket login: by our token (checked here), an integrator-signed
+    /// identity (checked by the store against the business secret), or anonymous.
+    pub(super) fn visitor_login(
         &mut self,
         cx: &mut Ctx<'_>,
-        id: ClientId,
-        me: VisitorMe,
-        req: In,
-    ) {
-        let o = Origin::Ws(id);
-        let p = self.policy();
-        match req {
-            In::Send {
-                client_msg_id,
-                kind,
-                text,
-                url,
-                ..
-            } => {
-                if let Some(m) = bad_cmid(&client_msg_id) {
-                    return err(cx, id, Code::Invalid, m, Some("send"), None);
-                }
-                let body = match self.body(kind, text, url) {
-                    Ok(b) => b,
-                    Err(m) => {
-                        return err(
-                            cx,
-                            id,
-                            Code::Invalid,
-                            m,
-                            Some("send"),
-                            client_msg_id.as_deref(),
-                        )
-                    }
-                };
-                let online = Self::online_agents(cx, &me.bid);
-                let cm = client_msg_id.clone();
-                self.submit(cx, false, o, "send", client_msg_id, move |c| {
-                    let s = Sender {
-                        role: "visitor",
-                        id: &me.id,
-                        name: &me.name,
-                    };
-                    routing::visitor_send(c, &me.bid, s, &body, cm.as_deref(), &online, p, now_ms())
-                        .map(|s| Outcome::VisitorSent(Box::new(s)))
-                });
+        rq: &Req,
+        v: VisitorLoginIn,
+    ) -> Result<(), Refusal> {
+        let ident = match (v.token, v.visitor_id, v.ts, v.sig) {
+            (Some(t), _, _, _) => self
+                .verify_token(&t, TokenRole::Visitor)
+                .map(Ident::Token)
+                .map_err(|m| Refusal::Login(m.into()))?,
+            (None, Some(visitor_id), Some(ts), Some(sig)) => Ident::Signed {
+                visitor_id,
+                name: v.name.clone().unwrap_or_default(),
+                ts,
+                sig,
+            },
+            (None, None, None, None) => Ident::Anonymous,
+            _ => {
+                return Err(Refusal::Login(
+                    "identity needs visitor_id, ts and sig".into(),
+                ))
             }
-            In::History {
-                conv_id,
-                before_seq,
-                limit,
-            } => self.submit(cx, false, o, "history", None, move |c| {
-                routing::readable(c, conv_id, Access::Visitor(&me.bid, &me.id))?;
-                let (m, more) = history::page(
-                    c,
-                    conv_id,
-                    before_seq,
-                    limit.unwrap_or(history::DEFAULT_PAGE),
-                )?;
-                Ok(Outcome::History(conv_id, m, more))
-            }),
-            In::Sync { conv_id, last_seq } => {
-                self.sync(cx, id, Access2::Visitor(me.bid, me.id), conv_id, last_seq)
-            }
-            In::Typing { conv_id, typing } => self.submit(cx, false, o, "typing", None, move |c| {
-                let conv_id = match conv_id {
-                    Some(i) => i,
-                    None => {
-                        routing::open_of_visitor(c, &me.bid, &me.id)?.ok_or(StoreError::NotFound)?
-                    }
-                };
-                let b = routing::readable(c, conv_id, Access::Visitor(&me.bid, &me.id))?;
-                Ok(Outcome::Typing(b, typing))
-            }),
-            In::Read { conv_id, seq } => self.submit(cx, false, o, "read", None, move |c| {
-                let b = routing::readable(c, conv_id, Access::Visitor(&me.bid, &me.id))?;
-                Ok(Outcome::Read(routing::mark_read(c, &b, None, seq)?, false))
-            }),
-            In::Close { conv_id } => {
-                let online = Self::online_agents(cx, &me.bid);
-                self.submit(cx, false, o, "close", None, move |c| {
-                    routing::close(
-                        c,
-                        &me.bid,
-                        conv_id,
-                        Closer::Visitor(&me.id),
-                        &online,
-                        p,
-                        now_ms(),
-                    )
-                    .map(|c| Outcome::Closed(Box::new(c)))
-                })
-            }
-            In::Claim { .. } | In::Transfer { .. } | In::Conversations => {
-                err(cx, id, Code::NotLoggedIn, "agents only", None, None)
-            }
-            In::Beat | In::Login { .. } | In::VisitorLogin { .. } => {}
-        }
+        };
+        let Some(bid) = v
+            .bid
+            .map(wire::StrOrNum::into_string)
+            .filter(|b| valid_id(b))
+        else {
+            return Err(Refusal::Login("bid is required".into()));
+        };
+        let (ip, user_agent) = self
+            .conns
+            .get(&rq.id)
+            .map(|c| (c.ip.clone(), c.user_agent.clone()))
+            .unwrap_or_default();
+        let meta = Meta {
+            ip,
+            user_agent,
+            page_url: clip(v.page_url.unwrap_or_default(), 1024),
+            referrer: clip(v.referrer.unwrap_or_default(), 1024),
+            name: clip(v.name.unwrap_or_default().trim().to_string(), 64),
+        };
+        self.set_role(rq.id, Role::Pending);
+        let max_age = self.cfg.identity_max_age.as_secs() as i64;
+        let resume = clip_resume(v.resume);
+        self.submit(cx, rq.origin(), move |c| {
+            login::visitor(c, &bid, ident, &meta, max_age, now_ms())
+                .map(|v| Outcome::VisitorLogin(Box::new(v), resume))
+        });
+        Ok(())
     }
 
     /// A signed visitor token for `v` and its expiry (ms); `None` before the app started.
@@ -134,6 +81,7 @@ impl Kefu {
         Some((token, exp))
     }
 
+    /// The store accepted a visitor's login: bind it and answer it (with its queue place).
     pub(super) fn visitor_logged_in(
         &mut self,
         cx: &mut Ctx<'_>,
@@ -142,25 +90,19 @@ impl Kefu {
         resume: Vec<Resume>,
     ) {
         if !self.conns.contains_key(&id) {
+            // Gone while the store worked: nothing to bind.
             return;
         }
         let Some((token, exp)) = self.visitor_token(&v) else {
             return;
         };
-        let _ = cx.bind_uid(id, &visitor_uid(&v.bid, &v.visitor_id));
-        let mut s = Map::new();
-        s.insert("role".into(), Value::from("visitor"));
-        s.insert("bid".into(), Value::from(v.bid.as_str()));
-        s.insert("visitor_id".into(), Value::from(v.visitor_id.as_str()));
-        let _ = cx.set_session(id, s);
-        self.set_role(
-            id,
-            Role::Visitor(VisitorMe {
-                bid: v.bid.clone(),
-                id: v.visitor_id.clone(),
-                name: v.name.clone(),
-            }),
-        );
+        let me = Me {
+            side: Side::Visitor,
+            bid: v.bid.clone(),
+            id: v.visitor_id.clone(),
+            name: v.name.clone(),
+        };
+        self.bind(cx, id, &me);
         let agents_online = !Self::online_agents(cx, &v.bid).is_empty();
         send(
             cx,
@@ -185,9 +127,6 @@ impl Kefu {
                 },
             );
         }
-        let me = Access2::Visitor(v.bid.clone(), v.visitor_id.clone());
-        for r in resume {
-            self.sync(cx, id, me.clone(), r.conv_id, r.last_seq);
-        }
+        self.resume(cx, id, &me, resume);
     }
 }

@@ -1,6 +1,7 @@
 //! Typed WebSocket messages of the kefu protocol (docs/kefu-protocol.md), both directions,
 //! tagged by `"method"` as in the seed protocol.
 
+use super::state::ConvState;
 use serde::{Deserialize, Serialize};
 
 /// Error codes (strings on the wire, as in the seed).
@@ -88,35 +89,56 @@ pub(crate) enum SendKind {
     Image,
 }
 
+/// An agent login (seed). Fields are optional so a missing one answers 10002, as the seed does.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginIn {
+    /// Business.
+    pub bid: Option<StrOrNum>,
+    /// Agent id.
+    pub customer_id: Option<StrOrNum>,
+    // Seed clients also send `customer_name`; the name shown comes from the agent's row (a
+    // client could claim any name), so serde skips the field.
+    /// Agent token from `POST /api/agent/login`.
+    pub token: Option<String>,
+    /// Conversations to catch up on.
+    #[serde(default)]
+    pub resume: Vec<Resume>,
+}
+
+/// A visitor login: by token, by integrator-signed identity, or anonymous.
+#[derive(Debug, Deserialize)]
+pub(crate) struct VisitorLoginIn {
+    /// Business.
+    pub bid: Option<StrOrNum>,
+    /// Visitor token from an earlier login.
+    pub token: Option<String>,
+    /// Integrator's user id (signed identity).
+    pub visitor_id: Option<String>,
+    /// Name (signed with the identity, or self-declared).
+    pub name: Option<String>,
+    /// Signing time, seconds.
+    pub ts: Option<i64>,
+    /// Hex HMAC of the identity.
+    pub sig: Option<String>,
+    /// Page the widget runs on.
+    pub page_url: Option<String>,
+    /// Referrer of that page.
+    pub referrer: Option<String>,
+    /// Conversations to catch up on.
+    #[serde(default)]
+    pub resume: Vec<Resume>,
+}
+
 /// Every request a client can send.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case")]
 pub(crate) enum In {
-    /// Agent login (seed). Fields are optional so a missing one answers 10002, as the seed does.
-    Login {
-        bid: Option<StrOrNum>,
-        customer_id: Option<StrOrNum>,
-        // The seed's login also sends `customer_name`; the name shown comes from the agent's
-        // row instead (a client could claim any name), so the field is left to serde to skip.
-        token: Option<String>,
-        #[serde(default)]
-        resume: Vec<Resume>,
-    },
+    /// Agent login.
+    Login(LoginIn),
     /// Heartbeat.
     Beat,
     /// Visitor login.
-    VisitorLogin {
-        bid: Option<StrOrNum>,
-        token: Option<String>,
-        visitor_id: Option<String>,
-        name: Option<String>,
-        ts: Option<i64>,
-        sig: Option<String>,
-        page_url: Option<String>,
-        referrer: Option<String>,
-        #[serde(default)]
-        resume: Vec<Resume>,
-    },
+    VisitorLogin(VisitorLoginIn),
     /// Send a message.
     Send {
         conv_id: Option<i64>,
@@ -152,21 +174,29 @@ pub(crate) enum In {
 }
 
 impl In {
-    /// The method name and the send's client_msg_id (for error frames).
-    pub(crate) fn describe(&self) -> (&'static str, Option<&str>) {
+    /// Which method this is.
+    pub(crate) fn method(&self) -> Method {
         match self {
-            In::Login { .. } => ("login", None),
-            In::Beat => ("beat", None),
-            In::VisitorLogin { .. } => ("visitor_login", None),
-            In::Send { client_msg_id, .. } => ("send", client_msg_id.as_deref()),
-            In::History { .. } => ("history", None),
-            In::Sync { .. } => ("sync", None),
-            In::Typing { .. } => ("typing", None),
-            In::Read { .. } => ("read", None),
-            In::Claim { .. } => ("claim", None),
-            In::Transfer { .. } => ("transfer", None),
-            In::Close { .. } => ("close", None),
-            In::Conversations => ("conversations", None),
+            In::Login(_) => Method::Login,
+            In::Beat => Method::Beat,
+            In::VisitorLogin(_) => Method::VisitorLogin,
+            In::Send { .. } => Method::Send,
+            In::History { .. } => Method::History,
+            In::Sync { .. } => Method::Sync,
+            In::Typing { .. } => Method::Typing,
+            In::Read { .. } => Method::Read,
+            In::Claim { .. } => Method::Claim,
+            In::Transfer { .. } => Method::Transfer,
+            In::Close { .. } => Method::Close,
+            In::Conversations => Method::Conversations,
+        }
+    }
+
+    /// The client's id for a `send` (echoed in its ack and errors).
+    pub(crate) fn client_msg_id(&self) -> Option<&str> {
+        match self {
+            In::Send { client_msg_id, .. } => client_msg_id.as_deref(),
+            _ => None,
         }
     }
 }
@@ -175,21 +205,80 @@ fn yes() -> bool {
     true
 }
 
-/// The methods [`In`] knows (to tell "unknown method" from "bad fields").
-pub(crate) const METHODS: &[&str] = &[
-    "login",
-    "beat",
-    "visitor_login",
-    "send",
-    "history",
-    "sync",
-    "typing",
-    "read",
-    "claim",
-    "transfer",
-    "close",
-    "conversations",
-];
+/// The methods of [`In`], without their fields (what error frames echo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    /// `login`.
+    Login,
+    /// `beat`.
+    Beat,
+    /// `visitor_login`.
+    VisitorLogin,
+    /// `send`.
+    Send,
+    /// `history`.
+    History,
+    /// `sync`.
+    Sync,
+    /// `typing`.
+    Typing,
+    /// `read`.
+    Read,
+    /// `claim`.
+    Claim,
+    /// `transfer`.
+    Transfer,
+    /// `close`.
+    Close,
+    /// `conversations`.
+    Conversations,
+}
+
+impl Method {
+    /// Every method.
+    pub(crate) const ALL: [Method; 12] = [
+        Method::Login,
+        Method::Beat,
+        Method::VisitorLogin,
+        Method::Send,
+        Method::History,
+        Method::Sync,
+        Method::Typing,
+        Method::Read,
+        Method::Claim,
+        Method::Transfer,
+        Method::Close,
+        Method::Conversations,
+    ];
+
+    /// The wire name.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::Login => "login",
+            Method::Beat => "beat",
+            Method::VisitorLogin => "visitor_login",
+            Method::Send => "send",
+            Method::History => "history",
+            Method::Sync => "sync",
+            Method::Typing => "typing",
+            Method::Read => "read",
+            Method::Claim => "claim",
+            Method::Transfer => "transfer",
+            Method::Close => "close",
+            Method::Conversations => "conversations",
+        }
+    }
+
+    /// The method a wire name names (to tell "unknown method" from "bad fields").
+    pub(crate) fn parse(s: &str) -> Option<Method> {
+        Method::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Whether this is one of the two logins (their failures answer 10002).
+    pub(crate) fn is_login(self) -> bool {
+        matches!(self, Method::Login | Method::VisitorLogin)
+    }
+}
 
 /// An error frame.
 #[derive(Debug, Serialize)]
@@ -276,8 +365,8 @@ pub(crate) struct ConvOut {
     pub conv_id: i64,
     /// Business.
     pub bid: String,
-    /// `queued`, `active` or `closed`.
-    pub state: String,
+    /// Where it is in its life.
+    pub state: ConvState,
     /// Assigned agent.
     pub agent_id: Option<String>,
     /// Its name.
@@ -440,19 +529,29 @@ mod tests {
             r#"{"method":"login","bid":1,"customer_id":7,"customer_name":"A","token":"t"}"#,
         )
         .unwrap();
-        let In::Login {
-            bid, customer_id, ..
-        } = m
-        else {
-            panic!()
-        };
-        assert_eq!(bid.unwrap().into_string(), "1");
-        assert_eq!(customer_id.unwrap().into_string(), "7");
+        let In::Login(l) = m else { panic!() };
+        assert_eq!(l.bid.unwrap().into_string(), "1");
+        assert_eq!(l.customer_id.unwrap().into_string(), "7");
         assert!(matches!(
             serde_json::from_str::<In>(r#"{"method":"beat"}"#),
             Ok(In::Beat)
         ));
         assert!(serde_json::from_str::<In>(r#"{"method":"nope"}"#).is_err());
+    }
+
+    /// `Method`'s names are exactly the tags serde accepts for `In`.
+    #[test]
+    fn method_names_match_the_serde_tags() {
+        for m in Method::ALL {
+            let e = serde_json::from_str::<In>(&format!(r#"{{"method":"{}"}}"#, m.as_str()));
+            match e {
+                Ok(req) => assert_eq!(req.method(), m),
+                // Known tag, missing fields: serde names a field, not the variant.
+                Err(e) => assert!(!e.to_string().contains("unknown variant"), "{m:?}: {e}"),
+            }
+            assert_eq!(Method::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(Method::parse("nope"), None);
     }
 
     #[test]
