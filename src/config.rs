@@ -114,6 +114,21 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Maximum simultaneous connections per worker (new ones are refused past it).
     pub max_connections: usize,
+    /// Seconds a client has, once connected, to log in to the app (0 = the app's default: 30
+    /// for `kefu`, none for apps without a login).
+    #[serde(with = "secs")]
+    pub login_timeout: Duration,
+    /// Bytes of undecoded input one worker holds for all its connections together; past it,
+    /// the connection whose buffer grows is closed (a bound on what strangers can make it
+    /// buffer, whatever each message limit allows).
+    pub max_buffered_input: usize,
+    /// Connections from one peer address, server-wide (each worker allows its share); past it
+    /// new connections from that address are closed at once. 0 = no cap.
+    pub max_connections_per_ip: usize,
+    /// Peer addresses exempt from `max_connections_per_ip`: reverse proxies, which forward
+    /// many clients from one address (limit those in the proxy). Exempts from the cap only,
+    /// never from a login, a key or any other limit.
+    pub proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Limits {
@@ -125,6 +140,13 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(0),
             max_connections: 100_000,
+            login_timeout: Duration::ZERO,
+            max_buffered_input: 256 * 1024 * 1024,
+            max_connections_per_ip: 1000,
+            proxies: vec![
+                std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ],
         }
     }
 }

@@ -4,6 +4,7 @@
 //! changes to a client run on its owner (here, or forwarded as a command).
 
 use super::TimerId;
+use crate::connection::ConnState;
 use crate::gateway::bus::wire::{BusMsg, Kind};
 use crate::gateway::client_id::{ClientId, ConnId};
 use crate::gateway::registry::{Members, Registry};
@@ -474,5 +475,15 @@ impl<'a> Ctx<'a> {
     /// periodic send to everyone is spread over several turns and never crosses the bus.
     pub fn send_to_all_local_part(&mut self, part: usize, parts: usize, msg: Payload<'_>) {
         self.core.deliver_all_part(part, parts, msg);
+    }
+
+    /// The app has authenticated this local client (a login succeeded): it is no longer
+    /// closed at the login deadline ([`super::Transport::login_timeout`]).
+    pub fn authenticated(&mut self, c: ClientId) {
+        if let Some(id) = self.core.local(c) {
+            if let Some(conn) = self.core.get_mut(id).filter(|c| c.state == ConnState::Open) {
+                conn.deadline = None;
+            }
+        }
     }
 }

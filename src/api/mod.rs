@@ -16,10 +16,38 @@ pub use crate::protocol::http::request::Request;
 pub use crate::protocol::http::response::Response;
 pub use crate::protocol::Payload;
 pub use ctx::Ctx;
+use std::time::Duration;
 
 /// An app timer, as returned by [`Ctx::add_timer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(pub u64);
+
+/// What an app needs of the transport. The worker applies the tighter of these and the
+/// config's `[limits]`, so an app that never reads past 64 KiB does not let a stranger make the
+/// worker buffer 10 MiB per connection on its behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    /// Largest message (WebSocket message, text line) the app accepts.
+    pub max_message: usize,
+    /// Largest HTTP request body the app accepts.
+    pub max_http_body: usize,
+    /// How long a new client has, from `on_connect`, until the app calls
+    /// [`Ctx::authenticated`] for it; `None` for apps without a login.
+    pub login_timeout: Option<Duration>,
+    /// Idle close for apps whose clients send heartbeats, used when the config sets none.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport {
+            max_message: usize::MAX,
+            max_http_body: usize::MAX,
+            login_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
 
 /// Why an app could not start in a worker; the master shows it (`start -d`, `reload`).
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
@@ -85,5 +113,9 @@ pub trait App {
     /// backend call (or stolen key) can give a connection an identity the app did not grant.
     fn reserves_name(&self, _name: &str) -> bool {
         false
+    }
+    /// The transport limits this app needs (asked once, when the worker starts).
+    fn transport(&self) -> Transport {
+        Transport::default()
     }
 }

@@ -138,7 +138,9 @@ pub struct Conn {
     pub remote: SocketAddr,
     /// Last time a byte arrived.
     pub last_active: Instant,
-    /// Handshake / linger deadline (idle deadline is derived from `last_active`).
+    /// The deadline of the current state: the handshake's (`Handshake`), the login's (`Open`,
+    /// until the app authenticates the client), the linger's (`Closing`, `Lingering`). The idle
+    /// deadline is derived from `last_active` instead.
     pub deadline: Option<Instant>,
     /// When the earliest pending deadline check for this connection fires.
     pub timer_at: Option<Instant>,

@@ -23,14 +23,31 @@ impl Worker {
             match l.sock.accept() {
                 Ok((stream, remote)) => {
                     let scheme = l.spec.scheme;
-                    self.add_conn(stream, remote, scheme);
+                    if self.peers.admit(remote.ip()) {
+                        self.add_conn(stream, remote, scheme);
+                    } else {
+                        // Dropping the stream closes it: the address already holds its share.
+                        if let Some(skipped) = self.quiet.allow(self.core.now) {
+                            crate::warn!(
+                                "refusing connections from {} over limits.max_connections_per_ip \
+                                 ({skipped} more refusals since the last warning)",
+                                remote.ip()
+                            );
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
                     | Some(libc::ENOMEM) => {
-                        crate::warn!("accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?}");
+                        // Every 100 ms while the condition lasts: say it once per period.
+                        if let Some(skipped) = self.quiet.allow(self.core.now) {
+                            crate::warn!(
+                                "accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?} \
+                                 ({skipped} more since the last warning)"
+                            );
+                        }
                         self.pause_accept();
                         return;
                     }
@@ -74,8 +91,10 @@ impl Worker {
             )
             .is_err()
         {
+            self.peers.release(remote.ip());
             return;
         }
+        // Already the tighter of the config's bound and the app's.
         let max_line = self.core.limits.max_package_size;
         entry.insert(Conn::new(
             gen,

@@ -62,6 +62,8 @@ impl Worker {
     pub(super) fn drop_conn(&mut self, slot: usize) {
         if let Some(mut c) = self.core.conns.try_remove(slot) {
             let _ = self.poll.registry().deregister(&mut c.stream);
+            self.buffered_input = self.buffered_input.saturating_sub(c.in_buf.capacity());
+            self.peers.release(c.remote.ip());
         }
     }
 }

@@ -311,11 +311,18 @@ fn upgrade(
     connected(core, app, id);
 }
 
-/// A connection became a gateway client: register it cluster-wide and tell the app.
+/// A connection became a gateway client: register it cluster-wide and tell the app. With a
+/// login deadline, the app must authenticate it in time ([`Ctx::authenticated`]).
 pub(super) fn connected(core: &mut Core, app: &mut dyn App, id: ConnId) {
     core.local_up(id);
+    let login = core.limits.login_timeout;
+    let by = (!login.is_zero()).then(|| core.now + login);
     if let Some(c) = core.get_mut(id) {
         c.app_connected = true;
+        c.deadline = by;
+    }
+    if let Some(at) = by {
+        core.arm_conn_timer(id.index(), at);
     }
     let cid = core.client_id(id);
     guarded(core, Some(id), "on_connect", |cx| app.on_connect(cx, cid));

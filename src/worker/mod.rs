@@ -12,6 +12,7 @@ mod close;
 mod control;
 mod heartbeat;
 mod input;
+mod peers;
 
 use crate::api::{App, TimerId};
 use crate::config::{Config, ListenSpec};
@@ -86,6 +87,39 @@ struct Worker {
     restart_code: u16,
     /// Gateway heartbeats (None: `ping_interval` is 0).
     heartbeat: Option<heartbeat::Heartbeat>,
+    /// Connections per peer address, against `limits.max_connections_per_ip`.
+    peers: peers::PeerCounts,
+    /// Capacity of every connection's `in_buf` together, against `limits.max_buffered_input`.
+    buffered_input: usize,
+    /// Warnings that a flood could repeat (EMFILE, caps) are logged at most once per period.
+    quiet: Quiet,
+}
+
+/// Rate limit for warnings a peer can trigger at will: one line per [`QUIET_PERIOD`], with the
+/// number of repeats left out, so a flood cannot fill the disk with log lines.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// Shortest time between two warnings of a kind a flood repeats.
+const QUIET_PERIOD: Duration = Duration::from_secs(10);
+
+impl Quiet {
+    /// Whether to log now; `Some(n)` with the number of warnings left out since the last one.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < QUIET_PERIOD => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
 }
 
 /// Run a worker with `app` until it is told to stop; returns the process exit code. `control`
@@ -114,6 +148,23 @@ pub fn run(
     }
 }
 
+/// The config's limits, tightened by what the app needs: the smaller message bound, and the
+/// app's login and idle deadlines where the config leaves them to the app.
+fn effective_limits(
+    cfg: &crate::config::Limits,
+    t: &crate::api::Transport,
+) -> crate::config::Limits {
+    let mut l = cfg.clone();
+    l.max_package_size = l.max_package_size.min(t.max_message);
+    if l.idle_timeout.is_zero() {
+        l.idle_timeout = t.idle_timeout.unwrap_or_default();
+    }
+    if l.login_timeout.is_zero() {
+        l.login_timeout = t.login_timeout.unwrap_or_default();
+    }
+    l
+}
+
 /// Tell the master why this worker cannot run, and the exit code to end with.
 fn fail(worker_id: usize, reason: String, ctl: &mut control::Control) -> i32 {
     crate::error!("worker {worker_id} failed to start: {reason}");
@@ -130,32 +181,45 @@ impl Worker {
         mut ctl: control::Control,
     ) -> Result<Worker, Box<(String, control::Control)>> {
         let heartbeat = heartbeat::Heartbeat::from_config(&cfg.gateway);
+        let limits = effective_limits(&cfg.limits, &app.transport());
+        let max_body = cfg
+            .limits
+            .max_package_size
+            .min(app.transport().max_http_body);
+        let peers = peers::PeerCounts::new(
+            cfg.limits.max_connections_per_ip,
+            cfg.workers,
+            &cfg.limits.proxies,
+        );
         match Self::setup(&cfg, &mut ctl) {
             Ok((poll, listeners, waker)) => Ok(Worker {
                 poll,
-                core: Core::new(worker_id, inc, cfg.limits.clone(), waker),
+                input: InputSettings {
+                    allowed_origins: cfg.websocket.allowed_origins.clone(),
+                    subprotocols: cfg.websocket.subprotocols.clone(),
+                    request_limits: RequestLimits {
+                        max_header_size: cfg.limits.max_header_size,
+                        max_body_size: max_body,
+                    },
+                    max_message: limits.max_package_size,
+                    api_key: cfg.gateway.secret_key.clone(),
+                },
+                core: Core::new(worker_id, inc, limits, waker),
                 app,
                 app_name: cfg.app.clone(),
                 listeners,
                 accept_paused: false,
                 control: ctl,
                 scratch: vec![0; SCRATCH],
-                input: InputSettings {
-                    allowed_origins: cfg.websocket.allowed_origins.clone(),
-                    subprotocols: cfg.websocket.subprotocols.clone(),
-                    request_limits: RequestLimits {
-                        max_header_size: cfg.limits.max_header_size,
-                        max_body_size: cfg.limits.max_package_size,
-                    },
-                    max_message: cfg.limits.max_package_size,
-                    api_key: cfg.gateway.secret_key.clone(),
-                },
                 cfg,
                 stopping: Stopping::No,
                 reread: Vec::new(),
                 reread_links: Vec::new(),
                 restart_code: ws_close::GOING_AWAY,
                 heartbeat,
+                peers,
+                buffered_input: 0,
+                quiet: Quiet::default(),
             }),
             Err(reason) => Err(Box::new((reason, ctl))),
         }
@@ -356,6 +420,7 @@ impl Worker {
         };
         let mut proto = std::mem::replace(&mut c.proto, Proto::Http);
         let mut held = std::mem::take(&mut c.in_buf);
+        let before = held.capacity();
         let fresh = &mut self.scratch[..n];
         if held.is_empty() {
             let used = input::process(
@@ -381,12 +446,29 @@ impl Worker {
             );
             held.drain(..used);
         }
-        if let Some(c) = self.core.get_mut(id) {
-            c.proto = proto;
-            if held.capacity() > SCRATCH && held.len() < SCRATCH / 4 {
-                held.shrink_to(SCRATCH / 4);
+        let Some(c) = self.core.get_mut(id) else {
+            // Closed while its bytes were handled: `drop_conn` took off what it held before.
+            self.buffered_input = self.buffered_input.saturating_sub(before);
+            return;
+        };
+        c.proto = proto;
+        if held.capacity() > SCRATCH && held.len() < SCRATCH / 4 {
+            held.shrink_to(SCRATCH / 4);
+        }
+        let after = held.capacity();
+        c.in_buf = held;
+        self.buffered_input = self.buffered_input - before + after;
+        if after > before && self.buffered_input > self.core.limits.max_buffered_input {
+            // The worker holds as much undecoded input as it may: the connection asking for
+            // more goes, not the ones already waiting for their next bytes.
+            if let Some(skipped) = self.quiet.allow(self.core.now) {
+                crate::warn!(
+                    "worker {}: limits.max_buffered_input reached; closing the connection that \
+                     grows ({skipped} more since the last warning)",
+                    self.core.worker_id
+                );
             }
-            c.in_buf = held;
+            self.core.request_close(id, CloseHow::Now);
         }
     }
 
@@ -503,15 +585,29 @@ impl Worker {
                 None => {}
             },
             ConnState::Open => {
-                if idle.is_zero() {
-                    return;
+                // The login deadline (until the app authenticates the client), then the idle
+                // one; the earlier pending one is armed next.
+                let mut next = None;
+                if let Some(d) = c.deadline {
+                    if d <= now {
+                        // Not logged: a flood of such clients would flood the log too.
+                        self.core
+                            .request_close(id, CloseHow::Graceful(ws_close::POLICY));
+                        return;
+                    }
+                    next = Some(d);
                 }
-                let due = c.last_active + idle;
-                if due <= now {
-                    self.core
-                        .request_close(id, CloseHow::Graceful(ws_close::GOING_AWAY));
-                } else {
-                    self.core.arm_conn_timer(slot, due);
+                if !idle.is_zero() {
+                    let due = c.last_active + idle;
+                    if due <= now {
+                        self.core
+                            .request_close(id, CloseHow::Graceful(ws_close::GOING_AWAY));
+                        return;
+                    }
+                    next = Some(next.map_or(due, |n: Instant| n.min(due)));
+                }
+                if let Some(at) = next {
+                    self.core.arm_conn_timer(slot, at);
                 }
             }
         }

@@ -28,6 +28,7 @@ pub(crate) mod wire;
 
 use crate::api::{
     App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError, TimerId,
+    Transport,
 };
 use crate::config::{Config, KefuConfig};
 use crate::store::runner::{Mode, Runner};
@@ -73,6 +74,11 @@ pub fn visitor_uid(bid: &str, id: &str) -> String {
 pub fn agents_group(bid: &str) -> String {
     format!("agents:{bid}")
 }
+
+/// How long a new connection may stay without logging in (the pages log in at once).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Silence after which a client is closed when the config sets no `idle_timeout`.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Prefixes of the uids and groups above: only connections this app logged in carry them.
 const RESERVED_PREFIXES: [&str; 3] = ["agent:", "visitor:", "agents:"];
@@ -464,6 +470,19 @@ impl App for Kefu {
                 .to_json();
                 cx.send_to_group(&[&agents_group(&me.bid)], Payload::Text(&push), &[id]);
             }
+        }
+    }
+
+    fn transport(&self) -> Transport {
+        Transport {
+            // Nothing the protocol accepts is larger; the transport refuses more (1009) as
+            // soon as a frame header declares it, before buffering any of it.
+            max_message: MAX_FRAME,
+            // Uploads are the largest bodies (raw bytes); everything else is small JSON.
+            max_http_body: self.cfg.upload_max_bytes.max(MAX_FRAME),
+            login_timeout: Some(LOGIN_TIMEOUT),
+            // The pages send "beat" every 25 s; four missed beats mean the client is gone.
+            idle_timeout: Some(IDLE_TIMEOUT),
         }
     }
 

@@ -422,6 +422,7 @@ impl Kefu {
     pub(super) fn bind(&mut self, cx: &mut Ctx<'_>, id: ClientId, me: &Me) {
         let _ = cx.bind_uid(id, &me.uid());
         let _ = cx.set_session(id, Session::of(me).to_map());
+        cx.authenticated(id);
         self.set_role(id, Role::LoggedIn(me.clone()));
     }
 
