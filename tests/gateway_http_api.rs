@@ -2,37 +2,33 @@
 
 mod common;
 
-use common::http::{call_once, write_config, Http};
-use common::server::Server;
+use common::http::{call_once, Http};
 use common::ws::Ws;
+use common::Instance;
 use serde_json::json;
 use std::time::Duration;
 
 const KEY: &str = "s3cret-key";
 
-fn start(workers: usize, key: &str) -> Server {
-    let cfg = write_config(&format!(
-        "[gateway]\nsecret_key = \"{key}\"\n[limits]\nmax_package_size = 4096\n"
-    ));
-    Server::start(
-        "bridge",
-        workers,
-        &["websocket", "http"],
-        &["-c", cfg.to_str().unwrap()],
-    )
+fn start(workers: usize, key: &str) -> Instance {
+    Instance::new("bridge", workers, &["websocket", "http"])
+        .config(&format!(
+            "[gateway]\nsecret_key = \"{key}\"\n[limits]\nmax_package_size = 4096\n"
+        ))
+        .start()
 }
 
 /// A WebSocket client of the bridge app with its client id (from the init message).
-fn client(s: &Server) -> (Ws, String) {
-    let mut ws = Ws::connect(&s.addr(0), "/");
+fn client(s: &Instance) -> (Ws, String) {
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     let init = ws.recv_json_type("init");
     let id = init["client_id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
     (ws, id)
 }
 
-fn api(s: &Server) -> Http {
-    let mut h = Http::connect(&s.addr(1));
+fn api(s: &Instance) -> Http {
+    let mut h = Http::connect(&s.addr("http"));
     h.key = Some(KEY.to_string());
     h
 }
@@ -205,7 +201,7 @@ fn every_call_end_to_end() {
 fn errors_and_auth() {
     let s = start(1, KEY);
     let (_a, ida) = client(&s);
-    let addr = s.addr(1);
+    let addr = s.addr("http");
 
     // Wrong, missing, alternative header.
     let r = call_once(&addr, Some("wrong"), "get_all_client_id_count", &json!({}));
@@ -269,7 +265,7 @@ fn errors_and_auth() {
 
     // The API answers on the WebSocket port too.
     let r = call_once(
-        &s.addr(0),
+        &s.addr("websocket"),
         Some(KEY),
         "is_online",
         &json!({"client_id": ida}),
@@ -282,16 +278,17 @@ fn no_key_means_loopback_only() {
     let s = start(2, "");
     let (_a, ida) = client(&s);
     // We are on loopback: allowed without any key.
-    let r = call_once(&s.addr(1), None, "is_online", &json!({"client_id": ida}));
+    let r = call_once(
+        &s.addr("http"),
+        None,
+        "is_online",
+        &json!({"client_id": ida}),
+    );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["result"], true);
     // Each worker warned once at start.
-    let warned = |s: &Server| {
-        let log = format!(
-            "{}{}",
-            s.stderr(),
-            std::fs::read_to_string(s.dir.join("k.log")).unwrap_or_default()
-        );
+    let warned = |s: &Instance| {
+        let log = format!("{}{}", s.stderr(), s.log());
         log.matches("accepts loopback callers only").count()
     };
     assert!(common::wait_until(Duration::from_secs(5), || warned(&s) == 2));

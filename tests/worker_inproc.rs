@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::free_port;
+use common::free_port;
 use common::ws::Ws;
 use kefu::app::{App, ClientId, Payload};
 use kefu::config::{Config, Overrides};
