@@ -155,7 +155,12 @@ pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
 /// Which of `pids` holds the server side of the client socket `sock` (from /proc/net/tcp and
 /// the processes' fd tables).
 pub fn socket_owner(sock: &std::net::TcpStream, server_port: u16, pids: &[i32]) -> Option<i32> {
-    let client_port = sock.local_addr().unwrap().port();
+    port_owner(sock.local_addr().unwrap().port(), server_port, pids)
+}
+
+/// Which of `pids` holds the server side of the loopback connection from `client_port` to
+/// `server_port`.
+pub fn port_owner(client_port: u16, server_port: u16, pids: &[i32]) -> Option<i32> {
     let port = |s: &str| u16::from_str_radix(s.rsplit(':').next()?, 16).ok();
     let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let inode = tcp.lines().skip(1).find_map(|l| {
