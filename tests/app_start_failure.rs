@@ -4,19 +4,13 @@
 mod common;
 
 use common::{alive, Instance};
-use std::time::Duration;
 
 #[test]
 fn kefu_store_that_cannot_open_makes_start_print_why() {
-    let mut inst = Instance::new(1);
-    inst.app = "kefu";
+    let inst = Instance::new("kefu", 1, &["websocket"]).args(&["--data-dir", "blocker/data"]);
     // A regular file where the data directory should be: every open below it fails.
     std::fs::write(inst.dir.join("blocker"), b"not a directory").unwrap();
-    let mut args = vec!["start".to_string(), "-d".to_string()];
-    args.extend(inst.start_args());
-    args.extend(["--data-dir".into(), "blocker/data".into()]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = inst.run(&refs, Duration::from_secs(20));
+    let out = inst.start_detached();
     assert_eq!(out.code, 1, "start must fail: {out:?}");
     assert!(
         out.stderr.contains("kefu start failed: app kefu:")
@@ -31,22 +25,9 @@ fn kefu_store_that_cannot_open_makes_start_print_why() {
 
 #[test]
 fn bridge_with_an_unusable_backend_url_fails_to_start() {
-    let mut inst = Instance::new(1);
-    inst.app = "bridge";
-    std::fs::write(
-        inst.dir.join("k.toml"),
-        "[bridge]\nbackend_url = \"ftp://example.invalid/\"\n",
-    )
-    .unwrap();
-    let mut args = vec![
-        "start".to_string(),
-        "-d".to_string(),
-        "-c".into(),
-        "k.toml".into(),
-    ];
-    args.extend(inst.start_args());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = inst.run(&refs, Duration::from_secs(20));
+    let inst = Instance::new("bridge", 1, &["websocket"])
+        .config("[bridge]\nbackend_url = \"ftp://example.invalid/\"\n");
+    let out = inst.start_detached();
     assert_eq!(out.code, 1, "start must fail: {out:?}");
     assert!(
         out.stderr.contains("app bridge: bridge.backend_url"),

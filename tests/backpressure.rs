@@ -8,15 +8,12 @@
 mod common;
 
 use common::ws::Ws;
-use common::{free_port, wait_until, Instance, KEFU};
+use common::{wait_until, Instance, SEC};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-const SEC: Duration = Duration::from_secs(1);
 
 fn echo(c: &mut Ws, msg: &str) {
     c.send_text(msg);
@@ -33,24 +30,11 @@ fn frame_1000() -> Vec<u8> {
 /// A one-worker chat server with `[limits] max_send_buffer = bytes`; returns it and its
 /// WebSocket address.
 fn start_chat_with_send_buffer(bytes: usize) -> (Instance, String) {
-    let mut k = Instance::new(1);
-    k.app = "chat";
-    std::fs::write(
-        k.dir.join("limits.toml"),
-        format!("[limits]\nmax_send_buffer = {bytes}\n"),
-    )
-    .unwrap();
-    let mut args = vec![
-        "start".to_string(),
-        "-d".into(),
-        "-c".into(),
-        "limits.toml".into(),
-    ];
-    args.extend(k.start_args());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&refs, 30 * SEC);
+    let k = Instance::new("chat", 1, &["websocket"])
+        .config(&format!("[limits]\nmax_send_buffer = {bytes}\n"));
+    let out = k.start_detached();
     assert!(out.ok(), "{out:?}\n{}", k.log());
-    let addr = format!("127.0.0.1:{}", k.ws_port);
+    let addr = format!("127.0.0.1:{}", k.port("websocket"));
     (k, addr)
 }
 
@@ -66,19 +50,10 @@ fn login(ws: &mut Ws, name: &str) {
 fn a_client_that_does_not_read_its_echoes_is_throttled_not_dropped() {
     // Echo traffic is self-inflicted: the worker stops reading from a client whose answers
     // back up (paused reads), so the client is slowed down, never disconnected.
-    let k = Instance::new(1);
-    std::fs::write(k.dir.join("bp.toml"), "[limits]\nmax_send_buffer = 16384\n").unwrap();
-    let mut args = vec![
-        "start".to_string(),
-        "-d".into(),
-        "-c".into(),
-        "bp.toml".into(),
-    ];
-    args.extend(k.start_args());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = k.run(&refs, 30 * SEC);
+    let k = Instance::new("echo", 1, &["websocket"]).config("[limits]\nmax_send_buffer = 16384\n");
+    let out = k.start_detached();
     assert!(out.ok(), "{out:?}\n{}", k.log());
-    let addr = format!("127.0.0.1:{}", k.ws_port);
+    let addr = format!("127.0.0.1:{}", k.port("websocket"));
     let mut good = Ws::connect(&addr, "/");
     let mut bad = Ws::connect(&addr, "/");
     echo(&mut bad, "hello");
@@ -216,32 +191,11 @@ fn text_echo(c: &mut TcpStream, msg: &str) -> Option<String> {
 
 #[test]
 fn accept_survives_emfile_without_spinning() {
-    let k = Instance::new(1);
-    let port = free_port();
-    let stderr = std::fs::File::create(k.dir.join("stderr.log")).unwrap();
     // A foreground master under a 64-descriptor limit; the worker inherits it.
-    let mut master = Command::new("sh")
-        .args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", KEFU, "start"])
-        .args(["--app", "echo", "--workers", "1"])
-        .args(["--listen", &format!("text://127.0.0.1:{port}")])
-        .args(["--pid-file", "k.pid", "--log-file", "k.log"])
-        .current_dir(&k.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let log = || std::fs::read_to_string(k.dir.join("stderr.log")).unwrap_or_default();
-    let mut first = None;
-    assert!(
-        wait_until(20 * SEC, || {
-            first = TcpStream::connect(("127.0.0.1", port)).ok();
-            first.is_some()
-        }),
-        "{}",
-        log()
-    );
-    let mut first = first.unwrap();
+    let mut k = Instance::new("echo", 1, &["text"]).nofile_limit(64).start();
+    let port = k.port("text");
+    let log = || k.stderr();
+    let mut first = TcpStream::connect(("127.0.0.1", port)).unwrap();
     first.set_read_timeout(Some(10 * SEC)).unwrap();
     assert_eq!(text_echo(&mut first, "one").as_deref(), Some("one\n"));
     let worker = k.worker_pids()[0];
@@ -283,8 +237,6 @@ fn accept_survives_emfile_without_spinning() {
     );
     assert_eq!(text_echo(&mut first, "four").as_deref(), Some("four\n"));
 
-    kefu::sys::process::kill(master.id() as i32, libc::SIGTERM).unwrap();
-    assert!(wait_until(10 * SEC, || master
-        .try_wait()
-        .is_ok_and(|s| s.is_some())));
+    k.signal_master(libc::SIGTERM);
+    assert!(k.wait_exit(10 * SEC).is_some(), "{}", k.log());
 }

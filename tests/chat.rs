@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::server::Server;
 use common::ws::Ws;
+use common::{signal, Instance};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -16,13 +16,13 @@ fn login(ws: &mut Ws, name: &str, room: Value) -> Value {
 
 #[test]
 fn rooms_public_private_and_logout() {
-    let s = Server::start("chat", 1, &["websocket"], &[]);
-    let mut tom = Ws::connect(&s.addr(0), "/");
+    let s = Instance::new("chat", 1, &["websocket"]).start();
+    let mut tom = Ws::connect(&s.addr("websocket"), "/");
     let t = login(&mut tom, "Tom", json!(1));
     let tom_id = t["client_id"].as_str().unwrap().to_owned();
     assert_eq!(t["client_list"][&tom_id], "Tom");
 
-    let mut ann = Ws::connect(&s.addr(0), "/");
+    let mut ann = Ws::connect(&s.addr("websocket"), "/");
     let a = login(&mut ann, "<Ann>", json!("1"));
     let ann_id = a["client_id"].as_str().unwrap().to_owned();
     assert_eq!(a["client_list"].as_object().unwrap().len(), 2);
@@ -32,7 +32,7 @@ fn rooms_public_private_and_logout() {
     assert_eq!(seen["client_id"], ann_id.as_str());
 
     // A third client in another room hears nothing of room 1.
-    let mut bob = Ws::connect(&s.addr(0), "/");
+    let mut bob = Ws::connect(&s.addr("websocket"), "/");
     login(&mut bob, "Bob", json!(2));
 
     ann.send_text(&json!({"type":"say","to_client_id":"all","content":"hi <all>"}).to_string());
@@ -64,8 +64,8 @@ fn rooms_public_private_and_logout() {
 
 #[test]
 fn say_before_login_is_an_error_not_a_crash() {
-    let s = Server::start("chat", 1, &["websocket"], &[]);
-    let mut c = Ws::connect(&s.addr(0), "/");
+    let s = Instance::new("chat", 1, &["websocket"]).start();
+    let mut c = Ws::connect(&s.addr("websocket"), "/");
     c.send_text(r#"{"type":"say","to_client_id":"all","content":"x"}"#);
     assert_eq!(c.recv_json_type("error")["code"], 4001);
     let l = login(&mut c, "late", json!(5));
@@ -74,8 +74,8 @@ fn say_before_login_is_an_error_not_a_crash() {
 
 #[test]
 fn chat_over_text_protocol() {
-    let s = Server::start("chat", 1, &["text"], &[]);
-    let c = TcpStream::connect(s.addr(0)).unwrap();
+    let s = Instance::new("chat", 1, &["text"]).start();
+    let c = TcpStream::connect(s.addr("text")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut w = c.try_clone().unwrap();
     let mut r = BufReader::new(c);
@@ -98,14 +98,14 @@ fn chat_over_text_protocol() {
 fn a_room_hears_logout_for_members_of_a_killed_worker() {
     // Members on a worker killed with -9 get no on_close; the surviving worker tells its own
     // members of the room when its bus link to the dead worker ends.
-    let s = Server::start("chat", 2, &["websocket"], &[]);
+    let s = Instance::new("chat", 2, &["websocket"]).start();
     let pids = s.worker_pids();
     assert_eq!(pids.len(), 2, "{pids:?}");
     let mut members: Vec<(String, i32, Ws)> = Vec::new();
     for i in 0..16 {
-        let mut ws = Ws::connect(&s.addr(0), "/");
+        let mut ws = Ws::connect(&s.addr("websocket"), "/");
         let me = login(&mut ws, &format!("m{i}"), json!(7));
-        let pid = common::socket_owner(&ws.sock, s.ports[0], &pids).expect("owner");
+        let pid = common::socket_owner(&ws.sock, s.port("websocket"), &pids).expect("owner");
         members.push((me["client_id"].as_str().unwrap().to_owned(), pid, ws));
         let on_first = members.iter().filter(|m| m.1 == pids[0]).count();
         if members.len() >= 6 && on_first > 0 && on_first < members.len() {
@@ -127,21 +127,31 @@ fn a_room_hears_logout_for_members_of_a_killed_worker() {
             .unwrap();
         while ws.recv_text().is_some() {}
     }
-    kefu::sys::process::kill(victim, libc::SIGKILL).unwrap();
+    signal(victim, libc::SIGKILL);
     for (id, pid, ws) in members.iter_mut() {
         if *pid == victim {
             continue;
         }
-        ws.sock
-            .set_read_timeout(Some(Duration::from_millis(1500)))
-            .unwrap();
+        // Read until as many logouts as members died (or a 10 s read timeout), then listen
+        // for a while longer: a duplicate, or a logout of a survivor, would arrive with them.
         let mut gone = Vec::new();
-        while let Some(t) = ws.recv_text() {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == "logout" {
-                gone.push(v["from_client_id"].as_str().unwrap().to_owned());
+        let logouts = |ws: &mut Ws, gone: &mut Vec<String>, until: usize| {
+            while gone.len() < until {
+                let Some(t) = ws.recv_text() else { break };
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "logout" {
+                    gone.push(v["from_client_id"].as_str().unwrap().to_owned());
+                }
             }
-        }
+        };
+        ws.sock
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        logouts(ws, &mut gone, dead.len());
+        ws.sock
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        logouts(ws, &mut gone, usize::MAX);
         gone.sort();
         assert_eq!(gone, dead, "logouts seen by {id}");
     }

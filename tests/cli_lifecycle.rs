@@ -3,24 +3,22 @@
 
 mod common;
 
-use common::{alive, run_in, wait_until, Instance, KEFU};
+use common::{alive, run_in, signal, wait_until, Instance, SEC};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SEC: Duration = Duration::from_secs(1);
-
 #[test]
 fn start_status_refuse_second_start_and_stop() {
-    let k = Instance::new(2);
-    let out = k.start();
+    let k = Instance::echo(2);
+    let out = k.start_detached();
     assert!(out.ok(), "start failed: {out:?}\n{}", k.log());
     assert_eq!(out.stdout.matches("[OK]").count(), 2, "{}", out.stdout);
     assert!(out
         .stdout
-        .contains(&format!("text://127.0.0.1:{}", k.text_port)));
+        .contains(&format!("text://127.0.0.1:{}", k.port("text"))));
     assert!(out
         .stdout
         .contains("Start success. Input \"kefu stop\" to stop."));
@@ -28,7 +26,7 @@ fn start_status_refuse_second_start_and_stop() {
     assert!(alive(master));
 
     // Ready means listening: connect right away and get an echo.
-    let mut c = TcpStream::connect(("127.0.0.1", k.text_port)).expect("connect");
+    let mut c = TcpStream::connect(("127.0.0.1", k.port("text"))).expect("connect");
     c.write_all(b"ping\n").unwrap();
     let mut line = String::new();
     BufReader::new(&c).read_line(&mut line).unwrap();
@@ -49,7 +47,7 @@ fn start_status_refuse_second_start_and_stop() {
         assert!(alive(*p));
     }
 
-    let again = k.start();
+    let again = k.start_detached();
     assert_ne!(again.code, 0);
     assert!(
         again
@@ -79,11 +77,11 @@ fn start_status_refuse_second_start_and_stop() {
 
 #[test]
 fn killed_worker_is_respawned() {
-    let k = Instance::new(2);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(2);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let before = k.worker_pids();
     assert_eq!(before.len(), 2);
-    kefu::sys::process::kill(before[0], libc::SIGKILL).unwrap();
+    signal(before[0], libc::SIGKILL);
     let respawned = wait_until(10 * SEC, || {
         let now = k.worker_pids();
         now.len() == 2 && !now.contains(&before[0]) && now.contains(&before[1])
@@ -110,8 +108,8 @@ fn killed_worker_is_respawned() {
 
 #[test]
 fn reload_replaces_every_worker_while_accepting() {
-    let k = Instance::new(2);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(2);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let before = k.worker_pids();
     assert_eq!(before.len(), 2);
 
@@ -120,7 +118,7 @@ fn reload_replaces_every_worker_while_accepting() {
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    let port = k.text_port;
+    let port = k.port("text");
     let (s2, o2, r2) = (stop.clone(), ok.clone(), refused.clone());
     let client = std::thread::spawn(move || {
         while !s2.load(Ordering::SeqCst) {
@@ -128,6 +126,8 @@ fn reload_replaces_every_worker_while_accepting() {
                 Ok(_) => o2.fetch_add(1, Ordering::SeqCst),
                 Err(_) => r2.fetch_add(1, Ordering::SeqCst),
             };
+            // Pacing, not synchronisation: a connect every ~2 ms covers the reload densely
+            // without flooding the accept queue.
             std::thread::sleep(Duration::from_millis(2));
         }
     });
@@ -161,10 +161,10 @@ fn reload_replaces_every_worker_while_accepting() {
 
 #[test]
 fn graceful_stop_waits_for_connections() {
-    let k = Instance::new(1);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(1);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let master = k.master_pid().unwrap();
-    let mut c = TcpStream::connect(("127.0.0.1", k.text_port)).unwrap();
+    let mut c = TcpStream::connect(("127.0.0.1", k.port("text"))).unwrap();
     c.write_all(b"hello\n").unwrap();
     let mut line = String::new();
     BufReader::new(&c).read_line(&mut line).unwrap();
@@ -192,12 +192,12 @@ fn graceful_stop_waits_for_connections() {
 
 #[test]
 fn master_kill9_takes_workers_down_and_leaves_a_stale_pid_file() {
-    let k = Instance::new(2);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(2);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let master = k.master_pid().unwrap();
     let workers = k.worker_pids();
     assert_eq!(workers.len(), 2);
-    kefu::sys::process::kill(master, libc::SIGKILL).unwrap();
+    signal(master, libc::SIGKILL);
     for p in &workers {
         assert!(wait_until(5 * SEC, || !alive(*p)), "orphan worker {p}");
     }
@@ -206,7 +206,7 @@ fn master_kill9_takes_workers_down_and_leaves_a_stale_pid_file() {
     assert!(k.pid_file().exists());
     let st = k.run(&["status"], 10 * SEC);
     assert!(st.stderr.contains("not run"), "{st:?}");
-    let out = k.start();
+    let out = k.start_detached();
     assert!(
         out.ok(),
         "restart over a stale pid file: {out:?}\n{}",
@@ -220,31 +220,31 @@ fn master_kill9_takes_workers_down_and_leaves_a_stale_pid_file() {
 
 #[test]
 fn garbage_pid_file_is_replaced() {
-    let k = Instance::new(1);
+    let k = Instance::echo(1);
     std::fs::write(k.pid_file(), "999999\n").unwrap();
-    assert!(k.start().ok(), "{}", k.log());
+    assert!(k.start_detached().ok(), "{}", k.log());
     assert_ne!(k.master_pid(), Some(999_999));
     assert!(k.run(&["stop"], 10 * SEC).ok());
 }
 
 #[test]
 fn port_in_use_fails_with_the_listener_named() {
-    let k = Instance::new(1);
-    let hog = std::net::TcpListener::bind(("127.0.0.1", k.text_port)).unwrap();
-    let out = k.start();
+    let k = Instance::echo(1);
+    let hog = std::net::TcpListener::bind(("127.0.0.1", k.port("text"))).unwrap();
+    let out = k.start_detached();
     assert_ne!(out.code, 0, "{out:?}");
-    let want = format!("port in use: text://127.0.0.1:{}", k.text_port);
+    let want = format!("port in use: text://127.0.0.1:{}", k.port("text"));
     assert!(out.stderr.contains(&want), "{out:?}");
     drop(hog);
     assert!(!k.pid_file().exists());
     // The failed instance left nothing locked: a start now works.
-    assert!(k.start().ok(), "{}", k.log());
+    assert!(k.start_detached().ok(), "{}", k.log());
     assert!(k.run(&["stop"], 10 * SEC).ok());
 }
 
 #[test]
 fn bad_config_fails_start() {
-    let k = Instance::new(1);
+    let k = Instance::echo(1);
     std::fs::write(k.dir.join("bad.toml"), "workers = \"many\"\n").unwrap();
     let out = k.run(&["start", "-d", "-c", "bad.toml"], 10 * SEC);
     assert_ne!(out.code, 0);
@@ -256,25 +256,19 @@ fn bad_config_fails_start() {
 
 #[test]
 fn foreground_start_stops_on_sigint() {
-    let k = Instance::new(1);
-    let mut args = vec!["start".to_string()];
-    args.extend(k.start_args());
-    args.extend(["--pid-file".into(), "k.pid".into()]);
-    let mut child = std::process::Command::new(KEFU)
-        .args(&args)
-        .current_dir(&k.dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started =
-        lines.any(|l| l.is_ok_and(|l| l.contains("Press Ctrl+C to stop. Start success.")));
-    assert!(started);
+    // The launcher returns once the banner is out.
+    let mut k = Instance::echo(1).start();
+    assert!(
+        k.stdout().contains("Press Ctrl+C to stop. Start success."),
+        "{}",
+        k.stdout()
+    );
     let workers = k.worker_pids();
     assert_eq!(workers.len(), 1);
-    kefu::sys::process::kill(child.id() as i32, libc::SIGINT).unwrap();
-    let st = child.wait().unwrap();
+    k.signal_master(libc::SIGINT);
+    let st = k
+        .wait_exit(10 * SEC)
+        .expect("master still running after SIGINT");
     assert_eq!(st.code(), Some(0));
     assert!(!k.pid_file().exists());
     assert!(wait_until(5 * SEC, || !alive(workers[0])));
@@ -282,11 +276,11 @@ fn foreground_start_stops_on_sigint() {
 
 #[test]
 fn stuck_worker_shows_busy_and_is_killed_on_stop() {
-    let k = Instance::new(2);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(2);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let pids = k.worker_pids();
     // SIGSTOP: the worker neither answers the status query nor obeys Stop.
-    kefu::sys::process::kill(pids[0], libc::SIGSTOP).unwrap();
+    signal(pids[0], libc::SIGSTOP);
     let text = k.run(&["status"], 10 * SEC);
     let row = text
         .stdout
@@ -319,10 +313,10 @@ fn stuck_worker_shows_busy_and_is_killed_on_stop() {
 
 #[test]
 fn reload_with_broken_config_keeps_old_workers() {
-    let k = Instance::new(2);
+    let k = Instance::echo(2);
     let conf = format!(
         "workers = 2\nlisten = [\"text://127.0.0.1:{}\"]\nlog_file = \"k.log\"\n",
-        k.text_port
+        k.port("text")
     );
     std::fs::write(k.dir.join("k.toml"), &conf).unwrap();
     let out = k.run(&["start", "-d", "-c", "k.toml"], 30 * SEC);
@@ -351,8 +345,8 @@ fn reload_with_broken_config_keeps_old_workers() {
 
 #[test]
 fn restart_gives_a_new_master() {
-    let k = Instance::new(1);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(1);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let first = k.master_pid().unwrap();
     let mut a = vec!["restart".to_string(), "-d".to_string()];
     a.extend(k.start_args());
@@ -369,11 +363,11 @@ fn restart_gives_a_new_master() {
 
 #[test]
 fn second_sigint_escalates_to_sigkill() {
-    let k = Instance::new(1);
+    let k = Instance::echo(1);
     // A long stop_timeout: only the escalation can end the stop quickly.
     let conf = format!(
         "workers = 1\nlisten = [\"text://127.0.0.1:{}\"]\nlog_file = \"k.log\"\nstop_timeout = 60\n",
-        k.text_port
+        k.port("text")
     );
     std::fs::write(k.dir.join("k.toml"), conf).unwrap();
     assert!(
@@ -383,13 +377,13 @@ fn second_sigint_escalates_to_sigkill() {
     );
     let master = k.master_pid().unwrap();
     let worker = k.worker_pids()[0];
-    kefu::sys::process::kill(worker, libc::SIGSTOP).unwrap();
-    kefu::sys::process::kill(master, libc::SIGINT).unwrap();
+    signal(worker, libc::SIGSTOP);
+    signal(master, libc::SIGINT);
     assert!(wait_until(10 * SEC, || k
         .status()
         .is_some_and(|s| s["phase"] == "stopping")));
     assert!(alive(master), "the stuck worker should hold the stop");
-    kefu::sys::process::kill(master, libc::SIGINT).unwrap();
+    signal(master, libc::SIGINT);
     assert!(wait_until(10 * SEC, || !alive(master)), "{}", k.log());
     assert!(!alive(worker));
     assert!(k

@@ -14,21 +14,21 @@ const SEC: Duration = Duration::from_secs(1);
 
 #[test]
 fn connections_lists_every_client_with_protocol_state_bytes_and_addresses() {
-    let k = Instance::new(2);
-    let out = k.start();
+    let k = Instance::echo(2);
+    let out = k.start_detached();
     assert!(out.ok(), "start failed: {out:?}\n{}", k.log());
     let workers = k.worker_pids();
     assert_eq!(workers.len(), 2);
 
     // Every client echoes once, so each connection has read and written bytes.
-    let ws_addr = format!("127.0.0.1:{}", k.ws_port);
+    let ws_addr = format!("127.0.0.1:{}", k.port("websocket"));
     let mut ws: Vec<Ws> = (0..2).map(|_| Ws::connect(&ws_addr, "/")).collect();
     for (i, c) in ws.iter_mut().enumerate() {
         let msg = format!("hello {i}");
         c.send_text(&msg);
         assert_eq!(c.recv_text().as_deref(), Some(msg.as_str()));
     }
-    let mut text = TcpStream::connect(("127.0.0.1", k.text_port)).unwrap();
+    let mut text = TcpStream::connect(("127.0.0.1", k.port("text"))).unwrap();
     text.set_read_timeout(Some(10 * SEC)).unwrap();
     text.write_all(b"line\n").unwrap();
     let mut line = String::new();

@@ -2,16 +2,16 @@
 
 mod common;
 
-use common::server::Server;
 use common::ws::Ws;
+use common::Instance;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 #[test]
 fn websocket_echo_text_binary_fragmented_ping_close() {
-    let s = Server::start("echo", 1, &["websocket"], &[]);
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let s = Instance::new("echo", 1, &["websocket"]).start();
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.send_text("hello 客服");
     assert_eq!(ws.recv_text().unwrap(), "hello 客服");
 
@@ -38,33 +38,31 @@ fn websocket_echo_text_binary_fragmented_ping_close() {
 
 #[test]
 fn websocket_protocol_errors_get_close_codes() {
-    let s = Server::start("echo", 1, &["websocket"], &[]);
+    let s = Instance::new("echo", 1, &["websocket"]).start();
     // Invalid UTF-8 in a text message: 1007.
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.send_frame(true, 1, &[b'a', 0xff, b'b']);
     assert_eq!(ws.recv_close_code(), Some(1007));
     // Reserved opcode: 1002.
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.send_frame(true, 3, b"x");
     assert_eq!(ws.recv_close_code(), Some(1002));
     // Unmasked client frame: 1002.
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.sock.write_all(&[0x81, 0x01, b'x']).unwrap();
     assert_eq!(ws.recv_close_code(), Some(1002));
     // The server keeps serving others.
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.send_text("still here");
     assert_eq!(ws.recv_text().unwrap(), "still here");
 }
 
 #[test]
 fn oversized_message_gets_1009_before_it_is_sent() {
-    let dir = std::env::temp_dir().join(format!("kefu-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("kefu.toml");
-    std::fs::write(&cfg, "[limits]\nmax_package_size = 1024\n").unwrap();
-    let s = Server::start("echo", 1, &["websocket"], &["-c", cfg.to_str().unwrap()]);
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let s = Instance::new("echo", 1, &["websocket"])
+        .config("[limits]\nmax_package_size = 1024\n")
+        .start();
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.send_text(&"a".repeat(1000));
     assert_eq!(ws.recv_text().unwrap().len(), 1000);
     // Only the header of a 1 MiB frame: the server must refuse on the declared length.
@@ -76,9 +74,9 @@ fn oversized_message_gets_1009_before_it_is_sent() {
 
 #[test]
 fn bad_handshakes_get_http_errors() {
-    let s = Server::start("echo", 1, &["websocket"], &[]);
+    let s = Instance::new("echo", 1, &["websocket"]).start();
     // An unsupported version: 426 naming the one we speak (RFC 6455 §4.4).
-    let mut c = TcpStream::connect(s.addr(0)).unwrap();
+    let mut c = TcpStream::connect(s.addr("websocket")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n")
         .unwrap();
@@ -87,7 +85,7 @@ fn bad_handshakes_get_http_errors() {
     assert!(head.starts_with("HTTP/1.1 426"), "{head}");
     assert!(head.contains("Sec-WebSocket-Version: 13"), "{head}");
 
-    let mut c = TcpStream::connect(s.addr(0)).unwrap();
+    let mut c = TcpStream::connect(s.addr("websocket")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .unwrap();
@@ -96,7 +94,7 @@ fn bad_handshakes_get_http_errors() {
     assert!(line.starts_with("HTTP/1.1 400"), "{line}");
 
     // A header block past the bound is refused, not buffered forever.
-    let mut c = TcpStream::connect(s.addr(0)).unwrap();
+    let mut c = TcpStream::connect(s.addr("websocket")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = c.write_all(b"GET / HTTP/1.1\r\n");
     let junk = format!("X-Junk: {}\r\n", "j".repeat(1000));
@@ -112,8 +110,8 @@ fn bad_handshakes_get_http_errors() {
 
 #[test]
 fn text_protocol_echo_any_split() {
-    let s = Server::start("echo", 1, &["text"], &[]);
-    let c = TcpStream::connect(s.addr(0)).unwrap();
+    let s = Instance::new("echo", 1, &["text"]).start();
+    let c = TcpStream::connect(s.addr("text")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut w = c.try_clone().unwrap();
     let mut r = BufReader::new(c);

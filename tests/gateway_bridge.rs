@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::http::{api_config, write_config, Http};
-use common::server::Server;
+use common::http::{api_config, Http};
 use common::ws::Ws;
+use common::Instance;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -62,6 +62,7 @@ fn serve(mut s: TcpStream, tx: mpsc::Sender<Value>) {
     let _ = tx.send(req.clone());
     let cmd = req["message"]["cmd"].as_str().unwrap_or("");
     if let Some(ms) = req["message"]["ms"].as_u64() {
+        // The slow backend is the thing under test (ordering, timeouts, the in-flight bound).
         std::thread::sleep(Duration::from_millis(ms));
     }
     let (status, body) = match cmd {
@@ -78,21 +79,17 @@ fn serve(mut s: TcpStream, tx: mpsc::Sender<Value>) {
     );
 }
 
-fn start(url: &str, timeout: f64, max_in_flight: usize) -> Server {
-    let cfg = write_config(&format!(
-        "{}[bridge]\nbackend_url = \"{url}\"\nbackend_timeout = {timeout}\nmax_in_flight = {max_in_flight}\n",
-        api_config()
-    ));
-    Server::start(
-        "bridge",
-        1,
-        &["websocket", "api"],
-        &["-c", cfg.to_str().unwrap()],
-    )
+fn start(url: &str, timeout: f64, max_in_flight: usize) -> Instance {
+    Instance::new("bridge", 1, &["websocket", "api"])
+        .config(&format!(
+            "{}[bridge]\nbackend_url = \"{url}\"\nbackend_timeout = {timeout}\nmax_in_flight = {max_in_flight}\n",
+            api_config()
+        ))
+        .start()
 }
 
-fn client(s: &Server) -> (Ws, String) {
-    let mut ws = Ws::connect(&s.addr(0), "/");
+fn client(s: &Instance) -> (Ws, String) {
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     let init = ws.recv_json_type("init");
     (ws, init["client_id"].as_str().unwrap().to_string())
 }
@@ -106,7 +103,7 @@ fn forwards_and_answers_in_order() {
     let (port, seen) = backend();
     let s = start(&format!("http://127.0.0.1:{port}/hook?k=1"), 2.0, 64);
     let (mut ws, id) = client(&s);
-    let mut h = Http::connect(&s.addr(1));
+    let mut h = Http::connect(&s.addr("api"));
     h.ok("bind_uid", json!({"client_id": id, "uid": "u9"}));
     h.ok(
         "set_session",
@@ -200,7 +197,7 @@ fn busy_when_too_many_in_flight() {
 
 #[test]
 fn without_backend_only_init() {
-    let s = Server::start("bridge", 1, &["websocket"], &[]);
+    let s = Instance::new("bridge", 1, &["websocket"]).start();
     let (mut ws, id) = client(&s);
     assert_eq!(id.len(), 32);
     ws.send_text("ignored");

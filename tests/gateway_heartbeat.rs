@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::http::{api_config, write_config, Http};
-use common::server::Server;
+use common::http::{api_config, Http};
 use common::ws::Ws;
+use common::Instance;
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -13,28 +13,24 @@ use std::time::{Duration, Instant};
 
 const PING: &str = r#"{"type":"ping"}"#;
 
-fn start(ws_ping: bool) -> Server {
-    let cfg = write_config(&format!(
-        "{}ping_interval = 0.2\nping_not_response_limit = 2\nping_data = '{PING}'\nws_ping = {ws_ping}\n",
-        api_config()
-    ));
-    Server::start(
-        "bridge",
-        1,
-        &["websocket", "text", "api"],
-        &["-c", cfg.to_str().unwrap()],
-    )
+fn start(ws_ping: bool) -> Instance {
+    Instance::new("bridge", 1, &["websocket", "text", "api"])
+        .config(&format!(
+            "{}ping_interval = 0.2\nping_not_response_limit = 2\nping_data = '{PING}'\nws_ping = {ws_ping}\n",
+            api_config()
+        ))
+        .start()
 }
 
-fn count(s: &Server) -> u64 {
-    let mut h = Http::connect(&s.addr(2));
+fn count(s: &Instance) -> u64 {
+    let mut h = Http::connect(&s.addr("api"));
     h.ok("get_all_client_id_count", json!({})).as_u64().unwrap()
 }
 
 #[test]
 fn idle_ws_client_is_pinged_then_closed() {
     let s = start(false);
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.recv_json_type("init");
     let t0 = Instant::now();
     // Never answer: first the ping data, after about an interval...
@@ -58,7 +54,7 @@ fn idle_ws_client_is_pinged_then_closed() {
 #[test]
 fn answering_clients_stay() {
     let s = start(false);
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.recv_json_type("init");
     let t0 = Instant::now();
     let mut pings = 0;
@@ -76,7 +72,7 @@ fn answering_clients_stay() {
 #[test]
 fn ws_ping_frames_and_pongs_count_as_activity() {
     let s = start(true);
-    let mut ws = Ws::connect(&s.addr(0), "/");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     ws.recv_json_type("init");
     let t0 = Instant::now();
     let mut ping_frames = 0;
@@ -99,12 +95,12 @@ fn ws_ping_frames_and_pongs_count_as_activity() {
 #[test]
 fn text_clients_too() {
     let s = start(false);
-    let quiet = TcpStream::connect(s.addr(1)).unwrap();
+    let quiet = TcpStream::connect(s.addr("text")).unwrap();
     quiet
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut quiet = BufReader::new(quiet);
-    let chatty = TcpStream::connect(s.addr(1)).unwrap();
+    let chatty = TcpStream::connect(s.addr("text")).unwrap();
     chatty
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -136,7 +132,16 @@ fn text_clients_too() {
     use std::io::Write;
     chatty_w.write_all(b"still here\n").unwrap();
     assert!(common::wait_until(Duration::from_secs(2), || count(&s) == 1));
-    std::thread::sleep(Duration::from_millis(300));
-    chatty_w.write_all(b"x\n").unwrap();
+    // And stays while it answers: each ping it gets is a heartbeat tick that found it idle
+    // for an interval and pinged it instead of closing it. Three answered pings span more
+    // than the limit × interval (0.4 s) a silent client survives.
+    for _ in 0..3 {
+        line.clear();
+        chatty
+            .read_line(&mut line)
+            .expect("chatty text client was closed");
+        assert_eq!(line.trim_end(), PING);
+        chatty_w.write_all(b"x\n").unwrap();
+    }
     assert_eq!(count(&s), 1);
 }

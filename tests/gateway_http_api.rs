@@ -2,37 +2,33 @@
 
 mod common;
 
-use common::http::{call_once, write_config, Http, API_KEY};
-use common::server::Server;
+use common::http::{call_once, Http, API_KEY};
 use common::ws::Ws;
+use common::Instance;
 use serde_json::json;
 use std::time::Duration;
 
 const KEY: &str = API_KEY;
 
-fn start(workers: usize, key: &str) -> Server {
-    let cfg = write_config(&format!(
-        "[gateway]\nsecret_key = \"{key}\"\n[limits]\nmax_package_size = 4096\n"
-    ));
-    Server::start(
-        "bridge",
-        workers,
-        &["websocket", "api"],
-        &["-c", cfg.to_str().unwrap()],
-    )
+fn start(workers: usize, key: &str) -> Instance {
+    Instance::new("bridge", workers, &["websocket", "api"])
+        .config(&format!(
+            "[gateway]\nsecret_key = \"{key}\"\n[limits]\nmax_package_size = 4096\n"
+        ))
+        .start()
 }
 
 /// A WebSocket client of the bridge app with its client id (from the init message).
-fn client(s: &Server) -> (Ws, String) {
-    let mut ws = Ws::connect(&s.addr(0), "/");
+fn client(s: &Instance) -> (Ws, String) {
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     let init = ws.recv_json_type("init");
     let id = init["client_id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
     (ws, id)
 }
 
-fn api(s: &Server) -> Http {
-    let mut h = Http::connect(&s.addr(1));
+fn api(s: &Instance) -> Http {
+    let mut h = Http::connect(&s.addr("api"));
     h.key = Some(KEY.to_string());
     h
 }
@@ -205,7 +201,7 @@ fn every_call_end_to_end() {
 fn errors_and_auth() {
     let s = start(1, KEY);
     let (_a, ida) = client(&s);
-    let addr = s.addr(1);
+    let addr = s.addr("api");
 
     // Wrong, missing, alternative header.
     let r = call_once(&addr, Some("wrong"), "get_all_client_id_count", &json!({}));
@@ -275,7 +271,7 @@ fn errors_and_auth() {
 
     // The API is served on its own listener only: the public WebSocket port does not know it.
     let r = call_once(
-        &s.addr(0),
+        &s.addr("websocket"),
         Some(KEY),
         "is_online",
         &json!({"client_id": ida}),

@@ -2,17 +2,17 @@
 
 mod common;
 
-use common::server::Server;
 use common::ws::Ws;
+use common::Instance;
 use serde_json::json;
 
 #[test]
 fn chat_room_across_two_workers() {
-    let s = Server::start("chat", 2, &["websocket"], &[]);
+    let s = Instance::new("chat", 2, &["websocket"]).start();
     // Connect until clients sit on two different workers (the id's first 16 hex digits).
     let mut clients: Vec<(Ws, String)> = Vec::new();
     for i in 0..40 {
-        let mut ws = Ws::connect(&s.addr(0), "/");
+        let mut ws = Ws::connect(&s.addr("websocket"), "/");
         ws.send_text(
             &json!({"type":"login","client_name":format!("u{i}"),"room_id":"r"}).to_string(),
         );

@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::http::{api_config, write_config, Http};
-use common::server::Server;
+use common::http::{api_config, Http};
 use common::ws::Ws;
+use common::{signal, wait_until, Instance};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -27,20 +27,8 @@ impl Client {
 }
 
 /// `(worker_id, pid, inc as 16 hex digits)` of every worker, from `kefu status --json`.
-fn workers(s: &Server) -> Vec<(u64, i32, String)> {
-    let pid_file = s.dir.join("k.pid");
-    let out = common::run_in(
-        &s.dir,
-        &[
-            "status".into(),
-            "--json".into(),
-            "--pid-file".into(),
-            pid_file.to_str().unwrap().into(),
-        ],
-        Duration::from_secs(10),
-    );
-    assert!(out.ok(), "status failed: {}", out.stderr);
-    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+fn workers(s: &Instance) -> Vec<(u64, i32, String)> {
+    let v = s.status().expect("status --json");
     v["workers"]
         .as_array()
         .unwrap()
@@ -55,8 +43,8 @@ fn workers(s: &Server) -> Vec<(u64, i32, String)> {
         .collect()
 }
 
-fn connect_client(s: &Server) -> Client {
-    let mut ws = Ws::connect(&s.addr(0), "/");
+fn connect_client(s: &Instance) -> Client {
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
     let id = ws.recv_json_type("init")["client_id"]
         .as_str()
         .unwrap()
@@ -77,13 +65,13 @@ fn api_inc(h: &mut Http) -> String {
 }
 
 /// One API connection per live worker (SO_REUSEPORT spreads new connections).
-fn api_per_worker(s: &Server, incs: &BTreeSet<String>) -> BTreeMap<String, Http> {
+fn api_per_worker(s: &Instance, incs: &BTreeSet<String>) -> BTreeMap<String, Http> {
     let mut apis = BTreeMap::new();
     for _ in 0..400 {
         if apis.len() == incs.len() {
             break;
         }
-        let mut h = Http::connect(&s.addr(1));
+        let mut h = Http::connect(&s.addr("api"));
         let inc = api_inc(&mut h);
         if incs.contains(&inc) {
             apis.entry(inc).or_insert(h);
@@ -153,7 +141,7 @@ fn assert_views(apis: &mut BTreeMap<String, Http>, clients: &[Client], what: &st
     let want = expected_views(clients);
     for (inc, h) in apis.iter_mut() {
         let mut last = Vec::new();
-        let ok = common::wait_until(Duration::from_secs(10), || {
+        let ok = wait_until(Duration::from_secs(10), || {
             last = want
                 .iter()
                 .filter_map(|(call, body, exp)| {
@@ -274,13 +262,9 @@ fn setup_state(apis: &mut BTreeMap<String, Http>, clients: &mut [Client]) {
 }
 
 fn scenario(nworkers: usize) {
-    let cfg = write_config(&api_config());
-    let s = Server::start(
-        "bridge",
-        nworkers,
-        &["websocket", "api"],
-        &["-c", cfg.to_str().unwrap()],
-    );
+    let s = Instance::new("bridge", nworkers, &["websocket", "api"])
+        .config(&api_config())
+        .start();
     let ws0 = workers(&s);
     assert_eq!(ws0.len(), nworkers);
     let incs: BTreeSet<String> = ws0.iter().map(|w| w.2.clone()).collect();
@@ -335,7 +319,7 @@ fn scenario(nworkers: usize) {
         let want = json!({"n": i, "nested": {"a": 1, "b": 2}});
         for (inc, h) in apis.iter_mut() {
             assert!(
-                common::wait_until(Duration::from_secs(5), || h
+                wait_until(Duration::from_secs(5), || h
                     .ok("get_session", json!({"client_id": c.id}))
                     == want),
                 "session of client {i} never reached worker {inc}"
@@ -346,7 +330,7 @@ fn scenario(nworkers: usize) {
     // kill -9 the worker of client 1: its clients vanish from every list at once.
     let victim_inc = clients[1].inc().to_string();
     let (victim_wid, victim_pid, _) = ws0.iter().find(|w| w.2 == victim_inc).unwrap().clone();
-    kefu::sys::process::kill(victim_pid, libc::SIGKILL).unwrap();
+    signal(victim_pid, libc::SIGKILL);
     let (dead, alive): (Vec<Client>, Vec<Client>) =
         clients.into_iter().partition(|c| c.inc() == victim_inc);
     let mut clients = alive;
@@ -364,7 +348,7 @@ fn scenario(nworkers: usize) {
     // The respawned worker (same slot, new pid and incarnation) catches up.
     let mut respawned = None;
     assert!(
-        common::wait_until(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(15), || {
             respawned = workers(&s)
                 .into_iter()
                 .find(|w| w.0 == victim_wid && w.1 != victim_pid);
@@ -392,16 +376,7 @@ fn scenario(nworkers: usize) {
     check_sends(&mut apis, &mut clients, "s3");
 
     // Reload: old clients get 1012 and vanish; reconnecting clients get new ids.
-    let pid_file = s.dir.join("k.pid");
-    let out = common::run_in(
-        &s.dir,
-        &[
-            "reload".into(),
-            "--pid-file".into(),
-            pid_file.to_str().unwrap().into(),
-        ],
-        Duration::from_secs(60),
-    );
+    let out = s.run(&["reload"], Duration::from_secs(60));
     assert!(out.ok(), "reload: {} {}", out.stdout, out.stderr);
     let old_ids: BTreeSet<String> = clients.iter().map(|c| c.id.clone()).collect();
     for c in clients.iter_mut() {

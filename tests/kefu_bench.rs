@@ -5,11 +5,11 @@
 //! (32 unacked messages per connection), KEFU_BENCH_SECS (5), KEFU_BENCH_WORKERS (2).
 
 mod common;
-mod kefu_util;
 
+use common::kefu_app::*;
 use common::ws::Ws;
-use kefu_util::*;
 use serde_json::json;
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 fn env(k: &str, d: &str) -> String {
@@ -29,18 +29,21 @@ fn stored_and_acked_messages_per_second() {
         &format!("synchronous = \"{sync}\"\nrate_per_sec = 1e9\nrate_burst = 1e9"),
         &[("shop", "alice", "Alice", None)],
     );
-    let start = Instant::now() + Duration::from_millis(300);
-    let end = start + Duration::from_secs(secs);
+    // The window opens when every connection is logged in; the first through the barrier
+    // sets the common start.
+    let ready = Arc::new(Barrier::new(conns));
+    let t0 = Arc::new(OnceLock::new());
     let threads: Vec<_> = (0..conns)
         .map(|_| {
             let addr = k.addr();
+            let (ready, t0) = (ready.clone(), t0.clone());
             std::thread::spawn(move || {
                 let mut ws = Ws::connect(&addr, "/ws");
                 ws.send_text(r#"{"method":"visitor_login","bid":"shop"}"#);
                 recv_method(&mut ws, "visitor_login");
-                while Instant::now() < start {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                ready.wait();
+                let start = *t0.get_or_init(Instant::now);
+                let end = start + Duration::from_secs(secs);
                 let mut next = 0u64;
                 let mut inflight = 0usize;
                 let mut acked = 0u64;

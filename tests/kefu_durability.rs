@@ -2,19 +2,49 @@
 //! afterwards, with its acked seq, in order, and each conversation's seqs have no gap.
 
 mod common;
-mod kefu_util;
 
+use common::http::http_json;
+use common::kefu_app::*;
 use common::ws::Ws;
-use kefu_util::*;
+use common::{port_owner, signal, wait_until, SEC};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-/// One visitor sending as fast as acks come back; returns (token, acked (seq, text)).
-fn sender(addr: String, n: usize, stop: Arc<AtomicBool>) -> (String, Vec<(i64, i64, String)>) {
+/// What the test watches of a running sender.
+#[derive(Default)]
+struct Progress {
+    /// Messages acknowledged so far.
+    acked: AtomicUsize,
+    /// The sender ended (stopped, or its connection died with its worker).
+    done: AtomicBool,
+    /// Local port of its connection (tells which worker serves it).
+    port: AtomicU16,
+}
+
+/// One visitor sending as fast as acks come back; returns (token, acked (conv, seq, text)).
+fn sender(
+    addr: String,
+    n: usize,
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+) -> (String, Vec<(i64, i64, String)>) {
+    let r = send_until_stopped(addr, n, &stop, &progress);
+    progress.done.store(true, Ordering::SeqCst);
+    r
+}
+
+fn send_until_stopped(
+    addr: String,
+    n: usize,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> (String, Vec<(i64, i64, String)>) {
     let mut ws = Ws::connect(&addr, "/ws");
+    progress
+        .port
+        .store(ws.sock.local_addr().unwrap().port(), Ordering::SeqCst);
     ws.send_text(r#"{"method":"visitor_login","bid":"shop"}"#);
     let l = recv_method(&mut ws, "visitor_login");
     let token = l["token"].as_str().unwrap().to_string();
@@ -43,6 +73,7 @@ fn sender(addr: String, n: usize, stop: Arc<AtomicBool>) -> (String, Vec<(i64, i
             a["seq"].as_i64().unwrap(),
             text,
         ));
+        progress.acked.fetch_add(1, Ordering::SeqCst);
     }
     (token, acked)
 }
@@ -79,26 +110,48 @@ fn kill9_worker_loses_no_acked_message() {
         &[("shop", "alice", "Alice", None)],
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..8)
-        .map(|n| {
-            let (a, s) = (k.addr(), stop.clone());
-            std::thread::spawn(move || sender(a, n, s))
+    let progress: Vec<Arc<Progress>> = (0..8).map(|_| Arc::default()).collect();
+    let threads: Vec<_> = progress
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            let (a, s, p) = (k.addr(), stop.clone(), p.clone());
+            std::thread::spawn(move || sender(a, n, s, p))
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    let acked = |i: usize| progress[i].acked.load(Ordering::SeqCst);
+    // Kill only once messages flow on every connection.
+    assert!(
+        wait_until(60 * SEC, || (0..8).all(|i| acked(i) >= 20)),
+        "senders never got going"
+    );
     let pids = k.worker_pids();
     assert_eq!(pids.len(), 2, "workers: {pids:?}");
-    kefu::sys::process::kill(pids[0], libc::SIGKILL).unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    // The victim is the worker serving sender 0, so the kill cuts live connections.
+    let server_port: u16 = k.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let victim = port_owner(progress[0].port.load(Ordering::SeqCst), server_port, &pids)
+        .expect("no worker holds sender 0's socket");
+    signal(victim, libc::SIGKILL);
+    // Keep sending until the master has a replacement ready and every sender that survived
+    // the kill has had messages acknowledged after it (the cut ones are done).
+    let at_kill: Vec<usize> = (0..8).map(acked).collect();
+    k.inst.wait_workers_ready(2, &[victim], 60 * SEC);
+    let flowed = wait_until(60 * SEC, || {
+        (0..8).all(|i| progress[i].done.load(Ordering::SeqCst) || acked(i) >= at_kill[i] + 20)
+    });
+    assert!(flowed, "surviving senders stalled after the kill");
+    let cut = (0..8)
+        .filter(|&i| progress[i].done.load(Ordering::SeqCst))
+        .count();
+    assert!(cut >= 1, "the kill cut no sender");
     stop.store(true, Ordering::Relaxed);
     let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
 
     let total: usize = results.iter().map(|(_, a)| a.len()).sum();
-    let cut = results.iter().filter(|(_, a)| a.len() < total / 16).count();
     assert!(total > 100, "too few messages flowed: {total}");
     eprintln!("acked {total} messages; {cut} senders were cut short");
-    // The master respawns the worker; history is read through whichever answers.
-    std::thread::sleep(Duration::from_millis(500));
+    // The replacement is ready (waited for above); history is read through whichever
+    // worker answers.
     for (token, acked) in &results {
         let mut by_conv: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
         for (c, s, t) in acked {

@@ -3,10 +3,9 @@
 //! (before login, unparseable fields, the loop's checks, the store, rate limiting).
 
 mod common;
-mod kefu_util;
 
+use common::kefu_app::*;
 use common::ws::Ws;
-use kefu_util::*;
 use serde_json::{json, Value};
 
 /// The error frame's (code, method, client_msg_id).

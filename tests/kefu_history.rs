@@ -3,9 +3,9 @@
 //! for a too-large gap, idempotent retries, and uploads (good, bad, oversized, served back).
 
 mod common;
-mod kefu_util;
 
-use kefu_util::*;
+use common::http::{http, http_json};
+use common::kefu_app::*;
 use serde_json::{json, Value};
 
 fn seqs(v: &Value) -> Vec<i64> {

@@ -4,10 +4,9 @@
 //! receipts and unread counts.
 
 mod common;
-mod kefu_util;
 
+use common::kefu_app::*;
 use common::ws::Ws;
-use kefu_util::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 

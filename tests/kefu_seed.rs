@@ -3,10 +3,11 @@
 //! 10001/10002/10003, malformed and oversized frames, bad and forged tokens.
 
 mod common;
-mod kefu_util;
 
+use common::http::http_json;
+use common::kefu_app::*;
+use common::signal;
 use common::ws::Ws;
-use kefu_util::*;
 use serde_json::json;
 use std::time::Duration;
 
@@ -197,7 +198,8 @@ fn visitor_identity_forgery_and_tokens() {
         "",
         &[("shop", "alice", "Alice", None), ("b2", "x", "X", None)],
     );
-    let secret = cli(&k.conf, &k.data, &["business", "secret", "--bid", "shop"])
+    let secret = k
+        .cli(&["business", "secret", "--bid", "shop"])
         .trim()
         .to_string();
     let now = std::time::SystemTime::now()
@@ -312,9 +314,7 @@ fn visitor_identity_forgery_and_tokens() {
     let (st, _) = http_json(&k.addr(), "POST", "/api/agent/login", &[], b"not json");
     assert_eq!(st, 400);
     // Changing the password revokes old tokens.
-    cli_stdin(
-        &k.conf,
-        &k.data,
+    k.cli_stdin(
         &["agent", "passwd", "--bid", "shop", "--id", "alice"],
         "pw2-changed\n",
     );
@@ -364,7 +364,7 @@ fn agents_of_a_killed_worker_are_pushed_offline_to_colleagues_on_the_other() {
     for (_, _, ws) in conns.iter_mut() {
         collect(ws, Duration::from_millis(100));
     }
-    kefu::sys::process::kill(victim, libc::SIGKILL).unwrap();
+    signal(victim, libc::SIGKILL);
     let mut dead: Vec<String> = conns
         .iter()
         .filter(|c| c.1 == victim)
@@ -373,15 +373,22 @@ fn agents_of_a_killed_worker_are_pushed_offline_to_colleagues_on_the_other() {
     dead.sort();
     // Read by reference: dropping a socket would log its agent out and muddle the pushes.
     for (id, pid, ws) in conns.iter_mut() {
-        let got = collect(ws, Duration::from_millis(1500));
         if *pid == victim {
             continue;
         }
-        let mut offline: Vec<String> = got
-            .iter()
-            .filter(|v| v["method"] == "logout_push")
-            .map(|v| v["customer_id"].as_str().unwrap().to_string())
-            .collect();
+        // Wait for as many pushes as agents died, then listen a while longer: a duplicate,
+        // or a push for a survivor, would come with them.
+        let mut offline = Vec::new();
+        while offline.len() < dead.len() {
+            let v = recv_until(ws, "logout_push", |v| v["method"] == "logout_push");
+            offline.push(v["customer_id"].as_str().unwrap().to_string());
+        }
+        offline.extend(
+            collect(ws, Duration::from_millis(500))
+                .iter()
+                .filter(|v| v["method"] == "logout_push")
+                .map(|v| v["customer_id"].as_str().unwrap().to_string()),
+        );
         offline.sort();
         assert_eq!(offline, dead, "logout_push seen by {id}");
     }

@@ -16,11 +16,11 @@ fn echo(c: &mut Ws, msg: &str) {
 
 #[test]
 fn fast_reload_sends_1012_and_the_client_reconnects_at_once() {
-    let k = Instance::new(1);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(1);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let before = k.worker_pids();
     assert_eq!(before.len(), 1);
-    let addr = format!("127.0.0.1:{}", k.ws_port);
+    let addr = format!("127.0.0.1:{}", k.port("websocket"));
     let mut c = Ws::connect(&addr, "/");
     echo(&mut c, "before");
 
@@ -43,12 +43,12 @@ fn fast_reload_sends_1012_and_the_client_reconnects_at_once() {
 
 #[test]
 fn graceful_reload_lets_an_open_client_finish_on_the_old_worker() {
-    let k = Instance::new(1);
-    assert!(k.start().ok(), "{}", k.log());
+    let k = Instance::echo(1);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let before = k.worker_pids();
     assert_eq!(before.len(), 1);
     let old = before[0];
-    let addr = format!("127.0.0.1:{}", k.ws_port);
+    let addr = format!("127.0.0.1:{}", k.port("websocket"));
     let mut c = Ws::connect(&addr, "/");
     echo(&mut c, "before");
 

@@ -3,9 +3,9 @@
 //! empty and short ones, and `--random` generates one.
 
 mod common;
-mod kefu_util;
 
-use kefu_util::*;
+use common::http::http_json;
+use common::{Instance, KEFU};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -47,8 +47,9 @@ fn agents(data: &Path) -> String {
 
 #[test]
 fn passwords_never_come_from_the_command_line_and_are_not_trivial() {
-    let dir = scratch("pwcli");
-    let data = dir.join("data");
+    // The instance's private directory holds the data dir; the server starts on it below.
+    let inst = Instance::new("kefu", 1, &["websocket"]).with_data_dir();
+    let data = inst.data_dir();
 
     // On the command line: refused, nothing stored.
     let (code, _, err) = run(&data, &with(ADD, &["--password", "long-enough-pw"]), "");
@@ -81,12 +82,10 @@ fn passwords_never_come_from_the_command_line_and_are_not_trivial() {
     assert_eq!(code, 0, "{err}");
 
     // The password set last is the one that logs in.
-    let conf = dir.join("kefu.toml");
-    std::fs::write(&conf, "").unwrap();
-    let k = kefu_on(&conf, &data);
+    let k = inst.start();
     let login = |pw: &str| {
         http_json(
-            &k.addr(),
+            &k.addr("websocket"),
             "POST",
             "/api/agent/login",
             &[],
@@ -109,25 +108,4 @@ fn passwords_never_come_from_the_command_line_and_are_not_trivial() {
         .to_string();
     assert!(pw.len() >= 8, "{pw}");
     assert_eq!(login(&pw), 200);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// A kefu app server on an existing data dir.
-fn kefu_on(conf: &Path, data: &Path) -> Kefu {
-    let server = common::server::Server::start(
-        "kefu",
-        1,
-        &["websocket"],
-        &[
-            "-c",
-            conf.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
-    Kefu {
-        server,
-        data: data.to_path_buf(),
-        conf: conf.to_path_buf(),
-    }
 }

@@ -60,9 +60,7 @@ fn start_foreground_umask0(k: &Instance) -> Child {
 }
 
 fn kefu_instance() -> Instance {
-    let mut k = Instance::new(1);
-    k.app = "kefu";
-    k
+    Instance::new("kefu", 1, &["text", "websocket"])
 }
 
 #[test]
@@ -82,7 +80,7 @@ fn files_are_private_whatever_the_umask() {
         assert_eq!(mode(&k.dir.join(f)), 0o600, "{f}");
     }
     // The master is our child: `kefu stop` would wait for a zombie only we can reap.
-    let _ = kefu::sys::process::kill(child.id() as i32, libc::SIGTERM);
+    let _ = common::try_signal(child.id() as i32, libc::SIGTERM);
     let _ = child.wait();
 }
 
@@ -114,12 +112,12 @@ fn looser_data_files_are_tightened_with_a_warning() {
 
 #[test]
 fn planted_symlinks_are_not_followed() {
-    let k = Instance::new(1);
+    let k = Instance::echo(1);
     let victim = k.dir.join("victim");
     std::fs::write(&victim, "precious").unwrap();
     // The pid file's temporary name: replaced, never written through.
     std::os::unix::fs::symlink(&victim, k.dir.join("k.pid.tmp")).unwrap();
-    let o = k.start();
+    let o = k.start_detached();
     assert!(o.ok(), "{o:?}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(std::fs::symlink_metadata(k.dir.join("k.pid"))
@@ -130,10 +128,10 @@ fn planted_symlinks_are_not_followed() {
 
     // The lock and the log: a symlink there makes start fail instead of writing elsewhere.
     for planted in ["k.pid.lock", "k.log"] {
-        let k = Instance::new(1);
+        let k = Instance::echo(1);
         std::fs::write(k.dir.join("victim"), "precious").unwrap();
         std::os::unix::fs::symlink(k.dir.join("victim"), k.dir.join(planted)).unwrap();
-        let o = k.start();
+        let o = k.start_detached();
         assert!(!o.ok(), "{planted}: {o:?}");
         assert_eq!(
             std::fs::read_to_string(k.dir.join("victim")).unwrap(),
@@ -145,7 +143,7 @@ fn planted_symlinks_are_not_followed() {
 
 #[test]
 fn world_writable_directories_without_sticky_bit_are_refused() {
-    let k = Instance::new(1);
+    let k = Instance::echo(1);
     let shared = k.dir.join("shared");
     std::fs::create_dir(&shared).unwrap();
     chmod(&shared, 0o777);
@@ -212,8 +210,8 @@ fn control_socket_refuses_other_uids() {
         eprintln!("skipped: needs root to connect as another uid");
         return;
     }
-    let k = Instance::new(1);
-    let o = k.start();
+    let k = Instance::echo(1);
+    let o = k.start_detached();
     assert!(o.ok(), "{o:?}");
     // Open the socket to everyone, as a lax umask or a careless admin would: the uid check
     // must still refuse the other user.

@@ -4,32 +4,16 @@
 
 mod common;
 
-use common::http::{api_config, call_once, write_config, Http, API_KEY};
-use common::server::Server;
+use common::http::{api_config, call_once, Http, API_KEY};
 use common::ws::Ws;
+use common::Instance;
 use serde_json::json;
-use std::process::Command;
 
-fn kefu_server(schemes: &[&str], toml: &str) -> (Server, std::path::PathBuf) {
-    let data = std::env::temp_dir().join(format!(
-        "kefu-secapi-{}-{}",
-        std::process::id(),
-        common::server::free_port()
-    ));
-    std::fs::create_dir_all(&data).unwrap();
-    let cfg = write_config(toml);
-    let s = Server::start(
-        "kefu",
-        1,
-        schemes,
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "-c",
-            cfg.to_str().unwrap(),
-        ],
-    );
-    (s, data)
+fn kefu_server(schemes: &[&str], toml: &str) -> Instance {
+    Instance::new("kefu", 1, schemes)
+        .config(toml)
+        .with_data_dir()
+        .start()
 }
 
 /// A raw POST with the given headers on a fresh connection; returns the status.
@@ -42,8 +26,8 @@ fn post(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> u16 {
 #[test]
 fn default_public_listener_never_serves_the_api() {
     // Defaults as `kefu start` has them: one public WebSocket listener, no key.
-    let (s, _data) = kefu_server(&["websocket"], "");
-    let a = s.addr(0);
+    let s = kefu_server(&["websocket"], "");
+    let a = s.addr("websocket");
     let mut ws = Ws::connect(&a, "/ws");
     let all = r#"{"message":"injected"}"#;
     // What a same-host proxy forwards (loopback peer), with and without a key, JSON or the
@@ -71,23 +55,18 @@ fn default_public_listener_never_serves_the_api() {
 #[test]
 fn api_listener_with_a_short_or_empty_key_refuses_to_start() {
     for key in ["", "short-key"] {
-        let cfg = write_config(&format!("[gateway]\nsecret_key = \"{key}\"\n"));
-        let port = common::server::free_port();
-        let out = Command::new(env!("CARGO_BIN_EXE_kefu"))
-            .args(["start", "--app", "echo", "-c", cfg.to_str().unwrap()])
-            .args(["--listen", &format!("api://127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{err}");
-        assert!(err.contains("at least 16 bytes"), "{err}");
+        let inst = Instance::new("echo", 1, &["api"])
+            .config(&format!("[gateway]\nsecret_key = \"{key}\"\n"));
+        let out = inst.start_detached();
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("at least 16 bytes"), "{out:?}");
     }
 }
 
 #[test]
 fn api_listener_needs_key_json_and_no_origin_and_keeps_app_names() {
-    let (s, _data) = kefu_server(&["websocket", "api"], &api_config());
-    let api = s.addr(1);
+    let s = kefu_server(&["websocket", "api"], &api_config());
+    let api = s.addr("api");
     let json_ct = ("Content-Type", "application/json");
     let bearer = format!("Bearer {API_KEY}");
     let auth = ("Authorization", bearer.as_str());
@@ -111,7 +90,10 @@ fn api_listener_needs_key_json_and_no_origin_and_keeps_app_names() {
     );
     assert_eq!(post(&api, path, &[auth], body), 415);
     // The right key from a browser page (any Origin, even our own): 403.
-    for origin in ["https://evil.example", &format!("http://{}", s.addr(0))] {
+    for origin in [
+        "https://evil.example",
+        &format!("http://{}", s.addr("websocket")),
+    ] {
         assert_eq!(
             post(&api, path, &[auth, json_ct, ("Origin", origin)], body),
             403
@@ -125,7 +107,7 @@ fn api_listener_needs_key_json_and_no_origin_and_keeps_app_names() {
 
     // An anonymous connection cannot be made an agent through the API: the kefu app keeps
     // its uids and groups to itself; sends to them stay allowed.
-    let mut ws = Ws::connect(&s.addr(0), "/ws");
+    let mut ws = Ws::connect(&s.addr("websocket"), "/ws");
     ws.send_text("{");
     let _ = ws.recv_text();
     let ids = Http::connect(&api).ok("get_all_client_id_list", json!({}));

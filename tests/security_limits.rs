@@ -3,13 +3,10 @@
 //! per-address connection cap, quiet EMFILE warnings). Issue 11, items 4 and 5.
 
 mod common;
-mod kefu_util;
 
-use common::http::write_config;
-use common::server::Server;
-use common::wait_until;
+use common::kefu_app::{recv_error, Kefu};
 use common::ws::Ws;
-use kefu_util::Kefu;
+use common::{wait_until, Instance};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -52,7 +49,7 @@ fn strangers_cannot_make_a_kefu_worker_buffer_big_messages() {
     // The kefu app with its defaults: 10 MiB `max_package_size` in the config, 64 KiB in the
     // app. 60 anonymous connections each declare a 10 MiB message and send 9 MiB of it.
     let k = Kefu::start(1, "", &[]);
-    let worker = k.worker_pids()[0];
+    let worker = k.inst.worker_pids()[0];
     let before = rss_kib(worker);
     let mut socks: Vec<Ws> = (0..60).map(|_| Ws::connect(&k.addr(), "/ws")).collect();
     for ws in &mut socks {
@@ -89,7 +86,7 @@ fn connections_that_never_log_in_are_closed_at_the_login_deadline() {
     assert_eq!(idle.recv_close_code(), Some(1008));
     // The logged-in one still answers (an unknown method gets an error frame, not a close).
     visitor.send_text(r#"{"method":"nope"}"#);
-    let e = kefu_util::recv_error(&mut visitor);
+    let e = recv_error(&mut visitor);
     assert!(e["code"].is_string(), "{e}");
 }
 
@@ -153,9 +150,10 @@ fn echoes(sock: &mut TcpStream) -> bool {
 
 #[test]
 fn one_address_cannot_take_every_connection() {
-    let cfg = write_config("[limits]\nmax_connections_per_ip = 10\nproxies = []\n");
-    let s = Server::start("echo", 1, &["text"], &["-c", cfg.to_str().unwrap()]);
-    let a = s.addr(0);
+    let s = Instance::new("echo", 1, &["text"])
+        .config("[limits]\nmax_connections_per_ip = 10\nproxies = []\n")
+        .start();
+    let a = s.addr("text");
     // One at a time, each served before the next: the start-up probe's connection (closed by
     // the harness) is then long released and every one of the 10 counts against the cap.
     let mut mine = Vec::new();
@@ -176,16 +174,17 @@ fn one_address_cannot_take_every_connection() {
     assert!(wait_until(Duration::from_secs(5), || {
         echoes(&mut connect_from("127.0.0.1", &a))
     }));
-    let log = std::fs::read_to_string(s.dir.join("k.log")).unwrap_or_default() + &s.stderr();
+    let log = s.log() + &s.stderr();
     assert!(log.contains("max_connections_per_ip"), "{log}");
 }
 
 #[test]
 fn reverse_proxies_are_exempt_from_the_address_cap_only() {
     // The default exempts loopback (a proxy on the same host forwards every client from it).
-    let cfg = write_config("[limits]\nmax_connections_per_ip = 2\n");
-    let s = Server::start("echo", 1, &["text"], &["-c", cfg.to_str().unwrap()]);
-    let a = s.addr(0);
+    let s = Instance::new("echo", 1, &["text"])
+        .config("[limits]\nmax_connections_per_ip = 2\n")
+        .start();
+    let a = s.addr("text");
     let mut conns: Vec<TcpStream> = (0..5).map(|_| connect_from("127.0.0.1", &a)).collect();
     for c in &mut conns {
         assert!(echoes(c));
@@ -198,9 +197,12 @@ fn reverse_proxies_are_exempt_from_the_address_cap_only() {
 #[test]
 fn the_worker_wide_input_budget_closes_the_connection_that_grows() {
     // Echo allows 10 MiB messages; the worker may hold 1 MiB of undecoded input in all.
-    let cfg = write_config("[limits]\nmax_buffered_input = 1048576\n");
-    let s = Server::start("echo", 1, &["websocket"], &["-c", cfg.to_str().unwrap()]);
-    let mut conns: Vec<Ws> = (0..3).map(|_| Ws::connect(&s.addr(0), "/")).collect();
+    let s = Instance::new("echo", 1, &["websocket"])
+        .config("[limits]\nmax_buffered_input = 1048576\n")
+        .start();
+    let mut conns: Vec<Ws> = (0..3)
+        .map(|_| Ws::connect(&s.addr("websocket"), "/"))
+        .collect();
     for ws in &mut conns {
         push(&mut ws.sock, &frame_head(5 << 20), 600 * 1024);
     }
@@ -226,9 +228,9 @@ fn the_worker_wide_input_budget_closes_the_connection_that_grows() {
         }
     }
     assert!(closed >= 1, "no connection was closed over the budget");
-    let mut fresh = Ws::connect(&s.addr(0), "/");
+    let mut fresh = Ws::connect(&s.addr("websocket"), "/");
     fresh.send_text("still here");
     assert_eq!(fresh.recv_text().as_deref(), Some("still here"));
-    let log = std::fs::read_to_string(s.dir.join("k.log")).unwrap_or_default() + &s.stderr();
+    let log = s.log() + &s.stderr();
     assert!(log.contains("max_buffered_input"), "{log}");
 }

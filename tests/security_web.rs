@@ -3,10 +3,9 @@
 //! never the leftmost one, which the client writes itself.
 
 mod common;
-mod kefu_util;
 
+use common::kefu_app::*;
 use common::ws::Ws;
-use kefu_util::*;
 use serde_json::json;
 
 /// A visitor connecting with `xff`, sending its first message: the address the agent is shown.

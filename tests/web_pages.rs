@@ -3,79 +3,29 @@
 
 mod common;
 
-use common::server::Server;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use common::http::{raw as raw_bytes, Answer};
+use common::{Instance, SEC};
 
-struct Resp {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+/// Send `req` verbatim (no client-side path normalisation) and read the answer to EOF.
+fn raw(addr: &str, req: &str) -> Answer {
+    raw_bytes(addr, req.as_bytes())
 }
 
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// Send `raw` verbatim (no client-side path normalisation) and read the answer to EOF.
-fn raw(addr: &str, req: &str) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    Resp {
-        status,
-        head,
-        body: buf[split + 4..].to_vec(),
-    }
-}
-
-fn get(addr: &str, path: &str) -> Resp {
+fn get(addr: &str, path: &str) -> Answer {
     raw(
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
     )
 }
 
-fn start() -> (Server, std::path::PathBuf) {
-    let data = std::env::temp_dir().join(format!(
-        "kefu-web-{}-{}",
-        std::process::id(),
-        common::server::free_port()
-    ));
-    std::fs::create_dir_all(&data).unwrap();
-    let s = Server::start(
-        "kefu",
-        1,
-        &["http"],
-        &["--data-dir", data.to_str().unwrap()],
-    );
-    (s, data)
+fn start() -> Instance {
+    Instance::new("kefu", 1, &["http"]).with_data_dir().start()
 }
 
 #[test]
 fn pages_and_assets_are_served_with_csp() {
-    let (s, data) = start();
-    let a = s.addr(0);
+    let s = start();
+    let a = s.addr("http");
     for (path, ct, frame) in [
         ("/", "text/html", "'none'"),
         ("/console", "text/html", "'none'"),
@@ -132,14 +82,12 @@ fn pages_and_assets_are_served_with_csp() {
         &format!("GET /static/kefu.css HTTP/1.1\r\nHost: {a}\r\nIf-None-Match: {tag}\r\nConnection: close\r\n\r\n"),
     );
     assert_eq!(r.status, 304);
-    drop(s);
-    let _ = std::fs::remove_dir_all(data);
 }
 
 #[test]
 fn unknown_and_traversal_paths_are_404() {
-    let (s, data) = start();
-    let a = s.addr(0);
+    let s = start();
+    let a = s.addr("http");
     for path in [
         "/static/nope.js",
         "/static/",
@@ -168,40 +116,16 @@ fn unknown_and_traversal_paths_are_404() {
         let body = String::from_utf8_lossy(&r.body);
         assert!(!body.contains("[package]"), "{path} leaked a file");
     }
-    drop(s);
-    let _ = std::fs::remove_dir_all(data);
 }
 
 #[test]
 fn first_start_creates_a_demo_login_once() {
-    let dir = std::env::temp_dir().join(format!(
-        "kefu-web-first-{}-{}",
-        std::process::id(),
-        common::server::free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = common::server::free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let d = |p: &str| dir.join(p).to_str().unwrap().to_string();
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
-            .current_dir(&dir)
-            .args(["start", "-d", "--app", "kefu", "--workers", "1"])
-            .args(["--listen", &format!("http://{addr}")])
-            .args(["--data-dir", &d("data")])
-            .args(["--pid-file", &d("k.pid"), "--log-file", &d("k.log")])
-            .output()
-            .unwrap()
-    };
-    let stop = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kefu"))
-            .args(["stop", "--pid-file", &d("k.pid")])
-            .output()
-            .unwrap()
-    };
-    let o = start();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}");
+    // `start -d` prints the one-time login on the terminal that started it.
+    let k = Instance::new("kefu", 1, &["http"]).with_data_dir();
+    let addr = k.addr("http");
+    let o = k.start_detached();
+    let out = o.stdout.clone();
+    assert!(o.ok(), "{o:?}");
     let password = out
         .lines()
         .find_map(|l| l.split_once("one-time login:"))
@@ -224,13 +148,11 @@ fn first_start_creates_a_demo_login_once() {
     assert_eq!(login(&password), 200);
     assert_eq!(login("wrong"), 401);
     assert_eq!(get(&addr, "/chat/demo").status, 200);
-    assert!(stop().status.success());
+    assert!(k.run(&["stop"], 10 * SEC).ok());
     // Second start on the same data dir: no new login printed, the first one still works.
-    let o = start();
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "{out}");
-    assert!(!out.contains("one-time login"), "{out}");
+    let o = k.start_detached();
+    assert!(o.ok(), "{o:?}");
+    assert!(!o.stdout.contains("one-time login"), "{o:?}");
     assert_eq!(login(&password), 200);
-    assert!(stop().status.success());
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(k.run(&["stop"], 10 * SEC).ok());
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::free_port;
+use common::free_port;
 use common::ws::Ws;
 use kefu::api::{App, ClientId, Ctx, Payload};
 use kefu::config::{Config, Overrides};

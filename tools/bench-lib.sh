@@ -1,7 +1,9 @@
 # Shared helpers for tools/bench.sh and tools/smoke.sh (source it; needs ROOT set).
-# Servers: kefu1 / kefu2 (kefu with 1 or 2 workers), bun, node; apps: echo, chat.
+# Servers: kefu1 / kefu2 (kefu with 1 or 2 workers), kefub (another kefu binary, KEFU_BASE_BIN,
+# 1 worker: a before/after comparison of a change), bun, node; apps: echo, chat.
 
 KEFU_BIN="${KEFU_BIN:-$ROOT/target/release/kefu}"
+KEFU_BASE_BIN="${KEFU_BASE_BIN:-}"
 LOAD_BIN="${LOAD_BIN:-$ROOT/target/release/kefu-load}"
 BUN_BIN="$ROOT/tools/peers/bun/node_modules/.bin/bun"
 SERVER_CPUS="${SERVER_CPUS:-0}"   # core(s) for 1-process servers
@@ -48,6 +50,10 @@ start_server() {
       [ "$workers" = 2 ] && cpus=$KEFU2_CPUS
       taskset -c "$cpus" "$KEFU_BIN" start --app "$app" --listen "websocket://127.0.0.1:$port" \
         --workers "$workers" --pid-file /tmp/kefu-bench.pid >"/tmp/bench-$name.log" 2>&1 &
+      ;;
+    kefub)
+      taskset -c "$SERVER_CPUS" "$KEFU_BASE_BIN" start --app "$app" --listen "websocket://127.0.0.1:$port" \
+        --workers 1 --pid-file /tmp/kefu-bench.pid >"/tmp/bench-$name.log" 2>&1 &
       ;;
     bun)
       taskset -c "$SERVER_CPUS" "$BUN_BIN" "$ROOT/tools/peers/bun/server.js" --port "$port" --mode "$mode" \

@@ -4,6 +4,7 @@
 #   tools/bench.sh            # full matrix, 3 rounds, medians
 #   tools/bench.sh --quick    # 1 round of short runs, to check the setup
 #   SERVERS="kefu1 bun" tools/bench.sh
+#   SERVERS="kefu1 kefub" KEFU_BASE_BIN=/tmp/kefu-base tools/bench.sh   # before/after a change
 #   KEFU_SCENARIO=1 tools/bench.sh   # also the kefu app scenario (tools/bench-kefu.sh)
 #
 # Servers are pinned with taskset to core 0 (SERVER_CPUS), the generator to core 1
@@ -108,6 +109,8 @@ for server in $SERVERS; do
   case $server in
     kefu1|kefu2)
       if ! kefu_available; then log "skipping $server: $KEFU_BIN missing or has no 'start' subcommand"; continue; fi ;;
+    kefub)
+      if [ ! -x "$KEFU_BASE_BIN" ]; then log "skipping kefub: set KEFU_BASE_BIN to a kefu binary"; continue; fi ;;
   esac
   available+=("$server")
 done

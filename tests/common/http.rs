@@ -1,7 +1,6 @@
-//! A tiny blocking HTTP/1.1 client for the tests: keep-alive connections, Content-Length
-//! framing, JSON helpers for the gateway API.
-
-#![allow(dead_code)]
+//! A tiny blocking HTTP/1.1 client for the tests: keep-alive connections with Content-Length
+//! framing and JSON helpers for the gateway API ([`Http`]), and one-shot requests read to EOF
+//! ([`raw`], [`http`], [`http_json`]) for the kefu app's API and pages.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -170,21 +169,6 @@ pub fn call_once(addr: &str, key: Option<&str>, call: &str, body: &serde_json::V
     h.call(call, body)
 }
 
-/// Write `toml` to a fresh config file and return its absolute path (for `-c`).
-pub fn write_config(toml: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "kefu-cfg-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("kefu.toml");
-    std::fs::write(&p, toml).unwrap();
-    p
-}
-
 impl Answer {
     /// A header's value (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<String> {
@@ -195,4 +179,67 @@ impl Answer {
                 .then(|| v.trim().to_string())
         })
     }
+}
+
+/// Send `req` verbatim (no client-side path normalisation) on a fresh connection and read the
+/// answer to EOF (the request should say `Connection: close`).
+pub fn raw(addr: &str, req: &[u8]) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The server may answer and close before reading a large body: ignore write errors.
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let i = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(&out)));
+    let head = String::from_utf8_lossy(&out[..i]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    Answer {
+        status,
+        head,
+        body: out[i + 4..].to_vec(),
+    }
+}
+
+/// One request on a fresh connection (`Connection: close`); returns status, body and head.
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>, String) {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let a = raw(addr, &bytes);
+    (a.status, a.body, a.head)
+}
+
+/// [`http`] with a JSON answer (`Null` if the body is not JSON).
+pub fn http_json(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let (st, b, _) = http(addr, method, path, headers, body);
+    (
+        st,
+        serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -1,19 +1,33 @@
-//! Helpers shared by the integration tests: a private instance directory (pid file, log), free
-//! ports, running the real `kefu` binary with a deadline, and polling for a condition.
+//! What every integration test shares: one launcher ([`Instance`]: the real `kefu` binary in a
+//! private directory, with its own config and ports, stopped on drop) and one set of helpers
+//! (free ports, waiting for a condition, processes and signals, an HTTP client in [`http`], a
+//! WebSocket client in [`ws`], the kefu app's protocol in [`kefu_app`]).
+//!
+//! Each test binary compiles this module and uses only part of it, hence `allow(dead_code)`.
 
 #![allow(dead_code)]
 
+pub mod http;
+pub mod instance;
+pub mod kefu_app;
+pub mod ws;
+
+pub use instance::Instance;
+
 use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Path of the binary under test.
 pub const KEFU: &str = env!("CARGO_BIN_EXE_kefu");
 
-/// A port nobody listens on right now (bind :0, read it, release it).
+/// One second, the unit most deadlines are written in.
+pub const SEC: Duration = Duration::from_secs(1);
+
+/// A port nobody listens on right now (bind :0, read it, release it). Another process could
+/// take it before the server binds it; on a test machine that is rare enough.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -21,18 +35,60 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-/// Poll `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+/// Poll `cond` every 20 ms until it holds or `timeout` passes; returns whether it held. This
+/// is how tests wait for an observable event (a process gone, a status field, a log line)
+/// instead of sleeping for a guessed time.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    wait_for(timeout, || cond().then_some(())).is_some()
+}
+
+/// Poll `f` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
-        if cond() {
-            return true;
+        if let Some(v) = f() {
+            return Some(v);
         }
         if Instant::now() >= end {
-            return false;
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Field 3 (after the parenthesised comm) is the state; Z = zombie, X = dead.
+        Ok(s) => match s.rsplit_once(')') {
+            Some((_, rest)) => !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Send `sig` to `pid`, panicking if that fails (the tests only signal processes they know).
+pub fn signal(pid: i32, sig: i32) {
+    assert!(
+        try_signal(pid, sig),
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Send `sig` to `pid`; false if it failed (e.g. the process is already gone).
+pub fn try_signal(pid: i32, sig: i32) -> bool {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, sig) == 0 }
+}
+
+/// Whether `pid` runs the binary under test (so a stale pid file never makes a test signal
+/// a stranger that reused the pid).
+pub fn is_kefu(pid: i32) -> bool {
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"));
+    let ours = std::fs::canonicalize(KEFU);
+    matches!((exe, ours), (Ok(a), Ok(b)) if a == b)
 }
 
 /// What a CLI run printed.
@@ -50,133 +106,6 @@ impl Out {
     /// Exit code 0.
     pub fn ok(&self) -> bool {
         self.code == 0
-    }
-}
-
-/// Whether `pid` is a live (non-zombie) process.
-pub fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // Field 3 (after the parenthesised comm) is the state; Z = zombie, X = dead.
-        Ok(s) => match s.rsplit_once(')') {
-            Some((_, rest)) => !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')),
-            None => false,
-        },
-        Err(_) => false,
-    }
-}
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// One kefu instance under test: its own directory, pid file and ports.
-pub struct Instance {
-    /// Working directory for every command (short: the control socket path must fit sun_path).
-    pub dir: PathBuf,
-    /// Text protocol port.
-    pub text_port: u16,
-    /// WebSocket port.
-    pub ws_port: u16,
-    /// Worker count.
-    pub workers: usize,
-    /// App passed with `--app` (the tests' default is `echo`; the server's is `kefu`).
-    pub app: &'static str,
-}
-
-impl Instance {
-    /// A fresh directory and two free ports.
-    pub fn new(workers: usize) -> Instance {
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("kefu-t{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        Instance {
-            dir,
-            text_port: free_port(),
-            ws_port: free_port(),
-            workers,
-            app: "echo",
-        }
-    }
-
-    /// The pid file (relative to `dir`, as passed on the command line).
-    pub fn pid_file(&self) -> PathBuf {
-        self.dir.join("k.pid")
-    }
-
-    /// Master pid from the pid file.
-    pub fn master_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    }
-
-    /// Run `kefu <args> --pid-file k.pid` in `dir` with a deadline.
-    pub fn run(&self, args: &[&str], timeout: Duration) -> Out {
-        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        all.extend(["--pid-file".into(), "k.pid".into()]);
-        run_in(&self.dir, &all, timeout)
-    }
-
-    /// Start options for this instance (listeners, workers, log file).
-    pub fn start_args(&self) -> Vec<String> {
-        vec![
-            "--app".into(),
-            self.app.into(),
-            "--listen".into(),
-            format!("text://127.0.0.1:{}", self.text_port),
-            "--listen".into(),
-            format!("websocket://127.0.0.1:{}", self.ws_port),
-            "--workers".into(),
-            self.workers.to_string(),
-            "--log-file".into(),
-            "k.log".into(),
-        ]
-    }
-
-    /// `kefu start -d` with this instance's options.
-    pub fn start(&self) -> Out {
-        let mut a = vec!["start".to_string(), "-d".to_string()];
-        a.extend(self.start_args());
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        self.run(&refs, Duration::from_secs(30))
-    }
-
-    /// `kefu status --json`, parsed.
-    pub fn status(&self) -> Option<serde_json::Value> {
-        let o = self.run(&["status", "--json"], Duration::from_secs(10));
-        if !o.ok() {
-            return None;
-        }
-        serde_json::from_str(o.stdout.trim()).ok()
-    }
-
-    /// Worker pids from `status --json`.
-    pub fn worker_pids(&self) -> Vec<i32> {
-        self.status()
-            .and_then(|s| {
-                s["workers"].as_array().map(|w| {
-                    w.iter()
-                        .filter_map(|w| w["pid"].as_i64().map(|p| p as i32))
-                        .collect()
-                })
-            })
-            .unwrap_or_default()
-    }
-
-    /// The log file contents (for failure messages).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("k.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        // Whatever the test did, leave no master behind (workers follow via PDEATHSIG).
-        if let Some(pid) = self.master_pid() {
-            let _ = kefu::sys::process::kill(pid, libc::SIGKILL);
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -207,6 +136,7 @@ pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
     let code = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st.code().unwrap_or(-1),
+            // Polling the child: the exit is the event, there is no fd to wait on.
             Ok(None) if Instant::now() < end => std::thread::sleep(Duration::from_millis(10)),
             _ => {
                 let _ = child.kill();
@@ -222,14 +152,15 @@ pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
     }
 }
 
-pub mod http;
-pub mod server;
-pub mod ws;
-
 /// Which of `pids` holds the server side of the client socket `sock` (from /proc/net/tcp and
 /// the processes' fd tables).
 pub fn socket_owner(sock: &std::net::TcpStream, server_port: u16, pids: &[i32]) -> Option<i32> {
-    let client_port = sock.local_addr().unwrap().port();
+    port_owner(sock.local_addr().unwrap().port(), server_port, pids)
+}
+
+/// Which of `pids` holds the server side of the loopback connection from `client_port` to
+/// `server_port`.
+pub fn port_owner(client_port: u16, server_port: u16, pids: &[i32]) -> Option<i32> {
     let port = |s: &str| u16::from_str_radix(s.rsplit(':').next()?, 16).ok();
     let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap();
     let inode = tcp.lines().skip(1).find_map(|l| {

@@ -1,8 +1,6 @@
 //! A small blocking WebSocket client for the tests: real sockets, masked frames, with read
 //! timeouts so a broken server fails a test instead of hanging it.
 
-#![allow(dead_code)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

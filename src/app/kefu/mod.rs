@@ -475,9 +475,11 @@ impl App for Kefu {
 
     fn transport(&self) -> Transport {
         Transport {
-            // Nothing the protocol accepts is larger; the transport refuses more (1009) as
-            // soon as a frame header declares it, before buffering any of it.
-            max_message: MAX_FRAME,
+            // Nothing the protocol accepts is larger than MAX_FRAME. Up to twice that, the
+            // client still gets the protocol's own error (10005) and keeps its connection;
+            // beyond, the transport refuses (1009) as soon as a frame header declares it,
+            // before buffering any of it.
+            max_message: 2 * MAX_FRAME,
             // Uploads are the largest bodies (raw bytes); everything else is small JSON.
             max_http_body: self.cfg.upload_max_bytes.max(MAX_FRAME),
             login_timeout: Some(LOGIN_TIMEOUT),

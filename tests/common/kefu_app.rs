@@ -1,75 +1,19 @@
-//! Helpers for the kefu app's integration tests: a server with a data dir and agents, a tiny
-//! HTTP client, and WebSocket helpers that speak the `method`-tagged protocol.
+//! The kefu app under test: an [`Instance`] of `--app kefu` with a data dir, a config and
+//! agents, and helpers that speak its `method`-tagged WebSocket protocol.
 
-#![allow(dead_code)]
-
-use crate::common::server::Server;
-use crate::common::ws::Ws;
+use super::http::http_json;
+use super::ws::Ws;
+use super::Instance;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The binary under test.
-pub const KEFU: &str = env!("CARGO_BIN_EXE_kefu");
-
-/// A running kefu app with its data dir.
-pub struct Kefu {
-    /// The server (stopped on drop).
-    pub server: Server,
-    /// Data dir.
-    pub data: PathBuf,
-    /// Config file.
-    pub conf: PathBuf,
-}
-
-/// A fresh scratch directory.
-pub fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "kefu-{tag}-{}-{}",
-        std::process::id(),
-        crate::common::free_port()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The password every test agent gets (long enough for `agent add`'s minimum).
 pub const AGENT_PW: &str = "pw-agent-test";
 
-/// Run the CLI against a data dir; returns stdout (panics on failure).
-pub fn cli(conf: &Path, data: &Path, args: &[&str]) -> String {
-    cli_stdin(conf, data, args, "")
-}
-
-/// [`cli`] with `stdin` as the command's standard input (`agent add|passwd` read the password
-/// from it).
-pub fn cli_stdin(conf: &Path, data: &Path, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(KEFU)
-        .args(args)
-        .args([
-            "-c",
-            conf.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A command that reads nothing may exit before the write: a broken pipe is fine then.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "kefu {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// A running kefu app (foreground, one WebSocket listener; stopped on drop).
+pub struct Kefu {
+    /// The instance (private dir, data dir, config).
+    pub inst: Instance,
 }
 
 impl Kefu {
@@ -80,10 +24,9 @@ impl Kefu {
         kefu_toml: &str,
         agents: &[(&str, &str, &str, Option<u32>)],
     ) -> Kefu {
-        let dir = scratch("app");
-        let data = dir.join("data");
-        let conf = dir.join("kefu.toml");
-        std::fs::write(&conf, format!("[kefu]\n{kefu_toml}\n")).unwrap();
+        let inst = Instance::new("kefu", workers, &["websocket"])
+            .config(&format!("[kefu]\n{kefu_toml}\n"))
+            .with_data_dir();
         for (bid, id, name, max) in agents {
             let mut a = vec![
                 "agent",
@@ -100,25 +43,26 @@ impl Kefu {
             if let Some(m) = &m {
                 a.extend(["--max", m]);
             }
-            cli_stdin(&conf, &data, &a, &format!("{AGENT_PW}\n"));
+            cli_stdin(&inst, &a, &format!("{AGENT_PW}\n"));
         }
-        let server = Server::start(
-            "kefu",
-            workers,
-            &["websocket"],
-            &[
-                "-c",
-                conf.to_str().unwrap(),
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-        );
-        Kefu { server, data, conf }
+        Kefu { inst: inst.start() }
+    }
+
+    /// Run an admin command (`agent ...`, `business ...`) on this instance's config and data
+    /// dir; returns stdout (panics on failure).
+    pub fn cli(&self, args: &[&str]) -> String {
+        cli_stdin(&self.inst, args, "")
+    }
+
+    /// [`Kefu::cli`] with `stdin` as the command's input (`agent add|passwd` read the
+    /// password from it).
+    pub fn cli_stdin(&self, args: &[&str], stdin: &str) -> String {
+        cli_stdin(&self.inst, args, stdin)
     }
 
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
-        self.server.addr(0)
+        self.inst.addr("websocket")
     }
 
     /// An agent token from `POST /api/agent/login`.
@@ -166,10 +110,40 @@ impl Kefu {
         (ws, v)
     }
 
-    /// Worker pids (children of the foreground master).
+    /// Worker pids.
     pub fn worker_pids(&self) -> Vec<i32> {
-        self.server.worker_pids()
+        self.inst.worker_pids()
     }
+}
+
+fn cli_stdin(inst: &Instance, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let data = inst.data_dir();
+    let conf = inst.dir.join("kefu.toml");
+    let mut child = Command::new(super::KEFU)
+        .args(args)
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "-c",
+            conf.to_str().unwrap(),
+        ])
+        .current_dir(&inst.dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kefu");
+    // A command that reads nothing may exit before the write: a broken pipe is fine then.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "kefu {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Next JSON message (None on timeout/close).
@@ -211,7 +185,8 @@ pub fn recv_until(ws: &mut Ws, what: &str, mut pred: impl FnMut(&Value) -> bool)
     }
 }
 
-/// Everything that arrives within `d`.
+/// Everything that arrives within `d`: a listening window for tests that check what does
+/// NOT arrive (no event marks "nothing more will come").
 pub fn collect(ws: &mut Ws, d: Duration) -> Vec<Value> {
     ws.sock.set_read_timeout(Some(d)).unwrap();
     let end = Instant::now() + d;
@@ -240,47 +215,4 @@ pub fn say(ws: &mut Ws, conv: Option<i64>, cmid: &str, text: &str) -> i64 {
     });
     assert_eq!(a["method"], "ack", "send failed: {a}");
     a["seq"].as_i64().unwrap()
-}
-
-/// A raw HTTP/1.1 request; returns status and body.
-pub fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Vec<u8>, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let i = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("http head");
-    let head = String::from_utf8_lossy(&out[..i]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, out[i + 4..].to_vec(), head)
-}
-
-/// An HTTP request with a JSON answer.
-pub fn http_json(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Value) {
-    let (st, b, _) = http(addr, method, path, headers, body);
-    (st, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
