@@ -202,6 +202,17 @@ impl Conn {
         }
     }
 
+    /// An HTTP connection between requests: nothing received of a next request, nothing left
+    /// to send, no answer awaited from the app. Closing it loses nothing, so a stopping worker
+    /// does so at once instead of waiting for the client to hang up.
+    pub fn idle_http(&self) -> bool {
+        self.state == ConnState::Handshake
+            && self.framing == Framing::None
+            && self.in_buf.is_empty()
+            && self.out.is_empty()
+            && !self.input.awaiting_app()
+    }
+
     /// Whether app messages may still be queued to this connection.
     pub fn accepts_messages(&self) -> bool {
         self.state == ConnState::Open

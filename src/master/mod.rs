@@ -372,8 +372,11 @@ impl Master {
         for (_, p) in self.procs.iter_mut() {
             if let ProcState::Stopping { kill_at: Some(t) } = p.state {
                 if now >= t {
+                    // Idle connections never hold a worker up (it closes them at once), so a
+                    // worker still here is stuck: in app code, or on a client that will not
+                    // take its last bytes.
                     warn!(
-                        "worker[{}:{}] still alive after its stop timeout, SIGKILL",
+                        "worker[{}:{}] is stuck: still alive after stop_timeout; SIGKILL",
                         self.cfg.app, p.pid
                     );
                     let _ = process::kill(p.pid, libc::SIGKILL);

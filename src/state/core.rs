@@ -74,6 +74,8 @@ pub(crate) struct Core {
     pub fanout: Vec<u8>,
     /// Connections left holding ranges of `fanout` by a flush that could not finish.
     pub held_turn: Vec<usize>,
+    /// The worker is stopping: HTTP answers close their connection rather than keep it.
+    pub stopping: bool,
 }
 
 impl Core {
@@ -100,6 +102,7 @@ impl Core {
             slots: Vec::new(),
             fanout: Vec::new(),
             held_turn: Vec::new(),
+            stopping: false,
             waker,
         }
     }

@@ -144,6 +144,9 @@ impl Worker {
             if restart { ", reload" } else { "" }
         );
         self.close_listeners();
+        // From now on an HTTP answer closes its connection instead of keeping it alive.
+        self.core.stopping = true;
+        self.close_idle_http();
         let first = self.stopping == Stopping::No;
         if first {
             super::input::guarded(&mut self.core, None, "on_worker_stop", |cx| {

@@ -236,7 +236,7 @@ fn http_step(
 
 /// Queue `resp` to `req` (`n` bytes long), keeping the connection if the request allows it.
 fn answer(core: &mut Core, id: ConnId, req: &Request, resp: Response, n: usize) -> Option<usize> {
-    let keep = req.keep_alive();
+    let keep = req.keep_alive() && !core.stopping;
     let mut out = Vec::new();
     resp.write_to(&mut out, keep);
     core.queue_raw(id.index(), &out, &[]);

@@ -627,7 +627,33 @@ impl Worker {
             })
             .collect();
         for id in ids {
-            self.core.request_close(id, CloseHow::Graceful(code));
+            let idle = self.core.get(id).is_some_and(Conn::idle_http);
+            let how = if idle {
+                CloseHow::Now
+            } else {
+                CloseHow::Graceful(code)
+            };
+            self.core.request_close(id, how);
+        }
+        self.apply_closes();
+    }
+
+    /// Close the HTTP connections waiting for a next request that may never come (a
+    /// browser's keep-alive): a draining worker would otherwise wait on them until its
+    /// deadline, and a stopping one linger on them.
+    fn close_idle_http(&mut self) {
+        let idle: Vec<ConnId> = self
+            .core
+            .conns
+            .iter()
+            .filter(|(_, c)| c.idle_http())
+            .map(|(s, c)| ConnId {
+                slot: s as u32,
+                gen: c.gen,
+            })
+            .collect();
+        for id in idle {
+            self.core.request_close(id, CloseHow::Now);
         }
         self.apply_closes();
     }
