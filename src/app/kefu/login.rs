@@ -135,7 +135,14 @@ pub(crate) fn visitor(
             if c.r != Role::Visitor || c.b != bid {
                 return Err(StoreError::Invalid("token is for another business"));
             }
-            (c.s, meta.name.clone(), c.vf)
+            // A verified visitor's name is the one its integrator signed: an empty name
+            // keeps the stored one (see the upsert below), whatever the page now claims.
+            let name = if c.vf {
+                String::new()
+            } else {
+                meta.name.clone()
+            };
+            (c.s, name, c.vf)
         }
         Ident::Signed {
             visitor_id,
