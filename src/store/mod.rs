@@ -201,16 +201,10 @@ CREATE INDEX IF NOT EXISTS msg_client ON messages (sender_id, client_msg_id)
 ";
 
 /// Version 2: counters that survive the rows they number. `agent_gen` hands out agents'
-/// token generations (`pw_ver`), so a re-added agent never gets a generation an old token of
-/// its earlier self carries. It starts at the clock in ms: older stores numbered generations
-/// from 1 per agent, and deleted agents' numbers are not known any more.
-fn schema_v2() -> String {
-    format!(
-        "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-         INSERT OR IGNORE INTO counters (name, value) VALUES ('agent_gen', {});",
-        now_ms()
-    )
-}
+/// token generations (`pw_ver`, see `tenancy::next_generation`), so a re-added agent never
+/// gets a generation an old token of its earlier self carries.
+const SCHEMA_V2: &str =
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -218,11 +212,11 @@ fn migrate(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     // IMMEDIATE: two workers migrating at once serialize on the write lock, and the second
-    // finds the tables already there (IF NOT EXISTS, OR IGNORE).
+    // finds the tables already there (IF NOT EXISTS).
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let r = conn
         .execute_batch(SCHEMA_V1)
-        .and_then(|_| conn.execute_batch(&schema_v2()))
+        .and_then(|_| conn.execute_batch(SCHEMA_V2))
         .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
     match r {
         Ok(()) => conn.execute_batch("COMMIT")?,

@@ -208,13 +208,16 @@ pub(crate) fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Resu
 }
 
 /// A token generation never handed out before, in this store, to any agent: removing an
-/// agent and adding it again cannot bring back a generation its old tokens carry.
+/// agent and adding it again cannot bring back a generation its old tokens carry. The
+/// counter starts at the clock in ms: stores from before it numbered generations from 1 per
+/// agent, and the numbers of agents deleted since are not known any more.
 pub(crate) fn next_generation(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached(
-            "UPDATE counters SET value = value + 1 WHERE name = 'agent_gen' RETURNING value",
+            "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
+             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
         )?
-        .query_row([], |r| r.get(0))?)
+        .query_row([now_ms()], |r| r.get(0))?)
 }
 
 /// Set a new password hash (invalidating the agent's tokens).
