@@ -34,6 +34,11 @@ pub enum MasterMsg {
         /// Echoed back.
         req: u64,
     },
+    /// An admin change the app must act on (passed to [`crate::api::App::on_admin`]).
+    Admin {
+        /// What changed.
+        event: AdminEvent,
+    },
     /// A bus link to another worker: the socket comes attached to this message (SCM_RIGHTS).
     Peer {
         /// The other worker's incarnation.
@@ -146,6 +151,28 @@ pub enum CliRequest {
         /// Old workers drain before exiting.
         graceful: bool,
     },
+    /// Tell every worker's app of an admin change (answered once sent to all of them).
+    Admin {
+        /// What changed.
+        event: AdminEvent,
+    },
+}
+
+/// A change made by an admin command outside the server (in the store or the data dir) that
+/// running workers must act on now rather than at the next use of what changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AdminEvent {
+    /// An agent was removed or its password changed: its tokens are dead and its live
+    /// sessions must close.
+    AgentRevoked {
+        /// Business id.
+        bid: String,
+        /// Agent id.
+        agent_id: String,
+    },
+    /// The token signing key was replaced: re-read it; every session is of the old key.
+    KeyRotated,
 }
 
 /// Master -> CLI over the control socket: exactly one reply line per request.

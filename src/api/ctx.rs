@@ -8,7 +8,7 @@ use crate::connection::ConnState;
 use crate::gateway::bus::wire::{BusMsg, Kind};
 use crate::gateway::client_id::{ClientId, ConnId};
 use crate::gateway::registry::{Members, Registry};
-use crate::gateway::{check_group, check_uid, ApiError, MAX_GROUPS_PER_CLIENT, MAX_SESSION};
+use crate::gateway::{check_group, check_uid, ApiError, MAX_GROUPS_PER_CLIENT};
 use crate::protocol::http::response::Response;
 use crate::protocol::Payload;
 use crate::state::{CloseHow, Core, Encoded};
@@ -316,27 +316,16 @@ impl<'a> Ctx<'a> {
         if let Some(id) = self.core.local(c) {
             return self.core.local_session(id, s, merge);
         }
+        // Checked on the result against our replica, as the owner will: the owner refuses
+        // an oversized result, and our mirror must not keep what the owner refused.
         let bytes = serde_json::to_vec(&s).unwrap_or_default();
-        if bytes.len() > MAX_SESSION {
-            return Err(ApiError::SessionTooLarge);
-        }
+        let (next, _) = self.core.reg.next_session(c, s, merge)?;
         let cmd = if merge {
             BusMsg::CmdUpdateSession(c.conn, &bytes)
         } else {
             BusMsg::CmdSetSession(c.conn, &bytes)
         };
-        self.owner_op(
-            c,
-            |_, _| Ok(()),
-            cmd,
-            |r| {
-                if merge {
-                    r.merge_session(c, s);
-                } else {
-                    r.set_session(c, s);
-                }
-            },
-        )
+        self.owner_op(c, |_, _| Ok(()), cmd, |r| r.set_session(c, next))
     }
 
     /// A client's session (`None` if offline).

@@ -12,6 +12,7 @@ pub mod http_api;
 pub use crate::gateway::client_id::ClientId;
 pub use crate::gateway::registry::ClientInfo;
 pub use crate::gateway::ApiError;
+pub use crate::ipc::AdminEvent;
 pub use crate::protocol::http::request::Request;
 pub use crate::protocol::http::response::Response;
 pub use crate::protocol::Payload;
@@ -108,6 +109,9 @@ pub trait App {
     /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app
     /// announces the loss to its own local clients only ([`Ctx::send_to_group_local`]).
     fn on_peer_lost(&mut self, _cx: &mut Ctx<'_>, _gone: &[(ClientId, ClientInfo)]) {}
+    /// An admin command changed something the app relies on (an agent removed, the signing
+    /// key rotated); every worker gets it, so an app acts on its own local clients.
+    fn on_admin(&mut self, _cx: &mut Ctx<'_>, _event: &AdminEvent) {}
     /// Whether `name` (a uid or a group) is kept for connections this app authenticated
     /// itself: the gateway's HTTP API may then not bind, join, leave or dissolve it, so no
     /// backend call (or stolen key) can give a connection an identity the app did not grant.

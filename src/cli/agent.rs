@@ -1,6 +1,7 @@
 //! `kefu agent ...` and `kefu business ...`: manage the kefu app's tenants and agents in the
 //! store directly (works whether or not the server runs: SQLite serializes the writers).
 
+use super::key;
 use super::password::{self, PasswordArgs};
 use super::ConfigArgs;
 use crate::app::kefu::auth;
@@ -50,7 +51,8 @@ pub enum AgentCmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Remove an agent (its active conversations go back to the queue).
+    /// Remove an agent (its active conversations go back to the queue, its tokens stop
+    /// working and a running server closes its sessions).
     Remove {
         /// Business id.
         #[arg(long)]
@@ -62,7 +64,8 @@ pub enum AgentCmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Set a new password (prompted, from stdin, or --random); existing tokens stop working.
+    /// Set a new password (prompted, from stdin, or --random); existing tokens stop working
+    /// and a running server closes the agent's sessions.
     Passwd {
         /// Business id.
         #[arg(long)]
@@ -165,6 +168,7 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
         AgentCmd::Remove { bid, id, cfg } => {
             tenancy::agent_remove(&open(cfg)?, bid, id).map_err(explain)?;
             println!("agent {id} removed from {bid}");
+            key::agent_revoked(&cfg.load()?, bid, id);
         }
         AgentCmd::Passwd { bid, id, pw, cfg } => {
             let pw = password::obtain(pw)?;
@@ -174,6 +178,7 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
             if pw.generated {
                 println!("password: {}", pw.text);
             }
+            key::agent_revoked(&cfg.load()?, bid, id);
         }
     }
     Ok(0)

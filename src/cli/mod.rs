@@ -6,6 +6,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod client;
+pub(crate) mod key;
 pub(crate) mod password;
 pub(crate) mod table;
 
@@ -60,6 +61,8 @@ pub enum Cmd {
     Agent(agent::AgentArgs),
     /// Manage the kefu app's businesses (add, list, secret).
     Business(agent::BusinessArgs),
+    /// Manage the kefu app's token signing key (rotate).
+    Key(key::KeyArgs),
     /// Internal: run one worker process (exec'd by the master).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -257,6 +260,7 @@ pub fn run(cmd: Cmd) -> i32 {
         Cmd::Connections(a) => connections(&a),
         Cmd::Agent(a) => agent::run_agent(&a),
         Cmd::Business(a) => agent::run_business(&a),
+        Cmd::Key(a) => key::run_key(&a),
         Cmd::Worker(_) => Err("the worker subcommand is run by the master".into()),
     };
     match r {

@@ -7,6 +7,7 @@
 //! All operations are idempotent: replaying a change is harmless.
 
 use super::client_id::{ClientId, ConnId};
+use super::{ApiError, MAX_SESSION};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -245,14 +246,41 @@ impl Registry {
         }
     }
 
-    /// Merge `patch` into the session of `c` (see [`merge_into`]).
-    pub fn merge_session(&mut self, c: ClientId, patch: Map<String, Value>) {
+    /// Merge `patch` into the session of `c` (see [`merge_into`]); refused, and nothing
+    /// changed, when the result would exceed [`MAX_SESSION`].
+    pub fn merge_session(
+        &mut self,
+        c: ClientId,
+        patch: Map<String, Value>,
+    ) -> Result<(), ApiError> {
         if patch.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Some(info) = self.info_mut(c) {
-            merge_into(&mut info.session, patch);
+        let (next, _) = self.next_session(c, patch, true)?;
+        self.set_session(c, next);
+        Ok(())
+    }
+
+    /// The session `c` would have after `patch` (merged into its current one, or replacing
+    /// it), with its JSON. The cap applies to this result, not to the patch: small patches
+    /// add up, and every worker holds a copy of every session.
+    pub fn next_session(
+        &self,
+        c: ClientId,
+        patch: Map<String, Value>,
+        merge: bool,
+    ) -> Result<(Map<String, Value>, Vec<u8>), ApiError> {
+        let mut next = match self.get(c) {
+            Some(info) if merge => info.session.clone(),
+            Some(_) => Map::new(),
+            None => return Err(ApiError::NotOnline),
+        };
+        merge_into(&mut next, patch);
+        let bytes = serde_json::to_vec(&next).unwrap_or_default();
+        if bytes.len() > MAX_SESSION {
+            return Err(ApiError::SessionTooLarge);
         }
+        Ok((next, bytes))
     }
 
     /// What is known of `c` (an empty [`ClientInfo`] for a present client without any).
@@ -491,8 +519,8 @@ mod tests {
         r.ungroup("g");
         assert_eq!(r.info_count(), 0);
         assert!(r.group_ids().is_empty());
-        r.merge_session(a, obj(json!({"o": {"x": 1}})));
-        r.merge_session(a, obj(json!({"o": {"y": 2}})));
+        r.merge_session(a, obj(json!({"o": {"x": 1}}))).unwrap();
+        r.merge_session(a, obj(json!({"o": {"y": 2}}))).unwrap();
         assert_eq!(
             Value::Object(r.get(a).unwrap().session.clone()),
             json!({"o": {"x": 1, "y": 2}})
@@ -503,7 +531,7 @@ mod tests {
         r.unbind(a);
         r.leave(a, "g");
         r.set_session(a, Map::new());
-        r.merge_session(a, Map::new());
+        r.merge_session(a, Map::new()).unwrap();
         assert_eq!(r.info_count(), 0);
         // get_mut creates on demand, for present clients only.
         r.get_mut(a).unwrap().session = obj(json!({"s": true}));
@@ -520,6 +548,31 @@ mod tests {
         assert_eq!(info.groups, vec!["g".to_string()]);
         assert_eq!(r.info_count(), 0);
         assert!(r.uid_list().is_empty() && r.group_ids().is_empty());
+    }
+
+    #[test]
+    fn session_cap_applies_to_the_merged_result() {
+        let mut r = Registry::default();
+        let a = c(1, 1);
+        r.add(a);
+        let big = "x".repeat(MAX_SESSION / 2);
+        r.merge_session(a, obj(json!({"a": big}))).unwrap();
+        // Each patch is under the cap; together they are not.
+        assert_eq!(
+            r.merge_session(a, obj(json!({"b": big}))),
+            Err(ApiError::SessionTooLarge)
+        );
+        assert_eq!(r.get(a).unwrap().session.len(), 1, "nothing merged");
+        assert_eq!(
+            r.next_session(a, obj(json!({"b": big})), true).map(|_| ()),
+            Err(ApiError::SessionTooLarge)
+        );
+        // Replacing is measured without the old session.
+        assert!(r.next_session(a, obj(json!({"b": big})), false).is_ok());
+        assert_eq!(
+            r.next_session(c(1, 9), Map::new(), true).map(|_| ()),
+            Err(ApiError::NotOnline)
+        );
     }
 
     #[test]

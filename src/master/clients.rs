@@ -126,6 +126,25 @@ impl Master {
                 );
                 self.begin_stop(graceful);
             }
+            CliRequest::Admin { event } => {
+                info!("admin change from the CLI: {event:?}");
+                let msg = MasterMsg::Admin { event };
+                let mut told = 0;
+                for (_, p) in self.procs.iter_mut() {
+                    if p.chan.closed {
+                        continue;
+                    }
+                    p.chan.send(&msg);
+                    told += usize::from(!p.chan.closed);
+                }
+                self.reply(
+                    key,
+                    CliReply::Done {
+                        message: format!("told {told} workers"),
+                        pids: Vec::new(),
+                    },
+                );
+            }
             CliRequest::Reload { graceful } => {
                 info!("reload requested from the CLI (graceful: {graceful})");
                 if let Err(reason) = self.begin_reload(graceful, Some(key)) {

@@ -4,6 +4,7 @@
 use super::{CloseHow, Core, Encoded};
 use crate::gateway::bus::wire::BusMsg;
 use crate::gateway::client_id::{ClientId, ConnId};
+use crate::gateway::MAX_SESSION;
 use serde_json::{Map, Value};
 
 fn remote(from: u64, k: ConnId) -> ClientId {
@@ -31,6 +32,10 @@ pub(crate) fn apply(core: &mut Core, from: u64, m: BusMsg<'_>) {
         BusMsg::Join(k, g) => core.reg.join(remote(from, k), g),
         BusMsg::Leave(k, g) => core.reg.leave(remote(from, k), g),
         BusMsg::Session(k, b) => {
+            // The owner checked the cap; a peer that did not is not copied into our replica.
+            if b.len() > MAX_SESSION {
+                return;
+            }
             if let Some(s) = parse_map(b) {
                 core.reg.set_session(remote(from, k), s);
             }

@@ -14,8 +14,8 @@ use crate::connection::{Conn, ConnState, Framing};
 use crate::gateway::bus::wire::BusMsg;
 use crate::gateway::bus::Bus;
 use crate::gateway::client_id::{ClientId, ConnId};
-use crate::gateway::registry::{merge_into, Registry};
-use crate::gateway::{check_group, check_uid, ApiError, MAX_GROUPS_PER_CLIENT, MAX_SESSION};
+use crate::gateway::registry::Registry;
+use crate::gateway::{check_group, check_uid, ApiError, MAX_GROUPS_PER_CLIENT};
 use crate::protocol::Payload;
 use serde_json::{Map, Value};
 use slab::Slab;
@@ -285,17 +285,7 @@ impl Core {
         merge: bool,
     ) -> Result<(), ApiError> {
         let c = self.owned(id).ok_or(ApiError::NotOnline)?;
-        let info = self.reg.get(c).ok_or(ApiError::NotOnline)?;
-        let mut next = if merge {
-            info.session.clone()
-        } else {
-            Map::new()
-        };
-        merge_into(&mut next, data);
-        let bytes = serde_json::to_vec(&next).unwrap_or_default();
-        if bytes.len() > MAX_SESSION {
-            return Err(ApiError::SessionTooLarge);
-        }
+        let (next, bytes) = self.reg.next_session(c, data, merge)?;
         self.reg.set_session(c, next);
         self.bus.broadcast(&BusMsg::Session(id, &bytes));
         Ok(())

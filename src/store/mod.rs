@@ -33,6 +33,8 @@ pub(crate) enum StoreError {
     Conflict(&'static str),
     /// A request field is unacceptable.
     Invalid(&'static str),
+    /// A credential no longer matches the store (agent removed, password changed).
+    Revoked,
     /// The batch's transaction could not begin or commit: nothing of it was stored.
     Commit(String),
     /// The job panicked (a bug); the transaction part was rolled back.
@@ -47,6 +49,7 @@ impl fmt::Display for StoreError {
             StoreError::NotFound => f.write_str("not found"),
             StoreError::Conflict(m) => write!(f, "conflict: {m}"),
             StoreError::Invalid(m) => write!(f, "invalid: {m}"),
+            StoreError::Revoked => f.write_str("token revoked"),
             StoreError::Commit(m) => write!(f, "commit failed: {m}"),
             StoreError::Panic => f.write_str("internal error"),
         }
@@ -127,7 +130,7 @@ pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
 }
 
 /// Current schema version (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS businesses (
@@ -197,6 +200,12 @@ CREATE INDEX IF NOT EXISTS msg_client ON messages (sender_id, client_msg_id)
     WHERE client_msg_id IS NOT NULL;
 ";
 
+/// Version 2: counters that survive the rows they number. `agent_gen` hands out agents'
+/// token generations (`pw_ver`, see `tenancy::next_generation`), so a re-added agent never
+/// gets a generation an old token of its earlier self carries.
+const SCHEMA_V2: &str =
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+
 fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if v >= SCHEMA_VERSION {
@@ -207,6 +216,7 @@ fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let r = conn
         .execute_batch(SCHEMA_V1)
+        .and_then(|_| conn.execute_batch(SCHEMA_V2))
         .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
     match r {
         Ok(()) => conn.execute_batch("COMMIT")?,

@@ -27,7 +27,8 @@ pub(crate) struct Agent {
     pub name: String,
     /// Argon2 PHC string.
     pub pw_hash: String,
-    /// Bumped on every password change: tokens carry it, so old tokens die.
+    /// Token generation: new on every add and password change, never reused (see
+    /// [`next_generation`]); tokens carry it, so older tokens die.
     pub pw_ver: i64,
     /// Per-agent cap on concurrent conversations (None: the config default).
     pub max_concurrent: Option<i64>,
@@ -139,13 +140,14 @@ pub(crate) fn agent_add(
         business_add(conn, bid, bid)?;
     }
     let n = conn.execute(
-        "INSERT INTO agents (bid, agent_id, name, pw_hash, max_concurrent, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(bid, agent_id) DO NOTHING",
+        "INSERT INTO agents (bid, agent_id, name, pw_hash, pw_ver, max_concurrent, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(bid, agent_id) DO NOTHING",
         params![
             bid,
             agent_id,
             name.trim(),
             pw_hash,
+            next_generation(conn)?,
             max_concurrent,
             now_ms()
         ],
@@ -205,6 +207,19 @@ pub(crate) fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Resu
     Ok(())
 }
 
+/// A token generation never handed out before, in this store, to any agent: removing an
+/// agent and adding it again cannot bring back a generation its old tokens carry. The
+/// counter starts at the clock in ms: stores from before it numbered generations from 1 per
+/// agent, and the numbers of agents deleted since are not known any more.
+pub(crate) fn next_generation(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached(
+            "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
+             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
+        )?
+        .query_row([now_ms()], |r| r.get(0))?)
+}
+
 /// Set a new password hash (invalidating the agent's tokens).
 pub(crate) fn agent_set_password(
     conn: &Connection,
@@ -213,11 +228,34 @@ pub(crate) fn agent_set_password(
     pw_hash: &str,
 ) -> Result<()> {
     let n = conn.execute(
-        "UPDATE agents SET pw_hash = ?3, pw_ver = pw_ver + 1 WHERE bid = ?1 AND agent_id = ?2",
-        params![bid, agent_id, pw_hash],
+        "UPDATE agents SET pw_hash = ?3, pw_ver = ?4 WHERE bid = ?1 AND agent_id = ?2",
+        params![bid, agent_id, pw_hash, next_generation(conn)?],
     )?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_are_never_reused_across_remove_and_add() {
+        let dir = std::env::temp_dir().join(format!("kefu-tenancy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let conn = crate::store::open(&dir, crate::config::SyncMode::Normal).unwrap();
+        let ver = |c: &Connection| agent_get(c, "b", "a").unwrap().unwrap().pw_ver;
+        agent_add(&conn, "b", "a", "A", "h", None).unwrap();
+        let first = ver(&conn);
+        agent_set_password(&conn, "b", "a", "h2").unwrap();
+        let second = ver(&conn);
+        agent_remove(&conn, "b", "a").unwrap();
+        agent_add(&conn, "b", "a", "A", "h", None).unwrap();
+        let third = ver(&conn);
+        assert!(first < second && second < third, "{first} {second} {third}");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

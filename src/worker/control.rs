@@ -1,5 +1,5 @@
 //! The worker's end of the master control channel: Ready/Failed announcements, status and
-//! connection reports, and stop orders.
+//! connection reports, stop orders, and admin changes for the app.
 
 use super::{Stopping, Worker};
 use crate::connection::buffer::{Flush, OutBuf};
@@ -120,6 +120,11 @@ impl Worker {
             MasterMsg::Connections { req } => {
                 let conns = self.connection_rows();
                 self.control.send(&WorkerMsg::Connections { req, conns });
+            }
+            MasterMsg::Admin { event } => {
+                super::input::guarded(&mut self.core, None, "on_admin", |cx| {
+                    self.app.on_admin(cx, &event)
+                });
             }
             MasterMsg::Peer { inc, worker_id } => match self.control.fds.pop_front() {
                 Some(fd) => self.add_peer(inc, worker_id, fd),

@@ -109,6 +109,9 @@ impl Kefu {
             id: ag.agent_id.clone(),
             name: ag.name.clone(),
         };
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.agent_gen = ag.pw_ver;
+        }
         let group = agents_group(&ag.bid);
         // Colleagues hear of the agent's first tab only.
         let was_online = cx.is_uid_online(&me.uid());

@@ -87,6 +87,32 @@ impl Secret {
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "empty secret"))
     }
 
+    /// Replace `<data_dir>/secret.key` with a fresh key: every token signed so far stops
+    /// verifying once the workers hold the new one. Written under a temporary name and
+    /// renamed, so a worker starting meanwhile reads the old key or the new, never a mix.
+    pub fn rotate(data_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = data_dir.join(SECRET_FILE);
+        if !path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no signing key at {} (never started?)", path.display()),
+            ));
+        }
+        let tmp = data_dir.join(format!(".secret.{}.rotate", std::process::id()));
+        // A leftover (or planted link) is removed, not followed: create_new is O_EXCL.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(random_hex(32).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    }
+
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length.
         <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("hmac key")

@@ -1,5 +1,6 @@
 //! What comes back from the store: finished jobs, their outcomes, and where they go.
 
+use super::auth::Secret;
 use super::history::Missed;
 use super::login::{AgentIn, VisitorIn};
 use super::push::{fan_message, mark_online, push_routed, push_uid, send};
@@ -21,6 +22,8 @@ pub(super) enum Origin {
     Http(ClientId, HttpCall),
     /// The periodic drain (nobody waits for it).
     Drain,
+    /// The app's own upkeep after an admin change: key reload, revocation sweep.
+    Admin,
 }
 
 /// Which store thread runs a job.
@@ -38,6 +41,8 @@ impl Origin {
         match self {
             Origin::Http(_, c) => c.lane(),
             Origin::Ws(_) | Origin::Drain => Lane::Writer,
+            // Reads only: no need to wait for (or hold up) the writer's batches.
+            Origin::Admin => Lane::Aux,
         }
     }
 }
@@ -104,6 +109,10 @@ pub(super) enum Outcome {
     Routed(Routed),
     Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
+    /// The signing key as now on disk.
+    Key(Secret),
+    /// Agent sessions `(bid, agent_id, generation)` whose row is gone or newer.
+    Revoked(Vec<(String, String, i64)>),
 }
 
 impl Kefu {
@@ -122,6 +131,7 @@ impl Kefu {
                 }
             }
             (Origin::Drain, _) => {}
+            (Origin::Admin, o) => self.admin_done(cx, o),
             (Origin::Ws(rq), o) => self.ws_done(cx, &rq, o),
         }
     }
@@ -129,11 +139,12 @@ impl Kefu {
     fn failed(&mut self, cx: &mut Ctx<'_>, to: Origin, e: StoreError) {
         let (code, status, msg) = store_error(&e);
         // Refusals are the client's business; anything else, and any failed drain, is ours.
-        if code == Code::Storage || matches!(to, Origin::Drain) {
+        if code == Code::Storage || matches!(to, Origin::Drain | Origin::Admin) {
             let what = match &to {
                 Origin::Ws(rq) => rq.method.as_str(),
                 Origin::Http(_, call) => call.as_str(),
                 Origin::Drain => "drain",
+                Origin::Admin => "admin",
             };
             crate::warn!("kefu {what}: {e}");
         }
@@ -154,7 +165,7 @@ impl Kefu {
                 };
                 cx.respond_http(conn, &http::error(status, code, msg));
             }
-            Origin::Drain => {}
+            Origin::Drain | Origin::Admin => {}
         }
     }
 
@@ -301,7 +312,9 @@ impl Kefu {
             | Outcome::HttpVisitorToken(_)
             | Outcome::HttpHistory(..)
             | Outcome::HttpUploaded(..)
-            | Outcome::HttpFile(_) => {
+            | Outcome::HttpFile(_)
+            | Outcome::Key(_)
+            | Outcome::Revoked(_) => {
                 crate::warn!(
                     "kefu: http outcome for websocket request {}",
                     rq.method.as_str()

@@ -114,16 +114,19 @@ pub(crate) fn append(
     })
 }
 
-/// A message this sender already stored under `client_msg_id` in this business (a retry).
+/// A message this sender already stored under `client_msg_id` in this business (a retry),
+/// in conversation `conv_id` only when given.
 pub(crate) fn find_retry(
     conn: &Connection,
     bid: &str,
     from: Sender<'_>,
     client_msg_id: &str,
+    conv_id: Option<i64>,
 ) -> Result<Option<MessageOut>> {
     let sql = format!(
         "SELECT {} FROM messages m JOIN conversations c ON c.id = m.conv_id
          WHERE m.sender_id = ?1 AND m.client_msg_id = ?2 AND m.sender_role = ?3 AND c.bid = ?4
+           AND (?5 IS NULL OR m.conv_id = ?5)
          LIMIT 1",
         COLS.split(", ")
             .map(|c| format!("m.{c}"))
@@ -132,7 +135,10 @@ pub(crate) fn find_retry(
     );
     Ok(conn
         .prepare_cached(&sql)?
-        .query_row(params![from.id, client_msg_id, from.role, bid], row)
+        .query_row(
+            params![from.id, client_msg_id, from.role, bid, conv_id],
+            row,
+        )
         .optional()?)
 }
 

@@ -218,6 +218,9 @@ impl Kefu {
                     .and_then(|v| v.parse::<i64>().ok())
                     .unwrap_or(history::DEFAULT_PAGE);
                 self.submit(cx, to(HttpCall::History), move |c| {
+                    if claims.r == TokenRole::Agent {
+                        login::check_agent(c, &claims)?;
+                    }
                     let who = match claims.r {
                         TokenRole::Agent => Access::Agent(&claims.b),
                         TokenRole::Visitor => Access::Visitor(&claims.b, &claims.s),
@@ -229,9 +232,10 @@ impl Kefu {
                 HttpOutcome::Pending
             }
             ("POST", "/api/upload") => {
-                if let Err(r) = self.bearer_claims(req) {
-                    return HttpOutcome::Respond(r);
-                }
+                let claims = match self.bearer_claims(req) {
+                    Ok(c) => c,
+                    Err(r) => return HttpOutcome::Respond(r),
+                };
                 if req.body.is_empty() {
                     return HttpOutcome::Respond(error(400, Code::Invalid, "empty body"));
                 }
@@ -247,7 +251,10 @@ impl Kefu {
                 };
                 let body = req.body.clone();
                 let dir = self.data_dir.clone();
-                self.submit(cx, to(HttpCall::Upload), move |_| {
+                self.submit(cx, to(HttpCall::Upload), move |c| {
+                    if claims.r == TokenRole::Agent {
+                        login::check_agent(c, &claims)?;
+                    }
                     let name = upload::save(&dir, &body, t)?;
                     Ok(Outcome::HttpUploaded(name, t, body.len()))
                 });

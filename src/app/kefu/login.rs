@@ -29,10 +29,7 @@ pub(crate) fn agent(
     p: Policy,
     now: i64,
 ) -> Result<AgentIn> {
-    let agent = tenancy::agent_get(conn, &claims.b, &claims.s)?.ok_or(StoreError::NotFound)?;
-    if claims.r != Role::Agent || agent.pw_ver != claims.pv {
-        return Err(StoreError::Conflict("token revoked"));
-    }
+    let agent = check_agent(conn, claims)?;
     let routed = routing::drain(conn, &agent.bid, online, p, now)?;
     let conversations = routing::agent_conversations(conn, &agent.bid, &agent.agent_id)?;
     Ok(AgentIn {
@@ -40,6 +37,32 @@ pub(crate) fn agent(
         conversations,
         routed,
     })
+}
+
+/// The agent an agent token names, if the token is still good: the row exists (not removed)
+/// and carries the token's generation (no password change since, no remove and re-add).
+/// Every use of an agent token comes here, on a store thread, after the signature check.
+pub(crate) fn check_agent(conn: &Connection, claims: &Claims) -> Result<Agent> {
+    match tenancy::agent_get(conn, &claims.b, &claims.s)? {
+        Some(a) if claims.r == Role::Agent && a.pw_ver == claims.pv => Ok(a),
+        _ => Err(StoreError::Revoked),
+    }
+}
+
+/// Which of these agent sessions `(bid, agent_id, generation)` are no longer backed by their
+/// agent row (removed, or a newer generation).
+pub(crate) fn revoked(
+    conn: &Connection,
+    sessions: &[(String, String, i64)],
+) -> Result<Vec<(String, String, i64)>> {
+    let mut gone = Vec::new();
+    for (bid, id, pv) in sessions {
+        match tenancy::agent_get(conn, bid, id)? {
+            Some(a) if a.pw_ver == *pv => {}
+            _ => gone.push((bid.clone(), id.clone(), *pv)),
+        }
+    }
+    Ok(gone)
 }
 
 /// Verify a password (slow: argon2) for the HTTP login.
@@ -135,7 +158,14 @@ pub(crate) fn visitor(
             if c.r != Role::Visitor || c.b != bid {
                 return Err(StoreError::Invalid("token is for another business"));
             }
-            (c.s, meta.name.clone(), c.vf)
+            // A verified visitor's name is the one its integrator signed: an empty name
+            // keeps the stored one (see the upsert below), whatever the page now claims.
+            let name = if c.vf {
+                String::new()
+            } else {
+                meta.name.clone()
+            };
+            (c.s, name, c.vf)
         }
         Ident::Signed {
             visitor_id,

@@ -18,6 +18,7 @@ pub(crate) mod http;
 pub(crate) mod login;
 mod push;
 mod request;
+mod revoke;
 pub(crate) mod routing;
 #[cfg(test)]
 mod routing_tests;
@@ -27,8 +28,8 @@ mod visitor;
 pub(crate) mod wire;
 
 use crate::api::{
-    App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError, TimerId,
-    Transport,
+    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError,
+    TimerId, Transport,
 };
 use crate::config::{Config, KefuConfig};
 use crate::store::runner::{Mode, Runner};
@@ -97,6 +98,9 @@ enum Role {
 #[derive(Debug)]
 struct Conn {
     role: Role,
+    /// The token generation (`pw_ver`) a logged-in agent's row had at login (0 otherwise):
+    /// the revocation sweep compares it with the row's current one.
+    agent_gen: i64,
     ip: String,
     user_agent: String,
     inflight: u32,
@@ -108,6 +112,7 @@ impl Conn {
     fn new(ip: String, user_agent: String, now: Instant, burst: f64) -> Conn {
         Conn {
             role: Role::Anon,
+            agent_gen: 0,
             ip,
             user_agent,
             inflight: 0,
@@ -263,7 +268,7 @@ impl Kefu {
                 Origin::Http(conn, _) => {
                     cx.respond_http(conn, &http::error(503, wire::Code::Busy, "server busy"));
                 }
-                Origin::Drain => {}
+                Origin::Drain | Origin::Admin => {}
             }
         }
     }
@@ -542,7 +547,12 @@ impl App for Kefu {
     fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, _tag: u64) {
         if Some(timer) == self.drain_timer {
             self.drain_tick(cx);
+            self.sweep(cx);
         }
+    }
+
+    fn on_admin(&mut self, cx: &mut Ctx<'_>, event: &AdminEvent) {
+        self.admin(cx, event);
     }
 
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {

@@ -582,7 +582,7 @@ pub(crate) fn visitor_send(
     now: i64,
 ) -> Result<VisitorSent> {
     if let Some(cm) = client_msg_id {
-        if let Some(msg) = history::find_retry(conn, bid, me, cm)? {
+        if let Some(msg) = history::find_retry(conn, bid, me, cm, None)? {
             let agent_id =
                 brief(conn, msg.conv_id)?.and_then(|b| b.phase.agent_id().map(str::to_owned));
             return Ok(VisitorSent {
@@ -628,7 +628,10 @@ pub(crate) fn agent_send(
         .filter(|b| b.bid == bid)
         .ok_or(StoreError::NotFound)?;
     if let Some(cm) = client_msg_id {
-        if let Some(msg) = history::find_retry(conn, bid, me, cm)? {
+        // A retry only of what this agent sent into this very conversation: an earlier
+        // message of another conversation under the same id must not be acked here and
+        // pushed into this visitor's chat.
+        if let Some(msg) = history::find_retry(conn, bid, me, cm, Some(conv_id))? {
             return Ok((msg, b.visitor_id));
         }
     }
