@@ -304,7 +304,7 @@ fn stuck_worker_shows_busy_and_is_killed_on_stop() {
     assert!(out.ok(), "{out:?}\n{}", k.log());
     assert!(
         k.log()
-            .contains("still alive after its stop timeout, SIGKILL"),
+            .contains("is stuck: still alive after stop_timeout; SIGKILL"),
         "{}",
         k.log()
     );
