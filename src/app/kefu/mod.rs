@@ -13,8 +13,10 @@ mod agent;
 pub mod auth;
 pub(crate) mod demo;
 mod done;
+mod guarded;
 pub(crate) mod history;
 pub(crate) mod http;
+pub(crate) mod limits;
 pub(crate) mod login;
 mod push;
 mod request;
@@ -22,6 +24,7 @@ pub(crate) mod routing;
 #[cfg(test)]
 mod routing_tests;
 pub(crate) mod state;
+pub(crate) mod strip;
 pub(crate) mod upload;
 mod visitor;
 pub(crate) mod wire;
@@ -58,6 +61,9 @@ const MAX_RESUME: usize = 100;
 /// How often each worker re-runs routing for businesses with agents here (a safety net for
 /// presence changes seen late through the gateway's replication).
 const DRAIN_EVERY: Duration = Duration::from_secs(5);
+/// Password checks queued per worker beyond the one running: argon2 takes tens of ms, so a
+/// longer queue would only answer later than a client waits; the rest get 503 at once.
+const LOGIN_QUEUE: usize = 16;
 
 /// The uid of an agent (all its tabs).
 pub fn agent_uid(bid: &str, id: &str) -> String {
@@ -142,10 +148,14 @@ pub struct Kefu {
     secret: Option<Secret>,
     /// Group-commit writer (all SQL of the conversation flow).
     writer: Option<Runner<Done>>,
-    /// Slow work off the writer: argon2, upload files.
+    /// Slow work off the writer: upload files, the orphan sweep.
     aux: Option<Runner<Done>>,
+    /// Password checks (argon2) only.
+    login: Option<Runner<Done>>,
     conns: HashMap<ClientId, Conn>,
     drain_timer: Option<TimerId>,
+    sweep_timer: Option<TimerId>,
+    limits: limits::Limits,
 }
 
 impl Kefu {
@@ -157,8 +167,11 @@ impl Kefu {
             secret: None,
             writer: None,
             aux: None,
+            login: None,
             conns: HashMap::new(),
             drain_timer: None,
+            sweep_timer: None,
+            limits: limits::Limits::new(&cfg.kefu, Instant::now()),
         }
     }
 
@@ -203,11 +216,28 @@ impl Kefu {
             wake.clone(),
         )
         .map_err(|e| e.to_string())?;
-        let aux = Runner::spawn(&format!("kefu-aux-{w}"), open()?, Mode::Plain, 1024, wake)
-            .map_err(|e| e.to_string())?;
+        let aux_conn = open()?;
+        upload::ensure_table(&aux_conn).map_err(|e| format!("uploads table: {e}"))?;
+        let aux = Runner::spawn(
+            &format!("kefu-aux-{w}"),
+            aux_conn,
+            Mode::Plain,
+            1024,
+            wake.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let login = Runner::spawn(
+            &format!("kefu-login-{w}"),
+            open()?,
+            Mode::Plain,
+            LOGIN_QUEUE,
+            wake,
+        )
+        .map_err(|e| e.to_string())?;
         self.secret = Some(secret);
         self.writer = Some(writer);
         self.aux = Some(aux);
+        self.login = Some(login);
         Ok(())
     }
 
@@ -231,6 +261,7 @@ impl Kefu {
         let runner = match to.lane() {
             Lane::Writer => &self.writer,
             Lane::Aux => &self.aux,
+            Lane::Login => &self.login,
         };
         // Both the job and its failure answer need the origin; the third copy stays here
         // for the busy answer.
@@ -254,10 +285,11 @@ impl Kefu {
             self.finish(&to);
             match to {
                 Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
-                Origin::Http(conn, _) => {
-                    cx.respond_http(conn, &http::error(503, wire::Code::Busy, "server busy"));
+                Origin::Http(conn, call) => {
+                    let busy = http::error(503, wire::Code::Busy, "server busy");
+                    http::reply(cx, conn, call, busy.header("Retry-After", "1"));
                 }
-                Origin::Drain => {}
+                Origin::Drain | Origin::Sweep => {}
             }
         }
     }
@@ -355,6 +387,29 @@ impl Kefu {
         }
     }
 
+    /// The client's address: the socket's, or with `trust_forwarded_for` the one the trusted
+    /// proxy put in `X-Forwarded-For` (counted from the right: the leftmost entries are
+    /// whatever the client sent).
+    fn client_ip(&self, cx: &Ctx<'_>, id: ClientId, req: &Request) -> String {
+        if self.cfg.trust_forwarded_for {
+            if let Some(a) = req.forwarded_client(self.cfg.trusted_hops) {
+                return a.to_string();
+            }
+        }
+        cx.remote_addr(id)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Delete uploads nobody referenced in time (on the aux thread: file removals).
+    fn sweep_tick(&mut self, cx: &mut Ctx<'_>) {
+        let cutoff = now_ms() - self.cfg.upload_orphan_after.as_millis() as i64;
+        let dir = self.data_dir.clone();
+        self.submit(cx, Origin::Sweep, move |c| {
+            upload::sweep(c, &dir, cutoff).map(Outcome::Swept)
+        });
+    }
+
     /// Re-run routing for every business with an agent connected here.
     fn drain_tick(&mut self, cx: &mut Ctx<'_>) {
         let bids: HashSet<String> = self
@@ -381,6 +436,12 @@ impl App for Kefu {
         // the master reports why (at start) or respawns it with back-off.
         self.start(cx)?;
         self.drain_timer = Some(cx.add_timer(DRAIN_EVERY, true, 0));
+        let orphan = self.cfg.upload_orphan_after;
+        if !orphan.is_zero() {
+            // Often enough that an orphan lives at most about a quarter longer than allowed.
+            let every = (orphan / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            self.sweep_timer = Some(cx.add_timer(every, true, 0));
+        }
         Ok(())
     }
 
@@ -402,16 +463,7 @@ impl App for Kefu {
         id: ClientId,
         req: &Request,
     ) -> Result<(), Reject> {
-        let mut ip = cx
-            .remote_addr(id)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        if self.cfg.trust_forwarded_for {
-            // Counted from the right: the leftmost entries are whatever the client sent.
-            if let Some(a) = req.forwarded_client(self.cfg.trusted_hops) {
-                ip = a.to_string();
-            }
-        }
+        let ip = self.client_ip(cx, id, req);
         let ua = clip(req.header("user-agent").unwrap_or("").to_string(), 512);
         self.conns
             .insert(id, Conn::new(ip, ua, cx.now(), self.cfg.rate_burst));
@@ -509,7 +561,8 @@ impl App for Kefu {
                 .writer
                 .as_ref()
                 .and_then(Runner::try_recv)
-                .or_else(|| self.aux.as_ref().and_then(Runner::try_recv));
+                .or_else(|| self.aux.as_ref().and_then(Runner::try_recv))
+                .or_else(|| self.login.as_ref().and_then(Runner::try_recv));
             match d {
                 Some(d) => self.done(cx, d),
                 None => return,
@@ -521,6 +574,8 @@ impl App for Kefu {
     fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, _tag: u64) {
         if Some(timer) == self.drain_timer {
             self.drain_tick(cx);
+        } else if Some(timer) == self.sweep_timer {
+            self.sweep_tick(cx);
         }
     }
 
@@ -532,6 +587,9 @@ impl App for Kefu {
         }
         if let Some(a) = &mut self.aux {
             a.shutdown();
+        }
+        if let Some(l) = &mut self.login {
+            l.shutdown();
         }
     }
 }
