@@ -270,14 +270,8 @@ fn a_flood_of_logins_does_not_stall_served_uploads() {
             let addr = addr.clone();
             std::thread::spawn(move || {
                 let body = json!({"bid":"shop","agent_id":"alice","password":format!("wrong-{i}")});
-                http(
-                    &addr,
-                    "POST",
-                    "/api/agent/login",
-                    &[],
-                    body.to_string().as_bytes(),
-                )
-                .0
+                let body = body.to_string();
+                http(&addr, "POST", "/api/agent/login", &[], body.as_bytes()).0
             })
         })
         .collect();

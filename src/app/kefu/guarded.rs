@@ -10,7 +10,7 @@ use super::limits::{self, Limit, Limited};
 use super::login;
 use super::upload::{self, Refused, Stored, Uploader};
 use super::wire::Code;
-use super::{ClientId, Kefu, Origin, Outcome};
+use super::{ClientId, Kefu, Outcome};
 use crate::api::{Ctx, HttpOutcome};
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
@@ -118,8 +118,8 @@ impl Kefu {
         // too, so a burst of parallel guesses meets the back-off like a sequence does.
         l.login_ip.fail(&ip, now);
         l.login_account.fail(&account, now);
-        let (bid, agent_id) = (r.bid, r.agent_id);
-        self.submit(cx, Origin::Http(conn, HttpCall::AgentLogin), move |c| {
+        let (bid, agent_id, key) = (r.bid, r.agent_id, ip.clone());
+        let out = self.submit_http(conn, HttpCall::AgentLogin, move |c| {
             let agent = match login::agent_password(c, &bid, &agent_id, &r.password) {
                 Ok(a) => Some(a),
                 Err(StoreError::NotFound) => None,
@@ -132,7 +132,12 @@ impl Kefu {
                 agent,
             })))
         });
-        HttpOutcome::Pending
+        if let HttpOutcome::Respond(_) = out {
+            // Busy: no password was checked.
+            self.limits.login_ip.uncount(&key);
+            self.limits.login_account.uncount(&account);
+        }
+        out
     }
 
     /// A password check is over: a token, or a logged failure.
@@ -223,14 +228,13 @@ impl Kefu {
         let body = req.body.clone();
         let dir = self.data_dir.clone();
         let quota = self.cfg.upload_business_mib_per_day.saturating_mul(1 << 20);
-        self.submit(cx, Origin::Http(conn, HttpCall::Upload), move |c| {
+        self.submit_http(conn, HttpCall::Upload, move |c| {
             Ok(
                 match upload::accept(c, &dir, &who, &body, t, quota, now_ms())? {
                     Ok(s) => Outcome::HttpUploaded(s),
                     Err(r) => Outcome::HttpUploadRefused(r),
                 },
             )
-        });
-        HttpOutcome::Pending
+        })
     }
 }

@@ -8,7 +8,7 @@ use super::limits::{self, Limit, Limited};
 use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
 use super::wire::{Code, MessageOut};
-use super::{history, upload, ClientId, Kefu, Origin, Outcome};
+use super::{history, upload, ClientId, Kefu, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -67,6 +67,11 @@ pub(crate) fn error(status: u16, code: Code, msg: &str) -> Response {
             retry_after: None,
         },
     )
+}
+
+/// 503: the store's queue for this call is full.
+pub(crate) fn busy() -> Response {
+    error(503, Code::Busy, "server busy, retry").header("Retry-After", "1")
 }
 
 /// 429 for a request over a limit: `Retry-After` and the same seconds in the body, which the
@@ -154,7 +159,6 @@ impl Kefu {
         if req.method == "OPTIONS" {
             return HttpOutcome::Respond(cors(Response::new(204)));
         }
-        let to = |call| Origin::Http(conn, call);
         match (req.method.as_str(), path) {
             ("POST", "/api/agent/login") => self.agent_login_http(cx, conn, req),
             ("POST", "/api/visitor/token") => {
@@ -202,11 +206,10 @@ impl Kefu {
                 };
                 let max_age = self.cfg.identity_max_age.as_secs() as i64;
                 let bid = r.bid;
-                self.submit(cx, to(HttpCall::VisitorToken), move |c| {
+                self.submit_http(conn, HttpCall::VisitorToken, move |c| {
                     login::visitor(c, &bid, ident, &meta, max_age, now_ms())
                         .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
-                });
-                HttpOutcome::Pending
+                })
             }
             ("GET", "/api/history") => {
                 let claims = match self.bearer_claims(req) {
@@ -226,7 +229,7 @@ impl Kefu {
                     .query_param("limit")
                     .and_then(|v| v.parse::<i64>().ok())
                     .unwrap_or(history::DEFAULT_PAGE);
-                self.submit(cx, to(HttpCall::History), move |c| {
+                self.submit_http(conn, HttpCall::History, move |c| {
                     let who = match claims.r {
                         TokenRole::Agent => Access::Agent(&claims.b),
                         TokenRole::Visitor => Access::Visitor(&claims.b, &claims.s),
@@ -234,8 +237,7 @@ impl Kefu {
                     routing::readable(c, conv_id, who)?;
                     let (m, more) = history::page(c, conv_id, before, limit)?;
                     Ok(Outcome::HttpHistory(conv_id, m, more))
-                });
-                HttpOutcome::Pending
+                })
             }
             ("POST", "/api/upload") => self.upload_http(cx, conn, req),
             ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
@@ -245,14 +247,13 @@ impl Kefu {
                 }
                 let dir = self.data_dir.clone();
                 let head = req.method == "HEAD";
-                self.submit(cx, to(HttpCall::File), move |_| {
+                self.submit_http(conn, HttpCall::File, move |_| {
                     let mut r = upload::serve(&dir, &name);
                     if head {
                         r.body.clear();
                     }
                     Ok(Outcome::HttpFile(r))
-                });
-                HttpOutcome::Pending
+                })
             }
             (_, "/api/agent/login" | "/api/visitor/token" | "/api/history" | "/api/upload") => {
                 HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed"))

@@ -258,39 +258,54 @@ impl Kefu {
                 None => return,
             }
         }
+        if self.enqueue(to.clone(), work).is_err() {
+            self.finish(&to);
+            match to {
+                Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
+                Origin::Http(conn, call) => http::reply(cx, conn, call, http::busy()),
+                Origin::Drain | Origin::Sweep => {}
+            }
+        }
+    }
+
+    /// Queue the job of an HTTP request: `Pending` (answered from `on_wake`), or 503 now.
+    /// The busy answer must be the return value: a `respond_http` before `on_http` returned
+    /// `Pending` finds no request waiting and is dropped, leaving the client hanging.
+    fn submit_http(
+        &mut self,
+        conn: ClientId,
+        call: done::HttpCall,
+        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+    ) -> HttpOutcome {
+        match self.enqueue(Origin::Http(conn, call), work) {
+            Ok(()) => HttpOutcome::Pending,
+            Err(_) if call.cors() => HttpOutcome::Respond(http::busy()),
+            Err(_) => HttpOutcome::Respond(http::without_cors(http::busy())),
+        }
+    }
+
+    /// Hand a job to the store thread of its lane.
+    fn enqueue(
+        &self,
+        to: Origin,
+        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+    ) -> Result<(), store::runner::Busy> {
         let runner = match to.lane() {
             Lane::Writer => &self.writer,
             Lane::Aux => &self.aux,
             Lane::Login => &self.login,
         };
-        // Both the job and its failure answer need the origin; the third copy stays here
-        // for the busy answer.
-        let (ok_to, fail_to) = (to.clone(), to.clone());
-        let r = match runner {
+        // Both the job and its failure answer need the origin.
+        let fail_to = to.clone();
+        match runner {
             Some(r) => r.submit(
-                move |c| {
-                    work(c).map(|o| Done {
-                        to: ok_to,
-                        res: Ok(o),
-                    })
-                },
+                move |c| work(c).map(|o| Done { to, res: Ok(o) }),
                 move |e| Done {
                     to: fail_to,
                     res: Err(e),
                 },
             ),
             None => Err(store::runner::Busy),
-        };
-        if r.is_err() {
-            self.finish(&to);
-            match to {
-                Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
-                Origin::Http(conn, call) => {
-                    let busy = http::error(503, wire::Code::Busy, "server busy");
-                    http::reply(cx, conn, call, busy.header("Retry-After", "1"));
-                }
-                Origin::Drain | Origin::Sweep => {}
-            }
         }
     }
 
