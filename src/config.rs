@@ -234,6 +234,23 @@ pub enum SyncMode {
     Normal,
 }
 
+/// A rate limit of the kefu app: `per_min` sustained, `burst` at once; `per_min = 0` is off.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Sustained events per minute (0: no limit).
+    pub per_min: f64,
+    /// Events allowed at once on top of the sustained rate.
+    pub burst: f64,
+}
+
+impl Rate {
+    /// `per_min` sustained with `burst` at once.
+    pub const fn new(per_min: f64, burst: f64) -> Rate {
+        Rate { per_min, burst }
+    }
+}
+
 /// The `kefu` app: routing, limits, tokens and durability (docs/kefu-protocol.md §9).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -268,6 +285,30 @@ pub struct KefuConfig {
     pub rate_per_sec: f64,
     /// Burst allowance on top of the rate.
     pub rate_burst: f64,
+    /// New visitors (anonymous token or `visitor_login`) per client IP.
+    pub visitor_new_per_ip: Rate,
+    /// New conversations opened by visitors per client IP.
+    pub conv_new_per_ip: Rate,
+    /// Visitor messages per client IP (all its connections together).
+    pub visitor_msg_per_ip: Rate,
+    /// Uploads per token (agent or visitor).
+    pub upload_per_token: Rate,
+    /// Uploads per client IP.
+    pub upload_per_ip: Rate,
+    /// Upload bytes one business may store per 24 hours, MiB (0: no limit).
+    pub upload_business_mib_per_day: u64,
+    /// An upload no stored message references this long after it was made is deleted, seconds.
+    #[serde(with = "secs")]
+    pub upload_orphan_after: Duration,
+    /// Failed agent logins per client IP before back-off starts.
+    pub login_ip_free_failures: u32,
+    /// Failed logins per agent account before back-off starts.
+    pub login_account_free_failures: u32,
+    /// Longest back-off after failed logins, seconds (it doubles per failure up to this).
+    #[serde(with = "secs")]
+    pub login_backoff_max: Duration,
+    /// Entries each per-IP / per-token / per-account table keeps (oldest evicted beyond).
+    pub limit_table_entries: usize,
 }
 
 impl Default for KefuConfig {
@@ -286,6 +327,17 @@ impl Default for KefuConfig {
             trusted_hops: 1,
             rate_per_sec: 20.0,
             rate_burst: 40.0,
+            visitor_new_per_ip: Rate::new(10.0, 30.0),
+            conv_new_per_ip: Rate::new(10.0, 30.0),
+            visitor_msg_per_ip: Rate::new(120.0, 240.0),
+            upload_per_token: Rate::new(4.0, 20.0),
+            upload_per_ip: Rate::new(10.0, 40.0),
+            upload_business_mib_per_day: 2048,
+            upload_orphan_after: Duration::from_secs(600),
+            login_ip_free_failures: 20,
+            login_account_free_failures: 5,
+            login_backoff_max: Duration::from_secs(300),
+            limit_table_entries: 16384,
         }
     }
 }
@@ -462,6 +514,25 @@ impl Config {
         }
         if self.kefu.trusted_hops == 0 || self.kefu.trusted_hops > 16 {
             return Err(ConfigError::Invalid("kefu.trusted_hops must be 1..=16"));
+        }
+        let k = &self.kefu;
+        let rates = [
+            k.visitor_new_per_ip,
+            k.conv_new_per_ip,
+            k.visitor_msg_per_ip,
+            k.upload_per_token,
+            k.upload_per_ip,
+        ];
+        let sane = |v: f64| v.is_finite() && v >= 0.0;
+        if !rates.iter().all(|r| sane(r.per_min) && sane(r.burst)) {
+            return Err(ConfigError::Invalid(
+                "kefu rate limits need per_min and burst >= 0",
+            ));
+        }
+        if !(16..=10_000_000).contains(&k.limit_table_entries) {
+            return Err(ConfigError::Invalid(
+                "kefu.limit_table_entries must be 16..=10000000",
+            ));
         }
         let api = self.listen.iter().any(|l| l.scheme == Scheme::Api);
         // Counted in bytes, like the comparison; 16 bytes of a random key are out of reach of

@@ -106,7 +106,9 @@ fn kill9_worker_loses_no_acked_message() {
     // No agent: every visitor writes into its own queued (leave-a-message) conversation.
     let k = Kefu::start(
         2,
-        "rate_per_sec = 100000.0\nrate_burst = 100000.0",
+        // Load from one address: the per-connection and per-address limits are off.
+        "rate_per_sec = 100000.0\nrate_burst = 100000.0\n\
+         visitor_msg_per_ip = { per_min = 0, burst = 0 }",
         &[("shop", "alice", "Alice", None)],
     );
     let stop = Arc::new(AtomicBool::new(false));

@@ -60,6 +60,10 @@ start_kefu() {
 synchronous = "$sync"
 rate_per_sec = 1000.0
 rate_burst = 2000.0
+# Every simulated visitor comes from 127.0.0.1: the per-address abuse limits are off.
+visitor_new_per_ip = { per_min = 0, burst = 0 }
+conv_new_per_ip = { per_min = 0, burst = 0 }
+visitor_msg_per_ip = { per_min = 0, burst = 0 }
 EOF
   "$KEFU_BIN" business add -c "$DATA/kefu.toml" --data-dir "$DATA" --bid "$BID" --name Bench >/dev/null || return 1
   : >"$DATA/agents.txt"

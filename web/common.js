@@ -339,11 +339,24 @@
       body: file
     }).then(function (r) {
       return r.json().catch(function () { return {}; }).then(function (j) {
-        if (!r.ok) { var e = new Error(j.msg || ("HTTP " + r.status)); e.status = r.status; throw e; }
+        if (!r.ok) {
+          var e = new Error(j.msg || ("HTTP " + r.status));
+          e.status = r.status;
+          e.retryAfter = j.retry_after || parseInt(r.headers.get("Retry-After") || "0", 10) || 0;
+          throw e;
+        }
         if (!K.safeUploadUrl(j.url)) throw new Error("bad url");
         return j.url;
       });
     });
+  };
+  /* What to tell the user about a failed upload. */
+  K.uploadError = function (e) {
+    var t = K.t;
+    if (e.status === 413) return t("upload_too_big");
+    if (e.status === 429) return t("rate_limited", { n: e.retryAfter || 60 });
+    if (e.status === 403) return t("upload_need_conv");
+    return t("upload_failed");
   };
   /* First image file of a paste event, if any. */
   K.pastedImage = function (ev) {

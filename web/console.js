@@ -53,6 +53,13 @@
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (j) {
           if (r.status === 401) throw new Error(t("login_failed"));
+          if (r.status === 429) {
+            // Back-off after failed logins: say how long, and keep the button off until then.
+            var wait = j.retry_after || parseInt(r.headers.get("Retry-After") || "0", 10) || 1;
+            var err = new Error(t("login_rate_limited", { n: wait }));
+            err.wait = wait;
+            throw err;
+          }
           if (!r.ok || !j.token) throw new Error(t("login_error", { msg: j.msg || ("HTTP " + r.status) }));
           return j;
         });
@@ -64,8 +71,10 @@
         lsSet("kefu.agent.last", { bid: auth.bid, agent_id: auth.agent_id });
         start(auth);
       })
-      .catch(function (e) { $("loginErr").textContent = e.message || String(e); })
-      .then(function () { $("loginBtn").disabled = false; });
+      .catch(function (e) { $("loginErr").textContent = e.message || String(e); return e.wait || 0; })
+      .then(function (wait) {
+        setTimeout(function () { $("loginBtn").disabled = false; }, (wait || 0) * 1000);
+      });
   }
 
   function logout() {
@@ -382,7 +391,7 @@
     if (!file) return;
     if (file.size > 2 * 1024 * 1024) { toast(t("upload_too_big")); return; }
     K.upload(file, S.auth.token).then(function (url) { queueSend("image", null, url); })
-      .catch(function (e) { toast(e.status === 413 ? t("upload_too_big") : t("upload_failed")); });
+      .catch(function (e) { toast(K.uploadError(e)); });
   }
   function stopTyping() {
     clearTimeout(S.typingIdle);

@@ -133,10 +133,21 @@
       // Expired or foreign token: start again as a new anonymous visitor.
       S.token = null; lsSet(TOKEN_KEY, null); login(); return;
     }
+    // Over a per-address limit: say so, and try again when the server says it may pass.
+    var wait = e.retry_after > 0 ? e.retry_after : 0;
+    if (e.method === "visitor_login" && wait) {
+      flash(t("rate_limited", { n: wait }), wait * 1000);
+      setTimeout(function () { if (!S.loggedIn) login(); }, wait * 1000);
+      return;
+    }
     if (e.client_msg_id) {
       var p = S.pending.find(function (x) { return x.cid === e.client_msg_id; });
       if (p) {
-        if (e.code === "10008" || e.code === "10009") setTimeout(function () { if (S.loggedIn) sendPending(p); }, 2000);
+        if (wait) {
+          p.failed = t("rate_limited", { n: wait });
+          flash(p.failed, wait * 1000);
+          setTimeout(function () { if (S.loggedIn && p.failed) sendPending(p); render(); }, wait * 1000);
+        } else if (e.code === "10008" || e.code === "10009") setTimeout(function () { if (S.loggedIn) sendPending(p); }, 2000);
         else p.failed = e.msg || e.code;
         render();
       }
@@ -273,7 +284,7 @@
     var go = function () {
       if (!S.token) { setTimeout(go, 500); return; }
       K.upload(file, S.token).then(function (url) { queueSend("image", null, url); })
-        .catch(function (e) { flash(e.status === 413 ? t("upload_too_big") : t("upload_failed")); });
+        .catch(function (e) { flash(K.uploadError(e)); });
     };
     go();
   }
@@ -290,11 +301,11 @@
   }
 
   var flashTimer = null;
-  function flash(text) {
+  function flash(text, ms) {
     var b = $("banner");
     b.textContent = text; b.hidden = false; b.dataset.kind = "error";
     clearTimeout(flashTimer);
-    flashTimer = setTimeout(renderChrome, 3000);
+    flashTimer = setTimeout(renderChrome, Math.max(ms || 0, 3000));
   }
 
   /* ---------- rendering ---------- */

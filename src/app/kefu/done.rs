@@ -24,6 +24,8 @@ pub(super) enum Origin {
     Drain,
     /// The app's own upkeep after an admin change: key reload, revocation sweep.
     Admin,
+    /// The periodic removal of unreferenced uploads (nobody waits for it).
+    Sweep,
 }
 
 /// Which store thread runs a job.
@@ -33,6 +35,9 @@ pub(super) enum Lane {
     Writer,
     /// The plain thread for slow work that would hold up the writer's batches.
     Aux,
+    /// Password checks (argon2): their own thread and short queue, so a flood of logins
+    /// cannot delay uploads, served files or anything else.
+    Login,
 }
 
 impl Origin {
@@ -43,6 +48,7 @@ impl Origin {
             Origin::Ws(_) | Origin::Drain => Lane::Writer,
             // Reads only: no need to wait for (or hold up) the writer's batches.
             Origin::Admin => Lane::Aux,
+            Origin::Sweep => Lane::Aux,
         }
     }
 }
@@ -66,9 +72,16 @@ impl HttpCall {
     /// Argon2 and file I/O take milliseconds: on the writer they would delay every batch.
     fn lane(self) -> Lane {
         match self {
-            HttpCall::AgentLogin | HttpCall::Upload | HttpCall::File => Lane::Aux,
+            HttpCall::AgentLogin => Lane::Login,
+            HttpCall::Upload | HttpCall::File => Lane::Aux,
             HttpCall::VisitorToken | HttpCall::History => Lane::Writer,
         }
+    }
+
+    /// Whether its answers carry CORS headers: the widget's calls do; the agent login does
+    /// not, so no other site can guess passwords from its visitors' browsers.
+    pub(super) fn cors(self) -> bool {
+        self != HttpCall::AgentLogin
     }
 
     /// Its name in the log.
@@ -91,16 +104,35 @@ pub(super) struct Done {
     pub(super) res: Result<Outcome, StoreError>,
 }
 
+/// A password check: who tried from where, and the agent if the password was right.
+#[derive(Debug)]
+pub(super) struct LoginTry {
+    /// Business.
+    pub(super) bid: String,
+    /// Agent id.
+    pub(super) agent_id: String,
+    /// The client's address key (limits).
+    pub(super) ip: String,
+    /// The agent, when the password matched.
+    pub(super) agent: Option<Agent>,
+}
+
 /// What a store job found or did.
 pub(super) enum Outcome {
-    HttpAgentLogin(Agent),
+    HttpAgentLogin(Box<LoginTry>),
     HttpVisitorToken(Box<VisitorIn>),
     HttpHistory(i64, Vec<MessageOut>, bool),
-    HttpUploaded(String, upload::ImageType, usize),
+    HttpUploaded(upload::Stored),
+    HttpUploadRefused(upload::Refused),
     HttpFile(Response),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
-    VisitorSent(Box<VisitorSent>),
+    /// A visitor's message; `true` if a new-conversation token was taken for it.
+    VisitorSent(Box<VisitorSent>, bool),
+    /// A visitor's message that would open a conversation over its IP's limit.
+    ConvLimited,
+    /// Unreferenced uploads removed.
+    Swept(usize),
     AgentSent(Box<MessageOut>, String),
     History(i64, Vec<MessageOut>, bool),
     Sync(i64, Missed),
@@ -124,14 +156,17 @@ impl Kefu {
             Err(e) => return self.failed(cx, d.to, e),
         };
         match (d.to, out) {
-            (Origin::Http(conn, _), o) => self.http_done(cx, conn, o),
+            (Origin::Http(conn, call), o) => self.http_done(cx, conn, call, o),
             (Origin::Drain, Outcome::Routed(r)) => {
                 if !r.assigned.is_empty() {
                     push_routed(cx, &r);
                 }
             }
-            (Origin::Drain, _) => {}
             (Origin::Admin, o) => self.admin_done(cx, o),
+            (Origin::Sweep, Outcome::Swept(n)) if n > 0 => {
+                crate::info!("kefu: removed {n} uploads no message referenced in time");
+            }
+            (Origin::Drain | Origin::Sweep, _) => {}
             (Origin::Ws(rq), o) => self.ws_done(cx, &rq, o),
         }
     }
@@ -139,12 +174,13 @@ impl Kefu {
     fn failed(&mut self, cx: &mut Ctx<'_>, to: Origin, e: StoreError) {
         let (code, status, msg) = store_error(&e);
         // Refusals are the client's business; anything else, and any failed drain, is ours.
-        if code == Code::Storage || matches!(to, Origin::Drain | Origin::Admin) {
+        if code == Code::Storage || matches!(to, Origin::Drain | Origin::Admin | Origin::Sweep) {
             let what = match &to {
                 Origin::Ws(rq) => rq.method.as_str(),
                 Origin::Http(_, call) => call.as_str(),
                 Origin::Drain => "drain",
                 Origin::Admin => "admin",
+                Origin::Sweep => "upload sweep",
             };
             crate::warn!("kefu {what}: {e}");
         }
@@ -163,9 +199,9 @@ impl Kefu {
                     (HttpCall::VisitorToken, StoreError::Invalid(m)) => (401, *m),
                     _ => (status, msg),
                 };
-                cx.respond_http(conn, &http::error(status, code, msg));
+                http::reply(cx, conn, call, http::error(status, code, msg));
             }
-            Origin::Drain | Origin::Admin => {}
+            Origin::Drain | Origin::Admin | Origin::Sweep => {}
         }
     }
 
@@ -174,7 +210,11 @@ impl Kefu {
         match o {
             Outcome::AgentLogin(a, resume) => self.agent_logged_in(cx, id, *a, resume),
             Outcome::VisitorLogin(v, resume) => self.visitor_logged_in(cx, id, *v, resume),
-            Outcome::VisitorSent(s) => {
+            Outcome::VisitorSent(s, took) => {
+                if took && s.routed.is_none() {
+                    // No conversation was opened after all: give the token back.
+                    self.refund_conv(id);
+                }
                 if let Some(r) = &s.routed {
                     push_routed(cx, r);
                 }
@@ -280,6 +320,10 @@ impl Kefu {
                     );
                 }
             }
+            Outcome::ConvLimited => {
+                let l = self.conv_limited(id, cx.now());
+                rq.fail(cx, &Refusal::Limited(l));
+            }
             Outcome::Routed(r) => push_routed(cx, &r),
             Outcome::Closed(c) => {
                 let b = &c.brief;
@@ -312,9 +356,11 @@ impl Kefu {
             | Outcome::HttpVisitorToken(_)
             | Outcome::HttpHistory(..)
             | Outcome::HttpUploaded(..)
+            | Outcome::HttpUploadRefused(_)
             | Outcome::HttpFile(_)
             | Outcome::Key(_)
-            | Outcome::Revoked(_) => {
+            | Outcome::Revoked(_)
+            | Outcome::Swept(_) => {
                 crate::warn!(
                     "kefu: http outcome for websocket request {}",
                     rq.method.as_str()

@@ -1,12 +1,14 @@
 //! The HTTP API (`/api/*`, `/uploads/*`): agent login, visitor tokens, history, uploads.
-//! Anything slow (argon2, SQL, files) is answered later with `respond_http`.
+//! Anything slow (argon2, SQL, files) is answered later with `respond_http`. The agent login
+//! and uploads, which need limits, are in `guarded.rs`.
 
 use super::auth::{Claims, Role as TokenRole};
 use super::done::HttpCall;
+use super::limits::{self, Limit, Limited};
 use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
 use super::wire::{Code, MessageOut};
-use super::{history, upload, ClientId, Kefu, Origin, Outcome};
+use super::{history, upload, ClientId, Kefu, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -25,6 +27,18 @@ fn cors(r: Response) -> Response {
         .header("Cache-Control", "no-store")
 }
 
+/// `r` without CORS headers (answers of the agent login).
+pub(crate) fn without_cors(mut r: Response) -> Response {
+    r.headers.retain(|(k, _)| !k.starts_with("Access-Control-"));
+    r
+}
+
+/// Send `r` as the answer of `call` (without CORS headers where the call has none).
+pub(super) fn reply(cx: &mut Ctx<'_>, conn: ClientId, call: HttpCall, r: Response) {
+    let r = if call.cors() { r } else { without_cors(r) };
+    cx.respond_http(conn, &r);
+}
+
 /// A JSON answer.
 pub(crate) fn json<T: Serialize>(status: u16, v: &T) -> Response {
     let body = serde_json::to_vec(v).unwrap_or_default();
@@ -39,6 +53,8 @@ pub(crate) fn json<T: Serialize>(status: u16, v: &T) -> Response {
 struct ErrBody<'a> {
     code: &'static str,
     msg: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
 }
 
 /// A JSON error answer.
@@ -48,24 +64,29 @@ pub(crate) fn error(status: u16, code: Code, msg: &str) -> Response {
         &ErrBody {
             code: code.as_str(),
             msg,
+            retry_after: None,
         },
     )
 }
 
-#[derive(Deserialize)]
-struct AgentLoginReq {
-    bid: String,
-    agent_id: String,
-    password: String,
+/// 503: the store's queue for this call is full.
+pub(crate) fn busy() -> Response {
+    error(503, Code::Busy, "server busy, retry").header("Retry-After", "1")
 }
 
-#[derive(Serialize)]
-struct AgentLoginResp<'a> {
-    token: &'a str,
-    expires_at: i64,
-    bid: &'a str,
-    agent_id: &'a str,
-    name: &'a str,
+/// 429 for a request over a limit: `Retry-After` and the same seconds in the body, which the
+/// pages show.
+pub(crate) fn limited(l: &Limited) -> Response {
+    let secs = l.retry_secs();
+    json(
+        429,
+        &ErrBody {
+            code: Code::Busy.as_str(),
+            msg: l.limit.msg(),
+            retry_after: Some(secs),
+        },
+    )
+    .header("Retry-After", &secs.to_string())
 }
 
 #[derive(Deserialize)]
@@ -92,13 +113,6 @@ struct HistoryResp<'a> {
     has_more: bool,
 }
 
-#[derive(Serialize)]
-struct UploadResp<'a> {
-    url: &'a str,
-    mime: &'a str,
-    bytes: usize,
-}
-
 fn bearer(req: &Request) -> Option<&str> {
     let h = req.header("authorization")?;
     h.strip_prefix("Bearer ")
@@ -107,7 +121,7 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 impl Kefu {
-    fn bearer_claims(&self, req: &Request) -> Result<Claims, Response> {
+    pub(super) fn bearer_claims(&self, req: &Request) -> Result<Claims, Response> {
         let Some(t) = bearer(req) else {
             return Err(error(
                 401,
@@ -130,32 +144,23 @@ impl Kefu {
             // The web pages (index, visitor chat, console, widget.js, /static/*).
             return crate::web::serve(req).map_or(HttpOutcome::NotMine, HttpOutcome::Respond);
         }
+        match self.route(cx, conn, req) {
+            // No CORS on the login, its preflight included: no other site's script may make
+            // its visitors' browsers guess passwords and read the answer.
+            HttpOutcome::Respond(r) if path == "/api/agent/login" => {
+                HttpOutcome::Respond(without_cors(r))
+            }
+            o => o,
+        }
+    }
+
+    fn route(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
+        let path = req.path.as_str();
         if req.method == "OPTIONS" {
             return HttpOutcome::Respond(cors(Response::new(204)));
         }
-        let to = |call| Origin::Http(conn, call);
         match (req.method.as_str(), path) {
-            ("POST", "/api/agent/login") => {
-                let Ok(r) = serde_json::from_slice::<AgentLoginReq>(&req.body) else {
-                    return HttpOutcome::Respond(error(
-                        400,
-                        Code::Invalid,
-                        "expected {bid, agent_id, password}",
-                    ));
-                };
-                if !valid_id(&r.bid) || !valid_id(&r.agent_id) || r.password.len() > 1024 {
-                    return HttpOutcome::Respond(error(
-                        401,
-                        Code::LoginFailed,
-                        "wrong bid, agent id or password",
-                    ));
-                }
-                self.submit(cx, to(HttpCall::AgentLogin), move |c| {
-                    login::agent_password(c, &r.bid, &r.agent_id, &r.password)
-                        .map(Outcome::HttpAgentLogin)
-                });
-                HttpOutcome::Pending
-            }
+            ("POST", "/api/agent/login") => self.agent_login_http(cx, conn, req),
             ("POST", "/api/visitor/token") => {
                 let Ok(r) = serde_json::from_slice::<VisitorTokenReq>(&req.body) else {
                     return HttpOutcome::Respond(error(400, Code::Invalid, "expected {bid, ...}"));
@@ -179,11 +184,19 @@ impl Kefu {
                         ))
                     }
                 };
+                let ip = self.client_ip(cx, conn, req);
+                if matches!(ident, Ident::Anonymous) {
+                    // Each anonymous token is a new visitor row: limited per address.
+                    let now = cx.now();
+                    let key = limits::ip_key(&ip);
+                    if let Err(l) =
+                        limits::take(&mut self.limits.visitor_new, Limit::VisitorNew, &key, now)
+                    {
+                        return HttpOutcome::Respond(limited(&l));
+                    }
+                }
                 let meta = Meta {
-                    ip: cx
-                        .remote_addr(conn)
-                        .map(|a| a.ip().to_string())
-                        .unwrap_or_default(),
+                    ip,
                     user_agent: super::clip(
                         req.header("user-agent").unwrap_or("").to_string(),
                         512,
@@ -193,11 +206,10 @@ impl Kefu {
                 };
                 let max_age = self.cfg.identity_max_age.as_secs() as i64;
                 let bid = r.bid;
-                self.submit(cx, to(HttpCall::VisitorToken), move |c| {
+                self.submit_http(conn, HttpCall::VisitorToken, move |c| {
                     login::visitor(c, &bid, ident, &meta, max_age, now_ms())
                         .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
-                });
-                HttpOutcome::Pending
+                })
             }
             ("GET", "/api/history") => {
                 let claims = match self.bearer_claims(req) {
@@ -217,7 +229,7 @@ impl Kefu {
                     .query_param("limit")
                     .and_then(|v| v.parse::<i64>().ok())
                     .unwrap_or(history::DEFAULT_PAGE);
-                self.submit(cx, to(HttpCall::History), move |c| {
+                self.submit_http(conn, HttpCall::History, move |c| {
                     if claims.r == TokenRole::Agent {
                         login::check_agent(c, &claims)?;
                     }
@@ -228,38 +240,9 @@ impl Kefu {
                     routing::readable(c, conv_id, who)?;
                     let (m, more) = history::page(c, conv_id, before, limit)?;
                     Ok(Outcome::HttpHistory(conv_id, m, more))
-                });
-                HttpOutcome::Pending
+                })
             }
-            ("POST", "/api/upload") => {
-                let claims = match self.bearer_claims(req) {
-                    Ok(c) => c,
-                    Err(r) => return HttpOutcome::Respond(r),
-                };
-                if req.body.is_empty() {
-                    return HttpOutcome::Respond(error(400, Code::Invalid, "empty body"));
-                }
-                if req.body.len() > self.cfg.upload_max_bytes {
-                    return HttpOutcome::Respond(error(413, Code::Invalid, "file too large"));
-                }
-                let Some(t) = upload::sniff(&req.body) else {
-                    return HttpOutcome::Respond(error(
-                        415,
-                        Code::Invalid,
-                        "only PNG, JPEG, GIF and WebP images",
-                    ));
-                };
-                let body = req.body.clone();
-                let dir = self.data_dir.clone();
-                self.submit(cx, to(HttpCall::Upload), move |c| {
-                    if claims.r == TokenRole::Agent {
-                        login::check_agent(c, &claims)?;
-                    }
-                    let name = upload::save(&dir, &body, t)?;
-                    Ok(Outcome::HttpUploaded(name, t, body.len()))
-                });
-                HttpOutcome::Pending
-            }
+            ("POST", "/api/upload") => self.upload_http(cx, conn, req),
             ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
                 let name = p[upload::URL_PREFIX.len()..].to_string();
                 if upload::parse_name(&name).is_none() {
@@ -267,14 +250,13 @@ impl Kefu {
                 }
                 let dir = self.data_dir.clone();
                 let head = req.method == "HEAD";
-                self.submit(cx, to(HttpCall::File), move |_| {
+                self.submit_http(conn, HttpCall::File, move |_| {
                     let mut r = upload::serve(&dir, &name);
                     if head {
                         r.body.clear();
                     }
                     Ok(Outcome::HttpFile(r))
-                });
-                HttpOutcome::Pending
+                })
             }
             (_, "/api/agent/login" | "/api/visitor/token" | "/api/history" | "/api/upload") => {
                 HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed"))
@@ -284,30 +266,15 @@ impl Kefu {
     }
 
     /// Answer an HTTP request whose store work finished.
-    pub(super) fn http_done(&mut self, cx: &mut Ctx<'_>, conn: ClientId, o: Outcome) {
+    pub(super) fn http_done(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        conn: ClientId,
+        call: HttpCall,
+        o: Outcome,
+    ) {
         let resp = match o {
-            Outcome::HttpAgentLogin(a) => {
-                let Some(secret) = &self.secret else { return };
-                let exp = now_ms() + self.cfg.agent_token_ttl.as_millis() as i64;
-                let token = secret.sign(&Claims {
-                    r: TokenRole::Agent,
-                    b: a.bid.clone(),
-                    s: a.agent_id.clone(),
-                    exp,
-                    pv: a.pw_ver,
-                    vf: false,
-                });
-                json(
-                    200,
-                    &AgentLoginResp {
-                        token: &token,
-                        expires_at: exp,
-                        bid: &a.bid,
-                        agent_id: &a.agent_id,
-                        name: &a.name,
-                    },
-                )
-            }
+            Outcome::HttpAgentLogin(t) => self.agent_login_done(cx, *t),
             Outcome::HttpVisitorToken(v) => {
                 let Some((token, exp)) = self.visitor_token(&v) else {
                     return;
@@ -330,17 +297,11 @@ impl Kefu {
                     has_more,
                 },
             ),
-            Outcome::HttpUploaded(name, t, bytes) => json(
-                200,
-                &UploadResp {
-                    url: &format!("{}{name}", upload::URL_PREFIX),
-                    mime: t.mime(),
-                    bytes,
-                },
-            ),
+            Outcome::HttpUploaded(s) => super::guarded::uploaded(&s),
+            Outcome::HttpUploadRefused(r) => super::guarded::upload_refused(r),
             Outcome::HttpFile(r) => r,
             _ => error(500, Code::Storage, "unexpected answer"),
         };
-        cx.respond_http(conn, &resp);
+        reply(cx, conn, call, resp);
     }
 }

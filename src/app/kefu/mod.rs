@@ -13,8 +13,10 @@ mod agent;
 pub mod auth;
 pub(crate) mod demo;
 mod done;
+mod guarded;
 pub(crate) mod history;
 pub(crate) mod http;
+pub(crate) mod limits;
 pub(crate) mod login;
 mod push;
 mod request;
@@ -23,6 +25,7 @@ pub(crate) mod routing;
 #[cfg(test)]
 mod routing_tests;
 pub(crate) mod state;
+pub(crate) mod strip;
 pub(crate) mod upload;
 mod visitor;
 pub(crate) mod wire;
@@ -60,6 +63,9 @@ const MAX_RESUME: usize = 100;
 /// How often each worker re-runs routing for businesses with agents here (a safety net for
 /// presence changes seen late through the gateway's replication).
 const DRAIN_EVERY: Duration = Duration::from_secs(5);
+/// Password checks queued per worker beyond the one running: argon2 takes tens of ms, so a
+/// longer queue would only answer later than a client waits; the rest get 503 at once.
+const LOGIN_QUEUE: usize = 16;
 
 /// The uid of an agent (all its tabs).
 pub fn agent_uid(bid: &str, id: &str) -> String {
@@ -153,10 +159,14 @@ pub struct Kefu {
     secret: Option<Secret>,
     /// Group-commit writer (all SQL of the conversation flow).
     writer: Option<Runner<Done>>,
-    /// Slow work off the writer: argon2, upload files.
+    /// Slow work off the writer: upload files, the orphan sweep.
     aux: Option<Runner<Done>>,
+    /// Password checks (argon2) only.
+    login: Option<Runner<Done>>,
     conns: HashMap<ClientId, Conn>,
     drain_timer: Option<TimerId>,
+    sweep_timer: Option<TimerId>,
+    limits: limits::Limits,
 }
 
 impl Kefu {
@@ -168,8 +178,11 @@ impl Kefu {
             secret: None,
             writer: None,
             aux: None,
+            login: None,
             conns: HashMap::new(),
             drain_timer: None,
+            sweep_timer: None,
+            limits: limits::Limits::new(&cfg.kefu, Instant::now()),
         }
     }
 
@@ -214,11 +227,28 @@ impl Kefu {
             wake.clone(),
         )
         .map_err(|e| e.to_string())?;
-        let aux = Runner::spawn(&format!("kefu-aux-{w}"), open()?, Mode::Plain, 1024, wake)
-            .map_err(|e| e.to_string())?;
+        let aux_conn = open()?;
+        upload::ensure_table(&aux_conn).map_err(|e| format!("uploads table: {e}"))?;
+        let aux = Runner::spawn(
+            &format!("kefu-aux-{w}"),
+            aux_conn,
+            Mode::Plain,
+            1024,
+            wake.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let login = Runner::spawn(
+            &format!("kefu-login-{w}"),
+            open()?,
+            Mode::Plain,
+            LOGIN_QUEUE,
+            wake,
+        )
+        .map_err(|e| e.to_string())?;
         self.secret = Some(secret);
         self.writer = Some(writer);
         self.aux = Some(aux);
+        self.login = Some(login);
         Ok(())
     }
 
@@ -239,37 +269,54 @@ impl Kefu {
                 None => return,
             }
         }
+        if self.enqueue(to.clone(), work).is_err() {
+            self.finish(&to);
+            match to {
+                Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
+                Origin::Http(conn, call) => http::reply(cx, conn, call, http::busy()),
+                Origin::Drain | Origin::Admin | Origin::Sweep => {}
+            }
+        }
+    }
+
+    /// Queue the job of an HTTP request: `Pending` (answered from `on_wake`), or 503 now.
+    /// The busy answer must be the return value: a `respond_http` before `on_http` returned
+    /// `Pending` finds no request waiting and is dropped, leaving the client hanging.
+    fn submit_http(
+        &mut self,
+        conn: ClientId,
+        call: done::HttpCall,
+        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+    ) -> HttpOutcome {
+        match self.enqueue(Origin::Http(conn, call), work) {
+            Ok(()) => HttpOutcome::Pending,
+            Err(_) if call.cors() => HttpOutcome::Respond(http::busy()),
+            Err(_) => HttpOutcome::Respond(http::without_cors(http::busy())),
+        }
+    }
+
+    /// Hand a job to the store thread of its lane.
+    fn enqueue(
+        &self,
+        to: Origin,
+        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+    ) -> Result<(), store::runner::Busy> {
         let runner = match to.lane() {
             Lane::Writer => &self.writer,
             Lane::Aux => &self.aux,
+            Lane::Login => &self.login,
         };
-        // Both the job and its failure answer need the origin; the third copy stays here
-        // for the busy answer.
-        let (ok_to, fail_to) = (to.clone(), to.clone());
-        let r = match runner {
+        // Both the job and its failure answer need the origin.
+        let fail_to = to.clone();
+        match runner {
             Some(r) => r.submit(
-                move |c| {
-                    work(c).map(|o| Done {
-                        to: ok_to,
-                        res: Ok(o),
-                    })
-                },
+                move |c| work(c).map(|o| Done { to, res: Ok(o) }),
                 move |e| Done {
                     to: fail_to,
                     res: Err(e),
                 },
             ),
             None => Err(store::runner::Busy),
-        };
-        if r.is_err() {
-            self.finish(&to);
-            match to {
-                Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
-                Origin::Http(conn, _) => {
-                    cx.respond_http(conn, &http::error(503, wire::Code::Busy, "server busy"));
-                }
-                Origin::Drain | Origin::Admin => {}
-            }
         }
     }
 
@@ -366,6 +413,29 @@ impl Kefu {
         }
     }
 
+    /// The client's address: the socket's, or with `trust_forwarded_for` the one the trusted
+    /// proxy put in `X-Forwarded-For` (counted from the right: the leftmost entries are
+    /// whatever the client sent).
+    fn client_ip(&self, cx: &Ctx<'_>, id: ClientId, req: &Request) -> String {
+        if self.cfg.trust_forwarded_for {
+            if let Some(a) = req.forwarded_client(self.cfg.trusted_hops) {
+                return a.to_string();
+            }
+        }
+        cx.remote_addr(id)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Delete uploads nobody referenced in time (on the aux thread: file removals).
+    fn sweep_tick(&mut self, cx: &mut Ctx<'_>) {
+        let cutoff = now_ms() - self.cfg.upload_orphan_after.as_millis() as i64;
+        let dir = self.data_dir.clone();
+        self.submit(cx, Origin::Sweep, move |c| {
+            upload::sweep(c, &dir, cutoff).map(Outcome::Swept)
+        });
+    }
+
     /// Re-run routing for every business with an agent connected here.
     fn drain_tick(&mut self, cx: &mut Ctx<'_>) {
         let bids: HashSet<String> = self
@@ -392,6 +462,12 @@ impl App for Kefu {
         // the master reports why (at start) or respawns it with back-off.
         self.start(cx)?;
         self.drain_timer = Some(cx.add_timer(DRAIN_EVERY, true, 0));
+        let orphan = self.cfg.upload_orphan_after;
+        if !orphan.is_zero() {
+            // Often enough that an orphan lives at most about a quarter longer than allowed.
+            let every = (orphan / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            self.sweep_timer = Some(cx.add_timer(every, true, 0));
+        }
         Ok(())
     }
 
@@ -413,16 +489,7 @@ impl App for Kefu {
         id: ClientId,
         req: &Request,
     ) -> Result<(), Reject> {
-        let mut ip = cx
-            .remote_addr(id)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        if self.cfg.trust_forwarded_for {
-            // Counted from the right: the leftmost entries are whatever the client sent.
-            if let Some(a) = req.forwarded_client(self.cfg.trusted_hops) {
-                ip = a.to_string();
-            }
-        }
+        let ip = self.client_ip(cx, id, req);
         let ua = clip(req.header("user-agent").unwrap_or("").to_string(), 512);
         self.conns
             .insert(id, Conn::new(ip, ua, cx.now(), self.cfg.rate_burst));
@@ -535,7 +602,8 @@ impl App for Kefu {
                 .writer
                 .as_ref()
                 .and_then(Runner::try_recv)
-                .or_else(|| self.aux.as_ref().and_then(Runner::try_recv));
+                .or_else(|| self.aux.as_ref().and_then(Runner::try_recv))
+                .or_else(|| self.login.as_ref().and_then(Runner::try_recv));
             match d {
                 Some(d) => self.done(cx, d),
                 None => return,
@@ -548,6 +616,8 @@ impl App for Kefu {
         if Some(timer) == self.drain_timer {
             self.drain_tick(cx);
             self.sweep(cx);
+        } else if Some(timer) == self.sweep_timer {
+            self.sweep_tick(cx);
         }
     }
 
@@ -563,6 +633,9 @@ impl App for Kefu {
         }
         if let Some(a) = &mut self.aux {
             a.shutdown();
+        }
+        if let Some(l) = &mut self.login {
+            l.shutdown();
         }
     }
 }

@@ -3,11 +3,12 @@
 //! the request path agents and visitors share.
 
 use super::done::{Origin, Outcome};
-use super::history::{self, Sender};
+use super::history::{self, Body, Sender};
+use super::limits::{self, Limit, Limited};
 use super::push::bad_cmid;
 use super::routing::{self, Access, Brief, Closer};
 use super::wire::{Code, ErrorOut, In, Method, Resume};
-use super::{agent_uid, visitor_uid, ClientId, Kefu, Payload, Role};
+use super::{agent_uid, upload, visitor_uid, ClientId, Kefu, Payload, Role};
 use crate::api::Ctx;
 use crate::store::{self, now_ms, StoreError};
 use serde::Serialize;
@@ -93,6 +94,8 @@ pub(super) enum Refusal {
     FrameTooLarge,
     /// Faster than the connection's token bucket allows (10008).
     RateLimited,
+    /// Over a per-IP limit (10008, with `retry_after`).
+    Limited(Limited),
     /// Anything but a login before logging in (10004).
     LoginFirst,
     /// A method for agents from a visitor (10004).
@@ -127,7 +130,10 @@ impl Refusal {
             | Refusal::FrameTooLarge
             | Refusal::AlreadyLoggedIn
             | Refusal::Invalid(_) => Code::Invalid,
-            Refusal::RateLimited | Refusal::TooManyInFlight | Refusal::ServerBusy => Code::Busy,
+            Refusal::RateLimited
+            | Refusal::Limited(_)
+            | Refusal::TooManyInFlight
+            | Refusal::ServerBusy => Code::Busy,
             Refusal::Offline => Code::Offline,
             Refusal::Store(e) => store_error(e).0,
         }
@@ -144,6 +150,7 @@ impl Refusal {
             Refusal::BadFields(_, e) => return format!("bad fields: {e}").into(),
             Refusal::FrameTooLarge => "frame too large",
             Refusal::RateLimited => "rate limited: slow down",
+            Refusal::Limited(l) => l.limit.msg(),
             Refusal::LoginFirst => "login first",
             Refusal::AgentsOnly => "agents only",
             Refusal::AlreadyLoggedIn => "already logged in on this connection",
@@ -164,6 +171,10 @@ impl Refusal {
             msg: &msg,
             method: echo.method,
             client_msg_id: echo.client_msg_id,
+            retry_after: match self {
+                Refusal::Limited(l) => Some(l.retry_secs()),
+                _ => None,
+            },
         };
         if let Ok(s) = serde_json::to_string(&e) {
             cx.send_to_client(id, Payload::Text(&s));
@@ -336,19 +347,35 @@ impl Kefu {
                     (Side::Visitor, _) => SendTo::Open(Self::online_agents(cx, &me.bid)),
                 };
                 let body = self.body(kind, text, url).map_err(Refusal::Invalid)?;
+                // A visitor's message counts against its address; whether it may open a new
+                // conversation is decided here (a token taken now, given back if it did not
+                // open one), so concurrent sends cannot all slip past the limit.
+                let may_open = match &to {
+                    SendTo::Open(_) => self.visitor_send_limits(rq.id, cx.now())?,
+                    SendTo::Conv(_) => false,
+                };
                 let cm = rq.client_msg_id.clone();
                 self.submit(cx, rq.origin(), move |c| {
                     let (s, cm, now) = (me.sender(), cm.as_deref(), now_ms());
-                    match to {
+                    let out = match to {
                         SendTo::Conv(conv_id) => {
                             routing::agent_send(c, &me.bid, conv_id, s, &body, cm, now)
-                                .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))
+                                .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))?
                         }
                         SendTo::Open(online) => {
+                            if !may_open && routing::open_of_visitor(c, &me.bid, &me.id)?.is_none()
+                            {
+                                return Ok(Outcome::ConvLimited);
+                            }
                             routing::visitor_send(c, &me.bid, s, &body, cm, &online, p, now)
-                                .map(|s| Outcome::VisitorSent(Box::new(s)))
+                                .map(|s| Outcome::VisitorSent(Box::new(s), may_open))?
                         }
+                    };
+                    if let Body::Image(u) = &body {
+                        // Kept for good once a stored message shows it (see upload::sweep).
+                        upload::mark_referenced(c, u)?;
                     }
+                    Ok(out)
                 });
             }
             In::History {
@@ -425,6 +452,43 @@ impl Kefu {
         let _ = cx.set_session(id, Session::of(me).to_map());
         cx.authenticated(id);
         self.set_role(id, Role::LoggedIn(me.clone()));
+    }
+
+    /// A visitor's send against its address's limits: `Err` over the message limit, else
+    /// whether it may open a new conversation (a token of that limit is then held for it).
+    fn visitor_send_limits(
+        &mut self,
+        id: ClientId,
+        now: std::time::Instant,
+    ) -> Result<bool, Refusal> {
+        let Some(c) = self.conns.get(&id) else {
+            return Ok(false);
+        };
+        let ip = limits::ip_key(&c.ip);
+        let l = &mut self.limits;
+        limits::take(&mut l.visitor_msg, Limit::VisitorMsg, &ip, now).map_err(Refusal::Limited)?;
+        Ok(l.conv_new.take(&ip, now).is_ok())
+    }
+
+    /// Give back the new-conversation token of `id`'s address.
+    pub(super) fn refund_conv(&mut self, id: ClientId) {
+        if let Some(c) = self.conns.get(&id) {
+            self.limits.conv_new.refund(&limits::ip_key(&c.ip));
+        }
+    }
+
+    /// The refusal of a conversation `id`'s address may not open yet.
+    pub(super) fn conv_limited(&mut self, id: ClientId, now: std::time::Instant) -> Limited {
+        let ip = self
+            .conns
+            .get(&id)
+            .map(|c| limits::ip_key(&c.ip))
+            .unwrap_or_default();
+        let retry = self.limits.conv_new.wait(&ip, now);
+        Limited {
+            limit: Limit::ConvNew,
+            retry,
+        }
     }
 
     /// After a login: answer its resume list as `sync`s.

@@ -1,11 +1,19 @@
 //! Image uploads: type decided by magic bytes (never by the client's Content-Type or name),
-//! size-limited, stored content-addressed under `<data_dir>/uploads`, served back by URL.
-//! File I/O runs on the plain store thread, never on the loop.
+//! size-limited, metadata stripped ([`super::strip`]), stored content-addressed under
+//! `<data_dir>/uploads`, recorded in `kefu_uploads` (who, how big, whether a message uses it)
+//! and served back by URL, same-origin only. Uploads no message references are deleted after
+//! `upload_orphan_after` ([`sweep`]). File I/O runs on the plain store thread, never on the
+//! loop.
 
+use super::routing;
+use super::strip::{self, StripError};
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::hex;
+use crate::store::{self as db, StoreError};
+use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// URL prefix of served uploads.
 pub(crate) const URL_PREFIX: &str = "/uploads/";
@@ -125,12 +133,177 @@ pub(crate) fn serve(data_dir: &Path, name: &str) -> Response {
                     "Cache-Control".into(),
                     "public, max-age=31536000, immutable".into(),
                 ),
-                ("Access-Control-Allow-Origin".into(), "*".into()),
+                // Same-origin only: no CORS header, and other sites may not even embed them
+                // (the pages that show them are served by kefu itself).
+                ("Cross-Origin-Resource-Policy".into(), "same-origin".into()),
             ],
             body,
         },
         Err(_) => Response::error(404),
     }
+}
+
+/// The table of uploads. Kept by this module (not the store's schema) since only uploads use
+/// it; created at worker start, before the loop serves anyone.
+pub(crate) fn ensure_table(conn: &Connection) -> db::Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS kefu_uploads (
+            name TEXT PRIMARY KEY,
+            bid TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            referenced INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX IF NOT EXISTS kefu_uploads_bid ON kefu_uploads (bid, created_at);
+        CREATE INDEX IF NOT EXISTS kefu_uploads_orphans ON kefu_uploads (created_at)
+            WHERE referenced = 0;",
+    )?;
+    Ok(())
+}
+
+/// Who uploads.
+#[derive(Debug, Clone)]
+pub(crate) enum Uploader {
+    /// An agent of this business.
+    Agent(String),
+    /// A visitor: `(bid, visitor_id)`.
+    Visitor(String, String),
+}
+
+impl Uploader {
+    fn bid(&self) -> &str {
+        match self {
+            Uploader::Agent(b) | Uploader::Visitor(b, _) => b,
+        }
+    }
+}
+
+/// Why an upload was refused after reaching the store thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// A visitor without an open conversation (nobody could be shown the image).
+    NoConversation,
+    /// Not a well-formed image.
+    BadImage(StripError),
+    /// The business's daily quota is spent; retry after this long.
+    Quota(Duration),
+}
+
+/// A stored upload.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    /// File name under [`URL_PREFIX`].
+    pub(crate) name: String,
+    /// Type.
+    pub(crate) kind: ImageType,
+    /// Size as stored (after stripping).
+    pub(crate) bytes: usize,
+}
+
+/// What one day means for the business quota, ms.
+const DAY_MS: i64 = 86_400_000;
+
+/// Check, clean and store an upload: the visitor must have an open conversation, the
+/// business must have quota left (`quota` bytes per 24 h, 0: none), metadata is stripped.
+pub(crate) fn accept(
+    conn: &Connection,
+    data_dir: &Path,
+    who: &Uploader,
+    body: &[u8],
+    kind: ImageType,
+    quota: u64,
+    now: i64,
+) -> db::Result<Result<Stored, Refused>> {
+    if let Uploader::Visitor(bid, vid) = who {
+        if routing::open_of_visitor(conn, bid, vid)?.is_none() {
+            return Ok(Err(Refused::NoConversation));
+        }
+    }
+    let clean = match strip::strip(kind, body) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(Refused::BadImage(e))),
+    };
+    let bid = who.bid();
+    if quota > 0 {
+        let (used, oldest): (i64, Option<i64>) = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(bytes), 0), MIN(created_at) FROM kefu_uploads
+                 WHERE bid = ?1 AND created_at > ?2",
+            )?
+            .query_row(params![bid, now - DAY_MS], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        if used.max(0) as u64 + clean.len() as u64 > quota {
+            // Room comes back as the oldest upload of the window leaves it.
+            let at = oldest.unwrap_or(now) + DAY_MS;
+            let wait = Duration::from_millis((at - now).clamp(1000, DAY_MS) as u64);
+            return Ok(Err(Refused::Quota(wait)));
+        }
+    }
+    let name = save(data_dir, &clean, kind)?;
+    // The same image again refreshes its time, so a re-upload gets its full grace period.
+    conn.prepare_cached(
+        "INSERT INTO kefu_uploads (name, bid, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(name) DO UPDATE SET created_at = excluded.created_at",
+    )?
+    .execute(params![name, bid, clean.len() as i64, now])?;
+    Ok(Ok(Stored {
+        name,
+        kind,
+        bytes: clean.len(),
+    }))
+}
+
+/// A stored message uses `url`: keep its file for good.
+pub(crate) fn mark_referenced(conn: &Connection, url: &str) -> db::Result<()> {
+    if let Some(name) = url.strip_prefix(URL_PREFIX) {
+        conn.prepare_cached("UPDATE kefu_uploads SET referenced = 1 WHERE name = ?1")?
+            .execute([name])?;
+    }
+    Ok(())
+}
+
+/// Most orphans one sweep removes (the next sweep takes the rest).
+const SWEEP_BATCH: i64 = 256;
+
+/// Delete uploads made before `cutoff` (ms) that no message references; returns how many.
+/// The row goes first, and only if still unreferenced: a message stored at the same moment
+/// (on the writer, which marks the row in its transaction) either wins and keeps the file, or
+/// finds the row gone.
+pub(crate) fn sweep(conn: &Connection, data_dir: &Path, cutoff: i64) -> db::Result<usize> {
+    let names: Vec<String> = conn
+        .prepare_cached(
+            "SELECT name FROM kefu_uploads WHERE referenced = 0 AND created_at < ?1 LIMIT ?2",
+        )?
+        .query_map(params![cutoff, SWEEP_BATCH], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut n = 0;
+    for name in names {
+        let gone = conn
+            .prepare_cached(
+                "DELETE FROM kefu_uploads WHERE name = ?1 AND referenced = 0 AND created_at < ?2",
+            )?
+            .execute(params![name, cutoff])?;
+        if gone == 1 && parse_name(&name).is_some() {
+            match std::fs::remove_file(dir(data_dir).join(&name)) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::Io(e)),
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Whether `name` is recorded (tests).
+#[cfg(test)]
+fn recorded(conn: &Connection, name: &str) -> bool {
+    use rusqlite::OptionalExtension;
+    conn.query_row("SELECT 1 FROM kefu_uploads WHERE name = ?1", [name], |_| {
+        Ok(())
+    })
+    .optional()
+    .ok()
+    .flatten()
+    .is_some()
 }
 
 #[cfg(test)]
@@ -150,5 +323,77 @@ mod tests {
         assert!(!valid_url(&format!("/uploads/{h}.svg")));
         assert!(!valid_url("/uploads/../secret.key"));
         assert!(!valid_url("javascript:alert(1)"));
+    }
+
+    fn tiny_png(fill: u8) -> Vec<u8> {
+        let mut p = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [
+            (&b"IHDR"[..], vec![0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]),
+            (b"tEXt", b"Author\0me".to_vec()),
+            (b"IDAT", vec![fill; 4]),
+            (b"IEND", vec![]),
+        ] {
+            p.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            p.extend_from_slice(kind);
+            p.extend_from_slice(&data);
+            p.extend_from_slice(&[0; 4]);
+        }
+        p
+    }
+
+    #[test]
+    fn accept_strips_counts_quota_and_sweeps_orphans() {
+        let d = std::env::temp_dir().join(format!("kefu-upload-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let c = db::open(&d, crate::config::SyncMode::Normal).unwrap();
+        ensure_table(&c).unwrap();
+        let who = Uploader::Agent("shop".into());
+        let (a, b) = (tiny_png(1), tiny_png(2));
+        let s1 = accept(&c, &d, &who, &a, ImageType::Png, 1000, 1_000)
+            .unwrap()
+            .unwrap();
+        assert!(s1.bytes < a.len(), "tEXt stripped");
+        let on_disk = std::fs::read(dir(&d).join(&s1.name)).unwrap();
+        assert!(!on_disk.windows(6).any(|w| w == b"Author"));
+        let s2 = accept(&c, &d, &who, &b, ImageType::Png, 1000, 2_000)
+            .unwrap()
+            .unwrap();
+        // Quota: 2 x 61 bytes used, a third would pass 120.
+        match accept(&c, &d, &who, &tiny_png(3), ImageType::Png, 120, 3_000).unwrap() {
+            Err(Refused::Quota(w)) => assert!(w > Duration::from_secs(86_000)),
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(
+            accept(
+                &c,
+                &d,
+                &who,
+                b"\x89PNG\r\n\x1a\nxx",
+                ImageType::Png,
+                0,
+                3_000
+            )
+            .unwrap()
+            .err(),
+            Some(Refused::BadImage(StripError::Truncated))
+        );
+        let v = Uploader::Visitor("shop".into(), "v_1".into());
+        assert_eq!(
+            accept(&c, &d, &v, &a, ImageType::Png, 0, 3_000)
+                .unwrap()
+                .err(),
+            Some(Refused::NoConversation)
+        );
+        mark_referenced(&c, &format!("{URL_PREFIX}{}", s1.name)).unwrap();
+        assert_eq!(
+            sweep(&c, &d, 1_500).unwrap(),
+            0,
+            "s2 is too young, s1 is used"
+        );
+        assert_eq!(sweep(&c, &d, 10_000).unwrap(), 1);
+        assert!(dir(&d).join(&s1.name).exists());
+        assert!(!dir(&d).join(&s2.name).exists());
+        assert!(recorded(&c, &s1.name) && !recorded(&c, &s2.name));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -2,6 +2,7 @@
 
 use super::auth::{Claims, Role as TokenRole};
 use super::done::Outcome;
+use super::limits::{self, Limit};
 use super::login::{self, Ident, Meta, VisitorIn};
 use super::push::{clip, clip_resume, send};
 use super::request::{Me, Refusal, Req, Side};
@@ -49,6 +50,17 @@ impl Kefu {
             .get(&rq.id)
             .map(|c| (c.ip.clone(), c.user_agent.clone()))
             .unwrap_or_default();
+        if matches!(ident, Ident::Anonymous) {
+            // Each anonymous login creates a visitor row: limited per address.
+            let key = limits::ip_key(&ip);
+            limits::take(
+                &mut self.limits.visitor_new,
+                Limit::VisitorNew,
+                &key,
+                cx.now(),
+            )
+            .map_err(Refusal::Limited)?;
+        }
         let meta = Meta {
             ip,
             user_agent,

@@ -293,6 +293,9 @@ pub(crate) struct ErrorOut<'a> {
     /// The failed send's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<&'a str>,
+    /// Seconds to wait before retrying (refusals by a rate limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 /// One entry of the seed's `customer_list`.

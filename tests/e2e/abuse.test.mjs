@@ -1,0 +1,103 @@
+// What the pages show when kefu's abuse limits refuse something (issue 11, items 6, 7, 16):
+// the console's login back-off, the visitor page's per-address message limit, and an image
+// before any message. Runs its own kefu with tight limits (one worker, so every request
+// meets the same counters), leaving the shared instance's counters alone.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.KEFU_BIN;
+const ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+];
+const PASS = "pw-abuse-e2e-1";
+
+let browser, dir, url;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+function kefu(args, input) {
+  const r = spawnSync(BIN, args, { input: input || "", encoding: "utf8" });
+  assert.equal(r.status, 0, `kefu ${args.join(" ")}: ${r.stderr}`);
+}
+
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "kefu-e2e-abuse-"));
+  const conf = path.join(dir, "kefu.toml");
+  fs.writeFileSync(conf, [
+    "[kefu]",
+    "login_account_free_failures = 1",
+    "visitor_msg_per_ip = { per_min = 1, burst = 3 }",
+    "",
+  ].join("\n"));
+  const common = ["-c", conf, "--data-dir", path.join(dir, "data")];
+  kefu(["agent", "add", "--bid", "shop9", "--id", "alice", "--name", "Alice", "--password-stdin", ...common], PASS + "\n");
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  kefu(["start", "-d", "--app", "kefu", "--workers", "1", "--listen", `http://127.0.0.1:${port}`,
+    "--pid-file", path.join(dir, "k.pid"), "--log-file", path.join(dir, "k.log"), ...common]);
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ARGS });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  spawnSync(BIN, ["stop", "--pid-file", path.join(dir, "k.pid")]);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("console: repeated wrong passwords show the back-off and how long to wait", async () => {
+  const ctx = await browser.newContext({ locale: "en-US" });
+  const page = await ctx.newPage();
+  await page.goto(`${url}/console`);
+  await page.locator("#lBid").fill("shop9");
+  await page.locator("#lAgent").fill("alice");
+  let msg = "";
+  for (let i = 0; i < 6 && !/Too many|过多/.test(msg); i++) {
+    await page.locator("#lPass").fill("wrong-password");
+    await page.locator("#loginBtn:not([disabled])").click();
+    await page.waitForFunction(() => document.getElementById("loginErr").textContent !== "");
+    msg = await page.locator("#loginErr").textContent();
+    if (!/Too many|过多/.test(msg)) await page.evaluate(() => { document.getElementById("loginErr").textContent = ""; });
+  }
+  assert.match(msg, /(Too many failed sign-ins: try again in \d+ s)|(请 \d+ 秒后再试)/);
+  // The button stays off while the server would refuse anyway.
+  assert.ok(await page.locator("#loginBtn").isDisabled());
+  await ctx.close();
+});
+
+test("visitor page: an image before any message says to write first", async () => {
+  const ctx = await browser.newContext({ locale: "en-US" });
+  const page = await ctx.newPage();
+  await page.goto(`${url}/chat/shop9`);
+  await page.locator("#connState[data-state=online]").waitFor({ state: "attached" });
+  const png = Buffer.from(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==",
+    "base64");
+  await page.locator("#fileInput").setInputFiles({ name: "a.png", mimeType: "image/png", buffer: png });
+  await page.waitForFunction(() => /message first|先发送/.test(document.getElementById("banner").textContent));
+  await ctx.close();
+});
+
+test("visitor page: messages over the per-address limit show an error and are retried", async () => {
+  const ctx = await browser.newContext({ locale: "en-US" });
+  const page = await ctx.newPage();
+  await page.goto(`${url}/chat/shop9`);
+  await page.locator("#connState[data-state=online]").waitFor({ state: "attached" });
+  for (let i = 0; i < 5; i++) {
+    await page.locator("#input").fill(`message ${i}`);
+    await page.locator("#sendBtn").click();
+  }
+  await page.waitForFunction(() => /Too many requests: try again in \d+ s/.test(document.getElementById("banner").textContent));
+  assert.ok(await page.locator("#msgList .msg-failed").count() >= 1, "the refused message is marked");
+  await ctx.close();
+});
