@@ -9,6 +9,14 @@ use serde::{Deserialize, Serialize};
 /// The fd number at which an exec'd worker finds its control socket.
 pub const CONTROL_FD: i32 = 3;
 
+/// The master's listening sockets for a worker's slot start at this descriptor, in the order
+/// of [`LISTEN_ENV`].
+pub const LISTEN_FD_BASE: i32 = 4;
+
+/// Environment variable naming the inherited listeners: their URLs, comma-separated, the
+/// first at [`LISTEN_FD_BASE`].
+pub const LISTEN_ENV: &str = "KEFU_LISTEN_FDS";
+
 /// Longest control line accepted; a peer sending more is cut off (it is a bug or an attack).
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 

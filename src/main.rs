@@ -8,7 +8,7 @@ use kefu::api::App;
 use kefu::app::{bridge, chat, echo, kefu as customer_service};
 use kefu::cli::{Cli, Cmd, WorkerArgs};
 use kefu::config::Config;
-use kefu::ipc::{encode, WorkerMsg, CONTROL_FD};
+use kefu::ipc::{encode, WorkerMsg, CONTROL_FD, LISTEN_ENV, LISTEN_FD_BASE};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 
@@ -51,6 +51,21 @@ fn worker(w: WorkerArgs) -> i32 {
             return 2;
         }
     };
+    let mut inherited = Vec::new();
+    let specs = std::env::var(LISTEN_ENV).unwrap_or_default();
+    for (i, spec) in specs.split(',').filter(|s| !s.is_empty()).enumerate() {
+        let fd = LISTEN_FD_BASE + i as i32;
+        // SAFETY: the master execs a worker with its slot's listening sockets at
+        // LISTEN_FD_BASE.. in the order LISTEN_ENV names them, and nothing in this process
+        // has opened, wrapped or closed those descriptors before this loop (each once).
+        match unsafe { kefu::sys::process::take_listener_fd(fd) } {
+            Ok(l) => inherited.push((spec.to_string(), l)),
+            Err(e) => {
+                let reason = format!("listener {spec} on fd {fd} unusable: {e}");
+                return refuse(&control, w.worker_id, reason);
+            }
+        }
+    }
     let cfg = match w.cfg.load() {
         Ok(c) => c,
         Err(e) => return refuse(&control, w.worker_id, e.to_string()),
@@ -63,5 +78,5 @@ fn worker(w: WorkerArgs) -> i32 {
         .ok()
         .and_then(|g| g.parse().ok())
         .unwrap_or(0);
-    kefu::worker::run(cfg, app, w.worker_id, inc, control)
+    kefu::worker::run(cfg, app, w.worker_id, inc, control, inherited)
 }

@@ -52,6 +52,14 @@ fn session_cap_is_checked_on_the_merged_result_everywhere() {
             json!({"client_id": id, "session": {format!("k{i}"): chunk}}),
         );
     }
+    // The owner's replication of each patch comes back to `other` after its own mirror of
+    // the next one (the mirror only gives read-your-writes until then). A change the owner
+    // makes afterwards arrives behind all of them on the same link: once `other` sees it,
+    // its copy is the owner's settled k0+k1.
+    owner.ok("join_group", json!({"client_id": id, "group": "settled"}));
+    assert!(common::wait_until(10 * common::SEC, || {
+        other.ok("get_client_id_count_by_group", json!({"group": "settled"})) == 1
+    }));
     let a = other.call(
         "update_session",
         &json!({"client_id": id, "session": {"k2": chunk}}),

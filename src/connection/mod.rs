@@ -202,11 +202,12 @@ impl Conn {
         }
     }
 
-    /// An HTTP connection between requests: nothing received of a next request, nothing left
-    /// to send, no answer awaited from the app. Closing it loses nothing, so a stopping worker
+    /// An HTTP connection between requests: it was answered before, nothing received of a
+    /// next request, nothing left to send, no answer awaited from the app. Closing it loses nothing, so a stopping worker
     /// does so at once instead of waiting for the client to hang up.
     pub fn idle_http(&self) -> bool {
-        self.state == ConnState::Handshake
+        self.bytes_read > 0
+            && self.state == ConnState::Handshake
             && self.framing == Framing::None
             && self.in_buf.is_empty()
             && self.out.is_empty()

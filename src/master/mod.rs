@@ -115,6 +115,19 @@ pub(crate) fn run(opts: MasterOptions) -> i32 {
     }
 }
 
+/// One worker slot's listening sockets, one per listener of the config (SO_REUSEPORT: the
+/// kernel spreads new connections over the slots).
+fn bind_slot(cfg: &Config) -> Result<Vec<(String, std::net::TcpListener)>, MasterError> {
+    cfg.listen
+        .iter()
+        .map(|l| {
+            crate::sys::socket::bind_listener(l.addr, true)
+                .map(|sock| (l.to_string(), sock))
+                .map_err(|e| MasterError::Bind(l.to_string(), e))
+        })
+        .collect()
+}
+
 /// Check every listener is free by binding it without SO_REUSEPORT and dropping it.
 fn check_ports(cfg: &Config) -> Result<(), MasterError> {
     for l in &cfg.listen {
@@ -196,6 +209,11 @@ struct Master {
     start_micros: u64,
     /// Exit counts per raw wait status (Workerman's exit_status table).
     exits: BTreeMap<i32, u64>,
+    /// Listening sockets per worker slot, owned here for the master's whole life: the worker
+    /// of a slot and its successor at a reload serve the same sockets, so a worker that goes
+    /// away never takes its accept queue with it (a closed SO_REUSEPORT socket resets the
+    /// connections queued on it).
+    slot_listeners: Vec<Vec<(String, std::net::TcpListener)>>,
     exit_code: Option<i32>,
 }
 
@@ -210,11 +228,14 @@ impl Master {
             let sock = cfg.control_socket();
             let control = control::bind(&sock).map_err(|e| MasterError::Io("control socket", e))?;
             check_ports(&cfg)?;
+            let listeners = (0..cfg.workers)
+                .map(|_| bind_slot(&cfg))
+                .collect::<Result<Vec<_>, _>>()?;
             let signals = Signals::install().map_err(|e| MasterError::Io("signals", e))?;
             let poll = Poll::new().map_err(|e| MasterError::Io("poll", e))?;
-            Ok((control, signals, poll))
+            Ok((control, listeners, signals, poll))
         };
-        let (mut control, signals, poll) = match setup() {
+        let (mut control, slot_listeners, signals, poll) = match setup() {
             Ok(v) => v,
             Err(e) => return Err((e, cfg, notify)),
         };
@@ -230,6 +251,7 @@ impl Master {
         }
         let slots = (0..cfg.workers).map(|_| Slot::default()).collect();
         Ok(Master {
+            slot_listeners,
             notify,
             poll,
             signals,

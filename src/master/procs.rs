@@ -12,7 +12,14 @@ impl Master {
             .start_micros
             .wrapping_mul(1000)
             .wrapping_add(self.generation);
-        let s = self.spawn.spawn(worker_id, inc)?;
+        while self.slot_listeners.len() <= worker_id {
+            // A slot the start did not have (a reload with more workers).
+            let l = bind_slot(&self.cfg).map_err(|e| io::Error::other(e.to_string()))?;
+            self.slot_listeners.push(l);
+        }
+        let s = self
+            .spawn
+            .spawn(worker_id, inc, &self.slot_listeners[worker_id])?;
         let mut stream = mio::net::UnixStream::from_std(s.control);
         let entry = self.procs.vacant_entry();
         let key = entry.key();

@@ -1,7 +1,7 @@
 //! Starting worker processes (fork + exec of our own binary with the hidden `worker`
 //! subcommand) and the respawn back-off for workers that crash-loop.
 
-use crate::ipc::CONTROL_FD;
+use crate::ipc::{CONTROL_FD, LISTEN_ENV, LISTEN_FD_BASE};
 use crate::sys::process;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -41,8 +41,14 @@ impl SpawnSpec {
         }
     }
 
-    /// Fork + exec `kefu worker --worker-id N ...` with its control socket at fd 3.
-    pub(crate) fn spawn(&self, worker_id: usize, inc: u64) -> io::Result<Spawned> {
+    /// Fork + exec `kefu worker --worker-id N ...` with its control socket at fd 3 and the
+    /// slot's `listeners` from fd 4 on.
+    pub(crate) fn spawn(
+        &self,
+        worker_id: usize,
+        inc: u64,
+        listeners: &[(String, std::net::TcpListener)],
+    ) -> io::Result<Spawned> {
         // std's pair() creates both ends with SOCK_CLOEXEC: only the dup2'd fd 3 survives exec.
         let (ours, theirs) = UnixStream::pair()?;
         let mut cmd = Command::new(self.program());
@@ -52,8 +58,20 @@ impl SpawnSpec {
             .args(&self.config_args)
             .env("KEFU_WORKER_INCARNATION", inc.to_string())
             .env("KEFU_MASTER_PID", self.master_pid.to_string())
+            .env(
+                LISTEN_ENV,
+                listeners
+                    .iter()
+                    .map(|(spec, _)| spec.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            )
             .stdin(Stdio::null());
-        process::worker_pre_exec(&mut cmd, theirs.as_raw_fd(), CONTROL_FD, self.master_pid);
+        let mut fds = vec![(theirs.as_raw_fd(), CONTROL_FD)];
+        for (i, (_, l)) in listeners.iter().enumerate() {
+            fds.push((l.as_raw_fd(), LISTEN_FD_BASE + i as i32));
+        }
+        process::worker_pre_exec(&mut cmd, fds, self.master_pid);
         let child = cmd.spawn()?;
         drop(theirs);
         ours.set_nonblocking(true)?;

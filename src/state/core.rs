@@ -74,8 +74,10 @@ pub(crate) struct Core {
     pub fanout: Vec<u8>,
     /// Connections left holding ranges of `fanout` by a flush that could not finish.
     pub held_turn: Vec<usize>,
-    /// The worker is stopping: HTTP answers close their connection rather than keep it.
-    pub stopping: bool,
+    /// The worker is stopping, with the close code for WebSocket clients: HTTP answers close
+    /// their connection rather than keep it, and an upgrade still in progress completes and
+    /// is then closed with this code (the client gets an answer, never a refusal).
+    pub stopping: Option<u16>,
 }
 
 impl Core {
@@ -102,7 +104,7 @@ impl Core {
             slots: Vec::new(),
             fanout: Vec::new(),
             held_turn: Vec::new(),
-            stopping: false,
+            stopping: None,
             waker,
         }
     }

@@ -183,20 +183,33 @@ pub fn unlock(file: &File) -> io::Result<()> {
     syscall!(flock(file.as_raw_fd(), libc::LOCK_UN)).map(|_| ())
 }
 
+/// Most descriptors one worker inherits (its control socket and its listeners).
+pub const MAX_INHERITED: usize = 64;
+
 /// Prepare `cmd` to run as a worker of `master_pid`.
 ///
-/// In the child, before exec: `control` is dup2'd to `target_fd` without close-on-exec, the child
-/// asks for SIGKILL when its parent dies (PR_SET_PDEATHSIG; so a `kill -9` of the master leaves
-/// no orphans), and moves to its own process group (so a terminal Ctrl-C reaches only the master,
-/// which then stops the workers in order).
-pub fn worker_pre_exec(cmd: &mut Command, control: RawFd, target_fd: RawFd, master_pid: i32) {
+/// In the child, before exec: each `(fd, target)` of `fds` is dup'd to `target` without
+/// close-on-exec (everything else of ours is close-on-exec), the child asks for SIGKILL when its
+/// parent dies (PR_SET_PDEATHSIG; so a `kill -9` of the master leaves no orphans), and moves to
+/// its own process group (so a terminal Ctrl-C reaches only the master, which then stops the
+/// workers in order).
+pub fn worker_pre_exec(cmd: &mut Command, fds: Vec<(RawFd, RawFd)>, master_pid: i32) {
     let hook = move || -> io::Result<()> {
-        // Only async-signal-safe calls below: we are between fork and exec.
-        if control == target_fd {
-            // dup2 of an fd onto itself keeps FD_CLOEXEC; clear it explicitly.
-            syscall!(fcntl(target_fd, libc::F_SETFD, 0))?;
-        } else {
-            syscall!(dup2(control, target_fd))?;
+        // Only async-signal-safe calls below: we are between fork and exec. `fds` was built
+        // before the fork; it is only read here.
+        if fds.len() > MAX_INHERITED {
+            return Err(io::Error::from_raw_os_error(libc::EMFILE));
+        }
+        // Sources and targets may overlap (a listener at fd 4 that must move to 5 while
+        // another moves to 4): park every source above the targets first.
+        let mut parked = [0 as RawFd; MAX_INHERITED];
+        for (i, &(src, _)) in fds.iter().enumerate() {
+            parked[i] = syscall!(fcntl(src, libc::F_DUPFD_CLOEXEC, 256))?;
+        }
+        for (i, &(_, target)) in fds.iter().enumerate() {
+            // dup2 leaves the target without FD_CLOEXEC: it survives the exec.
+            syscall!(dup2(parked[i], target))?;
+            syscall!(close(parked[i]))?;
         }
         syscall!(prctl(
             libc::PR_SET_PDEATHSIG,
@@ -215,10 +228,38 @@ pub fn worker_pre_exec(cmd: &mut Command, control: RawFd, target_fd: RawFd, mast
         Ok(())
     };
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // system calls (fcntl, dup2, prctl, getppid, setpgid); it allocates nothing.
+    // system calls (fcntl, dup2, close, prctl, getppid, setpgid); it allocates nothing.
     unsafe {
         cmd.pre_exec(hook);
     }
+}
+
+/// Take ownership of a listening TCP socket the master left at `fd`, non-blocking and
+/// close-on-exec.
+///
+/// # Safety
+/// `fd` must not be owned by anything else in this process: the returned listener closes it
+/// when dropped. The function checks that it is an open, listening stream socket.
+pub unsafe fn take_listener_fd(fd: RawFd) -> io::Result<std::net::TcpListener> {
+    syscall!(fcntl(fd, libc::F_GETFD))?;
+    let mut listening: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_ACCEPTCONN,
+        &mut listening as *mut libc::c_int as *mut libc::c_void,
+        &mut len
+    ))?;
+    if listening != 1 {
+        return Err(io::Error::other("inherited fd is not a listening socket"));
+    }
+    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+    // SAFETY: the fd is open and a listening socket (checked above) and the caller vouches
+    // that nothing else owns it.
+    let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    l.set_nonblocking(true)?;
+    Ok(l)
 }
 
 /// Set once the control fd has been wrapped, so it can never get two owners.

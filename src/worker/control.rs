@@ -150,7 +150,7 @@ impl Worker {
         );
         self.close_listeners();
         // From now on an HTTP answer closes its connection instead of keeping it alive.
-        self.core.stopping = true;
+        self.core.stopping = Some(self.restart_code);
         self.close_idle_http();
         let first = self.stopping == Stopping::No;
         if first {

@@ -236,7 +236,7 @@ fn http_step(
 
 /// Queue `resp` to `req` (`n` bytes long), keeping the connection if the request allows it.
 fn answer(core: &mut Core, id: ConnId, req: &Request, resp: Response, n: usize) -> Option<usize> {
-    let keep = req.keep_alive() && !core.stopping;
+    let keep = req.keep_alive() && core.stopping.is_none();
     let mut out = Vec::new();
     resp.write_to(&mut out, keep);
     core.queue_raw(id.index(), &out, &[]);
@@ -309,6 +309,10 @@ fn upgrade(
         core.arm_conn_timer(id.index(), now + idle);
     }
     connected(core, app, id);
+    if let Some(code) = core.stopping {
+        // Accepted before the worker was told to stop: answered, then closed like the rest.
+        core.request_close(id, CloseHow::Graceful(code));
+    }
 }
 
 /// A connection became a gateway client: register it cluster-wide and tell the app. With a

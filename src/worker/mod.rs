@@ -46,6 +46,8 @@ const READ_BUDGET: usize = 256 * 1024;
 const ACCEPT_BUDGET: usize = 256;
 /// How long a closing connection may take to read our close and hang up.
 const LINGER: Duration = Duration::from_secs(2);
+/// How long a stopping worker waits for the request of a connection it accepted just before.
+const REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// Pause after EMFILE/ENFILE before accepting again (the classic busy-loop trap otherwise).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -123,13 +125,16 @@ impl Quiet {
 }
 
 /// Run a worker with `app` until it is told to stop; returns the process exit code. `control`
-/// is the socket to the master (or to a test standing in for it).
+/// is the socket to the master (or to a test standing in for it); `inherited` are the
+/// listening sockets the master keeps for this worker's slot, by listen URL (a listener of the
+/// config without one is bound here).
 pub fn run(
     cfg: Config,
     app: Box<dyn App>,
     worker_id: usize,
     inc: u64,
     control: std::os::unix::net::UnixStream,
+    inherited: Vec<(String, std::net::TcpListener)>,
 ) -> i32 {
     crate::sys::alloc::tune_for_server();
     let ctl = match control::Control::new(control) {
@@ -139,7 +144,7 @@ pub fn run(
             return 1;
         }
     };
-    match Worker::new(cfg, app, worker_id, inc, ctl) {
+    match Worker::new(cfg, app, worker_id, inc, ctl, inherited) {
         Ok(mut w) => w.run(),
         Err(boxed) => {
             let (reason, mut ctl) = *boxed;
@@ -179,6 +184,7 @@ impl Worker {
         worker_id: usize,
         inc: u64,
         mut ctl: control::Control,
+        inherited: Vec<(String, std::net::TcpListener)>,
     ) -> Result<Worker, Box<(String, control::Control)>> {
         let heartbeat = heartbeat::Heartbeat::from_config(&cfg.gateway);
         let limits = effective_limits(&cfg.limits, &app.transport());
@@ -191,7 +197,7 @@ impl Worker {
             cfg.workers,
             &cfg.limits.proxies,
         );
-        match Self::setup(&cfg, &mut ctl) {
+        match Self::setup(&cfg, &mut ctl, inherited) {
             Ok((poll, listeners, waker)) => Ok(Worker {
                 poll,
                 input: InputSettings {
@@ -229,12 +235,19 @@ impl Worker {
     fn setup(
         cfg: &Config,
         ctl: &mut control::Control,
+        mut inherited: Vec<(String, std::net::TcpListener)>,
     ) -> Result<(Poll, Vec<Listener>, std::sync::Arc<mio::Waker>), String> {
         let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
         let mut listeners = Vec::new();
         for (i, spec) in cfg.listen.iter().enumerate() {
-            let std_l = crate::sys::socket::bind_listener(spec.addr, true)
-                .map_err(|e| format!("cannot listen on {spec}: {e}"))?;
+            let url = spec.to_string();
+            let std_l = match inherited.iter().position(|(s, _)| *s == url) {
+                Some(at) => inherited.swap_remove(at).1,
+                // A listener the master does not hold (added to the config for this reload,
+                // or a worker run without a master): this worker's own, with SO_REUSEPORT.
+                None => crate::sys::socket::bind_listener(spec.addr, true)
+                    .map_err(|e| format!("cannot listen on {spec}: {e}"))?,
+            };
             let mut sock = TcpListener::from_std(std_l);
             poll.registry()
                 .register(&mut sock, Token(LISTENER_BASE + i), Interest::READABLE)
@@ -626,14 +639,24 @@ impl Worker {
                 gen: c.gen,
             })
             .collect();
+        let grace = self.core.now + REQUEST_GRACE;
         for id in ids {
-            let idle = self.core.get(id).is_some_and(Conn::idle_http);
-            let how = if idle {
-                CloseHow::Now
-            } else {
-                CloseHow::Graceful(code)
+            let Some(c) = self.core.get_mut(id) else {
+                continue;
             };
-            self.core.request_close(id, how);
+            if c.idle_http() {
+                self.core.request_close(id, CloseHow::Now);
+            } else if c.state == ConnState::Handshake {
+                // Accepted, its request not answered yet: a client that connected before the
+                // stop gets an answer (an HTTP response with `Connection: close`, or its
+                // upgrade and then the close code), not a reset. A client that sends nothing
+                // is dropped soon, so it cannot hold the stop up.
+                let by = c.deadline.map_or(grace, |d| d.min(grace));
+                c.deadline = Some(by);
+                self.core.arm_conn_timer(id.index(), by);
+            } else {
+                self.core.request_close(id, CloseHow::Graceful(code));
+            }
         }
         self.apply_closes();
     }

@@ -24,6 +24,14 @@ pub struct Ws {
 }
 
 impl Ws {
+    /// Wrap a socket whose upgrade the caller already did.
+    pub fn from_stream(sock: TcpStream) -> Ws {
+        Ws {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+
     /// Connect and upgrade at `path`; panics if the answer is not 101.
     pub fn connect(addr: &str, path: &str) -> Ws {
         let (ws, status, _) = Ws::try_connect(addr, path, &[]);
