@@ -201,10 +201,12 @@ pub fn worker_pre_exec(cmd: &mut Command, fds: Vec<(RawFd, RawFd)>, master_pid: 
             return Err(io::Error::from_raw_os_error(libc::EMFILE));
         }
         // Sources and targets may overlap (a listener at fd 4 that must move to 5 while
-        // another moves to 4): park every source above the targets first.
+        // another moves to 4): park every source above the highest target first. (Just
+        // above it: a low `ulimit -n` leaves no room higher up.)
+        let above = fds.iter().map(|&(_, t)| t).max().unwrap_or(0) + 1;
         let mut parked = [0 as RawFd; MAX_INHERITED];
         for (i, &(src, _)) in fds.iter().enumerate() {
-            parked[i] = syscall!(fcntl(src, libc::F_DUPFD_CLOEXEC, 256))?;
+            parked[i] = syscall!(fcntl(src, libc::F_DUPFD_CLOEXEC, above))?;
         }
         for (i, &(_, target)) in fds.iter().enumerate() {
             // dup2 leaves the target without FD_CLOEXEC: it survives the exec.
