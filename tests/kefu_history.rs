@@ -230,18 +230,7 @@ fn uploads() {
     let auth = format!("Bearer {}", vl["token"].as_str().unwrap());
     // Visitors upload into an open conversation (docs/security.md).
     say(&mut v, None, "first", "hello");
-    // A well-formed PNG (uploads are parsed to strip metadata): IHDR, IDAT, IEND, 208 bytes.
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    for (kind, data) in [
-        (&b"IHDR"[..], vec![0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]),
-        (b"IDAT", vec![7u8; 151]),
-        (b"IEND", vec![]),
-    ] {
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        png.extend_from_slice(kind);
-        png.extend_from_slice(&data);
-        png.extend_from_slice(&[0; 4]);
-    }
+    let png = tiny_png();
     let (st, up) = http_json(
         &k.addr(),
         "POST",

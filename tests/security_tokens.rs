@@ -69,13 +69,13 @@ fn history(k: &Kefu, token: &str, conv: i64) -> u16 {
 
 fn upload(k: &Kefu, token: &str) -> u16 {
     let auth = format!("Bearer {token}");
-    let png = b"\x89PNG\r\n\x1a\n-not-really-an-image";
+    let png = tiny_png();
     http_json(
         &k.addr(),
         "POST",
         "/api/upload",
         &[("Authorization", &auth)],
-        png,
+        &png,
     )
     .0
 }

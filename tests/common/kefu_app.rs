@@ -216,3 +216,19 @@ pub fn say(ws: &mut Ws, conv: Option<i64>, cmid: &str, text: &str) -> i64 {
     assert_eq!(a["method"], "ack", "send failed: {a}");
     a["seq"].as_i64().unwrap()
 }
+
+/// A well-formed PNG (uploads are parsed to strip metadata): IHDR, IDAT, IEND, 208 bytes.
+pub fn tiny_png() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (&b"IHDR"[..], vec![0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]),
+        (b"IDAT", vec![7u8; 151]),
+        (b"IEND", vec![]),
+    ] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(kind);
+        png.extend_from_slice(&data);
+        png.extend_from_slice(&[0; 4]);
+    }
+    png
+}
