@@ -268,6 +268,10 @@ pub struct KefuConfig {
     pub rate_per_sec: f64,
     /// Burst allowance on top of the rate.
     pub rate_burst: f64,
+    /// How long an agent may be gone (every connection closed) before its active
+    /// conversations go back to the queue, seconds; 0 keeps them with the agent.
+    #[serde(with = "secs")]
+    pub agent_away_grace: Duration,
 }
 
 impl Default for KefuConfig {
@@ -286,6 +290,7 @@ impl Default for KefuConfig {
             trusted_hops: 1,
             rate_per_sec: 20.0,
             rate_burst: 40.0,
+            agent_away_grace: Duration::from_secs(60),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::history::Missed;
 use super::login::{AgentIn, VisitorIn};
+use super::presence::{push_requeued, Requeued};
 use super::push::{fan_message, mark_online, push_routed, push_uid, send};
 use super::request::{store_error, Refusal, Req, Side};
 use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
@@ -104,6 +105,7 @@ pub(super) enum Outcome {
     Routed(Routed),
     Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
+    Requeued(Box<Requeued>),
 }
 
 impl Kefu {
@@ -116,6 +118,7 @@ impl Kefu {
         };
         match (d.to, out) {
             (Origin::Http(conn, _), o) => self.http_done(cx, conn, o),
+            (Origin::Drain, Outcome::Requeued(r)) => push_requeued(cx, &r),
             (Origin::Drain, Outcome::Routed(r)) => {
                 if !r.assigned.is_empty() {
                     push_routed(cx, &r);
@@ -301,9 +304,10 @@ impl Kefu {
             | Outcome::HttpVisitorToken(_)
             | Outcome::HttpHistory(..)
             | Outcome::HttpUploaded(..)
-            | Outcome::HttpFile(_) => {
+            | Outcome::HttpFile(_)
+            | Outcome::Requeued(_) => {
                 crate::warn!(
-                    "kefu: http outcome for websocket request {}",
+                    "kefu: unexpected outcome for websocket request {}",
                     rq.method.as_str()
                 );
             }

@@ -444,7 +444,19 @@ pub(crate) enum Out<'a> {
         expires_at: i64,
         conv: Option<&'a ConvOut>,
         agents_online: bool,
+        /// The open conversation's agent is online (false without one).
+        agent_online: bool,
     },
+    /// To a business's visitors: an agent came or went; `agents_online` is the business's
+    /// availability after the change (leave-a-message mode when false).
+    AgentPresence {
+        agent_id: &'a str,
+        agent_name: &'a str,
+        online: bool,
+        agents_online: bool,
+    },
+    /// To a business's agents: a visitor's first tab opened or its last one closed.
+    VisitorPresence { visitor_id: &'a str, online: bool },
     /// A message was stored.
     Ack {
         client_msg_id: Option<&'a str>,
