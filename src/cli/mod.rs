@@ -336,6 +336,9 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
         }
         Err(e) => return Err(e.into()),
     };
+    if let Err(e) = crate::app::kefu::demo::prepare(&cfg) {
+        eprintln!("kefu: warning: could not open the store: {e}");
+    }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut spawn = SpawnSpec {
         exe,
