@@ -72,6 +72,11 @@ fn presence_is_pushed_both_ways_and_an_absent_agent_is_requeued() {
         m["method"] == "message" && m["event"] == "requeued"
     });
     assert_eq!(ev["conv_id"], conv, "{ev}");
+    // Typed, so pages can say it in their language; `text` stays for other clients.
+    assert_eq!(ev["args"]["type"], "requeued", "{ev}");
+    assert_eq!(ev["args"]["agent_id"], "alice", "{ev}");
+    assert_eq!(ev["args"]["agent_name"], "Alice", "{ev}");
+    assert!(ev["text"].as_str().unwrap().contains("Alice"), "{ev}");
     let w = recv_until(&mut v, "waiting", |m| m["method"] == "waiting");
     assert_eq!(w["conv_id"], conv, "{w}");
     assert_eq!(w["agents_online"], false, "{w}");
@@ -84,6 +89,12 @@ fn presence_is_pushed_both_ways_and_an_absent_agent_is_requeued() {
     assert_eq!(a["conv"]["agent_id"], "bob", "{a}");
     let to_v = recv_until(&mut v, "visitor assigned", |m| m["method"] == "assigned");
     assert_eq!(to_v["agent_id"], "bob", "{to_v}");
+    let joined = recv_until(&mut v, "joined event", |m| m["event"] == "assigned");
+    assert_eq!(
+        joined["args"],
+        serde_json::json!({"type":"assigned","agent_id":"bob","agent_name":"Bob"}),
+        "{joined}"
+    );
 }
 
 #[test]

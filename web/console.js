@@ -350,6 +350,7 @@
     var id = S.selected, st = S.streams.get(id);
     if (id == null || !st || S.histReq.get(id)) return;
     S.histReq.set(id, "older");
+    st.pagedOlder = true;
     $("moreBtn").textContent = t("loading");
     sock.send({ method: "history", conv_id: id, before_seq: st.minSeq() || st.lastSeq + 1, limit: 30 });
   }
@@ -429,6 +430,7 @@
   function lastText(m) {
     if (!m) return "";
     if (m.kind === "image") return t("image_msg");
+    if (m.kind === "event") return K.eventText(m);
     return (m.text || "").replace(/\s+/g, " ");
   }
 
@@ -531,7 +533,7 @@
     });
     K.renderList($("msgList"), items, function (m) { return rowFor(m, r); });
     $("moreBtn").hidden = !st.hasMore;
-    $("noMore").hidden = !(st.hasMore === false && st.msgs.size > 0);
+    $("noMore").hidden = !(st.pagedOlder && st.hasMore === false && st.msgs.size > 0);
   }
 
   function rowFor(m, r) {

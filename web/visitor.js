@@ -95,6 +95,7 @@
     var st = S.streams.get(id);
     if (S.histReq.get(id)) return;
     S.histReq.set(id, "older");
+    S.pagedOlder = true;
     $("moreBtn").textContent = t("loading");
     sock.send({ method: "history", conv_id: id, before_seq: st.minSeq() || st.lastSeq + 1, limit: 30 });
   }
@@ -395,7 +396,9 @@
     K.renderList($("msgList"), items, rowFor);
     var first = ids.length ? S.streams.get(ids[0]) : null;
     $("moreBtn").hidden = !(first && first.hasMore);
-    $("noMore").hidden = !(first && first.hasMore === false && first.msgs.size > 0);
+    // "No older messages" answers a "load more"; a conversation that fits on one page has
+    // nothing to say about it.
+    $("noMore").hidden = !(S.pagedOlder && first && first.hasMore === false && first.msgs.size > 0);
     if (rowCache.size > 2000) rowCache.clear();
   }
 

@@ -113,6 +113,17 @@ test("visitor and agent chat both ways; the agent sees an unread badge", async (
   await visitor.locator("#onlineDot.on").waitFor();
   await send(visitor, "你好，我想咨询一下 😀");
   await waitText(visitor, "right", "你好，我想咨询一下");
+  // A new conversation fits on one page: no "No older messages" line.
+  assert.equal(await visitor.locator("#noMore").isVisible(), false);
+  // Its own avatar letter and the system lines follow the page's language.
+  assert.equal(await visitor.locator("#msgList .msg-right .avatar").first().textContent(), "访");
+  const joined = visitor.locator("#msgList .msg-event[data-event=assigned]").first();
+  await joined.filter({ hasText: "Alice 已接入会话" }).waitFor();
+  await visitor.locator("#langBtn").click();
+  await joined.filter({ hasText: "Alice joined the conversation" }).waitFor();
+  assert.equal(await visitor.locator("#msgList .msg-right .avatar").first().textContent(), "V");
+  await visitor.locator("#langBtn").click();
+  await joined.filter({ hasText: "Alice 已接入会话" }).waitFor();
   // The conversation is routed to alice: it appears in her list with an unread badge.
   const item = agent.locator("#convList .conv-item").first();
   await item.waitFor();
@@ -122,6 +133,7 @@ test("visitor and agent chat both ways; the agent sees an unread badge", async (
   await item.click();
   await waitText(agent, "left", "你好，我想咨询一下");
   await item.locator(".badge").waitFor({ state: "detached" });
+  assert.equal(await agent.locator("#noMore").isVisible(), false);
   await send(agent, "您好，请问有什么可以帮您？");
   await waitText(visitor, "left", "您好，请问有什么可以帮您");
   await waitText(agent, "right", "您好，请问有什么可以帮您");
@@ -142,6 +154,24 @@ test("markup in a message is shown as text and never runs", async () => {
   for (const p of [visitor, agent]) {
     assert.equal(await p.locator("#msgList img").count(), 0);
     assert.equal(await p.locator("#msgList b").count(), 0);
+  }
+  assert.deepEqual(dialogs, []);
+});
+
+test("http(s) links in messages are clickable, and nothing else is", async () => {
+  await send(agent, "说明见 https://example.com/help?q=1&r=2。 也试试 javascript:alert(1) 和 <a href=\"https://evil.example/\">x</a>");
+  await waitText(visitor, "left", "说明见");
+  for (const p of [visitor, agent]) {
+    const links = p.locator("#msgList a.msg-link");
+    const row = p.locator("#msgList .msg-text", { hasText: "说明见" }).last();
+    const a = row.locator("a");
+    // The URL (without the full stop), and the https URL inside the typed tag as text-link.
+    assert.equal(await a.first().getAttribute("href"), "https://example.com/help?q=1&r=2");
+    assert.equal(await a.first().getAttribute("target"), "_blank");
+    assert.equal(await a.first().getAttribute("rel"), "noopener noreferrer");
+    for (const h of await a.evaluateAll((ns) => ns.map((n) => n.getAttribute("href")))) assert.match(h, /^https:\/\//);
+    assert.ok(await links.count() >= 1);
+    assert.match(await row.textContent(), /javascript:alert\(1\) 和 <a href="https:\/\/evil\.example\/">x<\/a>/);
   }
   assert.deepEqual(dialogs, []);
 });
@@ -280,12 +310,14 @@ test("the embed snippet opens the chat in a floating panel on another site", asy
   await bItem.waitFor();
   await bItem.click();
   await waitText(bob, "left", "hello from the widget");
+  await frame.locator("#msgList .msg-event[data-event=transferred]", { hasText: "Alice transferred the conversation to Bob" }).waitFor();
   await send(bob, "Bob here");
   await frame.locator("#msgList .msg-left .msg-text", { hasText: "Bob here" }).waitFor();
   await bob.locator("#closeBtn").click();
   await bob.locator("#closeBtn").click(); // second click confirms
   await bob.locator("#stateTag[data-state=closed]").waitFor();
   await frame.locator("#banner", { hasText: "closed" }).waitFor();
+  await frame.locator("#msgList .msg-event[data-event=closed]", { hasText: "Conversation closed by Bob" }).waitFor();
   await bobCtx.close();
   // The panel's close button hides it again.
   await frame.locator("#closeBtn").click();

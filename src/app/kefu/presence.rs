@@ -12,7 +12,7 @@ use super::done::{Origin, Outcome};
 use super::history::{self, Body, SYSTEM};
 use super::push::{fan_message, push_routed, push_uid};
 use super::routing::{self, Policy, Routed};
-use super::wire::{MessageOut, Out};
+use super::wire::{Event, MessageOut, Out};
 use super::{agent_uid, agents_group, Kefu, Payload};
 use crate::api::{Ctx, TimerId};
 use crate::store::{self, now_ms};
@@ -73,10 +73,10 @@ pub(crate) fn requeue_absent(
             conn,
             id,
             SYSTEM,
-            &Body::Event(
-                "requeued",
-                format!("{name} left; the conversation is waiting for an agent"),
-            ),
+            &Body::Event(Event::Requeued {
+                agent_id: agent_id.to_string(),
+                agent_name: name.clone(),
+            }),
             None,
             now,
         )?;
