@@ -237,8 +237,8 @@
     afterNewMessages();
   }
 
-  /* The protocol pushes no "agents came online" to visitors: an agent's message, typing or
-   * read receipt is proof enough (hides the leave-a-message form). */
+  /* Presence comes as agent_presence pushes; an agent's message, typing or read receipt is
+   * proof enough too (one that raced ahead of its push). */
   function agentSeen() {
     if (!S.agentsOnline) { S.agentsOnline = true; renderChrome(); }
   }

@@ -68,15 +68,16 @@
   }
   /* Tell the chat page whether its panel is open: inside the iframe the page stays
    * "visible" while the panel is hidden, and only what is on screen counts as read. */
+  var loaded = false; // before its load, the frame's window is not kefu's origin yet
   function tell() {
-    if (frame && frame.contentWindow) {
+    if (frame && loaded && frame.contentWindow) {
       try { frame.contentWindow.postMessage({ kefu: "panel", open: panel.style.display !== "none" }, origin); } catch (e) {}
     }
   }
   function open() {
     if (!frame) {
       frame = document.createElement("iframe");
-      frame.addEventListener("load", tell);
+      frame.addEventListener("load", function () { loaded = true; tell(); });
       frame.src = src;
       frame.title = "Chat";
       frame.setAttribute("allow", "clipboard-read; clipboard-write");

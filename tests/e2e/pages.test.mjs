@@ -229,6 +229,9 @@ test("server restart: both pages reconnect and nothing is lost", async () => {
   await run(bin, ["stop", "--pid-file", pid]);
   await visitor.locator("body:not([data-conn=online])").waitFor();
   await agent.locator("#connPill:not([data-state=online])").waitFor();
+  // Disconnected, the visitor's header claims nothing about agents.
+  assert.equal(await visitor.locator("#onlineText").textContent(), "");
+  assert.equal(await visitor.locator("#onlineDot.on").count(), 0);
   // Written while the server is down: kept and sent after the reconnect.
   await send(visitor, "断线时发的消息");
   await send(agent, "agent wrote this while offline");
