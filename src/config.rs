@@ -309,6 +309,10 @@ pub struct KefuConfig {
     pub login_backoff_max: Duration,
     /// Entries each per-IP / per-token / per-account table keeps (oldest evicted beyond).
     pub limit_table_entries: usize,
+    /// How long an agent may be gone (every connection closed) before its active
+    /// conversations go back to the queue, seconds; 0 keeps them with the agent.
+    #[serde(with = "secs")]
+    pub agent_away_grace: Duration,
 }
 
 impl Default for KefuConfig {
@@ -338,6 +342,7 @@ impl Default for KefuConfig {
             login_account_free_failures: 5,
             login_backoff_max: Duration::from_secs(300),
             limit_table_entries: 16384,
+            agent_away_grace: Duration::from_secs(60),
         }
     }
 }

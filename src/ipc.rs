@@ -133,7 +133,7 @@ pub struct ConnInfo {
     pub bytes_read: u64,
     /// Bytes written to the socket.
     pub bytes_written: u64,
-    /// `HANDSHAKE`, `ESTABLISHED`, `CLOSING`.
+    /// `HANDSHAKE`, `IDLE` (keep-alive HTTP between requests), `ESTABLISHED`, `CLOSING`, `LINGER`.
     pub state: String,
     /// Local address.
     pub local: String,

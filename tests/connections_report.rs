@@ -96,3 +96,56 @@ fn connections_lists_every_client_with_protocol_state_bytes_and_addresses() {
     }
     assert!(k.run(&["stop"], 10 * SEC).ok());
 }
+
+/// A keep-alive HTTP connection that has been answered and waits for its next request is
+/// `IDLE` (it was shown as `HANDSHAKE`); the table prints whole 32-character client ids with
+/// the columns after them still aligned.
+#[test]
+fn an_answered_keep_alive_connection_is_idle_and_ids_fit_their_column() {
+    let k = Instance::new("echo", 1, &["http"]);
+    let out = k.start_detached();
+    assert!(out.ok(), "start failed: {out:?}\n{}", k.log());
+    let mut s = TcpStream::connect(k.addr("http")).unwrap();
+    s.set_read_timeout(Some(10 * SEC)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut len = 0usize;
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        if l == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    std::io::Read::read_exact(&mut r, &mut body).unwrap();
+    let ours = s.local_addr().unwrap().to_string();
+
+    let out = k.run(&["connections", "--json"], 10 * SEC);
+    assert!(out.ok(), "{out:?}");
+    let conns: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("json");
+    let c = conns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["remote"] == ours.as_str())
+        .unwrap_or_else(|| panic!("no connection from {ours}: {conns:#?}"))
+        .clone();
+    assert_eq!(c["state"], "IDLE", "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+
+    let table = k.run(&["connections"], 10 * SEC);
+    let header = table.stdout.lines().nth(1).unwrap();
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.ends_with(&ours))
+        .unwrap_or_else(|| panic!("no row for {ours}:\n{}", table.stdout));
+    assert!(row.contains(&format!("{id} ")), "{row}");
+    assert_eq!(header.find("Status"), row.find("IDLE"), "{header}\n{row}");
+    drop(s);
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}

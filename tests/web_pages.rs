@@ -123,6 +123,13 @@ fn first_start_creates_a_demo_login_once() {
     // `start -d` prints the one-time login on the terminal that started it.
     let k = Instance::new("kefu", 1, &["http"]).with_data_dir();
     let addr = k.addr("http");
+    // A start that fails (port in use) prints no login and creates none ...
+    let busy = std::net::TcpListener::bind(&addr).expect("hold the port");
+    let o = k.start_detached();
+    assert!(!o.ok(), "{o:?}");
+    assert!(!o.stdout.contains("one-time login"), "{o:?}");
+    drop(busy);
+    // ... so the first good start still has one to print.
     let o = k.start_detached();
     let out = o.stdout.clone();
     assert!(o.ok(), "{o:?}");

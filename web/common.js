@@ -74,9 +74,10 @@
     return typeof u === "string" && /^\/uploads\/[A-Za-z0-9_-]{1,128}(\.[A-Za-z0-9]{1,8})?$/.test(u) ? u : null;
   };
 
-  /* Avatar: a coloured circle with the first character of a name. */
+  /* Avatar: a coloured circle with the first character of a name (without one, a letter in
+   * the page's language). */
   K.avatar = function (name, role) {
-    var ch = (Array.from(String(name || "").trim())[0] || (role === "agent" ? "客" : "访")).toUpperCase();
+    var ch = (Array.from(String(name || "").trim())[0] || K.t(role === "agent" ? "avatar_agent" : "avatar_visitor")).toUpperCase();
     return K.el("span.avatar.av-" + role, { "aria-hidden": "true", text: ch });
   };
 
@@ -367,6 +368,28 @@
     return null;
   };
 
+  /* Message text as a span of text nodes, with http(s) URLs as links that open in a new tab
+   * without access to this page (rel="noopener noreferrer"). Built node by node: nothing in
+   * the text is ever parsed as markup, and only http: and https: URLs become links. */
+  var URL_RE = /\bhttps?:\/\/[^\s<>"'`\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]+/gi;
+  K.linkify = function (text) {
+    var span = K.el("span.msg-text"), last = 0, m;
+    URL_RE.lastIndex = 0;
+    while ((m = URL_RE.exec(text))) {
+      // Trailing punctuation ends a sentence, not the URL.
+      var url = m[0].replace(/[.,;:!?)\]}'"]+$/, "");
+      var ok = false;
+      try { var u = new URL(url); ok = u.protocol === "http:" || u.protocol === "https:"; } catch (e) { ok = false; }
+      if (!ok || !url) continue;
+      if (m.index > last) span.appendChild(document.createTextNode(text.slice(last, m.index)));
+      span.appendChild(K.el("a.msg-link", { href: url, target: "_blank", rel: "noopener noreferrer", text: url }));
+      last = m.index + url.length;
+      URL_RE.lastIndex = last;
+    }
+    if (last < text.length) span.appendChild(document.createTextNode(text.slice(last)));
+    return span;
+  };
+
   /* ---------- a message bubble ----------
    * side: "left" | "right"; m: Message; opts: {name, role, status} */
   K.bubble = function (m, side, opts) {
@@ -380,7 +403,7 @@
         body = K.el("span.msg-text", { text: K.t("image_msg") });
       }
     } else {
-      body = K.el("span.msg-text", { text: m.text == null ? "" : String(m.text) });
+      body = K.linkify(m.text == null ? "" : String(m.text));
     }
     var meta = K.el("div.msg-meta");
     if (opts.name) meta.appendChild(K.el("span.msg-name", { text: opts.name }));
@@ -393,8 +416,20 @@
     else { row.appendChild(col); row.appendChild(K.avatar(opts.name, opts.role)); }
     return row;
   };
+  /* A server event in the page's language, from its typed fields (`args`); messages stored
+   * before events had them (or events this page does not know) show the server's line. */
+  K.eventText = function (m) {
+    var a = m.args || {};
+    switch (a.type) {
+      case "assigned": return K.t("ev_assigned", { agent: a.agent_name || a.agent_id || "" });
+      case "transferred": return K.t("ev_transferred", { from: a.from_name || a.from_id || "", to: a.to_name || a.to_id || "" });
+      case "closed": return a.by === "visitor" ? K.t("ev_closed_visitor") : K.t("ev_closed_agent", { agent: a.agent_name || a.agent_id || "" });
+      case "requeued": return K.t("ev_requeued", { agent: a.agent_name || a.agent_id || "" });
+      default: return m.text || m.event || "";
+    }
+  };
   K.eventLine = function (m) {
-    return K.el("div.msg-event", { dataset: { seq: String(m.seq) } }, K.el("span", { text: m.text || m.event || "" }));
+    return K.el("div.msg-event", { dataset: { seq: String(m.seq), event: String(m.event || "") } }, K.el("span", { text: K.eventText(m) }));
   };
 
   /* ---------- sound + notifications (console) ---------- */

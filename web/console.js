@@ -2,7 +2,7 @@
 "use strict";
 (function () {
   var K = window.Kefu, t = K.t, $ = function (id) { return document.getElementById(id); };
-  var AUTH_KEY = "kefu.agent.auth", PREF_KEY = "kefu.agent.prefs";
+  var AUTH_KEY = "kefu.agent.auth", PREF_KEY = "kefu.agent.prefs", SEL_KEY = "kefu.agent.selected";
 
   function lsGet(k) { try { return JSON.parse(localStorage.getItem(k) || "null"); } catch (e) { return null; } }
   function lsSet(k, v) { try { if (v == null) localStorage.removeItem(k); else localStorage.setItem(k, JSON.stringify(v)); } catch (e) {} }
@@ -183,6 +183,11 @@
         (m.customer_list || []).forEach(function (a) { S.colleagues.set(String(a.customer_id), a.customer_name || String(a.customer_id)); });
         applyLists(m.conversations, m.queue);
         S.pending.forEach(function (p) { if (!p.failed) sendPending(p); });
+        // After a page reload: reopen the conversation that was open, if it is still listed.
+        if (S.selected == null) {
+          var keep = lsGet(SEL_KEY);
+          if (keep && keep.agent === S.auth.agent_id && S.convs.has(keep.conv_id)) { select(keep.conv_id); return; }
+        }
         if (S.selected != null) {
           var st = S.streams.get(S.selected), r = S.convs.get(S.selected);
           if (st && (!st.loaded || (r && r.state !== "active"))) loadNewest(S.selected);
@@ -194,6 +199,9 @@
       case "logout_push":
         S.colleagues.delete(String(m.customer_id));
         return renderColleagues();
+      case "visitor_presence":
+        S.convs.forEach(function (r) { if (r.visitor && r.visitor.visitor_id === m.visitor_id) r.visitor.online = !!m.online; });
+        return renderList();
       case "conversations":
         applyLists(m.conversations, m.queue);
         return renderAll();
@@ -216,9 +224,10 @@
       case "unassigned": {
         var u = S.convs.get(m.conv_id);
         if (u) {
-          u.state = m.reason === "closed" ? "closed" : "gone";
-          u.note = m.reason === "transferred" ? (t("transfer") + " → " + (S.colleagues.get(String(m.to)) || m.to || "")) : null;
-          if (u.state === "gone") u.state = "closed";
+          // Transferred is not closed: the visitor is still being helped, by a colleague.
+          u.transferredTo = m.reason === "transferred" ? (S.colleagues.get(String(m.to)) || String(m.to || "")) : null;
+          u.state = u.transferredTo != null ? "transferred" : "closed";
+          u.note = u.transferredTo != null ? t("transferred_to", { name: u.transferredTo }) : null;
         }
         return renderAll();
       }
@@ -350,11 +359,13 @@
     var id = S.selected, st = S.streams.get(id);
     if (id == null || !st || S.histReq.get(id)) return;
     S.histReq.set(id, "older");
+    st.pagedOlder = true;
     $("moreBtn").textContent = t("loading");
     sock.send({ method: "history", conv_id: id, before_seq: st.minSeq() || st.lastSeq + 1, limit: 30 });
   }
   function select(id) {
     S.selected = id;
+    lsSet(SEL_KEY, id == null ? null : { agent: S.auth.agent_id, conv_id: id });
     S.closeArmed = null;
     $("typing").hidden = true;
     var st = stream(id), r = S.convs.get(id);
@@ -428,6 +439,7 @@
   function lastText(m) {
     if (!m) return "";
     if (m.kind === "image") return t("image_msg");
+    if (m.kind === "event") return K.eventText(m);
     return (m.text || "").replace(/\s+/g, " ");
   }
 
@@ -517,7 +529,8 @@
     $("paneTitle").textContent = visitorName(r);
     var tag = $("stateTag");
     tag.dataset.state = r.state;
-    tag.textContent = t("state_" + (r.state === "queued" ? "queued" : r.state === "active" ? "active" : "closed"));
+    tag.textContent = r.state === "transferred" ? t("transferred_to", { name: r.transferredTo })
+      : t("state_" + (r.state === "queued" ? "queued" : r.state === "active" ? "active" : "closed"));
     $("claimBtn").hidden = r.state !== "queued";
     $("transferSel").hidden = !mine; $("transferBtn").hidden = !mine; $("closeBtn").hidden = !(mine || r.state === "queued"); // a queued one can be dismissed
     $("closeBtn").textContent = S.closeArmed === id ? t("confirm_close") : t("close_conv");
@@ -529,7 +542,7 @@
     });
     K.renderList($("msgList"), items, function (m) { return rowFor(m, r); });
     $("moreBtn").hidden = !st.hasMore;
-    $("noMore").hidden = !(st.hasMore === false && st.msgs.size > 0);
+    $("noMore").hidden = !(st.pagedOlder && st.hasMore === false && st.msgs.size > 0);
   }
 
   function rowFor(m, r) {
@@ -618,7 +631,7 @@
     document.querySelectorAll(".tab").forEach(function (b) {
       b.addEventListener("click", function () { if (S) { S.tab = b.dataset.tab; renderConvList(); } });
     });
-    $("backBtn").addEventListener("click", function () { S.selected = null; renderAll(); });
+    $("backBtn").addEventListener("click", function () { S.selected = null; lsSet(SEL_KEY, null); renderAll(); });
     $("claimBtn").addEventListener("click", function () { if (S.selected != null) sock.send({ method: "claim", conv_id: S.selected }); });
     $("transferBtn").addEventListener("click", function () {
       var to = $("transferSel").value;

@@ -8,6 +8,10 @@
   var embed = params.get("embed") === "1";
   var shopName = (params.get("name") || "").slice(0, 40);
   var TOKEN_KEY = "kefu.v.token." + bid, CONV_KEY = "kefu.v.conv." + bid;
+  /* In the widget, the host page's origin (the widget passes the page URL): the only origin
+   * we post to and accept panel messages from. */
+  var parentOrigin = null;
+  if (embed) { try { parentOrigin = new URL(params.get("page") || "").origin; } catch (e) { parentOrigin = null; } }
 
   function lsGet(k) { try { return localStorage.getItem(k); } catch (e) { return null; } }
   function lsSet(k, v) { try { if (v == null) localStorage.removeItem(k); else localStorage.setItem(k, v); } catch (e) {} }
@@ -18,6 +22,10 @@
     loggedIn: false,
     agentsOnline: false,
     agentName: "",
+    agentId: null,           // the open conversation's agent
+    agentOnline: false,      // ... and whether it is online
+    panelOpen: !embed,       // in the widget: its panel is open (the widget tells us)
+    fatal: null,             // an error the visitor cannot fix (unknown business)
     streams: new Map(),      // conv_id -> K.Stream
     convState: new Map(),    // conv_id -> "queued"|"active"|"closed"
     agentRead: new Map(),    // conv_id -> seq read by the agent
@@ -43,12 +51,14 @@
   /* ---------- connection ---------- */
   function onConnState(state, info) {
     S.loggedIn = S.loggedIn && state === "online";
+    if (S.fatal) return;
     var n = $("connState");
     n.dataset.state = state;
     if (state === "online") n.textContent = "";
     else if (state === "connecting") n.textContent = t(info.attempt ? "conn_reconnecting" : "conn_connecting");
     else n.textContent = t("conn_offline", { s: Math.max(1, Math.round(info.delay / 1000)) });
     document.body.dataset.conn = state;
+    renderChrome();
   }
 
   function login() {
@@ -85,6 +95,7 @@
     var st = S.streams.get(id);
     if (S.histReq.get(id)) return;
     S.histReq.set(id, "older");
+    S.pagedOlder = true;
     $("moreBtn").textContent = t("loading");
     sock.send({ method: "history", conv_id: id, before_seq: st.minSeq() || st.lastSeq + 1, limit: 30 });
   }
@@ -95,6 +106,7 @@
     S.convState.set(conv.conv_id, conv.state);
     if (typeof conv.agent_read_seq === "number") S.agentRead.set(conv.conv_id, Math.max(S.agentRead.get(conv.conv_id) || 0, conv.agent_read_seq));
     if (conv.agent_name) S.agentName = conv.agent_name;
+    S.agentId = conv.state === "active" ? conv.agent_id : null;
     S.closed = conv.state === "closed";
   }
 
@@ -115,8 +127,13 @@
         return renderChrome();
       case "assigned":
         S.waiting = null; S.agentsOnline = true; S.closed = false;
+        S.agentId = m.agent_id || null; S.agentOnline = true;
         S.agentName = m.agent_name || m.agent_id || "";
         if (m.conv_id) { S.current = m.conv_id; S.convState.set(m.conv_id, "active"); }
+        return renderChrome();
+      case "agent_presence":
+        S.agentsOnline = !!m.agents_online;
+        if (m.agent_id && m.agent_id === S.agentId) S.agentOnline = !!m.online;
         return renderChrome();
       case "typing":
         if (m.from === "agent") { showTyping(!!m.typing); agentSeen(); }
@@ -133,6 +150,7 @@
       // Expired or foreign token: start again as a new anonymous visitor.
       S.token = null; lsSet(TOKEN_KEY, null); login(); return;
     }
+    if (e.method === "visitor_login" && e.code === "10002") return fatal(e);
     // Over a per-address limit: say so, and try again when the server says it may pass.
     var wait = e.retry_after > 0 ? e.retry_after : 0;
     if (e.method === "visitor_login" && wait) {
@@ -154,11 +172,27 @@
     }
   }
 
+  /* Anonymous login refused: the business id is wrong (a typo in the link or the widget's
+   * data-bid). Retrying cannot help, so say so to the visitor and to the site's developer. */
+  function fatal(e) {
+    S.fatal = t("bad_bid", { bid: bid });
+    sock.stop();
+    S.pending.forEach(function (p) { p.failed = S.fatal; });
+    if (window.console) console.error("kefu: cannot start a chat with business \"" + bid + "\": " + (e.msg || e.code) + " (check the /chat/<bid> link or the widget's data-bid)");
+    if (embed && parentOrigin && window.parent !== window) {
+      try { window.parent.postMessage({ kefu: "error", bid: bid, msg: String(e.msg || e.code) }, parentOrigin); } catch (x) {}
+    }
+    document.body.dataset.conn = "failed";
+    $("connState").textContent = "";
+    renderChrome(); render();
+  }
+
   function onLogin(r) {
     S.loggedIn = true;
     if (r.token) { S.token = r.token; lsSet(TOKEN_KEY, r.token); }
     S.visitorId = r.visitor_id;
     S.agentsOnline = !!r.agents_online;
+    S.agentOnline = !!r.agent_online;
     if (r.conv) {
       setCurrent(r.conv);
       if (r.conv.state === "queued") S.waiting = S.waiting || { position: null, agents_online: S.agentsOnline };
@@ -204,7 +238,8 @@
       S.current = m.conv_id; lsSet(CONV_KEY, String(m.conv_id)); S.closed = false;
     }
     if (m.kind === "event") {
-      if (m.event === "closed") { S.closed = true; S.convState.set(m.conv_id, "closed"); S.waiting = null; }
+      if (m.event === "closed") { S.closed = true; S.convState.set(m.conv_id, "closed"); S.waiting = null; S.agentId = null; }
+      if (m.event === "requeued") { S.convState.set(m.conv_id, "queued"); S.agentId = null; }
       if (m.event === "assigned" || m.event === "transferred") S.closed = false;
     }
     var isNew = st.push(m);
@@ -213,8 +248,8 @@
     afterNewMessages();
   }
 
-  /* The protocol pushes no "agents came online" to visitors: an agent's message, typing or
-   * read receipt is proof enough (hides the leave-a-message form). */
+  /* Presence comes as agent_presence pushes; an agent's message, typing or read receipt is
+   * proof enough too (one that raced ahead of its push). */
   function agentSeen() {
     if (!S.agentsOnline) { S.agentsOnline = true; renderChrome(); }
   }
@@ -235,9 +270,13 @@
     if (i >= 0) { S.pending.splice(i, 1); render(); }
   }
 
-  /* Tell the agent what we have read (only while the page is visible). */
+  /* Read means seen: the page is visible and, in the widget, its panel is open (inside the
+   * iframe the page stays "visible" while the panel is closed). */
+  function seeing() { return document.visibilityState === "visible" && S.panelOpen; }
+
+  /* Tell the agent what we have read (only while the visitor can see it). */
   function afterNewMessages() {
-    if (document.visibilityState !== "visible" || S.current == null || !S.loggedIn) return;
+    if (!seeing() || S.current == null || !S.loggedIn) return;
     var st = S.streams.get(S.current);
     if (!st) return;
     var lastAgent = 0;
@@ -310,20 +349,27 @@
 
   /* ---------- rendering ---------- */
   function renderChrome() {
-    var online = S.agentsOnline;
-    $("onlineDot").classList.toggle("on", online);
-    $("onlineText").textContent = t(online ? "agent_online" : "agent_offline");
+    var active = S.convState.get(S.current) === "active" && !S.closed;
+    // With an agent, its own presence; otherwise whether anyone of the business is online.
+    var online = active && S.agentId ? S.agentOnline : S.agentsOnline;
+    // While disconnected we do not know: say nothing rather than "online".
+    $("onlineDot").classList.toggle("on", online && S.loggedIn);
+    $("onlineText").textContent = S.loggedIn ? t(online ? "agent_online" : "agent_offline") : "";
+    document.body.classList.toggle("fatal", !!S.fatal);
     $("shopName").textContent = shopName || t("shop_default");
     $("shopAvatar").textContent = Array.from(shopName || t("shop_default"))[0];
     document.title = shopName || t("shop_default");
     var b = $("banner"), text = "", kind = "info";
-    if (S.closed) text = t("closed_banner");
+    if (S.fatal) { text = S.fatal; kind = "error"; }
+    else if (S.closed) text = t("closed_banner");
     else if (S.waiting && S.waiting.agents_online && S.waiting.position != null) {
       text = S.waiting.position <= 1 ? t("queue_next") : t("queue_pos", { n: S.waiting.position - 1 });
       kind = "queue";
-    } else if (S.agentName && S.convState.get(S.current) === "active") text = t("assigned", { name: S.agentName });
+    } else if (active && S.agentId && !S.agentOnline) text = t("agent_away", { name: S.agentName });
+    else if (S.agentName && active) text = t("assigned", { name: S.agentName });
+    else if (S.leaveDone && !S.agentsOnline) text = t("leave_done");
     b.textContent = text; b.hidden = !text; b.dataset.kind = kind;
-    var leave = !online && !S.leaveDone && S.loggedIn && S.convState.get(S.current) !== "active";
+    var leave = !S.fatal && !S.agentsOnline && !S.leaveDone && S.loggedIn && !active;
     $("leaveForm").hidden = !leave;
     document.body.classList.toggle("leave-mode", leave);
   }
@@ -361,15 +407,22 @@
     K.renderList($("msgList"), items, rowFor);
     var first = ids.length ? S.streams.get(ids[0]) : null;
     $("moreBtn").hidden = !(first && first.hasMore);
-    $("noMore").hidden = !(first && first.hasMore === false && first.msgs.size > 0);
+    // "No older messages" answers a "load more"; a conversation that fits on one page has
+    // nothing to say about it.
+    $("noMore").hidden = !(S.pagedOlder && first && first.hasMore === false && first.msgs.size > 0);
     if (rowCache.size > 2000) rowCache.clear();
   }
 
   function notifyParent() {
-    if (embed && window.parent !== window) {
-      try { window.parent.postMessage({ kefu: "unread", n: S.unseen }, "*"); } catch (e) {}
+    if (embed && parentOrigin && window.parent !== window) {
+      try { window.parent.postMessage({ kefu: "unread", n: S.unseen }, parentOrigin); } catch (e) {}
     }
   }
+  /* The widget says when its panel opens and closes; only our parent, from its origin. */
+  window.addEventListener("message", function (e) {
+    if (!embed || e.source !== window.parent || e.origin !== parentOrigin || !e.data || typeof e.data !== "object") return;
+    if (e.data.kefu === "panel") { S.panelOpen = !!e.data.open; afterNewMessages(); }
+  });
 
   function autoGrow() {
     var i = $("input");
@@ -389,7 +442,7 @@
     if (embed) {
       document.body.classList.add("embed");
       $("closeBtn").hidden = false;
-      $("closeBtn").addEventListener("click", function () { window.parent.postMessage({ kefu: "close" }, "*"); });
+      $("closeBtn").addEventListener("click", function () { if (parentOrigin) window.parent.postMessage({ kefu: "close" }, parentOrigin); });
     }
     $("sendBtn").addEventListener("click", sendText);
     var input = $("input");
@@ -416,7 +469,7 @@
       var body = t("leave_prefix") + text + (contact ? "\n" + t("leave_contact_label") + ": " + contact : "");
       queueSend("text", body.slice(0, 2000));
       $("leaveText").value = ""; S.leaveDone = true;
-      renderChrome(); flash(t("leave_done"));
+      renderChrome();
     });
     renderChrome(); render();
     sock.connect();

@@ -12,7 +12,7 @@
   })();
   if (!script || window.KefuWidget) return;
   var bid = script.getAttribute("data-bid") || "";
-  if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) { if (window.console) console.warn("kefu widget: bad data-bid"); return; }
+  if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) { if (window.console) console.error("kefu widget: bad data-bid \"" + bid + "\" (1-64 of A-Z a-z 0-9 _ . @ -)"); return; }
   var origin = new URL(script.src, location.href).origin;
   var side = script.getAttribute("data-position") === "left" ? "left" : "right";
   var color = /^#[0-9a-fA-F]{3,8}$/.test(script.getAttribute("data-color") || "") ? script.getAttribute("data-color") : "#1677ff";
@@ -38,6 +38,7 @@
   }, pos));
 
   var badge = document.createElement("span");
+  badge.setAttribute("data-kefu", "badge");
   css(badge, {
     position: "absolute", top: "-2px", right: "-2px", "min-width": "18px", height: "18px", "border-radius": "9px",
     background: "#f5222d", color: "#fff", "font-size": "11px", "line-height": "18px", display: "none",
@@ -65,9 +66,18 @@
       css(panel, o);
     }
   }
+  /* Tell the chat page whether its panel is open: inside the iframe the page stays
+   * "visible" while the panel is hidden, and only what is on screen counts as read. */
+  var loaded = false; // before its load, the frame's window is not kefu's origin yet
+  function tell() {
+    if (frame && loaded && frame.contentWindow) {
+      try { frame.contentWindow.postMessage({ kefu: "panel", open: panel.style.display !== "none" }, origin); } catch (e) {}
+    }
+  }
   function open() {
     if (!frame) {
       frame = document.createElement("iframe");
+      frame.addEventListener("load", function () { loaded = true; tell(); });
       frame.src = src;
       frame.title = "Chat";
       frame.setAttribute("allow", "clipboard-read; clipboard-write");
@@ -78,8 +88,9 @@
     panel.style.display = "block";
     if (small()) btn.style.display = "none";
     badge.style.display = "none";
+    tell();
   }
-  function close() { panel.style.display = "none"; btn.style.display = "block"; }
+  function close() { panel.style.display = "none"; btn.style.display = "block"; tell(); }
   function toggle() { if (panel.style.display === "none") open(); else close(); }
 
   btn.addEventListener("click", toggle);
@@ -87,6 +98,7 @@
   window.addEventListener("message", function (e) {
     if (e.origin !== origin || !frame || e.source !== frame.contentWindow || !e.data || typeof e.data !== "object") return;
     if (e.data.kefu === "close") close();
+    if (e.data.kefu === "error" && window.console) console.error("kefu widget: " + String(e.data.msg || "error") + " (data-bid=\"" + bid + "\")");
     if (e.data.kefu === "unread") {
       var n = e.data.n | 0;
       badge.textContent = n > 99 ? "99+" : String(n);

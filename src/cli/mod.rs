@@ -284,6 +284,22 @@ fn absolutize(cfg: &mut Config) {
     }
 }
 
+/// First start of the kefu app on an empty store: the demo business and its one-time agent
+/// login. Only once the server is up: created before, a start that then fails (port in use)
+/// would print a login nobody can use yet, and the next good start would print none.
+fn print_demo_login(cfg: &Config) {
+    match crate::app::kefu::demo::first_run(cfg) {
+        Ok(Some(text)) => {
+            // The foreground master's stdout may be closed: no panicking print!.
+            let mut out = std::io::stdout();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        Ok(None) => {}
+        Err(e) => eprintln!("kefu: warning: could not create the demo business: {e}"),
+    }
+}
+
 fn print_foreground_report(r: &StartReport) {
     match r {
         StartReport::Ready {
@@ -324,16 +340,8 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
         }
         Err(e) => return Err(e.into()),
     };
-    // First start of the kefu app on an empty store: demo business + one-time agent login.
-    match crate::app::kefu::demo::first_run(&cfg) {
-        Ok(Some(text)) => {
-            // Flushed before a daemon fork could duplicate the buffer.
-            let mut out = std::io::stdout();
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-        }
-        Ok(None) => {}
-        Err(e) => eprintln!("kefu: warning: could not create the demo business: {e}"),
+    if let Err(e) = crate::app::kefu::demo::prepare(&cfg) {
+        eprintln!("kefu: warning: could not open the store: {e}");
     }
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut spawn = SpawnSpec {
@@ -353,6 +361,7 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
                         ..
                     } => {
                         print!("{}", table::banner(&app, workers, &listeners, true));
+                        print_demo_login(&cfg);
                         0
                     }
                     StartReport::Failed { reason } => {
@@ -364,7 +373,13 @@ fn start(args: &ConfigArgs, daemon_mode: bool) -> CliResult {
             Daemonized::Daemon(n) => n,
         }
     } else {
-        ReadyNotify::Callback(print_foreground_report)
+        let demo_cfg = cfg.clone();
+        ReadyNotify::Callback(Box::new(move |r| {
+            print_foreground_report(r);
+            if matches!(r, StartReport::Ready { .. }) {
+                print_demo_login(&demo_cfg);
+            }
+        }))
     };
     spawn.master_pid = std::process::id() as i32;
     Ok(master::run(MasterOptions {

@@ -223,9 +223,18 @@ pub(crate) fn status(s: &MasterStatus, ctx: &StatusContext) -> String {
 pub(crate) fn connections(conns: &[ConnInfo], app: &str) -> String {
     let mut o = String::new();
     o.push_str("--------------------------------------------------------------------- WORKERMAN CONNECTION STATUS --------------------------------------------------------------------------------\n");
+    // Client ids are 32 hex characters: the column is as wide as the longest (Workerman's
+    // 10 for short ones), so the columns after it stay aligned.
+    let cid_w = conns
+        .iter()
+        .map(|c| c.id.len() + 1)
+        .max()
+        .unwrap_or(0)
+        .max(10);
     let _ = writeln!(
         o,
-        "PID      Worker          CID       Trans   Protocol        ipv4   ipv6   Recv-Q       Send-Q       Bytes-R      Bytes-W       Status         Local Address          Foreign Address"
+        "PID      Worker          {}Trans   Protocol        ipv4   ipv6   Recv-Q       Send-Q       Bytes-R      Bytes-W       Status         Local Address          Foreign Address",
+        pad("CID", cid_w)
     );
     let name: String = app.chars().take(14).collect();
     for c in conns {
@@ -235,7 +244,7 @@ pub(crate) fn connections(conns: &[ConnInfo], app: &str) -> String {
             "{}{}{}{}{}{}{}{}{}{}{} {} {} {}",
             pad(&c.pid.to_string(), 9),
             pad(&name, 16),
-            pad(&c.id, 10),
+            pad(&c.id, cid_w),
             pad("tcp", 8),
             pad(&c.protocol.chars().take(15).collect::<String>(), 16),
             pad(if v6 { "0" } else { "1" }, 7),
@@ -446,6 +455,22 @@ mod tests {
             remote: "127.0.0.1:53122".into(),
             ..Default::default()
         };
+        let long = ConnInfo {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            ..c.clone()
+        };
+        let out = connections(&[long], "ChatGateway");
+        let (head, row) = (out.lines().nth(1).unwrap(), out.lines().nth(2).unwrap());
+        assert!(
+            row.contains("0123456789abcdef0123456789abcdef tcp"),
+            "{row}"
+        );
+        assert_eq!(head.find("Trans"), row.find("tcp"), "{head}\n{row}");
+        assert_eq!(
+            head.find("Status"),
+            row.find("ESTABLISHED"),
+            "{head}\n{row}"
+        );
         let out = connections(&[c], "ChatGateway");
         let row = out.lines().nth(2).unwrap();
         assert_eq!(

@@ -27,7 +27,7 @@ pub enum ConnState {
 }
 
 impl ConnState {
-    /// Upper-case name shown by `kefu connections`.
+    /// Upper-case name shown by `kefu connections` (see also [`Conn::state_name`]).
     pub fn name(self) -> &'static str {
         match self {
             ConnState::Handshake => "HANDSHAKE",
@@ -150,6 +150,8 @@ pub struct Conn {
     pub in_dirty: bool,
     /// The connection is a gateway client (registered, `on_connect` ran), so `on_close` must run.
     pub app_connected: bool,
+    /// HTTP requests answered on this connection while keeping it open (keep-alive).
+    pub requests_served: u64,
 }
 
 impl Conn {
@@ -190,6 +192,17 @@ impl Conn {
             input: Input::Flowing,
             in_dirty: false,
             app_connected: false,
+            requests_served: 0,
+        }
+    }
+
+    /// State name for `kefu connections`: a keep-alive HTTP connection waiting for its next
+    /// request is `IDLE`, not `HANDSHAKE` (it has served requests; nothing is being set up).
+    pub fn state_name(&self) -> &'static str {
+        if self.state == ConnState::Handshake && self.requests_served > 0 {
+            "IDLE"
+        } else {
+            self.state.name()
         }
     }
 

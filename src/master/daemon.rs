@@ -175,8 +175,8 @@ pub(crate) enum StartReport {
 pub(crate) enum ReadyNotify {
     /// Daemon mode: the write end of the readiness pipe to the waiting `kefu start`.
     Pipe(File),
-    /// Foreground: print it (banner) ourselves.
-    Callback(fn(&StartReport)),
+    /// Foreground: print it (banner) ourselves, and whatever comes only after a good start.
+    Callback(Box<dyn FnOnce(&StartReport)>),
     /// Already reported.
     Done,
 }

@@ -130,7 +130,7 @@ pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
 }
 
 /// Current schema version (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS businesses (
@@ -206,6 +206,10 @@ CREATE INDEX IF NOT EXISTS msg_client ON messages (sender_id, client_msg_id)
 const SCHEMA_V2: &str =
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
+/// Version 3: event messages keep their typed fields (JSON of the app's event enum), so pages
+/// can render them in their own language; `text` keeps the English line for other clients.
+const SCHEMA_V3: &str = "ALTER TABLE messages ADD COLUMN args TEXT;";
+
 fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if v >= SCHEMA_VERSION {
@@ -214,10 +218,22 @@ fn migrate(conn: &Connection) -> Result<()> {
     // IMMEDIATE: two workers migrating at once serialize on the write lock, and the second
     // finds the tables already there (IF NOT EXISTS).
     conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Read again under the lock: another worker may have migrated meanwhile, and ALTER TABLE
+    // (unlike CREATE ... IF NOT EXISTS) must not run twice.
     let r = conn
-        .execute_batch(SCHEMA_V1)
-        .and_then(|_| conn.execute_batch(SCHEMA_V2))
-        .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")));
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .and_then(|v| {
+            if v < 1 {
+                conn.execute_batch(SCHEMA_V1)?;
+            }
+            if v < 2 {
+                conn.execute_batch(SCHEMA_V2)?;
+            }
+            if v < 3 {
+                conn.execute_batch(SCHEMA_V3)?;
+            }
+            conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+        });
     match r {
         Ok(()) => conn.execute_batch("COMMIT")?,
         Err(e) => {
@@ -257,5 +273,40 @@ mod tests {
         assert!(!valid_id(""));
         assert!(!valid_id("a:b"));
         assert!(!valid_id(&"x".repeat(65)));
+    }
+
+    /// A version-1 store (no `messages.args`) is migrated once, keeping its rows.
+    #[test]
+    fn migrates_a_version_1_store() {
+        let dir = std::env::temp_dir().join(format!("kefu-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let c = Connection::open(dir.join(DB_FILE)).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch("PRAGMA user_version=1").unwrap();
+            c.execute_batch(
+                "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
+                 VALUES ('b', 'v', 'queued', 1, 1);
+                 INSERT INTO messages (conv_id, seq, sender_role, sender_id, sender_name, kind,
+                                       text, event, ts)
+                 VALUES (1, 1, 'system', 'system', '', 'event', 'A joined', 'assigned', 1);",
+            )
+            .unwrap();
+        }
+        let a = open(&dir, SyncMode::Normal).unwrap();
+        let b = open(&dir, SyncMode::Normal).unwrap();
+        let (text, args): (String, Option<String>) = b
+            .query_row("SELECT text, args FROM messages", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((text.as_str(), args), ("A joined", None));
+        let v: i64 = a
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        drop((a, b));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -217,7 +217,7 @@ impl Worker {
                 send_q: c.out.len() as u64,
                 bytes_read: c.bytes_read,
                 bytes_written: c.bytes_written,
-                state: c.state.name().into(),
+                state: c.state_name().into(),
                 local: c.stream.local_addr().unwrap_or(c.remote).to_string(),
                 remote: c.remote.to_string(),
             })

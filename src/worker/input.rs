@@ -244,6 +244,9 @@ fn answer(core: &mut Core, id: ConnId, req: &Request, resp: Response, n: usize) 
         core.request_close(id, CloseHow::Graceful(ws_close::NORMAL));
         return None;
     }
+    if let Some(c) = core.get_mut(id) {
+        c.requests_served += 1;
+    }
     Some(n)
 }
 

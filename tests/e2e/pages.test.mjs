@@ -20,18 +20,27 @@ const PHONE = { width: 375, height: 740 };
 
 let browser, visitorCtx, agentCtx, visitor, agent;
 const dialogs = [];
-const problems = []; // page errors and CSP violations
+const problems = []; // page errors, console errors and CSP violations
+// Console errors a test provokes on purpose: the sockets' errors while kefu is stopped.
+let serverDown = false;
 
-function watch(page, who) {
+// Every page fails the suite on any console error (CSP violations are console errors) unless
+// `expected` matches it; the pages that should log an error say which.
+function watch(page, who, expected = null) {
   page.on("dialog", (d) => { dialogs.push(`${who}: ${d.message()}`); d.dismiss().catch(() => {}); });
   page.on("pageerror", (e) => problems.push(`${who} pageerror: ${e.message}`));
   page.on("console", (m) => {
-    if (m.type() === "error" && /Content Security Policy|Refused to/i.test(m.text())) problems.push(`${who} csp: ${m.text()}`);
+    if (m.type() !== "error") return;
+    const text = m.text();
+    if (/Content Security Policy|Refused to/i.test(text)) return problems.push(`${who} csp: ${text}`);
+    if (expected && expected.test(text)) return;
+    if (serverDown && /WebSocket connection to .* failed|ERR_CONNECTION_REFUSED/.test(text)) return;
+    problems.push(`${who} console.error: ${text}`);
   });
   return page;
 }
 
-async function newPage(ctx, who) { return watch(await ctx.newPage(), who); }
+async function newPage(ctx, who, expected) { return watch(await ctx.newPage(), who, expected); }
 
 function texts(page, side) {
   return page.locator(`#msgList .msg-${side} .msg-text`).allTextContents();
@@ -104,6 +113,17 @@ test("visitor and agent chat both ways; the agent sees an unread badge", async (
   await visitor.locator("#onlineDot.on").waitFor();
   await send(visitor, "你好，我想咨询一下 😀");
   await waitText(visitor, "right", "你好，我想咨询一下");
+  // A new conversation fits on one page: no "No older messages" line.
+  assert.equal(await visitor.locator("#noMore").isVisible(), false);
+  // Its own avatar letter and the system lines follow the page's language.
+  assert.equal(await visitor.locator("#msgList .msg-right .avatar").first().textContent(), "访");
+  const joined = visitor.locator("#msgList .msg-event[data-event=assigned]").first();
+  await joined.filter({ hasText: "Alice 已接入会话" }).waitFor();
+  await visitor.locator("#langBtn").click();
+  await joined.filter({ hasText: "Alice joined the conversation" }).waitFor();
+  assert.equal(await visitor.locator("#msgList .msg-right .avatar").first().textContent(), "V");
+  await visitor.locator("#langBtn").click();
+  await joined.filter({ hasText: "Alice 已接入会话" }).waitFor();
   // The conversation is routed to alice: it appears in her list with an unread badge.
   const item = agent.locator("#convList .conv-item").first();
   await item.waitFor();
@@ -113,6 +133,7 @@ test("visitor and agent chat both ways; the agent sees an unread badge", async (
   await item.click();
   await waitText(agent, "left", "你好，我想咨询一下");
   await item.locator(".badge").waitFor({ state: "detached" });
+  assert.equal(await agent.locator("#noMore").isVisible(), false);
   await send(agent, "您好，请问有什么可以帮您？");
   await waitText(visitor, "left", "您好，请问有什么可以帮您");
   await waitText(agent, "right", "您好，请问有什么可以帮您");
@@ -133,6 +154,24 @@ test("markup in a message is shown as text and never runs", async () => {
   for (const p of [visitor, agent]) {
     assert.equal(await p.locator("#msgList img").count(), 0);
     assert.equal(await p.locator("#msgList b").count(), 0);
+  }
+  assert.deepEqual(dialogs, []);
+});
+
+test("http(s) links in messages are clickable, and nothing else is", async () => {
+  await send(agent, "说明见 https://example.com/help?q=1&r=2。 也试试 javascript:alert(1) 和 <a href=\"https://evil.example/\">x</a>");
+  await waitText(visitor, "left", "说明见");
+  for (const p of [visitor, agent]) {
+    const links = p.locator("#msgList a.msg-link");
+    const row = p.locator("#msgList .msg-text", { hasText: "说明见" }).last();
+    const a = row.locator("a");
+    // The URL (without the full stop), and the https URL inside the typed tag as text-link.
+    assert.equal(await a.first().getAttribute("href"), "https://example.com/help?q=1&r=2");
+    assert.equal(await a.first().getAttribute("target"), "_blank");
+    assert.equal(await a.first().getAttribute("rel"), "noopener noreferrer");
+    for (const h of await a.evaluateAll((ns) => ns.map((n) => n.getAttribute("href")))) assert.match(h, /^https:\/\//);
+    assert.ok(await links.count() >= 1);
+    assert.match(await row.textContent(), /javascript:alert\(1\) 和 <a href="https:\/\/evil\.example\/">x<\/a>/);
   }
   assert.deepEqual(dialogs, []);
 });
@@ -175,18 +214,31 @@ test("the visitor reloads and sees the history", async () => {
   await waitText(visitor, "left", "刷新后还能收到吗");
 });
 
+test("the console reopens the open conversation after a reload", async () => {
+  const title = await agent.locator("#paneTitle").textContent();
+  await agent.reload();
+  await agent.locator("#connPill[data-state=online]").waitFor();
+  await waitText(agent, "left", "你好，我想咨询一下");
+  assert.equal(await agent.locator("#paneTitle").textContent(), title);
+});
+
 test("server restart: both pages reconnect and nothing is lost", async () => {
   const bin = process.env.KEFU_BIN;
   const pid = path.join(process.env.KEFU_DATA, "kefu.pid");
+  serverDown = true;
   await run(bin, ["stop", "--pid-file", pid]);
   await visitor.locator("body:not([data-conn=online])").waitFor();
   await agent.locator("#connPill:not([data-state=online])").waitFor();
+  // Disconnected, the visitor's header claims nothing about agents.
+  assert.equal(await visitor.locator("#onlineText").textContent(), "");
+  assert.equal(await visitor.locator("#onlineDot.on").count(), 0);
   // Written while the server is down: kept and sent after the reconnect.
   await send(visitor, "断线时发的消息");
   await send(agent, "agent wrote this while offline");
   await run(bin, process.env.KEFU_START_ARGS.split(" "));
   await visitor.locator("body[data-conn=online]").waitFor({ timeout: 30000 });
   await agent.locator("#connPill[data-state=online]").waitFor({ timeout: 30000 });
+  serverDown = false;
   await waitText(agent, "left", "断线时发的消息", 20000);
   await waitText(visitor, "left", "agent wrote this while offline", 20000);
   await send(visitor, "重启之后");
@@ -233,6 +285,21 @@ test("the embed snippet opens the chat in a floating panel on another site", asy
   assert.equal(await agent.locator('#infoList dd[data-field="info_page"]').textContent(), "http://shop.example/item/42");
   await send(agent, "hi widget");
   await frame.locator("#msgList .msg-left .msg-text", { hasText: "hi widget" }).waitFor();
+  await agent.locator("#msgList .msg-right", { hasText: "hi widget" }).locator(".st-read").waitFor();
+  // Panel closed: a reply is not read (the page is still visible) and the badge counts it.
+  await page.evaluate(() => window.KefuWidget.close());
+  await send(agent, "while the panel is closed");
+  await frame.locator("#msgList .msg-left .msg-text", { hasText: "while the panel is closed" }).waitFor({ state: "attached" });
+  const badge = page.locator("span[data-kefu=badge]");
+  await badge.waitFor();
+  assert.equal(await badge.textContent(), "1");
+  await page.waitForTimeout(500);
+  const closedRow = agent.locator("#msgList .msg-right", { hasText: "while the panel is closed" });
+  assert.equal(await closedRow.locator(".st-unread").count(), 1, "not read while the panel is closed");
+  // Opened: read, and the badge goes away.
+  await page.locator("button[data-kefu=button]").click();
+  await closedRow.locator(".st-read").waitFor();
+  await badge.waitFor({ state: "hidden" });
   // Transfer to bob, who answers and then closes the conversation.
   const bobCtx = await browser.newContext({ viewport: DESKTOP, locale: "en-US" });
   const bob = await newPage(bobCtx, "bob2");
@@ -240,17 +307,20 @@ test("the embed snippet opens the chat in a floating panel on another site", asy
   await agent.locator('#transferSel option[value="bob"]').waitFor({ state: "attached" });
   await agent.locator("#transferSel").selectOption("bob");
   await agent.locator("#transferBtn").click();
-  await agent.locator("#stateTag[data-state=closed]").waitFor();
+  // The agent who transferred sees where it went, not "closed".
+  await agent.locator("#stateTag[data-state=transferred]", { hasText: "Bob" }).waitFor();
   const bItem = bob.locator("#convList .conv-item").first();
   await bItem.waitFor();
   await bItem.click();
   await waitText(bob, "left", "hello from the widget");
+  await frame.locator("#msgList .msg-event[data-event=transferred]", { hasText: "Alice transferred the conversation to Bob" }).waitFor();
   await send(bob, "Bob here");
   await frame.locator("#msgList .msg-left .msg-text", { hasText: "Bob here" }).waitFor();
   await bob.locator("#closeBtn").click();
   await bob.locator("#closeBtn").click(); // second click confirms
   await bob.locator("#stateTag[data-state=closed]").waitFor();
   await frame.locator("#banner", { hasText: "closed" }).waitFor();
+  await frame.locator("#msgList .msg-event[data-event=closed]", { hasText: "Conversation closed by Bob" }).waitFor();
   await bobCtx.close();
   // The panel's close button hides it again.
   await frame.locator("#closeBtn").click();
@@ -280,11 +350,13 @@ test("screenshots and phone-width layout", async () => {
   const ap = await newPage(aPhoneCtx, "console-phone");
   await ap.goto(`${URL}/console`);
   await ap.locator("#connPill[data-state=online]").waitFor();
-  await noHorizontalScroll(ap);
-  await ap.locator("#convList .conv-item").first().click();
+  // The conversation open on the desktop (same storage) is reopened.
   await waitText(ap, "right", "这是一条比较长的消息");
   await noHorizontalScroll(ap);
   await shot(ap, "console-phone.png");
+  await ap.locator("#backBtn").click();
+  await ap.locator("#convList .conv-item").first().waitFor();
+  await noHorizontalScroll(ap);
 
   const lp = await newPage(await browser.newContext({ viewport: PHONE, isMobile: true, locale: "en-US" }), "login-phone");
   await lp.goto(`${URL}/console`);
@@ -324,11 +396,17 @@ test("leave a message while nobody is online; queue position and claim", async (
   await v1.locator("body[data-conn=online]").waitFor();
   await v1.locator("#leaveForm").waitFor();
   assert.equal(await v1.locator("#onlineText").textContent(), "客服离线");
+  // One way to write at a time: the form replaces the composer.
+  assert.equal(await v1.locator("#input").isVisible(), false);
   await v1.locator("#leaveContact").fill("13800000000");
   await v1.locator("#leaveText").fill("我想留言：什么时候发货？");
   await v1.locator("#leaveSubmit").click();
   await waitText(v1, "right", "我想留言：什么时候发货？");
   await v1.locator("#leaveForm").waitFor({ state: "hidden" });
+  // A confirmation that stays (pushes re-render the banner).
+  await v1.locator("#banner", { hasText: "留言已提交" }).waitFor();
+  await v1.waitForTimeout(500);
+  assert.match(await v1.locator("#banner").textContent(), /留言已提交/);
 
   // Carol (at most 1 conversation) comes online: the left message is routed to her.
   const cctx = await browser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
@@ -357,6 +435,76 @@ test("leave a message while nobody is online; queue position and claim", async (
   await v2.locator("#banner", { hasText: "Carol" }).waitFor();
   await send(carol, "您好，已为您接入");
   await waitText(v2, "left", "您好，已为您接入");
-  await v1ctx.close(); await v2ctx.close(); await cctx.close();
+  // The visitor's presence reaches the agent: v2 leaves, its info says offline.
+  await v2ctx.close();
+  await carol.locator('#infoList dd[data-field="info_online"]', { hasText: "否" }).waitFor({ timeout: 2000 });
+  // The agent's presence reaches the visitor: Carol leaves, v1 is told she stepped away.
+  await cctx.close();
+  await v1.locator("#banner", { hasText: "Carol 暂时离开了" }).waitFor({ timeout: 2000 });
+  assert.equal(await v1.locator("#onlineText").textContent(), "客服离线");
+  await v1ctx.close();
   assert.deepEqual(problems, []);
+});
+
+test("presence is live: the visitor page follows agents coming and going", async () => {
+  // shop2 has only Carol, now offline.
+  const vctx = await browser.newContext({ viewport: PHONE, isMobile: true, locale: "zh-CN" });
+  const v = await newPage(vctx, "presence-visitor");
+  await v.goto(`${URL}/chat/shop2`);
+  await v.locator("body[data-conn=online]").waitFor();
+  await v.locator("#leaveForm").waitFor();
+  const cctx = await browser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
+  const carol = await newPage(cctx, "carol-presence");
+  await agentLogin(carol, "carol", process.env.AGENT3_PASS, "shop2");
+  // Within a second of the agent being online, the visitor can chat.
+  await v.locator("#onlineDot.on").waitFor({ timeout: 1000 });
+  await v.locator("#leaveForm").waitFor({ state: "hidden", timeout: 1000 });
+  assert.equal(await v.locator("#onlineText").textContent(), "客服在线");
+  assert.equal(await v.locator("#input").isVisible(), true);
+  // The last agent leaves: offline again, within a second.
+  await cctx.close();
+  await v.locator("#leaveForm").waitFor({ timeout: 1000 });
+  assert.equal(await v.locator("#onlineText").textContent(), "客服离线");
+  await vctx.close();
+  assert.deepEqual(problems, []);
+});
+
+test("a wrong business id fails visibly (page and widget)", async () => {
+  const ctx = await browser.newContext({ viewport: PHONE, isMobile: true, locale: "en-US" });
+  const p = await newPage(ctx, "bad-bid", /kefu: cannot start a chat with business "nosuchshop"/);
+  const logged = [];
+  p.on("console", (m) => { if (m.type() === "error") logged.push(m.text()); });
+  await p.goto(`${URL}/chat/nosuchshop`);
+  await p.locator("#banner[data-kind=error]", { hasText: "nosuchshop" }).waitFor();
+  assert.equal(await p.locator("#input").isVisible(), false, "no composer to type into");
+  assert.ok(logged.some((t) => t.includes("nosuchshop")), JSON.stringify(logged));
+  await ctx.close();
+
+  const siteBrowser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true,
+    args: [...ARGS, "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights"],
+  });
+  const sctx = await siteBrowser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
+  const site = await newPage(sctx, "bad-bid-site", /kefu widget: .*nosuchshop|kefu: cannot start a chat/);
+  const siteLog = [];
+  site.on("console", (m) => { if (m.type() === "error") siteLog.push(m.text()); });
+  await site.route("http://shop.example/**", (route) => route.fulfill({
+    contentType: "text/html",
+    body: `<!doctype html><html><head><title>Shop</title></head><body><h1>A shop</h1>
+      <script src="${URL}/widget.js" data-bid="nosuchshop" async></script></body></html>`,
+  }));
+  await site.goto("http://shop.example/");
+  await site.locator("button[data-kefu=button]").click();
+  const frame = site.frameLocator("div[data-kefu=panel] iframe");
+  await frame.locator("#banner[data-kind=error]", { hasText: "nosuchshop" }).waitFor();
+  await site.waitForFunction(() => true);
+  for (let i = 0; i < 50 && !siteLog.some((t) => t.startsWith("kefu widget:")); i++) await site.waitForTimeout(100);
+  assert.ok(siteLog.some((t) => t.startsWith("kefu widget:") && t.includes("nosuchshop")), JSON.stringify(siteLog));
+  await siteBrowser.close();
+  assert.deepEqual(problems, []);
+});
+
+test("no console error or CSP violation on any page", () => {
+  assert.deepEqual(problems, []);
+  assert.deepEqual(dialogs, []);
 });

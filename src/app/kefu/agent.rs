@@ -126,6 +126,11 @@ impl Kefu {
             .to_json();
             cx.send_to_group(&[&group], Payload::Text(&push), &[id]);
         }
+        // Visitors hear every first tab (not only the business's first agent): the agent
+        // may be the one they were talking to.
+        if !was_online {
+            self.agent_arrived(cx, &ag.bid, &ag.agent_id, &ag.name);
+        }
         let _ = cx.join_group(id, &group);
         let mut seen = HashSet::new();
         let mut list = Vec::new();

@@ -11,6 +11,16 @@ pub(crate) const DEMO_BID: &str = "demo";
 /// Agent id of the demo agent.
 pub(crate) const DEMO_AGENT: &str = "admin";
 
+/// Open (create, tighten, migrate) the store before the server starts, so what that reports
+/// (files readable by others, a store that cannot be opened) reaches the terminal of
+/// `kefu start` rather than only a daemon's log. The demo itself waits for a good start.
+pub(crate) fn prepare(cfg: &Config) -> Result<(), Box<dyn std::error::Error>> {
+    if cfg.app == "kefu" {
+        store::open(&cfg.data_dir, cfg.kefu.synchronous)?;
+    }
+    Ok(())
+}
+
 /// Create the demo tenant if the store has no business yet; returns the text to print, or
 /// `None` when there was nothing to do (another app, or a store already in use).
 pub(crate) fn first_run(cfg: &Config) -> Result<Option<String>, Box<dyn std::error::Error>> {

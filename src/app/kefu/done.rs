@@ -3,6 +3,7 @@
 use super::auth::Secret;
 use super::history::Missed;
 use super::login::{AgentIn, VisitorIn};
+use super::presence::{push_requeued, Requeued};
 use super::push::{fan_message, mark_online, push_routed, push_uid, send};
 use super::request::{store_error, Refusal, Req, Side};
 use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
@@ -145,6 +146,7 @@ pub(super) enum Outcome {
     Key(Secret),
     /// Agent sessions `(bid, agent_id, generation)` whose row is gone or newer.
     Revoked(Vec<(String, String, i64)>),
+    Requeued(Box<Requeued>),
 }
 
 impl Kefu {
@@ -157,6 +159,7 @@ impl Kefu {
         };
         match (d.to, out) {
             (Origin::Http(conn, call), o) => self.http_done(cx, conn, call, o),
+            (Origin::Drain, Outcome::Requeued(r)) => push_requeued(cx, &r),
             (Origin::Drain, Outcome::Routed(r)) => {
                 if !r.assigned.is_empty() {
                     push_routed(cx, &r);
@@ -360,9 +363,10 @@ impl Kefu {
             | Outcome::HttpFile(_)
             | Outcome::Key(_)
             | Outcome::Revoked(_)
-            | Outcome::Swept(_) => {
+            | Outcome::Swept(_)
+            | Outcome::Requeued(_) => {
                 crate::warn!(
-                    "kefu: http outcome for websocket request {}",
+                    "kefu: unexpected outcome for websocket request {}",
                     rq.method.as_str()
                 );
             }

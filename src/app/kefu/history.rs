@@ -3,13 +3,13 @@
 //! is taken and its row written atomically: no gaps, no duplicates, across processes too
 //! (SQLite's write lock serializes the workers).
 
-use super::wire::MessageOut;
+use super::wire::{Event, MessageOut};
 use crate::store::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Columns read into a [`MessageOut`], in order.
 const COLS: &str =
-    "conv_id, seq, sender_role, sender_id, sender_name, kind, text, url, event, ts, client_msg_id";
+    "conv_id, seq, sender_role, sender_id, sender_name, kind, text, url, event, ts, client_msg_id, args";
 
 /// Most messages in one history page.
 pub(crate) const MAX_PAGE: i64 = 100;
@@ -29,6 +29,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageOut> {
         event: r.get(8)?,
         ts: r.get(9)?,
         client_msg_id: r.get(10)?,
+        // Rows from before schema 2 (or of a newer server's unknown event) have none: pages
+        // show `text` then.
+        args: r
+            .get::<_, Option<String>>(11)?
+            .and_then(|j| serde_json::from_str(&j).ok()),
     })
 }
 
@@ -57,8 +62,8 @@ pub(crate) enum Body {
     Text(String),
     /// Uploaded image URL.
     Image(String),
-    /// A server event with a human-readable line.
-    Event(&'static str, String),
+    /// A server event (stored with its English line and its typed fields).
+    Event(Event),
 }
 
 /// Append a message to a conversation: takes the next seq and writes the row.
@@ -77,14 +82,19 @@ pub(crate) fn append(
         .query_row([conv_id], |r| r.get(0))
         .optional()?
         .ok_or(StoreError::NotFound)?;
-    let (kind, text, url, event) = match body {
-        Body::Text(t) => ("text", Some(t.as_str()), None, None),
-        Body::Image(u) => ("image", None, Some(u.as_str()), None),
-        Body::Event(e, t) => ("event", Some(t.as_str()), None, Some(*e)),
+    let line = match body {
+        Body::Event(e) => Some(e.line()),
+        _ => None,
     };
+    let (kind, text, url, event, args) = match body {
+        Body::Text(t) => ("text", Some(t.as_str()), None, None, None),
+        Body::Image(u) => ("image", None, Some(u.as_str()), None, None),
+        Body::Event(e) => ("event", line.as_deref(), None, Some(e.name()), Some(e)),
+    };
+    let args_json = args.and_then(|a| serde_json::to_string(a).ok());
     conn.prepare_cached(
-        "INSERT INTO messages (conv_id, seq, sender_role, sender_id, sender_name, kind, text, url, event, ts, client_msg_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO messages (conv_id, seq, sender_role, sender_id, sender_name, kind, text, url, event, ts, client_msg_id, args)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         conv_id,
@@ -97,7 +107,8 @@ pub(crate) fn append(
         url,
         event,
         now,
-        client_msg_id
+        client_msg_id,
+        args_json
     ])?;
     Ok(MessageOut {
         conv_id,
@@ -111,6 +122,7 @@ pub(crate) fn append(
         event: event.map(str::to_owned),
         ts: now,
         client_msg_id: client_msg_id.map(str::to_owned),
+        args: args.cloned(),
     })
 }
 

@@ -7,7 +7,8 @@
 //! message is committed before anyone (its sender included) hears of it.
 //!
 //! Uids: `agent:<bid>:<agent_id>` (all tabs of an agent), `visitor:<bid>:<visitor_id>`.
-//! Group: `agents:<bid>` (every agent connection of a business).
+//! Groups: `agents:<bid>` (every agent connection of a business), `visitors:<bid>` (every
+//! visitor connection of a business: presence pushes, see `presence.rs`).
 
 mod agent;
 pub mod auth;
@@ -18,6 +19,7 @@ pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod limits;
 pub(crate) mod login;
+mod presence;
 mod push;
 mod request;
 mod revoke;
@@ -88,7 +90,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Prefixes of the uids and groups above: only connections this app logged in carry them.
-const RESERVED_PREFIXES: [&str; 3] = ["agent:", "visitor:", "agents:"];
+const RESERVED_PREFIXES: [&str; 4] = ["agent:", "visitor:", "agents:", "visitors:"];
 
 /// Where a connection is in logging in.
 #[derive(Debug, Clone)]
@@ -167,6 +169,9 @@ pub struct Kefu {
     drain_timer: Option<TimerId>,
     sweep_timer: Option<TimerId>,
     limits: limits::Limits,
+    /// Agents whose last connection closed on this worker, by (bid, agent id): the timer
+    /// after which their conversations are requeued.
+    away: HashMap<(String, String), TimerId>,
 }
 
 impl Kefu {
@@ -183,6 +188,7 @@ impl Kefu {
             drain_timer: None,
             sweep_timer: None,
             limits: limits::Limits::new(&cfg.kefu, Instant::now()),
+            away: HashMap::new(),
         }
     }
 
@@ -525,15 +531,19 @@ impl App for Kefu {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
-        if let Role::LoggedIn(
-            me @ Me {
-                side: Side::Agent, ..
-            },
-        ) = c.role
-        {
-            let uid = agent_uid(&me.bid, &me.id);
-            let others = cx.get_client_id_by_uid(&uid).into_iter().any(|c| c != id);
-            if !others {
+        let Role::LoggedIn(me) = c.role else {
+            return;
+        };
+        // The closing connection is still in the registry here: only its other tabs count.
+        let others = cx
+            .get_client_id_by_uid(&me.uid())
+            .into_iter()
+            .any(|c| c != id);
+        if others {
+            return;
+        }
+        match me.side {
+            Side::Agent => {
                 let push = Out::LogoutPush {
                     customer_id: &me.id,
                     customer_name: &me.name,
@@ -541,7 +551,9 @@ impl App for Kefu {
                 }
                 .to_json();
                 cx.send_to_group(&[&agents_group(&me.bid)], Payload::Text(&push), &[id]);
+                self.agent_left(cx, &me.bid, &me.id, &me.name, false);
             }
+            Side::Visitor => Self::visitor_presence(cx, &me.bid, &me.id, false, false),
         }
     }
 
@@ -576,21 +588,35 @@ impl App for Kefu {
         for (_, info) in gone {
             let s = &info.session;
             let field = |k: &str| s.get(k).and_then(serde_json::Value::as_str);
-            let (Some("agent"), Some(bid), Some(id)) =
-                (field("role"), field("bid"), field("customer_id"))
-            else {
-                continue;
-            };
-            if !told.insert((bid, id)) || cx.is_uid_online(&agent_uid(bid, id)) {
-                continue;
+            match (field("role"), field("bid")) {
+                (Some("agent"), Some(bid)) => {
+                    let Some(id) = field("customer_id") else {
+                        continue;
+                    };
+                    if !told.insert(("a", bid, id)) || cx.is_uid_online(&agent_uid(bid, id)) {
+                        continue;
+                    }
+                    let name = field("customer_name").unwrap_or(id);
+                    let push = Out::LogoutPush {
+                        customer_id: id,
+                        customer_name: name,
+                        timestamp: now_ms() / 1000,
+                    }
+                    .to_json();
+                    cx.send_to_group_local(&[&agents_group(bid)], Payload::Text(&push));
+                    // Every survivor arms its own timer: requeuing is idempotent in the store.
+                    self.agent_left(cx, bid, id, name, true);
+                }
+                (Some("visitor"), Some(bid)) => {
+                    let Some(id) = field("visitor_id") else {
+                        continue;
+                    };
+                    if told.insert(("v", bid, id)) && !cx.is_uid_online(&visitor_uid(bid, id)) {
+                        Self::visitor_presence(cx, bid, id, false, true);
+                    }
+                }
+                _ => {}
             }
-            let push = Out::LogoutPush {
-                customer_id: id,
-                customer_name: field("customer_name").unwrap_or(id),
-                timestamp: now_ms() / 1000,
-            }
-            .to_json();
-            cx.send_to_group_local(&[&agents_group(bid)], Payload::Text(&push));
         }
     }
 
@@ -618,6 +644,8 @@ impl App for Kefu {
             self.sweep(cx);
         } else if Some(timer) == self.sweep_timer {
             self.sweep_tick(cx);
+        } else {
+            self.away_timer(cx, timer);
         }
     }
 

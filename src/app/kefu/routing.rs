@@ -7,7 +7,7 @@
 
 use super::history::{self, Body, Sender, SYSTEM};
 use super::state::Phase;
-use super::wire::{ConvOut, MessageOut, QueueEntry, VisitorOut};
+use super::wire::{ClosedBy, ConvOut, Event, MessageOut, QueueEntry, VisitorOut};
 use crate::config::RoutingPolicy;
 use crate::store::{Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -78,7 +78,10 @@ fn stamp_and_announce(
         conn,
         conv_id,
         SYSTEM,
-        &Body::Event("assigned", format!("{agent_name} joined the conversation")),
+        &Body::Event(Event::Assigned {
+            agent_id: agent_id.to_string(),
+            agent_name: agent_name.to_string(),
+        }),
         None,
         now,
     )?;
@@ -421,10 +424,12 @@ pub(crate) fn transfer(
         conn,
         conv_id,
         SYSTEM,
-        &Body::Event(
-            "transferred",
-            format!("{} transferred the conversation to {to_name}", from.1),
-        ),
+        &Body::Event(Event::Transferred {
+            from_id: from.0.to_string(),
+            from_name: from.1.to_string(),
+            to_id: to.to_string(),
+            to_name,
+        }),
         None,
         now,
     )?;
@@ -500,18 +505,19 @@ pub(crate) fn close(
         "UPDATE conversations SET state = 'closed', closed_at = ?2 WHERE id = ?1 AND state != 'closed'",
     )?
     .execute(params![id, now])?;
-    let who = match by {
-        Closer::Agent(_, name) => name.to_string(),
-        Closer::Visitor(_) => "the visitor".to_string(),
+    let closed = match by {
+        Closer::Agent(aid, name) => Event::Closed {
+            by: ClosedBy::Agent,
+            agent_id: Some(aid.to_string()),
+            agent_name: Some(name.to_string()),
+        },
+        Closer::Visitor(_) => Event::Closed {
+            by: ClosedBy::Visitor,
+            agent_id: None,
+            agent_name: None,
+        },
     };
-    let event = history::append(
-        conn,
-        id,
-        SYSTEM,
-        &Body::Event("closed", format!("Conversation closed by {who}")),
-        None,
-        now,
-    )?;
+    let event = history::append(conn, id, SYSTEM, &Body::Event(closed), None, now)?;
     let routed = drain(conn, bid, online, p, now)?;
     Ok(Closed {
         brief: b,

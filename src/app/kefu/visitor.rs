@@ -4,10 +4,12 @@ use super::auth::{Claims, Role as TokenRole};
 use super::done::Outcome;
 use super::limits::{self, Limit};
 use super::login::{self, Ident, Meta, VisitorIn};
+use super::presence::visitors_group;
 use super::push::{clip, clip_resume, send};
 use super::request::{Me, Refusal, Req, Side};
+use super::state::ConvState;
 use super::wire::{self, Out, Resume, VisitorLoginIn};
-use super::{ClientId, Kefu, Role};
+use super::{agent_uid, ClientId, Kefu, Role};
 use crate::api::Ctx;
 use crate::store::{now_ms, valid_id};
 
@@ -114,8 +116,19 @@ impl Kefu {
             id: v.visitor_id.clone(),
             name: v.name.clone(),
         };
+        let first = !cx.is_uid_online(&me.uid());
         self.bind(cx, id, &me);
+        let _ = cx.join_group(id, &visitors_group(&v.bid));
+        if first {
+            Self::visitor_presence(cx, &v.bid, &v.visitor_id, true, false);
+        }
         let agents_online = !Self::online_agents(cx, &v.bid).is_empty();
+        let agent_online = v
+            .conv
+            .as_ref()
+            .filter(|c| c.state == ConvState::Active)
+            .and_then(|c| c.agent_id.as_deref())
+            .is_some_and(|a| cx.is_uid_online(&agent_uid(&v.bid, a)));
         send(
             cx,
             id,
@@ -126,6 +139,7 @@ impl Kefu {
                 expires_at: exp,
                 conv: v.conv.as_ref(),
                 agents_online,
+                agent_online,
             },
         );
         if let (Some(c), Some(pos)) = (&v.conv, v.position) {

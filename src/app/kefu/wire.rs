@@ -309,6 +309,78 @@ pub(crate) struct CustomerEntry {
     pub status: u8,
 }
 
+/// Who closed a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClosedBy {
+    /// Its agent (or a colleague dismissing it from the queue).
+    Agent,
+    /// The visitor.
+    Visitor,
+}
+
+/// What a server event message says, as fields (`args` of an event message): pages render
+/// it in their own language; the stored `text` is the English line for everyone else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// An agent took the conversation (routing or a claim).
+    Assigned {
+        agent_id: String,
+        agent_name: String,
+    },
+    /// An agent handed it to a colleague.
+    Transferred {
+        from_id: String,
+        from_name: String,
+        to_id: String,
+        to_name: String,
+    },
+    /// Closed, by the visitor or an agent (`agent_*` then).
+    Closed {
+        by: ClosedBy,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent_name: Option<String>,
+    },
+    /// Its agent stayed away past the grace period: back in the queue.
+    Requeued {
+        agent_id: String,
+        agent_name: String,
+    },
+}
+
+impl Event {
+    /// The `event` name of the message.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Event::Assigned { .. } => "assigned",
+            Event::Transferred { .. } => "transferred",
+            Event::Closed { .. } => "closed",
+            Event::Requeued { .. } => "requeued",
+        }
+    }
+
+    /// The English line stored as the message's `text` (for clients that do not know `args`).
+    pub(crate) fn line(&self) -> String {
+        match self {
+            Event::Assigned { agent_name, .. } => format!("{agent_name} joined the conversation"),
+            Event::Transferred {
+                from_name, to_name, ..
+            } => format!("{from_name} transferred the conversation to {to_name}"),
+            Event::Closed {
+                agent_name: Some(n),
+                ..
+            } => format!("Conversation closed by {n}"),
+            Event::Closed { .. } => "Conversation closed by the visitor".to_string(),
+            Event::Requeued { agent_name, .. } => {
+                format!("{agent_name} left; the conversation is waiting for an agent")
+            }
+        }
+    }
+}
+
 /// A stored message as clients see it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub(crate) struct MessageOut {
@@ -334,6 +406,9 @@ pub(crate) struct MessageOut {
     pub ts: i64,
     /// The sender's id for it.
     pub client_msg_id: Option<String>,
+    /// An event message's fields (`kind: "event"` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Event>,
 }
 
 /// Visitor details shown to agents.
@@ -447,7 +522,19 @@ pub(crate) enum Out<'a> {
         expires_at: i64,
         conv: Option<&'a ConvOut>,
         agents_online: bool,
+        /// The open conversation's agent is online (false without one).
+        agent_online: bool,
     },
+    /// To a business's visitors: an agent came or went; `agents_online` is the business's
+    /// availability after the change (leave-a-message mode when false).
+    AgentPresence {
+        agent_id: &'a str,
+        agent_name: &'a str,
+        online: bool,
+        agents_online: bool,
+    },
+    /// To a business's agents: a visitor's first tab opened or its last one closed.
+    VisitorPresence { visitor_id: &'a str, online: bool },
     /// A message was stored.
     Ack {
         client_msg_id: Option<&'a str>,
@@ -581,6 +668,7 @@ mod tests {
             event: None,
             ts: 3,
             client_msg_id: None,
+            args: None,
         };
         let v: serde_json::Value = serde_json::from_str(&Out::Message(&m).to_json()).unwrap();
         assert_eq!(v["method"], "message");

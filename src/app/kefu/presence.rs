@@ -1,0 +1,206 @@
+//! Live presence for both sides, and what happens to an absent agent's conversations.
+//!
+//! Presence itself lives in the gateway (uids and groups, replicated to every worker); this
+//! file only turns its changes into pushes: the business's availability and each agent's
+//! state to the business's visitors (group `visitors:<bid>`), each visitor's state to the
+//! business's agents (group `agents:<bid>`). When an agent's last connection closes, the
+//! worker that saw it arms a timer (`agent_away_grace`); if the agent is still offline when
+//! it fires, its active conversations go back to the queue (and to a colleague with a free
+//! slot, if any) instead of waiting for someone who left.
+
+use super::done::{Origin, Outcome};
+use super::history::{self, Body, SYSTEM};
+use super::push::{fan_message, push_routed, push_uid};
+use super::routing::{self, Policy, Routed};
+use super::wire::{Event, MessageOut, Out};
+use super::{agent_uid, agents_group, Kefu, Payload};
+use crate::api::{Ctx, TimerId};
+use crate::store::{self, now_ms};
+use rusqlite::{params, Connection};
+
+/// The group of a business's visitor connections.
+pub(crate) fn visitors_group(bid: &str) -> String {
+    format!("visitors:{bid}")
+}
+
+/// An agent's active conversations put back in the queue because it stayed away.
+#[derive(Debug, Clone)]
+pub(crate) struct Requeued {
+    /// The absent agent.
+    pub agent_id: String,
+    /// Each requeued conversation: its visitor and the event message written for it.
+    pub convs: Vec<(String, MessageOut)>,
+    /// Routing afterwards (colleagues with free slots take them at once).
+    pub routed: Routed,
+}
+
+/// Requeue every active conversation of `agent_id` (offline for the grace period), then
+/// drain the queue to the agents online now. `queued_at` is kept, so a visitor who already
+/// waited is not sent to the back of the line.
+pub(crate) fn requeue_absent(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+    online: &[String],
+    p: Policy,
+    now: i64,
+) -> store::Result<Requeued> {
+    let ids: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, visitor_id FROM conversations
+             WHERE bid = ?1 AND agent_id = ?2 AND state = 'active' ORDER BY id",
+        )?
+        .query_map([bid, agent_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let name: String = conn
+        .prepare_cached("SELECT name FROM agents WHERE bid = ?1 AND agent_id = ?2")?
+        .query_row([bid, agent_id], |r| r.get(0))
+        .unwrap_or_else(|_| agent_id.to_string());
+    let mut convs = Vec::with_capacity(ids.len());
+    for (id, visitor_id) in ids {
+        // Conditional: a transfer or close that won the race leaves the row alone.
+        let n = conn
+            .prepare_cached(
+                "UPDATE conversations SET state = 'queued', agent_id = NULL, assigned_at = NULL,
+                        agent_read_seq = 0
+                 WHERE id = ?1 AND agent_id = ?2 AND state = 'active'",
+            )?
+            .execute(params![id, agent_id])?;
+        if n == 0 {
+            continue;
+        }
+        let event = history::append(
+            conn,
+            id,
+            SYSTEM,
+            &Body::Event(Event::Requeued {
+                agent_id: agent_id.to_string(),
+                agent_name: name.clone(),
+            }),
+            None,
+            now,
+        )?;
+        convs.push((visitor_id, event));
+    }
+    let routed = routing::drain(conn, bid, online, p, now)?;
+    Ok(Requeued {
+        agent_id: agent_id.to_string(),
+        convs,
+        routed,
+    })
+}
+
+impl Kefu {
+    /// An agent's first connection is up: its business's visitors hear it.
+    pub(super) fn agent_arrived(&mut self, cx: &mut Ctx<'_>, bid: &str, id: &str, name: &str) {
+        // Back before the grace period ended: nothing to requeue.
+        if let Some(t) = self.away.remove(&(bid.to_string(), id.to_string())) {
+            cx.del_timer(t);
+        }
+        let push = Out::AgentPresence {
+            agent_id: id,
+            agent_name: name,
+            online: true,
+            agents_online: true,
+        }
+        .to_json();
+        cx.send_to_group(&[&visitors_group(bid)], Payload::Text(&push), &[]);
+    }
+
+    /// An agent's last connection is gone (`closing` is that connection when it is still in
+    /// the registry, during `on_close`): tell the visitors, and arm the grace timer.
+    /// `local`: the agent's worker died, and every surviving worker tells its own members.
+    pub(super) fn agent_left(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        bid: &str,
+        id: &str,
+        name: &str,
+        local: bool,
+    ) {
+        let agents_online = Self::online_agents(cx, bid).iter().any(|a| a != id);
+        let push = Out::AgentPresence {
+            agent_id: id,
+            agent_name: name,
+            online: false,
+            agents_online,
+        }
+        .to_json();
+        let group = visitors_group(bid);
+        if local {
+            cx.send_to_group_local(&[&group], Payload::Text(&push));
+        } else {
+            cx.send_to_group(&[&group], Payload::Text(&push), &[]);
+        }
+        let grace = self.cfg.agent_away_grace;
+        if grace.is_zero() {
+            return;
+        }
+        let key = (bid.to_string(), id.to_string());
+        if let Some(t) = self.away.remove(&key) {
+            cx.del_timer(t);
+        }
+        let t = cx.add_timer(grace, false, 0);
+        self.away.insert(key, t);
+    }
+
+    /// A visitor's first connection is up, or its last one is gone: its agents hear it.
+    pub(super) fn visitor_presence(
+        cx: &mut Ctx<'_>,
+        bid: &str,
+        visitor_id: &str,
+        online: bool,
+        local: bool,
+    ) {
+        let push = Out::VisitorPresence { visitor_id, online }.to_json();
+        let group = agents_group(bid);
+        if local {
+            cx.send_to_group_local(&[&group], Payload::Text(&push));
+        } else {
+            cx.send_to_group(&[&group], Payload::Text(&push), &[]);
+        }
+    }
+
+    /// If `timer` is an away timer, requeue that agent's conversations unless it came back
+    /// (on any worker) in the meantime.
+    pub(super) fn away_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
+        let Some(key) = self
+            .away
+            .iter()
+            .find(|(_, t)| **t == timer)
+            .map(|(k, _)| k.clone())
+        else {
+            return;
+        };
+        self.away.remove(&key);
+        let (bid, id) = key;
+        if cx.is_uid_online(&agent_uid(&bid, &id)) {
+            return;
+        }
+        let online = Self::online_agents(cx, &bid);
+        let p = self.policy();
+        self.submit(cx, Origin::Drain, move |c| {
+            requeue_absent(c, &bid, &id, &online, p, now_ms())
+                .map(|r| Outcome::Requeued(Box::new(r)))
+        });
+    }
+}
+
+/// Tell everyone about requeued conversations: the event line to the visitor (and the
+/// absent agent's tabs, should one have come back), then the routing that followed.
+pub(super) fn push_requeued(cx: &mut Ctx<'_>, r: &Requeued) {
+    let bid = &r.routed.bid;
+    for (visitor_id, event) in &r.convs {
+        fan_message(cx, bid, visitor_id, Some(&r.agent_id), event);
+        push_uid(
+            cx,
+            &agent_uid(bid, &r.agent_id),
+            &Out::Unassigned {
+                conv_id: event.conv_id,
+                reason: "requeued",
+                to: None,
+            },
+        );
+    }
+    push_routed(cx, &r.routed);
+}
