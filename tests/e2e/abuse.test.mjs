@@ -42,6 +42,9 @@ before(async () => {
   ].join("\n"));
   const common = ["-c", conf, "--data-dir", path.join(dir, "data")];
   kefu(["agent", "add", "--bid", "shop9", "--id", "alice", "--name", "Alice", "--password-stdin", ...common], PASS + "\n");
+  // Bob stays online for the visitor tests (with no agent online the page offers the
+  // leave-a-message form instead of the composer); alice's logins are the back-off test's.
+  kefu(["agent", "add", "--bid", "shop9", "--id", "bob", "--name", "Bob", "--password-stdin", ...common], PASS + "\n");
   const port = await freePort();
   url = `http://127.0.0.1:${port}`;
   kefu(["start", "-d", "--app", "kefu", "--workers", "1", "--listen", `http://127.0.0.1:${port}`,
@@ -89,6 +92,14 @@ test("visitor page: an image before any message says to write first", async () =
 });
 
 test("visitor page: messages over the per-address limit show an error and are retried", async () => {
+  const agentCtx = await browser.newContext({ locale: "en-US" });
+  const agent = await agentCtx.newPage();
+  await agent.goto(`${url}/console`);
+  await agent.locator("#lBid").fill("shop9");
+  await agent.locator("#lAgent").fill("bob");
+  await agent.locator("#lPass").fill(PASS);
+  await agent.locator("#loginBtn").click();
+  await agent.locator("#connPill[data-state=online]").waitFor();
   const ctx = await browser.newContext({ locale: "en-US" });
   const page = await ctx.newPage();
   await page.goto(`${url}/chat/shop9`);
@@ -100,4 +111,5 @@ test("visitor page: messages over the per-address limit show an error and are re
   await page.waitForFunction(() => /Too many requests: try again in \d+ s/.test(document.getElementById("banner").textContent));
   assert.ok(await page.locator("#msgList .msg-failed").count() >= 1, "the refused message is marked");
   await ctx.close();
+  await agentCtx.close();
 });
