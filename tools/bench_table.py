@@ -11,7 +11,7 @@ import sys
 PRIMARY = {"echo": "msgs_per_s", "broadcast": "deliveries_per_s", "private": "deliveries_per_s"}
 PER_CPU = {"echo": "msgs_per_server_cpu_s", "broadcast": "deliveries_per_server_cpu_s",
            "private": "deliveries_per_server_cpu_s"}
-SERVERS = ["kefu1", "kefu2", "bun", "node"]
+SERVERS = ["kefu1", "kefu2", "kefub", "bun", "node"]
 
 
 def load(path):
@@ -68,7 +68,9 @@ def fmt(v):
 
 def table(runs, title, getter, higher_better=True):
     servers = [s for s in SERVERS if any(s in v for v in runs.values())]
-    ratios = [(k, p) for k in ("kefu1", "kefu2") if k in servers for p in ("bun", "node") if p in servers]
+    # kefub is another kefu binary (KEFU_BASE_BIN): kefu1/kefub compares a change with its base.
+    ratios = [(k, p) for k in ("kefu1", "kefu2") if k in servers
+              for p in ("kefub", "bun", "node") if p in servers and p != k]
     head = ["case"] + servers + [f"{k}/{p}" for k, p in ratios]
     print(f"\n### {title}\n")
     print("| " + " | ".join(head) + " |")
