@@ -14,8 +14,12 @@ impl Master {
             .wrapping_add(self.generation);
         while self.slot_listeners.len() <= worker_id {
             // A slot the start did not have (a reload with more workers).
+            self.slot_listeners.push(Vec::new());
+        }
+        if self.slot_listeners[worker_id].is_empty() {
+            // New, or given up while its worker was crash-looping (see `on_exit`).
             let l = bind_slot(&self.cfg).map_err(|e| io::Error::other(e.to_string()))?;
-            self.slot_listeners.push(l);
+            self.slot_listeners[worker_id] = l;
         }
         let s = self
             .spawn
@@ -272,6 +276,13 @@ impl Master {
                             "worker {slot} is crash-looping, respawn in {:.1}s",
                             delay.as_secs_f64()
                         );
+                        // Nobody accepts on this slot's sockets until the respawn: close them
+                        // so the kernel sends new connections to the live slots instead of
+                        // queueing them here for seconds (what is queued now is reset, as it
+                        // would be if the worker had owned them). Bound again at the respawn.
+                        if let Some(l) = self.slot_listeners.get_mut(slot) {
+                            l.clear();
+                        }
                     }
                     self.slots[slot].respawn_at = Some(Instant::now() + delay);
                 }
