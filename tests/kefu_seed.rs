@@ -198,20 +198,9 @@ fn visitor_identity_forgery_and_tokens() {
         "",
         &[("shop", "alice", "Alice", None), ("b2", "x", "X", None)],
     );
-    let secret = k
-        .cli(&["business", "secret", "--bid", "shop"])
-        .trim()
-        .to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let sign = |vid: &str, name: &str, ts: i64, key: &str| {
-        kefu::app::kefu::auth::identity_sig(
-            key,
-            &kefu::app::kefu::auth::identity_message("shop", vid, name, ts),
-        )
-    };
+    let secret = k.business_secret("shop");
+    let now = unix_now();
+    let sign = |vid: &str, name: &str, ts: i64, key: &str| identity_sig(key, "shop", vid, name, ts);
     // A valid integrator identity.
     let mut ws = Ws::connect(&k.addr(), "/ws");
     let sig = sign("u42", "Zhang", now, &secret);

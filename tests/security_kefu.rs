@@ -95,18 +95,9 @@ fn retried_client_msg_id_stays_in_its_conversation() {
 #[test]
 fn verified_visitor_keeps_its_signed_name() {
     let k = Kefu::start(1, "", &[("shop", "alice", "Alice", None)]);
-    let secret = k
-        .cli(&["business", "secret", "--bid", "shop"])
-        .trim()
-        .to_string();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let sig = kefu::app::kefu::auth::identity_sig(
-        &secret,
-        &kefu::app::kefu::auth::identity_message("shop", "u42", "Zhang", now),
-    );
+    let secret = k.business_secret("shop");
+    let now = unix_now();
+    let sig = identity_sig(&secret, "shop", "u42", "Zhang", now);
     let mut ws = Ws::connect(&k.addr(), "/ws");
     ws.send_text(&json!({"method":"visitor_login","bid":"shop","visitor_id":"u42","name":"Zhang","ts":now,"sig":sig}).to_string());
     let l = recv_method(&mut ws, "visitor_login");

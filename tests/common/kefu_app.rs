@@ -60,6 +60,13 @@ impl Kefu {
         cli_stdin(&self.inst, args, stdin)
     }
 
+    /// A business's identity-signing secret (`kefu business secret`).
+    pub fn business_secret(&self, bid: &str) -> String {
+        self.cli(&["business", "secret", "--bid", bid])
+            .trim()
+            .to_string()
+    }
+
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
         self.inst.addr("websocket")
@@ -231,4 +238,20 @@ pub fn tiny_png() -> Vec<u8> {
         png.extend_from_slice(&[0; 4]);
     }
     png
+}
+
+/// Seconds since the epoch (what an integrator puts in a signed identity).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An integrator's signature of a verified visitor identity of business `bid`.
+pub fn identity_sig(key: &str, bid: &str, vid: &str, name: &str, ts: i64) -> String {
+    kefu::app::kefu::auth::identity_sig(
+        key,
+        &kefu::app::kefu::auth::identity_message(bid, vid, name, ts),
+    )
 }
