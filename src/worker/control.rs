@@ -137,7 +137,7 @@ impl Worker {
         if self.stopping != Stopping::No && graceful {
             return;
         }
-        self.restart_code = if restart {
+        let code = if restart {
             ws_close::SERVICE_RESTART
         } else {
             ws_close::GOING_AWAY
@@ -150,7 +150,7 @@ impl Worker {
         );
         self.close_listeners();
         // From now on an HTTP answer closes its connection instead of keeping it alive.
-        self.core.stopping = Some(self.restart_code);
+        self.core.stopping = Some(code);
         self.close_idle_http();
         let first = self.stopping == Stopping::No;
         if first {

@@ -86,7 +86,6 @@ struct Worker {
     reread: Vec<ConnId>,
     /// Bus links likewise.
     reread_links: Vec<usize>,
-    restart_code: u16,
     /// Gateway heartbeats (None: `ping_interval` is 0).
     heartbeat: Option<heartbeat::Heartbeat>,
     /// Connections per peer address, against `limits.max_connections_per_ip`.
@@ -221,7 +220,6 @@ impl Worker {
                 stopping: Stopping::No,
                 reread: Vec::new(),
                 reread_links: Vec::new(),
-                restart_code: ws_close::GOING_AWAY,
                 heartbeat,
                 peers,
                 buffered_input: 0,
@@ -629,7 +627,8 @@ impl Worker {
     /// Close every connection (stop or drain deadline).
     fn close_all(&mut self) {
         self.stopping = Stopping::Closing;
-        let code = self.restart_code;
+        // Set by the stop order (a drain deadline comes after one).
+        let code = self.core.stopping.unwrap_or(ws_close::GOING_AWAY);
         let ids: Vec<ConnId> = self
             .core
             .conns
