@@ -468,7 +468,7 @@ impl Worker {
         }
         let after = held.capacity();
         c.in_buf = held;
-        self.buffered_input = self.buffered_input - before + after;
+        self.buffered_input = self.buffered_input.saturating_sub(before) + after;
         if after > before && self.buffered_input > self.core.limits.max_buffered_input {
             // The worker holds as much undecoded input as it may: the connection asking for
             // more goes, not the ones already waiting for their next bytes.
