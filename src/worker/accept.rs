@@ -1,33 +1,131 @@
-//! Accepting connections: budgets per event, EMFILE back-off and the connection cap.
+//! Accepting connections: the listeners, budgets per event, EMFILE back-off, the connection
+//! cap and the per-address cap, and a new connection's first deadline.
 
-use super::*;
+use super::{input, Base, LISTENER_BASE};
+use crate::config::{Config, ListenSpec, Scheme};
+use crate::connection::Conn;
+use crate::gateway::client_id::ConnId;
+use crate::state::timer::Due;
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+use std::io;
+use std::time::Duration;
 
-impl Worker {
-    pub(super) fn accept(&mut self, i: usize) {
-        let Some(l) = self.listeners.get_mut(i) else {
+/// Connections accepted per listener per event before giving others a turn.
+const ACCEPT_BUDGET: usize = 256;
+/// Pause after EMFILE/ENFILE before accepting again (the classic busy-loop trap otherwise).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+struct Listener {
+    sock: TcpListener,
+    spec: ListenSpec,
+    /// Accept budget ran out with connections possibly still queued.
+    pending: bool,
+}
+
+/// The worker's listening sockets and whether accepting is paused.
+pub(super) struct Listeners {
+    list: Vec<Listener>,
+    /// Paused at the connection cap or on EMFILE; a `ResumeAccept` timer lifts it.
+    paused: bool,
+}
+
+impl Listeners {
+    /// Take the config's listeners from `inherited` (by URL), binding any the master does not
+    /// hold, and register them with the poll.
+    pub(super) fn open(
+        cfg: &Config,
+        registry: &Registry,
+        mut inherited: Vec<(String, std::net::TcpListener)>,
+    ) -> Result<Listeners, String> {
+        let mut list = Vec::new();
+        for (i, spec) in cfg.listen.iter().enumerate() {
+            let url = spec.to_string();
+            let std_l = match inherited.iter().position(|(s, _)| *s == url) {
+                Some(at) => inherited.swap_remove(at).1,
+                // A listener the master does not hold (added to the config for this reload,
+                // or a worker run without a master): this worker's own, with SO_REUSEPORT.
+                None => crate::sys::socket::bind_listener(spec.addr, true)
+                    .map_err(|e| format!("cannot listen on {spec}: {e}"))?,
+            };
+            let mut sock = TcpListener::from_std(std_l);
+            registry
+                .register(&mut sock, Token(LISTENER_BASE + i), Interest::READABLE)
+                .map_err(|e| format!("register {spec}: {e}"))?;
+            list.push(Listener {
+                sock,
+                spec: spec.clone(),
+                pending: false,
+            });
+        }
+        Ok(Listeners {
+            list,
+            paused: false,
+        })
+    }
+
+    /// The listen URLs, as announced to the master.
+    pub(super) fn urls(&self) -> Vec<String> {
+        self.list.iter().map(|l| l.spec.to_string()).collect()
+    }
+
+    /// A listener has connections left over from an exhausted accept budget.
+    pub(super) fn has_pending(&self) -> bool {
+        !self.paused && self.list.iter().any(|l| l.pending)
+    }
+
+    /// Accept what the last turn's budget left queued.
+    pub(super) fn continue_pending(&mut self, b: &mut Base) {
+        for i in 0..self.list.len() {
+            if self.list[i].pending && !self.paused {
+                self.accept(b, i);
+            }
+        }
+    }
+
+    /// The back-off is over: accept again (on every listener, if still `accepting`).
+    pub(super) fn resume(&mut self, b: &mut Base, accepting: bool) {
+        self.paused = false;
+        if accepting {
+            for i in 0..self.list.len() {
+                self.accept(b, i);
+            }
+        }
+    }
+
+    /// Stop accepting: deregister and close every listener.
+    pub(super) fn close(&mut self, registry: &Registry) {
+        for mut l in std::mem::take(&mut self.list) {
+            let _ = registry.deregister(&mut l.sock);
+        }
+    }
+
+    /// Accept from listener `i` up to the budget.
+    pub(super) fn accept(&mut self, b: &mut Base, i: usize) {
+        let Some(l) = self.list.get_mut(i) else {
             return;
         };
         l.pending = false;
         for _ in 0..ACCEPT_BUDGET {
-            if self.accept_paused {
+            if self.paused {
                 return;
             }
-            if self.core.conns.len() >= self.core.limits.max_connections {
+            if b.core.conns.len() >= b.core.limits.max_connections {
                 // At the cap: leave the rest in the kernel backlog and look again shortly.
-                self.pause_accept();
+                self.pause(b);
                 return;
             }
-            let Some(l) = self.listeners.get_mut(i) else {
+            let Some(l) = self.list.get_mut(i) else {
                 return;
             };
             match l.sock.accept() {
                 Ok((stream, remote)) => {
                     let scheme = l.spec.scheme;
-                    if self.peers.admit(remote.ip()) {
-                        self.add_conn(stream, remote, scheme);
+                    if b.peers.admit(remote.ip()) {
+                        add_conn(b, stream, remote, scheme);
                     } else {
                         // Dropping the stream closes it: the address already holds its share.
-                        if let Some(skipped) = self.quiet.allow(self.core.now) {
+                        if let Some(skipped) = b.quiet.allow(b.core.now) {
                             crate::warn!(
                                 "refusing connections from {} over limits.max_connections_per_ip \
                                  ({skipped} more refusals since the last warning)",
@@ -42,13 +140,13 @@ impl Worker {
                     Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
                     | Some(libc::ENOMEM) => {
                         // Every 100 ms while the condition lasts: say it once per period.
-                        if let Some(skipped) = self.quiet.allow(self.core.now) {
+                        if let Some(skipped) = b.quiet.allow(b.core.now) {
                             crate::warn!(
                                 "accept: {e}; pausing accepts for {ACCEPT_BACKOFF:?} \
                                  ({skipped} more since the last warning)"
                             );
                         }
-                        self.pause_accept();
+                        self.pause(b);
                         return;
                     }
                     // ECONNABORTED and friends concern one connection only.
@@ -56,76 +154,71 @@ impl Worker {
                 },
             }
         }
-        if let Some(l) = self.listeners.get_mut(i) {
+        if let Some(l) = self.list.get_mut(i) {
             l.pending = true;
         }
     }
 
-    pub(super) fn pause_accept(&mut self) {
-        if !self.accept_paused {
-            self.accept_paused = true;
-            self.core
+    fn pause(&mut self, b: &mut Base) {
+        if !self.paused {
+            self.paused = true;
+            b.core
                 .timers
-                .schedule(self.core.now + ACCEPT_BACKOFF, Due::ResumeAccept);
+                .schedule(b.core.now + ACCEPT_BACKOFF, Due::ResumeAccept);
         }
     }
+}
 
-    pub(super) fn add_conn(
-        &mut self,
-        mut stream: mio::net::TcpStream,
-        remote: std::net::SocketAddr,
-        scheme: crate::config::Scheme,
-    ) {
-        let _ = stream.set_nodelay(true);
-        let gen = self.core.next_gen;
-        self.core.next_gen = self.core.next_gen.wrapping_add(1);
-        let entry = self.core.conns.vacant_entry();
-        let slot = entry.key();
-        if self
-            .poll
-            .registry()
-            .register(
-                &mut stream,
-                Token(slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .is_err()
-        {
-            self.peers.release(remote.ip());
-            return;
+/// Register an accepted stream and give it its first deadline (the handshake's, or for a text
+/// client, which is connected at once, the idle one).
+fn add_conn(
+    b: &mut Base,
+    mut stream: mio::net::TcpStream,
+    remote: std::net::SocketAddr,
+    scheme: Scheme,
+) {
+    let _ = stream.set_nodelay(true);
+    let core = &mut b.core;
+    let gen = core.next_gen;
+    core.next_gen = core.next_gen.wrapping_add(1);
+    let entry = core.conns.vacant_entry();
+    let slot = entry.key();
+    if b.poll
+        .registry()
+        .register(
+            &mut stream,
+            Token(slot),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .is_err()
+    {
+        b.peers.release(remote.ip());
+        return;
+    }
+    // Already the tighter of the config's bound and the app's.
+    let max_line = core.limits.max_package_size;
+    entry.insert(Conn::new(gen, stream, scheme, remote, core.now, max_line));
+    let id = ConnId {
+        slot: slot as u32,
+        gen,
+    };
+    let deadline = match scheme {
+        Scheme::Text => {
+            let idle = core.limits.idle_timeout;
+            (!idle.is_zero()).then(|| core.now + idle)
         }
-        // Already the tighter of the config's bound and the app's.
-        let max_line = self.core.limits.max_package_size;
-        entry.insert(Conn::new(
-            gen,
-            stream,
-            scheme,
-            remote,
-            self.core.now,
-            max_line,
-        ));
-        let id = ConnId {
-            slot: slot as u32,
-            gen,
-        };
-        let deadline = match scheme {
-            crate::config::Scheme::Text => {
-                let idle = self.core.limits.idle_timeout;
-                (!idle.is_zero()).then(|| self.core.now + idle)
+        _ => {
+            let d = core.now + core.limits.handshake_timeout;
+            if let Some(c) = core.conns.get_mut(slot) {
+                c.deadline = Some(d);
             }
-            _ => {
-                let d = self.core.now + self.core.limits.handshake_timeout;
-                if let Some(c) = self.core.conns.get_mut(slot) {
-                    c.deadline = Some(d);
-                }
-                Some(d)
-            }
-        };
-        if let Some(d) = deadline {
-            self.core.arm_conn_timer(slot, d);
+            Some(d)
         }
-        if scheme == crate::config::Scheme::Text {
-            input::connected(&mut self.core, self.app.as_mut(), id);
-        }
+    };
+    if let Some(d) = deadline {
+        core.arm_conn_timer(slot, d);
+    }
+    if scheme == Scheme::Text {
+        input::connected(core, b.app.as_mut(), id);
     }
 }

@@ -1,10 +1,11 @@
 //! The worker's end of the master control channel: Ready/Failed announcements, status and
 //! connection reports, stop orders, and admin changes for the app.
 
-use super::{Stopping, Worker};
+use crate::config::Config;
 use crate::connection::buffer::{Flush, OutBuf};
+use crate::gateway::client_id::ConnId;
 use crate::ipc::{self, ConnInfo, LineBuf, MasterMsg, WorkerMsg, WorkerStatus};
-use crate::protocol::websocket::close as ws_close;
+use crate::state::Core;
 use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 use std::collections::VecDeque;
@@ -52,6 +53,41 @@ impl Control {
         let _ = self.out.flush_to(&mut self.sock, &[]);
     }
 
+    /// Handle readiness: write what waits, and read what the master sent (with any
+    /// descriptors); false when the master is gone (the worker exits).
+    pub(super) fn receive(&mut self, readable: bool) -> bool {
+        self.flush();
+        if !readable {
+            return true;
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            let mut fds = Vec::new();
+            let r = crate::sys::fdpass::recv_with_fds(&self.sock, &mut buf, &mut fds);
+            self.fds.extend(fds);
+            match r {
+                Ok(0) => {
+                    crate::warn!("master closed the control channel; worker exits");
+                    return false;
+                }
+                Ok(n) => self.inbuf.extend(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// The next whole message received, if any.
+    pub(super) fn next_msg(&mut self) -> Result<Option<MasterMsg>, ipc::LineError> {
+        self.inbuf.next_msg::<MasterMsg>()
+    }
+
+    /// The oldest descriptor received and not yet claimed (a `Peer` message's socket).
+    pub(super) fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fds.pop_front()
+    }
+
     /// Send before the loop exists (startup failure): wait briefly for the socket.
     pub(super) fn send_blocking(&mut self, m: &WorkerMsg) {
         self.out.push(&ipc::encode(m));
@@ -75,152 +111,50 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-impl Worker {
-    /// Handle control-socket readiness; returns false when the master is gone (exit now).
-    pub(super) fn on_control(&mut self, readable: bool) -> bool {
-        self.control.flush();
-        if !readable {
-            return true;
-        }
-        let mut buf = [0u8; 4096];
-        loop {
-            let mut fds = Vec::new();
-            let r = crate::sys::fdpass::recv_with_fds(&self.control.sock, &mut buf, &mut fds);
-            self.control.fds.extend(fds);
-            match r {
-                Ok(0) => {
-                    crate::warn!("master closed the control channel; worker exits");
-                    return false;
-                }
-                Ok(n) => self.control.inbuf.extend(&buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
-        loop {
-            match self.control.inbuf.next_msg::<MasterMsg>() {
-                Ok(Some(m)) => self.on_master_msg(m),
-                Ok(None) => return true,
-                Err(e) => {
-                    crate::error!("control channel: {e}");
-                    return false;
-                }
-            }
-        }
-    }
-
-    fn on_master_msg(&mut self, m: MasterMsg) {
-        match m {
-            MasterMsg::Stop { graceful, restart } => self.stop(graceful, restart),
-            MasterMsg::Status { req } => {
-                let status = self.status();
-                self.control.send(&WorkerMsg::Status { req, status });
-            }
-            MasterMsg::Connections { req } => {
-                let conns = self.connection_rows();
-                self.control.send(&WorkerMsg::Connections { req, conns });
-            }
-            MasterMsg::Admin { event } => {
-                super::input::guarded(&mut self.core, None, "on_admin", |cx| {
-                    self.app.on_admin(cx, &event)
-                });
-            }
-            MasterMsg::Peer { inc, worker_id } => match self.control.fds.pop_front() {
-                Some(fd) => self.add_peer(inc, worker_id, fd),
-                None => crate::error!("peer message for worker {worker_id} came without a socket"),
-            },
-        }
-    }
-
-    fn stop(&mut self, graceful: bool, restart: bool) {
-        if self.stopping != Stopping::No && graceful {
-            return;
-        }
-        let code = if restart {
-            ws_close::SERVICE_RESTART
-        } else {
-            ws_close::GOING_AWAY
-        };
-        crate::info!(
-            "worker {} stopping ({}{})",
-            self.core.worker_id,
-            if graceful { "graceful" } else { "fast" },
-            if restart { ", reload" } else { "" }
-        );
-        self.close_listeners();
-        // From now on an HTTP answer closes its connection instead of keeping it alive.
-        self.core.stopping = Some(code);
-        self.close_idle_http();
-        let first = self.stopping == Stopping::No;
-        if first {
-            super::input::guarded(&mut self.core, None, "on_worker_stop", |cx| {
-                self.app.on_worker_stop(cx)
-            });
-        }
-        if graceful {
-            self.stopping = Stopping::Draining;
-            let t = self.cfg.graceful_timeout;
-            if !t.is_zero() {
-                self.core
-                    .timers
-                    .schedule(self.core.now + t, crate::state::timer::Due::DrainDeadline);
-            }
-        } else {
-            self.close_all();
-        }
-    }
-
-    fn status(&self) -> WorkerStatus {
-        WorkerStatus {
-            pid: std::process::id(),
-            worker_id: self.core.worker_id,
-            inc: self.core.inc,
-            memory: rss_bytes(),
-            listening: self
-                .cfg
-                .listen
-                .iter()
-                .map(|l| l.to_string())
-                .collect::<Vec<_>>()
-                .join(" "),
-            name: self.app_name.clone(),
-            connections: self.core.conns.len() as u64,
-            send_fail: self.core.stats.send_fail,
-            timers: self.core.timers.app_count() as u64,
-            total_request: self.core.stats.total_request,
-            state: match self.stopping {
-                Stopping::No => "idle",
-                _ => "draining",
-            }
-            .into(),
-        }
-    }
-
-    fn connection_rows(&self) -> Vec<ConnInfo> {
-        let pid = std::process::id();
-        self.core
-            .conns
+/// This worker's line of `kefu status`.
+pub(super) fn status(core: &Core, cfg: &Config, app_name: &str, draining: bool) -> WorkerStatus {
+    WorkerStatus {
+        pid: std::process::id(),
+        worker_id: core.worker_id,
+        inc: core.inc,
+        memory: rss_bytes(),
+        listening: cfg
+            .listen
             .iter()
-            .take(MAX_CONN_ROWS)
-            .map(|(slot, c)| ConnInfo {
-                pid,
-                id: self
-                    .core
-                    .client_id(crate::gateway::client_id::ConnId {
-                        slot: slot as u32,
-                        gen: c.gen,
-                    })
-                    .to_string(),
-                protocol: c.protocol_name().into(),
-                recv_q: c.in_buf.len() as u64,
-                send_q: c.out.len() as u64,
-                bytes_read: c.bytes_read,
-                bytes_written: c.bytes_written,
-                state: c.state_name().into(),
-                local: c.stream.local_addr().unwrap_or(c.remote).to_string(),
-                remote: c.remote.to_string(),
-            })
-            .collect()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        name: app_name.to_string(),
+        connections: core.conns.len() as u64,
+        send_fail: core.stats.send_fail,
+        timers: core.timers.app_count() as u64,
+        total_request: core.stats.total_request,
+        state: if draining { "draining" } else { "idle" }.into(),
     }
+}
+
+/// This worker's rows of `kefu connections` (at most [`MAX_CONN_ROWS`]).
+pub(super) fn connection_rows(core: &Core) -> Vec<ConnInfo> {
+    let pid = std::process::id();
+    core.conns
+        .iter()
+        .take(MAX_CONN_ROWS)
+        .map(|(slot, c)| ConnInfo {
+            pid,
+            id: core
+                .client_id(ConnId {
+                    slot: slot as u32,
+                    gen: c.gen,
+                })
+                .to_string(),
+            protocol: c.protocol_name().into(),
+            recv_q: c.in_buf.len() as u64,
+            send_q: c.out.len() as u64,
+            bytes_read: c.bytes_read,
+            bytes_written: c.bytes_written,
+            state: c.state_name().into(),
+            local: c.stream.local_addr().unwrap_or(c.remote).to_string(),
+            remote: c.remote.to_string(),
+        })
+        .collect()
 }
