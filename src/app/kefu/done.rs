@@ -1,4 +1,5 @@
-//! What comes back from the store: finished jobs, their outcomes, and where they go.
+//! What comes back from the store: finished jobs, their outcomes, and where they go
+//! ([`deliver`], over the app's [`Shared`] state).
 
 use super::auth::Secret;
 use super::history::Missed;
@@ -7,8 +8,9 @@ use super::presence::{push_requeued, Requeued};
 use super::push::{fan_message, mark_online, push_routed, push_uid, send};
 use super::request::{store_error, Refusal, Req, Side};
 use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
+use super::shared::{Role, Shared};
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
-use super::{agent_uid, http, upload, visitor_uid, ClientId, Kefu, Role};
+use super::{agent, agent_uid, http, revoke, upload, visitor, visitor_uid, ClientId};
 use crate::api::Ctx;
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::Agent;
@@ -149,227 +151,225 @@ pub(super) enum Outcome {
     Requeued(Box<Requeued>),
 }
 
-impl Kefu {
-    /// Deliver a finished job's answer.
-    pub(super) fn done(&mut self, cx: &mut Ctx<'_>, d: Done) {
-        self.finish(&d.to);
-        let out = match d.res {
-            Ok(o) => o,
-            Err(e) => return self.failed(cx, d.to, e),
+/// Deliver a finished job's answer.
+pub(super) fn deliver(sh: &mut Shared, cx: &mut Ctx<'_>, d: Done) {
+    sh.finish(&d.to);
+    let out = match d.res {
+        Ok(o) => o,
+        Err(e) => return failed(sh, cx, d.to, e),
+    };
+    match (d.to, out) {
+        (Origin::Http(conn, call), o) => http::done(sh, cx, conn, call, o),
+        (Origin::Drain, Outcome::Requeued(r)) => push_requeued(cx, &r),
+        (Origin::Drain, Outcome::Routed(r)) => {
+            if !r.assigned.is_empty() {
+                push_routed(cx, &r);
+            }
+        }
+        (Origin::Admin, o) => revoke::admin_done(sh, cx, o),
+        (Origin::Sweep, Outcome::Swept(n)) if n > 0 => {
+            crate::info!("kefu: removed {n} uploads no message referenced in time");
+        }
+        (Origin::Drain | Origin::Sweep, _) => {}
+        (Origin::Ws(rq), o) => ws_done(sh, cx, &rq, o),
+    }
+}
+
+fn failed(sh: &mut Shared, cx: &mut Ctx<'_>, to: Origin, e: StoreError) {
+    let (code, status, msg) = store_error(&e);
+    // Refusals are the client's business; anything else, and any failed drain, is ours.
+    if code == Code::Storage || matches!(to, Origin::Drain | Origin::Admin | Origin::Sweep) {
+        let what = match &to {
+            Origin::Ws(rq) => rq.method.as_str(),
+            Origin::Http(_, call) => call.as_str(),
+            Origin::Drain => "drain",
+            Origin::Admin => "admin",
+            Origin::Sweep => "upload sweep",
         };
-        match (d.to, out) {
-            (Origin::Http(conn, call), o) => self.http_done(cx, conn, call, o),
-            (Origin::Drain, Outcome::Requeued(r)) => push_requeued(cx, &r),
-            (Origin::Drain, Outcome::Routed(r)) => {
-                if !r.assigned.is_empty() {
-                    push_routed(cx, &r);
-                }
-            }
-            (Origin::Admin, o) => self.admin_done(cx, o),
-            (Origin::Sweep, Outcome::Swept(n)) if n > 0 => {
-                crate::info!("kefu: removed {n} uploads no message referenced in time");
-            }
-            (Origin::Drain | Origin::Sweep, _) => {}
-            (Origin::Ws(rq), o) => self.ws_done(cx, &rq, o),
-        }
+        crate::warn!("kefu {what}: {e}");
     }
-
-    fn failed(&mut self, cx: &mut Ctx<'_>, to: Origin, e: StoreError) {
-        let (code, status, msg) = store_error(&e);
-        // Refusals are the client's business; anything else, and any failed drain, is ours.
-        if code == Code::Storage || matches!(to, Origin::Drain | Origin::Admin | Origin::Sweep) {
-            let what = match &to {
-                Origin::Ws(rq) => rq.method.as_str(),
-                Origin::Http(_, call) => call.as_str(),
-                Origin::Drain => "drain",
-                Origin::Admin => "admin",
-                Origin::Sweep => "upload sweep",
+    match to {
+        Origin::Ws(rq) if rq.method.is_login() => {
+            // Back to anonymous: the client may try again.
+            sh.set_role(rq.id, Role::Anon);
+            rq.fail(cx, &Refusal::Login(format!("登录失败: {msg}").into()));
+        }
+        Origin::Ws(rq) => rq.fail(cx, &Refusal::Store(e)),
+        Origin::Http(conn, call) => {
+            let (status, msg) = match (call, &e) {
+                (HttpCall::AgentLogin, StoreError::NotFound) => {
+                    (401, "wrong bid, agent id or password")
+                }
+                (HttpCall::VisitorToken, StoreError::Invalid(m)) => (401, *m),
+                _ => (status, msg),
             };
-            crate::warn!("kefu {what}: {e}");
+            http::reply(cx, conn, call, http::error(status, code, msg));
         }
-        match to {
-            Origin::Ws(rq) if rq.method.is_login() => {
-                // Back to anonymous: the client may try again.
-                self.set_role(rq.id, Role::Anon);
-                rq.fail(cx, &Refusal::Login(format!("登录失败: {msg}").into()));
-            }
-            Origin::Ws(rq) => rq.fail(cx, &Refusal::Store(e)),
-            Origin::Http(conn, call) => {
-                let (status, msg) = match (call, &e) {
-                    (HttpCall::AgentLogin, StoreError::NotFound) => {
-                        (401, "wrong bid, agent id or password")
-                    }
-                    (HttpCall::VisitorToken, StoreError::Invalid(m)) => (401, *m),
-                    _ => (status, msg),
-                };
-                http::reply(cx, conn, call, http::error(status, code, msg));
-            }
-            Origin::Drain | Origin::Admin | Origin::Sweep => {}
-        }
+        Origin::Drain | Origin::Admin | Origin::Sweep => {}
     }
+}
 
-    fn ws_done(&mut self, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
-        let (id, cm) = (rq.id, &rq.client_msg_id);
-        match o {
-            Outcome::AgentLogin(a, resume) => self.agent_logged_in(cx, id, *a, resume),
-            Outcome::VisitorLogin(v, resume) => self.visitor_logged_in(cx, id, *v, resume),
-            Outcome::VisitorSent(s, took) => {
-                if took && s.routed.is_none() {
-                    // No conversation was opened after all: give the token back.
-                    self.refund_conv(id);
-                }
-                if let Some(r) = &s.routed {
-                    push_routed(cx, r);
-                }
-                send(
-                    cx,
-                    id,
-                    &Out::Ack {
-                        client_msg_id: cm.as_deref(),
-                        conv_id: s.msg.conv_id,
-                        seq: s.msg.seq,
-                        ts: s.msg.ts,
-                    },
-                );
-                let Some(Role::LoggedIn(me)) = self.role(id).cloned() else {
-                    return;
-                };
-                fan_message(cx, &me.bid, &me.id, s.agent_id.as_deref(), &s.msg);
+fn ws_done(sh: &mut Shared, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
+    let (id, cm) = (rq.id, &rq.client_msg_id);
+    match o {
+        Outcome::AgentLogin(a, resume) => agent::logged_in(sh, cx, id, *a, resume),
+        Outcome::VisitorLogin(v, resume) => visitor::logged_in(sh, cx, id, *v, resume),
+        Outcome::VisitorSent(s, took) => {
+            if took && s.routed.is_none() {
+                // No conversation was opened after all: give the token back.
+                sh.refund_conv(id);
             }
-            Outcome::AgentSent(m, visitor_id) => {
-                send(
-                    cx,
-                    id,
-                    &Out::Ack {
-                        client_msg_id: cm.as_deref(),
-                        conv_id: m.conv_id,
-                        seq: m.seq,
-                        ts: m.ts,
-                    },
-                );
-                let Some(Role::LoggedIn(me)) = self.role(id).cloned() else {
-                    return;
-                };
-                fan_message(cx, &me.bid, &visitor_id, Some(&me.id), &m);
+            if let Some(r) = &s.routed {
+                push_routed(cx, r);
             }
-            Outcome::History(conv_id, messages, has_more) => send(
+            send(
                 cx,
                 id,
-                &Out::History {
-                    conv_id,
-                    messages: &messages,
-                    has_more,
+                &Out::Ack {
+                    client_msg_id: cm.as_deref(),
+                    conv_id: s.msg.conv_id,
+                    seq: s.msg.seq,
+                    ts: s.msg.ts,
                 },
-            ),
-            Outcome::Sync(conv_id, m) => send(
+            );
+            let Some(Role::LoggedIn(me)) = sh.role(id).cloned() else {
+                return;
+            };
+            fan_message(cx, &me.bid, &me.id, s.agent_id.as_deref(), &s.msg);
+        }
+        Outcome::AgentSent(m, visitor_id) => {
+            send(
                 cx,
                 id,
-                &Out::Sync {
-                    conv_id,
-                    messages: &m.messages,
-                    last_seq: m.last_seq,
-                    reload: m.reload,
+                &Out::Ack {
+                    client_msg_id: cm.as_deref(),
+                    conv_id: m.conv_id,
+                    seq: m.seq,
+                    ts: m.ts,
                 },
-            ),
-            Outcome::Typing(b, typing, from) => {
-                let to = match from {
-                    Side::Agent => Some(visitor_uid(&b.bid, &b.visitor_id)),
-                    Side::Visitor => b.phase.agent_id().map(|a| agent_uid(&b.bid, a)),
-                };
-                let from = from.as_str();
-                if let Some(to) = to {
-                    push_uid(
-                        cx,
-                        &to,
-                        &Out::Typing {
-                            conv_id: b.id,
-                            from,
-                            typing,
-                        },
-                    );
-                }
+            );
+            let Some(Role::LoggedIn(me)) = sh.role(id).cloned() else {
+                return;
+            };
+            fan_message(cx, &me.bid, &visitor_id, Some(&me.id), &m);
+        }
+        Outcome::History(conv_id, messages, has_more) => send(
+            cx,
+            id,
+            &Out::History {
+                conv_id,
+                messages: &messages,
+                has_more,
+            },
+        ),
+        Outcome::Sync(conv_id, m) => send(
+            cx,
+            id,
+            &Out::Sync {
+                conv_id,
+                messages: &m.messages,
+                last_seq: m.last_seq,
+                reload: m.reload,
+            },
+        ),
+        Outcome::Typing(b, typing, from) => {
+            let to = match from {
+                Side::Agent => Some(visitor_uid(&b.bid, &b.visitor_id)),
+                Side::Visitor => b.phase.agent_id().map(|a| agent_uid(&b.bid, a)),
+            };
+            let from = from.as_str();
+            if let Some(to) = to {
+                push_uid(
+                    cx,
+                    &to,
+                    &Out::Typing {
+                        conv_id: b.id,
+                        from,
+                        typing,
+                    },
+                );
             }
-            Outcome::Read(r, by) => {
-                let b = &r.brief;
-                if by == Side::Agent {
-                    push_uid(
-                        cx,
-                        &visitor_uid(&b.bid, &b.visitor_id),
-                        &Out::Read {
-                            conv_id: b.id,
-                            by: "agent",
-                            seq: r.seq,
-                        },
-                    );
-                    if let Some(a) = b.phase.agent_id() {
-                        push_uid(
-                            cx,
-                            &agent_uid(&b.bid, a),
-                            &Out::Unread {
-                                conv_id: b.id,
-                                unread: r.unread,
-                            },
-                        );
-                    }
-                } else if let Some(a) = b.phase.agent_id() {
-                    push_uid(
-                        cx,
-                        &agent_uid(&b.bid, a),
-                        &Out::Read {
-                            conv_id: b.id,
-                            by: "visitor",
-                            seq: r.seq,
-                        },
-                    );
-                }
-            }
-            Outcome::ConvLimited => {
-                let l = self.conv_limited(id, cx.now());
-                rq.fail(cx, &Refusal::Limited(l));
-            }
-            Outcome::Routed(r) => push_routed(cx, &r),
-            Outcome::Closed(c) => {
-                let b = &c.brief;
-                fan_message(cx, &b.bid, &b.visitor_id, b.phase.agent_id(), &c.event);
+        }
+        Outcome::Read(r, by) => {
+            let b = &r.brief;
+            if by == Side::Agent {
+                push_uid(
+                    cx,
+                    &visitor_uid(&b.bid, &b.visitor_id),
+                    &Out::Read {
+                        conv_id: b.id,
+                        by: "agent",
+                        seq: r.seq,
+                    },
+                );
                 if let Some(a) = b.phase.agent_id() {
                     push_uid(
                         cx,
                         &agent_uid(&b.bid, a),
-                        &Out::Unassigned {
+                        &Out::Unread {
                             conv_id: b.id,
-                            reason: "closed",
-                            to: None,
+                            unread: r.unread,
                         },
                     );
                 }
-                push_routed(cx, &c.routed);
-            }
-            Outcome::Conversations(mut convs, queue) => {
-                mark_online(cx, &mut convs);
-                send(
+            } else if let Some(a) = b.phase.agent_id() {
+                push_uid(
                     cx,
-                    id,
-                    &Out::Conversations {
-                        conversations: &convs,
-                        queue: &queue[..queue.len().min(routing::QUEUE_SHOWN)],
+                    &agent_uid(&b.bid, a),
+                    &Out::Read {
+                        conv_id: b.id,
+                        by: "visitor",
+                        seq: r.seq,
                     },
-                )
-            }
-            Outcome::HttpAgentLogin(_)
-            | Outcome::HttpVisitorToken(_)
-            | Outcome::HttpHistory(..)
-            | Outcome::HttpUploaded(..)
-            | Outcome::HttpUploadRefused(_)
-            | Outcome::HttpFile(_)
-            | Outcome::Key(_)
-            | Outcome::Revoked(_)
-            | Outcome::Swept(_)
-            | Outcome::Requeued(_) => {
-                crate::warn!(
-                    "kefu: unexpected outcome for websocket request {}",
-                    rq.method.as_str()
                 );
             }
+        }
+        Outcome::ConvLimited => {
+            let l = sh.conv_limited(id, cx.now());
+            rq.fail(cx, &Refusal::Limited(l));
+        }
+        Outcome::Routed(r) => push_routed(cx, &r),
+        Outcome::Closed(c) => {
+            let b = &c.brief;
+            fan_message(cx, &b.bid, &b.visitor_id, b.phase.agent_id(), &c.event);
+            if let Some(a) = b.phase.agent_id() {
+                push_uid(
+                    cx,
+                    &agent_uid(&b.bid, a),
+                    &Out::Unassigned {
+                        conv_id: b.id,
+                        reason: "closed",
+                        to: None,
+                    },
+                );
+            }
+            push_routed(cx, &c.routed);
+        }
+        Outcome::Conversations(mut convs, queue) => {
+            mark_online(cx, &mut convs);
+            send(
+                cx,
+                id,
+                &Out::Conversations {
+                    conversations: &convs,
+                    queue: &queue[..queue.len().min(routing::QUEUE_SHOWN)],
+                },
+            )
+        }
+        Outcome::HttpAgentLogin(_)
+        | Outcome::HttpVisitorToken(_)
+        | Outcome::HttpHistory(..)
+        | Outcome::HttpUploaded(..)
+        | Outcome::HttpUploadRefused(_)
+        | Outcome::HttpFile(_)
+        | Outcome::Key(_)
+        | Outcome::Revoked(_)
+        | Outcome::Swept(_)
+        | Outcome::Requeued(_) => {
+            crate::warn!(
+                "kefu: unexpected outcome for websocket request {}",
+                rq.method.as_str()
+            );
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The HTTP API (`/api/*`, `/uploads/*`): agent login, visitor tokens, history, uploads.
 //! Anything slow (argon2, SQL, files) is answered later with `respond_http`. The agent login
-//! and uploads, which need limits, are in `guarded.rs`.
+//! and uploads, which need limits, are in `guarded.rs`. Free functions over the app's
+//! [`Shared`] state.
 
 use super::auth::{Claims, Role as TokenRole};
 use super::done::HttpCall;
 use super::limits::{self, Limit, Limited};
 use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
+use super::shared::Shared;
 use super::wire::{Code, MessageOut};
-use super::{history, upload, ClientId, Kefu, Outcome};
+use super::{guarded, history, upload, ClientId, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -120,188 +122,182 @@ fn bearer(req: &Request) -> Option<&str> {
         .map(str::trim)
 }
 
-impl Kefu {
-    pub(super) fn bearer_claims(&self, req: &Request) -> Result<Claims, Response> {
-        let Some(t) = bearer(req) else {
-            return Err(error(
-                401,
-                Code::LoginFailed,
-                "Authorization: Bearer <token> required",
-            ));
-        };
-        let Some(secret) = &self.secret else {
-            return Err(error(503, Code::Busy, "server not ready"));
-        };
-        secret
-            .verify(t, now_ms())
-            .map_err(|e| error(401, Code::LoginFailed, &e.to_string()))
-    }
+pub(super) fn bearer_claims(sh: &Shared, req: &Request) -> Result<Claims, Response> {
+    let Some(t) = bearer(req) else {
+        return Err(error(
+            401,
+            Code::LoginFailed,
+            "Authorization: Bearer <token> required",
+        ));
+    };
+    let Some(secret) = &sh.secret else {
+        return Err(error(503, Code::Busy, "server not ready"));
+    };
+    secret
+        .verify(t, now_ms())
+        .map_err(|e| error(401, Code::LoginFailed, &e.to_string()))
+}
 
-    /// Route one HTTP request.
-    pub(super) fn http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
-        let path = req.path.as_str();
-        if !path.starts_with("/api/") && !path.starts_with(upload::URL_PREFIX) {
-            // The web pages (index, visitor chat, console, widget.js, /static/*).
-            return crate::web::serve(req).map_or(HttpOutcome::NotMine, HttpOutcome::Respond);
-        }
-        match self.route(cx, conn, req) {
-            // No CORS on the login, its preflight included: no other site's script may make
-            // its visitors' browsers guess passwords and read the answer.
-            HttpOutcome::Respond(r) if path == "/api/agent/login" => {
-                HttpOutcome::Respond(without_cors(r))
-            }
-            o => o,
-        }
+/// Route one HTTP request.
+pub(super) fn serve(
+    sh: &mut Shared,
+    cx: &mut Ctx<'_>,
+    conn: ClientId,
+    req: &Request,
+) -> HttpOutcome {
+    let path = req.path.as_str();
+    if !path.starts_with("/api/") && !path.starts_with(upload::URL_PREFIX) {
+        // The web pages (index, visitor chat, console, widget.js, /static/*).
+        return crate::web::serve(req).map_or(HttpOutcome::NotMine, HttpOutcome::Respond);
     }
-
-    fn route(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
-        let path = req.path.as_str();
-        if req.method == "OPTIONS" {
-            return HttpOutcome::Respond(cors(Response::new(204)));
+    match route(sh, cx, conn, req) {
+        // No CORS on the login, its preflight included: no other site's script may make
+        // its visitors' browsers guess passwords and read the answer.
+        HttpOutcome::Respond(r) if path == "/api/agent/login" => {
+            HttpOutcome::Respond(without_cors(r))
         }
-        match (req.method.as_str(), path) {
-            ("POST", "/api/agent/login") => self.agent_login_http(cx, conn, req),
-            ("POST", "/api/visitor/token") => {
-                let Ok(r) = serde_json::from_slice::<VisitorTokenReq>(&req.body) else {
-                    return HttpOutcome::Respond(error(400, Code::Invalid, "expected {bid, ...}"));
-                };
-                if !valid_id(&r.bid) {
-                    return HttpOutcome::Respond(error(404, Code::NotFound, "unknown bid"));
-                }
-                let ident = match (r.visitor_id, r.ts, r.sig) {
-                    (None, None, None) => Ident::Anonymous,
-                    (Some(visitor_id), Some(ts), Some(sig)) => Ident::Signed {
-                        visitor_id,
-                        name: r.name.clone().unwrap_or_default(),
-                        ts,
-                        sig,
-                    },
-                    _ => {
-                        return HttpOutcome::Respond(error(
-                            400,
-                            Code::Invalid,
-                            "identity needs visitor_id, ts and sig",
-                        ))
-                    }
-                };
-                let ip = self.client_ip(cx, conn, req);
-                if matches!(ident, Ident::Anonymous) {
-                    // Each anonymous token is a new visitor row: limited per address.
-                    let now = cx.now();
-                    let key = limits::ip_key(&ip);
-                    if let Err(l) =
-                        limits::take(&mut self.limits.visitor_new, Limit::VisitorNew, &key, now)
-                    {
-                        return HttpOutcome::Respond(limited(&l));
-                    }
-                }
-                let meta = Meta {
-                    ip,
-                    user_agent: super::clip(
-                        req.header("user-agent").unwrap_or("").to_string(),
-                        512,
-                    ),
-                    name: super::clip(r.name.unwrap_or_default(), 64),
-                    ..Meta::default()
-                };
-                let max_age = self.cfg.identity_max_age.as_secs() as i64;
-                let bid = r.bid;
-                self.submit_http(conn, HttpCall::VisitorToken, move |c| {
-                    login::visitor(c, &bid, ident, &meta, max_age, now_ms())
-                        .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
-                })
-            }
-            ("GET", "/api/history") => {
-                let claims = match self.bearer_claims(req) {
-                    Ok(c) => c,
-                    Err(r) => return HttpOutcome::Respond(r),
-                };
-                let Some(conv_id) = req
-                    .query_param("conv_id")
-                    .and_then(|v| v.parse::<i64>().ok())
-                else {
-                    return HttpOutcome::Respond(error(400, Code::Invalid, "conv_id is required"));
-                };
-                let before = req
-                    .query_param("before_seq")
-                    .and_then(|v| v.parse::<i64>().ok());
-                let limit = req
-                    .query_param("limit")
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .unwrap_or(history::DEFAULT_PAGE);
-                self.submit_http(conn, HttpCall::History, move |c| {
-                    if claims.r == TokenRole::Agent {
-                        login::check_agent(c, &claims)?;
-                    }
-                    let who = match claims.r {
-                        TokenRole::Agent => Access::Agent(&claims.b),
-                        TokenRole::Visitor => Access::Visitor(&claims.b, &claims.s),
-                    };
-                    routing::readable(c, conv_id, who)?;
-                    let (m, more) = history::page(c, conv_id, before, limit)?;
-                    Ok(Outcome::HttpHistory(conv_id, m, more))
-                })
-            }
-            ("POST", "/api/upload") => self.upload_http(cx, conn, req),
-            ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
-                let name = p[upload::URL_PREFIX.len()..].to_string();
-                if upload::parse_name(&name).is_none() {
-                    return HttpOutcome::Respond(Response::error(404));
-                }
-                let dir = self.data_dir.clone();
-                let head = req.method == "HEAD";
-                self.submit_http(conn, HttpCall::File, move |_| {
-                    let mut r = upload::serve(&dir, &name);
-                    if head {
-                        r.body.clear();
-                    }
-                    Ok(Outcome::HttpFile(r))
-                })
-            }
-            (_, "/api/agent/login" | "/api/visitor/token" | "/api/history" | "/api/upload") => {
-                HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed"))
-            }
-            _ => HttpOutcome::Respond(error(404, Code::NotFound, "no such endpoint")),
-        }
+        o => o,
     }
+}
 
-    /// Answer an HTTP request whose store work finished.
-    pub(super) fn http_done(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        conn: ClientId,
-        call: HttpCall,
-        o: Outcome,
-    ) {
-        let resp = match o {
-            Outcome::HttpAgentLogin(t) => self.agent_login_done(cx, *t),
-            Outcome::HttpVisitorToken(v) => {
-                let Some((token, exp)) = self.visitor_token(&v) else {
-                    return;
-                };
-                json(
-                    200,
-                    &VisitorTokenResp {
-                        token: &token,
-                        visitor_id: &v.visitor_id,
-                        verified: v.verified,
-                        expires_at: exp,
-                    },
-                )
+fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
+    let path = req.path.as_str();
+    if req.method == "OPTIONS" {
+        return HttpOutcome::Respond(cors(Response::new(204)));
+    }
+    match (req.method.as_str(), path) {
+        ("POST", "/api/agent/login") => guarded::agent_login(sh, cx, conn, req),
+        ("POST", "/api/visitor/token") => {
+            let Ok(r) = serde_json::from_slice::<VisitorTokenReq>(&req.body) else {
+                return HttpOutcome::Respond(error(400, Code::Invalid, "expected {bid, ...}"));
+            };
+            if !valid_id(&r.bid) {
+                return HttpOutcome::Respond(error(404, Code::NotFound, "unknown bid"));
             }
-            Outcome::HttpHistory(conv_id, messages, has_more) => json(
-                200,
-                &HistoryResp {
-                    conv_id,
-                    messages: &messages,
-                    has_more,
+            let ident = match (r.visitor_id, r.ts, r.sig) {
+                (None, None, None) => Ident::Anonymous,
+                (Some(visitor_id), Some(ts), Some(sig)) => Ident::Signed {
+                    visitor_id,
+                    name: r.name.clone().unwrap_or_default(),
+                    ts,
+                    sig,
                 },
-            ),
-            Outcome::HttpUploaded(s) => super::guarded::uploaded(&s),
-            Outcome::HttpUploadRefused(r) => super::guarded::upload_refused(r),
-            Outcome::HttpFile(r) => r,
-            _ => error(500, Code::Storage, "unexpected answer"),
-        };
-        reply(cx, conn, call, resp);
+                _ => {
+                    return HttpOutcome::Respond(error(
+                        400,
+                        Code::Invalid,
+                        "identity needs visitor_id, ts and sig",
+                    ))
+                }
+            };
+            let ip = sh.client_ip(cx, conn, req);
+            if matches!(ident, Ident::Anonymous) {
+                // Each anonymous token is a new visitor row: limited per address.
+                let now = cx.now();
+                let key = limits::ip_key(&ip);
+                if let Err(l) =
+                    limits::take(&mut sh.limits.visitor_new, Limit::VisitorNew, &key, now)
+                {
+                    return HttpOutcome::Respond(limited(&l));
+                }
+            }
+            let meta = Meta {
+                ip,
+                user_agent: super::clip(req.header("user-agent").unwrap_or("").to_string(), 512),
+                name: super::clip(r.name.unwrap_or_default(), 64),
+                ..Meta::default()
+            };
+            let max_age = sh.cfg.identity_max_age.as_secs() as i64;
+            let bid = r.bid;
+            sh.submit_http(conn, HttpCall::VisitorToken, move |c| {
+                login::visitor(c, &bid, ident, &meta, max_age, now_ms())
+                    .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
+            })
+        }
+        ("GET", "/api/history") => {
+            let claims = match bearer_claims(sh, req) {
+                Ok(c) => c,
+                Err(r) => return HttpOutcome::Respond(r),
+            };
+            let Some(conv_id) = req
+                .query_param("conv_id")
+                .and_then(|v| v.parse::<i64>().ok())
+            else {
+                return HttpOutcome::Respond(error(400, Code::Invalid, "conv_id is required"));
+            };
+            let before = req
+                .query_param("before_seq")
+                .and_then(|v| v.parse::<i64>().ok());
+            let limit = req
+                .query_param("limit")
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(history::DEFAULT_PAGE);
+            sh.submit_http(conn, HttpCall::History, move |c| {
+                if claims.r == TokenRole::Agent {
+                    login::check_agent(c, &claims)?;
+                }
+                let who = match claims.r {
+                    TokenRole::Agent => Access::Agent(&claims.b),
+                    TokenRole::Visitor => Access::Visitor(&claims.b, &claims.s),
+                };
+                routing::readable(c, conv_id, who)?;
+                let (m, more) = history::page(c, conv_id, before, limit)?;
+                Ok(Outcome::HttpHistory(conv_id, m, more))
+            })
+        }
+        ("POST", "/api/upload") => guarded::upload(sh, cx, conn, req),
+        ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
+            let name = p[upload::URL_PREFIX.len()..].to_string();
+            if upload::parse_name(&name).is_none() {
+                return HttpOutcome::Respond(Response::error(404));
+            }
+            let dir = sh.data_dir.clone();
+            let head = req.method == "HEAD";
+            sh.submit_http(conn, HttpCall::File, move |_| {
+                let mut r = upload::serve(&dir, &name);
+                if head {
+                    r.body.clear();
+                }
+                Ok(Outcome::HttpFile(r))
+            })
+        }
+        (_, "/api/agent/login" | "/api/visitor/token" | "/api/history" | "/api/upload") => {
+            HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed"))
+        }
+        _ => HttpOutcome::Respond(error(404, Code::NotFound, "no such endpoint")),
     }
+}
+
+/// Answer an HTTP request whose store work finished.
+pub(super) fn done(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, call: HttpCall, o: Outcome) {
+    let resp = match o {
+        Outcome::HttpAgentLogin(t) => guarded::agent_login_done(sh, cx, *t),
+        Outcome::HttpVisitorToken(v) => {
+            let Some((token, exp)) = sh.visitor_token(&v) else {
+                return;
+            };
+            json(
+                200,
+                &VisitorTokenResp {
+                    token: &token,
+                    visitor_id: &v.visitor_id,
+                    verified: v.verified,
+                    expires_at: exp,
+                },
+            )
+        }
+        Outcome::HttpHistory(conv_id, messages, has_more) => json(
+            200,
+            &HistoryResp {
+                conv_id,
+                messages: &messages,
+                has_more,
+            },
+        ),
+        Outcome::HttpUploaded(s) => guarded::uploaded(&s),
+        Outcome::HttpUploadRefused(r) => guarded::upload_refused(r),
+        Outcome::HttpFile(r) => r,
+        _ => error(500, Code::Storage, "unexpected answer"),
+    };
+    reply(cx, conn, call, resp);
 }

@@ -12,11 +12,14 @@ use super::done::{Origin, Outcome};
 use super::history::{self, Body, SYSTEM};
 use super::push::{fan_message, push_routed, push_uid};
 use super::routing::{self, Policy, Routed};
+use super::shared::Shared;
 use super::wire::{Event, MessageOut, Out};
-use super::{agent_uid, agents_group, Kefu, Payload};
+use super::{agent_uid, agents_group, Payload};
 use crate::api::{Ctx, TimerId};
 use crate::store::{self, now_ms};
 use rusqlite::{params, Connection};
+use std::collections::HashMap;
+use std::time::Duration;
 
 /// The group of a business's visitor connections.
 pub(crate) fn visitors_group(bid: &str) -> String {
@@ -90,11 +93,18 @@ pub(crate) fn requeue_absent(
     })
 }
 
-impl Kefu {
+/// Agents whose last connection closed on this worker, by (bid, agent id), each with the
+/// timer after which their conversations are requeued.
+#[derive(Debug, Default)]
+pub(super) struct Away {
+    timers: HashMap<(String, String), TimerId>,
+}
+
+impl Away {
     /// An agent's first connection is up: its business's visitors hear it.
-    pub(super) fn agent_arrived(&mut self, cx: &mut Ctx<'_>, bid: &str, id: &str, name: &str) {
+    pub(super) fn arrived(&mut self, cx: &mut Ctx<'_>, bid: &str, id: &str, name: &str) {
         // Back before the grace period ended: nothing to requeue.
-        if let Some(t) = self.away.remove(&(bid.to_string(), id.to_string())) {
+        if let Some(t) = self.timers.remove(&(bid.to_string(), id.to_string())) {
             cx.del_timer(t);
         }
         let push = Out::AgentPresence {
@@ -108,17 +118,19 @@ impl Kefu {
     }
 
     /// An agent's last connection is gone (`closing` is that connection when it is still in
-    /// the registry, during `on_close`): tell the visitors, and arm the grace timer.
-    /// `local`: the agent's worker died, and every surviving worker tells its own members.
-    pub(super) fn agent_left(
+    /// the registry, during `on_close`): tell the visitors, and arm the grace timer (none when
+    /// `grace` is zero). `local`: the agent's worker died, and every surviving worker tells
+    /// its own members.
+    pub(super) fn left(
         &mut self,
         cx: &mut Ctx<'_>,
         bid: &str,
         id: &str,
         name: &str,
         local: bool,
+        grace: Duration,
     ) {
-        let agents_online = Self::online_agents(cx, bid).iter().any(|a| a != id);
+        let agents_online = online_agents(cx, bid).iter().any(|a| a != id);
         let push = Out::AgentPresence {
             agent_id: id,
             agent_name: name,
@@ -132,58 +144,70 @@ impl Kefu {
         } else {
             cx.send_to_group(&[&group], Payload::Text(&push), &[]);
         }
-        let grace = self.cfg.agent_away_grace;
         if grace.is_zero() {
             return;
         }
         let key = (bid.to_string(), id.to_string());
-        if let Some(t) = self.away.remove(&key) {
+        if let Some(t) = self.timers.remove(&key) {
             cx.del_timer(t);
         }
         let t = cx.add_timer(grace, false, 0);
-        self.away.insert(key, t);
+        self.timers.insert(key, t);
     }
 
-    /// A visitor's first connection is up, or its last one is gone: its agents hear it.
-    pub(super) fn visitor_presence(
-        cx: &mut Ctx<'_>,
-        bid: &str,
-        visitor_id: &str,
-        online: bool,
-        local: bool,
-    ) {
-        let push = Out::VisitorPresence { visitor_id, online }.to_json();
-        let group = agents_group(bid);
-        if local {
-            cx.send_to_group_local(&[&group], Payload::Text(&push));
-        } else {
-            cx.send_to_group(&[&group], Payload::Text(&push), &[]);
-        }
-    }
-
-    /// If `timer` is an away timer, requeue that agent's conversations unless it came back
-    /// (on any worker) in the meantime.
-    pub(super) fn away_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId) {
-        let Some(key) = self
-            .away
+    /// If `timer` is an away timer: forget it and say whose it was, `(bid, agent id)`.
+    pub(super) fn expired(&mut self, timer: TimerId) -> Option<(String, String)> {
+        let key = self
+            .timers
             .iter()
             .find(|(_, t)| **t == timer)
-            .map(|(k, _)| k.clone())
-        else {
-            return;
-        };
-        self.away.remove(&key);
-        let (bid, id) = key;
-        if cx.is_uid_online(&agent_uid(&bid, &id)) {
-            return;
-        }
-        let online = Self::online_agents(cx, &bid);
-        let p = self.policy();
-        self.submit(cx, Origin::Drain, move |c| {
-            requeue_absent(c, &bid, &id, &online, p, now_ms())
-                .map(|r| Outcome::Requeued(Box::new(r)))
-        });
+            .map(|(k, _)| k.clone())?;
+        self.timers.remove(&key);
+        Some(key)
     }
+}
+
+/// Agent ids of a business online anywhere in the cluster (from the gateway replica).
+pub(super) fn online_agents(cx: &Ctx<'_>, bid: &str) -> Vec<String> {
+    let prefix = format!("agent:{bid}:");
+    let mut v: Vec<String> = cx
+        .get_uid_list_by_group(&agents_group(bid))
+        .into_iter()
+        .filter_map(|u| u.strip_prefix(&prefix).map(str::to_owned))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A visitor's first connection is up, or its last one is gone: its agents hear it.
+pub(super) fn visitor_presence(
+    cx: &mut Ctx<'_>,
+    bid: &str,
+    visitor_id: &str,
+    online: bool,
+    local: bool,
+) {
+    let push = Out::VisitorPresence { visitor_id, online }.to_json();
+    let group = agents_group(bid);
+    if local {
+        cx.send_to_group_local(&[&group], Payload::Text(&push));
+    } else {
+        cx.send_to_group(&[&group], Payload::Text(&push), &[]);
+    }
+}
+
+/// An agent's away timer fired: requeue its conversations unless it came back (on any
+/// worker) in the meantime.
+pub(super) fn requeue(sh: &mut Shared, cx: &mut Ctx<'_>, bid: String, id: String) {
+    if cx.is_uid_online(&agent_uid(&bid, &id)) {
+        return;
+    }
+    let online = online_agents(cx, &bid);
+    let p = sh.policy();
+    sh.submit(cx, Origin::Drain, move |c| {
+        requeue_absent(c, &bid, &id, &online, p, now_ms()).map(|r| Outcome::Requeued(Box::new(r)))
+    });
 }
 
 /// Tell everyone about requeued conversations: the event line to the visitor (and the

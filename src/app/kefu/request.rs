@@ -1,14 +1,17 @@
 //! One WebSocket request from arrival to the store: its context ([`Req`], built once, echoed
 //! by every answer and error), why it may be refused ([`Refusal`]), who sent it ([`Me`]), and
-//! the request path agents and visitors share.
+//! the request path agents and visitors share (free functions over the app's [`Shared`]
+//! state).
 
 use super::done::{Origin, Outcome};
 use super::history::{self, Body, Sender};
-use super::limits::{self, Limit, Limited};
+use super::limits::Limited;
+use super::presence::online_agents;
 use super::push::bad_cmid;
 use super::routing::{self, Access, Brief, Closer};
+use super::shared::{Role, Shared};
 use super::wire::{Code, ErrorOut, In, Method, Resume};
-use super::{agent_uid, upload, visitor_uid, ClientId, Kefu, Payload, Role};
+use super::{agent, agent_uid, upload, visitor_uid, ClientId, Payload};
 use crate::api::Ctx;
 use crate::store::{self, now_ms, StoreError};
 use serde::Serialize;
@@ -320,182 +323,150 @@ enum SendTo {
     Open(Vec<String>),
 }
 
-impl Kefu {
-    /// A logged-in connection's request: the methods both sides have, then the agents' own.
-    pub(super) fn request(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        rq: &Req,
-        me: Me,
-        req: In,
-    ) -> Result<(), Refusal> {
-        let p = self.policy();
-        match req {
-            In::Send {
-                conv_id,
-                kind,
-                text,
-                url,
-                ..
-            } => {
-                if let Some(m) = bad_cmid(&rq.client_msg_id) {
-                    return Err(Refusal::Invalid(m));
-                }
-                let to = match (me.side, conv_id) {
-                    (Side::Agent, Some(c)) => SendTo::Conv(c),
-                    (Side::Agent, None) => return Err(Refusal::Invalid("conv_id is required")),
-                    (Side::Visitor, _) => SendTo::Open(Self::online_agents(cx, &me.bid)),
-                };
-                let body = self.body(kind, text, url).map_err(Refusal::Invalid)?;
-                // A visitor's message counts against its address; whether it may open a new
-                // conversation is decided here (a token taken now, given back if it did not
-                // open one), so concurrent sends cannot all slip past the limit.
-                let may_open = match &to {
-                    SendTo::Open(_) => self.visitor_send_limits(rq.id, cx.now())?,
-                    SendTo::Conv(_) => false,
-                };
-                let cm = rq.client_msg_id.clone();
-                self.submit(cx, rq.origin(), move |c| {
-                    let (s, cm, now) = (me.sender(), cm.as_deref(), now_ms());
-                    let out = match to {
-                        SendTo::Conv(conv_id) => {
-                            routing::agent_send(c, &me.bid, conv_id, s, &body, cm, now)
-                                .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))?
-                        }
-                        SendTo::Open(online) => {
-                            if !may_open && routing::open_of_visitor(c, &me.bid, &me.id)?.is_none()
-                            {
-                                return Ok(Outcome::ConvLimited);
-                            }
-                            routing::visitor_send(c, &me.bid, s, &body, cm, &online, p, now)
-                                .map(|s| Outcome::VisitorSent(Box::new(s), may_open))?
-                        }
-                    };
-                    if let Body::Image(u) = &body {
-                        // Kept for good once a stored message shows it (see upload::sweep).
-                        upload::mark_referenced(c, u)?;
+/// A logged-in connection's request: the methods both sides have, then the agents' own.
+pub(super) fn request(
+    sh: &mut Shared,
+    cx: &mut Ctx<'_>,
+    rq: &Req,
+    me: Me,
+    req: In,
+) -> Result<(), Refusal> {
+    let p = sh.policy();
+    match req {
+        In::Send {
+            conv_id,
+            kind,
+            text,
+            url,
+            ..
+        } => {
+            if let Some(m) = bad_cmid(&rq.client_msg_id) {
+                return Err(Refusal::Invalid(m));
+            }
+            let to = match (me.side, conv_id) {
+                (Side::Agent, Some(c)) => SendTo::Conv(c),
+                (Side::Agent, None) => return Err(Refusal::Invalid("conv_id is required")),
+                (Side::Visitor, _) => SendTo::Open(online_agents(cx, &me.bid)),
+            };
+            let body = sh.body(kind, text, url).map_err(Refusal::Invalid)?;
+            // A visitor's message counts against its address; whether it may open a new
+            // conversation is decided here (a token taken now, given back if it did not
+            // open one), so concurrent sends cannot all slip past the limit.
+            let may_open = match &to {
+                SendTo::Open(_) => sh.visitor_send_limits(rq.id, cx.now())?,
+                SendTo::Conv(_) => false,
+            };
+            let cm = rq.client_msg_id.clone();
+            sh.submit(cx, rq.origin(), move |c| {
+                let (s, cm, now) = (me.sender(), cm.as_deref(), now_ms());
+                let out = match to {
+                    SendTo::Conv(conv_id) => {
+                        routing::agent_send(c, &me.bid, conv_id, s, &body, cm, now)
+                            .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))?
                     }
-                    Ok(out)
-                });
-            }
-            In::History {
-                conv_id,
-                before_seq,
-                limit,
-            } => self.submit(cx, rq.origin(), move |c| {
-                routing::readable(c, conv_id, me.access())?;
-                let limit = limit.unwrap_or(history::DEFAULT_PAGE);
-                let (m, more) = history::page(c, conv_id, before_seq, limit)?;
-                Ok(Outcome::History(conv_id, m, more))
-            }),
-            In::Sync { conv_id, last_seq } => self.sync(cx, rq.clone(), me, conv_id, last_seq),
-            In::Typing { conv_id, typing } => {
-                // A visitor has one open conversation, so it may leave the id out; an agent
-                // has many.
-                if me.side == Side::Agent && conv_id.is_none() {
-                    return Err(Refusal::Invalid("conv_id is required"));
+                    SendTo::Open(online) => {
+                        if !may_open && routing::open_of_visitor(c, &me.bid, &me.id)?.is_none() {
+                            return Ok(Outcome::ConvLimited);
+                        }
+                        routing::visitor_send(c, &me.bid, s, &body, cm, &online, p, now)
+                            .map(|s| Outcome::VisitorSent(Box::new(s), may_open))?
+                    }
+                };
+                if let Body::Image(u) = &body {
+                    // Kept for good once a stored message shows it (see upload::sweep).
+                    upload::mark_referenced(c, u)?;
                 }
-                self.submit(cx, rq.origin(), move |c| {
-                    let conv_id = match conv_id {
-                        Some(i) => i,
-                        None => routing::open_of_visitor(c, &me.bid, &me.id)?
-                            .ok_or(StoreError::NotFound)?,
-                    };
-                    let b = routing::readable(c, conv_id, me.access())?;
-                    me.check_mine(&b)?;
-                    Ok(Outcome::Typing(b, typing, me.side))
-                })
+                Ok(out)
+            });
+        }
+        In::History {
+            conv_id,
+            before_seq,
+            limit,
+        } => sh.submit(cx, rq.origin(), move |c| {
+            routing::readable(c, conv_id, me.access())?;
+            let limit = limit.unwrap_or(history::DEFAULT_PAGE);
+            let (m, more) = history::page(c, conv_id, before_seq, limit)?;
+            Ok(Outcome::History(conv_id, m, more))
+        }),
+        In::Sync { conv_id, last_seq } => sync(sh, cx, rq.clone(), me, conv_id, last_seq),
+        In::Typing { conv_id, typing } => {
+            // A visitor has one open conversation, so it may leave the id out; an agent
+            // has many.
+            if me.side == Side::Agent && conv_id.is_none() {
+                return Err(Refusal::Invalid("conv_id is required"));
             }
-            In::Read { conv_id, seq } => self.submit(cx, rq.origin(), move |c| {
+            sh.submit(cx, rq.origin(), move |c| {
+                let conv_id = match conv_id {
+                    Some(i) => i,
+                    None => {
+                        routing::open_of_visitor(c, &me.bid, &me.id)?.ok_or(StoreError::NotFound)?
+                    }
+                };
                 let b = routing::readable(c, conv_id, me.access())?;
                 me.check_mine(&b)?;
-                let agent = (me.side == Side::Agent).then_some(me.id.as_str());
-                Ok(Outcome::Read(
-                    routing::mark_read(c, &b, agent, seq)?,
-                    me.side,
-                ))
-            }),
-            In::Close { conv_id } => {
-                let online = Self::online_agents(cx, &me.bid);
-                self.submit(cx, rq.origin(), move |c| {
-                    routing::close(c, &me.bid, conv_id, me.closer(), &online, p, now_ms())
-                        .map(|c| Outcome::Closed(Box::new(c)))
-                })
-            }
-            In::Claim { .. } | In::Transfer { .. } | In::Conversations => match me.side {
-                Side::Agent => return self.agent_request(cx, rq, me, req),
-                Side::Visitor => return Err(Refusal::AgentsOnly),
-            },
-            // Answered before a connection is logged in (see `Kefu::handle`).
-            In::Beat | In::Login(_) | In::VisitorLogin(_) => {}
+                Ok(Outcome::Typing(b, typing, me.side))
+            })
         }
-        Ok(())
-    }
-
-    /// Messages of a conversation after `last_seq` (a `sync`, or one entry of a login's
-    /// resume list).
-    pub(super) fn sync(&mut self, cx: &mut Ctx<'_>, rq: Req, me: Me, conv_id: i64, last_seq: i64) {
-        let gap = self.cfg.resume_max_gap.min(i64::MAX as u64) as i64;
-        self.submit(cx, rq.origin(), move |c| {
-            routing::readable(c, conv_id, me.access())?;
-            Ok(Outcome::Sync(
-                conv_id,
-                history::since(c, conv_id, last_seq, gap)?,
+        In::Read { conv_id, seq } => sh.submit(cx, rq.origin(), move |c| {
+            let b = routing::readable(c, conv_id, me.access())?;
+            me.check_mine(&b)?;
+            let agent = (me.side == Side::Agent).then_some(me.id.as_str());
+            Ok(Outcome::Read(
+                routing::mark_read(c, &b, agent, seq)?,
+                me.side,
             ))
-        });
-    }
-
-    /// The store accepted a login: bind the connection to `me`'s uid and session, and mark
-    /// it logged in.
-    pub(super) fn bind(&mut self, cx: &mut Ctx<'_>, id: ClientId, me: &Me) {
-        let _ = cx.bind_uid(id, &me.uid());
-        let _ = cx.set_session(id, Session::of(me).to_map());
-        cx.authenticated(id);
-        self.set_role(id, Role::LoggedIn(me.clone()));
-    }
-
-    /// A visitor's send against its address's limits: `Err` over the message limit, else
-    /// whether it may open a new conversation (a token of that limit is then held for it).
-    fn visitor_send_limits(
-        &mut self,
-        id: ClientId,
-        now: std::time::Instant,
-    ) -> Result<bool, Refusal> {
-        let Some(c) = self.conns.get(&id) else {
-            return Ok(false);
-        };
-        let ip = limits::ip_key(&c.ip);
-        let l = &mut self.limits;
-        limits::take(&mut l.visitor_msg, Limit::VisitorMsg, &ip, now).map_err(Refusal::Limited)?;
-        Ok(l.conv_new.take(&ip, now).is_ok())
-    }
-
-    /// Give back the new-conversation token of `id`'s address.
-    pub(super) fn refund_conv(&mut self, id: ClientId) {
-        if let Some(c) = self.conns.get(&id) {
-            self.limits.conv_new.refund(&limits::ip_key(&c.ip));
+        }),
+        In::Close { conv_id } => {
+            let online = online_agents(cx, &me.bid);
+            sh.submit(cx, rq.origin(), move |c| {
+                routing::close(c, &me.bid, conv_id, me.closer(), &online, p, now_ms())
+                    .map(|c| Outcome::Closed(Box::new(c)))
+            })
         }
+        In::Claim { .. } | In::Transfer { .. } | In::Conversations => match me.side {
+            Side::Agent => return agent::request(sh, cx, rq, me, req),
+            Side::Visitor => return Err(Refusal::AgentsOnly),
+        },
+        // Answered before a connection is logged in (see `Kefu::handle`).
+        In::Beat | In::Login(_) | In::VisitorLogin(_) => {}
     }
+    Ok(())
+}
 
-    /// The refusal of a conversation `id`'s address may not open yet.
-    pub(super) fn conv_limited(&mut self, id: ClientId, now: std::time::Instant) -> Limited {
-        let ip = self
-            .conns
-            .get(&id)
-            .map(|c| limits::ip_key(&c.ip))
-            .unwrap_or_default();
-        let retry = self.limits.conv_new.wait(&ip, now);
-        Limited {
-            limit: Limit::ConvNew,
-            retry,
-        }
-    }
+/// Messages of a conversation after `last_seq` (a `sync`, or one entry of a login's
+/// resume list).
+pub(super) fn sync(
+    sh: &mut Shared,
+    cx: &mut Ctx<'_>,
+    rq: Req,
+    me: Me,
+    conv_id: i64,
+    last_seq: i64,
+) {
+    let gap = sh.cfg.resume_max_gap.min(i64::MAX as u64) as i64;
+    sh.submit(cx, rq.origin(), move |c| {
+        routing::readable(c, conv_id, me.access())?;
+        Ok(Outcome::Sync(
+            conv_id,
+            history::since(c, conv_id, last_seq, gap)?,
+        ))
+    });
+}
 
-    /// After a login: answer its resume list as `sync`s.
-    pub(super) fn resume(&mut self, cx: &mut Ctx<'_>, id: ClientId, me: &Me, list: Vec<Resume>) {
-        for r in list {
-            let rq = Req::implied(id, Method::Sync);
-            self.sync(cx, rq, me.clone(), r.conv_id, r.last_seq);
-        }
+/// The store accepted a login: bind the connection to `me`'s uid and session, and mark
+/// it logged in.
+pub(super) fn bind(sh: &mut Shared, cx: &mut Ctx<'_>, id: ClientId, me: &Me) {
+    let _ = cx.bind_uid(id, &me.uid());
+    let _ = cx.set_session(id, Session::of(me).to_map());
+    cx.authenticated(id);
+    sh.set_role(id, Role::LoggedIn(me.clone()));
+}
+
+/// After a login: answer its resume list as `sync`s.
+pub(super) fn resume(sh: &mut Shared, cx: &mut Ctx<'_>, id: ClientId, me: &Me, list: Vec<Resume>) {
+    for r in list {
+        let rq = Req::implied(id, Method::Sync);
+        sync(sh, cx, rq, me.clone(), r.conv_id, r.last_seq);
     }
 }

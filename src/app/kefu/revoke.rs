@@ -11,101 +11,100 @@ use super::auth::Secret;
 use super::done::{Origin, Outcome};
 use super::login;
 use super::request::{Echo, Refusal, Side};
-use super::{ClientId, Kefu, Role};
+use super::shared::{Role, Shared};
+use super::ClientId;
 use crate::api::{AdminEvent, Ctx};
 use crate::store::StoreError;
 use std::collections::BTreeSet;
 
-impl Kefu {
-    /// An admin change reached this worker.
-    pub(super) fn admin(&mut self, cx: &mut Ctx<'_>, event: &AdminEvent) {
-        match event {
-            AdminEvent::AgentRevoked { bid, agent_id } => {
-                let ids = self.agent_conns(|b, a, _| b == bid && a == agent_id);
-                self.revoke(cx, &ids);
-            }
-            AdminEvent::KeyRotated => {
-                // A file read: on the store thread, not the loop.
-                let dir = self.data_dir.clone();
-                self.submit(cx, Origin::Admin, move |_| {
-                    Secret::load_or_create(&dir)
-                        .map(Outcome::Key)
-                        .map_err(StoreError::Io)
-                });
-            }
+/// An admin change reached this worker.
+pub(super) fn admin(sh: &mut Shared, cx: &mut Ctx<'_>, event: &AdminEvent) {
+    match event {
+        AdminEvent::AgentRevoked { bid, agent_id } => {
+            let ids = agent_conns(sh, |b, a, _| b == bid && a == agent_id);
+            revoke(cx, &ids);
+        }
+        AdminEvent::KeyRotated => {
+            // A file read: on the store thread, not the loop.
+            let dir = sh.data_dir.clone();
+            sh.submit(cx, Origin::Admin, move |_| {
+                Secret::load_or_create(&dir)
+                    .map(Outcome::Key)
+                    .map_err(StoreError::Io)
+            });
         }
     }
+}
 
-    /// Check every agent logged in here against its row (a safety net behind the admin
-    /// events: a CLI that could not reach the master still takes effect within seconds).
-    pub(super) fn sweep(&mut self, cx: &mut Ctx<'_>) {
-        let sessions: BTreeSet<(String, String, i64)> = self
-            .conns
-            .values()
-            .filter_map(|c| match &c.role {
-                Role::LoggedIn(me) if me.side == Side::Agent => {
-                    Some((me.bid.clone(), me.id.clone(), c.agent_gen))
-                }
-                _ => None,
-            })
-            .collect();
-        if sessions.is_empty() {
-            return;
-        }
-        let sessions: Vec<_> = sessions.into_iter().collect();
-        self.submit(cx, Origin::Admin, move |c| {
-            login::revoked(c, &sessions).map(Outcome::Revoked)
-        });
-    }
-
-    /// The answer of an admin job.
-    pub(super) fn admin_done(&mut self, cx: &mut Ctx<'_>, o: Outcome) {
-        match o {
-            Outcome::Key(secret) => {
-                self.secret = Some(secret);
-                // Every login so far (and every one in flight) was checked with the old key.
-                let ids: Vec<ClientId> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| !matches!(c.role, Role::Anon))
-                    .map(|(id, _)| *id)
-                    .collect();
-                crate::info!("kefu: signing key reloaded");
-                self.revoke(cx, &ids);
+/// Check every agent logged in here against its row (a safety net behind the admin
+/// events: a CLI that could not reach the master still takes effect within seconds).
+pub(super) fn sweep(sh: &mut Shared, cx: &mut Ctx<'_>) {
+    let sessions: BTreeSet<(String, String, i64)> = sh
+        .conns
+        .values()
+        .filter_map(|c| match &c.role {
+            Role::LoggedIn(me) if me.side == Side::Agent => {
+                Some((me.bid.clone(), me.id.clone(), c.agent_gen))
             }
-            Outcome::Revoked(gone) => {
-                let ids = self.agent_conns(|b, a, g| {
-                    gone.iter()
-                        .any(|(gb, ga, gg)| gb == b && ga == a && *gg == g)
-                });
-                self.revoke(cx, &ids);
-            }
-            _ => {}
-        }
+            _ => None,
+        })
+        .collect();
+    if sessions.is_empty() {
+        return;
     }
+    let sessions: Vec<_> = sessions.into_iter().collect();
+    sh.submit(cx, Origin::Admin, move |c| {
+        login::revoked(c, &sessions).map(Outcome::Revoked)
+    });
+}
 
-    /// Local agent connections whose `(bid, agent_id, generation)` match.
-    fn agent_conns(&self, pick: impl Fn(&str, &str, i64) -> bool) -> Vec<ClientId> {
-        self.conns
-            .iter()
-            .filter(|(_, c)| match &c.role {
-                Role::LoggedIn(me) => me.side == Side::Agent && pick(&me.bid, &me.id, c.agent_gen),
-                _ => false,
-            })
-            .map(|(id, _)| *id)
-            .collect()
+/// The answer of an admin job.
+pub(super) fn admin_done(sh: &mut Shared, cx: &mut Ctx<'_>, o: Outcome) {
+    match o {
+        Outcome::Key(secret) => {
+            sh.secret = Some(secret);
+            // Every login so far (and every one in flight) was checked with the old key.
+            let ids: Vec<ClientId> = sh
+                .conns
+                .iter()
+                .filter(|(_, c)| !matches!(c.role, Role::Anon))
+                .map(|(id, _)| *id)
+                .collect();
+            crate::info!("kefu: signing key reloaded");
+            revoke(cx, &ids);
+        }
+        Outcome::Revoked(gone) => {
+            let ids = agent_conns(sh, |b, a, g| {
+                gone.iter()
+                    .any(|(gb, ga, gg)| gb == b && ga == a && *gg == g)
+            });
+            revoke(cx, &ids);
+        }
+        _ => {}
     }
+}
 
-    /// Close these connections, saying why first: the client then asks for a new login
-    /// (its stored token is refused) instead of retrying.
-    fn revoke(&mut self, cx: &mut Ctx<'_>, ids: &[ClientId]) {
-        let why = Refusal::Login("session revoked: log in again".into());
-        for &id in ids {
-            why.send(cx, id, Echo::default());
-            let _ = cx.close_client(id, None);
-        }
-        if !ids.is_empty() {
-            crate::info!("kefu: closed {} revoked sessions", ids.len());
-        }
+/// Local agent connections whose `(bid, agent_id, generation)` match.
+fn agent_conns(sh: &Shared, pick: impl Fn(&str, &str, i64) -> bool) -> Vec<ClientId> {
+    sh.conns
+        .iter()
+        .filter(|(_, c)| match &c.role {
+            Role::LoggedIn(me) => me.side == Side::Agent && pick(&me.bid, &me.id, c.agent_gen),
+            _ => false,
+        })
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// Close these connections, saying why first: the client then asks for a new login
+/// (its stored token is refused) instead of retrying.
+fn revoke(cx: &mut Ctx<'_>, ids: &[ClientId]) {
+    let why = Refusal::Login("session revoked: log in again".into());
+    for &id in ids {
+        why.send(cx, id, Echo::default());
+        let _ = cx.close_client(id, None);
+    }
+    if !ids.is_empty() {
+        crate::info!("kefu: closed {} revoked sessions", ids.len());
     }
 }

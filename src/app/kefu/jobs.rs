@@ -1,0 +1,117 @@
+//! The store threads of one worker: the group-commit writer, the aux thread for slow work,
+//! and the password checks. Jobs go in by [`Lane`]; finished ones come back in `on_wake`.
+
+use super::done::{Done, Lane, Origin, Outcome};
+use super::LOGIN_QUEUE;
+use super::QUEUE_CAP;
+use super::{upload, Ctx};
+use crate::config::KefuConfig;
+use crate::store::runner::{Busy, Mode, Runner};
+use crate::store::{self};
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The three store threads.
+pub(super) struct Jobs {
+    /// Group-commit writer (all SQL of the conversation flow).
+    writer: Runner<Done>,
+    /// Slow work off the writer: upload files, the orphan sweep.
+    aux: Runner<Done>,
+    /// Password checks (argon2) only.
+    login: Runner<Done>,
+}
+
+impl Jobs {
+    /// Open the store (once per thread) and start the threads; they wake the loop with each
+    /// batch of results.
+    pub(super) fn open(cx: &Ctx<'_>, cfg: &KefuConfig, data_dir: &Path) -> Result<Jobs, String> {
+        // Runs once at worker start, before the loop serves anyone. Several workers open the
+        // same file at once (WAL switch, schema), so a lost race is retried rather than
+        // leaving a worker without a store.
+        let open = || {
+            let mut tries = 0;
+            loop {
+                match store::open(data_dir, cfg.synchronous) {
+                    Ok(c) => return Ok(c),
+                    Err(e) if tries >= 100 => {
+                        return Err(format!("store in {}: {e}", data_dir.display()))
+                    }
+                    Err(_) => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                }
+            }
+        };
+        let waker = cx.waker();
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            let _ = waker.wake();
+        });
+        let w = cx.worker_id();
+        let writer = Runner::spawn(
+            &format!("kefu-store-{w}"),
+            open()?,
+            Mode::Batch,
+            QUEUE_CAP,
+            wake.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let aux_conn = open()?;
+        upload::ensure_table(&aux_conn).map_err(|e| format!("uploads table: {e}"))?;
+        let aux = Runner::spawn(
+            &format!("kefu-aux-{w}"),
+            aux_conn,
+            Mode::Plain,
+            1024,
+            wake.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let login = Runner::spawn(
+            &format!("kefu-login-{w}"),
+            open()?,
+            Mode::Plain,
+            LOGIN_QUEUE,
+            wake,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Jobs { writer, aux, login })
+    }
+
+    /// Hand a job to the store thread of its lane.
+    pub(super) fn enqueue(
+        &self,
+        to: Origin,
+        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+    ) -> Result<(), Busy> {
+        let runner = match to.lane() {
+            Lane::Writer => &self.writer,
+            Lane::Aux => &self.aux,
+            Lane::Login => &self.login,
+        };
+        // Both the job and its failure answer need the origin.
+        let fail_to = to.clone();
+        runner.submit(
+            move |c| work(c).map(|o| Done { to, res: Ok(o) }),
+            move |e| Done {
+                to: fail_to,
+                res: Err(e),
+            },
+        )
+    }
+
+    /// A finished job, if any (the writer's first).
+    pub(super) fn try_recv(&self) -> Option<Done> {
+        self.writer
+            .try_recv()
+            .or_else(|| self.aux.try_recv())
+            .or_else(|| self.login.try_recv())
+    }
+
+    /// Let queued work finish and stop the threads.
+    pub(super) fn shutdown(&mut self) {
+        self.writer.shutdown();
+        self.aux.shutdown();
+        self.login.shutdown();
+    }
+}
