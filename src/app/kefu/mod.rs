@@ -357,10 +357,9 @@ impl App for Kefu {
             revoke::sweep(&mut self.sh, cx);
         } else if Some(timer) == self.sweep_timer {
             self.sweep_tick(cx);
-        } else {
-            if let Some((bid, id)) = self.sh.away.expired(timer) {
-                presence::requeue(&mut self.sh, cx, bid, id);
-            }
+        } else if let Some((bid, id)) = self.sh.away.expired(timer) {
+            // An agent's away timer.
+            presence::requeue(&mut self.sh, cx, bid, id);
         }
     }
 
