@@ -4,10 +4,13 @@
 use super::key;
 use super::password::{self, PasswordArgs};
 use super::ConfigArgs;
-use crate::app::kefu::auth;
+use crate::app::kefu::{auth, upload};
+use crate::store::profile::{self, Patch};
 use crate::store::{self, tenancy, StoreError};
 use clap::{Args, Subcommand};
 use rusqlite::Connection;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// `kefu agent`.
 #[derive(Debug, Clone, Args)]
@@ -64,6 +67,24 @@ pub enum AgentCmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
+    /// Set (or with --none, remove) the avatar visitors see next to the agent's messages.
+    Avatar {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Agent id.
+        #[arg(long)]
+        id: String,
+        /// A PNG, JPEG, GIF or WebP file (checked and stripped like a chat upload).
+        #[arg(long, required_unless_present = "none", conflicts_with = "none")]
+        file: Option<PathBuf>,
+        /// Remove the avatar (the pages show the name's first letter).
+        #[arg(long)]
+        none: bool,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
     /// Set a new password (prompted, from stdin, or --random); existing tokens stop working
     /// and a running server closes the agent's sessions.
     Passwd {
@@ -107,6 +128,43 @@ pub enum BusinessCmd {
     },
     /// List businesses.
     List {
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Show what the business's visitors see (name, logo, colour, messages, agents).
+    Show {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Configuration (for data_dir).
+        #[command(flatten)]
+        cfg: ConfigArgs,
+    },
+    /// Change what the business's visitors see; options left out are kept, an empty value
+    /// resets a field to the pages' default (agents may do the same in the console).
+    Set {
+        /// Business id.
+        #[arg(long)]
+        bid: String,
+        /// Display name (1..40 characters).
+        #[arg(long)]
+        name: Option<String>,
+        /// Logo: a PNG, JPEG, GIF or WebP file (checked and stripped like a chat upload).
+        #[arg(long, conflicts_with = "no_logo")]
+        logo: Option<PathBuf>,
+        /// Remove the logo.
+        #[arg(long)]
+        no_logo: bool,
+        /// Colour of the visitor panel, #rrggbb ("" for the default).
+        #[arg(long)]
+        color: Option<String>,
+        /// Shown to a visitor before the first message (at most 500 characters).
+        #[arg(long)]
+        welcome: Option<String>,
+        /// Shown with the leave-a-message form when no agent is online.
+        #[arg(long)]
+        offline: Option<String>,
         /// Configuration (for data_dir).
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -170,6 +228,24 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
             println!("agent {id} removed from {bid}");
             key::agent_revoked(&cfg.load()?, bid, id);
         }
+        AgentCmd::Avatar {
+            bid,
+            id,
+            file,
+            none: _,
+            cfg,
+        } => {
+            let conn = open(cfg)?;
+            let url = match file {
+                Some(f) => store_image(&conn, cfg, bid, f)?,
+                None => String::new(),
+            };
+            profile::set_avatar(&conn, bid, id, &url).map_err(explain)?;
+            println!(
+                "avatar of {id} in {bid}: {}",
+                if url.is_empty() { "none" } else { &url }
+            );
+        }
         AgentCmd::Passwd { bid, id, pw, cfg } => {
             let pw = password::obtain(pw)?;
             let hash = auth::hash_password(&pw.text)?;
@@ -189,7 +265,9 @@ pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::
     let cfg = match &a.cmd {
         BusinessCmd::Add { cfg, .. }
         | BusinessCmd::List { cfg }
-        | BusinessCmd::Secret { cfg, .. } => cfg,
+        | BusinessCmd::Secret { cfg, .. }
+        | BusinessCmd::Show { cfg, .. }
+        | BusinessCmd::Set { cfg, .. } => cfg,
     };
     let conn = open(cfg)?;
     match &a.cmd {
@@ -204,6 +282,37 @@ pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::
                 println!("{:<20} {}", b.bid, b.name);
             }
         }
+        BusinessCmd::Show { bid, .. } => show(&conn, bid)?,
+        BusinessCmd::Set {
+            bid,
+            name,
+            logo,
+            no_logo,
+            color,
+            welcome,
+            offline,
+            ..
+        } => {
+            // Check the text fields before storing an image for nothing.
+            let mut patch = Patch {
+                name: name.clone(),
+                logo: None,
+                color: color.clone(),
+                welcome: welcome.clone(),
+                offline: offline.clone(),
+            };
+            profile::clean(&patch).map_err(|e| e.as_str())?;
+            if profile::get(&conn, bid).map_err(explain)?.is_none() {
+                return Err("no such business".into());
+            }
+            patch.logo = match (logo, no_logo) {
+                (Some(f), _) => Some(store_image(&conn, cfg, bid, f)?),
+                (None, true) => Some(String::new()),
+                (None, false) => None,
+            };
+            profile::set(&conn, bid, &patch).map_err(explain)?;
+            show(&conn, bid)?;
+        }
         BusinessCmd::Secret { bid, rotate, .. } => {
             let s = if *rotate {
                 tenancy::business_rotate_secret(&conn, bid).map_err(explain)?
@@ -217,4 +326,69 @@ pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::
         }
     }
     Ok(0)
+}
+
+/// Print a business's profile and its agents' faces.
+fn show(conn: &Connection, bid: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let p = profile::get(conn, bid)
+        .map_err(explain)?
+        .ok_or("no such business")?;
+    let or_default = |s: &str| {
+        if s.is_empty() {
+            "(default)".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    println!("bid:     {}", p.bid);
+    println!("name:    {}", p.name);
+    println!("logo:    {}", or_default(&p.logo));
+    println!("color:   {}", or_default(&p.color));
+    println!(
+        "welcome: {}",
+        or_default(&p.welcome).replace('\n', "\n         ")
+    );
+    println!(
+        "offline: {}",
+        or_default(&p.offline).replace('\n', "\n         ")
+    );
+    for f in profile::faces(conn, bid).map_err(explain)? {
+        println!(
+            "agent:   {} {} {}",
+            f.agent_id,
+            f.name,
+            or_default(&f.avatar)
+        );
+    }
+    Ok(())
+}
+
+/// Check, strip and store an image file as `bid`'s upload (the checks of `POST /api/upload`),
+/// kept for good; returns its URL.
+fn store_image(
+    conn: &Connection,
+    cfg: &ConfigArgs,
+    bid: &str,
+    file: &Path,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let c = cfg.load()?;
+    let max = c.kefu.upload_max_bytes;
+    let mut body = Vec::new();
+    std::fs::File::open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?
+        .take(max as u64 + 1)
+        .read_to_end(&mut body)?;
+    if body.len() > max {
+        return Err(format!("{}: larger than upload_max_bytes ({max})", file.display()).into());
+    }
+    let kind = upload::sniff(&body)
+        .ok_or_else(|| format!("{}: not a PNG, JPEG, GIF or WebP image", file.display()))?;
+    upload::ensure_table(conn).map_err(explain)?;
+    let who = upload::Uploader::Agent(bid.to_string());
+    let stored = upload::accept(conn, &c.data_dir, &who, &body, kind, 0, store::now_ms())
+        .map_err(explain)?
+        .map_err(|r| format!("{}: refused ({r:?})", file.display()))?;
+    let url = format!("{}{}", upload::URL_PREFIX, stored.name);
+    upload::mark_referenced(conn, &url).map_err(explain)?;
+    Ok(url)
 }

@@ -5,6 +5,7 @@
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
 pub(crate) mod files;
+pub(crate) mod profile;
 pub(crate) mod runner;
 pub(crate) mod tenancy;
 
@@ -130,7 +131,7 @@ pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
 }
 
 /// Current schema version (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS businesses (
@@ -210,6 +211,17 @@ const SCHEMA_V2: &str =
 /// can render them in their own language; `text` keeps the English line for other clients.
 const SCHEMA_V3: &str = "ALTER TABLE messages ADD COLUMN args TEXT;";
 
+/// Version 4: a business's face for its visitors (logo, colour, welcome and offline
+/// messages; the display name is `businesses.name`) and each agent's avatar. Empty means
+/// "not set": the pages fall back to their defaults. See `profile.rs`.
+const SCHEMA_V4: &str = "
+ALTER TABLE businesses ADD COLUMN logo TEXT NOT NULL DEFAULT '';
+ALTER TABLE businesses ADD COLUMN color TEXT NOT NULL DEFAULT '';
+ALTER TABLE businesses ADD COLUMN welcome TEXT NOT NULL DEFAULT '';
+ALTER TABLE businesses ADD COLUMN offline_msg TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN avatar TEXT NOT NULL DEFAULT '';
+";
+
 fn migrate(conn: &Connection) -> Result<()> {
     let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if v >= SCHEMA_VERSION {
@@ -231,6 +243,9 @@ fn migrate(conn: &Connection) -> Result<()> {
             }
             if v < 3 {
                 conn.execute_batch(SCHEMA_V3)?;
+            }
+            if v < 4 {
+                conn.execute_batch(SCHEMA_V4)?;
             }
             conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
         });
@@ -302,6 +317,11 @@ mod tests {
             })
             .unwrap();
         assert_eq!((text.as_str(), args), ("A joined", None));
+        // ... and the version-4 columns, empty for the old rows.
+        b.execute_batch("INSERT INTO businesses (bid, secret, created_at) VALUES ('b', 's', 1)")
+            .unwrap();
+        let face = profile::get(&b, "b").unwrap().unwrap();
+        assert_eq!((face.logo.as_str(), face.color.as_str()), ("", ""));
         let v: i64 = a
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();

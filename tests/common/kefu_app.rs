@@ -60,6 +60,13 @@ impl Kefu {
         cli_stdin(&self.inst, args, stdin)
     }
 
+    /// Run an admin command that must fail; returns its stderr (panics if it succeeds).
+    pub fn cli_fails(&self, args: &[&str]) -> String {
+        let o = cli_output(&self.inst, args, "");
+        assert!(!o.status.success(), "kefu {args:?} succeeded");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
     /// A business's identity-signing secret (`kefu business secret`).
     pub fn business_secret(&self, bid: &str) -> String {
         self.cli(&["business", "secret", "--bid", bid])
@@ -124,6 +131,16 @@ impl Kefu {
 }
 
 fn cli_stdin(inst: &Instance, args: &[&str], stdin: &str) -> String {
+    let o = cli_output(inst, args, stdin);
+    assert!(
+        o.status.success(),
+        "kefu {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn cli_output(inst: &Instance, args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let data = inst.data_dir();
@@ -144,13 +161,7 @@ fn cli_stdin(inst: &Instance, args: &[&str], stdin: &str) -> String {
         .expect("spawn kefu");
     // A command that reads nothing may exit before the write: a broken pipe is fine then.
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "kefu {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    child.wait_with_output().unwrap()
 }
 
 /// Next JSON message (None on timeout/close).

@@ -69,6 +69,10 @@ pub(super) enum HttpCall {
     Upload,
     /// `GET /uploads/*`.
     File,
+    /// `GET /api/business/profile`.
+    Profile,
+    /// `POST /api/business/settings`.
+    Settings,
 }
 
 impl HttpCall {
@@ -76,8 +80,8 @@ impl HttpCall {
     fn lane(self) -> Lane {
         match self {
             HttpCall::AgentLogin => Lane::Login,
-            HttpCall::Upload | HttpCall::File => Lane::Aux,
-            HttpCall::VisitorToken | HttpCall::History => Lane::Writer,
+            HttpCall::Upload | HttpCall::File | HttpCall::Profile => Lane::Aux,
+            HttpCall::VisitorToken | HttpCall::History | HttpCall::Settings => Lane::Writer,
         }
     }
 
@@ -95,6 +99,8 @@ impl HttpCall {
             HttpCall::History => "history_http",
             HttpCall::Upload => "upload",
             HttpCall::File => "file",
+            HttpCall::Profile => "profile_http",
+            HttpCall::Settings => "settings_http",
         }
     }
 }
@@ -128,6 +134,8 @@ pub(super) enum Outcome {
     HttpUploaded(upload::Stored),
     HttpUploadRefused(upload::Refused),
     HttpFile(Response),
+    /// An HTTP answer the job built itself (`face.rs`).
+    HttpReady(Response),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
     /// A visitor's message; `true` if a new-conversation token was taken for it.
@@ -362,6 +370,7 @@ fn ws_done(sh: &mut Shared, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
         | Outcome::HttpUploaded(..)
         | Outcome::HttpUploadRefused(_)
         | Outcome::HttpFile(_)
+        | Outcome::HttpReady(_)
         | Outcome::Key(_)
         | Outcome::Revoked(_)
         | Outcome::Swept(_)

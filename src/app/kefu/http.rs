@@ -10,7 +10,7 @@ use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
 use super::shared::Shared;
 use super::wire::{Code, MessageOut};
-use super::{guarded, history, upload, ClientId, Outcome};
+use super::{face, guarded, history, upload, ClientId, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -246,6 +246,20 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             })
         }
         ("POST", "/api/upload") => guarded::upload(sh, cx, conn, req),
+        ("GET", "/api/business/profile") => match face::profile_bid(req) {
+            Ok(bid) => sh.submit_http(conn, HttpCall::Profile, move |c| face::profile(c, &bid)),
+            Err(r) => HttpOutcome::Respond(r),
+        },
+        ("POST", "/api/business/settings") => {
+            let settings =
+                bearer_claims(sh, req).and_then(|c| face::settings_req(&c, req).map(|s| (c, s)));
+            match settings {
+                Ok((claims, s)) => sh.submit_http(conn, HttpCall::Settings, move |c| {
+                    face::settings(c, &claims, s)
+                }),
+                Err(r) => HttpOutcome::Respond(r),
+            }
+        }
         ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
             let name = p[upload::URL_PREFIX.len()..].to_string();
             if upload::parse_name(&name).is_none() {
@@ -261,9 +275,15 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
                 Ok(Outcome::HttpFile(r))
             })
         }
-        (_, "/api/agent/login" | "/api/visitor/token" | "/api/history" | "/api/upload") => {
-            HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed"))
-        }
+        (
+            _,
+            "/api/agent/login"
+            | "/api/visitor/token"
+            | "/api/history"
+            | "/api/upload"
+            | "/api/business/profile"
+            | "/api/business/settings",
+        ) => HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed")),
         _ => HttpOutcome::Respond(error(404, Code::NotFound, "no such endpoint")),
     }
 }
@@ -296,7 +316,7 @@ pub(super) fn done(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, call: Http
         ),
         Outcome::HttpUploaded(s) => guarded::uploaded(&s),
         Outcome::HttpUploadRefused(r) => guarded::upload_refused(r),
-        Outcome::HttpFile(r) => r,
+        Outcome::HttpFile(r) | Outcome::HttpReady(r) => r,
         _ => error(500, Code::Storage, "unexpected answer"),
     };
     reply(cx, conn, call, resp);

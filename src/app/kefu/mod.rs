@@ -23,6 +23,7 @@ mod agent;
 pub mod auth;
 pub(crate) mod demo;
 mod done;
+mod face;
 mod guarded;
 pub(crate) mod history;
 pub(crate) mod http;

@@ -10,7 +10,7 @@ use super::strip::{self, StripError};
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::hex;
 use crate::store::{self as db, StoreError};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -261,6 +261,18 @@ pub(crate) fn mark_referenced(conn: &Connection, url: &str) -> db::Result<()> {
     Ok(())
 }
 
+/// Whether `url` is an upload recorded for business `bid`.
+pub(crate) fn uploaded_by(conn: &Connection, url: &str, bid: &str) -> db::Result<bool> {
+    let Some(name) = url.strip_prefix(URL_PREFIX) else {
+        return Ok(false);
+    };
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM kefu_uploads WHERE name = ?1 AND bid = ?2")?
+        .query_row(params![name, bid], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Most orphans one sweep removes (the next sweep takes the rest).
 const SWEEP_BATCH: i64 = 256;
 
@@ -296,7 +308,6 @@ pub(crate) fn sweep(conn: &Connection, data_dir: &Path, cutoff: i64) -> db::Resu
 /// Whether `name` is recorded (tests).
 #[cfg(test)]
 fn recorded(conn: &Connection, name: &str) -> bool {
-    use rusqlite::OptionalExtension;
     conn.query_row("SELECT 1 FROM kefu_uploads WHERE name = ?1", [name], |_| {
         Ok(())
     })

@@ -1,0 +1,157 @@
+//! A business's face over HTTP: `GET /api/business/profile?bid=` (public: the visitor page
+//! and the widget show it) and `POST /api/business/settings` (the business's own agents).
+//!
+//! Who may change a business's settings: any agent of that business, with its agent token;
+//! the business is the token's, never one named in the request (an unknown field, `bid`
+//! included, is refused). Visitors get 403, callers without a valid token 401, and an agent
+//! of another business can only ever change its own. The host's operator uses `kefu business
+//! set` (src/cli/). The fields are checked in `store/profile.rs` whoever sets them.
+
+use super::auth::{Claims, Role as TokenRole};
+use super::done::Outcome;
+use super::http::{error, json};
+use super::wire::Code;
+use super::{login, upload};
+use crate::protocol::http::request::Request;
+use crate::protocol::http::response::Response;
+use crate::store::profile::{self, Face, Patch, Profile};
+use crate::store::{valid_id, Result, StoreError};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/business/settings` body: every field optional (absent: unchanged).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SettingsReq {
+    name: Option<String>,
+    logo: Option<String>,
+    color: Option<String>,
+    welcome: Option<String>,
+    offline: Option<String>,
+    /// The calling agent's own avatar (an agent sets no one else's).
+    avatar: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FaceOut<'a> {
+    id: &'a str,
+    name: &'a str,
+    avatar: &'a str,
+}
+
+#[derive(Serialize)]
+struct ProfileOut<'a> {
+    bid: &'a str,
+    name: &'a str,
+    logo: &'a str,
+    color: &'a str,
+    welcome: &'a str,
+    offline: &'a str,
+    agents: Vec<FaceOut<'a>>,
+}
+
+fn answer(p: &Profile, faces: &[Face]) -> Response {
+    json(
+        200,
+        &ProfileOut {
+            bid: &p.bid,
+            name: &p.name,
+            logo: &p.logo,
+            color: &p.color,
+            welcome: &p.welcome,
+            offline: &p.offline,
+            agents: faces
+                .iter()
+                .map(|f| FaceOut {
+                    id: &f.agent_id,
+                    name: &f.name,
+                    avatar: &f.avatar,
+                })
+                .collect(),
+        },
+    )
+}
+
+/// The `bid` of a profile request, or the answer refusing it.
+pub(super) fn profile_bid(req: &Request) -> std::result::Result<String, Response> {
+    match req.query_param("bid") {
+        Some(b) if valid_id(&b) => Ok(b.to_string()),
+        _ => Err(error(
+            400,
+            Code::Invalid,
+            "bid (1..64 of [A-Za-z0-9_.@-]) is required",
+        )),
+    }
+}
+
+/// Store job of `GET /api/business/profile`.
+pub(super) fn profile(conn: &Connection, bid: &str) -> Result<Outcome> {
+    let p = profile::get(conn, bid)?.ok_or(StoreError::NotFound)?;
+    Ok(Outcome::HttpReady(answer(&p, &profile::faces(conn, bid)?)))
+}
+
+/// Who is calling `POST /api/business/settings` and what it asks, or the refusal.
+pub(super) fn settings_req(
+    claims: &Claims,
+    req: &Request,
+) -> std::result::Result<SettingsReq, Response> {
+    if claims.r != TokenRole::Agent {
+        return Err(error(
+            403,
+            Code::NotLoggedIn,
+            "only the business's agents may change its settings",
+        ));
+    }
+    serde_json::from_slice::<SettingsReq>(&req.body).map_err(|_| {
+        error(
+            400,
+            Code::Invalid,
+            "expected {name?, logo?, color?, welcome?, offline?, avatar?}",
+        )
+    })
+}
+
+/// An image URL must be an upload of this business (anyone's image URL is public, but a
+/// business shows only what it uploaded itself).
+fn owned(conn: &Connection, bid: &str, url: &Option<String>) -> Result<()> {
+    match url.as_deref().map(str::trim) {
+        None | Some("") => Ok(()),
+        Some(u) => {
+            profile::clean_image(u)?;
+            if upload::uploaded_by(conn, u, bid)? {
+                upload::mark_referenced(conn, u)
+            } else {
+                Err(StoreError::Invalid(
+                    "logo/avatar: upload it first with POST /api/upload",
+                ))
+            }
+        }
+    }
+}
+
+/// Store job of `POST /api/business/settings` (on the writer: its savepoint makes it all or
+/// nothing).
+pub(super) fn settings(conn: &Connection, claims: &Claims, r: SettingsReq) -> Result<Outcome> {
+    let agent = login::check_agent(conn, claims)?;
+    let bid = agent.bid.as_str();
+    let patch = Patch {
+        name: r.name,
+        logo: r.logo,
+        color: r.color,
+        welcome: r.welcome,
+        offline: r.offline,
+    };
+    // Validate everything before writing anything.
+    profile::clean(&patch)?;
+    if let Some(a) = &r.avatar {
+        profile::clean_image(a)?;
+    }
+    owned(conn, bid, &patch.logo)?;
+    owned(conn, bid, &r.avatar)?;
+    let p = profile::set(conn, bid, &patch)?;
+    if let Some(a) = &r.avatar {
+        profile::set_avatar(conn, bid, &agent.agent_id, a)?;
+    }
+    let faces = profile::faces(conn, bid)?;
+    Ok(Outcome::HttpReady(answer(&p, &faces)))
+}

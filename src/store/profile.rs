@@ -1,0 +1,329 @@
+//! A business's face for its visitors: display name, logo, colour, welcome and offline
+//! messages, and its agents' names and avatars (schema version 4).
+//!
+//! Everything here is set by a business (console or CLI) and shown to strangers, so it is
+//! validated on the way in whatever the caller: bounded lengths, no control characters, a
+//! colour only as `#rrggbb`, a logo or avatar only as one of our own uploads. The pages still
+//! render it as text only.
+
+use super::{Result, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// Longest display name, characters (the visitor page's header holds about this much).
+pub(crate) const MAX_NAME: usize = 40;
+/// Longest welcome or offline message, characters.
+pub(crate) const MAX_NOTE: usize = 500;
+
+/// What a business shows its visitors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Profile {
+    /// Business id.
+    pub bid: String,
+    /// Display name ("" or the bid for businesses created by `agent add`).
+    pub name: String,
+    /// Logo: `/uploads/<hash>.<ext>` or "".
+    pub logo: String,
+    /// Colour `#rrggbb` or "" (the pages' default).
+    pub color: String,
+    /// Shown before the visitor's first message ("": none).
+    pub welcome: String,
+    /// Shown with the leave-a-message form when no agent is online ("": the default).
+    pub offline: String,
+}
+
+/// An agent as visitors see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Face {
+    /// Agent id (messages carry it as `sender_id`).
+    pub agent_id: String,
+    /// Display name.
+    pub name: String,
+    /// Avatar: `/uploads/<hash>.<ext>` or "".
+    pub avatar: String,
+}
+
+/// A change to a profile: `None` keeps the field, `Some("")` resets it (but the name).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Patch {
+    /// New display name.
+    pub name: Option<String>,
+    /// New logo URL.
+    pub logo: Option<String>,
+    /// New colour.
+    pub color: Option<String>,
+    /// New welcome message.
+    pub welcome: Option<String>,
+    /// New offline message.
+    pub offline: Option<String>,
+}
+
+/// Why a profile field is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FieldError {
+    /// Name empty, too long or with control characters.
+    Name,
+    /// Not `#rrggbb`.
+    Color,
+    /// Not one of our uploads.
+    Image,
+    /// Welcome or offline message too long or with control characters.
+    Note,
+}
+
+impl FieldError {
+    /// The message a caller gets.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FieldError::Name => "name must be 1..40 characters, no control characters",
+            FieldError::Color => "color must be #rrggbb (or empty for the default)",
+            FieldError::Image => "logo/avatar must be an /uploads/ URL from POST /api/upload",
+            FieldError::Note => {
+                "welcome/offline must be at most 500 characters, no control characters but newlines"
+            }
+        }
+    }
+}
+
+impl From<FieldError> for StoreError {
+    fn from(e: FieldError) -> Self {
+        StoreError::Invalid(e.as_str())
+    }
+}
+
+/// A display name, trimmed: 1..=[`MAX_NAME`] characters, none of them control characters.
+pub(crate) fn clean_name(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.trim();
+    let n = s.chars().count();
+    if n == 0 || n > MAX_NAME || s.chars().any(char::is_control) {
+        return Err(FieldError::Name);
+    }
+    Ok(s.to_string())
+}
+
+/// A colour: "" or `#rrggbb`, lower-cased (nothing else can reach a style property).
+pub(crate) fn clean_color(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = s.len() == 7 && s.starts_with('#') && s.bytes().skip(1).all(|b| b.is_ascii_hexdigit());
+    ok.then(|| s.to_ascii_lowercase()).ok_or(FieldError::Color)
+}
+
+/// A welcome or offline message, trimmed: at most [`MAX_NOTE`] characters; newlines and tabs
+/// are the only control characters kept (`\r\n` becomes `\n`).
+pub(crate) fn clean_note(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.trim().replace("\r\n", "\n");
+    if s.chars().count() > MAX_NOTE || s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(FieldError::Note);
+    }
+    Ok(s)
+}
+
+/// An image URL: "" or `/uploads/<64 lower-case hex>.<png|jpg|gif|webp>`, the only images the
+/// pages show (the upload path checked, stripped and stored it).
+pub(crate) fn clean_image(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = s
+        .strip_prefix("/uploads/")
+        .and_then(|n| n.split_once('.'))
+        .is_some_and(|(h, e)| {
+            h.len() == 64
+                && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                && matches!(e, "png" | "jpg" | "gif" | "webp")
+        });
+    ok.then(|| s.to_string()).ok_or(FieldError::Image)
+}
+
+/// Check every field of `p`, returning it cleaned.
+pub(crate) fn clean(p: &Patch) -> std::result::Result<Patch, FieldError> {
+    Ok(Patch {
+        name: p.name.as_deref().map(clean_name).transpose()?,
+        logo: p.logo.as_deref().map(clean_image).transpose()?,
+        color: p.color.as_deref().map(clean_color).transpose()?,
+        welcome: p.welcome.as_deref().map(clean_note).transpose()?,
+        offline: p.offline.as_deref().map(clean_note).transpose()?,
+    })
+}
+
+/// One business's profile (`None`: no such business).
+pub(crate) fn get(conn: &Connection, bid: &str) -> Result<Option<Profile>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT bid, name, logo, color, welcome, offline_msg FROM businesses WHERE bid = ?1",
+        )?
+        .query_row([bid], |r| {
+            Ok(Profile {
+                bid: r.get(0)?,
+                name: r.get(1)?,
+                logo: r.get(2)?,
+                color: r.get(3)?,
+                welcome: r.get(4)?,
+                offline: r.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Apply `patch` (validated here, whoever calls) and return the profile as stored.
+pub(crate) fn set(conn: &Connection, bid: &str, patch: &Patch) -> Result<Profile> {
+    let p = clean(patch)?;
+    let n = conn
+        .prepare_cached(
+            "UPDATE businesses SET name = COALESCE(?2, name), logo = COALESCE(?3, logo),
+                color = COALESCE(?4, color), welcome = COALESCE(?5, welcome),
+                offline_msg = COALESCE(?6, offline_msg)
+             WHERE bid = ?1",
+        )?
+        .execute(params![bid, p.name, p.logo, p.color, p.welcome, p.offline])?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    get(conn, bid)?.ok_or(StoreError::NotFound)
+}
+
+/// Set an agent's avatar ("" removes it).
+pub(crate) fn set_avatar(conn: &Connection, bid: &str, agent_id: &str, url: &str) -> Result<()> {
+    let url = clean_image(url)?;
+    let n = conn
+        .prepare_cached("UPDATE agents SET avatar = ?3 WHERE bid = ?1 AND agent_id = ?2")?
+        .execute(params![bid, agent_id, url])?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Most agents a profile lists (a business with more shows the first ones by id; the pages
+/// fall back to initials for the others).
+const MAX_FACES: i64 = 200;
+
+/// The agents of a business as visitors see them, by id.
+pub(crate) fn faces(conn: &Connection, bid: &str) -> Result<Vec<Face>> {
+    let mut st = conn.prepare_cached(
+        "SELECT agent_id, name, avatar FROM agents WHERE bid = ?1 ORDER BY agent_id LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![bid, MAX_FACES], |r| {
+        Ok(Face {
+            agent_id: r.get(0)?,
+            name: r.get(1)?,
+            avatar: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOGO: &str =
+        "/uploads/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.png";
+
+    #[test]
+    fn fields_are_validated() {
+        assert_eq!(clean_color(" #A1b2C3 ").unwrap(), "#a1b2c3");
+        assert_eq!(clean_color("").unwrap(), "");
+        for bad in [
+            "red",
+            "#abc",
+            "#abcdefg",
+            "#12345g",
+            "#123456;x",
+            "url(x)",
+            "#１２３４５６",
+        ] {
+            assert_eq!(clean_color(bad), Err(FieldError::Color), "{bad}");
+        }
+        assert_eq!(clean_name("  店 ").unwrap(), "店");
+        assert_eq!(clean_name(""), Err(FieldError::Name));
+        assert_eq!(clean_name("a\u{202e}b").unwrap(), "a\u{202e}b"); // format, not control
+        assert_eq!(clean_name("a\nb"), Err(FieldError::Name));
+        assert_eq!(clean_name(&"名".repeat(41)), Err(FieldError::Name));
+        assert!(clean_name(&"名".repeat(40)).is_ok());
+        assert_eq!(clean_note("hi\r\nthere").unwrap(), "hi\nthere");
+        assert_eq!(clean_note("a\u{0}b"), Err(FieldError::Note));
+        assert_eq!(clean_note(&"x".repeat(501)), Err(FieldError::Note));
+        assert_eq!(clean_image(LOGO).unwrap(), LOGO);
+        for bad in [
+            "https://evil.example/x.png",
+            "javascript:alert(1)",
+            "/uploads/../kefu.db",
+            "/uploads/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.svg",
+            "//evil.example/uploads/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.png",
+        ] {
+            assert_eq!(clean_image(bad), Err(FieldError::Image), "{bad}");
+        }
+    }
+
+    #[test]
+    fn set_get_and_faces() {
+        let dir = std::env::temp_dir().join(format!("kefu-profile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let conn = crate::store::open(&dir, crate::config::SyncMode::Normal).unwrap();
+        super::super::tenancy::agent_add(&conn, "b", "a", "Alice", "h", None).unwrap();
+        let p = set(
+            &conn,
+            "b",
+            &Patch {
+                name: Some("Shop <b>".into()),
+                color: Some("#E4393C".into()),
+                logo: Some(LOGO.into()),
+                welcome: Some("Hello!".into()),
+                ..Patch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                p.name.as_str(),
+                p.color.as_str(),
+                p.logo.as_str(),
+                p.welcome.as_str()
+            ),
+            ("Shop <b>", "#e4393c", LOGO, "Hello!")
+        );
+        // A refused field changes nothing, the valid ones included.
+        let bad = Patch {
+            name: Some("New".into()),
+            color: Some("blue".into()),
+            ..Patch::default()
+        };
+        assert!(matches!(set(&conn, "b", &bad), Err(StoreError::Invalid(_))));
+        assert_eq!(get(&conn, "b").unwrap().unwrap().name, "Shop <b>");
+        // Reset to the default colour; the rest stays.
+        let p = set(
+            &conn,
+            "b",
+            &Patch {
+                color: Some(String::new()),
+                ..Patch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((p.color.as_str(), p.welcome.as_str()), ("", "Hello!"));
+        assert!(matches!(
+            set(&conn, "nope", &Patch::default()),
+            Err(StoreError::NotFound)
+        ));
+        set_avatar(&conn, "b", "a", LOGO).unwrap();
+        assert!(set_avatar(&conn, "b", "a", "http://x/y.png").is_err());
+        assert!(matches!(
+            set_avatar(&conn, "b", "zz", LOGO),
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(
+            faces(&conn, "b").unwrap(),
+            vec![Face {
+                agent_id: "a".into(),
+                name: "Alice".into(),
+                avatar: LOGO.into()
+            }]
+        );
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
