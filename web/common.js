@@ -76,9 +76,45 @@
 
   /* Avatar: a coloured circle with the first character of a name (without one, a letter in
    * the page's language). */
-  K.avatar = function (name, role) {
+  K.avatar = function (name, role, url) {
+    var u = K.safeUploadUrl(url);
+    if (u) return K.el("img.avatar.av-img.av-" + role, { src: u, alt: "", "aria-hidden": "true" });
     var ch = (Array.from(String(name || "").trim())[0] || K.t(role === "agent" ? "avatar_agent" : "avatar_visitor")).toUpperCase();
     return K.el("span.avatar.av-" + role, { "aria-hidden": "true", text: ch });
+  };
+
+  /* ---------- a business's face (GET /api/business/profile) ----------
+   * Everything in it was typed by a business and is shown to strangers: it is checked again
+   * here (colour only as #rrggbb, images only as our uploads) and only ever rendered as text. */
+  K.cleanColor = function (c) { return typeof c === "string" && /^#[0-9a-fA-F]{6}$/.test(c) ? c.toLowerCase() : ""; };
+  K.fetchProfile = function (bid) {
+    return fetch("/api/business/profile?bid=" + encodeURIComponent(bid)).then(function (r) {
+      if (!r.ok) return null;
+      return r.json().then(function (j) {
+        var str = function (v, n) { return typeof v === "string" ? v.slice(0, n) : ""; };
+        var faces = new Map();
+        (Array.isArray(j.agents) ? j.agents : []).slice(0, 200).forEach(function (a) {
+          if (a && typeof a.id === "string") faces.set(a.id, { name: str(a.name, 64), avatar: K.safeUploadUrl(a.avatar) });
+        });
+        return {
+          name: str(j.name, 40), logo: K.safeUploadUrl(j.logo), color: K.cleanColor(j.color),
+          welcome: str(j.welcome, 500), offline: str(j.offline, 500), faces: faces
+        };
+      });
+    }).catch(function () { return null; });
+  };
+  /* The business's colour on the whole page (CSS variables through the CSSOM: CSP allows it),
+   * with a text colour that stays readable on it. "" restores the defaults. */
+  K.applyBrand = function (color) {
+    var root = document.documentElement.style, c = K.cleanColor(color);
+    if (!c) { ["--brand", "--brand-d", "--brand-fg", "--brand-soft"].forEach(function (v) { root.removeProperty(v); }); return; }
+    var n = parseInt(c.slice(1), 16), r = n >> 16, g = (n >> 8) & 255, b = n & 255;
+    var lum = (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255;
+    var dark = function (x) { return Math.round(x * 0.82); };
+    root.setProperty("--brand", c);
+    root.setProperty("--brand-d", "rgb(" + dark(r) + "," + dark(g) + "," + dark(b) + ")");
+    root.setProperty("--brand-fg", lum > 0.62 ? "#1f2329" : "#fff");
+    root.setProperty("--brand-soft", "rgba(" + r + "," + g + "," + b + ",.1)");
   };
 
   /* ---------- time ---------- */
@@ -408,13 +444,21 @@
     var meta = K.el("div.msg-meta");
     if (opts.name) meta.appendChild(K.el("span.msg-name", { text: opts.name }));
     if (m.ts) meta.appendChild(K.el("span.msg-time", { text: K.hm(m.ts) }));
-    if (opts.status) meta.appendChild(K.el("span.msg-status.st-" + opts.statusKind, { text: opts.status }));
+    if (opts.status) meta.appendChild(K.status(opts.statusKind, opts.status));
     var bubbleCls = "div.bubble" + (m.kind === "image" ? ".bubble-img" : "");
     var col = K.el("div.msg-col", null, meta, K.el(bubbleCls, null, body));
     var row = K.el("div.msg.msg-" + side, { dataset: { seq: m.seq == null ? "" : String(m.seq) } });
-    if (side === "left") { row.appendChild(K.avatar(opts.name, opts.role)); row.appendChild(col); }
-    else { row.appendChild(col); row.appendChild(K.avatar(opts.name, opts.role)); }
+    if (side === "left") { row.appendChild(K.avatar(opts.name, opts.role, opts.avatar)); row.appendChild(col); }
+    else { row.appendChild(col); row.appendChild(K.avatar(opts.name, opts.role, opts.avatar)); }
     return row;
+  };
+  /* Read state of one's own message as ticks (the word stays for screen readers and as a
+   * tooltip): sending ◷, sent ✓ (stored), delivered ✓✓ (the other side was connected since),
+   * read ✓✓ in colour (the other side has seen it). A failure stays in words. */
+  var TICKS = { sending: "\u25F7", sent: "\u2713", delivered: "\u2713\u2713", read: "\u2713\u2713" };
+  K.status = function (kind, text) {
+    if (!TICKS[kind]) return K.el("span.msg-status.st-" + kind, { text: text });
+    return K.el("span.msg-status.tick.st-" + kind, { title: text, "aria-label": text, role: "img", text: TICKS[kind] });
   };
   /* A server event in the page's language, from its typed fields (`args`); messages stored
    * before events had them (or events this page does not know) show the server's line. */
@@ -445,6 +489,27 @@
       o.connect(g); g.connect(audioCtx.destination);
       o.start(); o.stop(audioCtx.currentTime + 0.3);
     } catch (e) {}
+  };
+  /* A quiet two-note chime (visitors, for a reply while they are not looking): soft enough
+   * for an office, and at most one every 3 s however many messages come. */
+  var lastChime = 0;
+  K.chime = function () {
+    var now = Date.now();
+    if (now - lastChime < 3000) return false;
+    lastChime = now;
+    try {
+      audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)();
+      [[660, 0], [880, 0.14]].forEach(function (n) {
+        var o = audioCtx.createOscillator(), g = audioCtx.createGain(), at = audioCtx.currentTime + n[1];
+        o.type = "sine"; o.frequency.value = n[0];
+        g.gain.setValueAtTime(0.0001, at);
+        g.gain.exponentialRampToValueAtTime(0.06, at + 0.02);
+        g.gain.exponentialRampToValueAtTime(0.0001, at + 0.35);
+        o.connect(g); g.connect(audioCtx.destination);
+        o.start(at); o.stop(at + 0.4);
+      });
+    } catch (e) {}
+    return true;
   };
   K.unlockAudio = function () {
     try { audioCtx = audioCtx || new (window.AudioContext || window.webkitAudioContext)(); if (audioCtx.state === "suspended") audioCtx.resume(); } catch (e) {}

@@ -11,6 +11,7 @@
   var S = null;      // session state, created at login
   var sock = null;
   var rowCache = new Map();
+  var faces = new Map();  // agent id -> {name, avatar} of this business (GET /api/business/profile)
 
   function fresh(auth) {
     return {
@@ -92,7 +93,25 @@
     sock = new K.Socket(K.wsUrl(), { onOpen: wsLogin, onMessage: onMessage, onState: onConnState });
     sock.connect();
     renderAll();
+    loadFaces();
   }
+
+  /* Agents' avatars (the settings dialog changes them: it says so with "kefu:profile"). */
+  function loadFaces() {
+    if (!S) return;
+    var auth = S.auth;
+    K.fetchProfile(auth.bid).then(function (p) {
+      if (!p || !S || S.auth !== auth) return;
+      faces = p.faces;
+      var me = faces.get(auth.agent_id), box = $("meAvatar");
+      K.clear(box);
+      if (me && me.avatar) box.appendChild(K.el("img", { src: me.avatar, alt: "" }));
+      else box.textContent = Array.from(auth.name || auth.agent_id || "?")[0].toUpperCase();
+      rowCache.clear();
+      renderAll();
+    });
+  }
+  document.addEventListener("kefu:profile", loadFaces);
 
   function onConnState(state, info) {
     if (!S) return;
@@ -201,7 +220,7 @@
         return renderColleagues();
       case "visitor_presence":
         S.convs.forEach(function (r) { if (r.visitor && r.visitor.visitor_id === m.visitor_id) r.visitor.online = !!m.online; });
-        return renderList();
+        return renderAll();
       case "conversations":
         applyLists(m.conversations, m.queue);
         return renderAll();
@@ -536,6 +555,8 @@
     $("closeBtn").textContent = S.closeArmed === id ? t("confirm_close") : t("close_conv");
 
     var st = stream(id);
+    // Delivered: the visitor is connected, so its page has every message so far.
+    if (r.visitor && r.visitor.online && S.loggedIn) r.deliveredSeq = Math.max(r.deliveredSeq || 0, st.lastSeq || 0);
     var items = st.sorted().map(function (m) { m.key = id + ":" + m.seq; return m; });
     S.pending.forEach(function (p) {
       if (p.conv_id === id) items.push({ key: "p:" + p.cid, cid: p.cid, pending: true, failed: p.failed, from: "agent", sender_name: S.auth.name, kind: p.kind, text: p.text, url: p.url, ts: p.ts, conv_id: id });
@@ -549,13 +570,18 @@
     var mine = m.from === "agent";
     var status = "", sk = "";
     if (m.pending) { status = m.failed ? t("send_failed") : t("sending"); sk = m.failed ? "failed" : "sending"; }
-    else if (mine) { var rs = r.visitor_read_seq || 0; sk = m.seq <= rs ? "read" : "unread"; status = t(sk); }
-    var key = m.key + "|" + sk + "|" + K.lang;
+    else if (mine) {
+      var rs = r.visitor_read_seq || 0, ds = r.deliveredSeq || 0;
+      sk = m.seq <= rs ? "read" : m.seq <= ds ? "delivered" : "sent";
+      status = t("st_" + sk);
+    }
+    var f = faces.get(m.from === "agent" ? m.sender_id : "");
+    var key = m.key + "|" + sk + "|" + K.lang + "|" + (f ? f.avatar : "");
     var c = rowCache.get(key);
     if (c) return c;
     var row;
     if (m.kind === "event") row = K.eventLine(m);
-    else if (mine) row = K.bubble(m, "right", { name: m.sender_name || m.sender_id || "", role: "agent", status: status, statusKind: sk });
+    else if (mine) row = K.bubble(m, "right", { name: m.sender_name || m.sender_id || "", role: "agent", status: status, statusKind: sk, avatar: f && f.avatar });
     else row = K.bubble(m, "left", { name: m.sender_name || visitorName(r), role: m.from === "visitor" ? "visitor" : "agent" });
     if (m.pending && m.failed) {
       row.classList.add("msg-failed");

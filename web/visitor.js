@@ -38,7 +38,9 @@
     lastTypingSent: 0,
     typingIdle: null,
     leaveDone: false,
-    unseen: 0
+    unseen: 0,
+    profile: null,           // the business's face (K.fetchProfile), once loaded
+    delivered: new Map()     // conv_id -> highest own seq the conversation's agent was online for
   };
   var rowCache = new Map();
 
@@ -130,11 +132,11 @@
         S.agentId = m.agent_id || null; S.agentOnline = true;
         S.agentName = m.agent_name || m.agent_id || "";
         if (m.conv_id) { S.current = m.conv_id; S.convState.set(m.conv_id, "active"); }
-        return renderChrome();
+        renderChrome(); return render();
       case "agent_presence":
         S.agentsOnline = !!m.agents_online;
         if (m.agent_id && m.agent_id === S.agentId) S.agentOnline = !!m.online;
-        return renderChrome();
+        renderChrome(); return render();
       case "typing":
         if (m.from === "agent") { showTyping(!!m.typing); agentSeen(); }
         return;
@@ -187,8 +189,24 @@
     renderChrome(); render();
   }
 
+  /* The business's face, once per page: after the first login, so a wrong bid (which
+   * the login reports) does not also log a failed request. */
+  var profileAsked = false;
+  function loadProfile() {
+    if (profileAsked) return;
+    profileAsked = true;
+    K.fetchProfile(bid).then(function (p) {
+      if (!p) return;
+      S.profile = p;
+      K.applyBrand(p.color);
+      notifyParent();
+      renderChrome(); render();
+    });
+  }
+
   function onLogin(r) {
     S.loggedIn = true;
+    loadProfile();
     if (r.token) { S.token = r.token; lsSet(TOKEN_KEY, r.token); }
     S.visitorId = r.visitor_id;
     S.agentsOnline = !!r.agents_online;
@@ -243,7 +261,12 @@
       if (m.event === "assigned" || m.event === "transferred") S.closed = false;
     }
     var isNew = st.push(m);
-    if (isNew && m.from === "agent") { showTyping(false); S.unseen++; notifyParent(); agentSeen(); }
+    if (isNew && m.from === "agent") {
+      showTyping(false); agentSeen();
+      // Not looking (tab hidden, or the widget's panel closed): a badge, the title, a chime.
+      if (!seeing()) { S.unseen++; K.chime(); }
+      notifyParent();
+    }
     renderChrome();
     afterNewMessages();
   }
@@ -282,7 +305,8 @@
     var lastAgent = 0;
     st.msgs.forEach(function (m) { if (m.from !== "visitor" && m.seq > lastAgent) lastAgent = m.seq; });
     if (lastAgent > (st.readSent || 0)) { st.readSent = lastAgent; sock.send({ method: "read", conv_id: S.current, seq: lastAgent }); }
-    S.unseen = 0; notifyParent();
+    if (S.unseen) { S.unseen = 0; renderChrome(); }
+    notifyParent();
   }
   document.addEventListener("visibilitychange", function () { afterNewMessages(); if (document.visibilityState === "visible") sock.kick(); });
   window.addEventListener("online", function () { sock.kick(); });
@@ -356,9 +380,18 @@
     $("onlineDot").classList.toggle("on", online && S.loggedIn);
     $("onlineText").textContent = S.loggedIn ? t(online ? "agent_online" : "agent_offline") : "";
     document.body.classList.toggle("fatal", !!S.fatal);
-    $("shopName").textContent = shopName || t("shop_default");
-    $("shopAvatar").textContent = Array.from(shopName || t("shop_default"))[0];
-    document.title = shopName || t("shop_default");
+    var name = displayName();
+    $("shopName").textContent = name;
+    var av = $("shopAvatar"), logo = S.profile && S.profile.logo;
+    if (av.dataset.logo !== (logo || "")) {
+      K.clear(av);
+      if (logo) av.appendChild(K.el("img", { src: logo, alt: "" }));
+      av.dataset.logo = logo || "";
+    }
+    if (!logo) av.textContent = Array.from(name)[0];
+    document.body.classList.toggle("has-logo", !!logo);
+    document.title = (S.unseen > 0 && !seeing() ? "(" + (S.unseen > 99 ? "99+" : S.unseen) + ") " : "") + name;
+    $("leaveHint").textContent = (S.profile && S.profile.offline) || t("leave_hint");
     var b = $("banner"), text = "", kind = "info";
     if (S.fatal) { text = S.fatal; kind = "error"; }
     else if (S.closed) text = t("closed_banner");
@@ -374,18 +407,35 @@
     document.body.classList.toggle("leave-mode", leave);
   }
 
+  /* The header's name: the widget's data-name (or ?name=) if the site gives one, else the
+   * business's own (unless it is just its id), else "在线客服". */
+  function displayName() {
+    var own = S.profile && S.profile.name && S.profile.name !== bid ? S.profile.name : "";
+    return shopName || own || t("shop_default");
+  }
+  function face(id) { return (S.profile && S.profile.faces.get(id)) || null; }
+
   function rowFor(m) {
     var mine = m.from === "visitor";
     var status = "", sk = "";
     if (m.pending) { status = m.failed ? t("send_failed") : t("sending"); sk = m.failed ? "failed" : "sending"; }
-    else if (mine) { var r = S.agentRead.get(m.conv_id) || 0; status = m.seq <= r ? t("read") : t("unread"); sk = m.seq <= r ? "read" : "unread"; }
-    var key = m.key + "|" + sk + "|" + K.lang;
+    else if (mine) {
+      var r = S.agentRead.get(m.conv_id) || 0, d = S.delivered.get(m.conv_id) || 0;
+      sk = m.seq <= r ? "read" : m.seq <= d ? "delivered" : "sent";
+      status = t("st_" + sk);
+    }
+    var f = m.from === "agent" ? face(m.sender_id) : null;
+    var key = m.key + "|" + sk + "|" + K.lang + "|" + (f ? f.avatar : "") + (m.welcome ? "|" + m.text + displayName() : "");
     var c = rowCache.get(key);
     if (c) return c;
     var row;
-    if (m.kind === "event") row = K.eventLine(m);
+    if (m.welcome) {
+      row = K.bubble(m, "left", { name: displayName(), role: "agent", avatar: S.profile.logo });
+      row.classList.add("msg-welcome");
+      delete row.dataset.seq; // not a stored message
+    } else if (m.kind === "event") row = K.eventLine(m);
     else if (mine) row = K.bubble(m, "right", { name: "", role: "visitor", status: status, statusKind: sk });
-    else row = K.bubble(m, "left", { name: m.sender_name || (m.from === "agent" ? t("agent") : t("system")), role: "agent" });
+    else row = K.bubble(m, "left", { name: m.sender_name || (f && f.name) || (m.from === "agent" ? t("agent") : t("system")), role: "agent", avatar: f && f.avatar });
     if (m.pending && m.failed) {
       row.classList.add("msg-failed");
       row.addEventListener("click", function () { var p = S.pending.find(function (x) { return x.cid === m.cid; }); if (p && S.loggedIn) { sendPending(p); render(); } });
@@ -398,6 +448,18 @@
   function render() {
     var items = [];
     var ids = Array.from(S.streams.keys()).sort(function (a, b) { return a - b; });
+    // Delivered: the conversation's agent is connected, so its console has every message so
+    // far (pushed live, or loaded when it reconnects).
+    var cur = S.current != null && S.streams.get(S.current);
+    if (cur && S.loggedIn && S.agentId && S.agentOnline && !S.closed) {
+      S.delivered.set(S.current, Math.max(S.delivered.get(S.current) || 0, cur.lastSeq || 0));
+    }
+    // The business's welcome comes first, before the visitor's first message (and stays at
+    // the top of the history).
+    var oldest = ids.length ? S.streams.get(ids[0]) : null;
+    if (S.profile && S.profile.welcome && !(oldest && oldest.hasMore)) {
+      items.push({ key: "welcome", welcome: true, kind: "text", text: S.profile.welcome, from: "agent" });
+    }
     ids.forEach(function (id) {
       S.streams.get(id).sorted().forEach(function (m) { m.key = id + ":" + m.seq; items.push(m); });
     });
@@ -405,7 +467,7 @@
       items.push({ key: "p:" + p.cid, cid: p.cid, pending: true, failed: p.failed, from: "visitor", kind: p.kind, text: p.text, url: p.url, ts: p.ts });
     });
     K.renderList($("msgList"), items, rowFor);
-    var first = ids.length ? S.streams.get(ids[0]) : null;
+    var first = oldest;
     $("moreBtn").hidden = !(first && first.hasMore);
     // "No older messages" answers a "load more"; a conversation that fits on one page has
     // nothing to say about it.
@@ -415,13 +477,13 @@
 
   function notifyParent() {
     if (embed && parentOrigin && window.parent !== window) {
-      try { window.parent.postMessage({ kefu: "unread", n: S.unseen }, parentOrigin); } catch (e) {}
+      try { window.parent.postMessage({ kefu: "unread", n: S.unseen, color: (S.profile && S.profile.color) || "" }, parentOrigin); } catch (e) {}
     }
   }
   /* The widget says when its panel opens and closes; only our parent, from its origin. */
   window.addEventListener("message", function (e) {
     if (!embed || e.source !== window.parent || e.origin !== parentOrigin || !e.data || typeof e.data !== "object") return;
-    if (e.data.kefu === "panel") { S.panelOpen = !!e.data.open; afterNewMessages(); }
+    if (e.data.kefu === "panel") { S.panelOpen = !!e.data.open; afterNewMessages(); renderChrome(); }
   });
 
   function autoGrow() {

@@ -1,7 +1,11 @@
 /* kefu embed: <script src="https://HOST/widget.js" data-bid="shop1" async></script>
  * Adds a floating button that opens the visitor page (/chat/<bid>) in an iframe panel.
  * Optional attributes: data-name (shop name shown in the header), data-lang (zh|en),
- * data-position (right|left), data-color (button colour, #rgb/#rrggbb).
+ * data-position (right|left), data-color (button colour, #rgb/#rrggbb; without it the business's
+ * own colour once the chat has loaded).
+ * With the panel closed, a reply shows a badge on the button and "(n)" in the page's title;
+ * once a visitor has opened the chat, later pages of the site load it (hidden) at once so
+ * replies reach them there too.
  * Runs on the integrator's page: no globals besides window.KefuWidget, styles set through the
  * CSSOM (no <style> element, no inline style attribute markup). */
 (function () {
@@ -15,7 +19,11 @@
   if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) { if (window.console) console.error("kefu widget: bad data-bid \"" + bid + "\" (1-64 of A-Z a-z 0-9 _ . @ -)"); return; }
   var origin = new URL(script.src, location.href).origin;
   var side = script.getAttribute("data-position") === "left" ? "left" : "right";
-  var color = /^#[0-9a-fA-F]{3,8}$/.test(script.getAttribute("data-color") || "") ? script.getAttribute("data-color") : "#1677ff";
+  var fixedColor = /^#[0-9a-fA-F]{3,8}$/.test(script.getAttribute("data-color") || "");
+  var color = fixedColor ? script.getAttribute("data-color") : "#1677ff";
+  var SEEN_KEY = "kefu.widget." + bid; // in the site's storage: this visitor has chatted here
+  function seenGet() { try { return localStorage.getItem(SEEN_KEY) === "1"; } catch (e) { return false; } }
+  function seenSet() { try { localStorage.setItem(SEEN_KEY, "1"); } catch (e) {} }
   var q = new URLSearchParams({ embed: "1", page: location.href.slice(0, 1000), ref: document.referrer.slice(0, 1000) });
   if (script.getAttribute("data-name")) q.set("name", script.getAttribute("data-name").slice(0, 40));
   if (/^(zh|en)$/.test(script.getAttribute("data-lang") || "")) q.set("lang", script.getAttribute("data-lang"));
@@ -74,23 +82,35 @@
       try { frame.contentWindow.postMessage({ kefu: "panel", open: panel.style.display !== "none" }, origin); } catch (e) {}
     }
   }
+  function load() {
+    if (frame) return;
+    frame = document.createElement("iframe");
+    frame.addEventListener("load", function () { loaded = true; tell(); });
+    frame.src = src;
+    frame.title = "Chat";
+    frame.setAttribute("allow", "clipboard-read; clipboard-write; autoplay");
+    css(frame, { border: "0", width: "100%", height: "100%", display: "block" });
+    panel.appendChild(frame);
+  }
   function open() {
-    if (!frame) {
-      frame = document.createElement("iframe");
-      frame.addEventListener("load", function () { loaded = true; tell(); });
-      frame.src = src;
-      frame.title = "Chat";
-      frame.setAttribute("allow", "clipboard-read; clipboard-write");
-      css(frame, { border: "0", width: "100%", height: "100%", display: "block" });
-      panel.appendChild(frame);
-    }
+    load();
+    seenSet();
     layout();
     panel.style.display = "block";
     if (small()) btn.style.display = "none";
     badge.style.display = "none";
+    setTitle(0);
     tell();
   }
   function close() { panel.style.display = "none"; btn.style.display = "block"; tell(); }
+
+  /* "(n) " before the site's title while replies wait; the site's own title changes are kept. */
+  var MARK = /^\(\d+\+?\) /;
+  function setTitle(n) {
+    var base = document.title.replace(MARK, "");
+    var want = n > 0 ? "(" + (n > 99 ? "99+" : n) + ") " + base : base;
+    if (document.title !== want) document.title = want;
+  }
   function toggle() { if (panel.style.display === "none") open(); else close(); }
 
   btn.addEventListener("click", toggle);
@@ -100,13 +120,19 @@
     if (e.data.kefu === "close") close();
     if (e.data.kefu === "error" && window.console) console.error("kefu widget: " + String(e.data.msg || "error") + " (data-bid=\"" + bid + "\")");
     if (e.data.kefu === "unread") {
-      var n = e.data.n | 0;
+      var n = e.data.n | 0, shut = panel.style.display === "none";
       badge.textContent = n > 99 ? "99+" : String(n);
-      badge.style.display = n > 0 && panel.style.display === "none" ? "block" : "none";
+      badge.style.display = n > 0 && shut ? "block" : "none";
+      setTitle(shut ? n : 0);
+      var c = typeof e.data.color === "string" && /^#[0-9a-f]{6}$/.test(e.data.color) ? e.data.color : "";
+      if (c && !fixedColor) btn.style.setProperty("background", c);
     }
   });
 
-  function mount() { document.body.appendChild(panel); document.body.appendChild(btn); }
+  function mount() {
+    document.body.appendChild(panel); document.body.appendChild(btn);
+    if (seenGet()) load(); // a returning visitor: replies reach it with the panel closed
+  }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
   window.KefuWidget = { open: open, close: close, toggle: toggle, bid: bid };
 })();

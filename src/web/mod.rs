@@ -38,6 +38,7 @@ static ASSETS: &[Asset] = &[
     asset!("i18n.js", JS),
     asset!("visitor.js", JS),
     asset!("console.js", JS),
+    asset!("settings.js", JS),
     asset!("index.js", JS),
     asset!("widget.js", JS),
     asset!("kefu.css", CSS),

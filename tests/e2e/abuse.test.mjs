@@ -9,13 +9,11 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { launch, context, assertNoProblems } from "./lib.mjs";
 
 const BIN = process.env.KEFU_BIN;
-const ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-];
+// The refusals these tests provoke on purpose, as the browser logs them.
+const REFUSED = (codes) => new RegExp(`Failed to load resource: the server responded with a status of (${codes})`);
 const PASS = "pw-abuse-e2e-1";
 
 let browser, dir, url;
@@ -49,7 +47,7 @@ before(async () => {
   url = `http://127.0.0.1:${port}`;
   kefu(["start", "-d", "--app", "kefu", "--workers", "1", "--listen", `http://127.0.0.1:${port}`,
     "--pid-file", path.join(dir, "k.pid"), "--log-file", path.join(dir, "k.log"), ...common]);
-  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: ARGS });
+  browser = await launch();
 });
 
 after(async () => {
@@ -59,7 +57,7 @@ after(async () => {
 });
 
 test("console: repeated wrong passwords show the back-off and how long to wait", async () => {
-  const ctx = await browser.newContext({ locale: "en-US" });
+  const ctx = await context(browser, "backoff", { locale: "en-US" }, REFUSED("401|429"));
   const page = await ctx.newPage();
   await page.goto(`${url}/console`);
   await page.locator("#lBid").fill("shop9");
@@ -79,7 +77,7 @@ test("console: repeated wrong passwords show the back-off and how long to wait",
 });
 
 test("visitor page: an image before any message says to write first", async () => {
-  const ctx = await browser.newContext({ locale: "en-US" });
+  const ctx = await context(browser, "early-image", { locale: "en-US" }, REFUSED("403"));
   const page = await ctx.newPage();
   await page.goto(`${url}/chat/shop9`);
   await page.locator("#connState[data-state=online]").waitFor({ state: "attached" });
@@ -92,7 +90,7 @@ test("visitor page: an image before any message says to write first", async () =
 });
 
 test("visitor page: messages over the per-address limit show an error and are retried", async () => {
-  const agentCtx = await browser.newContext({ locale: "en-US" });
+  const agentCtx = await context(browser, "abuse-agent", { locale: "en-US" });
   const agent = await agentCtx.newPage();
   await agent.goto(`${url}/console`);
   await agent.locator("#lBid").fill("shop9");
@@ -100,7 +98,7 @@ test("visitor page: messages over the per-address limit show an error and are re
   await agent.locator("#lPass").fill(PASS);
   await agent.locator("#loginBtn").click();
   await agent.locator("#connPill[data-state=online]").waitFor();
-  const ctx = await browser.newContext({ locale: "en-US" });
+  const ctx = await context(browser, "msg-limit", { locale: "en-US" });
   const page = await ctx.newPage();
   await page.goto(`${url}/chat/shop9`);
   await page.locator("#connState[data-state=online]").waitFor({ state: "attached" });
@@ -113,3 +111,5 @@ test("visitor page: messages over the per-address limit show an error and are re
   await ctx.close();
   await agentCtx.close();
 });
+
+test("no console error or CSP violation on any page", () => assertNoProblems());

@@ -45,7 +45,10 @@ printf '%s\n' "$AGENT2_PASS" | "$KEFU_BIN" agent add --bid shop1 --id bob --name
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$ROOT/target/e2e-screenshots}"
 mkdir -p "$SCREENSHOT_DIR"
 OUT="$DATA/tap.txt"
-(cd "$HERE" && node --test --test-concurrency=1 --test-timeout=240000 ./*.test.mjs) 2>&1 | tee "$OUT"
+# E2E_ONLY="look crowd" runs only those files (while working on them).
+FILES=(./*.test.mjs)
+if [ -n "${E2E_ONLY:-}" ]; then FILES=(); for f in $E2E_ONLY; do FILES+=("./$f.test.mjs"); done; fi
+(cd "$HERE" && node --test --test-concurrency=1 --test-timeout=240000 "${FILES[@]}") 2>&1 | tee "$OUT"
 status=${PIPESTATUS[0]}
 pass=$(grep -E '^# pass [0-9]+' "$OUT" | tail -1 | awk '{print $3}')
 fail=$(grep -E '^# fail [0-9]+' "$OUT" | tail -1 | awk '{print $3}')
