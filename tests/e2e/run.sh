@@ -43,10 +43,12 @@ printf '%s\n' "$AGENT2_PASS" | "$KEFU_BIN" agent add --bid shop1 --id bob --name
 # Screenshots go under target/ so a test run leaves the tree clean; refresh the ones in the
 # docs with SCREENSHOT_DIR=docs/screenshots bash tests/e2e/run.sh.
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$ROOT/target/e2e-screenshots}"
+# The tests run in tests/e2e: a relative directory means one under the repository.
+case "$SCREENSHOT_DIR" in /*) ;; *) SCREENSHOT_DIR="$ROOT/$SCREENSHOT_DIR" ;; esac
 mkdir -p "$SCREENSHOT_DIR"
 OUT="$DATA/tap.txt"
 # E2E_ONLY="look crowd" runs only those files (while working on them).
-FILES=(./*.test.mjs)
+mapfile -t FILES < <(cd "$HERE" && ls ./*.test.mjs)
 if [ -n "${E2E_ONLY:-}" ]; then FILES=(); for f in $E2E_ONLY; do FILES+=("./$f.test.mjs"); done; fi
 (cd "$HERE" && node --test --test-concurrency=1 --test-timeout=240000 "${FILES[@]}") 2>&1 | tee "$OUT"
 status=${PIPESTATUS[0]}
