@@ -76,7 +76,7 @@ fn agents_set_their_business_face_and_nobody_else_can() {
         &k,
         Some(&alice),
         json!({"name":"<b>Shop</b> 一号","color":"#E4393C","welcome":"欢迎光临！\r\n有问题随时问我们。",
-               "offline":"We answer within a day.","logo":logo,"avatar":logo}),
+               "offline":"We answer within a day.","logo":logo,"avatar":logo,"agent_name":"Alice 客服"}),
     );
     assert_eq!(st, 200, "{p}");
     let (_, p) = profile(&k, "shop");
@@ -86,6 +86,7 @@ fn agents_set_their_business_face_and_nobody_else_can() {
     assert_eq!(p["offline"], "We answer within a day.");
     assert_eq!(p["logo"], logo.as_str());
     assert_eq!(p["agents"][0]["avatar"], logo.as_str());
+    assert_eq!(p["agents"][0]["name"], "Alice 客服");
 
     // Hostile values are refused and change nothing (the valid fields beside them neither).
     for bad in [
@@ -98,6 +99,8 @@ fn agents_set_their_business_face_and_nobody_else_can() {
         json!({"logo":"https://evil.example/x.png"}),
         json!({"logo":"javascript:alert(1)"}),
         json!({"avatar":"/uploads/../kefu.db"}),
+        json!({"agent_name":"  "}),
+        json!({"agent_name":"x".repeat(65)}),
         json!({"bid":"other","name":"Hijack"}),
         json!({"name":{"x":1}}),
     ] {
@@ -180,9 +183,24 @@ fn agents_set_their_business_face_and_nobody_else_can() {
     let e = k.cli_fails(&["business", "set", "--bid", "nope", "--name", "N"]);
     assert!(e.contains("no such business"), "{e}");
     k.cli(&[
-        "agent", "avatar", "--bid", "shop", "--id", "alice", "--none",
+        "agent",
+        "set",
+        "--bid",
+        "shop",
+        "--id",
+        "alice",
+        "--no-avatar",
+        "--name",
+        "Alice W.",
     ]);
     assert_eq!(profile(&k, "shop").1["agents"][0]["avatar"], "");
+    assert_eq!(profile(&k, "shop").1["agents"][0]["name"], "Alice W.");
+    let e = k.cli_fails(&["agent", "set", "--bid", "shop", "--id", "alice"]);
+    assert!(e.contains("nothing to change"), "{e}");
+    let e = k.cli_fails(&[
+        "agent", "set", "--bid", "shop", "--id", "nobody", "--name", "N",
+    ]);
+    assert!(e.contains("no such agent"), "{e}");
     assert_eq!(profile(&k, "shop").1["color"], "#00a870");
     let _ = std::fs::remove_dir_all(&dir);
 }

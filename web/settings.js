@@ -36,6 +36,7 @@
       setColor(p.color);
       $("sWelcome").value = p.welcome;
       $("sOffline").value = p.offline;
+      $("sAgentName").value = me.name || a.name || a.agent_id;
       draft.current = { logo: p.logo || "", avatar: me.avatar || "" };
       preview("sLogoPrev", p.logo, p.name, "agent");
       preview("sAvatarPrev", me.avatar, a.name || a.agent_id, "agent");
@@ -65,6 +66,7 @@
     var body = { name: $("sName").value, color: color, welcome: $("sWelcome").value, offline: $("sOffline").value };
     if (draft.logo !== null) body.logo = draft.logo;
     if (draft.avatar !== null) body.avatar = draft.avatar;
+    if ($("sAgentName").value.trim()) body.agent_name = $("sAgentName").value;
     $("sSave").disabled = true;
     fetch("/api/business/settings", {
       method: "POST",

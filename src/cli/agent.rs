@@ -67,20 +67,24 @@ pub enum AgentCmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Set (or with --none, remove) the avatar visitors see next to the agent's messages.
-    Avatar {
+    /// Change what visitors see of an agent: its display name and avatar (next to its
+    /// messages); its open sessions show the new name after their next login.
+    Set {
         /// Business id.
         #[arg(long)]
         bid: String,
         /// Agent id.
         #[arg(long)]
         id: String,
-        /// A PNG, JPEG, GIF or WebP file (checked and stripped like a chat upload).
-        #[arg(long, required_unless_present = "none", conflicts_with = "none")]
-        file: Option<PathBuf>,
+        /// New display name (1..64 characters).
+        #[arg(long)]
+        name: Option<String>,
+        /// Avatar: a PNG, JPEG, GIF or WebP file (checked and stripped like a chat upload).
+        #[arg(long, conflicts_with = "no_avatar")]
+        avatar: Option<PathBuf>,
         /// Remove the avatar (the pages show the name's first letter).
         #[arg(long)]
-        none: bool,
+        no_avatar: bool,
         /// Configuration (for data_dir).
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -228,23 +232,34 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
             println!("agent {id} removed from {bid}");
             key::agent_revoked(&cfg.load()?, bid, id);
         }
-        AgentCmd::Avatar {
+        AgentCmd::Set {
             bid,
             id,
-            file,
-            none: _,
+            name,
+            avatar,
+            no_avatar,
             cfg,
         } => {
+            if name.is_none() && avatar.is_none() && !no_avatar {
+                return Err("nothing to change: give --name, --avatar or --no-avatar".into());
+            }
+            if let Some(n) = name {
+                profile::clean_agent_name(n).map_err(|e| e.as_str())?;
+            }
             let conn = open(cfg)?;
-            let url = match file {
-                Some(f) => store_image(&conn, cfg, bid, f)?,
-                None => String::new(),
+            if tenancy::agent_get(&conn, bid, id)
+                .map_err(explain)?
+                .is_none()
+            {
+                return Err("no such agent or business".into());
+            }
+            let url = match (avatar, no_avatar) {
+                (Some(f), _) => Some(store_image(&conn, cfg, bid, f)?),
+                (None, true) => Some(String::new()),
+                (None, false) => None,
             };
-            profile::set_avatar(&conn, bid, id, &url).map_err(explain)?;
-            println!(
-                "avatar of {id} in {bid}: {}",
-                if url.is_empty() { "none" } else { &url }
-            );
+            profile::set_agent(&conn, bid, id, name.as_deref(), url.as_deref()).map_err(explain)?;
+            show(&conn, bid)?;
         }
         AgentCmd::Passwd { bid, id, pw, cfg } => {
             let pw = password::obtain(pw)?;

@@ -11,6 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// Longest display name, characters (the visitor page's header holds about this much).
 pub(crate) const MAX_NAME: usize = 40;
+/// Longest agent display name, characters (as `kefu agent add` allows).
+pub(crate) const MAX_AGENT_NAME: usize = 64;
 /// Longest welcome or offline message, characters.
 pub(crate) const MAX_NOTE: usize = 500;
 
@@ -62,6 +64,8 @@ pub(crate) struct Patch {
 pub(crate) enum FieldError {
     /// Name empty, too long or with control characters.
     Name,
+    /// Agent name empty, too long or with control characters.
+    AgentName,
     /// Not `#rrggbb`.
     Color,
     /// Not one of our uploads.
@@ -75,6 +79,7 @@ impl FieldError {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             FieldError::Name => "name must be 1..40 characters, no control characters",
+            FieldError::AgentName => "agent_name must be 1..64 characters, no control characters",
             FieldError::Color => "color must be #rrggbb (or empty for the default)",
             FieldError::Image => "logo/avatar must be an /uploads/ URL from POST /api/upload",
             FieldError::Note => {
@@ -96,6 +101,16 @@ pub(crate) fn clean_name(s: &str) -> std::result::Result<String, FieldError> {
     let n = s.chars().count();
     if n == 0 || n > MAX_NAME || s.chars().any(char::is_control) {
         return Err(FieldError::Name);
+    }
+    Ok(s.to_string())
+}
+
+/// An agent's display name, trimmed: 1..=[`MAX_AGENT_NAME`] characters, no control characters.
+pub(crate) fn clean_agent_name(s: &str) -> std::result::Result<String, FieldError> {
+    let s = s.trim();
+    let n = s.chars().count();
+    if n == 0 || n > MAX_AGENT_NAME || s.chars().any(char::is_control) {
+        return Err(FieldError::AgentName);
     }
     Ok(s.to_string())
 }
@@ -185,12 +200,23 @@ pub(crate) fn set(conn: &Connection, bid: &str, patch: &Patch) -> Result<Profile
     get(conn, bid)?.ok_or(StoreError::NotFound)
 }
 
-/// Set an agent's avatar ("" removes it).
-pub(crate) fn set_avatar(conn: &Connection, bid: &str, agent_id: &str, url: &str) -> Result<()> {
-    let url = clean_image(url)?;
+/// Set an agent's display name and avatar (`None` keeps it; an avatar of "" removes it).
+/// Its open sessions keep the name they logged in with until they log in again.
+pub(crate) fn set_agent(
+    conn: &Connection,
+    bid: &str,
+    agent_id: &str,
+    name: Option<&str>,
+    avatar: Option<&str>,
+) -> Result<()> {
+    let name = name.map(clean_agent_name).transpose()?;
+    let avatar = avatar.map(clean_image).transpose()?;
     let n = conn
-        .prepare_cached("UPDATE agents SET avatar = ?3 WHERE bid = ?1 AND agent_id = ?2")?
-        .execute(params![bid, agent_id, url])?;
+        .prepare_cached(
+            "UPDATE agents SET name = COALESCE(?3, name), avatar = COALESCE(?4, avatar)
+             WHERE bid = ?1 AND agent_id = ?2",
+        )?
+        .execute(params![bid, agent_id, name, avatar])?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -309,10 +335,11 @@ mod tests {
             set(&conn, "nope", &Patch::default()),
             Err(StoreError::NotFound)
         ));
-        set_avatar(&conn, "b", "a", LOGO).unwrap();
-        assert!(set_avatar(&conn, "b", "a", "http://x/y.png").is_err());
+        set_agent(&conn, "b", "a", None, Some(LOGO)).unwrap();
+        assert!(set_agent(&conn, "b", "a", None, Some("http://x/y.png")).is_err());
+        assert!(set_agent(&conn, "b", "a", Some(" "), None).is_err());
         assert!(matches!(
-            set_avatar(&conn, "b", "zz", LOGO),
+            set_agent(&conn, "b", "zz", None, Some(LOGO)),
             Err(StoreError::NotFound)
         ));
         assert_eq!(

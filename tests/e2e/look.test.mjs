@@ -319,6 +319,13 @@ test("screenshots: visitor page, widget and console; zh-CN and en; desktop and p
       await closeOpen();
     }
   }
+  // The settings dialog, as the business sees it.
+  if ((await ann.evaluate(() => window.Kefu.lang)) !== "zh") await ann.locator("#langBtn").click();
+  await ann.locator("#settingsBtn").click();
+  await ann.waitForFunction(() => document.getElementById("sName").value === "木子服饰 Muzi");
+  await ann.locator("#sLogoPrev img").waitFor();
+  await shot(ann, "console-settings-zh.png");
+  await ann.locator("#sClose").click();
   assertNoProblems();
 });
 

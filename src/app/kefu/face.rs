@@ -30,6 +30,8 @@ pub(super) struct SettingsReq {
     offline: Option<String>,
     /// The calling agent's own avatar (an agent sets no one else's).
     avatar: Option<String>,
+    /// The calling agent's own display name.
+    agent_name: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -106,7 +108,7 @@ pub(super) fn settings_req(
         error(
             400,
             Code::Invalid,
-            "expected {name?, logo?, color?, welcome?, offline?, avatar?}",
+            "expected {name?, logo?, color?, welcome?, offline?, avatar?, agent_name?}",
         )
     })
 }
@@ -146,11 +148,15 @@ pub(super) fn settings(conn: &Connection, claims: &Claims, r: SettingsReq) -> Re
     if let Some(a) = &r.avatar {
         profile::clean_image(a)?;
     }
+    if let Some(n) = &r.agent_name {
+        profile::clean_agent_name(n)?;
+    }
     owned(conn, bid, &patch.logo)?;
     owned(conn, bid, &r.avatar)?;
     let p = profile::set(conn, bid, &patch)?;
-    if let Some(a) = &r.avatar {
-        profile::set_avatar(conn, bid, &agent.agent_id, a)?;
+    if r.avatar.is_some() || r.agent_name.is_some() {
+        let (name, avatar) = (r.agent_name.as_deref(), r.avatar.as_deref());
+        profile::set_agent(conn, bid, &agent.agent_id, name, avatar)?;
     }
     let faces = profile::faces(conn, bid)?;
     Ok(Outcome::HttpReady(answer(&p, &faces)))
