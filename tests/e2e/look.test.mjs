@@ -116,6 +116,7 @@ test("the console's settings dialog sets the business's face; bad values are ref
 
 test("the visitor page wears it: name as text, logo, colour, welcome first, avatars, ticks", async () => {
   const vctx = await context(browser, "look-visitor", { viewport: DESKTOP, locale: "zh-CN" });
+  await vctx.addInitScript(hooks);
   const v = await vctx.newPage();
   await v.goto(`${URL}/chat/${BID}`);
   await v.locator("body[data-conn=online]").waitFor();
@@ -169,6 +170,17 @@ test("the visitor page wears it: name as text, logo, colour, welcome first, avat
   // The agent's own messages: read by the visitor who is looking.
   await send(ann, "在的");
   await ann.locator("#msgList .msg-right", { hasText: "在的" }).locator(".st-read").waitFor();
+  // The visitor's tab in the background: a reply counts in its title and chimes once; it is
+  // delivered, and read when the tab is back.
+  await hide(v);
+  await send(ann, "还需要别的吗？");
+  await v.waitForFunction((name) => document.title === "(1) " + name, HOSTILE);
+  await v.waitForFunction(() => window.__tones === 2);
+  const bg1 = ann.locator("#msgList .msg-right", { hasText: "还需要别的吗" });
+  await bg1.locator(".st-delivered").waitFor();
+  await hide(v, false);
+  await bg1.locator(".st-read").waitFor();
+  await v.waitForFunction((name) => document.title === name, HOSTILE);
   await vctx.close();
   assertNoProblems();
 });
