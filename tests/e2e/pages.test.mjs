@@ -297,7 +297,7 @@ test("the embed snippet opens the chat in a floating panel on another site", asy
   await agent.locator("#convList .conv-item", { hasText: "这是" }).or(agent.locator("#convList .conv-item").last()).first().click();
 });
 
-test("screenshots and phone-width layout", async () => {
+test("phone-width layout: no horizontal scroll on the visitor page, console and login", async () => {
   await send(agent, "这是一条比较长的消息，用来检查在手机宽度下气泡是否会正确换行，而不会出现横向滚动条。https://example.com/a/very/long/url/without/any/spaces/at/all/to/break");
   await waitText(visitor, "left", "这是一条比较长的消息");
 
