@@ -57,7 +57,7 @@ pub(crate) enum MasterError {
     /// A listener could not be bound for another reason.
     Bind(String, io::Error),
     /// A TLS listener's certificate or key cannot be used.
-    Tls(String, crate::tls::TlsError),
+    Tls(String, Box<crate::tls::TlsError>),
 }
 
 impl fmt::Display for MasterError {
@@ -138,7 +138,7 @@ fn check_tls(listen: &[crate::config::ListenSpec]) -> Result<(), MasterError> {
         if let Some(files) = &l.certs {
             let http = l.scheme != crate::config::Scheme::Text;
             crate::tls::Acceptor::load(files, http)
-                .map_err(|e| MasterError::Tls(l.to_string(), e))?;
+                .map_err(|e| MasterError::Tls(l.to_string(), Box::new(e)))?;
         }
     }
     Ok(())
