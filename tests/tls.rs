@@ -289,7 +289,7 @@ fn slowloris_and_garbage_are_closed_by_the_handshake_deadline() {
         &["wss", "text+tls"],
         "[limits]\nhandshake_timeout = 1\n",
     );
-    let k = k.start();
+    let k = k.env("KEFU_LOG", "debug").start();
     for scheme in ["wss", "text+tls"] {
         let port = k.port(scheme);
         // Slowloris: the first bytes of a ClientHello, then nothing.
@@ -326,6 +326,19 @@ fn slowloris_and_garbage_are_closed_by_the_handshake_deadline() {
         let (_, end) = read_to_end_timed(&mut big, 10 * SEC);
         assert!(end.elapsed() < 5 * SEC);
     }
+    // TLS errors are logged at debug level, once per connection however many bad bytes it
+    // sent (the garbage client sent a whole request, the big one 16 KiB).
+    let lines: Vec<String> = k
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("DEBUG tls "))
+        .map(String::from)
+        .collect();
+    let peers: std::collections::HashSet<&str> = lines
+        .iter()
+        .filter_map(|l| l.split("DEBUG tls ").nth(1)?.split(": ").next())
+        .collect();
+    assert!(lines.len() >= 2 && peers.len() == lines.len(), "{lines:#?}");
     // Nothing is left behind.
     let gone = wait_until(10 * SEC, || {
         k.status()
