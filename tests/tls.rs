@@ -435,3 +435,43 @@ fn reload_serves_renewed_certificates_and_keeps_the_old_on_a_bad_file() {
     let (_, status, _) = Ws::try_connect(&format!("127.0.0.1:{port}"), "/", &[]);
     assert_ne!(status, 101);
 }
+
+const API: &str = r#"
+import asyncio, json, ssl, sys, urllib.request, urllib.error, websockets
+wss, api, ca, key = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=ca)
+def call(k):
+    req = urllib.request.Request(f"{api}/gateway/get_all_client_id_count", data=b"{}",
+                                 headers={"Content-Type": "application/json"})
+    if k:
+        req.add_header("Authorization", f"Bearer {k}")
+    try:
+        r = urllib.request.urlopen(req, context=ctx, timeout=10)
+        return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, None
+async def main():
+    async with websockets.connect(wss, ssl=ctx) as ws:
+        await ws.send("hi"); await ws.recv()
+        print(call(key)[1]["result"], call(None)[0], call("wrong-key-0123456789")[0])
+asyncio.run(main())
+"#;
+
+#[test]
+fn gateway_api_over_tls_needs_the_key() {
+    let (k, pki) = instance("echo", &["wss", "api+tls"], &common::http::api_config());
+    let k = k.start();
+    let out = python(
+        API,
+        &[
+            &format!("wss://localhost:{}/", k.port("wss")),
+            &format!("https://localhost:{}", k.port("api+tls")),
+            pki.ca.to_str().unwrap(),
+            common::http::API_KEY,
+        ],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["1", "401", "401"]
+    );
+}
