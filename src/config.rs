@@ -35,19 +35,107 @@ impl Scheme {
     }
 }
 
-/// One listening socket, parsed from a URL like `websocket://0.0.0.0:8282`.
+/// One listening socket, parsed from a URL like `websocket://0.0.0.0:8282` or
+/// `wss://0.0.0.0:443`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
-    /// Protocol spoken on this port.
+    /// Protocol spoken on this port (inside TLS when `tls` is set).
     pub scheme: Scheme,
     /// Address to bind (with SO_REUSEPORT in every worker).
     pub addr: SocketAddr,
+    /// The protocol runs over TLS (`wss://`, `https://`, `text+tls://`, `api+tls://`).
+    pub tls: bool,
+    /// The certificate of a TLS listener (the entry's `cert`, `key` and `sni`).
+    pub certs: Option<TlsFiles>,
+}
+
+impl ListenSpec {
+    /// The URL scheme word as written in `kefu.toml` (`wss` for a TLS `websocket` listener...).
+    pub fn scheme_word(&self) -> &'static str {
+        match (self.scheme, self.tls) {
+            (s, false) => s.as_str(),
+            (Scheme::Websocket, true) => "wss",
+            (Scheme::Http, true) => "https",
+            (Scheme::Text, true) => "text+tls",
+            (Scheme::Api, true) => "api+tls",
+        }
+    }
 }
 
 impl fmt::Display for ListenSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme.as_str(), self.addr)
+        write!(f, "{}://{}", self.scheme_word(), self.addr)
     }
+}
+
+/// The certificate of a TLS listener: PEM files, the certificate file holding the whole
+/// chain (leaf first), like Workerman's `local_cert` / `local_pk`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: PathBuf,
+    /// More certificates chosen by the name the client asks for (SNI); the one above serves
+    /// clients that ask for no name or another name.
+    pub sni: Vec<SniFiles>,
+}
+
+/// One entry of `listen`: a URL, or a table with the URL and the listener's options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ListenEntry {
+    Url(String),
+    Table(ListenTable),
+}
+
+/// `{ url = "wss://0.0.0.0:443", cert = "...", key = "..." }` (or a `[[listen]]` table).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenTable {
+    url: String,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    sni: Vec<SniFiles>,
+}
+
+impl ListenEntry {
+    fn into_spec(self) -> Result<ListenSpec, ConfigError> {
+        let t = match self {
+            ListenEntry::Url(u) => return u.parse(),
+            ListenEntry::Table(t) => t,
+        };
+        let mut spec: ListenSpec = t.url.parse()?;
+        let bad = |why: &str| ConfigError::Tls(format!("listener {}: {why}", t.url));
+        spec.certs = match (t.cert, t.key) {
+            (None, None) if t.sni.is_empty() => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert,
+                key,
+                sni: t.sni,
+            }),
+            _ => return Err(bad("cert and key go together (PEM paths)")),
+        };
+        if spec.certs.is_some() && !spec.tls {
+            return Err(bad(
+                "cert and key need a TLS scheme (wss://, https://, text+tls://, api+tls://)",
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+/// One certificate served to the clients that ask for one of `names` (SNI).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniFiles {
+    /// Host names (exact, case-insensitive; `*.example.com` matches one label).
+    pub names: Vec<String>,
+    /// Certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
 }
 
 /// Why a config could not be used.
@@ -61,6 +149,8 @@ pub enum ConfigError {
     BadListen(String),
     /// A value is out of range.
     Invalid(&'static str),
+    /// A TLS listener without its certificate, or a certificate for a plain listener.
+    Tls(String),
 }
 
 impl fmt::Display for ConfigError {
@@ -70,8 +160,10 @@ impl fmt::Display for ConfigError {
             ConfigError::Parse(p, e) => write!(f, "bad config {}: {e}", p.display()),
             ConfigError::BadListen(u) => write!(
                 f,
-                "bad listen url {u:?}: expected websocket://IP:PORT, text://IP:PORT, http://IP:PORT or api://IP:PORT"
+                "bad listen url {u:?}: expected websocket://IP:PORT, text://IP:PORT, http://IP:PORT or api://IP:PORT, or over \
+                 TLS wss://, https://, text+tls://, api+tls://"
             ),
+            ConfigError::Tls(why) => write!(f, "tls: {why}"),
             ConfigError::Invalid(what) => write!(f, "invalid config value: {what}"),
         }
     }
@@ -84,15 +176,24 @@ impl std::str::FromStr for ListenSpec {
     fn from_str(url: &str) -> Result<Self, ConfigError> {
         let bad = || ConfigError::BadListen(url.to_string());
         let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
-            "websocket" | "ws" => Scheme::Websocket,
-            "text" => Scheme::Text,
-            "http" => Scheme::Http,
-            "api" => Scheme::Api,
+        let (scheme, tls) = match scheme.to_ascii_lowercase().as_str() {
+            "websocket" | "ws" => (Scheme::Websocket, false),
+            "text" => (Scheme::Text, false),
+            "http" => (Scheme::Http, false),
+            "api" => (Scheme::Api, false),
+            "wss" | "websocket+tls" => (Scheme::Websocket, true),
+            "https" | "http+tls" => (Scheme::Http, true),
+            "text+tls" => (Scheme::Text, true),
+            "api+tls" => (Scheme::Api, true),
             _ => return Err(bad()),
         };
         let addr = rest.trim_end_matches('/').parse().map_err(|_| bad())?;
-        Ok(ListenSpec { scheme, addr })
+        Ok(ListenSpec {
+            scheme,
+            addr,
+            tls,
+            certs: None,
+        })
     }
 }
 
@@ -470,11 +571,18 @@ impl Config {
             cfg.app = a.clone();
         }
         if !ov.listen.is_empty() {
-            cfg.listen = ov
+            let mut listen: Vec<ListenSpec> = ov
                 .listen
                 .iter()
                 .map(|u| u.parse())
                 .collect::<Result<_, _>>()?;
+            // A URL the file lists too keeps the file's options (its certificate...).
+            for l in &mut listen {
+                if let Some(f) = cfg.listen.iter().find(|f| f.to_string() == l.to_string()) {
+                    *l = f.clone();
+                }
+            }
+            cfg.listen = listen;
         }
         if let Some(w) = ov.workers {
             cfg.workers = w;
@@ -539,6 +647,7 @@ impl Config {
                 "kefu.limit_table_entries must be 16..=10000000",
             ));
         }
+        self.validate_tls()?;
         let api = self.listen.iter().any(|l| l.scheme == Scheme::Api);
         // Counted in bytes, like the comparison; 16 bytes of a random key are out of reach of
         // guessing over the network.
@@ -546,6 +655,36 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "an api:// listener needs gateway.secret_key of at least 16 bytes",
             ));
+        }
+        Ok(())
+    }
+
+    /// The listeners of the config file at `path`, read again (a reload checks the
+    /// certificates its new workers will load).
+    pub fn listen_of_file(path: &Path) -> Result<Vec<ListenSpec>, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.to_path_buf(), e))?;
+        let c: Config = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse(path.to_path_buf(), e.to_string()))?;
+        Ok(c.listen)
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        for l in &self.listen {
+            match &l.certs {
+                None if l.tls => {
+                    return Err(ConfigError::Tls(format!(
+                        "listener {l} needs a certificate: write it as {{ url = \"{l}\", \
+                         cert = \"fullchain.pem\", key = \"privkey.pem\" }} in kefu.toml"
+                    )))
+                }
+                Some(f) if f.sni.iter().any(|s| s.names.is_empty()) => {
+                    return Err(ConfigError::Tls(format!(
+                        "listener {l}: every sni entry needs at least one name"
+                    )))
+                }
+                _ => {}
+            }
         }
         Ok(())
     }
@@ -575,9 +714,10 @@ pub fn num_cpus() -> usize {
 }
 
 fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ListenSpec>, D::Error> {
-    let urls: Vec<String> = Vec::deserialize(d)?;
-    urls.iter()
-        .map(|u| u.parse().map_err(serde::de::Error::custom))
+    let entries: Vec<ListenEntry> = Vec::deserialize(d)?;
+    entries
+        .into_iter()
+        .map(|e| e.into_spec().map_err(serde::de::Error::custom))
         .collect()
 }
 
@@ -615,6 +755,72 @@ mod tests {
         assert_eq!(l.scheme, Scheme::Text);
         assert!("ftp://1.2.3.4:5".parse::<ListenSpec>().is_err());
         assert!("text://nohost".parse::<ListenSpec>().is_err());
+    }
+
+    #[test]
+    fn tls_listeners_strings_and_tables() {
+        for (url, word) in [
+            ("wss://127.0.0.1:1", "wss"),
+            ("https://127.0.0.1:1", "https"),
+            ("text+tls://127.0.0.1:1", "text+tls"),
+            ("api+tls://127.0.0.1:1", "api+tls"),
+        ] {
+            let l: ListenSpec = url.parse().unwrap();
+            assert!(l.tls && l.certs.is_none());
+            assert_eq!(l.scheme_word(), word);
+            assert_eq!(l.to_string(), url);
+        }
+        let parse = |text: &str| -> Result<Config, ConfigError> {
+            let c: Config =
+                toml::from_str(text).map_err(|e| ConfigError::Parse("t".into(), e.to_string()))?;
+            c.validate()?;
+            Ok(c)
+        };
+        let c = parse(
+            r#"listen = ["text://127.0.0.1:1", { url = "wss://127.0.0.1:2", cert = "c.pem", key = "k.pem", sni = [{ names = ["b.test"], cert = "b.pem", key = "b.key" }] }]"#,
+        )
+        .unwrap();
+        let certs = c.listen[1].certs.as_ref().unwrap();
+        assert_eq!(certs.cert, PathBuf::from("c.pem"));
+        assert_eq!(certs.sni[0].names, ["b.test"]);
+        let c = parse("[[listen]]\nurl = \"https://127.0.0.1:3\"\ncert = \"c\"\nkey = \"k\"\n")
+            .unwrap();
+        assert!(c.listen[0].certs.is_some());
+        // A TLS listener needs its certificate; a plain one takes none; cert and key go together.
+        for bad in [
+            r#"listen = ["wss://127.0.0.1:2"]"#,
+            r#"listen = [{ url = "websocket://127.0.0.1:2", cert = "c", key = "k" }]"#,
+            r#"listen = [{ url = "wss://127.0.0.1:2", cert = "c" }]"#,
+            r#"listen = [{ url = "wss://127.0.0.1:2", cert = "c", key = "k", sni = [{ names = [], cert = "c", key = "k" }] }]"#,
+            r#"listen = [{ url = "wss://127.0.0.1:2", cert = "c", key = "k", certificate = "x" }]"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn listen_override_keeps_the_file_entry_options() {
+        let dir = std::env::temp_dir().join(format!("kefu-cfg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("kefu.toml");
+        std::fs::write(
+            &p,
+            r#"listen = [{ url = "wss://127.0.0.1:2", cert = "c", key = "k" }]"#,
+        )
+        .unwrap();
+        let ov = Overrides {
+            listen: vec!["wss://127.0.0.1:2".into(), "text://127.0.0.1:3".into()],
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&p), &ov).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.listen[0].certs.is_some());
+        let ov = Overrides {
+            listen: vec!["wss://127.0.0.1:4".into()],
+            ..Overrides::default()
+        };
+        assert!(Config::load(Some(&p), &ov).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

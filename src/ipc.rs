@@ -123,7 +123,7 @@ pub struct ConnInfo {
     pub pid: u32,
     /// Connection id (the client_id once the gateway lands).
     pub id: String,
-    /// `websocket`, `text` or `http`.
+    /// `websocket`, `text` or `http`; over TLS `wss`, `text+tls` or `https`.
     pub protocol: String,
     /// Bytes received but not yet decoded.
     pub recv_q: u64,

@@ -33,5 +33,6 @@ pub mod protocol;
 pub(crate) mod state;
 pub(crate) mod store;
 pub mod sys;
+pub mod tls;
 pub(crate) mod web;
 pub mod worker;

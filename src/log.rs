@@ -53,6 +53,24 @@ pub fn write_line(level: &str, args: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Whether DEBUG lines are written: `KEFU_LOG=debug` in the environment (workers inherit it),
+/// read once per process.
+pub fn debug_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("KEFU_LOG").is_ok_and(|v| v.eq_ignore_ascii_case("debug")))
+}
+
+/// Log at DEBUG level (only with `KEFU_LOG=debug`): events a peer causes at will, such as a
+/// failed TLS handshake, that are worth a line when investigating and noise otherwise.
+#[macro_export]
+macro_rules! debug {
+    ($($t:tt)*) => {
+        if $crate::log::debug_enabled() {
+            $crate::log::write_line("DEBUG", format_args!($($t)*))
+        }
+    };
+}
+
 /// Log at INFO level.
 #[macro_export]
 macro_rules! info {

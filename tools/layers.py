@@ -20,7 +20,7 @@ from pathlib import Path
 LAYERS = [
     ["sys", "log", "protocol"],
     ["config"],
-    ["ipc"],
+    ["ipc", "tls"],
     ["connection"],
     ["gateway"],
     ["state"],

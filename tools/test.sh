@@ -39,6 +39,9 @@ cargo test --release "${locked[@]}" --workspace
 step "tools/autobahn/run.sh"
 bash tools/autobahn/run.sh
 
+step "tools/autobahn/run-tls.sh (the same cases over wss://)"
+bash tools/autobahn/run-tls.sh
+
 step "tests/e2e/run.sh (headless Chromium)"
 bash tests/e2e/run.sh
 

@@ -8,8 +8,10 @@ pub mod buffer;
 use crate::config::Scheme;
 use crate::protocol::text::LineCodec;
 use crate::protocol::websocket::decoder::Decoder;
-use buffer::OutBuf;
+use crate::tls::session::TlsSession;
+use buffer::{Flush, OutBuf};
 use mio::net::TcpStream;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -152,6 +154,9 @@ pub struct Conn {
     pub app_connected: bool,
     /// HTTP requests answered on this connection while keeping it open (keep-alive).
     pub requests_served: u64,
+    /// The TLS session of a connection to a TLS listener (boxed: plain connections pay one
+    /// pointer).
+    pub tls: Option<Box<TlsSession>>,
 }
 
 impl Conn {
@@ -193,7 +198,44 @@ impl Conn {
             in_dirty: false,
             app_connected: false,
             requests_served: 0,
+            tls: None,
         }
+    }
+
+    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket; over TLS a short
+    /// count also means the socket is drained.
+    pub fn read_in(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            None => self.stream.read(buf),
+            Some(t) => t.read(&mut self.stream, buf, self.remote),
+        }
+    }
+
+    /// Bytes wait to be written: queued output, or TLS records (handshake answers included).
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Write the queued output (`turn`: the turn's fan-out bytes), through TLS when the
+    /// connection has it; returns plaintext bytes taken and whether everything went out.
+    pub fn flush_out(&mut self, turn: &[u8]) -> io::Result<(usize, Flush)> {
+        let Some(t) = &mut self.tls else {
+            return self.out.flush_to(&mut self.stream, turn);
+        };
+        let (n, flushed) = self.out.flush_to(&mut t.writer(&mut self.stream), turn)?;
+        if flushed == Flush::Done && !t.push(&mut self.stream)? {
+            return Ok((n, Flush::Blocked));
+        }
+        Ok((n, flushed))
+    }
+
+    /// Shut down writing (after the last byte was flushed): a TLS connection says
+    /// close_notify first.
+    pub fn shutdown_write(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.close_notify(&mut self.stream);
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
     /// State name for `kefu connections`: a keep-alive HTTP connection waiting for its next
@@ -208,10 +250,13 @@ impl Conn {
 
     /// Protocol name for `kefu connections`.
     pub fn protocol_name(&self) -> &'static str {
-        match self.framing {
-            Framing::Ws => "websocket",
-            Framing::Text => "text",
-            Framing::None => "http",
+        match (self.framing, self.tls.is_some()) {
+            (Framing::Ws, false) => "websocket",
+            (Framing::Text, false) => "text",
+            (Framing::None, false) => "http",
+            (Framing::Ws, true) => "wss",
+            (Framing::Text, true) => "text+tls",
+            (Framing::None, true) => "https",
         }
     }
 
@@ -240,7 +285,8 @@ mod tests {
     fn per_connection_sizes() {
         // 216: the send queue grew from 32 to 48 bytes (a segment list instead of one Vec) so
         // that a room broadcast is queued as a range of one shared buffer, not copied per member.
-        assert!(std::mem::size_of::<super::Conn>() <= 216);
+        // 224: the TLS session pointer (a plain connection pays these 8 bytes, no more).
+        assert!(std::mem::size_of::<super::Conn>() <= 224);
         // 48 bytes + malloc's 8-byte header fit the 64-byte size class (56 would not).
         assert!(std::mem::size_of::<super::Decoder>() <= 48);
     }

@@ -56,6 +56,8 @@ pub(crate) enum MasterError {
     PortInUse(String),
     /// A listener could not be bound for another reason.
     Bind(String, io::Error),
+    /// A TLS listener's certificate or key cannot be used.
+    Tls(String, Box<crate::tls::TlsError>),
 }
 
 impl fmt::Display for MasterError {
@@ -64,6 +66,7 @@ impl fmt::Display for MasterError {
             MasterError::Io(what, e) => write!(f, "{what}: {e}"),
             MasterError::PortInUse(l) => write!(f, "port in use: {l}"),
             MasterError::Bind(l, e) => write!(f, "cannot listen on {l}: {e}"),
+            MasterError::Tls(l, e) => write!(f, "certificate of {l}: {e}"),
         }
     }
 }
@@ -126,6 +129,19 @@ fn bind_slot(cfg: &Config) -> Result<Vec<(String, std::net::TcpListener)>, Maste
                 .map_err(|e| MasterError::Bind(l.to_string(), e))
         })
         .collect()
+}
+
+/// Read and check every TLS listener's certificates and keys (`tls`: by listen URL), as the
+/// workers will: a bad path, PEM or key fails here with its reason instead of in each worker.
+fn check_tls(listen: &[crate::config::ListenSpec]) -> Result<(), MasterError> {
+    for l in listen {
+        if let Some(files) = &l.certs {
+            let http = l.scheme != crate::config::Scheme::Text;
+            crate::tls::Acceptor::load(files, http)
+                .map_err(|e| MasterError::Tls(l.to_string(), Box::new(e)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Check every listener is free by binding it without SO_REUSEPORT and dropping it.
@@ -228,6 +244,7 @@ impl Master {
             let sock = cfg.control_socket();
             let control = control::bind(&sock).map_err(|e| MasterError::Io("control socket", e))?;
             check_ports(&cfg)?;
+            check_tls(&cfg.listen)?;
             let listeners = (0..cfg.workers)
                 .map(|_| bind_slot(&cfg))
                 .collect::<Result<Vec<_>, _>>()?;

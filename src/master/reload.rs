@@ -39,6 +39,7 @@ impl Master {
             r.waiters.extend(client);
             return Ok(());
         }
+        self.check_reload_tls()?;
         info!(
             "reloading {} workers one at a time ({})",
             self.slots.len(),
@@ -54,6 +55,17 @@ impl Master {
         });
         self.advance_reload();
         Ok(())
+    }
+
+    /// The new workers of a reload read the certificate files again (renewed ones included):
+    /// check them first, so that a bad file refuses the reload, with its reason, and the
+    /// running workers keep serving the certificates they loaded.
+    fn check_reload_tls(&self) -> Result<(), String> {
+        let listen = match &self.cfg.source {
+            Some(path) => crate::config::Config::listen_of_file(path).map_err(|e| e.to_string())?,
+            None => self.cfg.listen.clone(),
+        };
+        check_tls(&listen).map_err(|e| format!("{e}; the running workers keep their certificates"))
     }
 
     /// Start the next replacement, or finish the reload when every slot is done.

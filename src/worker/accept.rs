@@ -19,6 +19,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 struct Listener {
     sock: TcpListener,
     spec: ListenSpec,
+    /// The TLS settings of a TLS listener.
+    tls: Option<crate::tls::Acceptor>,
     /// Accept budget ran out with connections possibly still queued.
     pending: bool,
 }
@@ -48,6 +50,10 @@ impl Listeners {
                 None => crate::sys::socket::bind_listener(spec.addr, true)
                     .map_err(|e| format!("cannot listen on {spec}: {e}"))?,
             };
+            let tls = match spec.tls {
+                false => None,
+                true => Some(super::tls::acceptor(spec)?),
+            };
             let mut sock = TcpListener::from_std(std_l);
             registry
                 .register(&mut sock, Token(LISTENER_BASE + i), Interest::READABLE)
@@ -55,6 +61,7 @@ impl Listeners {
             list.push(Listener {
                 sock,
                 spec: spec.clone(),
+                tls,
                 pending: false,
             });
         }
@@ -121,8 +128,9 @@ impl Listeners {
             match l.sock.accept() {
                 Ok((stream, remote)) => {
                     let scheme = l.spec.scheme;
+                    let tls = l.tls.clone();
                     if b.peers.admit(remote.ip()) {
-                        add_conn(b, stream, remote, scheme);
+                        add_conn(b, stream, remote, scheme, tls);
                     } else {
                         // Dropping the stream closes it: the address already holds its share.
                         if let Some(skipped) = b.quiet.allow(b.core.now) {
@@ -169,15 +177,26 @@ impl Listeners {
     }
 }
 
-/// Register an accepted stream and give it its first deadline (the handshake's, or for a text
-/// client, which is connected at once, the idle one).
+/// Register an accepted stream and give it its first deadline (the handshake's, or for a plain
+/// text client, which is connected at once, the idle one).
 fn add_conn(
     b: &mut Base,
     mut stream: mio::net::TcpStream,
     remote: std::net::SocketAddr,
     scheme: Scheme,
+    tls: Option<crate::tls::Acceptor>,
 ) {
     let _ = stream.set_nodelay(true);
+    let session = match tls.map(|a| a.session()) {
+        None => None,
+        Some(Ok(s)) => Some(Box::new(s)),
+        Some(Err(e)) => {
+            crate::debug!("tls {remote}: no session: {e}");
+            b.peers.release(remote.ip());
+            return;
+        }
+    };
+    let tls_text = scheme == Scheme::Text && session.is_some();
     let core = &mut b.core;
     let gen = core.next_gen;
     core.next_gen = core.next_gen.wrapping_add(1);
@@ -202,8 +221,15 @@ fn add_conn(
         slot: slot as u32,
         gen,
     };
+    if let Some(s) = session {
+        if !super::tls::accepted(b, id, s) {
+            return;
+        }
+    }
+    let core = &mut b.core;
     let deadline = match scheme {
-        Scheme::Text => {
+        // Over TLS, the text protocol has a handshake too (`tls::established`).
+        Scheme::Text if !tls_text => {
             let idle = core.limits.idle_timeout;
             (!idle.is_zero()).then(|| core.now + idle)
         }
@@ -218,7 +244,7 @@ fn add_conn(
     if let Some(d) = deadline {
         core.arm_conn_timer(slot, d);
     }
-    if scheme == Scheme::Text {
+    if scheme == Scheme::Text && !tls_text {
         input::connected(core, b.app.as_mut(), id);
     }
 }

@@ -63,10 +63,11 @@ fn begin(b: &mut Base, id: ConnId, how: CloseHow) {
 /// Forget the connection at `slot` and close its socket. Accepting paused at the
 /// connection cap resumes from its own timer, not from here: a burst of closes then
 /// costs one accept pass instead of one per close.
-fn drop_conn(b: &mut Base, slot: usize) {
+pub(super) fn drop_conn(b: &mut Base, slot: usize) {
     if let Some(mut c) = b.core.conns.try_remove(slot) {
         let _ = b.poll.registry().deregister(&mut c.stream);
-        b.buffered_input = b.buffered_input.saturating_sub(c.in_buf.capacity());
+        let tls = c.tls.as_ref().map_or(0, |t| t.reserve());
+        b.buffered_input = b.buffered_input.saturating_sub(c.in_buf.capacity() + tls);
         b.peers.release(c.remote.ip());
     }
 }

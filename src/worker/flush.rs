@@ -22,14 +22,14 @@ pub(super) fn conns(core: &mut Core, reader: &mut Reader) {
             slot: slot as u32,
             gen: c.gen,
         };
-        match c.out.flush_to(&mut c.stream, &core.fanout) {
+        match c.flush_out(&core.fanout) {
             Ok((n, Flush::Done)) => {
                 c.bytes_written += n as u64;
                 if c.input.resume() {
                     reader.reread(id);
                 }
                 if c.state == ConnState::Closing {
-                    let _ = c.stream.shutdown(std::net::Shutdown::Write);
+                    c.shutdown_write();
                     c.state = ConnState::Lingering;
                 }
             }

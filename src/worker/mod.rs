@@ -25,6 +25,7 @@ mod input;
 mod peers;
 mod quiet;
 mod read;
+mod tls;
 
 use crate::api::{App, TimerId};
 use crate::config::Config;
@@ -70,7 +71,8 @@ struct Base {
     scratch: Vec<u8>,
     /// Connections per peer address, against `limits.max_connections_per_ip`.
     peers: peers::PeerCounts,
-    /// Capacity of every connection's `in_buf` together, against `limits.max_buffered_input`.
+    /// Capacity of every connection's `in_buf` together, plus the reserve of each TLS
+    /// handshake under way, against `limits.max_buffered_input`.
     buffered_input: usize,
     /// Warnings that a flood could repeat (EMFILE, caps) are logged at most once per period.
     quiet: quiet::Quiet,

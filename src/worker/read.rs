@@ -7,7 +7,7 @@ use super::{close, Base, SCRATCH};
 use crate::connection::{ConnState, Input, Proto};
 use crate::gateway::client_id::ConnId;
 use crate::state::CloseHow;
-use std::io::{self, Read};
+use std::io;
 
 /// Bytes read from one connection per event before giving others a turn.
 const READ_BUDGET: usize = 256 * 1024;
@@ -46,7 +46,7 @@ impl Reader {
         }
         if ev.is_writable() {
             if let Some(c) = b.core.conns.get_mut(slot) {
-                if !c.out.is_empty() && !c.in_dirty {
+                if c.has_output() && !c.in_dirty {
                     c.in_dirty = true;
                     b.core.dirty.push(slot);
                 }
@@ -88,7 +88,21 @@ impl Reader {
                     }
                 }
             }
-            let n = match c.stream.read(&mut b.scratch) {
+            let got = c.read_in(&mut b.scratch);
+            if let Some(t) = &mut c.tls {
+                if t.wants_write() && !c.in_dirty {
+                    // Handshake answers and alerts go out with this turn's flush.
+                    c.in_dirty = true;
+                    b.core.dirty.push(slot);
+                }
+                if t.take_established() {
+                    super::tls::established(b, id);
+                }
+            }
+            let Some(c) = b.core.conns.get_mut(slot) else {
+                return;
+            };
+            let n = match got {
                 Ok(0) => {
                     b.core.request_close(id, CloseHow::Now);
                     return;

@@ -29,6 +29,8 @@ pub struct Instance {
     pub extra: Vec<String>,
     /// `ulimit -n` for the master and its workers, if set.
     nofile: Option<u32>,
+    /// Environment variables for the foreground master (and so its workers).
+    env: Vec<(String, String)>,
     /// The foreground master, once started.
     child: Option<Child>,
 }
@@ -51,6 +53,7 @@ impl Instance {
                 .collect(),
             extra: Vec::new(),
             nofile: None,
+            env: Vec::new(),
             child: None,
         }
     }
@@ -84,6 +87,12 @@ impl Instance {
     /// Start the foreground master under `ulimit -n n` (the workers inherit it).
     pub fn nofile_limit(mut self, n: u32) -> Instance {
         self.nofile = Some(n);
+        self
+    }
+
+    /// Set an environment variable for the foreground master and its workers.
+    pub fn env(mut self, key: &str, value: &str) -> Instance {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -143,6 +152,7 @@ impl Instance {
             }
             None => Command::new(KEFU),
         };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("start")
             .args(self.start_args())
             .args(["--pid-file", "k.pid"])

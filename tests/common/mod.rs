@@ -10,6 +10,7 @@
 pub mod http;
 pub mod instance;
 pub mod kefu_app;
+pub mod pki;
 pub mod ws;
 
 pub use instance::Instance;

@@ -23,8 +23,19 @@ PORT="$(free_port)"
 DATA="$(mktemp -d "${TMPDIR:-/tmp}/kefu-e2e.XXXXXX")"
 export KEFU_PORT="$PORT" KEFU_DATA="$DATA"
 export KEFU_URL="http://127.0.0.1:$PORT"
+# The same pages over TLS (https:// and wss:// on one port) with a throwaway CA's certificate
+# for localhost; tls.test.mjs runs the visitor and console flow there.
+TLS_PORT="$(free_port)"
+export KEFU_TLS_URL="https://localhost:$TLS_PORT"
+( cd "$DATA" &&
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=kefu e2e CA" &&
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.csr -subj "/CN=localhost" &&
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > tls.ext &&
+  openssl x509 -req -in tls.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out tls.crt -days 2 -extfile tls.ext &&
+  cat tls.crt ca.pem > tls.pem ) >/dev/null 2>&1 || { echo "e2e: openssl failed"; echo "0 passed, 1 failed"; exit 1; }
+printf '[[listen]]\nurl = "https://127.0.0.1:%s"\ncert = "%s/tls.pem"\nkey = "%s/tls.key"\n' "$TLS_PORT" "$DATA" "$DATA" > "$DATA/kefu.toml"
 # The same start line is used again by the restart test.
-export KEFU_START_ARGS="start -d --app kefu --workers 2 --listen http://127.0.0.1:$PORT --data-dir $DATA --pid-file $DATA/kefu.pid --log-file $DATA/kefu.log"
+export KEFU_START_ARGS="start -d --app kefu --workers 2 -c $DATA/kefu.toml --listen http://127.0.0.1:$PORT --listen https://127.0.0.1:$TLS_PORT --data-dir $DATA --pid-file $DATA/kefu.pid --log-file $DATA/kefu.log"
 
 stop_kefu() { "$KEFU_BIN" stop --pid-file "$DATA/kefu.pid" >/dev/null 2>&1 || true; }
 trap 'stop_kefu; [ -n "${KEEP_E2E_DATA:-}" ] || rm -rf "$DATA"' EXIT
@@ -35,6 +46,8 @@ export AGENT2_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toS
 printf '%s\n' "$AGENT1_PASS" | "$KEFU_BIN" agent add --bid shop1 --id alice --name Alice --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 export AGENT3_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
 printf '%s\n' "$AGENT3_PASS" | "$KEFU_BIN" agent add --bid shop2 --id carol --name Carol --max 1 --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
+export AGENT4_PASS="$(node -e "console.log(require('crypto').randomBytes(12).toString('hex'))")"
+printf '%s\n' "$AGENT4_PASS" | "$KEFU_BIN" agent add --bid shop3 --id dave --name Dave --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 printf '%s\n' "$AGENT2_PASS" | "$KEFU_BIN" agent add --bid shop1 --id bob --name Bob --password-stdin --data-dir "$DATA" >/dev/null || { echo "e2e: agent add failed"; echo "0 passed, 1 failed"; exit 1; }
 
 # shellcheck disable=SC2086

@@ -1,7 +1,8 @@
 // Bun peer of kefu for benchmarks: `echo` mode returns every message to its sender; `chat`
 // mode speaks the workerman-chat subset, with room broadcast through Bun's uWebSockets
 // pub/sub (one topic per room).
-// Usage: bun server.js --port 8282 --mode echo|chat [--host 127.0.0.1]
+// Usage: bun server.js --port 8282 --mode echo|chat [--host 127.0.0.1] [--cert PEM --key PEM]
+// (with --cert and --key it serves wss:// through Bun.serve({ tls })).
 
 function parseArgs(argv) {
   const out = { port: 8282, mode: "echo", host: "127.0.0.1" };
@@ -11,6 +12,8 @@ function parseArgs(argv) {
     if (k === "--port") { out.port = Number(v); i++; }
     else if (k === "--mode") { out.mode = v; i++; }
     else if (k === "--host") { out.host = v; i++; }
+    else if (k === "--cert") { out.cert = v; i++; }
+    else if (k === "--key") { out.key = v; i++; }
     else { console.error(`unknown argument ${k}`); process.exit(2); }
   }
   if (!["echo", "chat"].includes(out.mode) || !(out.port > 0 && out.port < 65536)) {
@@ -98,9 +101,11 @@ function onChatClose(ws) {
   }));
 }
 
+const tls = args.cert && args.key ? { cert: Bun.file(args.cert), key: Bun.file(args.key) } : undefined;
 const server = Bun.serve({
   hostname: args.host,
   port: args.port,
+  tls,
   fetch(req, srv) {
     const data = { id: (++nextId).toString(16).padStart(20, "0"), name: "", room: null };
     if (srv.upgrade(req, { data })) return;
@@ -120,5 +125,5 @@ const server = Bun.serve({
   },
 });
 
-console.error(`bun peer (${Bun.version}) ${args.mode} on ws://${args.host}:${args.port}/`);
+console.error(`bun peer (${Bun.version}) ${args.mode} on ${tls ? "wss" : "ws"}://${args.host}:${args.port}/`);
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => { server.stop(true); process.exit(0); });
