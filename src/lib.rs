@@ -22,6 +22,7 @@
 pub mod log;
 
 pub mod api;
+pub mod cluster;
 pub mod app;
 pub mod cli;
 pub mod config;
