@@ -22,9 +22,9 @@
 pub mod log;
 
 pub mod api;
-pub mod cluster;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod gateway;

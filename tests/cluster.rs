@@ -75,7 +75,10 @@ fn assert_views(nodes: &[Node], want: &[&Client], what: &str) {
 fn gateway_round(nodes: &[Node], cs: &mut [Client], tag: &str) {
     let mut a = nodes[0].api();
     for (i, c) in cs.iter().enumerate() {
-        a.ok("bind_uid", json!({"client_id": c.id, "uid": format!("u{i}")}));
+        a.ok(
+            "bind_uid",
+            json!({"client_id": c.id, "uid": format!("u{i}")}),
+        );
         a.ok("join_group", json!({"client_id": c.id, "group": "all"}));
         if c.node == 0 {
             a.ok("join_group", json!({"client_id": c.id, "group": "one"}));
@@ -95,7 +98,11 @@ fn gateway_round(nodes: &[Node], cs: &mut [Client], tag: &str) {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(ok, "node {} never saw every client's group and uid", node.id);
+        assert!(
+            ok,
+            "node {} never saw every client's group and uid",
+            node.id
+        );
     }
     assert_views(nodes, &all, "after joins");
     let mut expected: Vec<Vec<String>> = vec![Vec::new(); n];
@@ -103,7 +110,10 @@ fn gateway_round(nodes: &[Node], cs: &mut [Client], tag: &str) {
         let mut api = node.api();
         let m = format!("{tag}-group-from{k}");
         let ex = cs[(k + 1) % n].id.clone();
-        api.ok("send_to_group", json!({"group": "all", "message": m, "exclude": [ex]}));
+        api.ok(
+            "send_to_group",
+            json!({"group": "all", "message": m, "exclude": [ex]}),
+        );
         for (i, e) in expected.iter_mut().enumerate() {
             if i != (k + 1) % n {
                 e.push(m.clone());
@@ -117,11 +127,20 @@ fn gateway_round(nodes: &[Node], cs: &mut [Client], tag: &str) {
             }
         }
         // A private message to a client on the next node, and a uid on the one after.
-        let t = cs.iter().position(|c| c.node == (k + 1) % nodes.len()).unwrap();
+        let t = cs
+            .iter()
+            .position(|c| c.node == (k + 1) % nodes.len())
+            .unwrap();
         let m = format!("{tag}-client-from{k}");
-        api.ok("send_to_client", json!({"client_id": cs[t].id, "message": m}));
+        api.ok(
+            "send_to_client",
+            json!({"client_id": cs[t].id, "message": m}),
+        );
         expected[t].push(m);
-        let t = cs.iter().rposition(|c| c.node == (k + 2) % nodes.len()).unwrap();
+        let t = cs
+            .iter()
+            .rposition(|c| c.node == (k + 2) % nodes.len())
+            .unwrap();
         let m = format!("{tag}-uid-from{k}");
         api.ok("send_to_uid", json!({"uid": format!("u{t}"), "message": m}));
         expected[t].push(m);
@@ -165,22 +184,43 @@ fn three_nodes_gateway_calls_counts_and_lists() {
     gateway_round(&nodes, &mut cs, "r1");
     // A close from node 3 of a client on node 1 reaches its owner, and every node forgets it.
     let gone = cs.remove(0);
-    nodes[2].api().ok("close_client", json!({"client_id": gone.id}));
+    nodes[2]
+        .api()
+        .ok("close_client", json!({"client_id": gone.id}));
     let left: Vec<&Client> = cs.iter().collect();
     assert_views(&nodes, &left, "after close_client");
-    // kefu status shows the cluster from any node.
+    // kefu status shows the cluster from any node: every other node, by the name in its
+    // lease (read within a renewal period).
     for n in &nodes {
-        let s = n.inst.status().expect("status");
-        let c = &s["cluster"];
-        assert_eq!(c["node"], json!(n.id), "{s}");
-        let others: BTreeSet<u64> = c["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["node"].as_u64().unwrap())
+        let want: BTreeSet<(u64, String)> = (1..=3u64)
+            .filter(|&i| i != n.id as u64)
+            .map(|i| (i, format!("n{i}")))
             .collect();
-        let want: BTreeSet<u64> = (1..=3).filter(|&i| i != n.id as u64).collect();
-        assert_eq!(others, want, "{s}");
+        let mut last = Value::Null;
+        let ok = wait_until(10 * SEC, || {
+            let s = n.inst.status().expect("status");
+            let got: BTreeSet<(u64, String)> = s["cluster"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["node"].as_u64().unwrap(),
+                        v["name"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            let good = s["cluster"]["node"] == json!(n.id) && got == want;
+            last = s;
+            good
+        });
+        assert!(ok, "node {}: {last}", n.id);
+        let out = n.inst.run(&["status"], 10 * SEC);
+        assert!(out.ok(), "{out:?}");
+        assert!(out.stdout.contains("CLUSTER"), "{}", out.stdout);
+        for m in &nodes {
+            assert!(out.stdout.contains(&format!("n{}", m.id)), "{}", out.stdout);
+        }
     }
 }
 

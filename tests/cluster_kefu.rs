@@ -77,7 +77,10 @@ fn visitor_and_agents_on_different_nodes() {
         signal(p, libc::SIGKILL);
     }
     recv_until(&mut v, "alice offline", |m| presence(m, "alice", false));
-    eprintln!("visitor told alice is gone {:?} after kill -9 of her node", t0.elapsed());
+    eprintln!(
+        "visitor told alice is gone {:?} after kill -9 of her node",
+        t0.elapsed()
+    );
     let (mut bob, _) = c.agent("shop", "bob");
     let got = recv_until(&mut bob, "assigned to bob", |m| {
         m["method"] == "assigned" && m["conv"]["conv_id"] == conv

@@ -79,7 +79,8 @@ impl Subscriber {
 
     /// Subscribe and forward until the connection fails (Err) or the relay is gone (Ok).
     fn session(&self, was_up: &mut bool) -> redis::RedisResult<()> {
-        let mut c = redis::Client::open(self.url.as_str())?.get_connection_with_timeout(IO_TIMEOUT)?;
+        let mut c =
+            redis::Client::open(self.url.as_str())?.get_connection_with_timeout(IO_TIMEOUT)?;
         // Batches may be far apart: only a broken connection ends the wait.
         c.set_read_timeout(None)?;
         let mut ps = c.as_pubsub();
@@ -188,7 +189,11 @@ impl Publisher {
                     .map(|(n, _)| self.wait_until.get(n).copied().unwrap_or(now))
                     .min()
                     .unwrap_or(now);
-                let retry = if self.con.is_none() { now + RETRY } else { soonest };
+                let retry = if self.con.is_none() {
+                    now + RETRY
+                } else {
+                    soonest
+                };
                 wake = wake.min(retry);
             }
             match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
@@ -245,8 +250,9 @@ impl Publisher {
             PubCmd::Leave(done) => {
                 self.publish();
                 if let Some(c) = self.con.as_mut() {
-                    let _: redis::RedisResult<()> =
-                        redis::cmd("DEL").arg(self.keys.lease(self.me.node)).query(c);
+                    let _: redis::RedisResult<()> = redis::cmd("DEL")
+                        .arg(self.keys.lease(self.me.node))
+                        .query(c);
                 }
                 let _ = done.send(());
                 return false;
@@ -370,17 +376,18 @@ impl Publisher {
             .collect();
         for node in nodes {
             let channel = self.keys.channel(node);
-            loop {
-                let Some(b) = self.queues.get(&node).and_then(|q| q.front()) else {
-                    break;
-                };
+            while let Some(b) = self.queues.get(&node).and_then(|q| q.front()) {
                 let Some(c) = self.con.as_mut() else {
                     if self.conn().is_none() {
                         return;
                     }
                     continue;
                 };
-                match redis::cmd("PUBLISH").arg(&channel).arg(b.as_slice()).query::<i64>(c) {
+                match redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(b.as_slice())
+                    .query::<i64>(c)
+                {
                     Ok(0) => {
                         self.wait_until.insert(node, now + NO_LISTENER_RETRY);
                         break;

@@ -35,7 +35,9 @@ enum LinkState {
     Live,
     /// Our side is shut; waiting for the worker to close its end. `then` are the links that
     /// replace this one, handed over once it is closed.
-    Draining { then: Vec<Handover> },
+    Draining {
+        then: Vec<Handover>,
+    },
 }
 
 #[derive(Debug)]
@@ -255,7 +257,10 @@ impl Relay {
             Some(r) if epoch == r.epoch => true,
             Some(r) if epoch < r.epoch => false,
             Some(r) => {
-                info!("cluster: node {node} resynchronises (epoch {} -> {epoch})", r.epoch);
+                info!(
+                    "cluster: node {node} resynchronises (epoch {} -> {epoch})",
+                    r.epoch
+                );
                 r.epoch = epoch;
                 r.gone.clear();
                 r.rx_seq = None;
@@ -325,9 +330,7 @@ impl Relay {
             if r.gone.contains(&rec.from) {
                 continue;
             }
-            r.workers
-                .entry(rec.from)
-                .or_insert((rec.from_worker, now));
+            r.workers.entry(rec.from).or_insert((rec.from_worker, now));
             if let Some(slot) = self.ensure_link(rec.to, rec.from, rec.from_worker) {
                 self.write_link(slot, rec.frame);
             }
@@ -599,7 +602,10 @@ impl Relay {
         };
         l.out.extend_from_slice(frame);
         if l.out.len() > LINK_OUT_MAX {
-            warn!("cluster: worker {:x} does not read its link; dropping it", l.local);
+            warn!(
+                "cluster: worker {:x} does not read its link; dropping it",
+                l.local
+            );
             return self.remove(slot);
         }
         self.write_out(slot);

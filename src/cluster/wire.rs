@@ -109,7 +109,12 @@ pub fn decode(b: &[u8]) -> Result<(Header, Records<'_>), BatchError> {
         epoch: u64_at(b, 2).ok_or(BatchError::Short)?,
         seq: u64_at(b, 10).ok_or(BatchError::Short)?,
     };
-    Ok((h, Records { rest: &b[HEADER_LEN..] }))
+    Ok((
+        h,
+        Records {
+            rest: &b[HEADER_LEN..],
+        },
+    ))
 }
 
 /// Records of a batch, in order; stops after the first error.
@@ -207,8 +212,18 @@ mod tests {
         assert_eq!(
             recs,
             vec![
-                Record { from: 10, from_worker: 1, to: 20, frame: &f1 },
-                Record { from: 11, from_worker: 2, to: 21, frame: &f2 },
+                Record {
+                    from: 10,
+                    from_worker: 1,
+                    to: 20,
+                    frame: &f1
+                },
+                Record {
+                    from: 11,
+                    from_worker: 2,
+                    to: 21,
+                    frame: &f2
+                },
             ]
         );
         // Every cut of the batch is a clean error or a shorter list, never a panic.
@@ -219,7 +234,10 @@ mod tests {
                     let v: Vec<_> = recs.collect();
                     assert!(v.len() <= 2);
                     if cut < b.len() && cut > HEADER_LEN {
-                        assert!(v.last().unwrap().is_err() || v.len() == 1 && cut == HEADER_LEN + RECORD_HEAD + f1.len());
+                        assert!(
+                            v.last().unwrap().is_err()
+                                || v.len() == 1 && cut == HEADER_LEN + RECORD_HEAD + f1.len()
+                        );
                     }
                 }
             }

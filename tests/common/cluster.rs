@@ -5,8 +5,8 @@
 use super::http::{api_config, Http};
 use super::ws::Ws;
 use super::{free_port, try_signal, wait_until, Instance, SEC};
-use std::net::TcpStream;
 use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -23,7 +23,9 @@ pub fn redis_available() -> bool {
         std::env::var_os("CI").is_none(),
         "{REDIS_SERVER} is missing: .ci/run installs it"
     );
-    eprintln!("\n*** SKIPPED: {REDIS_SERVER} is not installed (apt-get install redis-server) ***\n");
+    eprintln!(
+        "\n*** SKIPPED: {REDIS_SERVER} is not installed (apt-get install redis-server) ***\n"
+    );
     false
 }
 
@@ -136,7 +138,14 @@ pub struct Node {
 
 impl Node {
     /// Start node `id` of app `app` with `workers` workers on 127.0.0.`id+1`.
-    pub fn start(app: &str, id: u8, workers: usize, redis: &Redis, lease_ms: u64, extra: &str) -> Node {
+    pub fn start(
+        app: &str,
+        id: u8,
+        workers: usize,
+        redis: &Redis,
+        lease_ms: u64,
+        extra: &str,
+    ) -> Node {
         let host = format!("127.0.0.{}", id + 1);
         let (ws_port, api_port) = (free_port(), free_port());
         let toml = format!(
