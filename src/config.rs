@@ -897,4 +897,34 @@ mod tests {
             Err(ConfigError::Parse(..))
         ));
     }
+
+    #[test]
+    fn cluster_section() {
+        let dir = std::env::temp_dir().join(format!("kefu-cfg-cl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("kefu.toml");
+        let ov = Overrides::default();
+        let load = |body: &str| {
+            std::fs::write(&p, body).unwrap();
+            Config::load(Some(&p), &ov)
+        };
+        let c = load("[cluster]\nnode = 7\nredis = \"redis://127.0.0.1:6379/\"\n").unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(
+            (cl.node, cl.lease_ms, cl.prefix.as_str()),
+            (7, 3000, "kefu")
+        );
+        assert!(Config::load(None, &ov).unwrap().cluster.is_none());
+        for bad in [
+            "[cluster]\nnode = 0\nredis = \"redis://h:1/\"\n",
+            "[cluster]\nnode = 256\nredis = \"redis://h:1/\"\n",
+            "[cluster]\nnode = 1\nredis = \"http://h:1/\"\n",
+            "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\nlease_ms = 10\n",
+            "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\nprefix = \"a b\"\n",
+            "[cluster]\nnode = 1\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

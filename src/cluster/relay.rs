@@ -359,24 +359,19 @@ impl Relay {
                 .filter(|(i, w)| !listed.contains(i) && now.duration_since(w.1) > lease)
                 .map(|(i, _)| *i)
                 .collect();
-            let mut fresh = Vec::new();
             for &(inc, w) in &l.workers {
                 if node_of(inc) != l.node || r.gone.contains(&inc) {
                     continue;
                 }
-                r.workers.entry(inc).or_insert_with(|| {
-                    fresh.push((inc, w));
-                    (w, now)
-                });
+                r.workers.entry(inc).or_insert((w, now));
             }
             for inc in &ended {
                 r.workers.remove(inc);
                 r.gone.insert(*inc);
             }
-            // Links a worker closed by itself (it found a frame it could not decode) come
-            // back with the fresh ones.
+            // New workers, and links a worker closed by itself (it found a frame it could not
+            // decode), are linked now.
             let all: Vec<(u64, u16)> = r.workers.iter().map(|(i, w)| (*i, w.0)).collect();
-            drop(fresh);
             for inc in ended {
                 self.drop_remote_worker(inc);
             }
