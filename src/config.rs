@@ -448,6 +448,33 @@ impl Default for KefuConfig {
     }
 }
 
+/// `[cluster]`: this node's place in a cluster of kefu nodes sharing one Redis.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, 1..=255, unique in the cluster (it is the top byte of client ids).
+    pub node: u8,
+    /// A name shown by `kefu status` (default `node-<id>`).
+    #[serde(default)]
+    pub name: String,
+    /// Redis URL (`redis://[:password@]host:port[/db]`).
+    pub redis: String,
+    /// Milliseconds a node's lease lives without renewal; a node silent that long is dropped.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Prefix of every Redis key and channel, so several clusters can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+fn default_lease_ms() -> u64 {
+    3000
+}
+
+fn default_prefix() -> String {
+    "kefu".into()
+}
+
 /// The whole configuration of one kefu instance.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -481,6 +508,8 @@ pub struct Config {
     pub bridge: BridgeConfig,
     /// Customer-service app options.
     pub kefu: KefuConfig,
+    /// Cluster membership (absent: a single node, no Redis).
+    pub cluster: Option<ClusterConfig>,
     /// Path of the file this config was read from, if any (workers re-read it on reload).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -505,6 +534,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             bridge: BridgeConfig::default(),
             kefu: KefuConfig::default(),
+            cluster: None,
             source: None,
         }
     }
@@ -648,6 +678,25 @@ impl Config {
             ));
         }
         self.validate_tls()?;
+        if let Some(c) = &self.cluster {
+            if c.node == 0 {
+                return Err(ConfigError::Invalid("cluster.node must be 1..=255"));
+            }
+            if !(500..=60_000).contains(&c.lease_ms) {
+                return Err(ConfigError::Invalid("cluster.lease_ms must be 500..=60000"));
+            }
+            let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
+            if c.prefix.is_empty() || c.prefix.len() > 64 || !c.prefix.bytes().all(ok) {
+                return Err(ConfigError::Invalid(
+                    "cluster.prefix must be 1..=64 of [A-Za-z0-9_.-]",
+                ));
+            }
+            if !c.redis.starts_with("redis://") && !c.redis.starts_with("unix://") {
+                return Err(ConfigError::Invalid(
+                    "cluster.redis must be a redis:// or unix:// URL",
+                ));
+            }
+        }
         let api = self.listen.iter().any(|l| l.scheme == Scheme::Api);
         // Counted in bytes, like the comparison; 16 bytes of a random key are out of reach of
         // guessing over the network.
@@ -847,5 +896,35 @@ mod tests {
             Config::load(Some(&p), &ov),
             Err(ConfigError::Parse(..))
         ));
+    }
+
+    #[test]
+    fn cluster_section() {
+        let dir = std::env::temp_dir().join(format!("kefu-cfg-cl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("kefu.toml");
+        let ov = Overrides::default();
+        let load = |body: &str| {
+            std::fs::write(&p, body).unwrap();
+            Config::load(Some(&p), &ov)
+        };
+        let c = load("[cluster]\nnode = 7\nredis = \"redis://127.0.0.1:6379/\"\n").unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(
+            (cl.node, cl.lease_ms, cl.prefix.as_str()),
+            (7, 3000, "kefu")
+        );
+        assert!(Config::load(None, &ov).unwrap().cluster.is_none());
+        for bad in [
+            "[cluster]\nnode = 0\nredis = \"redis://h:1/\"\n",
+            "[cluster]\nnode = 256\nredis = \"redis://h:1/\"\n",
+            "[cluster]\nnode = 1\nredis = \"http://h:1/\"\n",
+            "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\nlease_ms = 10\n",
+            "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\nprefix = \"a b\"\n",
+            "[cluster]\nnode = 1\n",
+        ] {
+            assert!(load(bad).is_err(), "{bad}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

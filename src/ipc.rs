@@ -231,6 +231,41 @@ pub struct MasterStatus {
     /// One row per live worker process; a worker that did not answer in time has state `busy`
     /// and zero figures.
     pub workers: Vec<WorkerStatus>,
+    /// The cluster as this node sees it (absent on a single node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterView>,
+}
+
+/// What this node knows of another, for `kefu status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// Node id.
+    pub node: u8,
+    /// Its name.
+    pub name: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Its worker incarnations.
+    pub workers: Vec<u64>,
+    /// Milliseconds since its lease was last seen.
+    pub seen_ms_ago: u64,
+}
+
+/// The cluster as this node sees it, for `kefu status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's id.
+    pub node: u8,
+    /// This node's name.
+    pub name: String,
+    /// This node's epoch.
+    pub epoch: u64,
+    /// Whether the Redis connection used for leases and publishing is up.
+    pub redis_up: bool,
+    /// The other nodes.
+    pub nodes: Vec<ClusterNode>,
+    /// Live links between local and remote workers.
+    pub links: usize,
 }
 
 /// One row of the exit table: how often workers of `name` ended with `status`.

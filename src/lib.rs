@@ -24,6 +24,7 @@ pub mod log;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod gateway;

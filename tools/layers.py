@@ -25,7 +25,7 @@ LAYERS = [
     ["gateway"],
     ["state"],
     ["api"],
-    ["worker", "store", "web"],
+    ["worker", "store", "web", "cluster"],
     ["app"],
     ["master"],
     ["cli"],

@@ -23,6 +23,7 @@ fn main() {
         ("text_lines", text_lines()),
         ("utf8", utf8()),
         ("bus_wire", bus_wire()),
+        ("cluster_batch", cluster_batch()),
     ] {
         let dir = root.join(target);
         // Start clean so a renamed seed does not linger.
@@ -531,4 +532,45 @@ fn bus_wire() -> Seeds {
     s.push(seed("too_large", (64u32 * 1024 * 1024 + 1).to_le_bytes()));
     s.push(seed("partial_frame", up[..up.len() - 3].to_vec()));
     s
+}
+
+fn cluster_batch() -> Seeds {
+    use kefu::cluster::wire::{begin, push, Header};
+    let h = Header {
+        node: 2,
+        epoch: 1_795_893_022_585_690,
+        seq: 7,
+    };
+    let k = ConnId { slot: 1, gen: 3 };
+    let mut up = Vec::new();
+    encode(&BusMsg::Up(k), &mut up);
+    let mut msg = Vec::new();
+    encode(
+        &BusMsg::ToClient {
+            kind: Kind::Text,
+            key: k,
+            payload: b"hello",
+        },
+        &mut msg,
+    );
+    let mut empty = Vec::new();
+    begin(&mut empty, h);
+    let mut one = empty.clone();
+    push(&mut one, 0x0200_0000_0000_0001, 0, 0x0100_0000_0000_0002, &up);
+    let mut two = one.clone();
+    push(&mut two, 0x0200_0000_0000_0001, 0, 0x0100_0000_0000_0002, &msg);
+    let mut truncated = two.clone();
+    truncated.truncate(two.len() - 3);
+    let mut huge = empty.clone();
+    push(&mut huge, 1, 0, 2, &u32::MAX.to_le_bytes());
+    let mut bad_version = one.clone();
+    bad_version[0] = 9;
+    vec![
+        seed("empty", empty),
+        seed("one_record", one),
+        seed("two_records", two),
+        seed("truncated", truncated),
+        seed("frame_too_large", huge),
+        seed("bad_version", bad_version),
+    ]
 }

@@ -216,7 +216,41 @@ pub(crate) fn status(s: &MasterStatus, ctx: &StatusContext) -> String {
         pad(&reqs.to_string(), 14),
         pad(&qps_sum.to_string(), 7)
     );
+    if let Some(c) = &s.cluster {
+        cluster(&mut o, c);
+    }
     o
+}
+
+/// The cluster part of `kefu status`: this node, then every other node it knows.
+fn cluster(o: &mut String, c: &crate::ipc::ClusterView) {
+    let _ = writeln!(o, "{}", separator("CLUSTER"));
+    let _ = writeln!(
+        o,
+        "{}{}{}lease",
+        pad("node", 8),
+        pad("name", 16),
+        pad("workers", 10)
+    );
+    let redis = if c.redis_up { "redis up" } else { "REDIS DOWN" };
+    let _ = writeln!(
+        o,
+        "{}{}{}this node, {redis}, {} links to other nodes' workers",
+        pad(&c.node.to_string(), 8),
+        pad(&c.name, 16),
+        pad("-", 10),
+        c.links
+    );
+    for n in &c.nodes {
+        let _ = writeln!(
+            o,
+            "{}{}{}seen {} ms ago",
+            pad(&n.node.to_string(), 8),
+            pad(&n.name, 16),
+            pad(&n.workers.len().to_string(), 10),
+            n.seen_ms_ago
+        );
+    }
 }
 
 /// The `kefu connections` table.
@@ -358,6 +392,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            cluster: None,
         }
     }
 

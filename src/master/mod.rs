@@ -12,6 +12,7 @@ pub(crate) mod signals;
 pub(crate) mod spawn;
 
 mod clients;
+mod cluster;
 mod procs;
 mod query;
 mod reload;
@@ -40,6 +41,8 @@ use std::time::{Duration, Instant};
 
 const SIGNAL: Token = Token(0);
 const CONTROL: Token = Token(1);
+/// The cluster relay has links to hand over.
+const CLUSTER: Token = Token(2);
 /// Tokens `CLIENT_BASE..PROC_BASE` are CLI clients, `PROC_BASE..` worker links (slab keys).
 const CLIENT_BASE: usize = 16;
 const PROC_BASE: usize = 1 << 20;
@@ -231,6 +234,8 @@ struct Master {
     /// connections queued on it).
     slot_listeners: Vec<Vec<(String, std::net::TcpListener)>>,
     exit_code: Option<i32>,
+    /// The cluster threads, when `[cluster]` is configured.
+    cluster: Option<crate::cluster::Cluster>,
 }
 
 impl Master {
@@ -290,6 +295,7 @@ impl Master {
                 .unwrap_or(0),
             exits: BTreeMap::new(),
             exit_code: None,
+            cluster: None,
             spawn,
             cfg,
         })
@@ -303,6 +309,9 @@ impl Master {
             self.cfg.workers,
             self.listen_list().join(" ")
         );
+        if let Err(e) = self.start_cluster() {
+            self.fail_startup(format!("cannot start the cluster threads: {e}"));
+        }
         for slot in 0..self.slots.len() {
             if let Err(e) = self.spawn_into_slot(slot) {
                 self.fail_startup(format!("cannot spawn worker {slot}: {e}"));
@@ -330,12 +339,14 @@ impl Master {
                 match ev.token() {
                     SIGNAL => self.on_signals(),
                     CONTROL => self.accept_clients(),
+                    CLUSTER => self.on_cluster_wake(),
                     Token(t) if t >= PROC_BASE => self.on_proc_event(t - PROC_BASE),
                     Token(t) => self.on_client_event(t - CLIENT_BASE),
                 }
             }
             self.on_timers(Instant::now());
         }
+        self.leave_cluster();
         let _ = std::fs::remove_file(self.cfg.control_socket());
         let code = self.exit_code.unwrap_or(0);
         info!("kefu master exits ({code})");

@@ -8,10 +8,11 @@ impl Master {
         self.generation += 1;
         // A later master starts at a later microsecond and no master spawns 1000 workers per
         // microsecond of its life, so incarnations never repeat across restarts.
-        let inc = self
-            .start_micros
-            .wrapping_mul(1000)
-            .wrapping_add(self.generation);
+        let inc = self.cluster_inc(
+            self.start_micros
+                .wrapping_mul(1000)
+                .wrapping_add(self.generation),
+        );
         while self.slot_listeners.len() <= worker_id {
             // A slot the start did not have (a reload with more workers).
             self.slot_listeners.push(Vec::new());
@@ -43,6 +44,7 @@ impl Master {
             failed: None,
         });
         self.link_peers(key);
+        self.cluster_sync();
         Ok(key)
     }
 
@@ -236,6 +238,7 @@ impl Master {
         }
         let mut p = self.procs.remove(key);
         let _ = self.poll.registry().deregister(&mut p.chan.stream);
+        self.cluster_sync();
         *self.exits.entry(status).or_insert(0) += 1;
         let how = match ExitKind::from_raw(status) {
             ExitKind::Code(c) => format!("exit code {c}"),

@@ -133,6 +133,7 @@ impl Master {
             phase: phase.into(),
             exits,
             workers,
+            cluster: self.cluster_view(),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod http;
 pub mod instance;
 pub mod kefu_app;

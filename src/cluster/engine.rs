@@ -1,0 +1,409 @@
+//! The Redis side of a node: the publisher thread (batches to other nodes, our lease, reading
+//! every lease) and the subscriber thread (batches to us). Both block on Redis, on their own
+//! threads only; the relay hears from them over a channel and a waker.
+
+use super::{wire, Cmd, Lease, PubCmd, View};
+use crate::{info, warn};
+use mio::Waker;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Time to connect to Redis, and to wait for an answer, before the connection counts as lost.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between reconnection attempts.
+const RETRY: Duration = Duration::from_millis(200);
+/// Pause before publishing again to a node that had no subscriber.
+const NO_LISTENER_RETRY: Duration = Duration::from_millis(20);
+/// Bytes held for other nodes while Redis is away; past it the oldest batches are dropped
+/// (the receivers then see a gap and resynchronise).
+const HELD_MAX: usize = 256 << 20;
+
+/// Key and channel names under the configured prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.into(),
+        }
+    }
+    fn lease(&self, node: u8) -> String {
+        format!("{}:node:{node}", self.prefix)
+    }
+    fn members(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+    pub(super) fn channel(&self, node: u8) -> String {
+        format!("{}:to:{node}", self.prefix)
+    }
+}
+
+fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
+    let c = redis::Client::open(url)?.get_connection_with_timeout(IO_TIMEOUT)?;
+    c.set_read_timeout(Some(IO_TIMEOUT))?;
+    c.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(c)
+}
+
+/// The thread that receives this node's channel.
+#[derive(Debug)]
+pub(super) struct Subscriber {
+    pub(super) url: String,
+    pub(super) channel: String,
+    pub(super) to_relay: Sender<Cmd>,
+    pub(super) waker: Arc<Waker>,
+}
+
+impl Subscriber {
+    pub(super) fn run(self) {
+        let mut was_up = false;
+        loop {
+            match self.session(&mut was_up) {
+                Ok(()) => return,
+                Err(e) => {
+                    if was_up {
+                        warn!("cluster: subscription to {} lost: {e}", self.channel);
+                        was_up = false;
+                    }
+                }
+            }
+            // Own thread, not an event loop: waiting here delays nobody.
+            std::thread::sleep(RETRY);
+        }
+    }
+
+    /// Subscribe and forward until the connection fails (Err) or the relay is gone (Ok).
+    fn session(&self, was_up: &mut bool) -> redis::RedisResult<()> {
+        let mut c =
+            redis::Client::open(self.url.as_str())?.get_connection_with_timeout(IO_TIMEOUT)?;
+        // Batches may be far apart: only a broken connection ends the wait.
+        c.set_read_timeout(None)?;
+        let mut ps = c.as_pubsub();
+        ps.subscribe(&self.channel)?;
+        if !*was_up {
+            info!("cluster: subscribed to {}", self.channel);
+        }
+        *was_up = true;
+        loop {
+            let m = ps.get_message()?;
+            if self
+                .to_relay
+                .send(Cmd::Incoming(m.get_payload_bytes().to_vec()))
+                .is_err()
+            {
+                return Ok(());
+            }
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+/// The thread that publishes batches and keeps the lease.
+pub(super) struct Publisher {
+    url: String,
+    keys: Keys,
+    me: Lease,
+    lease: Duration,
+    rx: Receiver<PubCmd>,
+    to_relay: Sender<Cmd>,
+    waker: Arc<Waker>,
+    view: Arc<Mutex<View>>,
+    con: Option<redis::Connection>,
+    /// Ever connected (a later connection is a reconnection).
+    connected_once: bool,
+    /// Reconnected since our lease was last written: a missing lease then means Redis lost
+    /// it (restart), not that we were away.
+    reconnected: bool,
+    /// Our lease was written at least once.
+    seen_self: bool,
+    queues: BTreeMap<u8, VecDeque<Vec<u8>>>,
+    held: usize,
+    seq: HashMap<u8, u64>,
+    wait_until: HashMap<u8, Instant>,
+    next_tick: Instant,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("node", &self.me.node)
+            .field("connected", &self.con.is_some())
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+impl Publisher {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        url: String,
+        keys: Keys,
+        me: Lease,
+        lease: Duration,
+        rx: Receiver<PubCmd>,
+        to_relay: Sender<Cmd>,
+        waker: Arc<Waker>,
+        view: Arc<Mutex<View>>,
+    ) -> Publisher {
+        Publisher {
+            url,
+            keys,
+            me,
+            lease,
+            rx,
+            to_relay,
+            waker,
+            view,
+            con: None,
+            connected_once: false,
+            reconnected: false,
+            seen_self: false,
+            queues: BTreeMap::new(),
+            held: 0,
+            seq: HashMap::new(),
+            wait_until: HashMap::new(),
+            next_tick: Instant::now(),
+        }
+    }
+
+    fn tell(&self, c: Cmd) {
+        if self.to_relay.send(c).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let now = Instant::now();
+            let mut wake = self.next_tick;
+            if self.queues.values().any(|q| !q.is_empty()) {
+                let soonest = self
+                    .queues
+                    .iter()
+                    .filter(|(_, q)| !q.is_empty())
+                    .map(|(n, _)| self.wait_until.get(n).copied().unwrap_or(now))
+                    .min()
+                    .unwrap_or(now);
+                let retry = if self.con.is_none() {
+                    now + RETRY
+                } else {
+                    soonest
+                };
+                wake = wake.min(retry);
+            }
+            match self.rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(cmd) => {
+                    if !self.on_cmd(cmd) {
+                        return;
+                    }
+                    while let Ok(cmd) = self.rx.try_recv() {
+                        if !self.on_cmd(cmd) {
+                            return;
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= self.next_tick {
+                self.next_tick = Instant::now() + self.lease / 3;
+                self.tick();
+            }
+            self.publish();
+        }
+    }
+
+    /// False once we should stop.
+    fn on_cmd(&mut self, cmd: PubCmd) -> bool {
+        match cmd {
+            PubCmd::Publish(node, mut b) => {
+                let s = self.seq.entry(node).or_insert(0);
+                *s += 1;
+                wire::set_seq(&mut b, *s);
+                self.held += b.len();
+                let q = self.queues.entry(node).or_default();
+                q.push_back(b);
+                while self.held > HELD_MAX {
+                    let Some(old) = q.pop_front() else { break };
+                    self.held -= old.len();
+                }
+            }
+            PubCmd::DropNode(node) => {
+                if let Some(q) = self.queues.remove(&node) {
+                    self.held -= q.iter().map(Vec::len).sum::<usize>();
+                }
+            }
+            PubCmd::Workers(ws) => {
+                self.me.workers = ws;
+                // Others learn of new workers at once, not a tick later.
+                self.next_tick = Instant::now();
+            }
+            PubCmd::Epoch(e) => {
+                self.me.epoch = e;
+                self.next_tick = Instant::now();
+            }
+            PubCmd::Leave(done) => {
+                self.publish();
+                if let Some(c) = self.con.as_mut() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL")
+                        .arg(self.keys.lease(self.me.node))
+                        .query(c);
+                }
+                let _ = done.send(());
+                return false;
+            }
+        }
+        true
+    }
+
+    fn conn(&mut self) -> Option<&mut redis::Connection> {
+        if self.con.is_none() {
+            match connect(&self.url) {
+                Ok(c) => {
+                    if self.connected_once {
+                        info!("cluster: reconnected to Redis");
+                        self.reconnected = true;
+                        self.tell(Cmd::Reconnected);
+                    }
+                    self.connected_once = true;
+                    self.con = Some(c);
+                }
+                Err(_) => {
+                    self.set_up(false);
+                    return None;
+                }
+            }
+        }
+        self.con.as_mut()
+    }
+
+    fn set_up(&self, up: bool) {
+        if let Ok(mut v) = self.view.lock() {
+            v.redis_up = up;
+        }
+    }
+
+    fn lost(&mut self, e: redis::RedisError) {
+        if self.con.take().is_some() {
+            warn!("cluster: Redis connection lost: {e}");
+        }
+        self.set_up(false);
+    }
+
+    /// Renew our lease and read everyone's.
+    fn tick(&mut self) {
+        let keys = self.keys.clone();
+        let node = self.me.node;
+        let key = keys.lease(node);
+        let members = self.keys.members();
+        let ms = self.lease.as_millis() as u64;
+        let val = serde_json::to_vec(&self.me).unwrap_or_default();
+        let reconnected = self.reconnected;
+        let Some(c) = self.conn() else {
+            return;
+        };
+        let res = (|| -> redis::RedisResult<(bool, Vec<Option<Vec<u8>>>)> {
+            // XX: renew only; a missing key says our lease ran out before this renewal.
+            let renewed: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&val)
+                .arg("XX")
+                .arg("PX")
+                .arg(ms)
+                .query(c)?;
+            if renewed.is_none() {
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&val)
+                    .arg("PX")
+                    .arg(ms)
+                    .query::<()>(c)?;
+            }
+            let ids: Vec<u16> = redis::pipe()
+                .cmd("SADD")
+                .arg(&members)
+                .arg(node)
+                .ignore()
+                .cmd("SMEMBERS")
+                .arg(&members)
+                .query::<(Vec<u16>,)>(c)?
+                .0;
+            let keys: Vec<String> = ids
+                .iter()
+                .filter_map(|&n| u8::try_from(n).ok())
+                .map(|n| keys.lease(n))
+                .collect();
+            let vals: Vec<Option<Vec<u8>>> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                redis::cmd("MGET").arg(&keys).query(c)?
+            };
+            Ok((renewed.is_some(), vals))
+        })();
+        match res {
+            Ok((renewed, vals)) => {
+                self.set_up(true);
+                if !renewed && !reconnected && self.seen_self {
+                    self.tell(Cmd::LeaseLost);
+                }
+                self.seen_self = true;
+                self.reconnected = false;
+                let leases = vals
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| serde_json::from_slice::<Lease>(&v).ok())
+                    .collect();
+                self.tell(Cmd::Membership(leases));
+            }
+            Err(e) => self.lost(e),
+        }
+    }
+
+    /// Publish what waits, in order per node; a node with no subscriber (restarting, or
+    /// between Redis reconnections) keeps its queue and is tried again shortly.
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let nodes: Vec<u8> = self
+            .queues
+            .iter()
+            .filter(|(n, q)| !q.is_empty() && self.wait_until.get(n).is_none_or(|t| *t <= now))
+            .map(|(n, _)| *n)
+            .collect();
+        for node in nodes {
+            let channel = self.keys.channel(node);
+            while let Some(b) = self.queues.get(&node).and_then(|q| q.front()) {
+                let Some(c) = self.con.as_mut() else {
+                    if self.conn().is_none() {
+                        return;
+                    }
+                    continue;
+                };
+                match redis::cmd("PUBLISH")
+                    .arg(&channel)
+                    .arg(b.as_slice())
+                    .query::<i64>(c)
+                {
+                    Ok(0) => {
+                        self.wait_until.insert(node, now + NO_LISTENER_RETRY);
+                        break;
+                    }
+                    Ok(_) => {
+                        if let Some(b) = self.queues.get_mut(&node).and_then(|q| q.pop_front()) {
+                            self.held -= b.len();
+                        }
+                        self.wait_until.remove(&node);
+                    }
+                    Err(e) => {
+                        self.lost(e);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
