@@ -99,3 +99,90 @@ fn get(s: &mut TcpStream) -> String {
         }
     }
 }
+
+#[test]
+fn a_connection_mid_handshake_is_handed_over_as_it_is() {
+    let k = Instance::new("echo", 1, &["websocket"]);
+    assert!(k.start_detached().ok(), "{}", k.log());
+    let mut s = TcpStream::connect(k.addr("websocket")).unwrap();
+    s.set_read_timeout(Some(10 * SEC)).unwrap();
+    // The old worker has this much of the upgrade request when the reload comes.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Up")
+        .unwrap();
+    // Wait until the old worker holds those bytes undecoded (HANDSHAKE with a receive queue).
+    let port = s.local_addr().unwrap().port().to_string();
+    assert!(
+        common::wait_until(10 * SEC, || {
+            let out = k.run(&["connections", "--json"], 10 * SEC);
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+            v.as_array().into_iter().flatten().any(|c| {
+                c["remote"].as_str().is_some_and(|r| r.ends_with(&port))
+                    && c["state"] == "HANDSHAKE"
+                    && c["recv_q"].as_u64() > Some(0)
+            })
+        }),
+        "the old worker never held the half request"
+    );
+    let mut other = Ws::connect(&k.addr("websocket"), "/");
+    echo(&mut other, "settled");
+    reload(&k);
+    s.write_all(
+        b"grade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "closed mid-handshake");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut ws = Ws::from_stream(s);
+    echo(&mut ws, "upgraded on the new worker");
+    echo(&mut other, "still here");
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}
+
+#[test]
+fn a_new_binary_that_cannot_read_the_state_closes_with_1012_and_says_why() {
+    let k = Instance::echo(1);
+    // The server runs from its own copy of the binary, so the "upgrade" below can replace it.
+    let bin = k.dir.join("kefu-bin");
+    std::fs::copy(common::KEFU, &bin).unwrap();
+    let mut args = vec!["start".to_string(), "-d".to_string()];
+    args.extend(k.start_args());
+    args.extend(["--pid-file".into(), "k.pid".into()]);
+    let out = common::run_bin(&bin, &k.dir, &args, 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    let addr = k.addr("websocket");
+    let mut c = Ws::connect(&addr, "/");
+    echo(&mut c, "before");
+    // The new "binary" reads a hand-over format this one does not write.
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\nKEFU_HANDOVER_FORMAT=999 exec {} \"$@\"\n",
+            common::KEFU
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    reload(&k);
+    assert_eq!(c.recv_close_code(), Some(1012), "{}", k.log());
+    let log = k.log();
+    assert!(
+        log.contains("the new worker reads hand-over format 999 and this one writes format 1"),
+        "{log}"
+    );
+    assert!(log.contains("starts fresh"), "{log}");
+    // The fresh worker serves: a reconnecting client is echoed.
+    let mut again = Ws::connect(&addr, "/");
+    echo(&mut again, "after");
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}
