@@ -89,8 +89,7 @@ fn agent_and_visitor_chat_through_a_reload_without_noticing() {
     let (mut alice, _) = k.agent("shop", "alice");
     let (mut v, _) = k.visitor("shop");
     let first = say(&mut v, None, "v-open", "hello");
-    let conv = recv_until(&mut alice, "assigned", |m| m["method"] == "assigned")["conv"]
-        ["conv_id"]
+    let conv = recv_until(&mut alice, "assigned", |m| m["method"] == "assigned")["conv"]["conv_id"]
         .as_i64()
         .unwrap();
     recv_until(&mut alice, "first message", |m| {
@@ -115,11 +114,15 @@ fn agent_and_visitor_chat_through_a_reload_without_noticing() {
         })
     };
     // Reload while both sides are mid-conversation, then let them go on a little.
-    assert!(common::wait_until(20 * SEC, || sent.load(Ordering::Relaxed) >= 10));
+    assert!(common::wait_until(20 * SEC, || sent
+        .load(Ordering::Relaxed)
+        >= 10));
     let out = k.inst.run(&["reload"], 60 * SEC);
     assert!(out.ok(), "{out:?}\n{}", k.inst.stdout());
     let after = sent.load(Ordering::Relaxed);
-    assert!(common::wait_until(20 * SEC, || sent.load(Ordering::Relaxed) >= after + 10));
+    assert!(common::wait_until(20 * SEC, || sent
+        .load(Ordering::Relaxed)
+        >= after + 10));
     stop.store(true, Ordering::Relaxed);
     let (mut alice, mut a_seen) = agent_side.join().unwrap();
     let (mut v, mut v_seen) = visitor_side.join().unwrap();
@@ -130,11 +133,18 @@ fn agent_and_visitor_chat_through_a_reload_without_noticing() {
     );
     // Both workers handed over (the agent and the visitor may share one; the master logs
     // each successor's count), and nobody started fresh.
-    let log = k.inst.stdout();
+    let log = k.inst.stderr();
     let moved: usize = log
         .lines()
         .filter(|l| l.contains("] took over "))
-        .filter_map(|l| l.split("] took over ").nth(1)?.split(' ').next()?.parse().ok())
+        .filter_map(|l| {
+            l.split("] took over ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .sum();
     assert!(moved >= 2, "{log}");
     assert!(!log.contains("starts fresh"), "{log}");
@@ -161,12 +171,20 @@ fn agent_and_visitor_chat_through_a_reload_without_noticing() {
     // Still logged in on the new workers: typing and read receipts flow both ways.
     alice.send_text(&json!({"method":"typing","conv_id":conv,"typing":true}).to_string());
     let t = recv_until(&mut v, "typing", |m| m["method"] == "typing");
-    assert_eq!((t["from"].as_str(), t["typing"].as_bool()), (Some("agent"), Some(true)));
+    assert_eq!(
+        (t["from"].as_str(), t["typing"].as_bool()),
+        (Some("agent"), Some(true))
+    );
     let last = *all.iter().next_back().unwrap();
     v.send_text(&json!({"method":"read","conv_id":conv,"seq":last}).to_string());
     let r: Value = recv_until(&mut alice, "read", |m| m["method"] == "read");
-    assert_eq!((r["by"].as_str(), r["seq"].as_i64()), (Some("visitor"), Some(last)));
+    assert_eq!(
+        (r["by"].as_str(), r["seq"].as_i64()),
+        (Some("visitor"), Some(last))
+    );
     let s = say(&mut v, Some(conv), "v-after", "after");
     assert_eq!(s, last + 1);
-    recv_until(&mut alice, "after", |m| m["method"] == "message" && m["seq"] == s);
+    recv_until(&mut alice, "after", |m| {
+        m["method"] == "message" && m["seq"] == s
+    });
 }
