@@ -124,7 +124,9 @@ fn millis(d: Duration) -> u64 {
 
 impl Conn {
     /// Whether this connection can move to another process now: an HTTP answer the app is
-    /// still preparing belongs to this process's app and stays with it.
+    /// still preparing belongs to this process's app and stays with it. (A connection whose
+    /// protocol state cannot leave the process, such as a TLS session, answers false too:
+    /// the retiring worker then closes it with 1012 before the hand-over.)
     pub fn movable(&self) -> bool {
         !self.input.awaiting_app()
     }

@@ -52,6 +52,9 @@ pub(crate) struct Hello {
     pub format: u32,
 }
 
+/// Present clients by incarnation, as `slot << 32 | gen` (part of [`Record::Clients`]).
+pub(crate) type Present = Vec<(u64, Vec<u64>)>;
+
 /// One client of the registry replica with what it has (clients with nothing are in
 /// [`Record::Clients`]'s `present` only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,8 +112,8 @@ pub(crate) enum Record {
     },
     /// A chunk of the registry replica.
     Clients {
-        /// Present clients by incarnation, as `slot << 32 | gen`.
-        present: Vec<(u64, Vec<u64>)>,
+        /// Present clients by incarnation.
+        present: Present,
         /// Clients with a uid, groups or a session.
         info: Vec<ClientRecord>,
     },
@@ -212,7 +215,7 @@ fn unpack(inc: u64, k: u64) -> ClientId {
 pub(crate) fn registry_records(reg: &Registry, chunk: usize) -> Vec<Record> {
     let chunk = chunk.max(1);
     let mut out = Vec::new();
-    let mut present: Vec<(u64, Vec<u64>)> = Vec::new();
+    let mut present: Present = Vec::new();
     let mut info = Vec::new();
     let mut n = 0;
     for (c, i) in reg.iter() {
@@ -248,7 +251,7 @@ pub(crate) fn registry_records(reg: &Registry, chunk: usize) -> Vec<Record> {
 /// Add a `Clients` record to a registry.
 pub(crate) fn import_clients(
     reg: &mut Registry,
-    present: Vec<(u64, Vec<u64>)>,
+    present: Present,
     info: Vec<ClientRecord>,
 ) {
     for (inc, keys) in present {

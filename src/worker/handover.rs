@@ -37,6 +37,8 @@ pub(super) const SETTLE: Duration = Duration::from_secs(2);
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients per registry record.
 const CLIENT_CHUNK: usize = 10_000;
+/// Highest slab slot a connection record may name: more than a process's descriptors can be.
+const MAX_SLOT: usize = 1 << 24;
 /// Read size on the hand-over socket.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -150,7 +152,7 @@ pub(super) struct Received {
     /// The incarnation taken on.
     pub(super) inc: u64,
     next_gen: u32,
-    clients: Vec<(Vec<(u64, Vec<u64>)>, Vec<ClientRecord>)>,
+    clients: Vec<(ho::Present, Vec<ClientRecord>)>,
     links: Vec<(LinkRecord, OwnedFd)>,
     conns: Vec<(ConnRecord, OwnedFd)>,
 }
@@ -306,9 +308,25 @@ pub(super) fn install(
     }
     let max_message = b.core.limits.max_package_size;
     let mut adopted: Vec<(usize, Conn)> = Vec::with_capacity(r.conns.len());
+    let mut taken = std::collections::HashSet::with_capacity(r.conns.len());
     let mut lost = Vec::new();
     for (rec, fd) in r.conns {
         let (slot, gen, connected) = (rec.slot as usize, rec.gen, rec.app_connected);
+        // The slab is rebuilt at these slots: one far out would make it allocate up to it,
+        // and a slot twice would drop a connection silently.
+        if slot > MAX_SLOT || !taken.insert(slot) {
+            crate::warn!(
+                "worker {}: connection record with slot {slot} refused (out of range or twice)",
+                b.core.worker_id
+            );
+            if connected {
+                lost.push(ConnId {
+                    slot: slot as u32,
+                    gen,
+                });
+            }
+            continue;
+        }
         let std_stream = std::net::TcpStream::from(fd);
         let conn = std_stream
             .set_nonblocking(true)

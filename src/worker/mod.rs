@@ -491,6 +491,10 @@ impl Worker {
             return;
         };
         let started = Instant::now();
+        // A connection that cannot move (its state lives in this process only, as a TLS
+        // session does) is closed with 1012 first, so its departure goes out on the bus
+        // links before they move.
+        close::unmovable(&mut self.base);
         match handover::send_all(&mut self.base, &sock) {
             Ok((conns, links)) => {
                 handover::forget_moved(&mut self.base, &conns, &links);
