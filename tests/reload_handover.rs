@@ -186,3 +186,68 @@ fn a_new_binary_that_cannot_read_the_state_closes_with_1012_and_says_why() {
     echo(&mut again, "after");
     assert!(k.run(&["stop"], 10 * SEC).ok());
 }
+
+#[test]
+fn chat_rooms_and_private_messages_work_after_a_reload_from_every_worker() {
+    use serde_json::json;
+    let k = Instance::new("chat", 2, &["websocket"]).start();
+    let addr = k.addr("websocket");
+    let login = |ws: &mut Ws, name: &str| -> String {
+        ws.send_text(&json!({"type":"login","client_name":name,"room_id":"r"}).to_string());
+        let v = ws.recv_json_type("login");
+        v["client_id"].as_str().unwrap().to_owned()
+    };
+    // Clients until both workers hold some (the client id's first 16 digits name the worker).
+    let mut clients: Vec<(Ws, String)> = Vec::new();
+    for i in 0..200 {
+        let incs: std::collections::BTreeSet<String> =
+            clients.iter().map(|(_, id)| id[..16].to_string()).collect();
+        if incs.len() == 2 && clients.len() >= 4 {
+            break;
+        }
+        let mut ws = Ws::connect(&addr, "/");
+        let id = login(&mut ws, &format!("c{i}"));
+        clients.push((ws, id));
+    }
+    let n = clients.len();
+    // Everyone drains the login announcements of those who came after them.
+    for (i, (ws, _)) in clients.iter_mut().enumerate() {
+        for _ in i + 1..n {
+            ws.recv_json_type("login");
+        }
+    }
+    let before = k.worker_pids();
+    reload(&k);
+    assert!(k.worker_pids().iter().all(|p| !before.contains(p)));
+    // Every client speaks to the room and privately to the next one: the room (a group of
+    // moved clients on both workers), the names (sessions) and the ids all survived.
+    for i in 0..n {
+        let next = clients[(i + 1) % n].1.clone();
+        let me = clients[i].1.clone();
+        let ws = &mut clients[i].0;
+        ws.send_text(
+            &json!({"type":"say","to_client_id":"all","content":format!("all{i}")}).to_string(),
+        );
+        for (ws, _) in clients.iter_mut() {
+            let m = ws.recv_json_type("say");
+            assert_eq!(m["content"], format!("all{i}"));
+            assert_eq!(m["from_client_id"], me.as_str());
+            assert_eq!(m["from_client_name"], format!("c{i}"));
+        }
+        let ws = &mut clients[i].0;
+        ws.send_text(
+            &json!({"type":"say","to_client_id":next,"content":format!("p{i}")}).to_string(),
+        );
+        let j = (i + 1) % n;
+        assert_eq!(
+            clients[j].0.recv_json_type("say")["content"],
+            format!("p{i}")
+        );
+        if j != i {
+            assert_eq!(
+                clients[i].0.recv_json_type("say")["content"],
+                format!("p{i}")
+            );
+        }
+    }
+}

@@ -249,11 +249,7 @@ pub(crate) fn registry_records(reg: &Registry, chunk: usize) -> Vec<Record> {
 }
 
 /// Add a `Clients` record to a registry.
-pub(crate) fn import_clients(
-    reg: &mut Registry,
-    present: Present,
-    info: Vec<ClientRecord>,
-) {
+pub(crate) fn import_clients(reg: &mut Registry, present: Present, info: Vec<ClientRecord>) {
     for (inc, keys) in present {
         for k in keys {
             reg.add(unpack(inc, k));
