@@ -124,11 +124,11 @@ fn millis(d: Duration) -> u64 {
 
 impl Conn {
     /// Whether this connection can move to another process now: an HTTP answer the app is
-    /// still preparing belongs to this process's app and stays with it. (A connection whose
-    /// protocol state cannot leave the process, such as a TLS session, answers false too:
-    /// the retiring worker then closes it with 1012 before the hand-over.)
+    /// still preparing belongs to this process's app and stays with it, and a TLS session
+    /// cannot leave the process (rustls exports no live session): the retiring worker closes
+    /// such a client with 1012 before the hand-over.
     pub fn movable(&self) -> bool {
-        !self.input.awaiting_app()
+        !self.input.awaiting_app() && self.tls.is_none()
     }
 
     /// This connection as a record (`slot`: its slab slot; `turn`: this turn's fan-out bytes).
@@ -240,6 +240,8 @@ impl Conn {
             in_dirty: false,
             app_connected: r.app_connected,
             requests_served: r.requests_served,
+            // Only plain connections are handed over (see `movable`).
+            tls: None,
         })
     }
 }
