@@ -17,6 +17,10 @@ pub const LISTEN_FD_BASE: i32 = 4;
 /// first at [`LISTEN_FD_BASE`].
 pub const LISTEN_ENV: &str = "KEFU_LISTEN_FDS";
 
+/// Environment variable naming the descriptor of a successor's end of its hand-over socket
+/// (set only for a worker started by `kefu reload` to take over its slot's connections).
+pub const HANDOVER_ENV: &str = "KEFU_HANDOVER_FD";
+
 /// Longest control line accepted; a peer sending more is cut off (it is a bug or an attack).
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
@@ -47,6 +51,11 @@ pub enum MasterMsg {
         /// What changed.
         event: AdminEvent,
     },
+    /// Reload by hand-over: stop accepting, let the app settle, then give every connection,
+    /// bus link and the registry replica to the slot's successor over the socket attached to
+    /// this message (SCM_RIGHTS), and exit. If the successor cannot read this worker's
+    /// records, stop as for `Stop{graceful: false, restart: true}` instead.
+    HandOver,
     /// A bus link to another worker: the socket comes attached to this message (SCM_RIGHTS).
     Peer {
         /// The other worker's incarnation.
@@ -70,6 +79,20 @@ pub enum WorkerMsg {
     /// The worker could not start (bind failed, app unknown...): the reason, for the admin.
     Failed {
         /// Human-readable reason.
+        reason: String,
+    },
+    /// A successor took its predecessor's connections over: it now speaks as incarnation
+    /// `inc` (the predecessor's, so client ids stay the same) and holds its bus links.
+    Adopted {
+        /// The incarnation taken on.
+        inc: u64,
+        /// Connections adopted.
+        conns: usize,
+    },
+    /// A successor got nothing from its predecessor: it serves as a fresh worker and needs
+    /// bus links like any new worker.
+    HandOverFailed {
+        /// Why, for the log.
         reason: String,
     },
     /// Reply to [`MasterMsg::Status`].

@@ -8,7 +8,7 @@ use kefu::api::App;
 use kefu::app::{bridge, chat, echo, kefu as customer_service};
 use kefu::cli::{Cli, Cmd, WorkerArgs};
 use kefu::config::Config;
-use kefu::ipc::{encode, WorkerMsg, CONTROL_FD, LISTEN_ENV, LISTEN_FD_BASE};
+use kefu::ipc::{encode, WorkerMsg, CONTROL_FD, HANDOVER_ENV, LISTEN_ENV, LISTEN_FD_BASE};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 
@@ -66,6 +66,28 @@ fn worker(w: WorkerArgs) -> i32 {
             }
         }
     }
+    let handover = match std::env::var(HANDOVER_ENV).ok().map(|v| v.parse::<i32>()) {
+        None => None,
+        Some(Ok(fd)) if fd >= LISTEN_FD_BASE => {
+            // SAFETY: the master execs a successor with its end of the hand-over socket at the
+            // descriptor HANDOVER_ENV names (after the listeners taken above), and nothing in
+            // this process has opened, wrapped or closed it before this call.
+            match unsafe { kefu::sys::process::take_handover_fd(fd) } {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    kefu::warn!(
+                        "worker {}: hand-over fd {fd} unusable ({e}); starting fresh",
+                        w.worker_id
+                    );
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            kefu::warn!("worker {}: bad {HANDOVER_ENV}; starting fresh", w.worker_id);
+            None
+        }
+    };
     let cfg = match w.cfg.load() {
         Ok(c) => c,
         Err(e) => return refuse(&control, w.worker_id, e.to_string()),
@@ -78,5 +100,5 @@ fn worker(w: WorkerArgs) -> i32 {
         .ok()
         .and_then(|g| g.parse().ok())
         .unwrap_or(0);
-    kefu::worker::run(cfg, app, w.worker_id, inc, control, inherited)
+    kefu::worker::run(cfg, app, w.worker_id, inc, control, inherited, handover)
 }

@@ -1,8 +1,8 @@
 //! The gateway across worker processes, through the HTTP API: clients spread over 2 and 4
 //! workers; group, uid, all and client sends reach exactly the right clients, once, in order;
 //! every worker answers lists and counts the same; sessions follow the client; kill -9 of a
-//! worker removes its clients everywhere, the respawned worker catches up; reload keeps the
-//! lists consistent.
+//! worker removes its clients everywhere, the respawned worker catches up; reload hands every
+//! client over with its id, uid, groups and session, and sends in flight arrive once.
 
 mod common;
 
@@ -375,30 +375,92 @@ fn scenario(nworkers: usize) {
     assert_views(&mut apis, &clients, "after new clients");
     check_sends(&mut apis, &mut clients, "s3");
 
-    // Reload: old clients get 1012 and vanish; reconnecting clients get new ids.
+    // Reload hands every client over (issue 14): same ids, same incarnations (each successor
+    // speaks as its predecessor), new pids; uids, groups and sessions intact from every
+    // worker; a stream of sends running through the reload arrives exactly once, in order.
+    let before = workers(&s);
+    let keys: Vec<String> = apis.keys().cloned().collect();
+    for (i, c) in clients.iter().enumerate() {
+        let h = apis.get_mut(&keys[i % keys.len()]).unwrap();
+        h.ok(
+            "set_session",
+            json!({"client_id": c.id, "session": {"r": i, "o": {"k": "v"}}}),
+        );
+    }
+    let api_addr = s.addr("api");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut h = Http::connect(&api_addr);
+            let mut n = 0;
+            while n < 20_000 && (n < 50 || !stop.load(std::sync::atomic::Ordering::Relaxed)) {
+                h.ok(
+                    "send_to_group",
+                    json!({"group": "all", "message": format!("flight-{n}")}),
+                );
+                n += 1;
+            }
+            n
+        })
+    };
     let out = s.run(&["reload"], Duration::from_secs(60));
     assert!(out.ok(), "reload: {} {}", out.stdout, out.stderr);
-    let old_ids: BTreeSet<String> = clients.iter().map(|c| c.id.clone()).collect();
-    for c in clients.iter_mut() {
-        assert_eq!(c.ws.recv_close_code(), Some(1012), "client {}", c.id);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    let after = workers(&s);
+    let incs_after: BTreeSet<String> = after.iter().map(|w| w.2.clone()).collect();
+    let incs_before: BTreeSet<String> = before.iter().map(|w| w.2.clone()).collect();
+    assert_eq!(incs_after, incs_before, "the successors took other ids");
+    for (wid, pid, _) in &before {
+        assert!(
+            after.iter().all(|(_, p, _)| p != pid),
+            "worker {wid} was not replaced"
+        );
     }
-    let ws1 = workers(&s);
-    let incs: BTreeSet<String> = ws1.iter().map(|w| w.2.clone()).collect();
-    assert_eq!(incs.len(), nworkers);
-    assert!(
-        incs.iter().all(|i| !apis.contains_key(i)),
-        "reload kept a worker"
-    );
-    let mut apis = api_per_worker(&s, &incs);
-    assert_views(&mut apis, &[], "after reload");
-    let mut clients: Vec<Client> = (0..2 * nworkers).map(|_| connect_client(&s)).collect();
-    for c in &clients {
-        assert!(!old_ids.contains(&c.id));
-        assert!(incs.contains(c.inc()));
+    for c in clients.iter_mut().filter(|c| c.groups.contains("all")) {
+        for i in 0..sent {
+            assert_eq!(
+                c.ws.recv_text(),
+                Some(format!("flight-{i}")),
+                "client {} through the reload",
+                c.id
+            );
+        }
     }
-    setup_state(&mut apis, &mut clients);
-    assert_views(&mut apis, &clients, "after reload and reconnect");
+    // The API connections were handed over too: the same keep-alive sockets answer.
+    assert_views(&mut apis, &clients, "after reload");
     check_sends(&mut apis, &mut clients, "s4");
+    for (i, c) in clients.iter().enumerate() {
+        for (inc, h) in apis.iter_mut() {
+            assert_eq!(
+                h.ok("get_session", json!({"client_id": c.id})),
+                json!({"r": i, "o": {"k": "v"}}),
+                "session of moved client {} on worker {inc}",
+                c.id
+            );
+        }
+    }
+    // Changes to moved clients still work from every worker, and new clients get new ids.
+    let keys: Vec<String> = apis.keys().cloned().collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let h = apis.get_mut(&keys[(i + 1) % keys.len()]).unwrap();
+        h.ok("leave_group", json!({"client_id": c.id, "group": "all"}));
+        c.groups.remove("all");
+    }
+    let old_ids: BTreeSet<String> = clients.iter().map(|c| c.id.clone()).collect();
+    let fresh: Vec<Client> = (0..2 * nworkers).map(|_| connect_client(&s)).collect();
+    for c in &fresh {
+        assert!(!old_ids.contains(&c.id), "an id was handed out twice");
+        assert!(incs_after.contains(c.inc()));
+    }
+    clients.extend(fresh);
+    let n = clients.len();
+    let mut more: Vec<Client> = clients.drain(n - 2 * nworkers..).collect();
+    setup_state(&mut apis, &mut more);
+    clients.extend(more);
+    assert_views(&mut apis, &clients, "after reload and new clients");
+    check_sends(&mut apis, &mut clients, "s5");
 }
 
 #[test]

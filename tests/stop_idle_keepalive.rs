@@ -1,5 +1,6 @@
 //! Idle keep-alive HTTP connections (what every browser leaves open) do not hold up `stop`,
-//! `stop -g` or `reload`: the worker closes them at once and exits cleanly, so no worker is
+//! `stop -g` or `reload -g`: the worker closes them at once and exits cleanly (a fast `reload`
+//! hands them over to the new worker instead, see `reload_handover.rs`), so no worker is
 //! SIGKILLed at its stop timeout and `status` never shows a clean stop as a kill (issue 14,
 //! item 4).
 
@@ -64,12 +65,14 @@ fn stop_closes_idle_keepalive_connections_at_once() {
     }
 }
 
+/// A graceful reload drains the old worker without waiting on idle keep-alive connections (a
+/// fast reload hands them over instead: `reload_handover.rs`).
 #[test]
-fn reload_closes_idle_keepalive_connections_at_once() {
+fn graceful_reload_closes_idle_keepalive_connections_at_once() {
     let k = Instance::new("echo", 1, &["http"]);
     assert!(k.start_detached().ok());
     let mut idle = idle_keepalive(&k.addr("http"));
-    let out = k.run(&["reload"], 30 * SEC);
+    let out = k.run(&["reload", "-g"], 30 * SEC);
     assert!(out.ok(), "{out:?}");
     assert!(hung_up(&mut idle));
     let log = k.log();

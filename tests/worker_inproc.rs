@@ -44,7 +44,8 @@ impl Harness {
         };
         let cfg = Config::load(Some(&p), &ov).unwrap();
         let (a, b) = UnixStream::pair().unwrap();
-        let thread = std::thread::spawn(move || kefu::worker::run(cfg, app(), 0, 1, b, Vec::new()));
+        let thread =
+            std::thread::spawn(move || kefu::worker::run(cfg, app(), 0, 1, b, Vec::new(), None));
         a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut h = Harness {
             ctl: a,

@@ -24,6 +24,7 @@ fn main() {
         ("utf8", utf8()),
         ("bus_wire", bus_wire()),
         ("cluster_batch", cluster_batch()),
+        ("handover_state", handover_state()),
     ] {
         let dir = root.join(target);
         // Start clean so a renamed seed does not linger.
@@ -572,5 +573,37 @@ fn cluster_batch() -> Seeds {
         seed("truncated", truncated),
         seed("frame_too_large", huge),
         seed("bad_version", bad_version),
+    ]
+}
+
+/// `handover_state`: 2 bytes of JSON length, a decoder state as JSON, then the stream.
+fn state_case(json: &str, stream: &[u8]) -> Vec<u8> {
+    let mut v = (json.len() as u16).to_le_bytes().to_vec();
+    v.extend_from_slice(json.as_bytes());
+    v.extend_from_slice(stream);
+    v
+}
+
+fn handover_state() -> Seeds {
+    let mask = Some([1, 2, 3, 4]);
+    let fresh = r#"{"frag_opcode":null,"assembled":"","frame_progress":0,"utf8_pending":""}"#;
+    // "héllo" cut inside the é: one byte (0xC3) pending, the rest to come.
+    let in_text = r#"{"frag_opcode":1,"assembled":"aMM=","frame_progress":0,"utf8_pending":"ww=="}"#;
+    let in_binary = r#"{"frag_opcode":2,"assembled":"AAEC","frame_progress":0,"utf8_pending":""}"#;
+    let bad_op = r#"{"frag_opcode":9,"assembled":"","frame_progress":0,"utf8_pending":""}"#;
+    let bad_utf8 = r#"{"frag_opcode":1,"assembled":"","frame_progress":0,"utf8_pending":"gA=="}"#;
+    let far = r#"{"frag_opcode":null,"assembled":"","frame_progress":99,"utf8_pending":""}"#;
+    let record = r#"{"slot":3,"gen":7,"scheme":"websocket","state":"open","proto":{"kind":"ws","state":{"frag_opcode":null,"assembled":"","frame_progress":0,"utf8_pending":""}},"framing":"websocket","unread":"","unsent":"aGk=","bytes_read":10,"bytes_written":2,"remote":"127.0.0.1:5000","idle_ms":5,"deadline_ms":null,"input":"flowing","app_connected":true,"requests_served":0}"#;
+    vec![
+        seed("fresh_text", state_case(fresh, &frame(true, 1, b"hi", mask))),
+        seed(
+            "continue_text",
+            state_case(in_text, &frame(true, 0, "\u{a9}llo".as_bytes()[1..].as_ref(), mask)),
+        ),
+        seed("continue_binary", state_case(in_binary, &frame(true, 0, b"\x03", mask))),
+        seed("bad_opcode", state_case(bad_op, b"")),
+        seed("bad_utf8", state_case(bad_utf8, b"")),
+        seed("progress_past_input", state_case(far, &frame(true, 2, b"x", mask))),
+        seed("conn_record", state_case(record, b"")),
     ]
 }

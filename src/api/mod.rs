@@ -102,8 +102,22 @@ pub trait App {
     fn on_wake(&mut self, _cx: &mut Ctx<'_>) {}
     /// A timer set with [`Ctx::add_timer`] fired.
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _timer: TimerId, _tag: u64) {}
-    /// The worker is stopping (stop or reload).
+    /// The worker is stopping (stop or reload). At a reload by hand-over this runs after the
+    /// connections moved to the successor: they are not this app's any more (no `on_close`
+    /// runs for them here), and sends from here reach only the connections left behind.
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {}
+    /// Whether nothing the app started is still owed to a client (store requests, backend
+    /// calls). At a reload by hand-over the retiring worker stops reading its clients, then
+    /// waits (a bounded time) for this before moving them, so an answer is never computed by
+    /// an app that no longer holds its connection.
+    fn settled(&self) -> bool {
+        true
+    }
+    /// A connection moved here from the worker this one replaced (`kefu reload`): its id,
+    /// uid, groups and session are already in place, and its client saw nothing. Rebuild
+    /// what the app keeps per connection (as from a login). `on_connect` does not run for
+    /// it; `on_close` will when it ends.
+    fn on_adopt(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
     /// Another worker died without closing its clients (killed, crashed): these were its
     /// clients that had a uid, groups or a session, already forgotten by the registry. No
     /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app

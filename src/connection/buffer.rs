@@ -139,6 +139,21 @@ impl OutBuf {
         }
     }
 
+    /// Every byte still to be written, in order (`turn`: the current turn's fan-out bytes):
+    /// what a reload's hand-over carries to the successor, which queues it first.
+    pub fn pending_bytes(&self, turn: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for (i, s) in self.segs.iter().enumerate() {
+            let b = s.bytes(turn);
+            v.extend_from_slice(if i == 0 {
+                b.get(self.pos..).unwrap_or_default()
+            } else {
+                b
+            });
+        }
+        v
+    }
+
     /// Write as much as the socket takes (`turn`: the current turn's fan-out bytes); returns
     /// bytes written and whether all went out.
     pub fn flush_to(&mut self, w: &mut impl Write, turn: &[u8]) -> io::Result<(usize, Flush)> {
@@ -372,6 +387,10 @@ mod tests {
                 }
                 proptest::prop_assert_eq!(o.len() + w.got.len(), want.len());
             }
+            // What a hand-over would carry is exactly what the socket has not got yet.
+            let mut carried = w.got.clone();
+            carried.extend(o.pending_bytes(&turn));
+            proptest::prop_assert_eq!(&carried, &want);
             w.cap = usize::MAX;
             while o.flush_to(&mut w, &turn).unwrap().1 == Flush::Blocked {}
             proptest::prop_assert_eq!(&w.got, &want);

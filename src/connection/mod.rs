@@ -4,6 +4,7 @@
 //! (with the send-buffer bound) and how to flush them, but nothing about apps or routing.
 
 pub mod buffer;
+pub mod handover;
 
 use crate::config::Scheme;
 use crate::protocol::text::LineCodec;

@@ -404,8 +404,8 @@ impl Master {
         }));
         d.extend(self.slots.iter().filter_map(|s| s.respawn_at));
         d.extend(self.queries.iter().map(|q| q.deadline));
-        if let Some((_, _, t)) = self.reload.as_ref().and_then(|r| r.candidate) {
-            d.push(t);
+        if let Some(c) = self.reload.as_ref().and_then(|r| r.candidate.as_ref()) {
+            d.push(c.deadline);
         }
         d.into_iter().min()
     }
@@ -445,13 +445,25 @@ impl Master {
                 }
             }
         }
-        if let Some((slot, _, t)) = self.reload.as_ref().and_then(|r| r.candidate) {
-            if now >= t {
-                self.abort_reload(format!(
+        let late = self
+            .reload
+            .as_ref()
+            .and_then(|r| r.candidate.as_ref())
+            .filter(|c| now >= c.deadline)
+            .map(|c| (c.slot, matches!(c.stage, reload::Stage::Adopting)));
+        if let Some((slot, adopting)) = late {
+            let why = if adopting {
+                format!(
+                    "new worker {slot} did not take the connections over within {}s",
+                    reload::HANDOVER_TIMEOUT.as_secs()
+                )
+            } else {
+                format!(
                     "new worker {slot} not ready within {}s",
                     READY_TIMEOUT.as_secs()
-                ));
-            }
+                )
+            };
+            self.abort_reload(why);
         }
         self.finish_queries(now);
     }

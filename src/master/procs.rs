@@ -5,6 +5,28 @@ use super::*;
 
 impl Master {
     pub(super) fn spawn_proc(&mut self, worker_id: usize) -> io::Result<usize> {
+        let key = self.spawn_worker(worker_id, None)?;
+        self.link_peers(key);
+        Ok(key)
+    }
+
+    /// Spawn the successor of slot `worker_id`'s worker for a hand-over: it gets one end of
+    /// a fresh socketpair (the other is returned, for the old worker once the new one is
+    /// Ready) and no bus links, since it takes over its predecessor's.
+    pub(super) fn spawn_successor(
+        &mut self,
+        worker_id: usize,
+    ) -> io::Result<(usize, std::os::unix::net::UnixStream)> {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        let key = self.spawn_worker(worker_id, Some(&theirs))?;
+        Ok((key, ours))
+    }
+
+    fn spawn_worker(
+        &mut self,
+        worker_id: usize,
+        handover: Option<&std::os::unix::net::UnixStream>,
+    ) -> io::Result<usize> {
         self.generation += 1;
         // A later master starts at a later microsecond and no master spawns 1000 workers per
         // microsecond of its life, so incarnations never repeat across restarts.
@@ -24,7 +46,7 @@ impl Master {
         }
         let s = self
             .spawn
-            .spawn(worker_id, inc, &self.slot_listeners[worker_id])?;
+            .spawn(worker_id, inc, &self.slot_listeners[worker_id], handover)?;
         let mut stream = mio::net::UnixStream::from_std(s.control);
         let entry = self.procs.vacant_entry();
         let key = entry.key();
@@ -43,8 +65,6 @@ impl Master {
             listeners: Vec::new(),
             failed: None,
         });
-        self.link_peers(key);
-        self.cluster_sync();
         Ok(key)
     }
 
@@ -82,6 +102,8 @@ impl Master {
                 b.into(),
             );
         }
+        // A worker with links of its own is one more for the node's relay too.
+        self.cluster_sync();
     }
 
     pub(super) fn spawn_into_slot(&mut self, slot: usize) -> io::Result<()> {
@@ -145,6 +167,19 @@ impl Master {
                 p.failed = Some(reason.clone());
                 error!("{} failed to start: {reason}", self.label(pid));
             }
+            WorkerMsg::Adopted { inc, conns } => {
+                let pid = self.procs.get(key).map(|p| p.pid).unwrap_or(0);
+                info!(
+                    "{} took over {conns} connections (incarnation {inc:016x})",
+                    self.label(pid)
+                );
+                self.handover_done(key, Some(inc));
+            }
+            WorkerMsg::HandOverFailed { reason } => {
+                let pid = self.procs.get(key).map(|p| p.pid).unwrap_or(0);
+                warn!("{} starts fresh: {reason}", self.label(pid));
+                self.handover_done(key, None);
+            }
             WorkerMsg::Status { req, status } => {
                 let pid = self.procs.get(key).map(|p| p.pid).unwrap_or(0);
                 if let Some(q) = self.queries.iter_mut().find(|q| q.req == req) {
@@ -192,8 +227,8 @@ impl Master {
         let is_candidate = self
             .reload
             .as_ref()
-            .and_then(|r| r.candidate)
-            .is_some_and(|(_, k, _)| k == key);
+            .and_then(|r| r.candidate.as_ref())
+            .is_some_and(|c| c.key == key);
         if is_candidate {
             self.swap_candidate();
         }
@@ -263,7 +298,7 @@ impl Master {
             .unwrap_or_else(|| format!("worker {slot} exited with status {status} ({how})"));
         if let Some(r) = &mut self.reload {
             r.retiring.retain(|&k| k != key);
-            if r.candidate.is_some_and(|(_, k, _)| k == key) {
+            if r.candidate.as_ref().is_some_and(|c| c.key == key) {
                 r.candidate = None;
                 self.abort_reload(format!("new worker {slot} did not start: {reason}"));
             }

@@ -1,7 +1,7 @@
 //! Starting worker processes (fork + exec of our own binary with the hidden `worker`
 //! subcommand) and the respawn back-off for workers that crash-loop.
 
-use crate::ipc::{CONTROL_FD, LISTEN_ENV, LISTEN_FD_BASE};
+use crate::ipc::{CONTROL_FD, HANDOVER_ENV, LISTEN_ENV, LISTEN_FD_BASE};
 use crate::sys::process;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -41,13 +41,15 @@ impl SpawnSpec {
         }
     }
 
-    /// Fork + exec `kefu worker --worker-id N ...` with its control socket at fd 3 and the
-    /// slot's `listeners` from fd 4 on.
+    /// Fork + exec `kefu worker --worker-id N ...` with its control socket at fd 3, the
+    /// slot's `listeners` from fd 4 on and, for a successor at a reload, its end of the
+    /// hand-over socket after them.
     pub(crate) fn spawn(
         &self,
         worker_id: usize,
         inc: u64,
         listeners: &[(String, std::net::TcpListener)],
+        handover: Option<&UnixStream>,
     ) -> io::Result<Spawned> {
         // std's pair() creates both ends with SOCK_CLOEXEC: only the dup2'd fd 3 survives exec.
         let (ours, theirs) = UnixStream::pair()?;
@@ -70,6 +72,13 @@ impl SpawnSpec {
         let mut fds = vec![(theirs.as_raw_fd(), CONTROL_FD)];
         for (i, (_, l)) in listeners.iter().enumerate() {
             fds.push((l.as_raw_fd(), LISTEN_FD_BASE + i as i32));
+        }
+        if let Some(h) = handover {
+            let at = LISTEN_FD_BASE + listeners.len() as i32;
+            fds.push((h.as_raw_fd(), at));
+            cmd.env(HANDOVER_ENV, at.to_string());
+        } else {
+            cmd.env_remove(HANDOVER_ENV);
         }
         process::worker_pre_exec(&mut cmd, fds, self.master_pid);
         let child = cmd.spawn()?;

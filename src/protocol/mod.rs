@@ -3,6 +3,7 @@
 //! `text` is Workerman's `\n`-delimited protocol, `http` is the HTTP/1.1 subset needed for the
 //! WebSocket upgrade, pages and a JSON API, `websocket` is the server side of RFC 6455.
 
+pub mod b64;
 pub mod http;
 pub mod text;
 pub mod websocket;

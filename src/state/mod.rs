@@ -9,6 +9,7 @@
 pub(crate) mod apply;
 pub(crate) mod core;
 pub(crate) mod encoded;
+pub(crate) mod handover;
 pub(crate) mod timer;
 
 pub(crate) use self::core::{CloseHow, Core};

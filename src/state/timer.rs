@@ -21,6 +21,8 @@ pub(crate) enum Due {
     DrainDeadline,
     /// The gateway heartbeat tick (`crate::gateway::heartbeat`).
     Heartbeat,
+    /// A reload's hand-over stops waiting for the app to settle.
+    HandOver,
 }
 
 #[derive(Debug)]

@@ -49,6 +49,8 @@ pub(crate) struct Runner<D> {
     tx: Option<SyncSender<Job<D>>>,
     rx: Receiver<D>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Jobs queued whose answer has not been taken yet (each job answers exactly once).
+    in_flight: std::cell::Cell<usize>,
 }
 
 /// The job queue is full (or the thread is gone): the request is refused, not queued.
@@ -77,6 +79,7 @@ impl<D: Send + 'static> Runner<D> {
             tx: Some(tx),
             rx,
             thread: Some(thread),
+            in_flight: std::cell::Cell::new(0),
         })
     }
 
@@ -91,14 +94,26 @@ impl<D: Send + 'static> Runner<D> {
             fail: Box::new(fail),
         };
         match self.tx.as_ref().map(|t| t.try_send(job)) {
-            Some(Ok(())) => Ok(()),
+            Some(Ok(())) => {
+                self.in_flight.set(self.in_flight.get() + 1);
+                Ok(())
+            }
             Some(Err(TrySendError::Full(_) | TrySendError::Disconnected(_))) | None => Err(Busy),
         }
     }
 
     /// A finished job's answer, if any.
     pub(crate) fn try_recv(&self) -> Option<D> {
-        self.rx.try_recv().ok()
+        let d = self.rx.try_recv().ok();
+        if d.is_some() {
+            self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        }
+        d
+    }
+
+    /// Jobs submitted whose answers have not been taken with [`Self::try_recv`] yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.get()
     }
 
     /// Stop taking jobs, let the queued ones finish, and wait for the thread.

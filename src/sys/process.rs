@@ -264,6 +264,41 @@ pub unsafe fn take_listener_fd(fd: RawFd) -> io::Result<std::net::TcpListener> {
     Ok(l)
 }
 
+/// Take ownership of the unix stream socket the master left at `fd` for a reload's hand-over
+/// (the successor's end), close-on-exec.
+///
+/// # Safety
+/// `fd` must not be owned by anything else in this process: the returned stream closes it
+/// when dropped. The function checks that it is an open unix stream socket.
+pub unsafe fn take_handover_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixStream> {
+    syscall!(fcntl(fd, libc::F_GETFD))?;
+    let mut ty: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_TYPE,
+        &mut ty as *mut libc::c_int as *mut libc::c_void,
+        &mut len
+    ))?;
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_DOMAIN,
+        &mut domain as *mut libc::c_int as *mut libc::c_void,
+        &mut len
+    ))?;
+    if ty != libc::SOCK_STREAM || domain != libc::AF_UNIX {
+        return Err(io::Error::other("hand-over fd is not a unix stream socket"));
+    }
+    syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+    // SAFETY: the fd is open and a unix stream socket (checked above), and the caller vouches
+    // that nothing else owns it.
+    Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+}
+
 /// Set once the control fd has been wrapped, so it can never get two owners.
 static CONTROL_TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

@@ -99,6 +99,11 @@ impl Links {
         }
     }
 
+    /// Read link `slot` next turn (a link adopted at a reload may hold bytes already).
+    pub(super) fn reread(&mut self, slot: usize) {
+        self.reread.push(slot);
+    }
+
     /// Read the links the last turn left to read again.
     pub(super) fn continue_pending(&mut self, b: &mut Base) {
         for slot in std::mem::take(&mut self.reread) {
@@ -160,7 +165,7 @@ impl Links {
 }
 
 /// Forget a peer: its link and, at once, all of its clients.
-fn drop_link(b: &mut Base, slot: usize, why: &str) {
+pub(super) fn drop_link(b: &mut Base, slot: usize, why: &str) {
     if let Some(mut l) = b.core.bus.remove_link(slot) {
         let _ = b.poll.registry().deregister(&mut l.sock);
         let (n, gone) = b.core.reg.drop_worker(l.inc);

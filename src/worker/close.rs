@@ -126,3 +126,23 @@ pub(super) fn idle_http(b: &mut Base) {
     }
     apply(b);
 }
+
+/// Before a reload's hand-over: close with 1012 every client that cannot move to the
+/// successor ([`crate::connection::Conn::movable`]) and is not waiting for an app answer.
+pub(super) fn unmovable(b: &mut Base) {
+    let ids: Vec<ConnId> = b
+        .core
+        .conns
+        .iter()
+        .filter(|(_, c)| !c.movable() && !c.input.awaiting_app())
+        .map(|(s, c)| ConnId {
+            slot: s as u32,
+            gen: c.gen,
+        })
+        .collect();
+    for id in ids {
+        b.core
+            .request_close(id, CloseHow::Graceful(ws_close::SERVICE_RESTART));
+    }
+    apply(b);
+}

@@ -12,7 +12,8 @@
 //! ([`bus_io::Links`]), the master's channel ([`control::Control`]), heartbeats, and the
 //! closes and deadlines (free functions in `close.rs` and `deadline.rs`). Every part works on
 //! the same [`Base`] (the poll, the state, the app), passed by `&mut` beside the part's own
-//! state so no event pays for an indirection.
+//! state so no event pays for an indirection. A reload's hand-over (`handover.rs`) moves
+//! every connection of a retiring worker to its successor.
 
 mod accept;
 mod bus_io;
@@ -20,6 +21,7 @@ mod close;
 mod control;
 mod deadline;
 mod flush;
+mod handover;
 mod heartbeat;
 mod input;
 mod peers;
@@ -90,12 +92,17 @@ struct Worker {
     control: control::Control,
     /// Gateway heartbeats (None: `ping_interval` is 0).
     heartbeat: Option<heartbeat::Heartbeat>,
+    /// Retiring by hand-over: the socket to the successor, until the app has settled.
+    handing: Option<std::os::unix::net::UnixStream>,
+    /// A successor's socket to its predecessor, until the hand-over is taken.
+    incoming: Option<std::os::unix::net::UnixStream>,
 }
 
 /// Run a worker with `app` until it is told to stop; returns the process exit code. `control`
 /// is the socket to the master (or to a test standing in for it); `inherited` are the
 /// listening sockets the master keeps for this worker's slot, by listen URL (a listener of the
-/// config without one is bound here).
+/// config without one is bound here); `handover`, for a successor at a reload, the socket on
+/// which its predecessor hands its connections over.
 pub fn run(
     cfg: Config,
     app: Box<dyn App>,
@@ -103,6 +110,7 @@ pub fn run(
     inc: u64,
     control: std::os::unix::net::UnixStream,
     inherited: Vec<(String, std::net::TcpListener)>,
+    handover: Option<std::os::unix::net::UnixStream>,
 ) -> i32 {
     crate::sys::alloc::tune_for_server();
     let ctl = match control::Control::new(control) {
@@ -113,7 +121,10 @@ pub fn run(
         }
     };
     match Worker::new(cfg, app, worker_id, inc, ctl, inherited) {
-        Ok(mut w) => w.run(),
+        Ok(mut w) => {
+            w.incoming = handover;
+            w.run()
+        }
         Err(boxed) => {
             let (reason, mut ctl) = *boxed;
             fail(worker_id, reason, &mut ctl)
@@ -197,6 +208,8 @@ impl Worker {
             links: bus_io::Links::default(),
             control: ctl,
             heartbeat,
+            handing: None,
+            incoming: None,
         })
     }
 
@@ -233,10 +246,26 @@ impl Worker {
         if let Some(reason) = reason {
             return fail(b.core.worker_id, reason, &mut self.control);
         }
+        // A successor says which records it reads before it is Ready: its predecessor looks
+        // for that as soon as the master tells it to hand over, which is on this Ready.
+        let mut unusable = None;
+        let incoming = self.incoming.take().filter(|h| match handover::greet(h) {
+            Ok(()) => true,
+            Err(e) => {
+                unusable = Some(format!("hand-over socket unusable: {e}"));
+                false
+            }
+        });
         self.control.send(&WorkerMsg::Ready {
             pid: std::process::id(),
             listeners: self.listeners.urls(),
         });
+        if let Some(h) = incoming {
+            self.adopt(h);
+        } else if let Some(reason) = unusable {
+            crate::warn!("worker {}: {reason}", self.base.core.worker_id);
+            self.control.send(&WorkerMsg::HandOverFailed { reason });
+        }
         loop {
             let busy = self.reader.has_pending()
                 || self.links.has_pending()
@@ -283,6 +312,7 @@ impl Worker {
             self.fire_timers();
             self.flush_dirty();
             close::apply(&mut self.base);
+            self.handover_tick(false);
             self.base.core.seal_fanout();
             if self.stopping != Stopping::No && self.base.core.conns.is_empty() {
                 crate::info!("worker {} stopped", self.base.core.worker_id);
@@ -323,6 +353,7 @@ impl Worker {
                 Due::Conn(slot, gen) => deadline::conn(&mut b.core, slot as usize, gen),
                 Due::ResumeAccept => self.listeners.resume(b, self.stopping == Stopping::No),
                 Due::DrainDeadline => self.close_all(),
+                Due::HandOver => self.handover_tick(true),
                 Due::Heartbeat => {
                     if let Some(hb) = &mut self.heartbeat {
                         hb.tick(&mut b.core);
@@ -376,6 +407,13 @@ impl Worker {
                     b.app.on_admin(cx, &event)
                 });
             }
+            MasterMsg::HandOver => match self.control.take_fd() {
+                Some(fd) => self.begin_handover(fd),
+                None => {
+                    crate::error!("hand-over order came without a socket; stopping with 1012");
+                    self.stop(false, true);
+                }
+            },
             MasterMsg::Peer { inc, worker_id } => match self.control.take_fd() {
                 Some(fd) => self.links.add_peer(b, inc, worker_id, fd),
                 None => crate::error!("peer message for worker {worker_id} came without a socket"),
@@ -400,6 +438,8 @@ impl Worker {
             if restart { ", reload" } else { "" }
         );
         self.listeners.close(b.poll.registry());
+        // A hand-over not made yet is off: the successor sees its socket close, starts fresh.
+        self.handing = None;
         // From now on an HTTP answer closes its connection instead of keeping it alive.
         b.core.stopping = Some(code);
         close::idle_http(b);
@@ -416,6 +456,102 @@ impl Worker {
             }
         } else {
             self.close_all();
+        }
+    }
+
+    /// `MasterMsg::HandOver`: stop accepting and reading clients; the hand-over itself runs
+    /// once the app has settled (see [`Self::handover_tick`]) or when the settle time is up.
+    fn begin_handover(&mut self, fd: std::os::fd::OwnedFd) {
+        let b = &mut self.base;
+        if self.stopping != Stopping::No || self.handing.is_some() {
+            crate::warn!(
+                "worker {}: hand-over asked while already stopping; ignored",
+                b.core.worker_id
+            );
+            return;
+        }
+        crate::info!(
+            "worker {} handing its connections over to its successor",
+            b.core.worker_id
+        );
+        self.listeners.close(b.poll.registry());
+        self.reader.hold();
+        self.handing = Some(std::os::unix::net::UnixStream::from(fd));
+        b.core
+            .timers
+            .schedule(b.core.now + handover::SETTLE, Due::HandOver);
+    }
+
+    /// End of a turn (or the settle deadline, `force`): hand over if the app has settled.
+    fn handover_tick(&mut self, force: bool) {
+        if self.handing.is_none() || !(force || self.base.app.settled()) {
+            return;
+        }
+        let Some(sock) = self.handing.take() else {
+            return;
+        };
+        let started = Instant::now();
+        // A connection that cannot move (its state lives in this process only, as a TLS
+        // session does) is closed with 1012 first, so its departure goes out on the bus
+        // links before they move.
+        close::unmovable(&mut self.base);
+        match handover::send_all(&mut self.base, &sock) {
+            Ok((conns, links)) => {
+                handover::forget_moved(&mut self.base, &conns, &links);
+                let b = &mut self.base;
+                crate::info!(
+                    "worker {} handed {} connections and {} bus links over in {} ms",
+                    b.core.worker_id,
+                    conns.len(),
+                    links.len(),
+                    started.elapsed().as_millis()
+                );
+                // What is left is an HTTP answer the app still owes: written, then the
+                // connection closes; the worker exits when none is left (or at stop_timeout).
+                b.core.stopping = Some(ws_close::SERVICE_RESTART);
+                self.stopping = Stopping::Draining;
+                guarded(&mut b.core, None, "on_worker_stop", |cx| {
+                    b.app.on_worker_stop(cx)
+                });
+                let t = self.cfg.stop_timeout;
+                b.core.timers.schedule(b.core.now + t, Due::DrainDeadline);
+            }
+            Err(e) => {
+                crate::warn!(
+                    "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
+                    self.base.core.worker_id
+                );
+                self.stop(false, true);
+            }
+        }
+    }
+
+    /// Successor, after Ready and before its loop: take the predecessor's clients over, or
+    /// start fresh; tells the master which.
+    fn adopt(&mut self, sock: std::os::unix::net::UnixStream) {
+        let started = Instant::now();
+        let got = handover::receive(&sock);
+        drop(sock);
+        match got {
+            Ok(r) => {
+                let inc = r.inc;
+                let n = handover::install(&mut self.base, &mut self.reader, &mut self.links, r);
+                crate::info!(
+                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms",
+                    self.base.core.worker_id,
+                    started.elapsed().as_millis()
+                );
+                self.control.send(&WorkerMsg::Adopted { inc, conns: n });
+            }
+            Err(e) => {
+                crate::warn!(
+                    "worker {}: no hand-over ({e}); starting as a fresh worker",
+                    self.base.core.worker_id
+                );
+                self.control.send(&WorkerMsg::HandOverFailed {
+                    reason: e.to_string(),
+                });
+            }
         }
     }
 }

@@ -12,9 +12,19 @@ use std::io;
 /// Bytes read from one connection per event before giving others a turn.
 const READ_BUDGET: usize = 256 * 1024;
 
+/// Whether client bytes are read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Read as they come.
+    Reading,
+    /// Retiring by hand-over: what clients send waits in the kernel for the successor.
+    Held,
+}
+
 /// The reading side of the worker's connections.
 pub(super) struct Reader {
     settings: InputSettings,
+    mode: Mode,
     /// Connections with unread input left over from an exhausted read budget, or whose reads
     /// resumed (the loop is edge-triggered, so no new event would bring them back).
     reread: Vec<ConnId>,
@@ -25,8 +35,14 @@ impl Reader {
     pub(super) fn new(settings: InputSettings) -> Reader {
         Reader {
             settings,
+            mode: Mode::Reading,
             reread: Vec::new(),
         }
+    }
+
+    /// Stop reading client bytes for good (the connections are about to move).
+    pub(super) fn hold(&mut self) {
+        self.mode = Mode::Held;
     }
 
     /// Some connection is to be read again next turn.
@@ -66,6 +82,9 @@ impl Reader {
 
     /// Read from `slot` until WouldBlock, EOF or the budget; hand the bytes to the decoders.
     fn read(&mut self, b: &mut Base, slot: usize) {
+        if self.mode == Mode::Held {
+            return;
+        }
         let mut total = 0;
         loop {
             let Some(c) = b.core.conns.get_mut(slot) else {

@@ -113,7 +113,13 @@ impl Out {
 
 /// Run the binary in `dir` with `args`, killing it after `timeout`.
 pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
-    let mut child = Command::new(KEFU)
+    run_bin(Path::new(KEFU), dir, args, timeout)
+}
+
+/// [`run_in`] with another copy of the binary (a test standing in for an upgrade installs a
+/// different program at that path before a reload).
+pub fn run_bin(bin: &Path, dir: &Path, args: &[String], timeout: Duration) -> Out {
+    let mut child = Command::new(bin)
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())

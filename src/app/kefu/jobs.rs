@@ -108,6 +108,11 @@ impl Jobs {
             .or_else(|| self.login.try_recv())
     }
 
+    /// Jobs submitted whose answers have not been taken yet, over all threads.
+    pub(super) fn in_flight(&self) -> usize {
+        self.writer.in_flight() + self.aux.in_flight() + self.login.in_flight()
+    }
+
     /// Let queued work finish and stop the threads.
     pub(super) fn shutdown(&mut self) {
         self.writer.shutdown();

@@ -368,6 +368,16 @@ impl App for Kefu {
         revoke::admin(&mut self.sh, cx, event);
     }
 
+    fn settled(&self) -> bool {
+        // Every store job answers a client or changes what clients are told; at a reload's
+        // hand-over those answers must come from the app holding the connections.
+        self.sh.in_flight() == 0
+    }
+
+    fn on_adopt(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
+        self.sh.adopt(cx, id);
+    }
+
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {
         // Let queued writes commit (and their acks be lost with the connections, which is
         // fine: a client retries with the same client_msg_id and gets the stored seq).

@@ -14,7 +14,7 @@ use super::wire::{Code, ErrorOut, In, Method, Resume};
 use super::{agent, agent_uid, upload, visitor_uid, ClientId, Payload};
 use crate::api::Ctx;
 use crate::store::{self, now_ms, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -276,7 +276,8 @@ impl Me {
 }
 
 /// What a logged-in connection keeps in the gateway's session, where every worker can read
-/// it (`on_peer_lost` and an agent login's `customer_list` read the agent fields by name).
+/// it (`on_peer_lost` and an agent login's `customer_list` read the agent fields by name), and
+/// where a reload's successor finds the login again (`App::on_adopt`, see [`StoredLogin`]).
 #[derive(Debug, Serialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 enum Session<'a> {
@@ -285,22 +286,35 @@ enum Session<'a> {
         bid: &'a str,
         customer_id: &'a str,
         customer_name: &'a str,
+        /// The token generation the agent's row had at login (the revocation sweep's key).
+        pw_ver: i64,
+        /// The client's address as the app counts it (behind a trusted proxy, the forwarded one).
+        ip: &'a str,
     },
     /// A visitor.
-    Visitor { bid: &'a str, visitor_id: &'a str },
+    Visitor {
+        bid: &'a str,
+        visitor_id: &'a str,
+        visitor_name: &'a str,
+        ip: &'a str,
+    },
 }
 
-impl Session<'_> {
-    fn of(me: &Me) -> Session<'_> {
+impl<'a> Session<'a> {
+    fn of(me: &'a Me, pw_ver: i64, ip: &'a str) -> Session<'a> {
         match me.side {
             Side::Agent => Session::Agent {
                 bid: &me.bid,
                 customer_id: &me.id,
                 customer_name: &me.name,
+                pw_ver,
+                ip,
             },
             Side::Visitor => Session::Visitor {
                 bid: &me.bid,
                 visitor_id: &me.id,
+                visitor_name: &me.name,
+                ip,
             },
         }
     }
@@ -310,6 +324,76 @@ impl Session<'_> {
             Ok(Value::Object(m)) => m,
             // A struct-like enum of strings always serializes to an object.
             _ => Map::new(),
+        }
+    }
+}
+
+/// A login read back from the session [`Session`] wrote (a reload's successor rebuilding
+/// its per-connection state).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+pub(super) enum StoredLogin {
+    /// An agent.
+    Agent {
+        bid: String,
+        customer_id: String,
+        customer_name: String,
+        #[serde(default)]
+        pw_ver: i64,
+        #[serde(default)]
+        ip: String,
+    },
+    /// A visitor.
+    Visitor {
+        bid: String,
+        visitor_id: String,
+        #[serde(default)]
+        visitor_name: String,
+        #[serde(default)]
+        ip: String,
+    },
+}
+
+impl StoredLogin {
+    /// The login in `session`, if it holds one.
+    pub(super) fn read(session: &Map<String, Value>) -> Option<StoredLogin> {
+        serde_json::from_value(Value::Object(session.clone())).ok()
+    }
+
+    /// Who it is, its token generation (0 for visitors) and its address.
+    pub(super) fn into_parts(self) -> (Me, i64, String) {
+        match self {
+            StoredLogin::Agent {
+                bid,
+                customer_id,
+                customer_name,
+                pw_ver,
+                ip,
+            } => (
+                Me {
+                    side: Side::Agent,
+                    bid,
+                    id: customer_id,
+                    name: customer_name,
+                },
+                pw_ver,
+                ip,
+            ),
+            StoredLogin::Visitor {
+                bid,
+                visitor_id,
+                visitor_name,
+                ip,
+            } => (
+                Me {
+                    side: Side::Visitor,
+                    bid,
+                    id: visitor_id,
+                    name: visitor_name,
+                },
+                0,
+                ip,
+            ),
         }
     }
 }
@@ -458,7 +542,12 @@ pub(super) fn sync(
 /// it logged in.
 pub(super) fn bind(sh: &mut Shared, cx: &mut Ctx<'_>, id: ClientId, me: &Me) {
     let _ = cx.bind_uid(id, &me.uid());
-    let _ = cx.set_session(id, Session::of(me).to_map());
+    let (pw_ver, ip) = sh
+        .conns
+        .get(&id)
+        .map(|c| (c.agent_gen, c.ip.clone()))
+        .unwrap_or_default();
+    let _ = cx.set_session(id, Session::of(me, pw_ver, &ip).to_map());
     cx.authenticated(id);
     sh.set_role(id, Role::LoggedIn(me.clone()));
 }

@@ -123,6 +123,34 @@ impl Shared {
         self.jobs.as_ref().and_then(Jobs::try_recv)
     }
 
+    /// Store jobs whose answers are still owed to clients.
+    pub(super) fn in_flight(&self) -> usize {
+        self.jobs.as_ref().map_or(0, Jobs::in_flight)
+    }
+
+    /// A connection moved here at a reload: rebuild its state from the login kept in its
+    /// session (see `request::StoredLogin`); one without a login starts anew, as after
+    /// `on_connect`.
+    pub(super) fn adopt(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
+        let login = cx
+            .get_session(id)
+            .and_then(super::request::StoredLogin::read);
+        let remote = cx
+            .remote_addr(id)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let mut c = Conn::new(remote, String::new(), cx.now(), self.cfg.rate_burst);
+        if let Some(login) = login {
+            let (me, pw_ver, ip) = login.into_parts();
+            if !ip.is_empty() {
+                c.ip = ip;
+            }
+            c.agent_gen = pw_ver;
+            c.role = Role::LoggedIn(me);
+        }
+        self.conns.insert(id, c);
+    }
+
     /// Let queued writes commit and stop the store threads.
     pub(super) fn shutdown(&mut self) {
         if let Some(j) = &mut self.jobs {

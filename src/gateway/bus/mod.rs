@@ -78,6 +78,46 @@ impl Bus {
         slot
     }
 
+    /// Take over a link another process of this worker's line had (a reload's hand-over):
+    /// the peer already knows who speaks, so no `Hello`; `inbuf` and `unsent` are what that
+    /// process had read but not decoded and queued but not written. Returns its slot; the
+    /// caller registers the socket.
+    pub fn adopt_link(
+        &mut self,
+        inc: u64,
+        worker_id: usize,
+        sock: UnixStream,
+        inbuf: Vec<u8>,
+        unsent: &[u8],
+    ) -> usize {
+        let mut out = OutBuf::default();
+        if !unsent.is_empty() {
+            out.push(unsent);
+        }
+        let slot = self.links.insert(Link {
+            inc,
+            worker_id,
+            sock,
+            inbuf,
+            out,
+            in_dirty: false,
+        });
+        if let Some(old) = self.by_inc.insert(inc, slot) {
+            self.links.try_remove(old);
+        }
+        if !self.links[slot].out.is_empty() {
+            self.links[slot].in_dirty = true;
+            self.dirty.push(slot);
+        }
+        slot
+    }
+
+    /// Take on another incarnation: a successor adopting its predecessor's clients keeps
+    /// their ids, so it speaks as the predecessor did.
+    pub fn set_inc(&mut self, inc: u64) {
+        self.inc = inc;
+    }
+
     /// Remove a link; returns it.
     pub fn remove_link(&mut self, slot: usize) -> Option<Link> {
         let l = self.links.try_remove(slot)?;

@@ -4,6 +4,7 @@
 //! place. Any `Err` is fatal: the caller sends a Close with [`ProtocolError::close_code`] and
 //! drops the connection; the decoder's state is unspecified afterwards.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::close::{self, is_valid_close_code};
@@ -116,6 +117,49 @@ struct Header {
     payload_len: u64,
 }
 
+/// What a [`Decoder`] holds between calls besides its limit: a live connection's decoder
+/// moves to another process in this form (a reload's hand-over) and is rebuilt with the
+/// receiver's own limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecoderState {
+    /// Opcode (1 text, 2 binary) of the fragmented message being assembled.
+    pub frag_opcode: Option<u8>,
+    /// Its payload so far.
+    #[serde(with = "crate::protocol::b64")]
+    pub assembled: Vec<u8>,
+    /// Payload bytes of the frame at the front of the unread input already unmasked.
+    pub frame_progress: usize,
+    /// Bytes of a UTF-8 character cut by the end of what arrived (0 to 3).
+    #[serde(with = "crate::protocol::b64")]
+    pub utf8_pending: Vec<u8>,
+}
+
+/// Why a [`DecoderState`] cannot be resumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateError {
+    /// `frag_opcode` is not text or binary.
+    BadOpcode,
+    /// The assembled message is over the receiver's limit.
+    TooBig,
+    /// `utf8_pending` is not the start of a character.
+    BadUtf8,
+    /// `frame_progress` points past the unread input it counts.
+    BadProgress,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StateError::BadOpcode => "fragment opcode is not text or binary",
+            StateError::TooBig => "assembled message over the message limit",
+            StateError::BadUtf8 => "pending UTF-8 bytes are not a character's start",
+            StateError::BadProgress => "frame progress past the unread input",
+        })
+    }
+}
+
+impl std::error::Error for StateError {}
+
 /// Server-side message decoder for one connection.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -144,6 +188,54 @@ impl Decoder {
             frame_progress: 0,
             utf8: Utf8Validator::new(),
         }
+    }
+
+    /// Its state between calls (see [`DecoderState`]).
+    pub fn state(&self) -> DecoderState {
+        let released = self.release_assembled;
+        DecoderState {
+            frag_opcode: self
+                .frag_opcode
+                .map(|o| if o == OpCode::Text { 1 } else { 2 }),
+            // A message lent out by the last call is over: it is not carried along.
+            assembled: if released {
+                Vec::new()
+            } else {
+                self.assembled.clone()
+            },
+            frame_progress: self.frame_progress,
+            utf8_pending: self.utf8.pending().to_vec(),
+        }
+    }
+
+    /// A decoder resuming `st` with this side's limit; `unread` is the length of the input
+    /// left undecoded with it (which `frame_progress` counts into).
+    pub fn resume(
+        max_message_size: usize,
+        st: DecoderState,
+        unread: usize,
+    ) -> Result<Self, StateError> {
+        let frag_opcode = match st.frag_opcode {
+            None => None,
+            Some(1) => Some(OpCode::Text),
+            Some(2) => Some(OpCode::Binary),
+            Some(_) => return Err(StateError::BadOpcode),
+        };
+        if st.assembled.len() > max_message_size {
+            return Err(StateError::TooBig);
+        }
+        if st.frame_progress > unread {
+            return Err(StateError::BadProgress);
+        }
+        let utf8 = Utf8Validator::with_pending(&st.utf8_pending).ok_or(StateError::BadUtf8)?;
+        Ok(Decoder {
+            max_message_size,
+            frag_opcode,
+            assembled: st.assembled,
+            release_assembled: false,
+            frame_progress: st.frame_progress,
+            utf8,
+        })
     }
 
     /// The configured message size limit.

@@ -555,3 +555,79 @@ fn partial_text_frame_is_validated_before_it_completes() {
     buf.extend_from_slice(&stream[header + 100..header + 210]);
     assert_eq!(dec.decode(&mut buf), Err(ProtocolError::InvalidUtf8));
 }
+
+/// Decode `stream` cut at `at`, moving the decoder to a new one through its serialized state
+/// (and the unread bytes, unmasked as far as it got) at the cut: what a reload's hand-over does.
+fn feed_moved(max: usize, stream: &[u8], at: usize) -> (Vec<Owned>, Option<ProtocolError>) {
+    let mut dec = Decoder::new(max);
+    let mut buf = stream[..at].to_vec();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    loop {
+        match dec.decode(&mut buf[pos..]) {
+            Ok(Decoded::Partial) => break,
+            Ok(Decoded::Consumed(n)) => pos += n,
+            Ok(Decoded::Message(m, n)) => {
+                out.push(own(m));
+                pos += n;
+            }
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    buf.drain(..pos);
+    let json = serde_json::to_string(&dec.state()).unwrap();
+    let st: DecoderState = serde_json::from_str(&json).unwrap();
+    let mut moved = Decoder::resume(max, st, buf.len()).unwrap();
+    let (rest, e) = feed(&mut moved, &[&buf, &stream[at..]]);
+    out.extend(rest);
+    (out, e.map(|x| x.0))
+}
+
+proptest! {
+    #[test]
+    fn a_decoder_moved_at_any_point_decodes_the_same(
+        msgs in proptest::collection::vec(gen_msg(), 0..6),
+        mask in any::<[u8; 4]>(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let (stream, want) = encode_conversation(&msgs, mask);
+        let at = cut.index(stream.len() + 1);
+        prop_assert_eq!(feed_moved(4096, &stream, at), (want, None));
+    }
+}
+
+#[test]
+fn a_bad_state_is_refused() {
+    let ok = DecoderState::default();
+    assert!(Decoder::resume(10, ok.clone(), 0).is_ok());
+    let bad_op = DecoderState {
+        frag_opcode: Some(8),
+        ..ok.clone()
+    };
+    assert_eq!(
+        Decoder::resume(10, bad_op, 0).unwrap_err(),
+        StateError::BadOpcode
+    );
+    let big = DecoderState {
+        frag_opcode: Some(2),
+        assembled: vec![0; 11],
+        ..ok.clone()
+    };
+    assert_eq!(Decoder::resume(10, big, 0).unwrap_err(), StateError::TooBig);
+    let utf8 = DecoderState {
+        utf8_pending: vec![0x80],
+        ..ok.clone()
+    };
+    assert_eq!(
+        Decoder::resume(10, utf8, 0).unwrap_err(),
+        StateError::BadUtf8
+    );
+    let progress = DecoderState {
+        frame_progress: 5,
+        ..ok
+    };
+    assert_eq!(
+        Decoder::resume(10, progress, 4).unwrap_err(),
+        StateError::BadProgress
+    );
+}

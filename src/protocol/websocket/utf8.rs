@@ -89,6 +89,26 @@ impl Utf8Validator {
         }
     }
 
+    /// The bytes of the partial character pending (at most 3), for a hand-over.
+    pub fn pending(&self) -> &[u8] {
+        self.pending
+            .get(..usize::from(self.pending_len))
+            .unwrap_or_default()
+    }
+
+    /// A validator in the state [`Self::pending`] described; `None` if `pending` is not the
+    /// valid start of one character.
+    pub fn with_pending(pending: &[u8]) -> Option<Self> {
+        let mut v = Self::new();
+        if pending.len() > 3
+            || v.feed(pending).is_err()
+            || usize::from(v.pending_len) != pending.len()
+        {
+            return None;
+        }
+        Some(v)
+    }
+
     /// True when no partial character is pending (the text so far ends on a char boundary).
     pub fn is_complete(&self) -> bool {
         self.pending_len == 0

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Reload hand-over at scale: one kefu worker holding N idle WebSocket connections (19,000 by
+# default: the fd limit here is 20,000 per process) is replaced by `kefu reload`; reports how
+# long the hand-over took (both sides' log lines and the `reload` command's wall time), the
+# worker's memory before and after, and whether the generator lost any connection.
+#
+#   tools/handover19k.sh                 # CONNS=19000 HOLD=25 PORT=18800
+#
+# Output: one JSON line on stdout (progress on stderr); files in $OUT.
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+CONNS="${CONNS:-19000}"
+RATE="${RATE:-5000}"
+HOLD="${HOLD:-25}"
+PORT="${PORT:-18800}"
+KEFU_BIN="${KEFU_BIN:-$ROOT/target/release/kefu}"
+LOAD_BIN="${LOAD_BIN:-$ROOT/target/release/kefu-load}"
+OUT="${OUT:-$ROOT/target/bench/handover-$(date +%Y%m%d-%H%M%S)}"
+mkdir -p "$OUT"
+log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+ulimit -n "$(ulimit -Hn)"
+K=("$KEFU_BIN")
+PIDF=(--pid-file "$OUT/k.pid")
+"${K[@]}" start -d --app echo --workers 1 --listen "websocket://127.0.0.1:$PORT" \
+  --log-file "$OUT/k.log" "${PIDF[@]}" >"$OUT/start.out" 2>&1 || { cat "$OUT/start.out" >&2; exit 1; }
+trap '"${K[@]}" stop "${PIDF[@]}" >/dev/null 2>&1' EXIT
+worker_pid() { "${K[@]}" status --json "${PIDF[@]}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["workers"][0]["pid"])'; }
+rss_kb() { awk '/^VmRSS:/{print $2}' /proc/"$1"/status; }
+hwm_kb() { awk '/^VmHWM:/{print $2}' /proc/"$1"/status; }
+established() { ss -Htn state established "( sport = :$PORT )" 2>/dev/null | wc -l; }
+
+"$LOAD_BIN" connect --url "ws://127.0.0.1:$PORT/" -n "$CONNS" --rate "$RATE" --hold "$HOLD" \
+  --setup-timeout 30 --server-pid-file "$OUT/k.pid" >"$OUT/gen.json" 2>"$OUT/gen.err" &
+GEN=$!
+for _ in $(seq 1 300); do [ "$(established)" -ge "$CONNS" ] && break; sleep 0.2; done
+E0=$(established); W0=$(worker_pid); R0=$(rss_kb "$W0")
+log "established $E0, worker $W0 RSS ${R0} KiB; reloading"
+T0=$(date +%s.%N)
+"${K[@]}" reload "${PIDF[@]}" >"$OUT/reload.out" 2>&1
+T1=$(date +%s.%N)
+W1=$(worker_pid); R1=$(rss_kb "$W1"); H1=$(hwm_kb "$W1"); E1=$(established)
+log "reload done: worker $W1 RSS ${R1} KiB, established $E1"
+wait "$GEN"
+python3 - "$OUT" "$CONNS" "$E0" "$E1" "$R0" "$R1" "$T0" "$T1" "$H1" <<'PY'
+import json, re, sys
+out, conns, e0, e1, r0, r1, t0, t1, h1 = sys.argv[1:]
+log = open(out + "/k.log").read()
+sent = re.search(r"handed (\d+) connections and (\d+) bus links over in (\d+) ms", log)
+took = re.search(r"took over (\d+) connections as incarnation \w+ in (\d+) ms", log)
+gen = json.loads(open(out + "/gen.json").read().strip().splitlines()[-1])
+c = gen.get("connections", {})
+print(json.dumps({
+    "scenario": "handover", "connections": int(conns),
+    "established_before": int(e0), "established_after": int(e1),
+    "handed_over": int(sent.group(1)) if sent else None,
+    "old_worker_send_ms": int(sent.group(3)) if sent else None,
+    "new_worker_receive_ms": int(took.group(2)) if took else None,
+    "reload_command_s": round(float(t1) - float(t0), 3),
+    "worker_rss_kb": {"before": int(r0), "after": int(r1), "new_worker_peak": int(h1)},
+    "generator": {k: c.get(k) for k in ("established", "failed", "dropped")},
+}, sort_keys=True))
+PY
