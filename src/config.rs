@@ -42,6 +42,16 @@ pub struct ListenSpec {
     pub scheme: Scheme,
     /// Address to bind (with SO_REUSEPORT in every worker).
     pub addr: SocketAddr,
+    /// permessage-deflate on this listener; `None` follows `websocket.compression`.
+    pub compression: Option<bool>,
+}
+
+impl ListenSpec {
+    /// Whether WebSocket clients of this listener may negotiate permessage-deflate.
+    pub fn compresses(&self, ws: &WebSocketConfig) -> bool {
+        matches!(self.scheme, Scheme::Websocket | Scheme::Http)
+            && self.compression.unwrap_or(ws.compression)
+    }
 }
 
 impl fmt::Display for ListenSpec {
@@ -92,7 +102,11 @@ impl std::str::FromStr for ListenSpec {
             _ => return Err(bad()),
         };
         let addr = rest.trim_end_matches('/').parse().map_err(|_| bad())?;
-        Ok(ListenSpec { scheme, addr })
+        Ok(ListenSpec {
+            scheme,
+            addr,
+            compression: None,
+        })
     }
 }
 
@@ -152,13 +166,31 @@ impl Default for Limits {
 }
 
 /// WebSocket options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketConfig {
     /// If non-empty, only upgrade requests whose Origin is listed are accepted (others get 403).
     pub allowed_origins: Vec<String>,
     /// Subprotocols the server speaks, in order of preference; the first one the client offers is selected.
     pub subprotocols: Vec<String>,
+    /// Accept permessage-deflate (RFC 7692) offers; a listener entry may say otherwise.
+    pub compression: bool,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    pub compression_threshold: usize,
+    /// zlib level for outgoing messages, 1 (fastest) to 9 (smallest).
+    pub compression_level: u32,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            allowed_origins: Vec::new(),
+            subprotocols: Vec::new(),
+            compression: true,
+            compression_threshold: 256,
+            compression_level: 6,
+        }
+    }
 }
 
 /// Gateway options: the HTTP API and heartbeats (GatewayWorker's names and meaning).
@@ -517,6 +549,11 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid("limits.max_connections must be > 0"));
         }
+        if !(1..=9).contains(&self.websocket.compression_level) {
+            return Err(ConfigError::Invalid(
+                "websocket.compression_level must be 1..=9",
+            ));
+        }
         if self.kefu.trusted_hops == 0 || self.kefu.trusted_hops > 16 {
             return Err(ConfigError::Invalid("kefu.trusted_hops must be 1..=16"));
         }
@@ -574,10 +611,36 @@ pub fn num_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// One `listen` item: a URL, or a table with the URL and per-listener options.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ListenEntry {
+    Url(String),
+    Table(ListenTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenTable {
+    url: String,
+    compression: Option<bool>,
+}
+
 fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ListenSpec>, D::Error> {
-    let urls: Vec<String> = Vec::deserialize(d)?;
-    urls.iter()
-        .map(|u| u.parse().map_err(serde::de::Error::custom))
+    let entries: Vec<ListenEntry> = Vec::deserialize(d)?;
+    entries
+        .into_iter()
+        .map(|e| {
+            let (url, compression) = match e {
+                ListenEntry::Url(u) => (u, None),
+                ListenEntry::Table(t) => (t.url, t.compression),
+            };
+            let spec: ListenSpec = url.parse().map_err(serde::de::Error::custom)?;
+            Ok(ListenSpec {
+                compression,
+                ..spec
+            })
+        })
         .collect()
 }
 
@@ -636,6 +699,21 @@ mod tests {
         assert_eq!(c.workers, 2);
         assert_eq!(c.stop_timeout, Duration::from_millis(500));
         assert_eq!(c.limits.max_send_buffer, 4096);
+        std::fs::write(
+            &p,
+            "listen = [\"websocket://127.0.0.1:1\", { url = \"http://127.0.0.1:2\", compression = false }, { url = \"text://127.0.0.1:3\", compression = true }]\n[websocket]\ncompression_threshold = 1000\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), &ov).unwrap();
+        let on: Vec<bool> = c.listen.iter().map(|l| l.compresses(&c.websocket)).collect();
+        // The text protocol has no compression whatever its entry says.
+        assert_eq!(on, [true, false, false]);
+        assert_eq!(c.listen[1].to_string(), "http://127.0.0.1:2");
+        assert_eq!(c.websocket.compression_threshold, 1000);
+        std::fs::write(&p, "listen = [{ url = \"websocket://127.0.0.1:1\", gzip = 1 }]\n").unwrap();
+        assert!(Config::load(Some(&p), &ov).is_err());
+        std::fs::write(&p, "[websocket]\ncompression_level = 10\n").unwrap();
+        assert!(Config::load(Some(&p), &ov).is_err());
         std::fs::write(&p, "bogus_key = 1\n").unwrap();
         assert!(matches!(
             Config::load(Some(&p), &ov),

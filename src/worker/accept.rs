@@ -21,6 +21,8 @@ struct Listener {
     spec: ListenSpec,
     /// Accept budget ran out with connections possibly still queued.
     pending: bool,
+    /// Its WebSocket clients may negotiate permessage-deflate.
+    deflate: bool,
 }
 
 /// The worker's listening sockets and whether accepting is paused.
@@ -56,6 +58,7 @@ impl Listeners {
                 sock,
                 spec: spec.clone(),
                 pending: false,
+                deflate: spec.compresses(&cfg.websocket),
             });
         }
         Ok(Listeners {
@@ -121,8 +124,9 @@ impl Listeners {
             match l.sock.accept() {
                 Ok((stream, remote)) => {
                     let scheme = l.spec.scheme;
+                    let deflate = l.deflate;
                     if b.peers.admit(remote.ip()) {
-                        add_conn(b, stream, remote, scheme);
+                        add_conn(b, stream, remote, scheme, deflate);
                     } else {
                         // Dropping the stream closes it: the address already holds its share.
                         if let Some(skipped) = b.quiet.allow(b.core.now) {
@@ -176,6 +180,7 @@ fn add_conn(
     mut stream: mio::net::TcpStream,
     remote: std::net::SocketAddr,
     scheme: Scheme,
+    deflate: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let core = &mut b.core;
@@ -197,7 +202,9 @@ fn add_conn(
     }
     // Already the tighter of the config's bound and the app's.
     let max_line = core.limits.max_package_size;
-    entry.insert(Conn::new(gen, stream, scheme, remote, core.now, max_line));
+    entry.insert(Conn::new(
+        gen, stream, scheme, remote, core.now, max_line, deflate,
+    ));
     let id = ConnId {
         slot: slot as u32,
         gen,
