@@ -705,12 +705,20 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(Some(&p), &ov).unwrap();
-        let on: Vec<bool> = c.listen.iter().map(|l| l.compresses(&c.websocket)).collect();
+        let on: Vec<bool> = c
+            .listen
+            .iter()
+            .map(|l| l.compresses(&c.websocket))
+            .collect();
         // The text protocol has no compression whatever its entry says.
         assert_eq!(on, [true, false, false]);
         assert_eq!(c.listen[1].to_string(), "http://127.0.0.1:2");
         assert_eq!(c.websocket.compression_threshold, 1000);
-        std::fs::write(&p, "listen = [{ url = \"websocket://127.0.0.1:1\", gzip = 1 }]\n").unwrap();
+        std::fs::write(
+            &p,
+            "listen = [{ url = \"websocket://127.0.0.1:1\", gzip = 1 }]\n",
+        )
+        .unwrap();
         assert!(Config::load(Some(&p), &ov).is_err());
         std::fs::write(&p, "[websocket]\ncompression_level = 10\n").unwrap();
         assert!(Config::load(Some(&p), &ov).is_err());

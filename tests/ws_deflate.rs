@@ -200,7 +200,11 @@ fn per_listener_override() {
     assert!(common::wait_until(10 * SEC, || {
         std::net::TcpStream::connect(("127.0.0.1", plain_port)).is_ok()
     }));
-    let on = cfg.split('"').nth(1).unwrap().trim_start_matches("websocket://");
+    let on = cfg
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("websocket://");
     deflate_client(on);
     let (_, _, head) = Ws::try_connect(&format!("127.0.0.1:{plain_port}"), "/", &[OFFER]);
     assert!(!head.contains("Extensions"), "{head}");

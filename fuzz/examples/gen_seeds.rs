@@ -554,8 +554,14 @@ fn ws_decoder_deflate() -> Seeds {
     let (a, b) = z.split_at(z.len() / 2);
     let bomb = deflated(&[0u8; 60_000]);
     vec![
-        seed("deflate_text", stream(0x80 | 63, &[rsv1(frame(true, 1, &z, M))])),
-        seed("deflate_binary_bytewise", stream(0x80, &[rsv1(frame(true, 2, &z, M))])),
+        seed(
+            "deflate_text",
+            stream(0x80 | 63, &[rsv1(frame(true, 1, &z, M))]),
+        ),
+        seed(
+            "deflate_binary_bytewise",
+            stream(0x80, &[rsv1(frame(true, 2, &z, M))]),
+        ),
         seed(
             "deflate_fragmented_with_ping",
             stream(
@@ -567,7 +573,10 @@ fn ws_decoder_deflate() -> Seeds {
                 ],
             ),
         ),
-        seed("deflate_rsv1_on_ping", stream(0x80 | 63, &[rsv1(frame(true, 9, b"", M))])),
+        seed(
+            "deflate_rsv1_on_ping",
+            stream(0x80 | 63, &[rsv1(frame(true, 9, b"", M))]),
+        ),
         seed(
             "deflate_rsv1_on_continuation",
             stream(
@@ -575,9 +584,18 @@ fn ws_decoder_deflate() -> Seeds {
                 &[frame(false, 1, b"a", M), rsv1(frame(true, 0, b"b", M))],
             ),
         ),
-        seed("deflate_bomb", stream(0x80 | 63, &[rsv1(frame(true, 2, &bomb, M))])),
-        seed("deflate_corrupt", stream(0x80 | 63, &[rsv1(frame(true, 2, &[0xff; 4], M))])),
-        seed("deflate_not_negotiated", stream(63, &[rsv1(frame(true, 1, &z, M))])),
+        seed(
+            "deflate_bomb",
+            stream(0x80 | 63, &[rsv1(frame(true, 2, &bomb, M))]),
+        ),
+        seed(
+            "deflate_corrupt",
+            stream(0x80 | 63, &[rsv1(frame(true, 2, &[0xff; 4], M))]),
+        ),
+        seed(
+            "deflate_not_negotiated",
+            stream(63, &[rsv1(frame(true, 1, &z, M))]),
+        ),
     ]
 }
 
@@ -611,9 +629,24 @@ fn ws_inflate() -> Seeds {
         v
     };
     vec![
-        seed("hello", with_limit(100, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])),
-        seed("stored", with_limit(100, &[0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o'])),
-        seed("json", with_limit(4096, &deflated(br#"{"type":"msg","text":"hi","to":"agent-1"}"#))),
+        seed(
+            "hello",
+            with_limit(100, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+        ),
+        seed(
+            "stored",
+            with_limit(
+                100,
+                &[0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o'],
+            ),
+        ),
+        seed(
+            "json",
+            with_limit(
+                4096,
+                &deflated(br#"{"type":"msg","text":"hi","to":"agent-1"}"#),
+            ),
+        ),
         seed("over_limit", with_limit(1000, &deflated(&[b'a'; 5000]))),
         seed("bomb", with_limit(u16::MAX, &deflated(&[0u8; 200_000]))),
         seed("reserved_block", with_limit(100, &[0xff, 0xff])),

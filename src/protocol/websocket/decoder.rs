@@ -329,8 +329,8 @@ impl Decoder {
             return Ok(Decoded::Message(msg, end));
         }
 
-        let compressed = h.compressed
-            || (h.opcode == OpCode::Continue && self.deflate == Deflate::Compressing);
+        let compressed =
+            h.compressed || (h.opcode == OpCode::Continue && self.deflate == Deflate::Compressing);
         // A compressed message is validated once inflated, never on the wire bytes.
         let is_text = !compressed
             && (h.opcode == OpCode::Text

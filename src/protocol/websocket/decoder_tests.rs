@@ -666,5 +666,8 @@ fn inflated_message_checks() {
     let mut f = Vec::new();
     encode_client(&mut f, true, OpCode::Text, &[0xff, 0xfe], M);
     let (m, e) = feed(&mut deflate_decoder(100), &[&rsv1(f)]);
-    assert_eq!((m, e), (vec![Owned::Deflated(true, vec![0xff, 0xfe])], None));
+    assert_eq!(
+        (m, e),
+        (vec![Owned::Deflated(true, vec![0xff, 0xfe])], None)
+    );
 }

@@ -154,7 +154,11 @@ impl Deflater {
         loop {
             out.reserve(input.len() / 2 + 64);
             let before = self.z.total_in();
-            if self.z.compress_vec(input, out, FlushCompress::Sync).is_err() {
+            if self
+                .z
+                .compress_vec(input, out, FlushCompress::Sync)
+                .is_err()
+            {
                 out.truncate(start);
                 return false;
             }

@@ -38,7 +38,9 @@ fn rfc7692_examples() {
     let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
     assert_eq!(inf.inflate(&hello, 100).unwrap(), b"Hello");
     // §7.2.3.3: a stored (uncompressed) block.
-    let stored = [0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00];
+    let stored = [
+        0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+    ];
     assert_eq!(inf.inflate(&stored, 100).unwrap(), b"Hello");
     // §7.2.3.4: a message ending in a final block, then nothing.
     let fin = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
@@ -82,14 +84,21 @@ fn bomb_never_allocates_past_the_limit() {
 fn corrupt_input_is_an_error() {
     let mut inf = Inflater::new();
     // BTYPE=11 is reserved.
-    assert_eq!(inf.inflate(&[0xff, 0xff, 0xff], 100), Err(InflateError::Corrupt));
+    assert_eq!(
+        inf.inflate(&[0xff, 0xff, 0xff], 100),
+        Err(InflateError::Corrupt)
+    );
     // Stored block whose length check fails.
     assert_eq!(
         inf.inflate(&[0x00, 0x05, 0x00, 0x00, 0x00, b'x'], 100),
         Err(InflateError::Corrupt)
     );
     // Still usable.
-    assert_eq!(inf.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 10).unwrap(), b"Hello");
+    assert_eq!(
+        inf.inflate(&[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00], 10)
+            .unwrap(),
+        b"Hello"
+    );
 }
 
 #[test]

@@ -71,9 +71,8 @@ pub struct Agreed {
 impl Agreed {
     /// The `Sec-WebSocket-Extensions` value answering the accepted offer.
     pub fn response(&self) -> String {
-        let mut s = format!(
-            "{PERMESSAGE_DEFLATE}; server_no_context_takeover; client_no_context_takeover"
-        );
+        let mut s =
+            format!("{PERMESSAGE_DEFLATE}; server_no_context_takeover; client_no_context_takeover");
         if self.echo_server_bits {
             s.push_str(&format!(
                 "; server_max_window_bits={}",

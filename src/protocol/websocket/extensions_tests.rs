@@ -55,7 +55,9 @@ fn window_bits_values() {
         let c = format!("permessage-deflate; client_max_window_bits={n}");
         assert!(negotiate([c.as_str()]).is_some());
     }
-    for bad in ["7", "16", "08", "015", "", "1 5", "0x9", "+9", "9.0", "\"\"", "\"1\\5\""] {
+    for bad in [
+        "7", "16", "08", "015", "", "1 5", "0x9", "+9", "9.0", "\"\"", "\"1\\5\"",
+    ] {
         let h = format!("permessage-deflate; server_max_window_bits={bad}");
         assert_eq!(negotiate([h.as_str()]), None, "{h}");
         let c = format!("permessage-deflate; client_max_window_bits={bad}");
@@ -109,7 +111,10 @@ fn first_acceptable_offer_wins() {
     let h = "permessage-deflate; server_max_window_bits=20, permessage-deflate; server_max_window_bits=11, permessage-deflate";
     assert_eq!(negotiate([h]).unwrap().server_window_bits, 11);
     // Other extensions are ignored; several header lines form one list.
-    let a = negotiate(["x-webkit-deflate-frame", "foo; a=\"b,c\", permessage-deflate"]);
+    let a = negotiate([
+        "x-webkit-deflate-frame",
+        "foo; a=\"b,c\", permessage-deflate",
+    ]);
     assert_eq!(a.unwrap().server_window_bits, 15);
     assert_eq!(negotiate(["x-webkit-deflate-frame", "foo"]), None);
     assert_eq!(negotiate(Vec::<&str>::new()), None);
