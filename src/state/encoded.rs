@@ -152,3 +152,65 @@ fn placed(
     at.set(Some(r));
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Limits, Scheme, WebSocketConfig};
+    use crate::connection::Conn;
+    use std::time::Instant;
+
+    /// A core with `n` open WebSocket connections (real loopback sockets), the first
+    /// `deflate` of them with permessage-deflate agreed at a 15-bit window.
+    fn core_with(n: usize, deflate: usize) -> (Core, Vec<std::net::TcpStream>) {
+        let poll = mio::Poll::new().unwrap();
+        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let mut core = Core::new(0, 1, Limits::default(), &WebSocketConfig::default(), waker);
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peers = Vec::new();
+        for i in 0..n {
+            peers.push(std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap());
+            let (s, remote) = l.accept().unwrap();
+            let stream = mio::net::TcpStream::from_std(s);
+            let mut c = Conn::new(
+                0,
+                stream,
+                Scheme::Websocket,
+                remote,
+                Instant::now(),
+                1024,
+                true,
+            );
+            c.state = crate::connection::ConnState::Open;
+            c.framing = Framing::Ws;
+            c.deflate = if i < deflate {
+                Deflate::On(15)
+            } else {
+                Deflate::Off
+            };
+            core.conns.insert(c);
+        }
+        (core, peers)
+    }
+
+    #[test]
+    fn one_compression_for_all_receivers_with_the_same_window() {
+        let (mut core, _peers) = core_with(5, 3);
+        let msg = "{\"type\":\"say\",\"content\":\"hello everyone in the room\"}".repeat(20);
+        let enc = Encoded::for_receivers(Payload::Text(&msg), 5);
+        for slot in 0..5 {
+            enc.queue(&mut core, slot);
+        }
+        assert_eq!(core.codecs.deflated, 1);
+        let sizes: Vec<usize> = (0..5).map(|s| core.conns[s].out.len()).collect();
+        assert!(sizes[0] < msg.len() / 4, "{sizes:?}");
+        assert_eq!(sizes[..3], [sizes[0]; 3]);
+        assert_eq!(sizes[3..], [msg.len() + 4; 2]);
+        // Below the threshold nothing is compressed.
+        let enc = Encoded::for_receivers(Payload::Text("short"), 5);
+        for slot in 0..5 {
+            enc.queue(&mut core, slot);
+        }
+        assert_eq!(core.codecs.deflated, 1);
+    }
+}
