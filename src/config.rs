@@ -187,8 +187,8 @@ impl Default for WebSocketConfig {
             allowed_origins: Vec::new(),
             subprotocols: Vec::new(),
             compression: true,
-            compression_threshold: 256,
-            compression_level: 6,
+            compression_threshold: 1024,
+            compression_level: 1,
         }
     }
 }

@@ -110,7 +110,7 @@ fn compressed_echo_on_the_wire_and_threshold() {
     assert!(f.rsv1 && f.fin && f.opcode == 1, "{:?}", (f.rsv1, f.opcode));
     assert!(f.payload.len() < big.len() / 5, "{}", f.payload.len());
     assert_eq!(inflate(&f.payload), big.as_bytes());
-    // Below the 256-byte default threshold the answer goes plain, whatever the client sent.
+    // Below the 1024-byte default threshold the answer goes plain, whatever the client sent.
     send_compressed(&mut ws, 1, b"short");
     let f = ws.recv_frame().unwrap();
     assert_eq!((f.rsv1, f.payload), (false, b"short".to_vec()));
