@@ -16,8 +16,8 @@ enum Owned {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<u16>, String),
-    Deflated(bool, Vec<u8>),
-    Inflated(Result<Vec<u8>, u16>),
+    /// A compressed message and what it inflated to (or the close code it failed with).
+    Deflated(bool, Vec<u8>, Result<Vec<u8>, u16>),
 }
 
 fn run(data: &[u8], chunk: usize, deflate: bool) -> (Vec<Owned>, bool) {
@@ -46,7 +46,6 @@ fn run(data: &[u8], chunk: usize, deflate: bool) -> (Vec<Owned>, bool) {
                         Message::Pong(b) => Owned::Pong(b.to_vec()),
                         Message::Close(c, r) => Owned::Close(c, r.to_string()),
                         Message::Deflated { text, payload } => {
-                            out.push(Owned::Deflated(text, payload.to_vec()));
                             let r = match inflate_message(&mut inf, text, payload, 4096) {
                                 Ok(Message::Text(s)) => Ok(s.as_bytes().to_vec()),
                                 Ok(Message::Binary(b)) => {
@@ -56,7 +55,7 @@ fn run(data: &[u8], chunk: usize, deflate: bool) -> (Vec<Owned>, bool) {
                                 Ok(other) => panic!("inflated to {other:?}"),
                                 Err(e) => Err(e.close_code()),
                             };
-                            Owned::Inflated(r)
+                            Owned::Deflated(text, payload.to_vec(), r)
                         }
                     });
                     pos += n;
