@@ -47,6 +47,8 @@ pub struct ListenSpec {
     pub tls: bool,
     /// The certificate of a TLS listener (the entry's `cert`, `key` and `sni`).
     pub certs: Option<TlsFiles>,
+    /// permessage-deflate on this listener; `None` follows `websocket.compression`.
+    pub compression: Option<bool>,
 }
 
 impl ListenSpec {
@@ -59,6 +61,12 @@ impl ListenSpec {
             (Scheme::Text, true) => "text+tls",
             (Scheme::Api, true) => "api+tls",
         }
+    }
+
+    /// Whether WebSocket clients of this listener may negotiate permessage-deflate.
+    pub fn compresses(&self, ws: &WebSocketConfig) -> bool {
+        matches!(self.scheme, Scheme::Websocket | Scheme::Http)
+            && self.compression.unwrap_or(ws.compression)
     }
 }
 
@@ -98,6 +106,8 @@ struct ListenTable {
     key: Option<PathBuf>,
     #[serde(default)]
     sni: Vec<SniFiles>,
+    /// permessage-deflate on or off for this listener (default: `websocket.compression`).
+    compression: Option<bool>,
 }
 
 impl ListenEntry {
@@ -107,6 +117,7 @@ impl ListenEntry {
             ListenEntry::Table(t) => t,
         };
         let mut spec: ListenSpec = t.url.parse()?;
+        spec.compression = t.compression;
         let bad = |why: &str| ConfigError::Tls(format!("listener {}: {why}", t.url));
         spec.certs = match (t.cert, t.key) {
             (None, None) if t.sni.is_empty() => None,
@@ -193,6 +204,7 @@ impl std::str::FromStr for ListenSpec {
             addr,
             tls,
             certs: None,
+            compression: None,
         })
     }
 }
@@ -253,13 +265,31 @@ impl Default for Limits {
 }
 
 /// WebSocket options.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebSocketConfig {
     /// If non-empty, only upgrade requests whose Origin is listed are accepted (others get 403).
     pub allowed_origins: Vec<String>,
     /// Subprotocols the server speaks, in order of preference; the first one the client offers is selected.
     pub subprotocols: Vec<String>,
+    /// Accept permessage-deflate (RFC 7692) offers; a listener entry may say otherwise.
+    pub compression: bool,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    pub compression_threshold: usize,
+    /// zlib level for outgoing messages, 1 (fastest) to 9 (smallest).
+    pub compression_level: u32,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            allowed_origins: Vec::new(),
+            subprotocols: Vec::new(),
+            compression: true,
+            compression_threshold: 1024,
+            compression_level: 1,
+        }
+    }
 }
 
 /// Gateway options: the HTTP API and heartbeats (GatewayWorker's names and meaning).
@@ -655,6 +685,11 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err(ConfigError::Invalid("limits.max_connections must be > 0"));
         }
+        if !(1..=9).contains(&self.websocket.compression_level) {
+            return Err(ConfigError::Invalid(
+                "websocket.compression_level must be 1..=9",
+            ));
+        }
         if self.kefu.trusted_hops == 0 || self.kefu.trusted_hops > 16 {
             return Err(ConfigError::Invalid("kefu.trusted_hops must be 1..=16"));
         }
@@ -762,6 +797,7 @@ pub fn num_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// One `listen` item: a URL, or a table with the URL and per-listener options.
 fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ListenSpec>, D::Error> {
     let entries: Vec<ListenEntry> = Vec::deserialize(d)?;
     entries
@@ -891,6 +927,29 @@ mod tests {
         assert_eq!(c.workers, 2);
         assert_eq!(c.stop_timeout, Duration::from_millis(500));
         assert_eq!(c.limits.max_send_buffer, 4096);
+        std::fs::write(
+            &p,
+            "listen = [\"websocket://127.0.0.1:1\", { url = \"http://127.0.0.1:2\", compression = false }, { url = \"text://127.0.0.1:3\", compression = true }]\n[websocket]\ncompression_threshold = 1000\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&p), &ov).unwrap();
+        let on: Vec<bool> = c
+            .listen
+            .iter()
+            .map(|l| l.compresses(&c.websocket))
+            .collect();
+        // The text protocol has no compression whatever its entry says.
+        assert_eq!(on, [true, false, false]);
+        assert_eq!(c.listen[1].to_string(), "http://127.0.0.1:2");
+        assert_eq!(c.websocket.compression_threshold, 1000);
+        std::fs::write(
+            &p,
+            "listen = [{ url = \"websocket://127.0.0.1:1\", gzip = 1 }]\n",
+        )
+        .unwrap();
+        assert!(Config::load(Some(&p), &ov).is_err());
+        std::fs::write(&p, "[websocket]\ncompression_level = 10\n").unwrap();
+        assert!(Config::load(Some(&p), &ov).is_err());
         std::fs::write(&p, "bogus_key = 1\n").unwrap();
         assert!(matches!(
             Config::load(Some(&p), &ov),

@@ -12,6 +12,7 @@
 
 use kefu::gateway::bus::wire::{encode, BusMsg, Kind};
 use kefu::gateway::client_id::ConnId;
+use kefu::protocol::websocket::deflate::Deflater;
 use std::path::{Path, PathBuf};
 
 fn main() {
@@ -19,9 +20,11 @@ fn main() {
     let mut n = 0;
     for (target, seeds) in [
         ("http_request", http_request()),
-        ("ws_decoder", ws_decoder()),
+        ("ws_decoder", [ws_decoder(), ws_decoder_deflate()].concat()),
         ("text_lines", text_lines()),
         ("utf8", utf8()),
+        ("ws_extensions", ws_extensions()),
+        ("ws_inflate", ws_inflate()),
         ("bus_wire", bus_wire()),
         ("cluster_batch", cluster_batch()),
         ("handover_state", handover_state()),
@@ -605,5 +608,120 @@ fn handover_state() -> Seeds {
         seed("bad_utf8", state_case(bad_utf8, b"")),
         seed("progress_past_input", state_case(far, &frame(true, 2, b"x", mask))),
         seed("conn_record", state_case(record, b"")),
+
+fn deflated(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    assert!(Deflater::new(6, 15).deflate(msg, &mut out));
+    out
+}
+
+/// A frame with RSV1 (compressed) set.
+fn rsv1(mut f: Vec<u8>) -> Vec<u8> {
+    f[0] |= 0x40;
+    f
+}
+
+/// Seeds for `ws_decoder` with permessage-deflate on (bit 7 of the first byte).
+fn ws_decoder_deflate() -> Seeds {
+    let z = deflated("客服 hello hello hello".as_bytes());
+    let (a, b) = z.split_at(z.len() / 2);
+    let bomb = deflated(&[0u8; 60_000]);
+    vec![
+        seed(
+            "deflate_text",
+            stream(0x80 | 63, &[rsv1(frame(true, 1, &z, M))]),
+        ),
+        seed(
+            "deflate_binary_bytewise",
+            stream(0x80, &[rsv1(frame(true, 2, &z, M))]),
+        ),
+        seed(
+            "deflate_fragmented_with_ping",
+            stream(
+                0x80 | 4,
+                &[
+                    rsv1(frame(false, 1, a, M)),
+                    frame(true, 9, b"p", M),
+                    frame(true, 0, b, M),
+                ],
+            ),
+        ),
+        seed(
+            "deflate_rsv1_on_ping",
+            stream(0x80 | 63, &[rsv1(frame(true, 9, b"", M))]),
+        ),
+        seed(
+            "deflate_rsv1_on_continuation",
+            stream(
+                0x80 | 63,
+                &[frame(false, 1, b"a", M), rsv1(frame(true, 0, b"b", M))],
+            ),
+        ),
+        seed(
+            "deflate_bomb",
+            stream(0x80 | 63, &[rsv1(frame(true, 2, &bomb, M))]),
+        ),
+        seed(
+            "deflate_corrupt",
+            stream(0x80 | 63, &[rsv1(frame(true, 2, &[0xff; 4], M))]),
+        ),
+        seed(
+            "deflate_not_negotiated",
+            stream(63, &[rsv1(frame(true, 1, &z, M))]),
+        ),
+    ]
+}
+
+fn ws_extensions() -> Seeds {
+    [
+        ("browser", "permessage-deflate; client_max_window_bits"),
+        ("plain", "permessage-deflate"),
+        (
+            "all_four",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10; client_max_window_bits=9",
+        ),
+        ("quoted", "permessage-deflate; server_max_window_bits=\"12\""),
+        (
+            "fallback",
+            "permessage-deflate; server_max_window_bits=7, permessage-deflate; server_max_window_bits=8",
+        ),
+        ("two_lines", "x-webkit-deflate-frame\nfoo; a=\"b,c\", permessage-deflate"),
+        ("duplicate", "permessage-deflate; client_no_context_takeover; client_no_context_takeover"),
+        ("unknown", "permessage-deflate; mux"),
+        ("unterminated", "permessage-deflate; x=\"1"),
+    ]
+    .into_iter()
+    .map(|(n, v)| seed(n, v))
+    .collect()
+}
+
+fn ws_inflate() -> Seeds {
+    let with_limit = |limit: u16, body: &[u8]| {
+        let mut v = limit.to_le_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    };
+    vec![
+        seed(
+            "hello",
+            with_limit(100, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+        ),
+        seed(
+            "stored",
+            with_limit(
+                100,
+                &[0x00, 0x05, 0x00, 0xfa, 0xff, b'H', b'e', b'l', b'l', b'o'],
+            ),
+        ),
+        seed(
+            "json",
+            with_limit(
+                4096,
+                &deflated(br#"{"type":"msg","text":"hi","to":"agent-1"}"#),
+            ),
+        ),
+        seed("over_limit", with_limit(1000, &deflated(&[b'a'; 5000]))),
+        seed("bomb", with_limit(u16::MAX, &deflated(&[0u8; 200_000]))),
+        seed("reserved_block", with_limit(100, &[0xff, 0xff])),
     ]
 }

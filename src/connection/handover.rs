@@ -93,6 +93,9 @@ pub struct ConnRecord {
     pub app_connected: bool,
     /// HTTP requests answered on this connection.
     pub requests_served: u64,
+    /// permessage-deflate as agreed (absent in a record from a build without it: off).
+    #[serde(default)]
+    pub deflate: super::Deflate,
 }
 
 /// Why a record cannot become a connection.
@@ -169,6 +172,7 @@ impl Conn {
             },
             app_connected: self.app_connected,
             requests_served: self.requests_served,
+            deflate: self.deflate,
         }
     }
 
@@ -240,6 +244,7 @@ impl Conn {
             in_dirty: false,
             app_connected: r.app_connected,
             requests_served: r.requests_served,
+            deflate: r.deflate,
             // Only plain connections are handed over (see `movable`).
             tls: None,
         })

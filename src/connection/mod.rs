@@ -102,6 +102,20 @@ impl Input {
     }
 }
 
+/// permessage-deflate (RFC 7692) on one connection. No compression context is kept per
+/// connection (none is ever taken over), so the state is only what was agreed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deflate {
+    /// Not offered by the listener, or not agreed with the client.
+    #[default]
+    Off,
+    /// The listener offers it; decided at the WebSocket handshake.
+    Allowed,
+    /// Agreed, with the largest window our compressor may use (8..=15 bits).
+    On(u8),
+}
+
 /// Decoder state of a connection (taken out of the connection while its bytes are processed).
 #[derive(Debug)]
 pub enum Proto {
@@ -128,6 +142,8 @@ pub struct Conn {
     pub proto: Proto,
     /// Framing of outgoing messages.
     pub framing: Framing,
+    /// Whether messages to and from this WebSocket client may be compressed.
+    pub deflate: Deflate,
     /// Bytes received but not yet decoded (empty most of the time: reads go to a shared scratch buffer).
     pub in_buf: Vec<u8>,
     /// Bytes waiting to be written.
@@ -169,6 +185,7 @@ impl Conn {
         remote: SocketAddr,
         now: Instant,
         max_line: usize,
+        deflate: bool,
     ) -> Conn {
         let (state, proto, framing) = match scheme {
             Scheme::Text => (
@@ -187,6 +204,11 @@ impl Conn {
             state,
             proto,
             framing,
+            deflate: if deflate && framing == Framing::None {
+                Deflate::Allowed
+            } else {
+                Deflate::Off
+            },
             in_buf: Vec::new(),
             out: OutBuf::default(),
             bytes_read: 0,

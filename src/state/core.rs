@@ -7,9 +7,10 @@
 //! the state of its own clients, then tells every other worker; deliveries to this worker's
 //! own clients are shared by local sends and by sends arriving over the bus.
 
+use super::deflate::Codecs;
 use super::encoded::Encoded;
 use super::timer::{Due, Timers};
-use crate::config::Limits;
+use crate::config::{Limits, WebSocketConfig};
 use crate::connection::{Conn, ConnState, Framing};
 use crate::gateway::bus::wire::BusMsg;
 use crate::gateway::bus::Bus;
@@ -74,6 +75,8 @@ pub(crate) struct Core {
     pub fanout: Vec<u8>,
     /// Connections left holding ranges of `fanout` by a flush that could not finish.
     pub held_turn: Vec<usize>,
+    /// permessage-deflate settings and the codecs every connection shares.
+    pub codecs: Codecs,
     /// The worker is stopping, with the close code for WebSocket clients: HTTP answers close
     /// their connection rather than keep it, and an upgrade still in progress completes and
     /// is then closed with this code (the client gets an answer, never a refusal).
@@ -86,6 +89,7 @@ impl Core {
         worker_id: usize,
         inc: u64,
         limits: Limits,
+        ws: &WebSocketConfig,
         waker: std::sync::Arc<mio::Waker>,
     ) -> Core {
         Core {
@@ -104,6 +108,7 @@ impl Core {
             slots: Vec::new(),
             fanout: Vec::new(),
             held_turn: Vec::new(),
+            codecs: Codecs::new(ws),
             stopping: None,
             waker,
         }

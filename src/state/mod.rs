@@ -8,6 +8,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod core;
+pub(crate) mod deflate;
 pub(crate) mod encoded;
 pub(crate) mod handover;
 pub(crate) mod timer;

@@ -23,6 +23,8 @@ struct Listener {
     tls: Option<crate::tls::Acceptor>,
     /// Accept budget ran out with connections possibly still queued.
     pending: bool,
+    /// Its WebSocket clients may negotiate permessage-deflate.
+    deflate: bool,
 }
 
 /// The worker's listening sockets and whether accepting is paused.
@@ -63,6 +65,7 @@ impl Listeners {
                 spec: spec.clone(),
                 tls,
                 pending: false,
+                deflate: spec.compresses(&cfg.websocket),
             });
         }
         Ok(Listeners {
@@ -129,8 +132,9 @@ impl Listeners {
                 Ok((stream, remote)) => {
                     let scheme = l.spec.scheme;
                     let tls = l.tls.clone();
+                    let deflate = l.deflate;
                     if b.peers.admit(remote.ip()) {
-                        add_conn(b, stream, remote, scheme, tls);
+                        add_conn(b, stream, remote, scheme, tls, deflate);
                     } else {
                         // Dropping the stream closes it: the address already holds its share.
                         if let Some(skipped) = b.quiet.allow(b.core.now) {
@@ -185,6 +189,7 @@ fn add_conn(
     remote: std::net::SocketAddr,
     scheme: Scheme,
     tls: Option<crate::tls::Acceptor>,
+    deflate: bool,
 ) {
     let _ = stream.set_nodelay(true);
     let session = match tls.map(|a| a.session()) {
@@ -216,7 +221,9 @@ fn add_conn(
     }
     // Already the tighter of the config's bound and the app's.
     let max_line = core.limits.max_package_size;
-    entry.insert(Conn::new(gen, stream, scheme, remote, core.now, max_line));
+    entry.insert(Conn::new(
+        gen, stream, scheme, remote, core.now, max_line, deflate,
+    ));
     let id = ConnId {
         slot: slot as u32,
         gen,

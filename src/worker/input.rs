@@ -4,13 +4,14 @@
 
 use crate::api::{App, Ctx, HttpOutcome};
 use crate::config::Scheme;
-use crate::connection::{ConnState, Framing, Proto};
+use crate::connection::{ConnState, Deflate, Framing, Proto};
 use crate::gateway::client_id::ConnId;
 use crate::protocol::http::request::{parse_request, Request, RequestLimits};
 use crate::protocol::http::response::Response;
 use crate::protocol::text::TextError;
 use crate::protocol::websocket::close as ws_close;
-use crate::protocol::websocket::decoder::{Decoded, Decoder, Message};
+use crate::protocol::websocket::decoder::{inflate_message, Decoded, Decoder, Message};
+use crate::protocol::websocket::extensions;
 use crate::protocol::websocket::frame::{self as ws_frame, OpCode};
 use crate::protocol::websocket::handshake::{self, HandshakeConfig};
 use crate::protocol::Payload;
@@ -134,11 +135,33 @@ fn ws_step(
     dec: &mut Decoder,
     data: &mut [u8],
 ) -> Option<usize> {
+    let limit = dec.max_message_size();
     match dec.decode(data) {
         Ok(Decoded::Partial) => None,
         Ok(Decoded::Consumed(n)) => Some(n),
         Ok(Decoded::Message(msg, n)) => {
             match msg {
+                Message::Deflated { text, payload } => {
+                    // The worker's one inflater, lent for this message (no per-connection state).
+                    let mut inf = core.codecs.take_inflater();
+                    let msg = match inflate_message(&mut inf, text, payload, limit) {
+                        Ok(Message::Text(s)) => Ok(Payload::Text(s)),
+                        Ok(Message::Binary(b)) => Ok(Payload::Binary(b)),
+                        Ok(_) => Err(crate::protocol::websocket::ProtocolError::BadDeflate),
+                        Err(e) => Err(e),
+                    };
+                    match msg {
+                        Ok(p) => {
+                            core.stats.total_request += 1;
+                            let cid = core.client_id(id);
+                            guarded(core, Some(id), "on_message", |cx| {
+                                app.on_message(cx, cid, p)
+                            });
+                        }
+                        Err(e) => core.request_close(id, CloseHow::Graceful(e.close_code())),
+                    }
+                    core.codecs.put_inflater(inf);
+                }
                 Message::Text(s) => {
                     core.stats.total_request += 1;
                     let cid = core.client_id(id);
@@ -298,13 +321,35 @@ fn upgrade(
         Some(Err(reject)) => return reply_and_close(core, id, Response::error(reject.0)),
         None => return,
     }
-    let bytes = handshake::response_101(&acc, &[]);
+    let mut decoder = Box::new(Decoder::new(set.max_message));
+    let mut extra = Vec::new();
+    let offered = core.get(id).is_some_and(|c| c.deflate == Deflate::Allowed);
+    let agreed = offered
+        .then(|| {
+            extensions::negotiate(
+                req.headers
+                    .iter()
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    .map(|(_, v)| v.as_str()),
+            )
+        })
+        .flatten();
+    let deflate = match agreed {
+        Some(a) => {
+            extra.push(("Sec-WebSocket-Extensions".to_string(), a.response()));
+            decoder.enable_deflate();
+            Deflate::On(a.server_window_bits)
+        }
+        None => Deflate::Off,
+    };
+    let bytes = handshake::response_101(&acc, &extra);
     core.queue_raw(id.index(), &bytes, &[]);
-    *proto = Proto::Ws(Box::new(Decoder::new(set.max_message)));
+    *proto = Proto::Ws(decoder);
     let idle = core.limits.idle_timeout;
     let now = core.now;
     if let Some(c) = core.get_mut(id) {
         c.framing = Framing::Ws;
+        c.deflate = deflate;
         c.state = ConnState::Open;
         c.deadline = None;
     }

@@ -193,7 +193,7 @@ impl Worker {
         Ok(Worker {
             base: Base {
                 poll,
-                core: Core::new(worker_id, inc, limits, waker),
+                core: Core::new(worker_id, inc, limits, &cfg.websocket, waker),
                 app,
                 scratch: vec![0; SCRATCH],
                 peers,

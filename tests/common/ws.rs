@@ -10,6 +10,8 @@ use std::time::Duration;
 pub struct Frame {
     /// FIN bit.
     pub fin: bool,
+    /// RSV1: a permessage-deflate compressed message (RFC 7692).
+    pub rsv1: bool,
     /// Opcode (1 text, 2 binary, 8 close, 9 ping, 10 pong).
     pub opcode: u8,
     /// Payload.
@@ -184,6 +186,7 @@ fn parse(b: &[u8]) -> Option<(Frame, usize)> {
     Some((
         Frame {
             fin: b[0] & 0x80 != 0,
+            rsv1: b[0] & 0x40 != 0,
             opcode: b[0] & 0x0f,
             payload,
         },

@@ -4,8 +4,8 @@
 #   tools/autobahn/run.sh [--update-docs]
 #
 # Needs target/release/kefu (cargo build --release) and `kosoku` on PATH (pip install kosoku).
-# Exits 1 if any case is FAILED or NON-STRICT, or UNIMPLEMENTED outside the compression cases
-# (12.* and 13.*: kefu declines permessage-deflate). --update-docs rewrites docs/autobahn.md.
+# Exits 1 unless every case is OK or INFORMATIONAL (FAILED, NON-STRICT, UNIMPLEMENTED, ERROR all
+# fail it; 12.* and 13.* run with permessage-deflate). --update-docs rewrites docs/autobahn.md.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -59,8 +59,8 @@ fi
 cmd="kosoku -m fuzzingclient -p 4 -o <outdir> 127.0.0.1:PORT"
 echo "autobahn: $cmd (port $port)"
 start=$(date +%s.%N)
-# kosoku exits 1 whenever a case is not OK (the UNIMPLEMENTED compression cases included): the
-# verdict comes from index.json below, its log only matters when there is no report.
+# kosoku exits 1 whenever a case is not OK (INFORMATIONAL ones included): the verdict comes from
+# index.json below, its log only matters when there is no report.
 kosoku_rc=0
 kosoku -m fuzzingclient -p 4 -o "$outdir" "127.0.0.1:$port" >"$work/kosoku.log" 2>&1 || kosoku_rc=$?
 if [ ! -f "$outdir/index.json" ]; then
@@ -96,9 +96,7 @@ for agent, cases in index.items():
         counts[b] += 1
         if b == "INFORMATIONAL":
             informational.append(case)
-        compression = case.split(".")[0] in ("12", "13")
-        if b in ("FAILED", "NON-STRICT") or (b == "UNIMPLEMENTED" and not compression) \
-                or b not in ("OK", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED", "NON-STRICT"):
+        if b not in ("OK", "INFORMATIONAL"):
             bad.append((case, b, r.get("behaviorClose")))
 
 order = ["OK", "INFORMATIONAL", "UNIMPLEMENTED", "NON-STRICT", "FAILED"]
@@ -117,14 +115,16 @@ if os.environ["AB_UPDATE"] == "1" and not bad:
 kefu's WebSocket server (the `echo` app, one worker) against the Autobahn TestSuite cases, run by
 the PyPI package [`kosoku`](https://pypi.org/project/kosoku/) (the Autobahn case files on
 Python 3). `.ci/run` runs it on every CI build through `tools/test.sh`; the run fails on any
-FAILED or NON-STRICT case, and on UNIMPLEMENTED outside the compression cases 12.* and 13.*
-(kefu declines permessage-deflate).
+case that is not OK or INFORMATIONAL (FAILED, NON-STRICT, UNIMPLEMENTED, ERROR). The 12.* and
+13.* cases exercise permessage-deflate (RFC 7692) with every offer Autobahn makes.
 
 - Date: {datetime.date.today().isoformat()}
 - Version: {os.environ['KEFU_VERSION']}
 - Command: `tools/autobahn/run.sh`, which runs `{os.environ['AB_CMD']}` against
   `kefu start --app echo --workers 1 -c tools/autobahn/kefu-autobahn.toml` (64 MiB message and
-  send-buffer limits: the 9.* cases send 16 MiB messages)
+  send-buffer limits: the 9.* cases send 16 MiB messages; `compression_threshold = 0`, because
+  kosoku hands the 12.*/13.* cases an echo sent uncompressed as a `str` they cannot hash, so
+  every echo is compressed, even where deflate makes it larger)
 - Cases: {total}, in {os.environ['AB_SECS']} s
 
 | behavior | cases |

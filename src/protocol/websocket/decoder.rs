@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 use super::close::{self, is_valid_close_code};
+use super::deflate::{InflateError, Inflater};
 use super::frame::{OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
@@ -28,6 +29,14 @@ pub enum Message<'a> {
     Pong(&'a [u8]),
     /// Close with optional status code and UTF-8 reason (§5.5.1).
     Close(Option<u16>, &'a str),
+    /// A permessage-deflate message (RSV1 on its first frame, RFC 7692 §6.1), still compressed:
+    /// [`inflate_message`] turns it into `Text` or `Binary`.
+    Deflated {
+        /// A text message (its inflated bytes must be UTF-8).
+        text: bool,
+        /// The payloads of its frames joined, without the 4-byte tail.
+        payload: &'a [u8],
+    },
 }
 
 /// Outcome of one [`Decoder::decode`] call.
@@ -46,7 +55,8 @@ pub enum Decoded<'a> {
 pub enum ProtocolError {
     /// Client frame without the mask bit (§5.1).
     Unmasked,
-    /// RSV1-3 set without a negotiated extension (§5.2).
+    /// RSV1-3 set without a negotiated extension (§5.2), or RSV1 where RFC 7692 §6.1 forbids
+    /// it (control frames, continuation frames).
     ReservedBits,
     /// Opcode 0x3-0x7 or 0xB-0xF (§5.2).
     ReservedOpcode,
@@ -70,13 +80,15 @@ pub enum ProtocolError {
     BadClosePayload,
     /// Close frame with a code that may not be sent (§7.4).
     BadCloseCode,
+    /// A compressed message that is not valid DEFLATE data (RFC 7692 §7.2.2).
+    BadDeflate,
 }
 
 impl ProtocolError {
     /// Close code to send before dropping the connection.
     pub fn close_code(self) -> u16 {
         match self {
-            ProtocolError::InvalidUtf8 => close::INVALID_DATA,
+            ProtocolError::InvalidUtf8 | ProtocolError::BadDeflate => close::INVALID_DATA,
             ProtocolError::MessageTooBig => close::TOO_BIG,
             _ => close::PROTOCOL_ERROR,
         }
@@ -99,6 +111,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::MessageTooBig => "message too big",
             ProtocolError::BadClosePayload => "close payload of one byte",
             ProtocolError::BadCloseCode => "invalid close code",
+            ProtocolError::BadDeflate => "invalid deflate data",
         };
         f.write_str(s)
     }
@@ -110,6 +123,8 @@ impl std::error::Error for ProtocolError {}
 #[derive(Debug, Clone, Copy)]
 struct Header {
     fin: bool,
+    /// RSV1 on a first data frame: the message is compressed.
+    compressed: bool,
     opcode: OpCode,
     mask: [u8; 4],
     /// Bytes up to and including the masking key.
@@ -132,6 +147,10 @@ pub struct DecoderState {
     /// Bytes of a UTF-8 character cut by the end of what arrived (0 to 3).
     #[serde(with = "crate::protocol::b64")]
     pub utf8_pending: Vec<u8>,
+    /// permessage-deflate as negotiated, and whether the message in progress is compressed
+    /// (absent in a record from a build without compression: off).
+    #[serde(default)]
+    pub deflate: DeflateState,
 }
 
 /// Why a [`DecoderState`] cannot be resumed.
@@ -175,6 +194,21 @@ pub struct Decoder {
     frame_progress: usize,
     /// UTF-8 state of the text message in progress (fragments or a partially received frame).
     utf8: Utf8Validator,
+    /// Compression as negotiated, and whether the message being assembled is compressed.
+    deflate: DeflateState,
+}
+
+/// permessage-deflate on one connection, from the decoder's side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeflateState {
+    /// Not negotiated: RSV1 is a protocol error.
+    #[default]
+    Off,
+    /// Negotiated; the fragmented message in progress (if any) is not compressed.
+    Plain,
+    /// Negotiated; the fragmented message in progress is compressed.
+    Compressing,
 }
 
 impl Decoder {
@@ -187,6 +221,14 @@ impl Decoder {
             release_assembled: false,
             frame_progress: 0,
             utf8: Utf8Validator::new(),
+            deflate: DeflateState::Off,
+        }
+    }
+
+    /// Accept compressed messages (RSV1), once permessage-deflate was negotiated.
+    pub fn enable_deflate(&mut self) {
+        if self.deflate == DeflateState::Off {
+            self.deflate = DeflateState::Plain;
         }
     }
 
@@ -205,6 +247,7 @@ impl Decoder {
             },
             frame_progress: self.frame_progress,
             utf8_pending: self.utf8.pending().to_vec(),
+            deflate: self.deflate,
         }
     }
 
@@ -235,6 +278,11 @@ impl Decoder {
             release_assembled: false,
             frame_progress: st.frame_progress,
             utf8,
+            // A compressed message in progress is only possible with compression agreed.
+            deflate: match (st.deflate, frag_opcode) {
+                (DeflateState::Compressing, None) => DeflateState::Plain,
+                (d, _) => d,
+            },
         })
     }
 
@@ -255,10 +303,17 @@ impl Decoder {
             return Ok(None);
         };
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
+        if b0 & 0x30 != 0 {
             return Err(ProtocolError::ReservedBits);
         }
         let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(ProtocolError::ReservedOpcode)?;
+        let compressed = b0 & 0x40 != 0;
+        // RFC 7692 §6.1: RSV1 only on the first frame of a data message, only if negotiated.
+        if compressed
+            && (self.deflate == DeflateState::Off || !matches!(opcode, OpCode::Text | OpCode::Binary))
+        {
+            return Err(ProtocolError::ReservedBits);
+        }
         if opcode.is_control() {
             if !fin {
                 return Err(ProtocolError::FragmentedControl);
@@ -334,6 +389,7 @@ impl Decoder {
         };
         Ok(Some(Header {
             fin,
+            compressed,
             opcode,
             mask,
             len: mask_at + 4,
@@ -377,13 +433,18 @@ impl Decoder {
             return Ok(Decoded::Message(msg, end));
         }
 
-        let is_text = h.opcode == OpCode::Text
-            || (h.opcode == OpCode::Continue && self.frag_opcode == Some(OpCode::Text));
+        let compressed =
+            h.compressed || (h.opcode == OpCode::Continue && self.deflate == DeflateState::Compressing);
+        // A compressed message is validated once inflated, never on the wire bytes.
+        let is_text = !compressed
+            && (h.opcode == OpCode::Text
+                || (h.opcode == OpCode::Continue && self.frag_opcode == Some(OpCode::Text)));
         let avail_end = buf.len().min(end);
         let done = start + self.frame_progress.min(len);
         // A lone, complete, final text frame is validated once by `from_utf8` below; anything
         // arriving in pieces goes through the incremental validator so bad UTF-8 fails fast.
-        let single_shot = h.opcode == OpCode::Text && h.fin && done == start && avail_end == end;
+        let single_shot =
+            is_text && h.opcode == OpCode::Text && h.fin && done == start && avail_end == end;
         if let Some(fresh) = buf.get_mut(done..avail_end) {
             apply_mask(fresh, h.mask, done - start);
             if is_text && !single_shot {
@@ -401,6 +462,10 @@ impl Decoder {
         let payload = buf.get(start..end).unwrap_or_default();
 
         match h.opcode {
+            OpCode::Text | OpCode::Binary if h.fin && compressed => {
+                let text = h.opcode == OpCode::Text;
+                Ok(Decoded::Message(Message::Deflated { text, payload }, end))
+            }
             OpCode::Text | OpCode::Binary if h.fin => {
                 if h.opcode == OpCode::Binary {
                     return Ok(Decoded::Message(Message::Binary(payload), end));
@@ -417,6 +482,9 @@ impl Decoder {
             }
             OpCode::Text | OpCode::Binary => {
                 self.frag_opcode = Some(h.opcode);
+                if compressed {
+                    self.deflate = DeflateState::Compressing;
+                }
                 self.assembled.extend_from_slice(payload);
                 Ok(Decoded::Consumed(end))
             }
@@ -427,6 +495,13 @@ impl Decoder {
                 }
                 let opcode = self.frag_opcode.take();
                 self.release_assembled = true;
+                if compressed {
+                    self.deflate = DeflateState::Plain;
+                    let this: &'a Self = self;
+                    let text = opcode == Some(OpCode::Text);
+                    let payload = &this.assembled[..];
+                    return Ok(Decoded::Message(Message::Deflated { text, payload }, end));
+                }
                 if opcode == Some(OpCode::Text) {
                     let complete = self.utf8.is_complete();
                     self.utf8.reset();
@@ -444,6 +519,26 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Inflate a [`Message::Deflated`] with `inflater` into a `Text` (UTF-8 checked) or `Binary`
+/// message of at most `limit` bytes; the bound holds while inflating (see [`Inflater`]).
+pub fn inflate_message<'a>(
+    inflater: &'a mut Inflater,
+    text: bool,
+    payload: &[u8],
+    limit: usize,
+) -> Result<Message<'a>, ProtocolError> {
+    let bytes = inflater.inflate(payload, limit).map_err(|e| match e {
+        InflateError::TooBig => ProtocolError::MessageTooBig,
+        InflateError::Corrupt => ProtocolError::BadDeflate,
+    })?;
+    if !text {
+        return Ok(Message::Binary(bytes));
+    }
+    std::str::from_utf8(bytes)
+        .map(Message::Text)
+        .map_err(|_| ProtocolError::InvalidUtf8)
 }
 
 /// Interpret a Close payload (§5.5.1): empty, or a valid code plus a UTF-8 reason.

@@ -95,12 +95,27 @@ pub fn accept_for(key: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
+/// `Sec-WebSocket-Extensions` to offer, from `KEFU_LOAD_WS_EXTENSIONS` (e.g.
+/// `permessage-deflate`), so the idle-memory run can measure connections that agreed on
+/// compression without a flag in every scenario.
+fn offered_extensions() -> &'static str {
+    static EXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    EXT.get_or_init(|| {
+        std::env::var("KEFU_LOAD_WS_EXTENSIONS")
+            .ok()
+            .filter(|v| !v.is_empty() && !v.contains(['\r', '\n']))
+            .map(|v| format!("Sec-WebSocket-Extensions: {v}\r\n"))
+            .unwrap_or_default()
+    })
+}
+
 /// Appends the HTTP upgrade request to `out`.
 pub fn write_upgrade_request(out: &mut Vec<u8>, host: &str, path: &str, key: &str) {
+    let ext = offered_extensions();
     out.extend_from_slice(
         format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: kefu-load\r\n\r\n"
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{ext}User-Agent: kefu-load\r\n\r\n"
         )
         .as_bytes(),
     );
