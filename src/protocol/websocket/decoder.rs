@@ -310,7 +310,8 @@ impl Decoder {
         let compressed = b0 & 0x40 != 0;
         // RFC 7692 §6.1: RSV1 only on the first frame of a data message, only if negotiated.
         if compressed
-            && (self.deflate == DeflateState::Off || !matches!(opcode, OpCode::Text | OpCode::Binary))
+            && (self.deflate == DeflateState::Off
+                || !matches!(opcode, OpCode::Text | OpCode::Binary))
         {
             return Err(ProtocolError::ReservedBits);
         }
@@ -433,8 +434,8 @@ impl Decoder {
             return Ok(Decoded::Message(msg, end));
         }
 
-        let compressed =
-            h.compressed || (h.opcode == OpCode::Continue && self.deflate == DeflateState::Compressing);
+        let compressed = h.compressed
+            || (h.opcode == OpCode::Continue && self.deflate == DeflateState::Compressing);
         // A compressed message is validated once inflated, never on the wire bytes.
         let is_text = !compressed
             && (h.opcode == OpCode::Text
