@@ -454,7 +454,12 @@ pub fn to_json(v: &Php) -> Result<Value, JsonError> {
                 .all(|(n, (k, _))| *k == Key::Int(n as i64));
             // An empty array is a list too, as PHP's `json_encode` writes it.
             if is_list {
-                Value::Array(items.iter().map(|(_, v)| to_json(v)).collect::<Result<_, _>>()?)
+                Value::Array(
+                    items
+                        .iter()
+                        .map(|(_, v)| to_json(v))
+                        .collect::<Result<_, _>>()?,
+                )
             } else {
                 Value::Object(object(items)?)
             }

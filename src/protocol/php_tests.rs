@@ -106,15 +106,27 @@ fn refused_and_malformed() {
         un("a:1:{i:0;r:1;}"),
         Err(PhpError::Refused { at: 9, kind: b'r' })
     );
-    assert!(matches!(un("C:3:\"Foo\":0:{}"), Err(PhpError::Refused { .. })));
-    assert!(matches!(un("E:7:\"Foo:Bar\";"), Err(PhpError::Refused { .. })));
+    assert!(matches!(
+        un("C:3:\"Foo\":0:{}"),
+        Err(PhpError::Refused { .. })
+    ));
+    assert!(matches!(
+        un("E:7:\"Foo:Bar\";"),
+        Err(PhpError::Refused { .. })
+    ));
     assert_eq!(un(""), Err(PhpError::Truncated));
     assert_eq!(un("N;x"), Err(PhpError::Trailing { at: 2 }));
     assert_eq!(un("b:2;"), Err(PhpError::BadNumber { at: 2 }));
     assert!(matches!(un("i:;"), Err(PhpError::BadNumber { .. })));
-    assert!(matches!(un("i:99999999999999999999;"), Err(PhpError::BadNumber { .. })));
+    assert!(matches!(
+        un("i:99999999999999999999;"),
+        Err(PhpError::BadNumber { .. })
+    ));
     assert!(matches!(un("d:inf;"), Err(PhpError::BadNumber { .. })));
-    assert!(matches!(un("s:1:\"ab\";"), Err(PhpError::Unexpected { .. })));
+    assert!(matches!(
+        un("s:1:\"ab\";"),
+        Err(PhpError::Unexpected { .. })
+    ));
     assert!(matches!(un("s:9:\"ab\";"), Err(PhpError::BadLength { .. })));
     assert!(matches!(un("s:-1:\"\";"), Err(PhpError::BadNumber { .. })));
     assert!(matches!(
@@ -134,7 +146,10 @@ fn huge_declared_sizes_refused_without_allocating() {
         un("s:4294967295:\"\";"),
         Err(PhpError::BadLength { .. })
     ));
-    assert!(matches!(un("s:99999999999:\"\";"), Err(PhpError::BadNumber { .. })));
+    assert!(matches!(
+        un("s:99999999999:\"\";"),
+        Err(PhpError::BadNumber { .. })
+    ));
     assert!(matches!(
         un("a:4000000000:{}"),
         Err(PhpError::BadLength { .. })
@@ -175,10 +190,7 @@ fn json_mapping() {
     assert_eq!(session_to_map(&Php::Int(1)), Err(JsonError::NotAnArray));
     assert_eq!(session_to_map(&Php::Null), Ok(Map::new()));
     assert_eq!(from_json(&json!(1.5)), Ok(Php::Float(1.5)));
-    assert_eq!(
-        from_json(&json!(u64::MAX)),
-        Ok(Php::Float(u64::MAX as f64))
-    );
+    assert_eq!(from_json(&json!(u64::MAX)), Ok(Php::Float(u64::MAX as f64)));
 }
 
 fn php_value() -> impl Strategy<Value = Php> {

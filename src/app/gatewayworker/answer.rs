@@ -13,7 +13,11 @@ use crate::protocol::php::{self, Key, Php};
 use std::collections::HashSet;
 
 /// What the loop must tell the thread after an op: nothing, or an answer.
-pub(super) fn run(cx: &mut Ctx<'_>, local: &Local, op: Op) -> Option<(super::msg::LinkKey, Vec<u8>)> {
+pub(super) fn run(
+    cx: &mut Ctx<'_>,
+    local: &Local,
+    op: Op,
+) -> Option<(super::msg::LinkKey, Vec<u8>)> {
     match op {
         Op::Send { conn, body } => {
             if let Some(c) = local.client(conn) {
@@ -267,11 +271,7 @@ fn select(cx: &Ctx<'_>, local: &Local, s: &Select) -> Php {
                         .filter_map(|c| Some((local.conn(c)?, c))),
                 );
             }
-            v.extend(
-                f.conns
-                    .iter()
-                    .filter_map(|&n| Some((n, local.client(n)?))),
-            );
+            v.extend(f.conns.iter().filter_map(|&n| Some((n, local.client(n)?))));
             v.retain(|(n, _)| seen.insert(*n));
             v
         }

@@ -252,7 +252,10 @@ mod tests {
         let f = frame(Cmd::Kick, 0, b"", b"N;");
         assert!(matches!(
             op_of(&f, (0, 0)),
-            Ok(Some(Op::Kick { conn: 9, last: None }))
+            Ok(Some(Op::Kick {
+                conn: 9,
+                last: None
+            }))
         ));
         let f = frame(Cmd::SendToOne, 0, b"", b"i:42;");
         assert!(matches!(op_of(&f, (0, 0)), Ok(Some(Op::Send { body, .. })) if body == b"42"));

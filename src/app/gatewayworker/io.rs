@@ -246,11 +246,7 @@ impl Io {
         let key = match bound {
             Some(k) => k,
             None => {
-                let Some(best) = self
-                    .workers
-                    .iter_mut()
-                    .min_by_key(|(_, n, _)| *n)
-                else {
+                let Some(best) = self.workers.iter_mut().min_by_key(|(_, n, _)| *n) else {
                     // No BusinessWorker: GatewayWorker closes the client.
                     if head.cmd != Cmd::OnClose {
                         self.op(Op::Destroy { conn });
@@ -670,8 +666,13 @@ impl Io {
                 .peers
                 .iter()
                 .filter(|(_, p)| {
-                    matches!(p.kind, Kind::RegLink { connected: true, .. })
-                        && !p.remote.ip().is_loopback()
+                    matches!(
+                        p.kind,
+                        Kind::RegLink {
+                            connected: true,
+                            ..
+                        }
+                    ) && !p.remote.ip().is_loopback()
                 })
                 .map(|(s, _)| s)
                 .collect();

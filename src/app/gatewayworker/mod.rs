@@ -14,8 +14,8 @@ mod io;
 mod msg;
 
 use crate::api::{
-    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Reject, Request, StartError,
-    TimerId, Transport,
+    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Reject, Request, StartError, TimerId,
+    Transport,
 };
 use crate::config::Config;
 use crate::protocol::gateway::frame::Cmd;
@@ -157,10 +157,7 @@ impl GatewayWorker {
         };
         let (client_ip, client_port) = match cx.remote_addr(c) {
             Some(SocketAddr::V4(a)) => (u32::from(*a.ip()), a.port()),
-            Some(SocketAddr::V6(a)) => (
-                a.ip().to_ipv4_mapped().map_or(0, u32::from),
-                a.port(),
-            ),
+            Some(SocketAddr::V6(a)) => (a.ip().to_ipv4_mapped().map_or(0, u32::from), a.port()),
             None => (0, 0),
         };
         let session = match cx.get_session(c) {

@@ -250,10 +250,16 @@ impl fmt::Display for FrameError {
                 write!(f, "gateway frame of {declared} bytes exceeds {max}")
             }
             FrameError::TooShort { declared } => {
-                write!(f, "gateway frame length {declared} is below the header's {HEAD_LEN}")
+                write!(
+                    f,
+                    "gateway frame length {declared} is below the header's {HEAD_LEN}"
+                )
             }
             FrameError::ExtOverrun { ext_len, room } => {
-                write!(f, "gateway ext_data of {ext_len} bytes overruns the {room} left")
+                write!(
+                    f,
+                    "gateway ext_data of {ext_len} bytes overruns the {room} left"
+                )
             }
             FrameError::UnknownCmd(c) => write!(f, "unknown gateway command {c}"),
         }

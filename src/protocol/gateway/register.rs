@@ -161,7 +161,11 @@ mod tests {
             "h:80\n",
         ] {
             let line = serde_json::json!({"event":"gateway_connect","address":a}).to_string();
-            assert_eq!(decode(line.as_bytes()), Err(RegisterError::BadAddress), "{a:?}");
+            assert_eq!(
+                decode(line.as_bytes()),
+                Err(RegisterError::BadAddress),
+                "{a:?}"
+            );
         }
         let long = format!("{}:80", "a".repeat(MAX_ADDRESS));
         assert!(!valid_address(&long));

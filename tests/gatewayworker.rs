@@ -1,0 +1,350 @@
+//! GatewayWorker compatibility against the real PHP stack (`php-cli`, the unmodified library in
+//! /work/shared/peers/gatewayworker or $KEFU_GW_PEER): kefu is the Register and the gateway,
+//! PHP's own BusinessWorker runs the example Events.php, PHP's own GatewayClient calls kefu.
+//! Every PHP process a test starts is stopped by the test (a guard kills it on any exit).
+
+mod common;
+
+use common::ws::Ws;
+use common::{free_port, wait_for, Instance};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn peer() -> PathBuf {
+    std::env::var_os("KEFU_GW_PEER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/shared/peers/gatewayworker"))
+}
+
+/// A PHP BusinessWorker, stopped (process group killed) when dropped.
+struct Business {
+    child: Child,
+}
+
+impl Business {
+    fn start(register: &str, dir: &std::path::Path, secret: &str) -> Business {
+        let p = peer();
+        let child = Command::new("php")
+            .arg(p.join("business_worker.php"))
+            .arg("start")
+            .env("GW_REGISTER", register)
+            .env("GW_EVENTS_DIR", p.join("examples/echo-events"))
+            .env("GW_RUN_DIR", dir.join("bw"))
+            .env("GW_SECRET", secret)
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("php-cli must be installed (apt-get install php-cli)");
+        Business { child }
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+impl Drop for Business {
+    fn drop(&mut self) {
+        let pgid = self.child.id() as i32;
+        common::try_signal(-pgid, libc_sigkill());
+        let _ = self.child.wait();
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    9
+}
+
+fn config(reg: u16, inner: u16, secret: &str) -> String {
+    format!(
+        "[gatewayworker]\nlan_ip = \"127.0.0.1\"\nstart_port = {inner}\n\
+         register_address = [\"127.0.0.1:{reg}\"]\nregister_listen = \"127.0.0.1:{reg}\"\n\
+         secret_key = \"{secret}\"\n"
+    )
+}
+
+/// A text client that got its `init` greeting (retried until a BusinessWorker is linked: until
+/// then kefu closes clients, as GatewayWorker does). Returns the client and its id.
+fn text_client(addr: &str) -> (BufReader<TcpStream>, String) {
+    wait_for(Duration::from_secs(20), || {
+        let s = TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).ok()?;
+        let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
+        let id = v[1]["client_id"].as_str()?.to_owned();
+        Some((r, id))
+    })
+    .expect("a text client greeted through the PHP BusinessWorker")
+}
+
+fn say(c: &mut BufReader<TcpStream>, line: &str) -> String {
+    c.get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .unwrap();
+    let mut got = String::new();
+    c.read_line(&mut got).unwrap();
+    got.trim_end().to_owned()
+}
+
+fn hear(c: &mut BufReader<TcpStream>) -> String {
+    let mut got = String::new();
+    c.read_line(&mut got).unwrap();
+    got.trim_end().to_owned()
+}
+
+/// One GatewayClient call through PHP's own library; its `{"ok":..,"result":..}`.
+fn gateway_client(register: &str, method: &str, args: serde_json::Value) -> serde_json::Value {
+    let out = Command::new("timeout")
+        .args(["20", "php"])
+        .arg(peer().join("gateway_client.php"))
+        .args([register, method, &args.to_string()])
+        .output()
+        .expect("php");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{method}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn php_business_worker_and_gateway_client_against_kefu() {
+    let reg = free_port();
+    let inner = free_port();
+    let s = Instance::new("gatewayworker", 2, &["text", "websocket"])
+        .config(&config(reg, inner, ""))
+        .start();
+    let register = format!("127.0.0.1:{reg}");
+    let _bw = Business::start(&register, &s.dir, "");
+
+    // Events::onConnect greets with GatewayWorker's 20-digit id: lan IP, inner port, counter.
+    let (mut a, id_a) = text_client(&s.addr("text"));
+    assert_eq!(id_a.len(), 20);
+    assert!(id_a.starts_with("7f000001"), "{id_a}");
+    let port = u16::from_str_radix(&id_a[8..12], 16).unwrap();
+    assert!(port == inner || port == inner + 1, "{id_a}");
+
+    // A WebSocket client too.
+    let mut w = wait_for(Duration::from_secs(10), || {
+        let mut w = Ws::connect(&s.addr("websocket"), "/?room=1");
+        let t = w.recv_text()?;
+        t.contains("client_id").then_some(w)
+    })
+    .expect("websocket client greeted");
+
+    // Events calling Gateway methods: joinGroup + getClientIdCountByGroup (a query from PHP
+    // back to every kefu worker), bindUid, setSession, sendToCurrentClient, sendToGroup.
+    assert_eq!(say(&mut a, "join:room1"), "joined room1 1");
+    w.send_text("join:room1");
+    assert_eq!(w.recv_text().unwrap(), "joined room1 2");
+    assert_eq!(say(&mut a, "uid:42"), "bound 42");
+    assert_eq!(say(&mut a, "hello"), "hello");
+    a.get_mut().write_all(b"room:room1:hi all\n").unwrap();
+    assert_eq!(hear(&mut a), "hi all");
+    assert_eq!(w.recv_text().unwrap(), "hi all");
+
+    // GatewayClient, as a PHP web backend uses it.
+    let r = gateway_client(
+        &register,
+        "getClientCountByGroup",
+        serde_json::json!(["room1"]),
+    );
+    assert_eq!(r["result"], 2, "{r}");
+    let r = gateway_client(&register, "getClientIdByUid", serde_json::json!(["42"]));
+    assert_eq!(r["result"], serde_json::json!([id_a]));
+    let r = gateway_client(&register, "getSession", serde_json::json!([id_a]));
+    assert_eq!(r["result"], serde_json::json!({"uid": "42"}));
+    let r = gateway_client(&register, "isOnline", serde_json::json!([id_a]));
+    assert_eq!(r["result"], 1);
+    let r = gateway_client(&register, "getAllUidList", serde_json::json!([]));
+    assert_eq!(r["result"], serde_json::json!({"42": "42"}));
+    let r = gateway_client(&register, "getAllGroupIdList", serde_json::json!([]));
+    assert_eq!(r["result"], serde_json::json!({"room1": "room1"}));
+    let r = gateway_client(
+        &register,
+        "getClientSessionsByGroup",
+        serde_json::json!(["room1"]),
+    );
+    assert_eq!(r["result"][&id_a], serde_json::json!({"uid": "42"}));
+    let r = gateway_client(&register, "getAllClientIdCount", serde_json::json!([]));
+    assert_eq!(r["result"], 2);
+    let r = gateway_client(&register, "getUidListByGroup", serde_json::json!(["room1"]));
+    assert_eq!(r["result"], serde_json::json!({"42": "42"}));
+
+    let r = gateway_client(&register, "sendToUid", serde_json::json!(["42", "to uid"]));
+    assert_eq!(r["ok"], true);
+    assert_eq!(hear(&mut a), "to uid");
+    gateway_client(
+        &register,
+        "sendToGroup",
+        serde_json::json!(["room1", "to room"]),
+    );
+    assert_eq!(hear(&mut a), "to room");
+    assert_eq!(w.recv_text().unwrap(), "to room");
+    gateway_client(
+        &register,
+        "sendToClient",
+        serde_json::json!([id_a, "to one"]),
+    );
+    assert_eq!(hear(&mut a), "to one");
+
+    gateway_client(
+        &register,
+        "setSession",
+        serde_json::json!([id_a, {"name": "客服", "n": 3}]),
+    );
+    let r = gateway_client(&register, "getSession", serde_json::json!([id_a]));
+    assert_eq!(r["result"], serde_json::json!({"name": "客服", "n": 3}));
+
+    gateway_client(&register, "leaveGroup", serde_json::json!([id_a, "room1"]));
+    let r = gateway_client(
+        &register,
+        "getClientCountByGroup",
+        serde_json::json!(["room1"]),
+    );
+    assert_eq!(r["result"], 1);
+
+    // closeClient: the client is closed by kefu.
+    gateway_client(&register, "closeClient", serde_json::json!([id_a]));
+    let mut rest = Vec::new();
+    let _ = a.read_to_end(&mut rest);
+    let r = gateway_client(&register, "isOnline", serde_json::json!([id_a]));
+    assert_eq!(r["result"], 0);
+}
+
+/// Raw inner-port frame: 28-byte header, ext, body.
+fn frame(cmd: u8, flag: u8, conn: u32, ext: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&((28 + ext.len() + body.len()) as u32).to_be_bytes());
+    v.push(cmd);
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&[0; 2]);
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&[0; 2]);
+    v.extend_from_slice(&conn.to_be_bytes());
+    v.push(flag);
+    v.extend_from_slice(&[0; 2]);
+    v.extend_from_slice(&(ext.len() as u32).to_be_bytes());
+    v.extend_from_slice(ext);
+    v.extend_from_slice(body);
+    v
+}
+
+/// Whether the server closed `s` (EOF or reset) within a few seconds.
+fn closed(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 256];
+    loop {
+        match s.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn hostile_peers_on_inner_port_and_register_are_closed() {
+    let reg = free_port();
+    let inner = free_port();
+    let secret = "s3cret-key";
+    let s = Instance::new("gatewayworker", 1, &["text"])
+        .config(&config(reg, inner, secret))
+        .start();
+    let inner_addr = format!("127.0.0.1:{inner}");
+    let reg_addr = format!("127.0.0.1:{reg}");
+    let query = frame(24, 1, 0, b"", b""); // getClientCountByGroup("")
+    let hello = |key: &str| {
+        frame(
+            202,
+            1,
+            0,
+            b"",
+            format!("{{\"secret_key\":\"{key}\"}}").as_bytes(),
+        )
+    };
+
+    // A command before the secret.
+    let mut c = TcpStream::connect(&inner_addr).unwrap();
+    c.write_all(&query).unwrap();
+    assert!(closed(c), "unauthorized command not closed");
+    // The wrong secret.
+    let mut c = TcpStream::connect(&inner_addr).unwrap();
+    c.write_all(&hello("nope")).unwrap();
+    assert!(closed(c), "wrong secret not closed");
+    // A huge declared length: refused from its 4 bytes, nothing buffered.
+    let mut c = TcpStream::connect(&inner_addr).unwrap();
+    c.write_all(&[0xff, 0xff, 0xff, 0xff, 5]).unwrap();
+    assert!(closed(c), "huge frame not closed");
+    // A length shorter than the header, an unknown command, an ext overrunning the frame.
+    for bad in [vec![0, 0, 0, 4], frame(99, 1, 0, b"", b""), {
+        let mut f = frame(5, 1, 0, b"", b"xy");
+        f[24..28].copy_from_slice(&1000u32.to_be_bytes());
+        f
+    }] {
+        let mut c = TcpStream::connect(&inner_addr).unwrap();
+        c.write_all(&hello(secret)).unwrap();
+        c.write_all(&bad).unwrap();
+        assert!(closed(c), "bad frame {bad:?} not closed");
+    }
+    // Malformed serialize data in a session or a body: closed or ignored, never a crash.
+    let mut c = TcpStream::connect(&inner_addr).unwrap();
+    c.write_all(&hello(secret)).unwrap();
+    c.write_all(&frame(204, 1, 1, b"a:99999999:{", b""))
+        .unwrap();
+    c.write_all(&frame(5, 0, 1, b"", b"O:8:\"stdClass\":0:{}"))
+        .unwrap();
+    assert!(closed(c), "an object body must close the peer");
+
+    // Register: garbage, a wrong secret, silence are all closed.
+    let mut c = TcpStream::connect(&reg_addr).unwrap();
+    c.write_all(b"not json\n").unwrap();
+    assert!(closed(c));
+    let mut c = TcpStream::connect(&reg_addr).unwrap();
+    c.write_all(b"{\"event\":\"worker_connect\",\"secret_key\":\"nope\"}\n")
+        .unwrap();
+    assert!(closed(c));
+    let mut c = TcpStream::connect(&reg_addr).unwrap();
+    c.write_all(&vec![b'x'; 200_000]).unwrap_or(());
+    assert!(closed(c), "an endless line must be closed");
+
+    // After all that, the right secret still gets answers, in serialize() format.
+    let mut c = TcpStream::connect(&inner_addr).unwrap();
+    c.write_all(&hello(secret)).unwrap();
+    c.write_all(&query).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ans = [0u8; 8];
+    c.read_exact(&mut ans).unwrap();
+    assert_eq!(&ans, b"\0\0\0\x04i:0;");
+    // And the Register lists the gateway to a worker with the secret.
+    let c = TcpStream::connect(&reg_addr).unwrap();
+    let mut r = BufReader::new(c);
+    r.get_mut()
+        .write_all(
+            format!("{{\"event\":\"worker_connect\",\"secret_key\":\"{secret}\"}}\n").as_bytes(),
+        )
+        .unwrap();
+    r.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The worker registers its own inner port shortly after start: read broadcasts until it
+    // is listed.
+    let v = wait_for(Duration::from_secs(10), || {
+        let mut l = String::new();
+        r.read_line(&mut l).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&l).ok()?;
+        (v["addresses"] != serde_json::json!([])).then_some(v)
+    })
+    .expect("a broadcast listing the gateway");
+    assert_eq!(v["event"], "broadcast_addresses");
+    assert_eq!(v["addresses"], serde_json::json!([inner_addr]));
+    drop(s);
+}
