@@ -393,7 +393,7 @@ pub fn php_float(f: f64) -> String {
     // PHP's decpt: the value is 0.DIGITS x 10^decpt.
     let decpt = exp + 1;
     const NDIGIT: i32 = 17;
-    if decpt < -3 || decpt > NDIGIT {
+    if !(-3..=NDIGIT).contains(&decpt) {
         let (first, rest) = digits.split_at(1);
         let rest = if rest.is_empty() { "0" } else { rest };
         let esign = if exp < 0 { '-' } else { '+' };

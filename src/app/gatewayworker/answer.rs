@@ -85,9 +85,7 @@ pub(super) fn run(
             }
         }
         Op::Session { conn, data, merge } => {
-            let Some(c) = local.client(conn) else {
-                return None;
-            };
+            let c = local.client(conn)?;
             let map = if data.is_empty() {
                 Some(serde_json::Map::new())
             } else {

@@ -222,7 +222,7 @@ impl Io {
                         gateway_port,
                         ..Header::new(cmd)
                     };
-                    self.to_worker(&head, &session, &body);
+                    self.route_to_worker(&head, &session, &body);
                 }
                 Err(std::sync::mpsc::TryRecvError::Empty) => return true,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
@@ -236,7 +236,7 @@ impl Io {
 
     /// GatewayWorker's `routerBind` with least connections: a client stays with its
     /// BusinessWorker; a new one, or one whose worker went away, goes to the least loaded.
-    fn to_worker(&mut self, head: &Header, session: &[u8], body: &[u8]) {
+    fn route_to_worker(&mut self, head: &Header, session: &[u8], body: &[u8]) {
         let conn = head.connection_id;
         let bound = self
             .routes

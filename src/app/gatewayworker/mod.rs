@@ -219,14 +219,7 @@ impl GatewayWorker {
         };
         let (ops_tx, ops_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = mpsc::channel();
-        let waker = io::start(
-            set,
-            inner.into(),
-            register.map(Into::into),
-            ops_tx,
-            cx.waker(),
-            ev_rx,
-        )?;
+        let waker = io::start(set, inner, register, ops_tx, cx.waker(), ev_rx)?;
         self.handle = Some(io::Handle { tx: ev_tx, waker });
         self.ops = Some(ops_rx);
         Ok(())
