@@ -10,7 +10,7 @@ use common::{free_port, wait_for, Instance};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 fn peer() -> PathBuf {
@@ -19,42 +19,66 @@ fn peer() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/work/shared/peers/gatewayworker"))
 }
 
-/// A PHP BusinessWorker, stopped (process group killed) when dropped.
-struct Business {
+/// A PHP process group (Workerman's master and its children), killed when dropped.
+struct Php {
     child: Child,
 }
 
-impl Business {
-    fn start(register: &str, dir: &std::path::Path, secret: &str) -> Business {
-        let p = peer();
-        let child = Command::new("php")
-            .arg(p.join("business_worker.php"))
-            .arg("start")
-            .env("GW_REGISTER", register)
-            .env("GW_EVENTS_DIR", p.join("examples/echo-events"))
-            .env("GW_RUN_DIR", dir.join("bw"))
-            .env("GW_SECRET", secret)
+/// The example handler of the peer folder.
+fn example_events() -> PathBuf {
+    peer().join("examples/echo-events")
+}
+
+/// Our handler calling every `Lib\Gateway` method (tests/php/Events.php).
+fn test_events() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/php")
+}
+
+impl Php {
+    fn run(script: &str, envs: &[(&str, String)]) -> Php {
+        let mut cmd = Command::new("php");
+        cmd.arg(peer().join(script)).arg("start");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        // Workerman prints handler errors on stdout: kept next to the run files.
+        let log =
+            std::env::temp_dir().join(format!("kefu-php-{}-{script}.out", std::process::id()));
+        let out = std::fs::File::create(log).expect("php log");
+        let child = cmd
             .process_group(0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
             .spawn()
             .expect("php-cli must be installed (apt-get install php-cli)");
-        Business { child }
+        Php { child }
+    }
+
+    /// GatewayWorker's own BusinessWorker named `name`, running the Events class in `events`.
+    fn business(register: &str, run: &std::path::Path, events: PathBuf, name: &str) -> Php {
+        Php::run(
+            "business_worker.php",
+            &[
+                ("GW_REGISTER", register.to_owned()),
+                ("GW_EVENTS_DIR", events.to_str().unwrap().to_owned()),
+                ("GW_RUN_DIR", run.join(name).to_str().unwrap().to_owned()),
+                ("GW_NAME", name.to_owned()),
+            ],
+        )
+    }
+
+    fn kill(&mut self) {
+        common::try_signal(-(self.child.id() as i32), 9);
+        let _ = self.child.wait();
     }
 }
 
 use std::os::unix::process::CommandExt;
 
-impl Drop for Business {
+impl Drop for Php {
     fn drop(&mut self) {
-        let pgid = self.child.id() as i32;
-        common::try_signal(-pgid, libc_sigkill());
-        let _ = self.child.wait();
+        self.kill();
     }
-}
-
-fn libc_sigkill() -> i32 {
-    9
 }
 
 fn config(reg: u16, inner: u16, secret: &str) -> String {
@@ -117,11 +141,11 @@ fn gateway_client(register: &str, method: &str, args: serde_json::Value) -> serd
 fn php_business_worker_and_gateway_client_against_kefu() {
     let reg = free_port();
     let inner = free_port();
-    let s = Instance::new("gatewayworker", 2, &["text", "websocket"])
-        .config(&config(reg, inner, ""))
+    let s = Instance::new("gatewayworker", 2, &["text", "websocket", "api"])
+        .config(&(config(reg, inner, "") + &common::http::api_config()))
         .start();
     let register = format!("127.0.0.1:{reg}");
-    let _bw = Business::start(&register, &s.dir, "");
+    let _bw = Php::business(&register, &s.dir, example_events(), "BusinessWorker");
 
     // Events::onConnect greets with GatewayWorker's 20-digit id: lan IP, inner port, counter.
     let (mut a, id_a) = text_client(&s.addr("text"));
@@ -193,6 +217,29 @@ fn php_business_worker_and_gateway_client_against_kefu() {
         serde_json::json!([id_a, "to one"]),
     );
     assert_eq!(hear(&mut a), "to one");
+
+    // The session PHP set (Events: setSession(['uid' => ...])) reads as JSON through kefu's
+    // HTTP API, and one written there reads back in PHP.
+    let mut api = common::http::Http::connect(&s.addr("api"));
+    let by_group = api.ok(
+        "get_client_sessions_by_group",
+        serde_json::json!({"group": "room1"}),
+    );
+    let (kefu_id, _) = by_group
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, v)| **v == serde_json::json!({"uid": "42"}))
+        .unwrap_or_else(|| panic!("PHP's session not in {by_group}"));
+    api.ok(
+        "set_session",
+        serde_json::json!({"client_id": kefu_id, "session": {"uid": "42", "vip": true, "tags": ["a", 1.5]}}),
+    );
+    let r = gateway_client(&register, "getSession", serde_json::json!([id_a]));
+    assert_eq!(
+        r["result"],
+        serde_json::json!({"uid": "42", "vip": true, "tags": ["a", 1.5]})
+    );
 
     gateway_client(
         &register,
@@ -347,4 +394,142 @@ fn hostile_peers_on_inner_port_and_register_are_closed() {
     assert_eq!(v["event"], "broadcast_addresses");
     assert_eq!(v["addresses"], serde_json::json!([inner_addr]));
     drop(s);
+}
+
+/// The same script against any Register + gateway: a WebSocket client drives tests/php/Events.php
+/// through every `Lib\Gateway` call, and GatewayClient asks from outside. Returns the
+/// transcript with the client's own id replaced by "SELF".
+fn scenario(ws: &str, register: &str) -> Vec<serde_json::Value> {
+    let extra = [("X-Test", "t"), ("Cookie", "c=1; d=two")];
+    // The PHP reference takes a moment to listen.
+    assert!(common::wait_until(Duration::from_secs(20), || {
+        TcpStream::connect(ws).is_ok()
+    }));
+    let (mut w, id) = wait_for(Duration::from_secs(20), || {
+        // Until a BusinessWorker is linked the gateway resets clients (GatewayWorker does,
+        // and so does kefu): the helper panics on that, which here only means "again".
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Ws::try_connect(ws, "/chat?room=7&x=y", &extra)
+        }));
+        let (mut w, status, _) = attempt.ok()?;
+        if status != 101 {
+            return None;
+        }
+        let t = w.recv_text()?;
+        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+        let id = v[1]["client_id"].as_str()?.to_owned();
+        Some((w, id))
+    })
+    .expect("greeted through the PHP BusinessWorker");
+    let norm = |t: &str| -> serde_json::Value {
+        let t = t.replace(&id, "SELF");
+        serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
+    };
+    let mut out = vec![norm(&w.recv_text().unwrap())];
+    let say = |w: &mut Ws, m: &str, until: &str| {
+        w.send_text(m);
+        let mut got = Vec::new();
+        loop {
+            let t = w
+                .recv_text()
+                .unwrap_or_else(|| panic!("no answer to {m} after {got:?}"));
+            let done = t == until || until.is_empty();
+            got.push(norm(&t));
+            if done {
+                return got;
+            }
+        }
+    };
+    out.extend(say(&mut w, "setup", "ready"));
+    out.extend(say(&mut w, "calls", ""));
+    out.extend(say(&mut w, "sends", "sent"));
+    for (m, a) in [
+        ("getClientCountByGroup", serde_json::json!(["g1"])),
+        ("getSession", serde_json::json!([id])),
+        ("getAllGroupClientIdCount", serde_json::json!([])),
+        ("getClientIdListByGroup", serde_json::json!(["g2"])),
+        ("getUidByClientId", serde_json::json!([id])),
+    ] {
+        let r = gateway_client(register, m, a);
+        out.push(norm(&r.to_string()));
+    }
+    out.extend(say(&mut w, "undo", "undone"));
+    out.extend(say(&mut w, "after", ""));
+    w.send_text("bye");
+    out.push(norm(&w.recv_text().unwrap_or_default()));
+    out.push(serde_json::json!(w.recv_text().is_none()));
+    out
+}
+
+#[test]
+fn same_script_same_results_as_gatewayworker() {
+    // GatewayWorker's own Register + Gateway.
+    let (reg, ws_port, inner) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("kefu-gwref-{}", std::process::id()));
+    let reference = Php::run(
+        "register_gateway.php",
+        &[
+            ("GW_REGISTER_PORT", reg.to_string()),
+            ("GW_WS_PORT", ws_port.to_string()),
+            ("GW_INNER_PORT", inner.to_string()),
+            ("GW_RUN_DIR", dir.join("ref").to_str().unwrap().to_owned()),
+        ],
+    );
+    let register = format!("127.0.0.1:{reg}");
+    let bw = Php::business(&register, &dir, test_events(), "BusinessWorker");
+    let want = scenario(&format!("127.0.0.1:{ws_port}"), &register);
+    drop(bw);
+    drop(reference);
+
+    // kefu as both.
+    let (reg, inner) = (free_port(), free_port());
+    let s = Instance::new("gatewayworker", 1, &["websocket"])
+        .config(&config(reg, inner, ""))
+        .start();
+    let register = format!("127.0.0.1:{reg}");
+    let _bw = Php::business(&register, &s.dir, test_events(), "BusinessWorker");
+    let got = scenario(&s.addr("websocket"), &register);
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "kefu {got:#?}\nGatewayWorker {want:#?}"
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "kefu {got:#?}\nGatewayWorker {want:#?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn killed_business_worker_hands_its_clients_to_another() {
+    let (reg, inner) = (free_port(), free_port());
+    let s = Instance::new("gatewayworker", 1, &["text"])
+        .config(&config(reg, inner, ""))
+        .start();
+    let register = format!("127.0.0.1:{reg}");
+    let mut one = Php::business(&register, &s.dir, test_events(), "One");
+    let _two = Php::business(&register, &s.dir, test_events(), "Two");
+    // Least connections spreads clients over both once both are linked: connect until both
+    // names answer.
+    let mut clients = Vec::new();
+    let ok = common::wait_until(Duration::from_secs(20), || {
+        let (mut c, _) = text_client(&s.addr("text"));
+        let who = say(&mut c, "who");
+        clients.push((c, who));
+        clients.iter().any(|(_, w)| w == "One") && clients.iter().any(|(_, w)| w == "Two")
+    });
+    assert!(ok, "both BusinessWorkers serve clients");
+    // Stickiness: each client keeps its BusinessWorker.
+    for (c, who) in &mut clients {
+        assert_eq!(say(c, "who"), *who);
+    }
+    one.kill();
+    // Every client, One's included, is now served by Two; none was closed by kefu.
+    for (c, _) in &mut clients {
+        let got = wait_for(Duration::from_secs(10), || {
+            let r = say(c, "who");
+            (r == "Two").then_some(r)
+        });
+        assert_eq!(got.as_deref(), Some("Two"));
+    }
 }
