@@ -533,3 +533,43 @@ fn killed_business_worker_hands_its_clients_to_another() {
         assert_eq!(got.as_deref(), Some("Two"));
     }
 }
+
+#[test]
+fn two_kefu_instances_one_register() {
+    // Instance A is the Register; B registers its inner port there, as a second
+    // GatewayWorker gateway machine would.
+    let (reg, inner_a, inner_b) = (free_port(), free_port(), free_port());
+    let a = Instance::new("gatewayworker", 1, &["text"])
+        .config(&config(reg, inner_a, ""))
+        .start();
+    let b = Instance::new("gatewayworker", 1, &["text"])
+        .config(&format!(
+            "[gatewayworker]\nlan_ip = \"127.0.0.1\"\nstart_port = {inner_b}\n\
+             register_address = [\"127.0.0.1:{reg}\"]\n"
+        ))
+        .start();
+    let register = format!("127.0.0.1:{reg}");
+    let _bw = Php::business(&register, &a.dir, test_events(), "BusinessWorker");
+    let (mut on_a, _) = text_client(&a.addr("text"));
+    assert_eq!(say(&mut on_a, "setup"), "ready");
+    // The BusinessWorker links to B as soon as the Register lists it.
+    let (mut on_b, id_b) = text_client(&b.addr("text"));
+    assert_eq!(
+        u16::from_str_radix(&id_b[8..12], 16).unwrap(),
+        inner_b,
+        "{id_b}"
+    );
+    // From Events.php on B's client: sendToUid / sendToGroup / sendToAll reach A's client.
+    on_b.get_mut().write_all(b"sends\n").unwrap();
+    assert_eq!(hear(&mut on_a), "to-uid");
+    assert_eq!(hear(&mut on_a), "to-group");
+    // Excluded there is B's client, not A's.
+    assert_eq!(hear(&mut on_a), "not-me");
+    assert_eq!(hear(&mut on_a), "to-all");
+    assert_eq!(hear(&mut on_b), "to-all");
+    // From GatewayClient: the uid on A, counted across both instances.
+    gateway_client(&register, "sendToUid", serde_json::json!(["u1", "via client"]));
+    assert_eq!(hear(&mut on_a), "via client");
+    let r = gateway_client(&register, "getAllClientIdCount", serde_json::json!([]));
+    assert_eq!(r["result"], 2);
+}
