@@ -342,6 +342,19 @@ pub struct BridgeConfig {
     pub backend_timeout: Duration,
     /// Most backend calls in flight per worker; more are refused with an error to the client.
     pub max_in_flight: usize,
+    /// Form of the greeting with the client id.
+    pub greeting: Greeting,
+}
+
+/// The `bridge` app's greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Greeting {
+    /// `{"type":"init","client_id":"..."}`
+    #[default]
+    Object,
+    /// `["init",{"client_id":"..."}]`, as seed 001's `Events::onConnect` sends it.
+    Array,
 }
 
 impl Default for BridgeConfig {
@@ -350,6 +363,7 @@ impl Default for BridgeConfig {
             backend_url: String::new(),
             backend_timeout: Duration::from_secs(5),
             max_in_flight: 256,
+            greeting: Greeting::Object,
         }
     }
 }

@@ -568,7 +568,11 @@ fn two_kefu_instances_one_register() {
     assert_eq!(hear(&mut on_a), "to-all");
     assert_eq!(hear(&mut on_b), "to-all");
     // From GatewayClient: the uid on A, counted across both instances.
-    gateway_client(&register, "sendToUid", serde_json::json!(["u1", "via client"]));
+    gateway_client(
+        &register,
+        "sendToUid",
+        serde_json::json!(["u1", "via client"]),
+    );
     assert_eq!(hear(&mut on_a), "via client");
     let r = gateway_client(&register, "getAllClientIdCount", serde_json::json!([]));
     assert_eq!(r["result"], 2);
