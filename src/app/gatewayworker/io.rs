@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,8 @@ pub(crate) struct Handle {
     pub(crate) tx: Sender<Event>,
     /// Wakes the thread.
     pub(crate) waker: Arc<Waker>,
+    /// Set while the thread has been woken and has not drained yet (one wake per batch).
+    pub(crate) woken: Arc<AtomicBool>,
 }
 
 enum Kind {
@@ -105,6 +108,12 @@ struct Io {
     reconnect: Vec<Option<Instant>>,
     next_ping: Instant,
     scratch: Vec<u8>,
+    /// Peers with output queued this turn.
+    dirty: Vec<usize>,
+    /// Set while the loop has been woken and has not yet drained the ops.
+    loop_woken: Arc<AtomicBool>,
+    /// Set while this thread has been woken and has not yet drained the events.
+    woken: Arc<AtomicBool>,
 }
 
 /// Start the thread; `inner` (and `register`) are bound already.
@@ -114,7 +123,9 @@ pub(crate) fn start(
     register: Option<std::net::TcpListener>,
     ops: Sender<Op>,
     loop_waker: Arc<Waker>,
+    loop_woken: Arc<AtomicBool>,
     events: Receiver<Event>,
+    woken: Arc<AtomicBool>,
 ) -> io::Result<Arc<Waker>> {
     let poll = Poll::new()?;
     inner.set_nonblocking(true)?;
@@ -148,6 +159,9 @@ pub(crate) fn start(
         reconnect: vec![Some(Instant::now()); n],
         next_ping: Instant::now() + REGISTER_PING,
         scratch: vec![0; 64 * 1024],
+        dirty: Vec::new(),
+        loop_woken,
+        woken: Arc::clone(&woken),
     };
     std::thread::Builder::new()
         .name("gw-inner".into())
@@ -190,11 +204,15 @@ impl Io {
                 return;
             }
             self.timers();
+            for slot in std::mem::take(&mut self.dirty) {
+                self.on_writable(slot);
+            }
         }
     }
 
     /// Events from the loop; false once the loop is gone (the worker stops).
     fn drain_events(&mut self) -> bool {
+        self.woken.store(false, Ordering::Release);
         loop {
             match self.events.try_recv() {
                 Ok(Event::Reply { link, bytes }) => {
@@ -278,7 +296,8 @@ impl Io {
     }
 
     fn op(&mut self, op: Op) {
-        if self.ops.send(op).is_ok() {
+        // One wake per batch: the loop clears the flag before it drains.
+        if self.ops.send(op).is_ok() && !self.loop_woken.swap(true, Ordering::AcqRel) {
             let _ = self.loop_waker.wake();
         }
     }
@@ -564,8 +583,12 @@ impl Io {
             crate::warn!("gatewayworker: peer {} does not read; closed", p.remote);
             return self.close(slot);
         }
+        // Written once at the end of the turn: a burst of frames to one BusinessWorker goes
+        // out in one write.
+        if p.out.is_empty() {
+            self.dirty.push(slot);
+        }
         p.out.extend_from_slice(bytes);
-        self.on_writable(slot);
     }
 
     fn on_writable(&mut self, slot: usize) {

@@ -24,7 +24,9 @@ use crate::protocol::Payload;
 use msg::{ConnNo, Event, Op};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 
 /// Ops carried out per wake before the loop gets a turn (the rest wake it again).
 const OPS_PER_WAKE: usize = 4096;
@@ -105,6 +107,8 @@ pub struct GatewayWorker {
     local: Local,
     handle: Option<io::Handle>,
     ops: Option<Receiver<Op>>,
+    /// Set by the thread when it wakes the loop; cleared here before draining.
+    ops_woken: Arc<AtomicBool>,
     /// Handshake data for `CMD_ON_WEBSOCKET_CONNECT`, until `on_connect`.
     handshakes: HashMap<ClientId, Vec<u8>>,
 }
@@ -139,13 +143,14 @@ impl GatewayWorker {
             cfg: g,
             handle: None,
             ops: None,
+            ops_woken: Arc::new(AtomicBool::new(false)),
             handshakes: HashMap::new(),
         }
     }
 
     fn send(&self, ev: Event) {
         if let Some(h) = &self.handle {
-            if h.tx.send(ev).is_ok() {
+            if h.tx.send(ev).is_ok() && !h.woken.swap(true, Ordering::AcqRel) {
                 let _ = h.waker.wake();
             }
         }
@@ -219,8 +224,22 @@ impl GatewayWorker {
         };
         let (ops_tx, ops_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = mpsc::channel();
-        let waker = io::start(set, inner, register, ops_tx, cx.waker(), ev_rx)?;
-        self.handle = Some(io::Handle { tx: ev_tx, waker });
+        let woken = Arc::new(AtomicBool::new(false));
+        let waker = io::start(
+            set,
+            inner,
+            register,
+            ops_tx,
+            cx.waker(),
+            Arc::clone(&self.ops_woken),
+            ev_rx,
+            Arc::clone(&woken),
+        )?;
+        self.handle = Some(io::Handle {
+            tx: ev_tx,
+            waker,
+            woken,
+        });
         self.ops = Some(ops_rx);
         Ok(())
     }
@@ -347,6 +366,7 @@ impl App for GatewayWorker {
 
     fn on_wake(&mut self, cx: &mut Ctx<'_>) {
         if let Some(rx) = self.ops.take() {
+            self.ops_woken.store(false, Ordering::Release);
             for n in 0.. {
                 if n == OPS_PER_WAKE {
                     // More next turn: let client traffic in between.
