@@ -116,17 +116,35 @@ struct Io {
     woken: Arc<AtomicBool>,
 }
 
+/// The thread's ends of the channels with the loop.
+#[derive(Debug)]
+pub(crate) struct Wiring {
+    /// Ops for the loop.
+    pub(crate) ops: Sender<Op>,
+    /// Wakes the loop.
+    pub(crate) loop_waker: Arc<Waker>,
+    /// Set while the loop has a wake pending.
+    pub(crate) loop_woken: Arc<AtomicBool>,
+    /// Events from the loop.
+    pub(crate) events: Receiver<Event>,
+    /// Set while this thread has a wake pending.
+    pub(crate) woken: Arc<AtomicBool>,
+}
+
 /// Start the thread; `inner` (and `register`) are bound already.
 pub(crate) fn start(
     set: Settings,
     inner: std::net::TcpListener,
     register: Option<std::net::TcpListener>,
-    ops: Sender<Op>,
-    loop_waker: Arc<Waker>,
-    loop_woken: Arc<AtomicBool>,
-    events: Receiver<Event>,
-    woken: Arc<AtomicBool>,
+    w: Wiring,
 ) -> io::Result<Arc<Waker>> {
+    let Wiring {
+        ops,
+        loop_waker,
+        loop_woken,
+        events,
+        woken,
+    } = w;
     let poll = Poll::new()?;
     inner.set_nonblocking(true)?;
     let mut inner = TcpListener::from_std(inner);

@@ -225,16 +225,14 @@ impl GatewayWorker {
         let (ops_tx, ops_rx) = mpsc::channel();
         let (ev_tx, ev_rx) = mpsc::channel();
         let woken = Arc::new(AtomicBool::new(false));
-        let waker = io::start(
-            set,
-            inner,
-            register,
-            ops_tx,
-            cx.waker(),
-            Arc::clone(&self.ops_woken),
-            ev_rx,
-            Arc::clone(&woken),
-        )?;
+        let wiring = io::Wiring {
+            ops: ops_tx,
+            loop_waker: cx.waker(),
+            loop_woken: Arc::clone(&self.ops_woken),
+            events: ev_rx,
+            woken: Arc::clone(&woken),
+        };
+        let waker = io::start(set, inner, register, wiring)?;
         self.handle = Some(io::Handle {
             tx: ev_tx,
             waker,
