@@ -331,6 +331,10 @@ fn hostile_peers_on_inner_port_and_register_are_closed() {
     let mut c = TcpStream::connect(&inner_addr).unwrap();
     c.write_all(&[0xff, 0xff, 0xff, 0xff, 5]).unwrap();
     assert!(closed(c), "huge frame not closed");
+    // Before the secret, only hello-sized frames: 8 KiB declared is refused at once.
+    let mut c = TcpStream::connect(&inner_addr).unwrap();
+    c.write_all(&[0, 0, 0x20, 0, 202]).unwrap();
+    assert!(closed(c), "a large frame before the secret not closed");
     // A length shorter than the header, an unknown command, an ext overrunning the frame.
     for bad in [vec![0, 0, 0, 4], frame(99, 1, 0, b"", b""), {
         let mut f = frame(5, 1, 0, b"", b"xy");

@@ -25,14 +25,20 @@ use std::time::{Duration, Instant};
 const INNER: Token = Token(usize::MAX - 1);
 const WAKE: Token = Token(usize::MAX - 2);
 const REGISTER: Token = Token(usize::MAX - 3);
-/// Largest Register line (a broadcast of many addresses fits easily).
+/// Largest Register line we read as a gateway (a broadcast of many addresses fits easily).
 const MAX_LINE: usize = 64 * 1024;
+/// Largest line a Register peer may send us (`gateway_connect` with a 262-byte address).
+const MAX_PEER_LINE: usize = 1024;
+/// Largest frame before the secret is shown (the hello frames are a few dozen bytes), so a
+/// stranger cannot make this thread buffer `max_frame` bytes per connection.
+const MAX_HELLO_FRAME: usize = 4096;
 /// A Register peer must say who it is within this time (as GatewayWorker's Register).
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive to a Register that is not on this host (GatewayWorker's 25 s).
 const REGISTER_PING: Duration = Duration::from_secs(25);
-/// Most inner and Register peers at once.
-const MAX_PEERS: usize = 4096;
+/// Most inner and Register peers at once (with `max_frame` of input each at worst, once
+/// authorized).
+const MAX_PEERS: usize = 1024;
 
 /// What the thread needs to know.
 #[derive(Debug, Clone)]
@@ -347,7 +353,9 @@ impl Io {
                     authorized: self.set.secret.is_empty(),
                 }
             };
-            let deadline = register.then(|| Instant::now() + AUTH_TIMEOUT);
+            // Both must say who they are in time (GatewayWorker's Register allows 10 s).
+            let deadline =
+                (register || !self.set.secret.is_empty()).then(|| Instant::now() + AUTH_TIMEOUT);
             self.add(stream, remote, kind, deadline);
         }
     }
@@ -359,6 +367,7 @@ impl Io {
         kind: Kind,
         deadline: Option<Instant>,
     ) -> Option<usize> {
+        let is_link = matches!(kind, Kind::RegLink { .. });
         let _ = stream.set_nodelay(true);
         let entry = self.peers.vacant_entry();
         let slot = entry.key();
@@ -380,7 +389,7 @@ impl Io {
             gen: self.next_gen,
             inbuf: Vec::new(),
             out: Vec::new(),
-            lines: LineCodec::new(MAX_LINE),
+            lines: LineCodec::new(if is_link { MAX_LINE } else { MAX_PEER_LINE }),
             deadline,
             remote,
         });
@@ -423,7 +432,11 @@ impl Io {
             };
             let rest = &buf[used..];
             if matches!(p.kind, Kind::Inner { .. } | Kind::Business { .. }) {
-                match frame::decode(rest, self.set.max_frame) {
+                let max = match p.kind {
+                    Kind::Inner { authorized: false } => MAX_HELLO_FRAME,
+                    _ => self.set.max_frame,
+                };
+                match frame::decode(rest, max) {
                     Ok(Some((f, n))) => {
                         if !self.on_frame(slot, &f) {
                             break false;
@@ -483,6 +496,7 @@ impl Io {
                     crate::warn!("gatewayworker: wrong secret_key from {remote}");
                     return false;
                 }
+                p.deadline = None;
                 if f.head.cmd == Cmd::GatewayClientConnect {
                     p.kind = Kind::Inner { authorized: true };
                     return true;
