@@ -412,3 +412,36 @@ impl App for GatewayWorker {
         self.app.transport()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::client_id::ConnId;
+
+    fn cid(slot: u32) -> ClientId {
+        ClientId::new(1, ConnId { slot, gen: 0 })
+    }
+
+    #[test]
+    fn ids_skip_zero_and_ids_in_use_when_the_counter_wraps() {
+        let mut l = Local {
+            by_no: HashMap::new(),
+            by_client: HashMap::new(),
+            next: u32::MAX - 1,
+            lan_ip: 0x7f00_0001,
+            port: 2300,
+        };
+        let a = l.add(cid(1));
+        assert_eq!(a, u32::MAX);
+        // Wraps past 0 (never an id) to 1.
+        let b = l.add(cid(2));
+        assert_eq!(b, 1);
+        l.next = u32::MAX - 1;
+        // u32::MAX and 1 are taken: the next free one is 2.
+        assert_eq!(l.add(cid(3)), 2);
+        assert_eq!(l.client(1), Some(cid(2)));
+        assert_eq!(l.remove(cid(2)), Some(1));
+        assert_eq!(l.client(1), None);
+        assert_eq!(l.text_id(7), "7f00000108fc00000007");
+    }
+}
