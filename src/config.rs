@@ -322,6 +322,45 @@ impl Default for GatewayConfig {
     }
 }
 
+/// GatewayWorker compatibility (`docs/gatewayworker.md`): each worker is a gateway with an
+/// inner port for BusinessWorkers and GatewayClient, optionally the Register too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayWorkerConfig {
+    /// GatewayWorker's `lanIp`: the address BusinessWorkers reach this host on.
+    pub lan_ip: String,
+    /// GatewayWorker's `startPort`: worker N listens on `start_port + N` (0 = off).
+    pub start_port: u16,
+    /// GatewayWorker's `registerAddress`: Registers to announce the inner ports to.
+    pub register_address: Vec<String>,
+    /// Be the Register on this `ip:port` (worker 0 serves it; empty = not a Register).
+    pub register_listen: String,
+    /// GatewayWorker's `secretKey` for the inner ports and the Register ("" = none).
+    pub secret_key: String,
+    /// Largest inner frame accepted, in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for GatewayWorkerConfig {
+    fn default() -> Self {
+        GatewayWorkerConfig {
+            lan_ip: "127.0.0.1".into(),
+            start_port: 0,
+            register_address: Vec::new(),
+            register_listen: String::new(),
+            secret_key: String::new(),
+            max_frame: 4 << 20,
+        }
+    }
+}
+
+impl GatewayWorkerConfig {
+    /// Whether the inner ports are on.
+    pub fn enabled(&self) -> bool {
+        self.start_port != 0
+    }
+}
+
 /// The `bridge` app: hand clients to a business backend (seed 001 and 002 patterns).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -333,6 +372,19 @@ pub struct BridgeConfig {
     pub backend_timeout: Duration,
     /// Most backend calls in flight per worker; more are refused with an error to the client.
     pub max_in_flight: usize,
+    /// Form of the greeting with the client id.
+    pub greeting: Greeting,
+}
+
+/// The `bridge` app's greeting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Greeting {
+    /// `{"type":"init","client_id":"..."}`
+    #[default]
+    Object,
+    /// `["init",{"client_id":"..."}]`, as seed 001's `Events::onConnect` sends it.
+    Array,
 }
 
 impl Default for BridgeConfig {
@@ -341,6 +393,7 @@ impl Default for BridgeConfig {
             backend_url: String::new(),
             backend_timeout: Duration::from_secs(5),
             max_in_flight: 256,
+            greeting: Greeting::Object,
         }
     }
 }
@@ -534,6 +587,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Gateway options.
     pub gateway: GatewayConfig,
+    /// `[gatewayworker]`: inner ports and Register.
+    pub gatewayworker: GatewayWorkerConfig,
     /// Bridge app options.
     pub bridge: BridgeConfig,
     /// Customer-service app options.
@@ -562,6 +617,7 @@ impl Default for Config {
             limits: Limits::default(),
             websocket: WebSocketConfig::default(),
             gateway: GatewayConfig::default(),
+            gatewayworker: GatewayWorkerConfig::default(),
             bridge: BridgeConfig::default(),
             kefu: KefuConfig::default(),
             cluster: None,
@@ -729,6 +785,28 @@ impl Config {
             if !c.redis.starts_with("redis://") && !c.redis.starts_with("unix://") {
                 return Err(ConfigError::Invalid(
                     "cluster.redis must be a redis:// or unix:// URL",
+                ));
+            }
+        }
+        let gw = &self.gatewayworker;
+        if self.app == "gatewayworker" && !gw.enabled() {
+            return Err(ConfigError::Invalid(
+                "app gatewayworker needs gatewayworker.start_port",
+            ));
+        }
+        if gw.enabled() {
+            let addr = |a: &String| a.parse::<SocketAddr>().is_ok();
+            if gw.lan_ip.parse::<std::net::Ipv4Addr>().is_err()
+                || !gw.register_address.iter().all(addr)
+                || !(gw.register_listen.is_empty() || addr(&gw.register_listen))
+            {
+                return Err(ConfigError::Invalid(
+                    "gatewayworker: lan_ip must be IPv4, register addresses ip:port",
+                ));
+            }
+            if usize::from(gw.start_port) + self.workers > 65536 || gw.max_frame < 1024 {
+                return Err(ConfigError::Invalid(
+                    "gatewayworker: start_port + workers must fit, max_frame >= 1024",
                 ));
             }
         }

@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use kefu::api::App;
-use kefu::app::{bridge, chat, echo, kefu as customer_service};
+use kefu::app::{bridge, chat, echo, gatewayworker, kefu as customer_service};
 use kefu::cli::{Cli, Cmd, WorkerArgs};
 use kefu::config::Config;
 use kefu::ipc::{encode, WorkerMsg, CONTROL_FD, HANDOVER_ENV, LISTEN_ENV, LISTEN_FD_BASE};
@@ -23,13 +23,23 @@ fn main() {
 
 /// The app named `name`, built from the config it may need.
 fn app_by_name(name: &str, cfg: &Config) -> Option<Box<dyn App>> {
-    match name {
+    let app: Option<Box<dyn App>> = match name {
         "echo" => Some(Box::new(echo::Echo)),
         "chat" => Some(Box::new(chat::Chat::default())),
         "kefu" => Some(Box::new(customer_service::Kefu::new(cfg))),
         "bridge" => Some(Box::new(bridge::Bridge::new(cfg))),
+        "gatewayworker" => Some(Box::new(gatewayworker::Forward)),
         _ => None,
-    }
+    };
+    app.map(|app| -> Box<dyn App> {
+        // With inner ports configured, any app is also a GatewayWorker gateway.
+        if cfg.gatewayworker.enabled() {
+            let forward = name == "gatewayworker";
+            Box::new(gatewayworker::GatewayWorker::new(app, cfg, forward))
+        } else {
+            app
+        }
+    })
 }
 
 /// Tell the master why this worker cannot start (before the worker loop exists).

@@ -35,20 +35,35 @@ fn rooms_public_private_and_logout() {
     let mut bob = Ws::connect(&s.addr("websocket"), "/");
     login(&mut bob, "Bob", json!(2));
 
-    ann.send_text(&json!({"type":"say","to_client_id":"all","content":"hi <all>"}).to_string());
+    ann.send_text(
+        &json!({"type":"say","to_client_id":"all","content":"hi <all>\nline2"}).to_string(),
+    );
     for c in [&mut tom, &mut ann] {
         let m = c.recv_json_type("say");
         assert_eq!(m["from_client_id"], ann_id.as_str());
-        assert_eq!(m["content"], "hi &lt;all&gt;");
+        // workerman-chat: nl2br(htmlspecialchars($content)).
+        assert_eq!(m["content"], "hi &lt;all&gt;<br />\nline2");
         assert_eq!(m["to_client_id"], "all");
     }
 
-    // Private: only Tom and the sender get it.
-    ann.send_text(&json!({"type":"say","to_client_id":tom_id,"content":"psst"}).to_string());
-    assert_eq!(tom.recv_json_type("say")["content"], "psst");
-    assert_eq!(ann.recv_json_type("say")["to_client_id"], tom_id.as_str());
-    // Private across rooms is refused.
-    bob.send_text(&json!({"type":"say","to_client_id":tom_id,"content":"x"}).to_string());
+    // Private: only Tom and the sender get it, with workerman-chat's prefixes.
+    ann.send_text(
+        &json!({"type":"say","to_client_id":tom_id,"to_client_name":"<Tom>","content":"psst"})
+            .to_string(),
+    );
+    assert_eq!(tom.recv_json_type("say")["content"], "<b>对你说: </b>psst");
+    let echo = ann.recv_json_type("say");
+    assert_eq!(echo["to_client_id"], tom_id.as_str());
+    assert_eq!(echo["content"], "<b>你对&lt;Tom&gt;说: </b>psst");
+    // Private across rooms reaches the client, as workerman-chat's sendToClient does.
+    bob.send_text(
+        &json!({"type":"say","to_client_id":tom_id,"to_client_name":"Tom","content":"x"})
+            .to_string(),
+    );
+    assert_eq!(tom.recv_json_type("say")["content"], "<b>对你说: </b>x");
+    assert_eq!(bob.recv_json_type("say")["content"], "<b>你对Tom说: </b>x");
+    // An id that is not online gets an error.
+    bob.send_text(&json!({"type":"say","to_client_id":"0".repeat(32),"content":"x"}).to_string());
     assert_eq!(bob.recv_json_type("error")["code"], 4004);
 
     // Bad input gets an error, and the connection lives on.

@@ -196,6 +196,17 @@ fn busy_when_too_many_in_flight() {
 }
 
 #[test]
+fn greeting_in_seed_001_form() {
+    let s = Instance::new("bridge", 1, &["websocket"])
+        .config("[bridge]\ngreeting = \"array\"\n")
+        .start();
+    let mut ws = Ws::connect(&s.addr("websocket"), "/");
+    let v: serde_json::Value = serde_json::from_str(&ws.recv_text().unwrap()).unwrap();
+    assert_eq!(v[0], "init");
+    assert_eq!(v[1]["client_id"].as_str().unwrap().len(), 32);
+}
+
+#[test]
 fn without_backend_only_init() {
     let s = Instance::new("bridge", 1, &["websocket"]).start();
     let (mut ws, id) = client(&s);

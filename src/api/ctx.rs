@@ -446,6 +446,11 @@ impl<'a> Ctx<'a> {
             .collect()
     }
 
+    /// What the registry knows of a client (uid, groups, session), if anything.
+    pub fn client_info(&self, c: ClientId) -> Option<&crate::gateway::registry::ClientInfo> {
+        self.core.reg.get(c)
+    }
+
     /// Whether a client is in a group.
     pub fn is_in_group(&self, c: ClientId, group: &str) -> bool {
         self.core

@@ -3,16 +3,18 @@
 //! Wire format, JSON text messages:
 //! - `{"type":"login","client_name":"Tom","room_id":1}`: the room gets `{"type":"login",...}`,
 //!   the newcomer gets the same plus `client_list` (client_id -> name of everyone in the room).
-//! - `{"type":"say","to_client_id":"all"|ID,"content":"..."}`: the room (or the one client and
-//!   the sender) gets `{"type":"say","from_client_id",...,"content","time"}`.
+//! - `{"type":"say","to_client_id":"all"|ID,"to_client_name":"...","content":"..."}`: the room
+//!   (or the one client, anywhere, and the sender) gets
+//!   `{"type":"say","from_client_id",...,"content","time"}`; the content is
+//!   `nl2br(htmlspecialchars())`, and a private one starts `<b>对你说: </b>` for its target and
+//!   `<b>你对NAME说: </b>` for its sender, as workerman-chat's page expects.
 //! - The server sends `{"type":"ping"}` every [`PING_INTERVAL`] (spread over the interval in
 //!   slices); clients answer `{"type":"pong"}`.
 //! - On close the room gets `{"type":"logout",...}`.
 //!
 //! Deliberate fixes over workerman-chat: a bad message gets an `error` reply instead of
-//! killing the worker; re-login leaves the old room; private messages stay inside the room;
-//! names and contents are HTML-escaped once; private contents carry no HTML prefix (the
-//! `to_client_id` field says it is private).
+//! killing the worker; re-login leaves the old room; names are HTML-escaped once; a private
+//! message to a client that is not online gets an error instead of vanishing.
 
 use crate::api::{App, ClientId, ClientInfo, Ctx, Payload, StartError, TimerId};
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,8 @@ enum ChatIn {
     },
     Say {
         to_client_id: String,
+        #[serde(default)]
+        to_client_name: String,
         content: String,
     },
     Pong,
@@ -112,6 +116,26 @@ const ERR_NO_SUCH_CLIENT: u32 = 4004;
 
 fn now_time() -> String {
     crate::log::format_utc(crate::log::now_secs())
+}
+
+/// PHP's `nl2br`: `<br />` before every line break (`\r\n`, `\n\r`, `\n`, `\r`).
+pub fn nl2br(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\n' || c == '\r' {
+            out.push_str("<br />");
+            out.push(c);
+            let pair = if c == '\n' { '\r' } else { '\n' };
+            if it.peek() == Some(&pair) {
+                out.push(pair);
+                it.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// HTML-escape `s` (what PHP's htmlspecialchars does), so pages that still use innerHTML are safe.
@@ -201,7 +225,7 @@ impl Chat {
         );
     }
 
-    fn say(&mut self, cx: &mut Ctx<'_>, id: ClientId, to: &str, content: &str) {
+    fn say(&mut self, cx: &mut Ctx<'_>, id: ClientId, to: &str, to_name: &str, content: &str) {
         let (Some(room), Some(name)) = (
             session_str(cx, id, "room_id"),
             session_str(cx, id, "client_name"),
@@ -209,8 +233,30 @@ impl Chat {
             return send_error(cx, id, ERR_NOT_LOGGED_IN, "login first");
         };
         let me = id.to_string();
-        let content = escape_html(content);
+        let content = nl2br(&escape_html(content));
         let time = now_time();
+        if to != "all" {
+            let Some(target) = ClientId::parse(to).filter(|t| cx.is_online(*t)) else {
+                return send_error(cx, id, ERR_NO_SUCH_CLIENT, "no such client");
+            };
+            // workerman-chat's private message: sendToClient, whatever the room.
+            for (who, prefix) in [
+                (target, "<b>对你说: </b>".to_string()),
+                (id, format!("<b>你对{}说: </b>", escape_html(to_name))),
+            ] {
+                let text = format!("{prefix}{content}");
+                let out = SayOut {
+                    kind: "say",
+                    from_client_id: &me,
+                    from_client_name: &name,
+                    to_client_id: to,
+                    content: &text,
+                    time: &time,
+                };
+                send_json(cx, who, &out);
+            }
+            return;
+        }
         let out = SayOut {
             kind: "say",
             from_client_id: &me,
@@ -222,19 +268,7 @@ impl Chat {
         let Ok(text) = serde_json::to_string(&out) else {
             return;
         };
-        if to == "all" {
-            cx.send_to_group(&[&room], Payload::Text(&text), &[]);
-            return;
-        }
-        match ClientId::parse(to) {
-            Some(target) if cx.is_in_group(target, &room) => {
-                cx.send_to_client(target, Payload::Text(&text));
-                if target != id {
-                    cx.send_to_client(id, Payload::Text(&text));
-                }
-            }
-            _ => send_error(cx, id, ERR_NO_SUCH_CLIENT, "no such client in this room"),
-        }
+        cx.send_to_group(&[&room], Payload::Text(&text), &[]);
     }
 }
 
@@ -252,8 +286,9 @@ impl App for Chat {
             }) => self.login(cx, id, client_name, room_id.into_string()),
             Ok(ChatIn::Say {
                 to_client_id,
+                to_client_name,
                 content,
-            }) => self.say(cx, id, &to_client_id, &content),
+            }) => self.say(cx, id, &to_client_id, &to_client_name, &content),
             Ok(ChatIn::Pong) => {}
             Err(_) => send_error(
                 cx,
@@ -330,6 +365,15 @@ mod tests {
             escape_html("<img src=x onerror='a'>&\""),
             "&lt;img src=x onerror=&#039;a&#039;&gt;&amp;&quot;"
         );
+    }
+
+    #[test]
+    fn nl2br_as_php() {
+        assert_eq!(
+            nl2br("a\nb\r\nc\rd\n\re"),
+            "a<br />\nb<br />\r\nc<br />\rd<br />\n\re"
+        );
+        assert_eq!(nl2br("\n\n"), "<br />\n<br />\n");
     }
 
     #[test]

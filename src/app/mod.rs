@@ -4,4 +4,5 @@
 pub mod bridge;
 pub mod chat;
 pub mod echo;
+pub mod gatewayworker;
 pub mod kefu;

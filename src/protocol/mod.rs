@@ -1,10 +1,13 @@
 //! Pure protocol code: bytes in, frames or typed errors out. No sockets, no clocks, no logging.
 //!
 //! `text` is Workerman's `\n`-delimited protocol, `http` is the HTTP/1.1 subset needed for the
-//! WebSocket upgrade, pages and a JSON API, `websocket` is the server side of RFC 6455.
+//! WebSocket upgrade, pages and a JSON API, `websocket` is the server side of RFC 6455,
+//! `gateway` GatewayWorker's inner frames and Register lines, `php` PHP's `serialize()` format.
 
 pub mod b64;
+pub mod gateway;
 pub mod http;
+pub mod php;
 pub mod text;
 pub mod websocket;
 

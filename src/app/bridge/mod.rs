@@ -2,7 +2,8 @@
 //! business logic of its own.
 //!
 //! - Seed 001 (GatewayClient/ThinkPHP): on connect the client gets
-//!   `{"type":"init","client_id":"..."}`; the page posts that id to its own backend, which then
+//!   `{"type":"init","client_id":"..."}` (or `["init",{"client_id":"..."}]` with
+//!   `bridge.greeting = "array"`, as seed 001's Events.php sends it); the page posts that id to its own backend, which then
 //!   calls `bind_uid` / `join_group` / `send_to_group` over the HTTP API (`/gateway/...`).
 //! - Seed 002 (forward to a backend): with `bridge.backend_url` set, every message is POSTed as
 //!   `{"client_id","message","session","uid"}` and a 2xx non-empty answer is sent back to the
@@ -212,6 +213,11 @@ impl App for Bridge {
 
     fn on_connect(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         let me = id.to_string();
+        if self.cfg.greeting == crate::config::Greeting::Array {
+            let v = serde_json::json!(["init", {"client_id": me}]);
+            cx.send_to_client(id, Payload::Text(&v.to_string()));
+            return;
+        }
         send_json(
             cx,
             id,
