@@ -1,10 +1,12 @@
 # Shared helpers for tools/bench.sh and tools/smoke.sh (source it; needs ROOT set).
-# Servers: kefu1 / kefu2 (kefu with 1 or 2 workers), kefub (another kefu binary, KEFU_BASE_BIN,
-# 1 worker: a before/after comparison of a change), bun, node; apps: echo, chat.
+# Servers: floor (tools/floor: the least a server can do, the kernel's floor), kefu1 / kefu2
+# (kefu with 1 or 2 workers), kefub (another kefu binary, KEFU_BASE_BIN, 1 worker: a
+# before/after comparison of a change), bun, node; apps: echo, chat.
 
 KEFU_BIN="${KEFU_BIN:-$ROOT/target/release/kefu}"
 KEFU_BASE_BIN="${KEFU_BASE_BIN:-}"
 LOAD_BIN="${LOAD_BIN:-$ROOT/target/release/kefu-load}"
+FLOOR_BIN="${FLOOR_BIN:-$ROOT/target/release/kefu-floor}"
 BUN_BIN="$ROOT/tools/peers/bun/node_modules/.bin/bun"
 SERVER_CPUS="${SERVER_CPUS:-0}"   # core(s) for 1-process servers
 KEFU2_CPUS="${KEFU2_CPUS:-0,1}"   # 2 workers get both cores (they share core 1 with the generator)
@@ -16,7 +18,7 @@ NEXT_PORT="${BENCH_BASE_PORT:-18400}"
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 build_tools() {
-  (cd "$ROOT" && cargo build --release -q -p kefu-load) || return 1
+  (cd "$ROOT" && cargo build --release -q -p kefu-load -p kefu-floor) || return 1
   "$ROOT/tools/peers/install.sh" >/dev/null 2>&1 || { log "peer install failed (see tools/peers/install.sh)"; return 1; }
 }
 
@@ -54,6 +56,9 @@ start_server() {
     kefub)
       taskset -c "$SERVER_CPUS" "$KEFU_BASE_BIN" start --app "$app" --listen "websocket://127.0.0.1:$port" \
         --workers 1 --pid-file /tmp/kefu-bench.pid >"/tmp/bench-$name.log" 2>&1 &
+      ;;
+    floor)
+      taskset -c "$SERVER_CPUS" "$FLOOR_BIN" --port "$port" --mode "$mode" >"/tmp/bench-$name.log" 2>&1 &
       ;;
     bun)
       taskset -c "$SERVER_CPUS" "$BUN_BIN" "$ROOT/tools/peers/bun/server.js" --port "$port" --mode "$mode" \

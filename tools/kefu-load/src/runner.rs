@@ -386,6 +386,10 @@ pub struct ServerReport {
     pub cpu_s: f64,
     /// That CPU as percent of one core over the window.
     pub cpu_pct_of_one_core: f64,
+    /// Of `cpu_s`, the seconds spent in user space (utime); the rest ran in the kernel.
+    pub user_s: f64,
+    /// Of `cpu_s`, the seconds spent in the kernel (stime).
+    pub sys_s: f64,
     /// Tree RSS at window start, KiB.
     pub rss_kb_start: u64,
     /// Tree RSS at window end, KiB.
@@ -450,10 +454,13 @@ impl Window {
         let server = self.server.and_then(|(pid, a)| {
             let b = stats::sample_tree(pid)?;
             let cpu = (b.cpu_s - a.cpu_s).max(0.0);
+            let user = (b.user_s - a.user_s).clamp(0.0, cpu);
             Some(ServerReport {
                 pid,
                 processes: b.processes,
                 cpu_s: round3(cpu),
+                user_s: round3(user),
+                sys_s: round3(cpu - user),
                 cpu_pct_of_one_core: round1(cpu / wall.max(1e-9) * 100.0),
                 rss_kb_start: a.rss_kb,
                 rss_kb_end: b.rss_kb,
