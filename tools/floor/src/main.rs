@@ -628,8 +628,14 @@ fn header<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
         let colon = line.iter().position(|&b| b == b':')?;
         line[..colon].eq_ignore_ascii_case(name).then(|| {
             let v = &line[colon + 1..];
-            let s = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-            let e = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(s, |e| e + 1);
+            let s = v
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(v.len());
+            let e = v
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(s, |e| e + 1);
             &v[s..e.max(s)]
         })
     })

@@ -400,6 +400,30 @@ pub struct ServerReport {
     pub pss_kb_end: u64,
 }
 
+static WINDOW_CMD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the `--window-cmd` for this process (once, from main).
+pub fn set_window_cmd(cmd: Option<String>) {
+    let _ = WINDOW_CMD.set(cmd);
+}
+
+/// Runs the `--window-cmd` with `arg` (`start` or `stop`) and waits for it; a failure is
+/// reported on stderr and does not stop the run.
+pub fn window_cmd(arg: &str) {
+    let Some(Some(cmd)) = WINDOW_CMD.get() else {
+        return;
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} {arg}"))
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("[window-cmd] `{cmd} {arg}` exited with {s}"),
+        Err(e) => eprintln!("[window-cmd] `{cmd} {arg}` failed: {e}"),
+    }
+}
+
 /// A measured window: generator CPU plus (optionally) the server tree's CPU and memory.
 pub struct Window {
     gen: OwnCpu,
@@ -442,6 +466,7 @@ impl Window {
                 })?)
             }
         };
+        window_cmd("start");
         let mut w = Window::start(server_pid);
         w._throttle = throttle;
         Ok(w)
@@ -498,6 +523,7 @@ pub fn measure_run(
     let (wall, gen, _) = window.finish();
     let drained = drain(shared, grace);
     let (_, _, server) = window.finish();
+    window_cmd("stop");
     let server = server.map(|mut s| {
         // Per cent of one core over run and drain, the span the CPU was counted over.
         s.cpu_pct_of_one_core = round1(s.cpu_s / (wall + drained).max(1e-9) * 100.0);

@@ -348,3 +348,10 @@ mod tests {
         assert_eq!(s.count, 3);
     }
 }
+
+impl BroadcastArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}

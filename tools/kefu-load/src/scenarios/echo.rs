@@ -341,6 +341,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
         runner::hold_phase(&shared, Phase::Run, duration);
         let measured = window.finish();
         // Let in-flight messages come back so "unanswered" means lost.
+        runner::window_cmd("stop");
         runner::drain(&shared, Duration::from_secs(10));
         (complete, Some(measured))
     };
@@ -423,5 +424,12 @@ mod tests {
         encode(&mut b, Payload::Text, 7, 9, 2);
         assert_eq!(b, b"7:9:");
         assert_eq!(decode(&b, Payload::Text, 2), Some((7, 9)));
+    }
+}
+
+impl EchoArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
     }
 }
