@@ -10,8 +10,10 @@
 #
 # Each server starts under callgrind with instrumentation off; kefu-load switches it on just
 # before its measured window and off after the drain (--window-cmd), so setup and teardown are
-# not counted. Rates are low enough for a server running ~50x slower under valgrind to keep
-# up, the same for every server. Prints one line per case: Ir (instructions) per delivery
+# not counted. The chat rates are low enough that every message gets a loop turn of its own
+# even ~50x slower under valgrind (one say -> a whole room's deliveries in one turn; one private
+# message -> two), so the counts do not depend on how the machine's load batched them; the
+# echo cases are closed loops, their batching is their own. Prints one line per case: Ir (instructions) per delivery
 # (echo: per message answered), the top user-space symbols (self cost) go to
 # target/callgrind/SERVER.CASE.top. Bounded: each case runs DUR s plus setup and drain.
 set -euo pipefail
@@ -20,6 +22,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SERVERS="${SERVERS:-floor kefu1}"
 CASES="${CASES:-echo_w1 echo_w16 room100 room1000 private}"
 DUR="${DUR:-3}"
+REPEAT="${REPEAT:-3}"   # runs per server and case; the summary gives their median
 OUTDIR="$ROOT/target/callgrind"
 mkdir -p "$OUTDIR"
 (cd "$ROOT" && cargo build --release -q -p kefu-load -p kefu-floor)
@@ -77,8 +80,10 @@ start_cg() { # server app port prefix
 
 port="${BENCH_BASE_PORT:-18600}"
 printf '%-8s %-10s %14s %12s %10s  %s\n' server case instructions deliveries "Ir/deliv" "load"
+SUMMARY="$(mktemp /tmp/cg-summary.XXXXXX)"
 for server in $SERVERS; do
   for case in $CASES; do
+  for rep in $(seq 1 "$REPEAT"); do
     port=$((port + 1))
     prefix="$OUTDIR/$server.$case"
     rm -f "$prefix".*.out* "$prefix.top"
@@ -89,9 +94,9 @@ for server in $SERVERS; do
     case $case in
       echo_w1) args=(echo -c 100 --size 64 --window 1 --duration "$DUR" --warmup 1) ;;
       echo_w16) args=(echo -c 100 --size 64 --window 16 --duration "$DUR" --warmup 1) ;;
-      room100) args=(broadcast --rooms 1 --room-size 100 --senders 10 --rate 100 --duration "$DUR" --grace 30 --connect-rate 200) ;;
-      room1000) args=(broadcast --rooms 1 --room-size 1000 --senders 10 --rate 10 --duration "$DUR" --grace 30 --connect-rate 200) ;;
-      private) args=(private -c 1000 --rate 1000 --duration "$DUR" --grace 30 --connect-rate 200) ;;
+      room100) args=(broadcast --rooms 1 --room-size 100 --senders 1 --rate 20 --duration "$DUR" --grace 30 --connect-rate 200) ;;
+      room1000) args=(broadcast --rooms 1 --room-size 1000 --senders 1 --rate 5 --duration "$DUR" --grace 30 --connect-rate 200) ;;
+      private) args=(private -c 1000 --rate 200 --duration "$DUR" --grace 30 --connect-rate 200) ;;
       *) log "unknown case $case"; stop_cg; continue ;;
     esac
     json=$(timeout 600 taskset -c "$LOAD_CPUS" "$LOAD_BIN" "${args[@]}" "${common[@]}" 2>>"$prefix.log" | tail -1)
@@ -113,5 +118,19 @@ print(r.get('delivered') or r.get('received_in_run') or 0)" "${json:-{\}}")
     big=$(for f in $files; do echo "$(grep -m1 '^totals:' "$f" | awk '{print $2}') $f"; done | sort -n | tail -1 | cut -d' ' -f2)
     callgrind_annotate --inclusive=no "$big" 2>/dev/null | sed -n '/file:function/,$p' | sed -n '3,32p' >"$prefix.top" || true
     printf '%-8s %-10s %14s %12s %10s  %s\n' "$server" "$case" "$ir" "$n" "$((ir / n))" "${args[*]:0:12}"
+    echo "$server $case $((ir / n))" >>"$SUMMARY"
+  done
   done
 done
+echo
+echo "median of $REPEAT runs (Ir per delivery; echo: per message), all runs in brackets:"
+python3 - "$SUMMARY" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    server, case, ir = line.split()
+    runs.setdefault((server, case), []).append(int(ir))
+for (server, case), v in runs.items():
+    print(f"{server:8} {case:10} {statistics.median(v):>8.0f}  {sorted(v)}")
+PY
+rm -f "$SUMMARY"
