@@ -53,7 +53,7 @@ TABLE="$ROOT/tools/bench_table.py"
 mkdir -p "$ROOT/target/bench"
 OUT="$ROOT/target/bench/results.jsonl"
 SESSION="$(mktemp /tmp/bench-session.XXXXXX.jsonl)"
-: >/tmp/bench-load.log
+: >"$LOAD_LOG"
 trap 'stop_server; rm -f "$SESSION"' EXIT
 STARTED=$(date +%s)
 
@@ -180,7 +180,7 @@ echo "
 Machine load (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; \
 $(( $(date +%s) - STARTED )) s for the whole run."
 [ -z "$QUOTA_CGROUP" ] || echo "quota_* cases: server held to ${QUOTA_PCT}% of one core (cgroup $QUOTA_CGROUP)."
-log "raw results appended to $OUT"
+log "raw results appended to $OUT; server and generator logs in $BENCH_TMP"
 
 # Optional: the kefu (customer-service) scenario, 1 and 2 workers, synchronous full/normal.
 if [ "${KEFU_SCENARIO:-0}" = 1 ]; then

@@ -33,13 +33,13 @@ trap 'stop_cg; rm -f "$HOOK"' EXIT
 CG_PID=""
 stop_cg() {
   [ -n "$CG_PID" ] || return 0
-  if [ -f /tmp/kefu-cg.pid ]; then "$KEFU_BIN" stop --pid-file /tmp/kefu-cg.pid >/dev/null 2>&1 || true; fi
+  if [ -f "$BENCH_TMP/cg.pid" ]; then "$KEFU_BIN" stop --pid-file "$BENCH_TMP/cg.pid" >/dev/null 2>&1 || true; fi
   kill -TERM "$CG_PID" 2>/dev/null || true
   local i
   for i in $(seq 1 100); do kill -0 "$CG_PID" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$CG_PID" 2>/dev/null || true
   wait "$CG_PID" 2>/dev/null || true
-  rm -f /tmp/kefu-cg.pid
+  rm -f "$BENCH_TMP/cg.pid"
   CG_PID=""
 }
 
@@ -65,7 +65,7 @@ start_cg() { # server app port prefix
   case $server in
     floor) taskset -c "$SERVER_CPUS" "${vg[@]}" "$FLOOR_BIN" --port "$port" --mode "$app" >"$prefix.log" 2>&1 & ;;
     kefu1) taskset -c "$SERVER_CPUS" "${vg[@]}" "$KEFU_BIN" start --app "$app" \
-      --listen "websocket://127.0.0.1:$port" --workers 1 --pid-file /tmp/kefu-cg.pid >"$prefix.log" 2>&1 & ;;
+      --listen "websocket://127.0.0.1:$port" --workers 1 --pid-file "$BENCH_TMP/cg.pid" >"$prefix.log" 2>&1 & ;;
     *) log "callgrind.sh knows floor and kefu1, not $server"; return 1 ;;
   esac
   CG_PID=$!
@@ -78,7 +78,7 @@ start_cg() { # server app port prefix
   return 1
 }
 
-port="${BENCH_BASE_PORT:-18600}"
+port=$NEXT_PORT
 printf '%-8s %-10s %14s %12s %10s  %s\n' server case instructions deliveries "Ir/deliv" "load"
 SUMMARY="$(mktemp /tmp/cg-summary.XXXXXX)"
 for server in $SERVERS; do
