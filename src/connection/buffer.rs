@@ -187,6 +187,11 @@ impl OutBuf {
             };
             match res {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n == self.len => {
+                    // All of it went out (the common case): nothing to walk segment by segment.
+                    written += n;
+                    self.len = 0;
+                }
                 Ok(n) => {
                     written += n;
                     self.consume(n, turn);
@@ -231,7 +236,9 @@ impl OutBuf {
     fn settle(&mut self) {
         self.pos = 0;
         self.head = None;
-        self.rest = VecDeque::new();
+        if self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
     }
 }
 
