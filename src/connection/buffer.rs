@@ -48,8 +48,10 @@ pub struct OutBuf {
     /// The front segment, inline: most flushes write a queue of exactly one segment (a turn's
     /// range, or one run of owned bytes), which then needs no segment list allocated and freed.
     head: Option<Seg>,
-    /// The segments after `head` (empty whenever `head` is `None`).
-    rest: VecDeque<Seg>,
+    /// The segments after `head` (none whenever `head` is `None`), boxed: most queues never
+    /// have a second segment, and an idle connection's queue stays as small as it was before
+    /// `head` was inline (48 bytes).
+    rest: Option<Box<VecDeque<Seg>>>,
     /// Bytes of the front segment already written.
     pos: usize,
     /// Bytes waiting over all segments.
@@ -77,11 +79,14 @@ impl OutBuf {
     }
 
     fn back(&self) -> Option<&Seg> {
-        self.rest.back().or(self.head.as_ref())
+        self.rest
+            .as_ref()
+            .and_then(|r| r.back())
+            .or(self.head.as_ref())
     }
 
     fn back_mut(&mut self) -> Option<&mut Seg> {
-        match self.rest.back_mut() {
+        match self.rest.as_mut().and_then(|r| r.back_mut()) {
             Some(s) => Some(s),
             None => self.head.as_mut(),
         }
@@ -91,12 +96,18 @@ impl OutBuf {
         if self.head.is_none() {
             self.head = Some(s);
         } else {
-            self.rest.push_back(s);
+            self.rest.get_or_insert_with(Box::default).push_back(s);
         }
     }
 
     fn segs(&self) -> impl Iterator<Item = &Seg> {
-        self.head.iter().chain(self.rest.iter())
+        self.head
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
+    }
+
+    fn rest_is_empty(&self) -> bool {
+        self.rest.as_ref().is_none_or(|r| r.is_empty())
     }
 
     /// The owned segment at the back, with room for `extra` more bytes (starting one if needed).
@@ -155,7 +166,7 @@ impl OutBuf {
         }
         // The front keeps its bytes in place (only their owner changes), so `pos` stays valid.
         let head = self.head.take();
-        let rest = std::mem::take(&mut self.rest);
+        let rest = self.rest.take().map(|r| *r).unwrap_or_default();
         for s in head.into_iter().chain(rest) {
             match s {
                 Seg::Turn { start, end } => {
@@ -172,7 +183,7 @@ impl OutBuf {
     pub fn flush_to(&mut self, w: &mut impl Write, turn: &[u8]) -> io::Result<(usize, Flush)> {
         let mut written = 0;
         while self.len > 0 {
-            let res = match (&self.head, self.rest.is_empty()) {
+            let res = match (&self.head, self.rest_is_empty()) {
                 (Some(only), true) => w.write(&only.bytes(turn)[self.pos..]),
                 _ => {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];
@@ -220,13 +231,13 @@ impl OutBuf {
                 return;
             }
             n -= left;
-            if self.rest.is_empty() {
+            if self.rest_is_empty() {
                 // The last segment stays until `settle` (the queue is empty now).
                 self.pos += left;
                 return;
             }
             self.pos = 0;
-            self.head = self.rest.pop_front();
+            self.head = self.rest.as_mut().and_then(|r| r.pop_front());
         }
     }
 
@@ -236,9 +247,7 @@ impl OutBuf {
     fn settle(&mut self) {
         self.pos = 0;
         self.head = None;
-        if self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
-        }
+        self.rest = None;
     }
 }
 
@@ -424,6 +433,6 @@ mod tests {
         o.flush_to(&mut Vec::new(), b"xy").unwrap();
         assert!(o.is_empty());
         assert!(o.head.is_none());
-        assert_eq!(o.rest.capacity(), 0);
+        assert!(o.rest.is_none());
     }
 }
