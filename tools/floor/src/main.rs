@@ -264,8 +264,7 @@ impl Server {
     /// Reads until the socket is drained (a short read) and handles every complete frame.
     fn read(&mut self, slot: usize) {
         let mut scratch = std::mem::take(&mut self.scratch);
-        loop {
-            let Some(c) = self.conn(slot) else { break };
+        while let Some(c) = self.conn(slot) {
             let n = match c.stream.read(&mut scratch) {
                 Ok(0) => {
                     self.close.push(slot);

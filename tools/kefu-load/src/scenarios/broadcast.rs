@@ -334,6 +334,13 @@ struct Counts {
     backpressured: u64,
 }
 
+impl BroadcastArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,12 +353,5 @@ mod tests {
         assert!(!s.insert(200));
         assert!(s.insert(63));
         assert_eq!(s.count, 3);
-    }
-}
-
-impl BroadcastArgs {
-    /// The options every scenario takes.
-    pub fn common(&self) -> &Common {
-        &self.common
     }
 }

@@ -137,7 +137,6 @@ pub fn run(a: &ConnectArgs) -> Result<Outcome, LoadError> {
         }),
     })
 }
-
 impl ConnectArgs {
     /// The options every scenario takes.
     pub fn common(&self) -> &Common {

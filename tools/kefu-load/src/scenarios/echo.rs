@@ -407,6 +407,13 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
     })
 }
 
+impl EchoArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,12 +431,5 @@ mod tests {
         encode(&mut b, Payload::Text, 7, 9, 2);
         assert_eq!(b, b"7:9:");
         assert_eq!(decode(&b, Payload::Text, 2), Some((7, 9)));
-    }
-}
-
-impl EchoArgs {
-    /// The options every scenario takes.
-    pub fn common(&self) -> &Common {
-        &self.common
     }
 }

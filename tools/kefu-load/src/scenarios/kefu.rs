@@ -333,7 +333,6 @@ fn report(
         }),
     }
 }
-
 impl KefuArgs {
     /// The options every scenario takes.
     pub fn common(&self) -> &Common {

@@ -274,7 +274,6 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
         }),
     })
 }
-
 impl PrivateArgs {
     /// The options every scenario takes.
     pub fn common(&self) -> &Common {
