@@ -1,22 +1,30 @@
 # Shared helpers for tools/bench.sh and tools/smoke.sh (source it; needs ROOT set).
-# Servers: kefu1 / kefu2 (kefu with 1 or 2 workers), kefub (another kefu binary, KEFU_BASE_BIN,
-# 1 worker: a before/after comparison of a change), bun, node; apps: echo, chat.
+# Servers: floor (tools/floor: the least a server can do, the kernel's floor), kefu1 / kefu2
+# (kefu with 1 or 2 workers), kefub (another kefu binary, KEFU_BASE_BIN, 1 worker: a
+# before/after comparison of a change), bun, node; apps: echo, chat.
 
 KEFU_BIN="${KEFU_BIN:-$ROOT/target/release/kefu}"
 KEFU_BASE_BIN="${KEFU_BASE_BIN:-}"
 LOAD_BIN="${LOAD_BIN:-$ROOT/target/release/kefu-load}"
+FLOOR_BIN="${FLOOR_BIN:-$ROOT/target/release/kefu-floor}"
 BUN_BIN="$ROOT/tools/peers/bun/node_modules/.bin/bun"
 SERVER_CPUS="${SERVER_CPUS:-0}"   # core(s) for 1-process servers
 KEFU2_CPUS="${KEFU2_CPUS:-0,1}"   # 2 workers get both cores (they share core 1 with the generator)
 LOAD_CPUS="${LOAD_CPUS:-1}"
 SERVER_PID=""
 SERVER_PORT=""
-NEXT_PORT="${BENCH_BASE_PORT:-18400}"
+# Several benchmarks may run at once on a shared machine: each run gets its own ports (a
+# random base unless BENCH_BASE_PORT is set), its own pid file and its own logs, so one run's
+# generator never connects to another run's server and one run never stops another's kefu.
+NEXT_PORT="${BENCH_BASE_PORT:-$((20000 + RANDOM % 20000))}"
+BENCH_TMP="${BENCH_TMP:-$(mktemp -d /tmp/kefu-bench.XXXXXX)}"
+KEFU_PID_FILE="$BENCH_TMP/kefu.pid"
+LOAD_LOG="$BENCH_TMP/load.log"
 
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 
 build_tools() {
-  (cd "$ROOT" && cargo build --release -q -p kefu-load) || return 1
+  (cd "$ROOT" && cargo build --release -q -p kefu-load -p kefu-floor) || return 1
   "$ROOT/tools/peers/install.sh" >/dev/null 2>&1 || { log "peer install failed (see tools/peers/install.sh)"; return 1; }
 }
 
@@ -49,26 +57,29 @@ start_server() {
       local workers=${name#kefu} cpus=$SERVER_CPUS
       [ "$workers" = 2 ] && cpus=$KEFU2_CPUS
       taskset -c "$cpus" "$KEFU_BIN" start --app "$app" --listen "websocket://127.0.0.1:$port" \
-        --workers "$workers" --pid-file /tmp/kefu-bench.pid >"/tmp/bench-$name.log" 2>&1 &
+        --workers "$workers" --pid-file $KEFU_PID_FILE >"$BENCH_TMP/$name.log" 2>&1 &
       ;;
     kefub)
       taskset -c "$SERVER_CPUS" "$KEFU_BASE_BIN" start --app "$app" --listen "websocket://127.0.0.1:$port" \
-        --workers 1 --pid-file /tmp/kefu-bench.pid >"/tmp/bench-$name.log" 2>&1 &
+        --workers 1 --pid-file $KEFU_PID_FILE >"$BENCH_TMP/$name.log" 2>&1 &
+      ;;
+    floor)
+      taskset -c "$SERVER_CPUS" "$FLOOR_BIN" --port "$port" --mode "$mode" >"$BENCH_TMP/$name.log" 2>&1 &
       ;;
     bun)
       taskset -c "$SERVER_CPUS" "$BUN_BIN" "$ROOT/tools/peers/bun/server.js" --port "$port" --mode "$mode" \
-        >"/tmp/bench-$name.log" 2>&1 &
+        >"$BENCH_TMP/$name.log" 2>&1 &
       ;;
     node)
       taskset -c "$SERVER_CPUS" node "$ROOT/tools/peers/node/server.js" --port "$port" --mode "$mode" \
-        >"/tmp/bench-$name.log" 2>&1 &
+        >"$BENCH_TMP/$name.log" 2>&1 &
       ;;
     *) log "unknown server $name"; return 1 ;;
   esac
   SERVER_PID=$!
   SERVER_PORT=$port
   if ! wait_listen "$port"; then
-    log "$name ($app) did not listen on $port; log: /tmp/bench-$name.log"
+    log "$name ($app) did not listen on $port; log: $BENCH_TMP/$name.log"
     stop_server
     return 1
   fi
@@ -77,8 +88,8 @@ start_server() {
 
 stop_server() {
   [ -n "$SERVER_PID" ] || return 0
-  if [ -x "$KEFU_BIN" ] && [ -f /tmp/kefu-bench.pid ] && [ "$(cat /tmp/kefu-bench.pid 2>/dev/null)" = "$SERVER_PID" ]; then
-    "$KEFU_BIN" stop --pid-file /tmp/kefu-bench.pid >/dev/null 2>&1 || true
+  if [ -x "$KEFU_BIN" ] && [ -f $KEFU_PID_FILE ] && [ "$(cat $KEFU_PID_FILE 2>/dev/null)" = "$SERVER_PID" ]; then
+    "$KEFU_BIN" stop --pid-file $KEFU_PID_FILE >/dev/null 2>&1 || true
   fi
   kill -TERM "$SERVER_PID" 2>/dev/null || true
   local i
@@ -88,7 +99,7 @@ stop_server() {
   done
   kill -KILL "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
-  rm -f /tmp/kefu-bench.pid
+  rm -f $KEFU_PID_FILE
   SERVER_PID=""
 }
 
@@ -116,6 +127,6 @@ throttle_cgroup() {
 
 # load ARGS...: runs kefu-load pinned, bounded by a timeout; prints its JSON line.
 load() {
-  timeout 300 taskset -c "$LOAD_CPUS" "$LOAD_BIN" "$@" --server-pid "$SERVER_PID" 2>>/tmp/bench-load.log
+  timeout 300 taskset -c "$LOAD_CPUS" "$LOAD_BIN" "$@" --server-pid "$SERVER_PID" 2>>"$LOAD_LOG"
   return 0
 }

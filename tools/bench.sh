@@ -1,105 +1,160 @@
 #!/usr/bin/env bash
-# Reruns the kefu vs Bun vs Node comparison matrix (bounded: about 13 min for all four servers).
+# Reruns the comparison matrix: the floor, kefu and Bun (Node too if asked) side by side,
+# bounded. One round took 11.5 min for floor + kefu1 + Bun (Node another 8.6) on a 2-core
+# machine shared with heavy builds; the 3 default rounds are meant to fit 20 min when quiet.
 #
 #   tools/bench.sh            # full matrix, 3 rounds, medians
 #   tools/bench.sh --quick    # 1 round of short runs, to check the setup
-#   SERVERS="kefu1 bun" tools/bench.sh
+#   SERVERS="floor kefu1 bun node" tools/bench.sh   # with Node (slow to drain: +50 % time)
 #   SERVERS="kefu1 kefub" KEFU_BASE_BIN=/tmp/kefu-base tools/bench.sh   # before/after a change
-#   KEFU_SCENARIO=1 tools/bench.sh   # also the kefu app scenario (tools/bench-kefu.sh)
+#   LATENCY=0 QUOTA=0 tools/bench.sh   # headline cases only
+#   KEFU_SCENARIO=1 tools/bench.sh     # also the kefu app scenario (tools/bench-kefu.sh)
 #
 # Servers are pinned with taskset to core 0 (SERVER_CPUS), the generator to core 1
 # (LOAD_CPUS). kefu2 (2 workers) gets cores 0,1 (KEFU2_CPUS) and so shares core 1 with the
-# generator: compare it through the per-server-CPU-second columns, not raw rates.
+# generator: compare it through the per-server-CPU-second columns, not raw rates. `floor` is
+# tools/floor, a server that does nothing but the wire format: what the kernel allows.
 # Servers alternate: each round runs every server once, in a rotated order, so drift over
 # the session (thermal, other load) spreads over all of them; medians are over rounds.
 #
-# Two kinds of case:
-# - full core: echo (closed loop) and chat at a fixed offered load every server sustains
-#   (40k deliveries/s, 5k private messages/s): CPU per delivery and latency.
-# - sat_*: saturation. One generator core cannot saturate a server with a whole core, so the
-#   server is held to SAT_QUOTA_PCT % of one core by a cgroup CPU quota for the measured phase
-#   (setup runs unthrottled) while the generator offers more than that budget can carry:
-#   deliveries/s on the same CPU budget. Needs root and the cgroup cpu controller; skipped
-#   otherwise.
+# Three kinds of case:
+# - headline, full core: echo_w1 (ping-pong) and echo_w16 (pipelined) are closed loops;
+#   room100, room1000 and private raise the offered load step by step (ROOM100_STEPS, ...,
+#   in says or messages per second) until the server is the limit: its core is saturated
+#   (>= SAT_CPU % of it) or it delivers less than it is offered. A step where the generator's
+#   core is saturated instead is marked so (the figure is then a lower bound for the server).
+# - latency (LATENCY=1): each chat case again at 25 %, 50 % and 90 % of what that server
+#   delivered at its saturated step (echo: of echo_w16's rate, paced), p50/p99/p99.9.
+# - quota_* (QUOTA=1, secondary): the server held to QUOTA_PCT % of one core by a cgroup CPU
+#   quota while offered more than that carries. The server then sleeps most of every 10 ms
+#   period and drains a backlog in one batch, which flatters servers that batch; no deployment
+#   runs like that. Needs root and the cgroup cpu controller; skipped otherwise.
 # Raw JSON lines go to target/bench/results.jsonl; markdown tables are printed on stdout.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/tools/bench-lib.sh"
 
-RUNS=3; DUR=5; CDUR=5; SDUR=4; WARM=1
-if [ "${1:-}" = "--quick" ]; then RUNS=1; DUR=2; CDUR=2; SDUR=2; WARM=0.5; fi
-SERVERS="${SERVERS:-kefu1 kefu2 bun node}"
-ROOM100_RATE="${ROOM100_RATE:-400}"     # says/s -> 40k deliveries/s
-ROOM1000_RATE="${ROOM1000_RATE:-40}"    # says/s -> 40k deliveries/s
-PRIVATE_RATE="${PRIVATE_RATE:-5000}"
-SAT_QUOTA_PCT="${SAT_QUOTA_PCT:-10}"    # server CPU budget in saturation cases
-SAT_ROOM100_RATE="${SAT_ROOM100_RATE:-5000}"    # offered 500k deliveries/s
-SAT_ROOM1000_RATE="${SAT_ROOM1000_RATE:-500}"   # offered 500k deliveries/s
-SAT_PRIVATE_RATE="${SAT_PRIVATE_RATE:-30000}"
-GRACE="${GRACE:-10}"                    # max drain; ends as soon as all deliveries are in
-SAT_GRACE="${SAT_GRACE:-6}"
+RUNS=3; DUR=4; SDUR=3; WARM=1; LDUR=3
+if [ "${1:-}" = "--quick" ]; then RUNS=1; DUR=2; SDUR=2; WARM=0.5; LDUR=2; fi
+SERVERS="${SERVERS:-floor kefu1 bun}"
+ROOM100_STEPS="${ROOM100_STEPS:-1000 4000 16000}"   # says/s x 100 members
+ROOM1000_STEPS="${ROOM1000_STEPS:-100 400 1600}"    # says/s x 1000 members
+PRIVATE_STEPS="${PRIVATE_STEPS:-10000 40000 160000}"
+SAT_CPU="${SAT_CPU:-90}"                # server CPU % of one core that counts as saturated
+LATENCY="${LATENCY:-1}"
+QUOTA="${QUOTA:-1}"
+QUOTA_PCT="${QUOTA_PCT:-10}"
+QUOTA_ROOM100_RATE="${QUOTA_ROOM100_RATE:-5000}"    # offered 500k deliveries/s
+QUOTA_ROOM1000_RATE="${QUOTA_ROOM1000_RATE:-500}"   # offered 500k deliveries/s
+QUOTA_PRIVATE_RATE="${QUOTA_PRIVATE_RATE:-30000}"
+GRACE="${GRACE:-6}"                     # max drain; ends as soon as all deliveries are in
 CHAT_SETUP=(--connect-rate 2000 --setup-timeout 30)
+TABLE="$ROOT/tools/bench_table.py"
 
 mkdir -p "$ROOT/target/bench"
 OUT="$ROOT/target/bench/results.jsonl"
 SESSION="$(mktemp /tmp/bench-session.XXXXXX.jsonl)"
-: >/tmp/bench-load.log
+: >"$LOAD_LOG"
 trap 'stop_server; rm -f "$SESSION"' EXIT
+STARTED=$(date +%s)
 
 build_tools || { log "build failed"; exit 1; }
 command -v taskset >/dev/null || { log "taskset missing (util-linux)"; exit 1; }
-SAT_CGROUP="$(throttle_cgroup "$SAT_QUOTA_PCT" || true)"
-[ -n "$SAT_CGROUP" ] || log "no writable cgroup cpu controller: saturation cases skipped"
+QUOTA_CGROUP=""
+if [ "$QUOTA" = 1 ]; then
+  QUOTA_CGROUP="$(throttle_cgroup "$QUOTA_PCT" || true)"
+  [ -n "$QUOTA_CGROUP" ] || log "no writable cgroup cpu controller: quota cases skipped"
+fi
 
-record() { # server case run json
-  local line="{\"bench\":{\"server\":\"$1\",\"case\":\"$2\",\"run\":$3,\"at\":\"$(date -u +%FT%TZ)\"},\"result\":$4}"
+record() { # server case run json [extra-bench-fields]
+  local line="{\"bench\":{\"server\":\"$1\",\"case\":\"$2\",\"run\":$3,\"at\":\"$(date -u +%FT%TZ)\"${5:-}},\"result\":$4}"
   echo "$line" >>"$OUT"
   echo "$line" >>"$SESSION"
 }
 
-run_case() { # server case run args...
-  local server=$1 case=$2 run=$3 json
-  shift 3
+LAST_JSON=""
+run_case() { # server case run extra args...
+  local server=$1 case=$2 run=$3 extra=$4 json
+  shift 4
   json=$(load "$@" | tail -1)
   [ -n "$json" ] || json='{"error":"no output"}'
-  record "$server" "$case" "$run" "$json"
+  LAST_JSON=$json
+  record "$server" "$case" "$run" "$json" "$extra"
   log "$server $case run $run: $(echo "$json" | head -c 160)"
 }
 
+# ramp SERVER CASE RUN MEMBERS STEPS SCENARIO-ARGS...: raises the offered rate step by step
+# until the server is the limit (or the generator is); every step is recorded as CASE with
+# its step number, the last one also with "final":true. Prints the last step's deliveries/s.
+ramp() {
+  local server=$1 case=$2 run=$3 members=$4 steps=$5 step=0 rate verdict=more
+  shift 5
+  for rate in $steps; do
+    step=$((step + 1))
+    json=$(load "$@" --rate "$rate" | tail -1)
+    [ -n "$json" ] || json='{"error":"no output"}'
+    verdict=$(python3 "$TABLE" --verdict "$json" "$((rate * members))" "$SAT_CPU")
+    record "$server" "$case" "$run" "$json" ",\"step\":$step,\"offered_per_s\":$((rate * members)),\"limit\":\"${verdict% *}\""
+    log "$server $case step $step ($rate/s): $verdict $(echo "$json" | head -c 120)"
+    case $verdict in more*) ;; *) break ;; esac
+  done
+  echo "${verdict#* }"
+}
+
+latency_steps() { # server case run per_s members scenario-args... (paced at 25/50/90 % of per_s)
+  local server=$1 case=$2 run=$3 per_s=$4 members=$5 pct rate
+  shift 5
+  [ "$LATENCY" = 1 ] || return 0
+  for pct in 25 50 90; do
+    rate=$(python3 -c "print(max(1, int($per_s * $pct / 100 / $members)))")
+    run_case "$server" "$case@$pct%" "$run" ",\"offered_per_s\":$((rate * members))" "$@" --rate "$rate"
+  done
+}
+
 one_round() { # run server
-  local run=$1 server=$2 url
+  local run=$1 server=$2 url s
   if start_server "$server" echo; then
     url="ws://127.0.0.1:$SERVER_PORT/"
-    run_case "$server" echo_w1 "$run" echo --url "$url" -c 100 --size 64 --window 1 --duration "$DUR" --warmup "$WARM"
-    run_case "$server" echo_w16 "$run" echo --url "$url" -c 100 --size 64 --window 16 --duration "$DUR" --warmup "$WARM"
+    run_case "$server" echo_w1 "$run" "" echo --url "$url" -c 100 --size 64 --window 1 --duration "$DUR" --warmup "$WARM"
+    run_case "$server" echo_w16 "$run" "" echo --url "$url" -c 100 --size 64 --window 16 --duration "$DUR" --warmup "$WARM"
+    s=$(python3 -c "import json,sys; print(int(json.loads(sys.argv[1]).get('msgs_per_s') or 0))" "$LAST_JSON")
+    if [ "$s" -gt 0 ]; then
+      latency_steps "$server" echo "$run" "$s" 1 echo --url "$url" -c 100 --size 64 --window 64 \
+        --duration "$LDUR" --warmup "$WARM"
+    fi
     stop_server
   fi
   if start_server "$server" chat; then
     url="ws://127.0.0.1:$SERVER_PORT/"
-    run_case "$server" bcast_room100 "$run" broadcast --url "$url" --rooms 1 --room-size 100 --senders 10 \
-      --rate "$ROOM100_RATE" --duration "$CDUR" --grace "$GRACE" "${CHAT_SETUP[@]}"
-    run_case "$server" bcast_room1000 "$run" broadcast --url "$url" --rooms 1 --room-size 1000 --senders 10 \
-      --rate "$ROOM1000_RATE" --duration "$CDUR" --grace "$GRACE" "${CHAT_SETUP[@]}"
-    run_case "$server" private "$run" private --url "$url" -c 1000 --rate "$PRIVATE_RATE" --duration "$CDUR" \
-      --grace "$GRACE" "${CHAT_SETUP[@]}"
+    local common=(--duration "$DUR" --grace "$GRACE" "${CHAT_SETUP[@]}")
+    local lat=(--duration "$LDUR" --grace "$GRACE" "${CHAT_SETUP[@]}")
+    local r100=(broadcast --url "$url" --rooms 1 --room-size 100 --senders 10)
+    local r1000=(broadcast --url "$url" --rooms 1 --room-size 1000 --senders 10)
+    local priv=(private --url "$url" -c 1000)
+    s=$(ramp "$server" room100 "$run" 100 "$ROOM100_STEPS" "${r100[@]}" "${common[@]}")
+    latency_steps "$server" room100 "$run" "$s" 100 "${r100[@]}" "${lat[@]}"
+    s=$(ramp "$server" room1000 "$run" 1000 "$ROOM1000_STEPS" "${r1000[@]}" "${common[@]}")
+    latency_steps "$server" room1000 "$run" "$s" 1000 "${r1000[@]}" "${lat[@]}"
+    s=$(ramp "$server" private "$run" 1 "$PRIVATE_STEPS" "${priv[@]}" "${common[@]}")
+    latency_steps "$server" private "$run" "$s" 1 "${priv[@]}" "${lat[@]}"
     stop_server
   fi
-  [ -n "$SAT_CGROUP" ] || return 0
-  # A fresh server per saturation case: an overloaded one may still be draining.
-  local sat=(--duration "$SDUR" --grace "$SAT_GRACE" --throttle-cgroup "$SAT_CGROUP" "${CHAT_SETUP[@]}")
+  [ -n "$QUOTA_CGROUP" ] || return 0
+  # A fresh server per quota case: an overloaded one may still be draining.
+  local q=(--duration "$SDUR" --grace "$GRACE" --throttle-cgroup "$QUOTA_CGROUP" "${CHAT_SETUP[@]}")
   if start_server "$server" chat; then
-    run_case "$server" sat_room100 "$run" broadcast --url "ws://127.0.0.1:$SERVER_PORT/" --rooms 1 \
-      --room-size 100 --senders 10 --rate "$SAT_ROOM100_RATE" "${sat[@]}"
+    run_case "$server" quota_room100 "$run" "" broadcast --url "ws://127.0.0.1:$SERVER_PORT/" --rooms 1 \
+      --room-size 100 --senders 10 --rate "$QUOTA_ROOM100_RATE" "${q[@]}"
     stop_server
   fi
   if start_server "$server" chat; then
-    run_case "$server" sat_room1000 "$run" broadcast --url "ws://127.0.0.1:$SERVER_PORT/" --rooms 1 \
-      --room-size 1000 --senders 10 --rate "$SAT_ROOM1000_RATE" "${sat[@]}"
+    run_case "$server" quota_room1000 "$run" "" broadcast --url "ws://127.0.0.1:$SERVER_PORT/" --rooms 1 \
+      --room-size 1000 --senders 10 --rate "$QUOTA_ROOM1000_RATE" "${q[@]}"
     stop_server
   fi
   if start_server "$server" chat; then
-    run_case "$server" sat_private "$run" private --url "ws://127.0.0.1:$SERVER_PORT/" -c 1000 \
-      --rate "$SAT_PRIVATE_RATE" "${sat[@]}"
+    run_case "$server" quota_private "$run" "" private --url "ws://127.0.0.1:$SERVER_PORT/" -c 1000 \
+      --rate "$QUOTA_PRIVATE_RATE" "${q[@]}"
     stop_server
   fi
 }
@@ -121,10 +176,12 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 
-python3 "$ROOT/tools/bench_table.py" "$SESSION"
-[ -z "$SAT_CGROUP" ] || echo "
-Saturation cases (sat_*): server held to ${SAT_QUOTA_PCT}% of one core (cgroup $SAT_CGROUP)."
-log "raw results appended to $OUT"
+python3 "$TABLE" "$SESSION"
+echo "
+Machine load (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; \
+$(( $(date +%s) - STARTED )) s for the whole run."
+[ -z "$QUOTA_CGROUP" ] || echo "quota_* cases: server held to ${QUOTA_PCT}% of one core (cgroup $QUOTA_CGROUP)."
+log "raw results appended to $OUT; server and generator logs in $BENCH_TMP"
 
 # Optional: the kefu (customer-service) scenario, 1 and 2 workers, synchronous full/normal.
 if [ "${KEFU_SCENARIO:-0}" = 1 ]; then

@@ -1,21 +1,53 @@
 #!/usr/bin/env python3
-"""Turns bench.sh JSON lines into markdown tables: medians of runs, ratios kefu vs peers.
+"""Turns bench.sh JSON lines into markdown tables: medians of runs, ratios kefu vs peers, and
+every server as a fraction of the floor (tools/floor).
 
 Each figure is the median of that figure over the runs (not the figures of one median run):
-at a fixed offered load every run has the same throughput, so a "median run" would be picked
-by noise, and latency tails vary from run to run on a shared VM."""
+latency tails vary from run to run on a shared VM. A ramped case (room100, room1000, private)
+counts its last step in each run: the one where the server (or the generator) was the limit.
+
+    bench_table.py SESSION.jsonl                   # the tables
+    bench_table.py --verdict JSON OFFERED SAT_CPU  # for bench.sh: "<limit> <delivered/s>"
+"""
 import json
 import statistics
 import sys
+from collections import Counter
 
 PRIMARY = {"echo": "msgs_per_s", "broadcast": "deliveries_per_s", "private": "deliveries_per_s"}
 PER_CPU = {"echo": "msgs_per_server_cpu_s", "broadcast": "deliveries_per_server_cpu_s",
            "private": "deliveries_per_server_cpu_s"}
-SERVERS = ["kefu1", "kefu2", "kefub", "bun", "node"]
+SERVERS = ["floor", "kefu1", "kefu2", "kefub", "bun", "node"]
+HEADLINE = ["echo_w1", "echo_w16", "room100", "room1000", "private"]
+GEN_SATURATED = 95.0
+
+
+def primary(r):
+    return r.get(PRIMARY.get(r.get("scenario"), "msgs_per_s"))
+
+
+def verdict(raw, offered, sat_cpu):
+    """Who limited one ramp step: the server (its core saturated, or it delivered less than
+    offered while the generator had room), the generator (its core saturated), or neither
+    ("more": raise the offered load)."""
+    r = json.loads(raw)
+    got = primary(r) or 0
+    if "error" in r:
+        return f"error {got:.0f}"
+    server = (r.get("server") or {}).get("cpu_pct_of_one_core") or 0
+    gen = (r.get("generator_cpu") or {}).get("pct_of_one_core") or 0
+    if server >= sat_cpu:
+        return f"server {got:.0f}"
+    if gen >= GEN_SATURATED:
+        return f"generator {got:.0f}"
+    if got < 0.9 * offered or r.get("lost"):
+        return f"server-lags {got:.0f}"
+    return f"more {got:.0f}"
 
 
 def load(path):
-    runs = {}
+    """Runs by case and server; of a ramped case only each run's last step."""
+    runs, last = {}, {}
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -23,7 +55,16 @@ def load(path):
                 continue
             rec = json.loads(line)
             b, r = rec["bench"], rec["result"]
+            r["_limit"] = b.get("limit")
+            r["_offered"] = b.get("offered_per_s")
+            if "step" in b:
+                key = (b["case"], b["server"], b["run"])
+                if key not in last or b["step"] >= last[key][0]:
+                    last[key] = (b["step"], r)
+                continue
             runs.setdefault(b["case"], {}).setdefault(b["server"], []).append(r)
+    for (case, server, _), (_, r) in sorted(last.items()):
+        runs.setdefault(case, {}).setdefault(server, []).append(r)
     return runs
 
 
@@ -36,18 +77,19 @@ def median_of(results, getter):
     return statistics.median(vals)
 
 
-def correct(results, saturation=False):
-    """ok when every run was clean. In saturation cases an overloaded server may still hold
-    messages when the grace period ends: those count as late, not as failures; duplicates,
-    misrouted or damaged messages and failed connections still fail the run."""
+def correct(results, lenient=False):
+    """ok when every run was clean. Where a server is driven past what it carries (ramped and
+    quota cases) it may still hold messages when the grace period ends: those count as late,
+    not as failures; duplicates, misrouted or damaged messages and failed connections still
+    fail the run."""
     bad, late = 0, 0
     for r in results:
         if "error" in r:
             bad += 1
-        elif saturation:
+        elif lenient:
             conns = r.get("connections") or {}
             if (r.get("duplicated") or r.get("misrouted") or r.get("bad_content") or r.get("excess")
-                    or conns.get("failed") or conns.get("dropped")):
+                    or r.get("mismatches") or conns.get("failed") or conns.get("dropped")):
                 bad += 1
             late += r.get("lost") or 0
         elif not r.get("ok", False):
@@ -61,60 +103,129 @@ def fmt(v):
         return "-"
     if isinstance(v, float) and v >= 100:
         return f"{v:,.0f}"
-    if isinstance(v, (int, float)):
+    if isinstance(v, float):
+        return f"{v:,.1f}"
+    if isinstance(v, int):
         return f"{v:,}"
     return str(v)
 
 
-def table(runs, title, getter, higher_better=True):
-    servers = [s for s in SERVERS if any(s in v for v in runs.values())]
-    # kefub is another kefu binary (KEFU_BASE_BIN): kefu1/kefub compares a change with its base.
-    ratios = [(k, p) for k in ("kefu1", "kefu2") if k in servers
-              for p in ("kefub", "bun", "node") if p in servers and p != k]
-    head = ["case"] + servers + [f"{k}/{p}" for k, p in ratios]
+def present(runs, cases):
+    return [s for s in SERVERS if any(s in runs[c] for c in cases)]
+
+
+def table(runs, cases, title, getter, higher_better=True, ratios=True, floor_pct=False):
+    cases = [c for c in cases if c in runs]
+    if not cases:
+        return
+    servers = present(runs, cases)
+    pairs = []
+    if ratios:
+        # kefub is another kefu binary (KEFU_BASE_BIN): kefu1/kefub compares a change with its base.
+        pairs = [(k, p) for k in ("kefu1", "kefu2") if k in servers
+                 for p in ("kefub", "bun", "node") if p in servers and p != k]
+    floors = [s for s in servers if s != "floor"] if floor_pct and "floor" in servers else []
+    head = (["case"] + servers + [f"{k}/{p}" for k, p in pairs]
+            + [f"{s} % of floor" for s in floors])
     print(f"\n### {title}\n")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for case in sorted(runs):
-        vals = {}
-        for s in servers:
-            vals[s] = median_of(runs[case].get(s, []), getter)
+    for case in cases:
+        vals = {s: median_of(runs[case].get(s, []), getter) for s in servers}
         row = [case] + [fmt(vals[s]) for s in servers]
-        for k, p in ratios:
+        for k, p in pairs:
             a, b = vals.get(k), vals.get(p)
-            if a and b:
-                row.append(f"{(a / b if higher_better else b / a):.2f}x")
-            else:
-                row.append("-")
+            row.append(f"{(a / b if higher_better else b / a):.2f}x" if a and b else "-")
+        for s in floors:
+            a, f = vals.get(s), vals.get("floor")
+            row.append(f"{100 * a / f:.0f} %" if a and f else "-")
         print("| " + " | ".join(row) + " |")
 
 
+def limits(runs, cases):
+    cases = [c for c in cases if c in runs]
+    servers = present(runs, cases)
+    print("\n### What limited each run (ramped cases: the last step; server = its core saturated"
+          " or it fell behind the offered load, generator = the generator's core saturated)\n")
+    print("| case | " + " | ".join(servers) + " |")
+    print("|" + "---|" * (len(servers) + 1))
+    for case in cases:
+        row = []
+        for s in servers:
+            rs = runs[case].get(s, [])
+            labels = Counter(r.get("_limit") or label_closed(r) for r in rs)
+            row.append(", ".join(f"{k} {v}/{len(rs)}" for k, v in labels.most_common()) or "-")
+        print(f"| {case} | " + " | ".join(row) + " |")
+
+
+def label_closed(r):
+    """Echo is a closed loop: say which side's core was (near) full."""
+    server = (r.get("server") or {}).get("cpu_pct_of_one_core") or 0
+    gen = (r.get("generator_cpu") or {}).get("pct_of_one_core") or 0
+    if server >= 90:
+        return "server"
+    if gen >= GEN_SATURATED:
+        return "generator"
+    return "neither"
+
+
+def user_share(r):
+    s = r.get("server") or {}
+    if not s.get("cpu_s") or s.get("user_s") is None:
+        return None
+    return round(100.0 * s["user_s"] / s["cpu_s"], 1)
+
+
 def main():
+    if sys.argv[1:2] == ["--verdict"]:
+        print(verdict(sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+        return
     runs = load(sys.argv[1])
     if not runs:
         print("no results")
         return
-    table(runs, "Throughput (median of runs; msgs/s for echo, deliveries/s for chat)",
-          lambda r: r.get(PRIMARY.get(r.get("scenario"), "msgs_per_s")))
-    table(runs, "Per server CPU-second (higher is better)",
-          lambda r: r.get(PER_CPU.get(r.get("scenario"), "")))
-    table(runs, "Latency p50 (µs; ratio > 1 means kefu is faster)",
-          lambda r: (r.get("latency_us") or {}).get("p50"), higher_better=False)
-    table(runs, "Latency p99 (µs; ratio > 1 means kefu is faster)",
-          lambda r: (r.get("latency_us") or {}).get("p99"), higher_better=False)
-    table(runs, "Server CPU (% of one core during the measured window)",
-          lambda r: (r.get("server") or {}).get("cpu_pct_of_one_core"), higher_better=False)
-    table(runs, "Generator CPU (% of one core; near 100 means the generator was the limit)",
-          lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), higher_better=False)
-    print("\n### Correctness (lost / duplicated / mismatched / failed connections; for sat_* cases,")
-    print("messages still undelivered when the grace period ended are shown as late)\n")
+    head = HEADLINE
+    lat = sorted(c for c in runs if "@" in c)
+    quota = sorted(c for c in runs if c.startswith("quota_"))
+    other = sorted(c for c in runs if c not in head and c not in lat and c not in quota)
+    head = head + other
+    print("\n## Headline: server pinned to one whole core, offered load raised until it is the limit")
+    table(runs, head, "Per server CPU-second (msgs/s for echo, deliveries/s for chat; higher is better)",
+          lambda r: r.get(PER_CPU.get(r.get("scenario"), "")), floor_pct=True)
+    table(runs, head, "Throughput (msgs/s for echo, deliveries/s for chat)", primary, floor_pct=True)
+    table(runs, head, "Server CPU (% of one core during the measured window)",
+          lambda r: (r.get("server") or {}).get("cpu_pct_of_one_core"), ratios=False)
+    table(runs, head, "Server CPU spent in user space (% of its CPU; the rest is the kernel's)",
+          user_share, ratios=False)
+    table(runs, head, "Generator CPU (% of one core; near 100 means the generator was the limit)",
+          lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), ratios=False)
+    limits(runs, head)
+    if lat:
+        print("\n## Latency at 25 / 50 / 90 % of each server's own saturated rate")
+        for p, name in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
+            table(runs, lat, f"Latency {name} (µs; ratio > 1 means kefu is faster)",
+                  lambda r, p=p: (r.get("latency_us") or {}).get(p), higher_better=False)
+        table(runs, lat, "Offered load (msgs/s for echo, deliveries/s for chat)",
+              lambda r: r.get("_offered"), ratios=False)
+    if quota:
+        print("\n## Secondary: server held to a fraction of a core by a cgroup quota (batches per"
+              " 10 ms period; flatters servers that batch, no deployment runs like this)")
+        table(runs, quota, "Deliveries/s on the same CPU budget", primary, floor_pct=True)
+        table(runs, quota, "Per server CPU-second",
+              lambda r: r.get(PER_CPU.get(r.get("scenario"), "")), floor_pct=True)
+    print("\n### Correctness (lost / duplicated / mismatched / failed connections; where a server is"
+          " driven past what it carries, messages still undelivered when the grace period ended"
+          " are shown as late)\n")
     servers = [s for s in SERVERS if any(s in v for v in runs.values())]
     print("| case | " + " | ".join(servers) + " |")
     print("|" + "---|" * (len(servers) + 1))
-    for case in sorted(runs):
-        sat = case.startswith("sat_")
-        print("| " + case + " | " + " | ".join(correct(runs[case].get(s, []), sat) if s in runs[case] else "-"
-                                                for s in servers) + " |")
+    for case in head + lat + quota:
+        if case not in runs:
+            continue
+        lenient = case in ("room100", "room1000", "private") or case.startswith("quota_")
+        print("| " + case + " | " + " | ".join(
+            correct(runs[case].get(s, []), lenient) if s in runs[case] else "-"
+            for s in servers) + " |")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/tools/bench-lib.sh"
 SERVERS="${SERVERS:-bun node}"
 trap stop_server EXIT
-: >/tmp/bench-load.log
+: >"$LOAD_LOG"
 build_tools
 fail=0
 run() {

@@ -107,6 +107,8 @@ struct ErrorOut<'a> {
 pub struct Chat {
     ping: Option<TimerId>,
     ping_tick: u32,
+    /// `time` of the messages sent during second `clock.0`, formatted once per second.
+    clock: (u64, String),
 }
 
 const ERR_BAD_JSON: u32 = 4000;
@@ -140,7 +142,15 @@ pub fn nl2br(s: &str) -> String {
 
 /// HTML-escape `s` (what PHP's htmlspecialchars does), so pages that still use innerHTML are safe.
 pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    escape_html_cow(s).into_owned()
+}
+
+/// [`escape_html`], borrowing `s` when it has nothing to escape (most chat lines).
+fn escape_html_cow(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['&', '<', '>', '"', '\'']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -151,7 +161,7 @@ pub fn escape_html(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 fn send_json<T: Serialize>(cx: &mut Ctx<'_>, id: ClientId, v: &T) {
@@ -177,6 +187,15 @@ fn session_str(cx: &Ctx<'_>, id: ClientId, key: &str) -> Option<String> {
 }
 
 impl Chat {
+    /// The `time` field for now (`now_time`, reformatted only when the second changes).
+    fn now_time(&mut self) -> &str {
+        let now = crate::log::now_secs();
+        if self.clock.0 != now || self.clock.1.is_empty() {
+            self.clock = (now, crate::log::format_utc(now));
+        }
+        &self.clock.1
+    }
+
     fn login(&mut self, cx: &mut Ctx<'_>, id: ClientId, name: String, room: String) {
         if room.is_empty() || room.len() > MAX_ROOM {
             return send_error(cx, id, ERR_BAD_FIELD, "room_id must be 1..64 bytes");
@@ -233,7 +252,12 @@ impl Chat {
             return send_error(cx, id, ERR_NOT_LOGGED_IN, "login first");
         };
         let me = id.to_string();
-        let content = nl2br(&escape_html(content));
+        let content = escape_html_cow(content);
+        let content = if content.contains(['\n', '\r']) {
+            std::borrow::Cow::Owned(nl2br(&content))
+        } else {
+            content
+        };
         let time = now_time();
         if to != "all" {
             let Some(target) = ClientId::parse(to).filter(|t| cx.is_online(*t)) else {
@@ -263,7 +287,7 @@ impl Chat {
             from_client_name: &name,
             to_client_id: to,
             content: &content,
-            time: &time,
+            time: self.now_time(),
         };
         let Ok(text) = serde_json::to_string(&out) else {
             return;
@@ -279,7 +303,12 @@ impl App for Chat {
     }
 
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
-        match serde_json::from_slice::<ChatIn>(msg.bytes()) {
+        // A text payload is UTF-8 already (the decoder checked it): `from_str` does not check again.
+        let parsed = match msg {
+            Payload::Text(t) => serde_json::from_str::<ChatIn>(t),
+            Payload::Binary(b) => serde_json::from_slice::<ChatIn>(b),
+        };
+        match parsed {
             Ok(ChatIn::Login {
                 client_name,
                 room_id,

@@ -47,25 +47,48 @@ pub const TEXT_LEN: usize = 32;
 
 impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:016x}{:08x}{:08x}",
-            self.inc, self.conn.slot, self.conn.gen
-        )
+        // By hand rather than `{:016x}`: every chat message carries an id or two, and the
+        // formatting machinery cost more than the rest of building the message.
+        let mut out = [0u8; TEXT_LEN];
+        hex_into(&mut out[..16], self.inc);
+        hex_into(&mut out[16..24], u64::from(self.conn.slot));
+        hex_into(&mut out[24..], u64::from(self.conn.gen));
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
+}
+
+/// Writes the low `out.len()` hex digits of `v` (lower case) into `out`.
+fn hex_into(out: &mut [u8], mut v: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b"0123456789abcdef"[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+/// The value of lower-case hex digits (at most 16); `None` on any other byte.
+fn hex_value(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |acc, &b| {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u64::from(d))
+    })
 }
 
 impl ClientId {
     /// Parse the text form; anything else is `None`.
     pub fn parse(s: &str) -> Option<ClientId> {
-        if s.len() != TEXT_LEN || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        let b = s.as_bytes();
+        if b.len() != TEXT_LEN {
             return None;
         }
         Some(ClientId {
-            inc: u64::from_str_radix(s.get(0..16)?, 16).ok()?,
+            inc: hex_value(&b[..16])?,
             conn: ConnId {
-                slot: u32::from_str_radix(s.get(16..24)?, 16).ok()?,
-                gen: u32::from_str_radix(s.get(24..32)?, 16).ok()?,
+                slot: u32::try_from(hex_value(&b[16..24])?).ok()?,
+                gen: u32::try_from(hex_value(&b[24..])?).ok()?,
             },
         })
     }
@@ -91,5 +114,26 @@ mod tests {
         assert_eq!(ClientId::parse(&s[1..]), None);
         assert_eq!(ClientId::parse("zz"), None);
         assert_eq!(ClientId::parse(&"é".repeat(16)), None);
+        assert_eq!(
+            ClientId::parse(&"0".repeat(TEXT_LEN)),
+            Some(ClientId::new(0, ConnId { slot: 0, gen: 0 }))
+        );
+        let max = ClientId::new(
+            u64::MAX,
+            ConnId {
+                slot: u32::MAX,
+                gen: u32::MAX,
+            },
+        );
+        assert_eq!(max.to_string(), "f".repeat(TEXT_LEN));
+        assert_eq!(ClientId::parse(&max.to_string()), Some(max));
+        assert_eq!(
+            ClientId::parse(&format!("{}g", "0".repeat(TEXT_LEN - 1))),
+            None
+        );
+        assert_eq!(
+            ClientId::parse(&format!("+{}", "0".repeat(TEXT_LEN - 1))),
+            None
+        );
     }
 }

@@ -72,6 +72,11 @@ pub struct Common {
     /// into for the measured phase and the drain, then moved out of; needs --server-pid.
     #[arg(long)]
     pub throttle_cgroup: Option<PathBuf>,
+    /// Shell command run (and waited for) with the argument `start` just before the measured
+    /// window opens and `stop` right after it ends (after the drain): e.g. to switch a
+    /// profiler's collection on and off so setup and teardown are not counted.
+    #[arg(long)]
+    pub window_cmd: Option<String>,
 }
 
 impl Common {
@@ -172,6 +177,14 @@ pub struct Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let common = match &cli.cmd {
+        Cmd::Connect(a) => a.common(),
+        Cmd::Echo(a) => a.common(),
+        Cmd::Broadcast(a) => a.common(),
+        Cmd::Private(a) => a.common(),
+        Cmd::Kefu(a) => a.common(),
+    };
+    runner::set_window_cmd(common.window_cmd.clone());
     let (name, result) = match &cli.cmd {
         Cmd::Connect(a) => ("connect", scenarios::connect::run(a)),
         Cmd::Echo(a) => ("echo", scenarios::echo::run(a)),

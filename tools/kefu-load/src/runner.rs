@@ -386,6 +386,10 @@ pub struct ServerReport {
     pub cpu_s: f64,
     /// That CPU as percent of one core over the window.
     pub cpu_pct_of_one_core: f64,
+    /// Of `cpu_s`, the seconds spent in user space (utime); the rest ran in the kernel.
+    pub user_s: f64,
+    /// Of `cpu_s`, the seconds spent in the kernel (stime).
+    pub sys_s: f64,
     /// Tree RSS at window start, KiB.
     pub rss_kb_start: u64,
     /// Tree RSS at window end, KiB.
@@ -394,6 +398,30 @@ pub struct ServerReport {
     pub pss_kb_start: u64,
     /// Tree PSS at window end, KiB.
     pub pss_kb_end: u64,
+}
+
+static WINDOW_CMD: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Sets the `--window-cmd` for this process (once, from main).
+pub fn set_window_cmd(cmd: Option<String>) {
+    let _ = WINDOW_CMD.set(cmd);
+}
+
+/// Runs the `--window-cmd` with `arg` (`start` or `stop`) and waits for it; a failure is
+/// reported on stderr and does not stop the run.
+pub fn window_cmd(arg: &str) {
+    let Some(Some(cmd)) = WINDOW_CMD.get() else {
+        return;
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{cmd} {arg}"))
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => eprintln!("[window-cmd] `{cmd} {arg}` exited with {s}"),
+        Err(e) => eprintln!("[window-cmd] `{cmd} {arg}` failed: {e}"),
+    }
 }
 
 /// A measured window: generator CPU plus (optionally) the server tree's CPU and memory.
@@ -438,6 +466,7 @@ impl Window {
                 })?)
             }
         };
+        window_cmd("start");
         let mut w = Window::start(server_pid);
         w._throttle = throttle;
         Ok(w)
@@ -450,10 +479,13 @@ impl Window {
         let server = self.server.and_then(|(pid, a)| {
             let b = stats::sample_tree(pid)?;
             let cpu = (b.cpu_s - a.cpu_s).max(0.0);
+            let user = (b.user_s - a.user_s).clamp(0.0, cpu);
             Some(ServerReport {
                 pid,
                 processes: b.processes,
                 cpu_s: round3(cpu),
+                user_s: round3(user),
+                sys_s: round3(cpu - user),
                 cpu_pct_of_one_core: round1(cpu / wall.max(1e-9) * 100.0),
                 rss_kb_start: a.rss_kb,
                 rss_kb_end: b.rss_kb,
@@ -491,6 +523,7 @@ pub fn measure_run(
     let (wall, gen, _) = window.finish();
     let drained = drain(shared, grace);
     let (_, _, server) = window.finish();
+    window_cmd("stop");
     let server = server.map(|mut s| {
         // Per cent of one core over run and drain, the span the CPU was counted over.
         s.cpu_pct_of_one_core = round1(s.cpu_s / (wall + drained).max(1e-9) * 100.0);

@@ -117,6 +117,8 @@ pub struct TreeSample {
     pub processes: usize,
     /// utime + stime of all of them, in seconds.
     pub cpu_s: f64,
+    /// utime alone (user space), in seconds; the rest of `cpu_s` is the kernel's.
+    pub user_s: f64,
     /// Summed RSS in KiB.
     pub rss_kb: u64,
     /// Summed PSS in KiB (shared pages split between sharers, so not double counted).
@@ -134,12 +136,14 @@ pub fn sample_tree(root: u32) -> Option<TreeSample> {
     for pid in pids {
         if let Some(st) = read_stat(pid) {
             s.cpu_s += (st.utime + st.stime) as f64 / ticks;
+            s.user_s += st.utime as f64 / ticks;
         }
         let (rss, pss) = read_smaps_rollup(pid);
         s.rss_kb += rss;
         s.pss_kb += pss;
     }
     s.cpu_s = round3(s.cpu_s);
+    s.user_s = round3(s.user_s);
     Some(s)
 }
 

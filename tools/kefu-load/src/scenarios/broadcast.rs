@@ -334,6 +334,13 @@ struct Counts {
     backpressured: u64,
 }
 
+impl BroadcastArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -137,3 +137,9 @@ pub fn run(a: &ConnectArgs) -> Result<Outcome, LoadError> {
         }),
     })
 }
+impl ConnectArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}

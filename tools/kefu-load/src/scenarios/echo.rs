@@ -341,6 +341,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
         runner::hold_phase(&shared, Phase::Run, duration);
         let measured = window.finish();
         // Let in-flight messages come back so "unanswered" means lost.
+        runner::window_cmd("stop");
         runner::drain(&shared, Duration::from_secs(10));
         (complete, Some(measured))
     };
@@ -404,6 +405,13 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
             "ok": ok,
         }),
     })
+}
+
+impl EchoArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
 }
 
 #[cfg(test)]

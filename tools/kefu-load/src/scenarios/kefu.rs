@@ -333,3 +333,9 @@ fn report(
         }),
     }
 }
+impl KefuArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}

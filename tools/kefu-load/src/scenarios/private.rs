@@ -274,3 +274,9 @@ pub fn run(a: &PrivateArgs) -> Result<Outcome, LoadError> {
         }),
     })
 }
+impl PrivateArgs {
+    /// The options every scenario takes.
+    pub fn common(&self) -> &Common {
+        &self.common
+    }
+}
