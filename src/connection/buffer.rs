@@ -183,7 +183,7 @@ impl OutBuf {
     /// what a reload's hand-over carries to the successor, which queues it first.
     pub fn pending_bytes(&self, turn: &[u8]) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
-        for (i, s) in self.segs.iter().enumerate() {
+        for (i, s) in self.segs().enumerate() {
             let b = s.bytes(turn);
             v.extend_from_slice(if i == 0 {
                 b.get(self.pos..).unwrap_or_default()
