@@ -48,5 +48,9 @@ fn chat_room_across_two_workers() {
     clients[n - 1]
         .0
         .send_text(&json!({"type":"say","to_client_id":target,"content":"psst"}).to_string());
-    assert_eq!(clients[0].0.recv_json_type("say")["content"], "psst");
+    // workerman-chat marks a private message for its receiver (chat.rs, like Events.php).
+    assert_eq!(
+        clients[0].0.recv_json_type("say")["content"],
+        "<b>对你说: </b>psst"
+    );
 }
