@@ -239,14 +239,16 @@ fn chat_rooms_and_private_messages_work_after_a_reload_from_every_worker() {
             &json!({"type":"say","to_client_id":next,"content":format!("p{i}")}).to_string(),
         );
         let j = (i + 1) % n;
+        // workerman-chat's private lines: "to you" for the receiver, "you to NAME" for the
+        // sender (no to_client_name given here, so an empty name).
         assert_eq!(
             clients[j].0.recv_json_type("say")["content"],
-            format!("p{i}")
+            format!("<b>对你说: </b>p{i}")
         );
         if j != i {
             assert_eq!(
                 clients[i].0.recv_json_type("say")["content"],
-                format!("p{i}")
+                format!("<b>你对说: </b>p{i}")
             );
         }
     }
