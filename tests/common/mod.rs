@@ -119,14 +119,25 @@ pub fn run_in(dir: &Path, args: &[String], timeout: Duration) -> Out {
 /// [`run_in`] with another copy of the binary (a test standing in for an upgrade installs a
 /// different program at that path before a reload).
 pub fn run_bin(bin: &Path, dir: &Path, args: &[String], timeout: Duration) -> Out {
-    let mut child = Command::new(bin)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kefu");
+    let mut tries = 0;
+    let mut child = loop {
+        match Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+        {
+            // A binary the test has just written: another test thread's fork may still hold
+            // the write fd for the instant before its exec closes it (ETXTBSY). That passes.
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => break r.expect("spawn kefu"),
+        }
+    };
     // Read both pipes on threads so a chatty child cannot block on a full pipe.
     let mut so = child.stdout.take().expect("stdout");
     let mut se = child.stderr.take().expect("stderr");
