@@ -272,24 +272,10 @@ pub unsafe fn take_listener_fd(fd: RawFd) -> io::Result<std::net::TcpListener> {
 /// when dropped. The function checks that it is an open unix stream socket.
 pub unsafe fn take_handover_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixStream> {
     syscall!(fcntl(fd, libc::F_GETFD))?;
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_TYPE,
-        &mut ty as *mut libc::c_int as *mut libc::c_void,
-        &mut len
-    ))?;
-    let mut domain: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_DOMAIN,
-        &mut domain as *mut libc::c_int as *mut libc::c_void,
-        &mut len
-    ))?;
+    let (ty, domain) = (
+        socket_int(fd, libc::SO_TYPE)?,
+        socket_int(fd, libc::SO_DOMAIN)?,
+    );
     if ty != libc::SOCK_STREAM || domain != libc::AF_UNIX {
         return Err(io::Error::other("hand-over fd is not a unix stream socket"));
     }
@@ -297,6 +283,20 @@ pub unsafe fn take_handover_fd(fd: RawFd) -> io::Result<std::os::unix::net::Unix
     // SAFETY: the fd is open and a unix stream socket (checked above), and the caller vouches
     // that nothing else owns it.
     Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(fd) })
+}
+
+/// An integer `SOL_SOCKET` option of `fd` (fails with the errno if `fd` is not a socket).
+fn socket_int(fd: RawFd, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    syscall!(getsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        opt,
+        &mut v as *mut libc::c_int as *mut libc::c_void,
+        &mut len
+    ))?;
+    Ok(v)
 }
 
 /// Set once the control fd has been wrapped, so it can never get two owners.
@@ -315,15 +315,7 @@ pub unsafe fn take_control_fd(fd: RawFd) -> io::Result<std::os::unix::net::UnixS
     }
     // F_GETFD fails with EBADF if the fd is not open (worker started by hand).
     syscall!(fcntl(fd, libc::F_GETFD))?;
-    let mut ty: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    syscall!(getsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_TYPE,
-        &mut ty as *mut libc::c_int as *mut libc::c_void,
-        &mut len
-    ))?;
+    let ty = socket_int(fd, libc::SO_TYPE)?;
     if ty != libc::SOCK_STREAM {
         return Err(io::Error::other("control fd is not a stream socket"));
     }
