@@ -312,7 +312,12 @@ impl Worker {
             self.fire_timers();
             self.flush_dirty();
             close::apply(&mut self.base);
-            self.handover_tick(false);
+            if self.handover_tick(false) {
+                // A hand-over that failed closes the clients with 1012: those close frames go
+                // out now, not at the next event (there may be none before the linger ends).
+                self.flush_dirty();
+                close::apply(&mut self.base);
+            }
             self.base.core.seal_fanout();
             if self.stopping != Stopping::No && self.base.core.conns.is_empty() {
                 crate::info!("worker {} stopped", self.base.core.worker_id);
@@ -353,7 +358,9 @@ impl Worker {
                 Due::Conn(slot, gen) => deadline::conn(&mut b.core, slot as usize, gen),
                 Due::ResumeAccept => self.listeners.resume(b, self.stopping == Stopping::No),
                 Due::DrainDeadline => self.close_all(),
-                Due::HandOver => self.handover_tick(true),
+                Due::HandOver => {
+                    self.handover_tick(true);
+                }
                 Due::Heartbeat => {
                     if let Some(hb) = &mut self.heartbeat {
                         hb.tick(&mut b.core);
@@ -483,12 +490,13 @@ impl Worker {
     }
 
     /// End of a turn (or the settle deadline, `force`): hand over if the app has settled.
-    fn handover_tick(&mut self, force: bool) {
+    /// True if it did (or tried to).
+    fn handover_tick(&mut self, force: bool) -> bool {
         if self.handing.is_none() || !(force || self.base.app.settled()) {
-            return;
+            return false;
         }
         let Some(sock) = self.handing.take() else {
-            return;
+            return false;
         };
         let started = Instant::now();
         // A connection that cannot move (its state lives in this process only, as a TLS
@@ -524,6 +532,7 @@ impl Worker {
                 self.stop(false, true);
             }
         }
+        true
     }
 
     /// Successor, after Ready and before its loop: take the predecessor's clients over, or
