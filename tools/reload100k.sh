@@ -11,6 +11,7 @@
 # baseline window just before it (same load, no reload).
 #
 #   tools/reload100k.sh            # WORKERS=6 PROCS=6 CONNS=16700 ROOM=100 BCAST=100
+#   PERF=1 tools/reload100k.sh     # also `perf record -a -g` over the reload ($OUT/perf.data)
 #
 # Bounded: the generators hold for HOLD seconds once set up and exit; the server is stopped on
 # exit.
@@ -25,6 +26,7 @@ HOLD="${HOLD:-60}"
 ROOM="${ROOM:-100}"
 BCAST="${BCAST:-100}"
 WINDOW="${WINDOW:-8}"
+PERF="${PERF:-0}"
 PORT="${PORT:-$((21000 + RANDOM % 20000))}"
 KEFU_BIN="${KEFU_BIN:-$ROOT/target/release/kefu}"
 LOAD_BIN="${LOAD_BIN:-$ROOT/target/release/kefu-load}"
@@ -104,9 +106,15 @@ sleep "$(python3 -c "print($WINDOW / 3)")"
 PEAK="0 0"
 ( while kill -0 $BC 2>/dev/null; do tree_mem; sleep 0.2; done ) >"$OUT/mem.txt" &
 MEMS=$!
+if [ "$PERF" = 1 ]; then
+  perf record -a -g -F 499 -o "$OUT/perf.data" >"$OUT/perf.err" 2>&1 &
+  PERF_PID=$!
+  sleep 0.5
+fi
 T0=$(date +%s.%N)
 "${K[@]}" reload "${PIDF[@]}" >"$OUT/reload.out" 2>&1
 T1=$(date +%s.%N)
+if [ "$PERF" = 1 ]; then kill -INT "$PERF_PID"; wait "$PERF_PID"; fi
 log "reload: $(cat "$OUT/reload.out") ($(python3 -c "print(round($T1 - $T0, 3))") s)"
 wait $BC
 kill $MEMS 2>/dev/null; wait $MEMS 2>/dev/null
@@ -119,8 +127,8 @@ python3 - "$OUT" "$TARGET" "$E0" "$E1" "$RSS0" "$PSS0" "$RSS1" "$PSS1" "$T0" "$T
 import glob, json, re, sys
 out, target, e0, e1, rss0, pss0, rss1, pss1, t0, t1, workers = sys.argv[1:]
 log = open(out + "/k.log").read()
-sent = [tuple(map(int, m)) for m in re.findall(r"handed (\d+) connections and (\d+) bus links over in (\d+) ms", log)]
-took = [(int(a), int(b)) for a, b in re.findall(r"took over (\d+) connections as incarnation \w+ in (\d+) ms", log)]
+sent = [tuple(map(int, m)) for m in re.findall(r"handed (\d+) connections and (\d+) bus links over in (\d+) ms \((\d+) ms of CPU\)", log)]
+took = [tuple(map(int, m)) for m in re.findall(r"took over (\d+) connections as incarnation \w+ in (\d+) ms \((\d+) ms of CPU\)", log)]
 done = re.search(r"reload complete in (\d+) ms(?: \(connections handed over in (\d+) ms\))?", log)
 peak = [tuple(map(int, l.split())) for l in open(out + "/mem.txt") if len(l.split()) == 2]
 gens = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sorted(glob.glob(out + "/gen*.json"))]
@@ -140,6 +148,7 @@ print(json.dumps({
     "master_reload_ms": int(done.group(1)) if done else None,
     "master_handover_ms": int(done.group(2)) if done and done.group(2) else None,
     "old_worker_send_ms": [s[2] for s in sent], "new_worker_receive_ms": [t[1] for t in took],
+    "old_worker_send_cpu_ms": [s[3] for s in sent], "new_worker_receive_cpu_ms": [t[2] for t in took],
     "server_tree_kb": {"rss_before": int(rss0), "pss_before": int(pss0),
                        "rss_peak": max((p[0] for p in peak), default=None),
                        "pss_peak": max((p[1] for p in peak), default=None),

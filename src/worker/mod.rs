@@ -499,6 +499,7 @@ impl Worker {
             return false;
         };
         let started = Instant::now();
+        let cpu = crate::sys::process::thread_cpu_time();
         // A connection that cannot move (its state lives in this process only, as a TLS
         // session does) is closed with 1012 first, so its departure goes out on the bus
         // links before they move.
@@ -508,11 +509,12 @@ impl Worker {
                 handover::forget_moved(&mut self.base, &conns, &links);
                 let b = &mut self.base;
                 crate::info!(
-                    "worker {} handed {} connections and {} bus links over in {} ms",
+                    "worker {} handed {} connections and {} bus links over in {} ms ({} ms of CPU)",
                     b.core.worker_id,
                     conns.len(),
                     links.len(),
-                    started.elapsed().as_millis()
+                    started.elapsed().as_millis(),
+                    (crate::sys::process::thread_cpu_time().saturating_sub(cpu)).as_millis()
                 );
                 // What is left is an HTTP answer the app still owes: written, then the
                 // connection closes; the worker exits when none is left (or at stop_timeout).
@@ -539,6 +541,7 @@ impl Worker {
     /// start fresh; tells the master which.
     fn adopt(&mut self, sock: std::os::unix::net::UnixStream) {
         let started = Instant::now();
+        let cpu = crate::sys::process::thread_cpu_time();
         let got = handover::receive(&sock);
         drop(sock);
         match got {
@@ -546,9 +549,10 @@ impl Worker {
                 let inc = r.inc;
                 let n = handover::install(&mut self.base, &mut self.reader, &mut self.links, r);
                 crate::info!(
-                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms",
+                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms ({} ms of CPU)",
                     self.base.core.worker_id,
-                    started.elapsed().as_millis()
+                    started.elapsed().as_millis(),
+                    (crate::sys::process::thread_cpu_time().saturating_sub(cpu)).as_millis()
                 );
                 self.control.send(&WorkerMsg::Adopted { inc, conns: n });
             }
