@@ -2,14 +2,17 @@
 //!
 //! Layers, each importing only the ones listed before it:
 //! - `sys` (the only libc and `unsafe` code), `log`, `protocol` (pure codecs: bytes in,
-//!   frames or typed errors out), `config`, `ipc` (master/worker/CLI messages);
+//!   frames or typed errors out), `config`, `ipc` (master/worker/CLI messages), `tls`
+//!   (rustls for the listeners);
 //! - `connection`: one socket's state and its bounded buffers;
 //! - `gateway`: the gateway's data (client ids, the replicated registry, the inter-worker bus
 //!   and its codec);
 //! - `state`: one worker's state (`Core`), local delivery and applying bus messages;
 //! - `api`: what apps are written against (`App`, `Ctx`, the gateway calls, the HTTP API);
-//! - `worker`: the mio event loop (accept, read/decode, flush, timers, heartbeats);
-//! - `app` (echo, chat, bridge, kefu) and `store`/`web` (used by the kefu app), on top of `api`;
+//! - `worker`: the mio event loop (accept, read/decode, flush, timers, heartbeats, a reload's
+//!   hand-over); beside it `store`/`web` (the kefu app's storage and pages) and `cluster`
+//!   (the node's relay to other nodes over Redis, run by the master);
+//! - `app` (echo, chat, bridge, kefu, gatewayworker), on top of `api`;
 //! - `master` (supervision, reload, stop) and `cli` (the admin commands).
 //!
 //! The binary (`main.rs`) picks the app, so the worker loop never names a concrete app.

@@ -253,3 +253,84 @@ fn chat_rooms_and_private_messages_work_after_a_reload_from_every_worker() {
         }
     }
 }
+
+#[test]
+fn workers_that_start_fresh_after_a_refused_hand_over_are_linked_to_each_other() {
+    use serde_json::json;
+    // Three slots hand over at once; every successor is refused and starts fresh, so each
+    // must get a bus link to each of the others (once) after the hand-overs are over.
+    let k = Instance::new("chat", 3, &["websocket"]);
+    let bin = k.dir.join("kefu-bin");
+    std::fs::copy(common::KEFU, &bin).unwrap();
+    let mut args = vec!["start".to_string(), "-d".to_string()];
+    args.extend(k.start_args());
+    args.extend(["--pid-file".into(), "k.pid".into()]);
+    let out = common::run_bin(&bin, &k.dir, &args, 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
+    std::fs::remove_file(&bin).unwrap();
+    std::fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\nKEFU_HANDOVER_FORMAT=999 exec {} \"$@\"\n",
+            common::KEFU
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    reload(&k);
+    let log = k.log();
+    assert_eq!(log.matches("starts fresh").count(), 3, "{log}");
+
+    let addr = k.addr("websocket");
+    let login = |ws: &mut Ws, name: &str| -> String {
+        ws.send_text(&json!({"type":"login","client_name":name,"room_id":"r"}).to_string());
+        let v = ws.recv_json_type("login");
+        v["client_id"].as_str().unwrap().to_owned()
+    };
+    // Clients until every worker holds some (the first 16 digits of a client id name its
+    // worker).
+    let mut clients: Vec<(Ws, String)> = Vec::new();
+    for i in 0..300 {
+        let incs: std::collections::BTreeSet<String> =
+            clients.iter().map(|(_, id)| id[..16].to_string()).collect();
+        if incs.len() == 3 {
+            break;
+        }
+        let mut ws = Ws::connect(&addr, "/");
+        let id = login(&mut ws, &format!("c{i}"));
+        clients.push((ws, id));
+    }
+    let n = clients.len();
+    let incs: std::collections::BTreeSet<String> =
+        clients.iter().map(|(_, id)| id[..16].to_string()).collect();
+    assert_eq!(
+        incs.len(),
+        3,
+        "the kernel never spread {n} clients over 3 workers"
+    );
+    for (i, (ws, _)) in clients.iter_mut().enumerate() {
+        for _ in i + 1..n {
+            ws.recv_json_type("login");
+        }
+    }
+    // A room line from each worker reaches the members on every worker, exactly once: the
+    // successors are linked in every direction, and to each other only once.
+    for i in 0..n {
+        let ws = &mut clients[i].0;
+        ws.send_text(
+            &json!({"type":"say","to_client_id":"all","content":format!("all{i}")}).to_string(),
+        );
+        for (ws, _) in clients.iter_mut() {
+            assert_eq!(ws.recv_json_type("say")["content"], format!("all{i}"));
+        }
+    }
+    // A repeated last line would come before this one.
+    clients[0]
+        .0
+        .send_text(&json!({"type":"say","to_client_id":"all","content":"end"}).to_string());
+    for (ws, _) in clients.iter_mut() {
+        assert_eq!(ws.recv_json_type("say")["content"], "end");
+    }
+    assert!(k.run(&["stop"], 10 * SEC).ok());
+}

@@ -9,6 +9,7 @@
 #   SERVERS="kefu1 kefub" KEFU_BASE_BIN=/tmp/kefu-base tools/bench.sh   # before/after a change
 #   LATENCY=0 QUOTA=0 tools/bench.sh   # headline cases only
 #   KEFU_SCENARIO=1 tools/bench.sh     # also the kefu app scenario (tools/bench-kefu.sh)
+#   CASES="echo_w16 room100" LATENCY=0 QUOTA=0 tools/bench.sh   # only the cases named
 #
 # Servers are pinned with taskset to core 0 (SERVER_CPUS), the generator to core 1
 # (LOAD_CPUS). kefu2 (2 workers) gets cores 0,1 (KEFU2_CPUS) and so shares core 1 with the
@@ -72,10 +73,14 @@ record() { # server case run json [extra-bench-fields]
   echo "$line" >>"$SESSION"
 }
 
+# want CASE: the case is in $CASES (all cases when CASES is empty).
+want() { [ -z "${CASES:-}" ] || [[ " $CASES " == *" ${1%@*} "* ]]; }
+
 LAST_JSON=""
 run_case() { # server case run extra args...
   local server=$1 case=$2 run=$3 extra=$4 json
   shift 4
+  want "$case" || { LAST_JSON='{}'; return 0; }
   json=$(load "$@" | tail -1)
   [ -n "$json" ] || json='{"error":"no output"}'
   LAST_JSON=$json
@@ -89,6 +94,7 @@ run_case() { # server case run extra args...
 ramp() {
   local server=$1 case=$2 run=$3 members=$4 steps=$5 step=0 rate verdict=more
   shift 5
+  want "$case" || { echo 0; return 0; }
   for rate in $steps; do
     step=$((step + 1))
     json=$(load "$@" --rate "$rate" | tail -1)

@@ -103,6 +103,30 @@ impl Subscriber {
     }
 }
 
+/// The publisher's connection to Redis.
+enum RedisLink {
+    /// Not connected yet since the start.
+    Never,
+    /// Connected.
+    Up {
+        con: redis::Connection,
+        lease: OurLease,
+    },
+    /// Lost: the next connection is a reconnection (the relay is told).
+    Down,
+}
+
+/// Our lease, as the current connection knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OurLease {
+    /// Not written over this connection yet: if it is missing, this is the first start or
+    /// Redis lost it (a restart), not a sign that we were away.
+    Unwritten,
+    /// Written over this connection: missing at a renewal, it ran out while we were away
+    /// (stalled longer than the lease).
+    Written,
+}
+
 /// The thread that publishes batches and keeps the lease.
 pub(super) struct Publisher {
     url: String,
@@ -113,14 +137,7 @@ pub(super) struct Publisher {
     to_relay: Sender<Cmd>,
     waker: Arc<Waker>,
     view: Arc<Mutex<View>>,
-    con: Option<redis::Connection>,
-    /// Ever connected (a later connection is a reconnection).
-    connected_once: bool,
-    /// Reconnected since our lease was last written: a missing lease then means Redis lost
-    /// it (restart), not that we were away.
-    reconnected: bool,
-    /// Our lease was written at least once.
-    seen_self: bool,
+    redis: RedisLink,
     queues: BTreeMap<u8, VecDeque<Vec<u8>>>,
     held: usize,
     seq: HashMap<u8, u64>,
@@ -132,7 +149,7 @@ impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
             .field("node", &self.me.node)
-            .field("connected", &self.con.is_some())
+            .field("connected", &matches!(self.redis, RedisLink::Up { .. }))
             .field("held", &self.held)
             .finish()
     }
@@ -159,10 +176,7 @@ impl Publisher {
             to_relay,
             waker,
             view,
-            con: None,
-            connected_once: false,
-            reconnected: false,
-            seen_self: false,
+            redis: RedisLink::Never,
             queues: BTreeMap::new(),
             held: 0,
             seq: HashMap::new(),
@@ -189,7 +203,7 @@ impl Publisher {
                     .map(|(n, _)| self.wait_until.get(n).copied().unwrap_or(now))
                     .min()
                     .unwrap_or(now);
-                let retry = if self.con.is_none() {
+                let retry = if !matches!(self.redis, RedisLink::Up { .. }) {
                     now + RETRY
                 } else {
                     soonest
@@ -249,7 +263,7 @@ impl Publisher {
             }
             PubCmd::Leave(done) => {
                 self.publish();
-                if let Some(c) = self.con.as_mut() {
+                if let RedisLink::Up { con: c, .. } = &mut self.redis {
                     let _: redis::RedisResult<()> = redis::cmd("DEL")
                         .arg(self.keys.lease(self.me.node))
                         .query(c);
@@ -261,17 +275,19 @@ impl Publisher {
         true
     }
 
-    fn conn(&mut self) -> Option<&mut redis::Connection> {
-        if self.con.is_none() {
+    /// The connection, made first if there is none; None if Redis cannot be reached.
+    fn conn(&mut self) -> Option<(&mut redis::Connection, OurLease)> {
+        if !matches!(self.redis, RedisLink::Up { .. }) {
             match connect(&self.url) {
-                Ok(c) => {
-                    if self.connected_once {
+                Ok(con) => {
+                    if matches!(self.redis, RedisLink::Down) {
                         info!("cluster: reconnected to Redis");
-                        self.reconnected = true;
                         self.tell(Cmd::Reconnected);
                     }
-                    self.connected_once = true;
-                    self.con = Some(c);
+                    self.redis = RedisLink::Up {
+                        con,
+                        lease: OurLease::Unwritten,
+                    };
                 }
                 Err(_) => {
                     self.set_up(false);
@@ -279,7 +295,10 @@ impl Publisher {
                 }
             }
         }
-        self.con.as_mut()
+        match &mut self.redis {
+            RedisLink::Up { con, lease } => Some((con, *lease)),
+            RedisLink::Never | RedisLink::Down => None,
+        }
     }
 
     fn set_up(&self, up: bool) {
@@ -289,9 +308,10 @@ impl Publisher {
     }
 
     fn lost(&mut self, e: redis::RedisError) {
-        if self.con.take().is_some() {
+        if matches!(self.redis, RedisLink::Up { .. }) {
             warn!("cluster: Redis connection lost: {e}");
         }
+        self.redis = RedisLink::Down;
         self.set_up(false);
     }
 
@@ -303,8 +323,7 @@ impl Publisher {
         let members = self.keys.members();
         let ms = self.lease.as_millis() as u64;
         let val = serde_json::to_vec(&self.me).unwrap_or_default();
-        let reconnected = self.reconnected;
-        let Some(c) = self.conn() else {
+        let Some((c, ours)) = self.conn() else {
             return;
         };
         let res = (|| -> redis::RedisResult<(bool, Vec<Option<Vec<u8>>>)> {
@@ -348,11 +367,12 @@ impl Publisher {
         match res {
             Ok((renewed, vals)) => {
                 self.set_up(true);
-                if !renewed && !reconnected && self.seen_self {
+                if !renewed && ours == OurLease::Written {
                     self.tell(Cmd::LeaseLost);
                 }
-                self.seen_self = true;
-                self.reconnected = false;
+                if let RedisLink::Up { lease, .. } = &mut self.redis {
+                    *lease = OurLease::Written;
+                }
                 let leases = vals
                     .into_iter()
                     .flatten()
@@ -377,7 +397,7 @@ impl Publisher {
         for node in nodes {
             let channel = self.keys.channel(node);
             while let Some(b) = self.queues.get(&node).and_then(|q| q.front()) {
-                let Some(c) = self.con.as_mut() else {
+                let RedisLink::Up { con: c, .. } = &mut self.redis else {
                     if self.conn().is_none() {
                         return;
                     }

@@ -1,6 +1,6 @@
-//! CLI clients on the control socket: accept them, read one request, answer it, close.
+//! CLI clients on the control socket ([`Clients`]): accept them, read one request, answer
+//! it, close.
 
-use super::query::QueryKind;
 use super::*;
 
 /// More simultaneous CLI clients than this are refused (they are admins, not traffic).
@@ -8,16 +8,30 @@ const MAX_CLIENTS: usize = 256;
 
 /// A connected CLI client.
 #[derive(Debug)]
-pub(super) struct Client {
-    pub(super) chan: Channel,
+struct Client {
+    chan: Channel,
     /// A reply was queued: close once it is flushed.
-    pub(super) replied: bool,
+    replied: bool,
 }
 
-impl Master {
-    pub(super) fn accept_clients(&mut self) {
+/// The control socket and the CLI clients connected to it (token `CLIENT_BASE + key`).
+#[derive(Debug)]
+pub(super) struct Clients {
+    listener: mio::net::UnixListener,
+    slab: Slab<Client>,
+}
+
+impl Clients {
+    pub(super) fn new(listener: mio::net::UnixListener) -> Clients {
+        Clients {
+            listener,
+            slab: Slab::new(),
+        }
+    }
+
+    pub(super) fn accept(&mut self, poll: &Poll) {
         loop {
-            match self.control.accept() {
+            match self.listener.accept() {
                 Ok((mut stream, _)) => {
                     // The socket is 0600, but its directory, a lax umask at an earlier bind or
                     // a copied path could still let another user reach it: the kernel's record
@@ -34,13 +48,13 @@ impl Master {
                             continue;
                         }
                     }
-                    if self.clients.len() >= MAX_CLIENTS {
+                    if self.slab.len() >= MAX_CLIENTS {
                         warn!("too many control clients, refusing one");
                         continue;
                     }
-                    let entry = self.clients.vacant_entry();
+                    let entry = self.slab.vacant_entry();
                     let token = Token(CLIENT_BASE + entry.key());
-                    if let Err(e) = self.poll.registry().register(
+                    if let Err(e) = poll.registry().register(
                         &mut stream,
                         token,
                         Interest::READABLE | Interest::WRITABLE,
@@ -64,93 +78,43 @@ impl Master {
         }
     }
 
-    pub(super) fn on_client_event(&mut self, key: usize) {
-        let Some(c) = self.clients.get_mut(key) else {
-            return;
-        };
+    /// Client `key` is readable or writable: its request, if one is complete (a bad one is
+    /// answered here).
+    pub(super) fn on_event(&mut self, poll: &Poll, key: usize) -> Option<CliRequest> {
+        let c = self.slab.get_mut(key)?;
         c.chan.fill();
         c.chan.flush();
-        let req = if c.replied {
-            None
-        } else {
-            match c.chan.next_msg::<CliRequest>() {
-                Ok(r) => r,
-                Err(e) => {
-                    self.reply(
-                        key,
-                        CliReply::Error {
-                            reason: e.to_string(),
-                        },
-                    );
-                    return;
-                }
-            }
-        };
-        if let Some(req) = req {
-            self.on_request(key, req);
+        if c.replied {
+            return None;
         }
-        self.maybe_close_client(key);
+        match c.chan.next_msg::<CliRequest>() {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = e.to_string();
+                self.reply(poll, key, CliReply::Error { reason });
+                None
+            }
+        }
     }
 
-    pub(super) fn maybe_close_client(&mut self, key: usize) {
-        let close = match self.clients.get(key) {
+    /// Close client `key` once it hung up or got its whole answer.
+    pub(super) fn maybe_close(&mut self, poll: &Poll, key: usize) {
+        let close = match self.slab.get(key) {
             Some(c) => c.chan.closed || (c.replied && c.chan.flushed()),
             None => false,
         };
         if close {
-            let mut c = self.clients.remove(key);
-            let _ = self.poll.registry().deregister(&mut c.chan.stream);
+            let mut c = self.slab.remove(key);
+            let _ = poll.registry().deregister(&mut c.chan.stream);
         }
     }
 
-    pub(super) fn reply(&mut self, key: usize, msg: CliReply) {
-        if let Some(c) = self.clients.get_mut(key) {
+    /// Answer client `key` (it is closed once the answer is out).
+    pub(super) fn reply(&mut self, poll: &Poll, key: usize, msg: CliReply) {
+        if let Some(c) = self.slab.get_mut(key) {
             c.chan.send(&msg);
             c.replied = true;
         }
-        self.maybe_close_client(key);
-    }
-
-    pub(super) fn on_request(&mut self, key: usize, req: CliRequest) {
-        match req {
-            CliRequest::Status => self.begin_query(key, QueryKind::Status),
-            CliRequest::Connections => self.begin_query(key, QueryKind::Connections),
-            CliRequest::Stop { graceful } => {
-                info!("stop requested from the CLI (graceful: {graceful})");
-                self.reply(
-                    key,
-                    CliReply::Done {
-                        message: "stopping".into(),
-                        pids: Vec::new(),
-                    },
-                );
-                self.begin_stop(graceful);
-            }
-            CliRequest::Admin { event } => {
-                info!("admin change from the CLI: {event:?}");
-                let msg = MasterMsg::Admin { event };
-                let mut told = 0;
-                for (_, p) in self.procs.iter_mut() {
-                    if p.chan.closed {
-                        continue;
-                    }
-                    p.chan.send(&msg);
-                    told += usize::from(!p.chan.closed);
-                }
-                self.reply(
-                    key,
-                    CliReply::Done {
-                        message: format!("told {told} workers"),
-                        pids: Vec::new(),
-                    },
-                );
-            }
-            CliRequest::Reload { graceful } => {
-                info!("reload requested from the CLI (graceful: {graceful})");
-                if let Err(reason) = self.begin_reload(graceful, Some(key)) {
-                    self.reply(key, CliReply::Error { reason });
-                }
-            }
-        }
+        self.maybe_close(poll, key);
     }
 }

@@ -1,37 +1,48 @@
-//! The master's side of the cluster: starting the relay, telling it which workers run here,
-//! and handing the links it makes to the workers.
+//! The master's side of the cluster ([`Node`]): starting the relay, telling it which workers
+//! run here, and handing the links it makes to the workers.
 
 use super::*;
 use crate::cluster::Cluster;
 
-impl Master {
+/// The node's cluster threads, when `[cluster]` is configured.
+#[derive(Debug, Default)]
+pub(super) struct Node {
+    cluster: Option<Cluster>,
+}
+
+impl Node {
     /// Start the cluster threads if the config has a `[cluster]` section.
-    pub(super) fn start_cluster(&mut self) -> io::Result<()> {
-        if let Some(c) = &self.cfg.cluster {
+    pub(super) fn start(
+        &mut self,
+        cfg: &Config,
+        registry: &mio::Registry,
+        token: Token,
+    ) -> io::Result<()> {
+        if let Some(c) = &cfg.cluster {
             info!(
                 "cluster: node {} on {} (lease {} ms)",
                 c.node,
                 redact(&c.redis),
                 c.lease_ms
             );
-            self.cluster = Some(Cluster::start(c, self.poll.registry(), CLUSTER)?);
+            self.cluster = Some(Cluster::start(c, registry, token)?);
         }
         Ok(())
     }
 
     /// A worker incarnation: in a cluster it carries the node id (see `crate::cluster::node_inc`).
-    pub(super) fn cluster_inc(&self, local: u64) -> u64 {
-        match &self.cfg.cluster {
+    pub(super) fn inc(&self, cfg: &Config, local: u64) -> u64 {
+        match &cfg.cluster {
             Some(c) => crate::cluster::node_inc(c.node, local),
             None => local,
         }
     }
 
-    /// Tell the relay the workers of this node (after a spawn or a reap).
-    pub(super) fn cluster_sync(&self) {
+    /// Tell the relay the workers of this node (after a spawn, an adoption or a reap).
+    pub(super) fn sync(&self, procs: &Slab<Proc>) {
         if let Some(c) = &self.cluster {
             c.set_workers(
-                self.procs
+                procs
                     .iter()
                     .map(|(_, p)| (p.inc, p.worker_id as u16))
                     .collect(),
@@ -40,13 +51,18 @@ impl Master {
     }
 
     /// The relay made links: pass each to its worker (one gone meanwhile: the link is closed).
-    pub(super) fn on_cluster_wake(&mut self) {
+    /// After a hand-over the retiring worker still has the incarnation its successor took: the
+    /// link goes to the one still serving.
+    pub(super) fn on_wake(&mut self, procs: &mut Slab<Proc>) {
         let Some(c) = &self.cluster else {
             return;
         };
-        let hs: Vec<_> = c.handovers.try_iter().collect();
-        for h in hs {
-            if let Some((_, p)) = self.procs.iter_mut().find(|(_, p)| p.inc == h.local) {
+        for h in c.handovers.try_iter() {
+            let to = procs
+                .iter_mut()
+                .filter(|(_, p)| p.inc == h.local)
+                .max_by_key(|(_, p)| p.live());
+            if let Some((_, p)) = to {
                 p.chan.send_with_fd(
                     &MasterMsg::Peer {
                         inc: h.remote,
@@ -59,12 +75,12 @@ impl Master {
     }
 
     /// The cluster as seen from here, for `kefu status`.
-    pub(super) fn cluster_view(&self) -> Option<crate::cluster::View> {
+    pub(super) fn view(&self) -> Option<crate::cluster::View> {
         self.cluster.as_ref().map(Cluster::view)
     }
 
     /// Withdraw our lease on the way out.
-    pub(super) fn leave_cluster(&mut self) {
+    pub(super) fn leave(&mut self) {
         if let Some(c) = self.cluster.take() {
             c.leave();
         }

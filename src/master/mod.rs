@@ -2,8 +2,17 @@
 //!
 //! It owns no client connections and runs no app code. Inputs are the signal pipe, the control
 //! socket (CLI requests), one control link per worker, and timers (the poll timeout). It spawns
-//! workers, respawns the ones that die (with back-off), replaces them one at a time on reload,
-//! gathers status, and stops them in order. It never sleeps.
+//! workers, respawns the ones that die (with back-off), replaces them on reload, gathers
+//! status, and stops them in order. It never sleeps.
+//!
+//! The master is split like the worker: a [`Base`] every part works on (the poll, the config,
+//! the worker processes and slots, the node's cluster threads), whose methods are in
+//! `procs.rs`, and parts that own their state, each a type with its methods in one file:
+//! [`clients::Clients`] (the CLI's control socket), [`query::Queries`] (status and
+//! connections requests fanned out to the workers), [`reload::Reloads`] (a reload in
+//! progress). Stopping is a set of functions over the base (`stop.rs`). The loop in this file
+//! dispatches events to them and carries the outcome of one to the others (a worker's Ready
+//! to the reload, its exit to the queries and the reload, a reload's end to the CLI client).
 
 pub(crate) mod channel;
 pub(crate) mod control;
@@ -13,29 +22,28 @@ pub(crate) mod spawn;
 
 mod clients;
 mod cluster;
+mod listen;
 mod procs;
 mod query;
 mod reload;
 mod stop;
 
 use crate::config::Config;
-use crate::ipc::{
-    CliReply, CliRequest, ConnInfo, ExitStat, MasterMsg, MasterStatus, WorkerMsg, WorkerStatus,
-};
-use crate::sys::process::{self, ExitKind};
+use crate::ipc::{CliReply, CliRequest, MasterMsg, WorkerMsg};
+use crate::sys::process;
 use crate::{error, info, warn};
 use channel::Channel;
-use clients::Client;
+use clients::Clients;
 use daemon::{InstanceLock, ReadyNotify, StartReport};
+use listen::{MasterError, SlotSockets};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use query::Query;
-use reload::{Reload, READY_TIMEOUT};
+use query::{Queries, QueryKind};
+use reload::Reloads;
 use signals::{SignalEvent, Signals};
 use slab::Slab;
 use spawn::{Backoff, SpawnSpec};
-use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -49,32 +57,6 @@ const PROC_BASE: usize = 1 << 20;
 
 /// Time every worker gets to report Ready at startup before the start is declared failed.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Why the master could not start.
-#[derive(Debug)]
-pub(crate) enum MasterError {
-    /// A system call failed while setting up.
-    Io(&'static str, io::Error),
-    /// A listener's port is taken.
-    PortInUse(String),
-    /// A listener could not be bound for another reason.
-    Bind(String, io::Error),
-    /// A TLS listener's certificate or key cannot be used.
-    Tls(String, Box<crate::tls::TlsError>),
-}
-
-impl fmt::Display for MasterError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MasterError::Io(what, e) => write!(f, "{what}: {e}"),
-            MasterError::PortInUse(l) => write!(f, "port in use: {l}"),
-            MasterError::Bind(l, e) => write!(f, "cannot listen on {l}: {e}"),
-            MasterError::Tls(l, e) => write!(f, "certificate of {l}: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for MasterError {}
 
 /// Everything the master needs, prepared by `kefu start`.
 #[derive(Debug)]
@@ -121,46 +103,6 @@ pub(crate) fn run(opts: MasterOptions) -> i32 {
     }
 }
 
-/// One worker slot's listening sockets, one per listener of the config (SO_REUSEPORT: the
-/// kernel spreads new connections over the slots).
-fn bind_slot(cfg: &Config) -> Result<Vec<(String, std::net::TcpListener)>, MasterError> {
-    cfg.listen
-        .iter()
-        .map(|l| {
-            crate::sys::socket::bind_listener(l.addr, true)
-                .map(|sock| (l.to_string(), sock))
-                .map_err(|e| MasterError::Bind(l.to_string(), e))
-        })
-        .collect()
-}
-
-/// Read and check every TLS listener's certificates and keys (`tls`: by listen URL), as the
-/// workers will: a bad path, PEM or key fails here with its reason instead of in each worker.
-fn check_tls(listen: &[crate::config::ListenSpec]) -> Result<(), MasterError> {
-    for l in listen {
-        if let Some(files) = &l.certs {
-            let http = l.scheme != crate::config::Scheme::Text;
-            crate::tls::Acceptor::load(files, http)
-                .map_err(|e| MasterError::Tls(l.to_string(), Box::new(e)))?;
-        }
-    }
-    Ok(())
-}
-
-/// Check every listener is free by binding it without SO_REUSEPORT and dropping it.
-fn check_ports(cfg: &Config) -> Result<(), MasterError> {
-    for l in &cfg.listen {
-        match crate::sys::socket::bind_listener(l.addr, false) {
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EADDRINUSE) => {
-                return Err(MasterError::PortInUse(l.to_string()))
-            }
-            Err(e) => return Err(MasterError::Bind(l.to_string(), e)),
-        }
-    }
-    Ok(())
-}
-
 /// Where a worker process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ProcState {
@@ -202,40 +144,48 @@ struct Slot {
 enum Phase {
     /// Waiting for every first worker to be Ready.
     Starting { deadline: Instant },
-    /// Serving (a reload may be in progress, see `Master::reload`).
+    /// Serving (a reload may be in progress, see [`Reloads`]).
     Running,
     /// Stopping: no respawns; exit once every worker is reaped.
     Stopping { graceful: bool, exit_code: i32 },
 }
 
-struct Master {
+/// What every part of the master works on. Kept apart from the parts' own state so a part can
+/// take `&mut Base` beside `&mut self`. Its methods are in `procs.rs`.
+#[derive(Debug)]
+struct Base {
     cfg: Config,
-    spawn: SpawnSpec,
-    notify: ReadyNotify,
     poll: Poll,
-    signals: Signals,
-    control: mio::net::UnixListener,
+    /// Where `kefu start` waits for the outcome of the start.
+    notify: ReadyNotify,
+    phase: Phase,
+    /// The worker processes, by key (the token of their control link is `PROC_BASE + key`).
     procs: Slab<Proc>,
     slots: Vec<Slot>,
-    clients: Slab<Client>,
-    phase: Phase,
-    reload: Option<Reload>,
-    queries: Vec<Query>,
-    next_req: u64,
-    generation: u64,
-    start_time: u64,
-    /// Master start in microseconds since the epoch: the base of worker incarnations.
-    start_micros: u64,
-    /// Exit counts per raw wait status (Workerman's exit_status table).
-    exits: BTreeMap<i32, u64>,
     /// Listening sockets per worker slot, owned here for the master's whole life: the worker
     /// of a slot and its successor at a reload serve the same sockets, so a worker that goes
     /// away never takes its accept queue with it (a closed SO_REUSEPORT socket resets the
     /// connections queued on it).
-    slot_listeners: Vec<Vec<(String, std::net::TcpListener)>>,
-    exit_code: Option<i32>,
+    slot_listeners: Vec<SlotSockets>,
+    spawn: SpawnSpec,
+    /// Workers spawned so far (the low part of incarnations).
+    generation: u64,
+    /// Master start in microseconds since the epoch: the base of worker incarnations.
+    start_micros: u64,
+    /// Exit counts per raw wait status (Workerman's exit_status table).
+    exits: BTreeMap<i32, u64>,
     /// The cluster threads, when `[cluster]` is configured.
-    cluster: Option<crate::cluster::Cluster>,
+    node: cluster::Node,
+}
+
+/// The master: the shared base and its parts.
+struct Master {
+    base: Base,
+    signals: Signals,
+    clients: Clients,
+    queries: Queries,
+    reload: Reloads,
+    exit_code: Option<i32>,
 }
 
 impl Master {
@@ -248,10 +198,10 @@ impl Master {
         let setup = || -> Result<_, MasterError> {
             let sock = cfg.control_socket();
             let control = control::bind(&sock).map_err(|e| MasterError::Io("control socket", e))?;
-            check_ports(&cfg)?;
-            check_tls(&cfg.listen)?;
+            listen::check_ports(&cfg)?;
+            listen::check_tls(&cfg.listen)?;
             let listeners = (0..cfg.workers)
-                .map(|_| bind_slot(&cfg))
+                .map(|_| listen::bind_slot(&cfg))
                 .collect::<Result<Vec<_>, _>>()?;
             let signals = Signals::install().map_err(|e| MasterError::Io("signals", e))?;
             let poll = Poll::new().map_err(|e| MasterError::Io("poll", e))?;
@@ -273,47 +223,47 @@ impl Master {
         }
         let slots = (0..cfg.workers).map(|_| Slot::default()).collect();
         Ok(Master {
-            slot_listeners,
-            notify,
-            poll,
-            signals,
-            control,
-            procs: Slab::new(),
-            slots,
-            clients: Slab::new(),
-            phase: Phase::Starting {
-                deadline: Instant::now() + START_TIMEOUT,
+            base: Base {
+                slot_listeners,
+                notify,
+                poll,
+                procs: Slab::new(),
+                slots,
+                phase: Phase::Starting {
+                    deadline: Instant::now() + START_TIMEOUT,
+                },
+                generation: 0,
+                start_micros: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or(0),
+                exits: BTreeMap::new(),
+                node: cluster::Node::default(),
+                spawn,
+                cfg,
             },
-            reload: None,
-            queries: Vec::new(),
-            next_req: 1,
-            generation: 0,
-            start_time: crate::log::now_secs(),
-            start_micros: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0),
-            exits: BTreeMap::new(),
+            signals,
+            clients: Clients::new(control),
+            queries: Queries::new(crate::log::now_secs()),
+            reload: Reloads::default(),
             exit_code: None,
-            cluster: None,
-            spawn,
-            cfg,
         })
     }
 
     fn run(mut self) -> i32 {
+        let b = &mut self.base;
         info!(
             "kefu/{} master started: app {}, {} workers, listen {}",
             env!("CARGO_PKG_VERSION"),
-            self.cfg.app,
-            self.cfg.workers,
-            self.listen_list().join(" ")
+            b.cfg.app,
+            b.cfg.workers,
+            b.listen_list().join(" ")
         );
-        if let Err(e) = self.start_cluster() {
+        if let Err(e) = b.node.start(&b.cfg, b.poll.registry(), CLUSTER) {
             self.fail_startup(format!("cannot start the cluster threads: {e}"));
         }
-        for slot in 0..self.slots.len() {
-            if let Err(e) = self.spawn_into_slot(slot) {
+        for slot in 0..self.base.slots.len() {
+            if let Err(e) = self.base.spawn_into_slot(slot) {
                 self.fail_startup(format!("cannot spawn worker {slot}: {e}"));
                 break;
             }
@@ -326,28 +276,28 @@ impl Master {
             let timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.base.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 error!("poll failed: {e}; killing workers");
-                self.kill_all();
+                stop::kill_all(&mut self.base);
                 self.exit_code = Some(1);
                 break;
             }
             for ev in events.iter() {
                 match ev.token() {
                     SIGNAL => self.on_signals(),
-                    CONTROL => self.accept_clients(),
-                    CLUSTER => self.on_cluster_wake(),
+                    CONTROL => self.clients.accept(&self.base.poll),
+                    CLUSTER => self.base.node.on_wake(&mut self.base.procs),
                     Token(t) if t >= PROC_BASE => self.on_proc_event(t - PROC_BASE),
                     Token(t) => self.on_client_event(t - CLIENT_BASE),
                 }
             }
             self.on_timers(Instant::now());
         }
-        self.leave_cluster();
-        let _ = std::fs::remove_file(self.cfg.control_socket());
+        self.base.node.leave();
+        let _ = std::fs::remove_file(self.base.cfg.control_socket());
         let code = self.exit_code.unwrap_or(0);
         info!("kefu master exits ({code})");
         code
@@ -358,21 +308,13 @@ impl Master {
         if self.exit_code.is_some() {
             return true;
         }
-        if let Phase::Stopping { exit_code, .. } = self.phase {
-            if self.procs.is_empty() {
+        if let Phase::Stopping { exit_code, .. } = self.base.phase {
+            if self.base.procs.is_empty() {
                 self.exit_code = Some(exit_code);
                 return true;
             }
         }
         false
-    }
-
-    fn listen_list(&self) -> Vec<String> {
-        self.cfg.listen.iter().map(|l| l.to_string()).collect()
-    }
-
-    fn label(&self, pid: i32) -> String {
-        format!("worker[{}:{pid}]", self.cfg.app)
     }
 
     fn on_signals(&mut self) {
@@ -385,7 +327,10 @@ impl Master {
                 }
                 SignalEvent::Reload { graceful } => {
                     info!("received {}", process::signal_name(sig));
-                    if let Err(e) = self.begin_reload(graceful, None) {
+                    let r = self
+                        .reload
+                        .begin(&mut self.base, &mut self.clients, graceful, None);
+                    if let Err(e) = r {
                         warn!("reload refused: {e}");
                     }
                 }
@@ -394,24 +339,23 @@ impl Master {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        let b = &self.base;
         let mut d: Vec<Instant> = Vec::new();
-        if let Phase::Starting { deadline } = self.phase {
+        if let Phase::Starting { deadline } = b.phase {
             d.push(deadline);
         }
-        d.extend(self.procs.iter().filter_map(|(_, p)| match p.state {
+        d.extend(b.procs.iter().filter_map(|(_, p)| match p.state {
             ProcState::Stopping { kill_at } => kill_at,
             _ => None,
         }));
-        d.extend(self.slots.iter().filter_map(|s| s.respawn_at));
-        d.extend(self.queries.iter().map(|q| q.deadline));
-        if let Some(c) = self.reload.as_ref().and_then(|r| r.candidate.as_ref()) {
-            d.push(c.deadline);
-        }
+        d.extend(b.slots.iter().filter_map(|s| s.respawn_at));
+        d.extend(self.queries.next_deadline());
+        d.extend(self.reload.next_deadline());
         d.into_iter().min()
     }
 
     fn on_timers(&mut self, now: Instant) {
-        if let Phase::Starting { deadline } = self.phase {
+        if let Phase::Starting { deadline } = self.base.phase {
             if now >= deadline {
                 self.fail_startup(format!(
                     "workers not ready within {}s",
@@ -419,52 +363,191 @@ impl Master {
                 ));
             }
         }
-        for (_, p) in self.procs.iter_mut() {
-            if let ProcState::Stopping { kill_at: Some(t) } = p.state {
-                if now >= t {
-                    // Idle connections never hold a worker up (it closes them at once), so a
-                    // worker still here is stuck: in app code, or on a client that will not
-                    // take its last bytes.
-                    warn!(
-                        "worker[{}:{}] is stuck: still alive after stop_timeout; SIGKILL",
-                        self.cfg.app, p.pid
-                    );
-                    let _ = process::kill(p.pid, libc::SIGKILL);
-                    p.state = ProcState::Killed;
+        stop::kill_late(&mut self.base, now);
+        if self.base.phase == Phase::Running {
+            self.base.respawn_due(now);
+        }
+        self.reload
+            .on_timers(&mut self.base, &mut self.clients, now);
+        self.queries
+            .finish(&self.base, &mut self.clients, self.reload.active(), now);
+    }
+
+    fn on_client_event(&mut self, key: usize) {
+        if let Some(req) = self.clients.on_event(&self.base.poll, key) {
+            self.on_request(key, req);
+        }
+        self.clients.maybe_close(&self.base.poll, key);
+    }
+
+    /// A CLI request: each goes to the part that answers it.
+    fn on_request(&mut self, key: usize, req: CliRequest) {
+        match req {
+            CliRequest::Status => self.begin_query(key, QueryKind::Status),
+            CliRequest::Connections => self.begin_query(key, QueryKind::Connections),
+            CliRequest::Stop { graceful } => {
+                info!("stop requested from the CLI (graceful: {graceful})");
+                let done = CliReply::Done {
+                    message: "stopping".into(),
+                    pids: Vec::new(),
+                };
+                self.clients.reply(&self.base.poll, key, done);
+                self.begin_stop(graceful);
+            }
+            CliRequest::Admin { event } => {
+                info!("admin change from the CLI: {event:?}");
+                let told = self.base.tell_all(&MasterMsg::Admin { event });
+                let done = CliReply::Done {
+                    message: format!("told {told} workers"),
+                    pids: Vec::new(),
+                };
+                self.clients.reply(&self.base.poll, key, done);
+            }
+            CliRequest::Reload { graceful } => {
+                info!("reload requested from the CLI (graceful: {graceful})");
+                let r = self
+                    .reload
+                    .begin(&mut self.base, &mut self.clients, graceful, Some(key));
+                if let Err(reason) = r {
+                    self.clients
+                        .reply(&self.base.poll, key, CliReply::Error { reason });
                 }
             }
         }
-        if self.phase == Phase::Running {
-            for slot in 0..self.slots.len() {
-                if self.slots[slot].respawn_at.is_some_and(|t| now >= t) {
-                    if let Err(e) = self.spawn_into_slot(slot) {
-                        error!("cannot respawn worker {slot}: {e}");
-                        let delay = self.slots[slot].backoff.on_exit(Duration::ZERO);
-                        self.slots[slot].respawn_at = Some(now + delay);
-                    }
+    }
+
+    fn begin_query(&mut self, client: usize, kind: QueryKind) {
+        let reloading = self.reload.active();
+        self.queries
+            .begin(&mut self.base, &mut self.clients, reloading, client, kind);
+    }
+
+    fn on_proc_event(&mut self, key: usize) {
+        self.base.fill(key);
+        while let Some(msg) = self.base.next_msg(key) {
+            self.on_worker_msg(key, msg);
+        }
+        self.base.forget_closed_link(key);
+    }
+
+    fn on_worker_msg(&mut self, key: usize, msg: WorkerMsg) {
+        match msg {
+            WorkerMsg::Ready { pid, listeners } => {
+                if self.base.mark_ready(key, pid, listeners) {
+                    self.on_ready(key);
+                }
+            }
+            WorkerMsg::Failed { reason } => self.base.mark_failed(key, reason),
+            WorkerMsg::Adopted { inc, conns } => {
+                info!(
+                    "{} took over {conns} connections (incarnation {inc:016x})",
+                    self.base.label_key(key)
+                );
+                self.reload
+                    .handover_done(&mut self.base, &mut self.clients, key, Some(inc));
+            }
+            WorkerMsg::HandOverFailed { reason } => {
+                warn!("{} starts fresh: {reason}", self.base.label_key(key));
+                self.reload
+                    .handover_done(&mut self.base, &mut self.clients, key, None);
+            }
+            WorkerMsg::Status { req, status } => {
+                let pid = self.base.pid_of(key);
+                self.queries.status(req, pid, status);
+                self.queries.finish(
+                    &self.base,
+                    &mut self.clients,
+                    self.reload.active(),
+                    Instant::now(),
+                );
+            }
+            WorkerMsg::Connections { req, conns } => {
+                let pid = self.base.pid_of(key);
+                self.queries.connections(req, pid, conns);
+                self.queries.finish(
+                    &self.base,
+                    &mut self.clients,
+                    self.reload.active(),
+                    Instant::now(),
+                );
+            }
+        }
+    }
+
+    /// A worker reported Ready: finish startup, or advance a reload.
+    fn on_ready(&mut self, key: usize) {
+        if let Phase::Starting { .. } = self.base.phase {
+            self.base.maybe_started();
+            return;
+        }
+        self.reload.on_ready(&mut self.base, &mut self.clients, key);
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match process::reap_child() {
+                Ok(Some((pid, status))) => self.on_exit(pid, status),
+                Ok(None) => break,
+                Err(e) => {
+                    error!("waitpid: {e}");
+                    break;
                 }
             }
         }
-        let late = self
-            .reload
-            .as_ref()
-            .and_then(|r| r.candidate.as_ref())
-            .filter(|c| now >= c.deadline)
-            .map(|c| (c.slot, matches!(c.stage, reload::Stage::Adopting)));
-        if let Some((slot, adopting)) = late {
-            let why = if adopting {
-                format!(
-                    "new worker {slot} did not take the connections over within {}s",
-                    reload::HANDOVER_TIMEOUT.as_secs()
-                )
+    }
+
+    fn on_exit(&mut self, pid: i32, status: i32) {
+        let Some(key) = self.base.key_of_pid(pid) else {
+            return;
+        };
+        // The SIGCHLD may be handled before the worker's last messages in the same poll turn: read
+        // what it wrote before dying (its `Failed` reason above all) before forgetting it. The pid
+        // is reaped, so nothing here may signal it.
+        self.base.fill_reaped(key);
+        while let Some(msg) = self.base.next_msg_reaped(key) {
+            self.on_worker_msg(key, msg);
+        }
+        let gone = self.base.remove_exited(key, status);
+        self.queries.forget(pid);
+        self.queries.finish(
+            &self.base,
+            &mut self.clients,
+            self.reload.active(),
+            Instant::now(),
+        );
+        self.reload
+            .on_exit(&mut self.base, &mut self.clients, key, &gone);
+        if gone.was_current {
+            if let Phase::Starting { .. } = self.base.phase {
+                self.fail_startup(gone.reason);
             } else {
-                format!(
-                    "new worker {slot} not ready within {}s",
-                    READY_TIMEOUT.as_secs()
-                )
-            };
-            self.abort_reload(why);
+                self.base.vacate(gone.slot, gone.lived);
+            }
         }
-        self.finish_queries(now);
+        self.reload.advance(&mut self.base, &mut self.clients);
+    }
+
+    fn fail_startup(&mut self, reason: String) {
+        error!("start failed: {reason}");
+        self.base.notify.report(&StartReport::Failed {
+            reason: reason.clone(),
+        });
+        self.enter_stop(false, 1);
+    }
+
+    fn begin_stop(&mut self, graceful: bool) {
+        if let Some((graceful, code)) = stop::request(&mut self.base, graceful) {
+            self.enter_stop(graceful, code);
+        }
+    }
+
+    /// Give up any reload, then tell every worker to stop.
+    fn enter_stop(&mut self, graceful: bool, exit_code: i32) {
+        self.reload.abort(
+            &mut self.base,
+            &mut self.clients,
+            "the server is stopping".into(),
+        );
+        stop::enter(&mut self.base, graceful, exit_code);
     }
 }

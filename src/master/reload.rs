@@ -1,39 +1,45 @@
-//! Reload: replace the workers one slot at a time, abort on a failed replacement, chain a
-//! reload requested meanwhile.
+//! Reload ([`Reloads`]): replace the workers, abort on a failed replacement, chain a reload
+//! requested meanwhile.
 //!
-//! A fast reload hands connections over: the slot's successor is spawned with one end of a
-//! socketpair and no bus links; once it is Ready the old worker gets the other end
-//! (`HandOver`) and streams it its connections, links and registry replica; the successor
-//! reports `Adopted` (it now speaks as the old incarnation) or `HandOverFailed` (it starts
-//! fresh and gets bus links; the old worker closed its clients with 1012). Only then does the
-//! next slot start. A graceful reload spawns the new worker, waits for Ready, and lets the
-//! old one drain.
+//! A fast reload hands connections over, every slot at once: each slot's successor is
+//! spawned with one end of a socketpair and no bus links; once a successor is Ready its old
+//! worker gets the other end (`HandOver`) and streams it its connections, links and registry
+//! replica; the successor reports `Adopted` (it now speaks as the old incarnation) or
+//! `HandOverFailed` (it starts fresh; the old worker closed its clients with 1012). The slots
+//! do not wait for each other: a bus link between two old workers is one socketpair, each
+//! end of which moves with its worker, so the two successors end up linked by the same
+//! sockets, whatever the order, and what was in flight on it is read once. A successor that
+//! starts fresh gets new links only once no hand-over is under way (a link made to a worker
+//! that is handing over would be lost; one made to an old worker about to hand over would
+//! be handed to its successor, which would then hold two). The reload is done when every
+//! old worker is gone. A graceful reload replaces one slot at a time: it spawns the new
+//! worker, waits for Ready, and lets the old one drain.
 
-use super::stop::stop_proc;
 use super::*;
+use std::collections::VecDeque;
 
 /// Time a replacement worker gets to report Ready during a reload before the reload is aborted.
-pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(10);
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time a successor gets, from its Ready, to report the outcome of its hand-over.
-pub(super) const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
+const HANDOVER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The replacement of one slot being started.
 #[derive(Debug)]
-pub(super) struct Candidate {
+struct Candidate {
     /// The slot.
-    pub(super) slot: usize,
+    slot: usize,
     /// Proc key of the new worker.
-    pub(super) key: usize,
+    key: usize,
     /// When the current stage is given up.
-    pub(super) deadline: Instant,
+    deadline: Instant,
     /// Where it is.
-    pub(super) stage: Stage,
+    stage: Stage,
 }
 
 /// Where a replacement is.
 #[derive(Debug)]
-pub(super) enum Stage {
+enum Stage {
     /// Spawned, not Ready; `handover` is the old worker's end of the hand-over socket.
     Starting {
         handover: Option<std::os::unix::net::UnixStream>,
@@ -42,253 +48,366 @@ pub(super) enum Stage {
     Adopting,
 }
 
-/// A reload in progress: slots still to replace, the replacement being started.
-#[derive(Debug)]
-pub(super) struct Reload {
-    pub(super) graceful: bool,
-    pub(super) queue: VecDeque<usize>,
-    pub(super) candidate: Option<Candidate>,
-    /// Old workers told to stop; a fast reload answers once they are gone.
-    pub(super) retiring: Vec<usize>,
-    /// CLI clients waiting for the outcome.
-    pub(super) waiters: Vec<usize>,
-    /// Another reload was requested meanwhile (it runs next, so it sees the latest binary/config).
-    pub(super) again: Option<bool>,
+/// Whether the reload still goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Replacing slots; `again`: another reload was asked for meanwhile (it runs next, so it
+    /// sees the latest binary and config).
+    Going { again: Option<bool> },
+    /// Given up (the waiters were told why): only the hand-overs already under way finish.
+    Aborted,
 }
 
-impl Master {
-    pub(super) fn begin_reload(
+/// A reload in progress.
+#[derive(Debug)]
+struct Reload {
+    graceful: bool,
+    pass: Pass,
+    /// Slots still to replace.
+    queue: VecDeque<usize>,
+    /// Replacements under way: one per slot at once for a fast reload, one for a graceful one.
+    candidates: Vec<Candidate>,
+    /// Successors that start fresh, to be linked once no hand-over is under way.
+    fresh: Vec<usize>,
+    /// Old workers told to stop; a fast reload answers once they are gone.
+    retiring: Vec<usize>,
+    /// CLI clients waiting for the outcome.
+    waiters: Vec<usize>,
+    /// When it began, for the log.
+    began: Instant,
+    /// The first `HandOver` sent and the last hand-over outcome received, for the log.
+    handing: Option<(Instant, Instant)>,
+}
+
+/// The reload in progress, if any.
+#[derive(Debug, Default)]
+pub(super) struct Reloads {
+    current: Option<Reload>,
+}
+
+impl Reloads {
+    /// A reload is in progress (`kefu status` says "reloading").
+    pub(super) fn active(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// When the earliest replacement stage is given up.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let r = self.current.as_ref()?;
+        r.candidates.iter().map(|c| c.deadline).min()
+    }
+
+    /// Start a reload (`client`, if any, waits for its outcome), or queue one after the
+    /// reload in progress.
+    pub(super) fn begin(
         &mut self,
+        b: &mut Base,
+        clients: &mut Clients,
         graceful: bool,
         client: Option<usize>,
     ) -> Result<(), String> {
-        match self.phase {
+        match b.phase {
             Phase::Starting { .. } => return Err("kefu is still starting".into()),
             Phase::Stopping { .. } => return Err("kefu is stopping".into()),
             Phase::Running => {}
         }
-        if let Some(r) = &mut self.reload {
+        if let Some(r) = &mut self.current {
             // Finish the current pass, then start another so every slot runs the newest build.
-            r.again = Some(graceful);
+            r.pass = Pass::Going {
+                again: Some(graceful),
+            };
             r.waiters.extend(client);
             return Ok(());
         }
-        self.check_reload_tls()?;
+        check_reload_tls(b)?;
         info!(
-            "reloading {} workers one at a time ({})",
-            self.slots.len(),
-            if graceful { "graceful" } else { "fast" }
+            "reloading {} workers ({})",
+            b.slots.len(),
+            if graceful {
+                "graceful, one at a time"
+            } else {
+                "fast, every slot at once"
+            }
         );
-        self.reload = Some(Reload {
+        self.current = Some(Reload {
             graceful,
-            queue: (0..self.slots.len()).collect(),
-            candidate: None,
+            pass: Pass::Going { again: None },
+            queue: (0..b.slots.len()).collect(),
+            candidates: Vec::new(),
+            fresh: Vec::new(),
             retiring: Vec::new(),
             waiters: client.into_iter().collect(),
-            again: None,
+            began: Instant::now(),
+            handing: None,
         });
-        self.advance_reload();
+        self.advance(b, clients);
         Ok(())
     }
 
-    /// The new workers of a reload read the certificate files again (renewed ones included):
-    /// check them first, so that a bad file refuses the reload, with its reason, and the
-    /// running workers keep serving the certificates they loaded.
-    fn check_reload_tls(&self) -> Result<(), String> {
-        let listen = match &self.cfg.source {
-            Some(path) => crate::config::Config::listen_of_file(path).map_err(|e| e.to_string())?,
-            None => self.cfg.listen.clone(),
-        };
-        check_tls(&listen).map_err(|e| format!("{e}; the running workers keep their certificates"))
-    }
-
-    /// Start the next replacement, or finish the reload when every slot is done.
-    pub(super) fn advance_reload(&mut self) {
+    /// Start the next replacements, link the successors that start fresh once no hand-over
+    /// runs, and finish the reload when every slot is done.
+    pub(super) fn advance(&mut self, b: &mut Base, clients: &mut Clients) {
         loop {
-            let Some(r) = &mut self.reload else {
+            let Some(r) = &mut self.current else {
                 return;
             };
-            if r.candidate.is_some() {
+            if r.graceful && !r.candidates.is_empty() {
                 return;
             }
             let Some(slot) = r.queue.pop_front() else {
                 break;
             };
-            if self.slots[slot].current.is_none() {
+            if b.slots[slot].current.is_none() {
                 // Crashed and waiting for its respawn, which will exec the new binary anyway.
                 continue;
             }
             let graceful = r.graceful;
             let spawned = if graceful {
-                self.spawn_proc(slot).map(|k| (k, None))
+                b.spawn_proc(slot).map(|k| (k, None))
             } else {
-                self.spawn_successor(slot).map(|(k, h)| (k, Some(h)))
+                b.spawn_successor(slot).map(|(k, h)| (k, Some(h)))
             };
             match spawned {
-                Ok((key, handover)) => {
-                    if let Some(r) = &mut self.reload {
-                        r.candidate = Some(Candidate {
-                            slot,
-                            key,
-                            deadline: Instant::now() + READY_TIMEOUT,
-                            stage: Stage::Starting { handover },
-                        });
-                    }
-                    return;
-                }
+                Ok((key, handover)) => r.candidates.push(Candidate {
+                    slot,
+                    key,
+                    deadline: Instant::now() + READY_TIMEOUT,
+                    stage: Stage::Starting { handover },
+                }),
                 Err(e) => {
-                    self.abort_reload(format!("cannot spawn worker {slot}: {e}"));
+                    self.abort(b, clients, format!("cannot spawn worker {slot}: {e}"));
                     return;
                 }
             }
         }
-        // Queue empty, no candidate: done once fast-reloaded old workers are gone.
-        let Some(r) = &self.reload else { return };
+        let Some(r) = &mut self.current else { return };
+        if !r.candidates.is_empty() {
+            return;
+        }
+        if !r.fresh.is_empty() && b.phase == Phase::Running {
+            b.link_fresh(&std::mem::take(&mut r.fresh));
+        }
+        // A fast reload is done once its old workers are gone.
         if !r.graceful && !r.retiring.is_empty() {
             return;
         }
-        let Some(r) = self.reload.take() else { return };
-        let pids: Vec<u32> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.current.and_then(|k| self.procs.get(k)))
-            .map(|p| p.pid as u32)
-            .collect();
-        if let Some(graceful) = r.again {
-            // Waiters move to the follow-up reload.
-            self.reload = None;
-            let waiters = r.waiters;
-            if self.begin_reload(graceful, None).is_ok() {
-                if let Some(next) = &mut self.reload {
-                    next.waiters = waiters;
-                    return;
-                }
-            }
+        let Some(r) = self.current.take() else { return };
+        let pids = b.current_pids();
+        let reloaded = |b: &Base, clients: &mut Clients, waiters: Vec<usize>| {
             for w in waiters {
-                self.reply(
-                    w,
-                    CliReply::Done {
-                        message: "reloaded".into(),
-                        pids: pids.clone(),
-                    },
-                );
-            }
-            return;
-        }
-        info!("reload complete, workers: {pids:?}");
-        for w in r.waiters {
-            self.reply(
-                w,
-                CliReply::Done {
+                let done = CliReply::Done {
                     message: "reloaded".into(),
                     pids: pids.clone(),
-                },
-            );
+                };
+                clients.reply(&b.poll, w, done);
+            }
+        };
+        match r.pass {
+            Pass::Aborted => info!("the hand-overs under way when the reload failed are done"),
+            Pass::Going {
+                again: Some(graceful),
+            } => {
+                // The waiters move to the follow-up reload.
+                if self.begin(b, clients, graceful, None).is_ok() {
+                    if let Some(next) = &mut self.current {
+                        next.waiters = r.waiters;
+                        return;
+                    }
+                }
+                reloaded(b, clients, r.waiters);
+            }
+            Pass::Going { again: None } => {
+                let ms = |d: Duration| d.as_millis();
+                match r.handing {
+                    Some((first, last)) => info!(
+                        "reload complete in {} ms (connections handed over in {} ms), workers: {pids:?}",
+                        ms(r.began.elapsed()),
+                        ms(last.saturating_duration_since(first))
+                    ),
+                    None => info!(
+                        "reload complete in {} ms, workers: {pids:?}",
+                        ms(r.began.elapsed())
+                    ),
+                }
+                reloaded(b, clients, r.waiters);
+            }
         }
     }
 
-    /// The candidate is Ready: it becomes the slot's worker and the old one is told to go
-    /// (to drain, or to hand its connections over to it).
-    pub(super) fn swap_candidate(&mut self) {
-        let Some(r) = &mut self.reload else { return };
-        let Some(c) = r.candidate.take() else {
+    /// Worker `key` is Ready: if it is a replacement, it becomes its slot's worker and the old
+    /// one is told to go (to drain, or to hand its connections over to it).
+    pub(super) fn on_ready(&mut self, b: &mut Base, clients: &mut Clients, key: usize) {
+        let Some(r) = &mut self.current else { return };
+        let Some(i) = r
+            .candidates
+            .iter()
+            .position(|c| c.key == key && matches!(c.stage, Stage::Starting { .. }))
+        else {
             return;
         };
+        let c = r.candidates.swap_remove(i);
         let Stage::Starting { handover } = c.stage else {
-            r.candidate = Some(c);
             return;
         };
-        let graceful = r.graceful;
-        let old = self.slots[c.slot].current.replace(c.key);
-        let Some(old) = old.filter(|&o| self.procs.contains(o)) else {
+        let slot = &mut b.slots[c.slot];
+        let old = slot.current.replace(c.key);
+        // An old worker that crashed meanwhile is replaced by this one, not respawned.
+        slot.respawn_at = None;
+        let Some(old) = old.filter(|&o| b.procs.contains(o)) else {
             // Nobody to take over from: a fresh worker, linked like any other.
             if handover.is_some() {
-                self.link_peers(c.key);
+                r.fresh.push(c.key);
             }
-            self.advance_reload();
+            self.advance(b, clients);
             return;
         };
         r.retiring.push(old);
         match handover {
             None => {
                 let msg = MasterMsg::Stop {
-                    graceful,
+                    graceful: r.graceful,
                     restart: true,
                 };
-                let kill_at = if graceful {
-                    self.kill_deadline(true)
+                let kill_at = if r.graceful {
+                    stop::kill_deadline(b, true)
                 } else {
-                    Some(Instant::now() + self.cfg.stop_timeout)
+                    Some(Instant::now() + b.cfg.stop_timeout)
                 };
-                if let Some(p) = self.procs.get_mut(old) {
-                    stop_proc(p, &msg, kill_at);
+                if let Some(p) = b.procs.get_mut(old) {
+                    p.stop(&msg, kill_at);
                 }
-                self.advance_reload();
+                self.advance(b, clients);
             }
             Some(sock) => {
                 // The old worker may first wait for its app to settle, then for the answers
                 // it still owes: give it the hand-over time on top of the stop timeout.
-                let kill_at = Some(Instant::now() + HANDOVER_TIMEOUT + self.cfg.stop_timeout);
-                if let Some(p) = self.procs.get_mut(old) {
+                let kill_at = Some(Instant::now() + HANDOVER_TIMEOUT + b.cfg.stop_timeout);
+                if let Some(p) = b.procs.get_mut(old) {
                     p.chan.send_with_fd(&MasterMsg::HandOver, sock.into());
                     if p.chan.closed {
                         let _ = process::kill(p.pid, libc::SIGTERM);
                     }
                     p.state = ProcState::Stopping { kill_at };
                 }
-                if let Some(r) = &mut self.reload {
-                    r.candidate = Some(Candidate {
-                        stage: Stage::Adopting,
-                        deadline: Instant::now() + HANDOVER_TIMEOUT,
-                        ..c
-                    });
-                }
+                let now = Instant::now();
+                r.handing.get_or_insert((now, now));
+                r.candidates.push(Candidate {
+                    stage: Stage::Adopting,
+                    deadline: Instant::now() + HANDOVER_TIMEOUT,
+                    ..c
+                });
             }
         }
     }
 
     /// The successor `key` reported the outcome of its hand-over: it took incarnation `inc`
-    /// over, or (`None`) it starts fresh and needs bus links. The next slot goes next.
-    pub(super) fn handover_done(&mut self, key: usize, inc: Option<u64>) {
-        match inc {
-            Some(inc) => {
-                if let Some(p) = self.procs.get_mut(key) {
+    /// over, or (`None`) it starts fresh and needs bus links.
+    pub(super) fn handover_done(
+        &mut self,
+        b: &mut Base,
+        clients: &mut Clients,
+        key: usize,
+        inc: Option<u64>,
+    ) {
+        match (inc, &mut self.current) {
+            (Some(inc), _) => {
+                if let Some(p) = b.procs.get_mut(key) {
                     p.inc = inc;
                 }
-                // The relay already links this incarnation (the successor took its links over).
-                self.cluster_sync();
+                // The relay already links this incarnation (the successor took its links
+                // over); it learns which process serves it now.
+                b.node.sync(&b.procs);
             }
-            None => self.link_peers(key),
+            (None, Some(r)) => r.fresh.push(key),
+            (None, None) => b.link_fresh(&[key]),
         }
-        let Some(r) = &mut self.reload else { return };
-        if r.candidate
-            .as_ref()
-            .is_some_and(|c| c.key == key && matches!(c.stage, Stage::Adopting))
-        {
-            r.candidate = None;
-            self.advance_reload();
+        let Some(r) = &mut self.current else { return };
+        if let Some((_, last)) = &mut r.handing {
+            *last = Instant::now();
+        }
+        r.candidates
+            .retain(|c| !(c.key == key && matches!(c.stage, Stage::Adopting)));
+        self.advance(b, clients);
+    }
+
+    /// Worker `key` is gone: a retiring one is done; a replacement that dies fails the reload.
+    pub(super) fn on_exit(
+        &mut self,
+        b: &mut Base,
+        clients: &mut Clients,
+        key: usize,
+        gone: &procs::Exited,
+    ) {
+        let Some(r) = &mut self.current else { return };
+        r.retiring.retain(|&k| k != key);
+        r.fresh.retain(|&k| k != key);
+        let before = r.candidates.len();
+        r.candidates.retain(|c| c.key != key);
+        if r.candidates.len() != before {
+            let why = format!("new worker {} did not start: {}", gone.slot, gone.reason);
+            self.abort(b, clients, why);
         }
     }
 
-    /// Give up on the reload: kill an unready candidate, keep the old workers, tell the waiters.
-    pub(super) fn abort_reload(&mut self, reason: String) {
-        let Some(r) = self.reload.take() else { return };
-        error!("reload aborted: {reason}");
-        if let Some(c) = r.candidate {
-            if let Some(p) = self.procs.get_mut(c.key) {
-                let _ = process::kill(p.pid, libc::SIGKILL);
-                p.state = ProcState::Killed;
-            }
+    /// Give up on a replacement past its deadline: it is killed and the reload fails.
+    pub(super) fn on_timers(&mut self, b: &mut Base, clients: &mut Clients, now: Instant) {
+        let Some(r) = &mut self.current else { return };
+        let Some(i) = r.candidates.iter().position(|c| now >= c.deadline) else {
+            return;
+        };
+        let c = r.candidates.swap_remove(i);
+        if let Some(p) = b.procs.get_mut(c.key) {
+            p.kill();
         }
-        for w in r.waiters {
-            self.reply(
-                w,
-                CliReply::Error {
-                    reason: format!(
-                        "reload failed: {reason}; the remaining old workers keep running"
-                    ),
-                },
-            );
-        }
+        let why = match c.stage {
+            Stage::Adopting => format!(
+                "new worker {} did not take the connections over within {}s",
+                c.slot,
+                HANDOVER_TIMEOUT.as_secs()
+            ),
+            Stage::Starting { .. } => format!(
+                "new worker {} not ready within {}s",
+                c.slot,
+                READY_TIMEOUT.as_secs()
+            ),
+        };
+        self.abort(b, clients, why);
     }
+
+    /// Give up on the reload: kill the replacements not yet Ready (their old workers keep
+    /// running), let the hand-overs under way finish, tell the waiters.
+    pub(super) fn abort(&mut self, b: &mut Base, clients: &mut Clients, reason: String) {
+        let Some(r) = &mut self.current else { return };
+        if r.pass != Pass::Aborted {
+            error!("reload aborted: {reason}");
+        }
+        r.pass = Pass::Aborted;
+        r.queue.clear();
+        r.candidates.retain(|c| match c.stage {
+            Stage::Starting { .. } => {
+                if let Some(p) = b.procs.get_mut(c.key) {
+                    p.kill();
+                }
+                false
+            }
+            Stage::Adopting => true,
+        });
+        for w in std::mem::take(&mut r.waiters) {
+            let reason = format!("reload failed: {reason}; the remaining old workers keep running");
+            clients.reply(&b.poll, w, CliReply::Error { reason });
+        }
+        self.advance(b, clients);
+    }
+}
+
+/// The new workers of a reload read the certificate files again (renewed ones included):
+/// check them first, so that a bad file refuses the reload, with its reason, and the
+/// running workers keep serving the certificates they loaded.
+fn check_reload_tls(b: &Base) -> Result<(), String> {
+    let listen = match &b.cfg.source {
+        Some(path) => crate::config::Config::listen_of_file(path).map_err(|e| e.to_string())?,
+        None => b.cfg.listen.clone(),
+    };
+    listen::check_tls(&listen)
+        .map_err(|e| format!("{e}; the running workers keep their certificates"))
 }

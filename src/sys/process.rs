@@ -97,6 +97,20 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     syscall!(kill(pid, sig)).map(|_| ())
 }
 
+/// CPU time the calling thread has used so far (user and system).
+pub(crate) fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Whether a process with this pid exists (it may be a zombie).
 pub fn is_alive(pid: i32) -> bool {
     match kill(pid, 0) {

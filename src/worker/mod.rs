@@ -312,7 +312,12 @@ impl Worker {
             self.fire_timers();
             self.flush_dirty();
             close::apply(&mut self.base);
-            self.handover_tick(false);
+            if self.handover_tick(false) {
+                // A hand-over that failed closes the clients with 1012: those close frames go
+                // out now, not at the next event (there may be none before the linger ends).
+                self.flush_dirty();
+                close::apply(&mut self.base);
+            }
             self.base.core.seal_fanout();
             if self.stopping != Stopping::No && self.base.core.conns.is_empty() {
                 crate::info!("worker {} stopped", self.base.core.worker_id);
@@ -353,7 +358,9 @@ impl Worker {
                 Due::Conn(slot, gen) => deadline::conn(&mut b.core, slot as usize, gen),
                 Due::ResumeAccept => self.listeners.resume(b, self.stopping == Stopping::No),
                 Due::DrainDeadline => self.close_all(),
-                Due::HandOver => self.handover_tick(true),
+                Due::HandOver => {
+                    self.handover_tick(true);
+                }
                 Due::Heartbeat => {
                     if let Some(hb) = &mut self.heartbeat {
                         hb.tick(&mut b.core);
@@ -483,14 +490,16 @@ impl Worker {
     }
 
     /// End of a turn (or the settle deadline, `force`): hand over if the app has settled.
-    fn handover_tick(&mut self, force: bool) {
+    /// True if it did (or tried to).
+    fn handover_tick(&mut self, force: bool) -> bool {
         if self.handing.is_none() || !(force || self.base.app.settled()) {
-            return;
+            return false;
         }
         let Some(sock) = self.handing.take() else {
-            return;
+            return false;
         };
         let started = Instant::now();
+        let cpu = crate::sys::process::thread_cpu_time();
         // A connection that cannot move (its state lives in this process only, as a TLS
         // session does) is closed with 1012 first, so its departure goes out on the bus
         // links before they move.
@@ -500,11 +509,12 @@ impl Worker {
                 handover::forget_moved(&mut self.base, &conns, &links);
                 let b = &mut self.base;
                 crate::info!(
-                    "worker {} handed {} connections and {} bus links over in {} ms",
+                    "worker {} handed {} connections and {} bus links over in {} ms ({} ms of CPU)",
                     b.core.worker_id,
                     conns.len(),
                     links.len(),
-                    started.elapsed().as_millis()
+                    started.elapsed().as_millis(),
+                    (crate::sys::process::thread_cpu_time().saturating_sub(cpu)).as_millis()
                 );
                 // What is left is an HTTP answer the app still owes: written, then the
                 // connection closes; the worker exits when none is left (or at stop_timeout).
@@ -524,12 +534,14 @@ impl Worker {
                 self.stop(false, true);
             }
         }
+        true
     }
 
     /// Successor, after Ready and before its loop: take the predecessor's clients over, or
     /// start fresh; tells the master which.
     fn adopt(&mut self, sock: std::os::unix::net::UnixStream) {
         let started = Instant::now();
+        let cpu = crate::sys::process::thread_cpu_time();
         let got = handover::receive(&sock);
         drop(sock);
         match got {
@@ -537,9 +549,10 @@ impl Worker {
                 let inc = r.inc;
                 let n = handover::install(&mut self.base, &mut self.reader, &mut self.links, r);
                 crate::info!(
-                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms",
+                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms ({} ms of CPU)",
                     self.base.core.worker_id,
-                    started.elapsed().as_millis()
+                    started.elapsed().as_millis(),
+                    (crate::sys::process::thread_cpu_time().saturating_sub(cpu)).as_millis()
                 );
                 self.control.send(&WorkerMsg::Adopted { inc, conns: n });
             }
