@@ -5,6 +5,9 @@
 use super::*;
 use crate::sys::process::ExitKind;
 
+/// Send buffer asked for on each end of a hand-over socket (capped by `net.core.wmem_max`).
+const HANDOVER_SOCKET_BUFFER: usize = 4 << 20;
+
 /// What is left to do about a worker that exited (see [`Base::remove_exited`]).
 #[derive(Debug)]
 pub(super) struct Exited {
@@ -103,6 +106,12 @@ impl Base {
         worker_id: usize,
     ) -> io::Result<(usize, std::os::unix::net::UnixStream)> {
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+        for end in [&ours, &theirs] {
+            // Megabytes of records cross this socket: with the default ~200 KiB in flight the
+            // two workers would wake each other ~50 times per 10k connections, and on a busy
+            // machine each wake-up waits for a CPU. Best effort: the default works, slower.
+            let _ = crate::sys::socket::set_send_buffer(end, HANDOVER_SOCKET_BUFFER);
+        }
         let key = self.spawn_worker(worker_id, Some(&theirs))?;
         Ok((key, ours))
     }

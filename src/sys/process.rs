@@ -97,18 +97,17 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     syscall!(kill(pid, sig)).map(|_| ())
 }
 
-/// CPU time the calling thread has used so far (user and system).
-pub(crate) fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if r != 0 {
-        return std::time::Duration::ZERO;
-    }
-    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+/// The calling thread's time on a CPU and its time runnable but waiting for one (the
+/// scheduler's `run_delay`), from `/proc/thread-self/schedstat`; None where it is missing.
+/// Reads a small procfs file: for a one-off measurement, never in the event loop's turns.
+pub(crate) fn thread_sched_times() -> Option<(std::time::Duration, std::time::Duration)> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut f = text.split_ascii_whitespace().map(|v| v.parse::<u64>().ok());
+    let (cpu, wait) = (f.next()??, f.next()??);
+    Some((
+        std::time::Duration::from_nanos(cpu),
+        std::time::Duration::from_nanos(wait),
+    ))
 }
 
 /// Whether a process with this pid exists (it may be a zombie).

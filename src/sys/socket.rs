@@ -60,6 +60,14 @@ pub(crate) fn peer_uid(fd: &impl AsRawFd) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
+/// Ask for a send buffer of `bytes` (the kernel caps it at `net.core.wmem_max`). On a unix
+/// stream socket it bounds what is in flight toward the peer, so a bulk transfer wakes the
+/// reader and the writer that many times less often.
+pub(crate) fn set_send_buffer(fd: &impl AsRawFd, bytes: usize) -> io::Result<()> {
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+    set_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes)
+}
+
 fn set_int_opt(fd: &impl AsRawFd, level: i32, name: i32, val: i32) -> io::Result<()> {
     syscall!(setsockopt(
         fd.as_raw_fd(),

@@ -149,6 +149,19 @@ fn effective_limits(
     l
 }
 
+/// " (C ms on a CPU, W ms waiting for one)" since `before`: where a hand-over's wall time went
+/// (the rest is waiting on the other side), or nothing where the scheduler does not say.
+fn sched_since(before: Option<(Duration, Duration)>) -> String {
+    match (before, crate::sys::process::thread_sched_times()) {
+        (Some((c0, w0)), Some((c1, w1))) => format!(
+            " ({} ms on a CPU, {} ms waiting for one)",
+            c1.saturating_sub(c0).as_millis(),
+            w1.saturating_sub(w0).as_millis()
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Tell the master why this worker cannot run, and the exit code to end with.
 fn fail(worker_id: usize, reason: String, ctl: &mut control::Control) -> i32 {
     crate::error!("worker {worker_id} failed to start: {reason}");
@@ -499,7 +512,7 @@ impl Worker {
             return false;
         };
         let started = Instant::now();
-        let cpu = crate::sys::process::thread_cpu_time();
+        let sched = crate::sys::process::thread_sched_times();
         // A connection that cannot move (its state lives in this process only, as a TLS
         // session does) is closed with 1012 first, so its departure goes out on the bus
         // links before they move.
@@ -509,12 +522,12 @@ impl Worker {
                 handover::forget_moved(&mut self.base, &conns, &links);
                 let b = &mut self.base;
                 crate::info!(
-                    "worker {} handed {} connections and {} bus links over in {} ms ({} ms of CPU)",
+                    "worker {} handed {} connections and {} bus links over in {} ms{}",
                     b.core.worker_id,
                     conns.len(),
                     links.len(),
                     started.elapsed().as_millis(),
-                    (crate::sys::process::thread_cpu_time().saturating_sub(cpu)).as_millis()
+                    sched_since(sched)
                 );
                 // What is left is an HTTP answer the app still owes: written, then the
                 // connection closes; the worker exits when none is left (or at stop_timeout).
@@ -541,7 +554,7 @@ impl Worker {
     /// start fresh; tells the master which.
     fn adopt(&mut self, sock: std::os::unix::net::UnixStream) {
         let started = Instant::now();
-        let cpu = crate::sys::process::thread_cpu_time();
+        let sched = crate::sys::process::thread_sched_times();
         let got = handover::receive(&sock);
         drop(sock);
         match got {
@@ -549,10 +562,10 @@ impl Worker {
                 let inc = r.inc;
                 let n = handover::install(&mut self.base, &mut self.reader, &mut self.links, r);
                 crate::info!(
-                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms ({} ms of CPU)",
+                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms{}",
                     self.base.core.worker_id,
                     started.elapsed().as_millis(),
-                    (crate::sys::process::thread_cpu_time().saturating_sub(cpu)).as_millis()
+                    sched_since(sched)
                 );
                 self.control.send(&WorkerMsg::Adopted { inc, conns: n });
             }
