@@ -10,7 +10,7 @@ use super::state::Phase;
 use super::wire::{ClosedBy, ConvOut, Event, MessageOut, QueueEntry, VisitorOut};
 use crate::config::RoutingPolicy;
 use crate::store::{Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 
 /// Most queue entries loaded (positions are pushed to this many waiting visitors).
 pub(crate) const QUEUE_LOAD: i64 = 1000;
@@ -42,7 +42,7 @@ pub(crate) struct Brief {
 }
 
 /// The conversation's essentials.
-pub(crate) fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
+pub(crate) fn brief(conn: &Db, id: i64) -> Result<Option<Brief>> {
     Ok(conn
         .prepare_cached(
             "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
@@ -62,7 +62,7 @@ pub(crate) fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
 /// After a conversation went to an agent: stamp the agent's last assignment (round-robin
 /// order), append the "joined" event, and load the conversation as agents see it.
 fn stamp_and_announce(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
     agent_name: &str,
@@ -90,7 +90,7 @@ fn stamp_and_announce(
 }
 
 /// A conversation in full (visitor details only if `with_visitor`).
-pub(crate) fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
+pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
     let c = conn
         .prepare_cached(
             "SELECT c.id, c.bid, c.state, c.agent_id, a.name, c.created_at, c.queued_at,
@@ -138,7 +138,7 @@ pub(crate) fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Opt
 }
 
 /// A visitor's details.
-pub(crate) fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
+pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
     Ok(conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
@@ -162,7 +162,7 @@ pub(crate) fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<
 }
 
 /// The waiting conversations of a business, oldest first, and how many there are.
-pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
+pub(crate) fn queue(conn: &Db, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
     let total: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM conversations WHERE bid = ?1 AND state = 'queued'")?
         .query_row([bid], |r| r.get(0))?;
@@ -182,7 +182,7 @@ pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i6
                 last_message: None,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     for (i, e) in v.iter_mut().enumerate() {
         e.position = i as i64 + 1;
         if i < QUEUE_SHOWN {
@@ -194,7 +194,7 @@ pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i6
 
 /// An agent's active conversations.
 pub(crate) fn agent_conversations(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
 ) -> Result<Vec<ConvOut>> {
@@ -203,7 +203,7 @@ pub(crate) fn agent_conversations(
             "SELECT id FROM conversations WHERE bid = ?1 AND agent_id = ?2 AND state = 'active' ORDER BY id",
         )?
         .query_map([bid, agent_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(c) = load(conn, id, true)? {
@@ -250,7 +250,7 @@ struct Cand {
 /// Assign queued conversations (oldest first) to online agents with free slots, by policy,
 /// until the queue or the capacity is exhausted.
 pub(crate) fn drain(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     online: &[String],
     p: Policy,
@@ -273,7 +273,7 @@ pub(crate) fn drain(
             })
         })?
         .filter(|c| c.as_ref().map_or(true, |c| online.contains(&c.id)))
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut routed = Routed {
         bid: bid.to_string(),
         agents_online: !cands.is_empty(),
@@ -313,7 +313,7 @@ pub(crate) fn drain(
 }
 
 fn assign(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     agent_id: &str,
@@ -335,7 +335,7 @@ fn assign(
 }
 
 /// The open (queued or active) conversation of a visitor.
-pub(crate) fn open_of_visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<i64>> {
+pub(crate) fn open_of_visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached(
             "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
@@ -345,7 +345,7 @@ pub(crate) fn open_of_visitor(conn: &Connection, bid: &str, vid: &str) -> Result
 }
 
 /// Open a queued conversation for a visitor.
-pub(crate) fn open(conn: &Connection, bid: &str, vid: &str, now: i64) -> Result<i64> {
+pub(crate) fn open(conn: &Db, bid: &str, vid: &str, now: i64) -> Result<i64> {
     Ok(conn
         .prepare_cached(
             "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
@@ -356,7 +356,7 @@ pub(crate) fn open(conn: &Connection, bid: &str, vid: &str, now: i64) -> Result<
 
 /// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE).
 pub(crate) fn claim(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     agent_id: &str,
@@ -394,7 +394,7 @@ pub(crate) fn claim(
 /// checked presence). Then drain the queue into the freed slot.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transfer(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     from: (&str, &str),
@@ -468,7 +468,7 @@ pub(crate) struct Closed {
 
 /// Close a conversation, then drain the queue.
 pub(crate) fn close(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: Option<i64>,
     by: Closer<'_>,
@@ -539,16 +539,18 @@ pub(crate) struct ReadMark {
 
 /// Record that the agent (`Some(agent_id)`) or the visitor read up to `seq`.
 pub(crate) fn mark_read(
-    conn: &Connection,
+    conn: &Db,
     b: &Brief,
     agent: Option<&str>,
     seq: i64,
 ) -> Result<ReadMark> {
     let seq = seq.clamp(0, b.last_seq);
     let sql = if agent.is_some() {
-        "UPDATE conversations SET agent_read_seq = MAX(agent_read_seq, ?2) WHERE id = ?1"
+        "UPDATE conversations SET agent_read_seq = CASE WHEN agent_read_seq > ?2 THEN agent_read_seq ELSE ?2 END
+         WHERE id = ?1"
     } else {
-        "UPDATE conversations SET visitor_read_seq = MAX(visitor_read_seq, ?2) WHERE id = ?1"
+        "UPDATE conversations SET visitor_read_seq = CASE WHEN visitor_read_seq > ?2 THEN visitor_read_seq ELSE ?2 END
+         WHERE id = ?1"
     };
     conn.prepare_cached(sql)?.execute(params![b.id, seq])?;
     let unread: i64 = conn
@@ -578,7 +580,7 @@ pub(crate) struct VisitorSent {
 /// Store a visitor message (see [`VisitorSent`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn visitor_send(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     me: Sender<'_>,
     body: &Body,
@@ -622,7 +624,7 @@ pub(crate) fn visitor_send(
 
 /// Store an agent message in one of its active conversations; returns it and the visitor id.
 pub(crate) fn agent_send(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     me: Sender<'_>,
@@ -658,7 +660,7 @@ pub(crate) enum Access<'a> {
 }
 
 /// The conversation if `who` may read it (a foreign one is reported as absent).
-pub(crate) fn readable(conn: &Connection, conv_id: i64, who: Access<'_>) -> Result<Brief> {
+pub(crate) fn readable(conn: &Db, conv_id: i64, who: Access<'_>) -> Result<Brief> {
     let b = brief(conn, conv_id)?.ok_or(StoreError::NotFound)?;
     let ok = match who {
         Access::Agent(bid) => b.bid == bid,
