@@ -59,7 +59,10 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Sql(e) => write!(f, "database error: {e}"),
-            StoreError::Pg(e) => write!(f, "postgresql error: {e}"),
+            StoreError::Pg(e) => match e.as_db_error() {
+                Some(d) => write!(f, "postgresql error: {}: {}", d.code().code(), d.message()),
+                None => write!(f, "postgresql error: {e}"),
+            },
             StoreError::Unavailable => f.write_str("postgresql unavailable"),
             StoreError::NoRow => f.write_str("query returned no row"),
             StoreError::Row(m) => write!(f, "bad stored value: {m}"),
@@ -303,6 +306,25 @@ pub(crate) fn ddl(kind: Kind, sql: &str) -> Cow<'_, str> {
 
 /// The advisory lock PostgreSQL migrations hold, so nodes starting at once migrate once.
 const MIGRATE_LOCK: i64 = 0x6b65_6676;
+
+/// Run DDL outside the versions (`CREATE ... IF NOT EXISTS` of a module's own table), as
+/// `kind` spells it. On PostgreSQL concurrent `CREATE TABLE IF NOT EXISTS` can still collide
+/// in the catalog, so it runs under the migration lock.
+pub(crate) fn ensure(db: &Db, sql: &str) -> Result<()> {
+    match db.kind() {
+        Kind::Sqlite => db.execute_batch(sql),
+        Kind::Postgres => {
+            let r = db.execute_batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({MIGRATE_LOCK}); {}; COMMIT;",
+                ddl(Kind::Postgres, sql)
+            ));
+            if r.is_err() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            r
+        }
+    }
+}
 
 /// Bring the schema to [`SCHEMA_VERSION`], one version at a time, in one transaction.
 pub(crate) fn migrate(db: &Db) -> Result<()> {

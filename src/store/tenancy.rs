@@ -184,7 +184,7 @@ pub(crate) fn agent_get(conn: &Db, bid: &str, agent_id: &str) -> Result<Option<A
 pub(crate) fn agent_list(conn: &Db, bid: Option<&str>) -> Result<Vec<Agent>> {
     let mut st = conn.prepare(
         "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
-         WHERE ?1 IS NULL OR bid = ?1 ORDER BY bid, agent_id",
+         WHERE CAST(?1 AS TEXT) IS NULL OR bid = ?1 ORDER BY bid, agent_id",
     )?;
     let rows = st.query_map([bid], agent_row)?;
     Ok(rows.collect::<Result<_>>()?)

@@ -138,7 +138,7 @@ pub(crate) fn find_retry(
     let sql = format!(
         "SELECT {} FROM messages m JOIN conversations c ON c.id = m.conv_id
          WHERE m.sender_id = ?1 AND m.client_msg_id = ?2 AND m.sender_role = ?3 AND c.bid = ?4
-           AND (?5 IS NULL OR m.conv_id = ?5)
+           AND (CAST(?5 AS BIGINT) IS NULL OR m.conv_id = ?5)
          LIMIT 1",
         COLS.split(", ")
             .map(|c| format!("m.{c}"))

@@ -146,13 +146,14 @@ pub(crate) fn serve(data_dir: &Path, name: &str) -> Response {
 /// The table of uploads. Kept by this module (not the store's schema) since only uploads use
 /// it; created at worker start, before the loop serves anyone.
 pub(crate) fn ensure_table(conn: &Db) -> db::Result<()> {
-    conn.execute_batch(
+    db::ensure(
+        conn,
         "CREATE TABLE IF NOT EXISTS kefu_uploads (
             name TEXT PRIMARY KEY,
             bid TEXT NOT NULL,
-            bytes BIGINT NOT NULL,
-            created_at BIGINT NOT NULL,
-            referenced BIGINT NOT NULL DEFAULT 0
+            bytes INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            referenced INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX IF NOT EXISTS kefu_uploads_bid ON kefu_uploads (bid, created_at);
         CREATE INDEX IF NOT EXISTS kefu_uploads_orphans ON kefu_uploads (created_at)
