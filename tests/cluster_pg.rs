@@ -120,7 +120,10 @@ fn three_nodes_share_one_postgresql() {
     let sent: Vec<i64> = (0..4)
         .map(|i| say(&mut bob, Some(conv), &format!("b{i}"), &format!("away {i}")))
         .collect();
-    assert_eq!(sent, ((last_seen + 1)..=(last_seen + 4)).collect::<Vec<_>>());
+    assert_eq!(
+        sent,
+        ((last_seen + 1)..=(last_seen + 4)).collect::<Vec<_>>()
+    );
     let (mut v, l) = c.visitor_with(
         "shop",
         &token,
@@ -147,7 +150,9 @@ fn three_nodes_share_one_postgresql() {
         .collect();
     assert_eq!(seqs, (1..=*sent.last().unwrap()).collect::<Vec<_>>());
     assert_eq!(
-        pg.psql(&format!("SELECT COUNT(*) FROM messages WHERE conv_id = {conv}")),
+        pg.psql(&format!(
+            "SELECT COUNT(*) FROM messages WHERE conv_id = {conv}"
+        )),
         sent.last().unwrap().to_string()
     );
 
@@ -272,7 +277,6 @@ fn postgresql_down_mid_traffic_gives_errors_not_acks_and_recovers() {
     for i in 0..10 {
         assert!(send(&mut alice, format!("after{i}")));
     }
-    drop(send);
     assert!(refused >= 20, "{refused}");
     // Nothing acknowledged is missing, nothing refused was stored.
     let stored: BTreeSet<String> = pg
@@ -402,8 +406,9 @@ fn kill_9_of_a_node_under_load_loses_no_acknowledged_message() {
             c.ws.send_text(&msg.to_string());
             let answer = loop {
                 match recv_json(&mut c.ws) {
-                    Some(m) if m["client_msg_id"] == cmid
-                        && (m["method"] == "ack" || m.get("code").is_some()) =>
+                    Some(m)
+                        if m["client_msg_id"] == cmid
+                            && (m["method"] == "ack" || m.get("code").is_some()) =>
                     {
                         break Some(m)
                     }
@@ -453,7 +458,8 @@ fn kill_9_of_a_node_under_load_loses_no_acknowledged_message() {
                     }
                     c.ws.send_text(&msg.to_string());
                     let a = recv_until(&mut c.ws, "ack after resume", |m| {
-                        m["client_msg_id"] == cmid && (m["method"] == "ack" || m.get("code").is_some())
+                        m["client_msg_id"] == cmid
+                            && (m["method"] == "ack" || m.get("code").is_some())
                     });
                     assert_eq!(a["method"], "ack", "{a}");
                     c.acked.insert(cmid, a["seq"].as_i64().unwrap());

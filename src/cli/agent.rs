@@ -5,10 +5,10 @@ use super::key;
 use super::password::{self, PasswordArgs};
 use super::ConfigArgs;
 use crate::app::kefu::{auth, upload};
+use crate::store::db::Db;
 use crate::store::profile::{self, Patch};
 use crate::store::{self, tenancy, StoreError};
 use clap::{Args, Subcommand};
-use crate::store::db::Db;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 

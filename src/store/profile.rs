@@ -166,21 +166,20 @@ pub(crate) fn clean(p: &Patch) -> std::result::Result<Patch, FieldError> {
 
 /// One business's profile (`None`: no such business).
 pub(crate) fn get(conn: &Db, bid: &str) -> Result<Option<Profile>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT bid, name, logo, color, welcome, offline_msg FROM businesses WHERE bid = ?1",
-        )?
-        .query_row([bid], |r| {
-            Ok(Profile {
-                bid: r.get(0)?,
-                name: r.get(1)?,
-                logo: r.get(2)?,
-                color: r.get(3)?,
-                welcome: r.get(4)?,
-                offline: r.get(5)?,
-            })
+    conn.prepare_cached(
+        "SELECT bid, name, logo, color, welcome, offline_msg FROM businesses WHERE bid = ?1",
+    )?
+    .query_row([bid], |r| {
+        Ok(Profile {
+            bid: r.get(0)?,
+            name: r.get(1)?,
+            logo: r.get(2)?,
+            color: r.get(3)?,
+            welcome: r.get(4)?,
+            offline: r.get(5)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 /// Apply `patch` (validated here, whoever calls) and return the profile as stored.
@@ -239,7 +238,7 @@ pub(crate) fn faces(conn: &Db, bid: &str) -> Result<Vec<Face>> {
             avatar: r.get(2)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]

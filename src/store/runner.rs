@@ -13,8 +13,8 @@
 //! The queue is bounded ([`Runner::submit`] refuses when it is full) and results come back
 //! through a channel; the loop is woken once per batch.
 
-use super::{Result, StoreError};
 use super::db::{Db, Kind};
+use super::{Result, StoreError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;

@@ -78,8 +78,7 @@ pub(crate) fn business_add(conn: &Db, bid: &str, name: &str) -> Result<Business>
 
 /// One business.
 pub(crate) fn business_get(conn: &Db, bid: &str) -> Result<Option<Business>> {
-    Ok(conn
-        .prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
+    conn.prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
         .query_row([bid], |r| {
             Ok(Business {
                 bid: r.get(0)?,
@@ -88,7 +87,7 @@ pub(crate) fn business_get(conn: &Db, bid: &str) -> Result<Option<Business>> {
                 created_at: r.get(3)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// Every business, by id.
@@ -103,7 +102,7 @@ pub(crate) fn business_list(conn: &Db) -> Result<Vec<Business>> {
             created_at: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Replace a business's secret with a fresh one.
@@ -171,13 +170,12 @@ fn agent_row(r: &Row<'_>) -> Result<Agent> {
 
 /// One agent.
 pub(crate) fn agent_get(conn: &Db, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
+    conn.prepare_cached(
+        "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
              WHERE bid = ?1 AND agent_id = ?2",
-        )?
-        .query_row([bid, agent_id], agent_row)
-        .optional()?)
+    )?
+    .query_row([bid, agent_id], agent_row)
+    .optional()
 }
 
 /// Agents of one business, or of all.
@@ -187,7 +185,7 @@ pub(crate) fn agent_list(conn: &Db, bid: Option<&str>) -> Result<Vec<Agent>> {
          WHERE CAST(?1 AS TEXT) IS NULL OR bid = ?1 ORDER BY bid, agent_id",
     )?;
     let rows = st.query_map([bid], agent_row)?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Remove an agent; its active conversations go back to the queue (front, by age).
@@ -212,12 +210,11 @@ pub(crate) fn agent_remove(conn: &Db, bid: &str, agent_id: &str) -> Result<()> {
 /// counter starts at the clock in ms: stores from before it numbered generations from 1 per
 /// agent, and the numbers of agents deleted since are not known any more.
 pub(crate) fn next_generation(conn: &Db) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
+    conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
              ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value",
-        )?
-        .query_row([now_ms()], |r| r.get(0))?)
+    )?
+    .query_row([now_ms()], |r| r.get(0))
 }
 
 /// Set a new password hash (invalidating the agent's tokens).

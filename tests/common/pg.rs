@@ -144,7 +144,14 @@ impl Pg {
         TcpStream::connect(("127.0.0.1", self.port)).is_ok()
             && self
                 .cmd("pg_isready")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kefu"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "kefu",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -179,8 +186,25 @@ impl Pg {
     pub fn psql(&self, sql: &str) -> String {
         let out = self
             .cmd("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "kefu"])
-            .args(["-d", "postgres", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "kefu",
+            ])
+            .args([
+                "-d",
+                "postgres",
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(

@@ -14,9 +14,9 @@ use super::wire::Code;
 use super::{login, upload};
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
+use crate::store::db::Db;
 use crate::store::profile::{self, Face, Patch, Profile};
 use crate::store::{valid_id, Result, StoreError};
-use crate::store::db::Db;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/business/settings` body: every field optional (absent: unchanged).

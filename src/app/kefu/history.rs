@@ -4,8 +4,8 @@
 //! (SQLite's write lock serializes the workers).
 
 use super::wire::{Event, MessageOut};
-use crate::store::{Result, StoreError};
 use crate::store::db::{params, Db, OptionalExtension, Row};
+use crate::store::{Result, StoreError};
 
 /// Columns read into a [`MessageOut`], in order.
 const COLS: &str =
@@ -145,23 +145,21 @@ pub(crate) fn find_retry(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(conn
-        .prepare_cached(&sql)?
+    conn.prepare_cached(&sql)?
         .query_row(
             params![from.id, client_msg_id, from.role, bid, conv_id],
             row,
         )
-        .optional()?)
+        .optional()
 }
 
 /// The newest message of a conversation.
 pub(crate) fn last_message(conn: &Db, conv_id: i64) -> Result<Option<MessageOut>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM messages WHERE conv_id = ?1 ORDER BY seq DESC LIMIT 1"
-        ))?
-        .query_row([conv_id], row)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM messages WHERE conv_id = ?1 ORDER BY seq DESC LIMIT 1"
+    ))?
+    .query_row([conv_id], row)
+    .optional()
 }
 
 /// Messages with `seq < before` (newest first page when None), ascending, plus whether older

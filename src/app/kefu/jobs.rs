@@ -6,9 +6,9 @@ use super::LOGIN_QUEUE;
 use super::QUEUE_CAP;
 use super::{upload, Ctx};
 use crate::config::KefuConfig;
+use crate::store::db::Db;
 use crate::store::runner::{Busy, Mode, Runner};
 use crate::store::{self};
-use crate::store::db::Db;
 use std::path::Path;
 use std::sync::Arc;
 

@@ -6,9 +6,9 @@ use super::auth::{self, Claims, Role};
 use super::routing::{self, Policy, Routed};
 use super::state::ConvState;
 use super::wire::ConvOut;
+use crate::store::db::{params, Db};
 use crate::store::tenancy::{self, random_hex, Agent};
 use crate::store::{valid_id, Result, StoreError};
-use crate::store::db::{params, Db};
 
 /// A successful agent login.
 #[derive(Debug)]
@@ -66,12 +66,7 @@ pub(crate) fn revoked(
 }
 
 /// Verify a password (slow: argon2) for the HTTP login.
-pub(crate) fn agent_password(
-    conn: &Db,
-    bid: &str,
-    agent_id: &str,
-    pw: &str,
-) -> Result<Agent> {
+pub(crate) fn agent_password(conn: &Db, bid: &str, agent_id: &str, pw: &str) -> Result<Agent> {
     let a = tenancy::agent_get(conn, bid, agent_id)?;
     match a {
         Some(a) if auth::verify_password(pw, &a.pw_hash) => Ok(a),

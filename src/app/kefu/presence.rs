@@ -16,8 +16,8 @@ use super::shared::Shared;
 use super::wire::{Event, MessageOut, Out};
 use super::{agent_uid, agents_group, Payload};
 use crate::api::{Ctx, TimerId};
-use crate::store::{self, now_ms};
 use crate::store::db::{params, Db};
+use crate::store::{self, now_ms};
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -9,8 +9,8 @@ use super::history::{self, Body, Sender, SYSTEM};
 use super::state::Phase;
 use super::wire::{ClosedBy, ConvOut, Event, MessageOut, QueueEntry, VisitorOut};
 use crate::config::RoutingPolicy;
-use crate::store::{Result, StoreError};
 use crate::store::db::{params, Db, OptionalExtension};
+use crate::store::{Result, StoreError};
 
 /// Most queue entries loaded (positions are pushed to this many waiting visitors).
 pub(crate) const QUEUE_LOAD: i64 = 1000;
@@ -43,20 +43,19 @@ pub(crate) struct Brief {
 
 /// The conversation's essentials.
 pub(crate) fn brief(conn: &Db, id: i64) -> Result<Option<Brief>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(Brief {
-                id: r.get(0)?,
-                bid: r.get(1)?,
-                visitor_id: r.get(2)?,
-                phase: Phase::from_row(r, 3, 4)?,
-                last_seq: r.get(5)?,
-            })
+    conn.prepare_cached(
+        "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(Brief {
+            id: r.get(0)?,
+            bid: r.get(1)?,
+            visitor_id: r.get(2)?,
+            phase: Phase::from_row(r, 3, 4)?,
+            last_seq: r.get(5)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 /// After a conversation went to an agent: stamp the agent's last assignment (round-robin
@@ -139,7 +138,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
 
 /// A visitor's details.
 pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
-    Ok(conn
+    conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
              FROM visitors WHERE bid = ?1 AND visitor_id = ?2",
@@ -158,7 +157,7 @@ pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorO
                 last_seen: r.get(8)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// The waiting conversations of a business, oldest first, and how many there are.
@@ -193,11 +192,7 @@ pub(crate) fn queue(conn: &Db, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
 }
 
 /// An agent's active conversations.
-pub(crate) fn agent_conversations(
-    conn: &Db,
-    bid: &str,
-    agent_id: &str,
-) -> Result<Vec<ConvOut>> {
+pub(crate) fn agent_conversations(conn: &Db, bid: &str, agent_id: &str) -> Result<Vec<ConvOut>> {
     let ids: Vec<i64> = conn
         .prepare_cached(
             "SELECT id FROM conversations WHERE bid = ?1 AND agent_id = ?2 AND state = 'active' ORDER BY id",
@@ -336,22 +331,20 @@ fn assign(
 
 /// The open (queued or active) conversation of a visitor.
 pub(crate) fn open_of_visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
-        )?
-        .query_row([bid, vid], |r| r.get(0))
-        .optional()?)
+    conn.prepare_cached(
+        "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
+    )?
+    .query_row([bid, vid], |r| r.get(0))
+    .optional()
 }
 
 /// Open a queued conversation for a visitor.
 pub(crate) fn open(conn: &Db, bid: &str, vid: &str, now: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
+    conn.prepare_cached(
+        "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
              VALUES (?1, ?2, 'queued', ?3, ?3) RETURNING id",
-        )?
-        .query_row(params![bid, vid, now], |r| r.get(0))?)
+    )?
+    .query_row(params![bid, vid, now], |r| r.get(0))
 }
 
 /// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE).
@@ -538,12 +531,7 @@ pub(crate) struct ReadMark {
 }
 
 /// Record that the agent (`Some(agent_id)`) or the visitor read up to `seq`.
-pub(crate) fn mark_read(
-    conn: &Db,
-    b: &Brief,
-    agent: Option<&str>,
-    seq: i64,
-) -> Result<ReadMark> {
+pub(crate) fn mark_read(conn: &Db, b: &Brief, agent: Option<&str>, seq: i64) -> Result<ReadMark> {
     let seq = seq.clamp(0, b.last_seq);
     let sql = if agent.is_some() {
         "UPDATE conversations SET agent_read_seq = CASE WHEN agent_read_seq > ?2 THEN agent_read_seq ELSE ?2 END

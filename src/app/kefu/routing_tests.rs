@@ -10,8 +10,8 @@ use super::history::{self, Body, Sender};
 use super::routing::{self, Access, Closer, Policy, Routed};
 use super::state::{ConvState, Phase};
 use crate::config::{RoutingPolicy, SyncMode};
-use crate::store::{self, tenancy, StoreError};
 use crate::store::db::Db;
+use crate::store::{self, tenancy, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
@@ -244,7 +244,11 @@ fn claim_race_has_exactly_one_winner() {
 fn memdb_connections_lock_each_other_out() {
     let db = Mem::new();
     let other = db.join();
-    other.as_sqlite().unwrap().busy_timeout(Duration::ZERO).unwrap();
+    other
+        .as_sqlite()
+        .unwrap()
+        .busy_timeout(Duration::ZERO)
+        .unwrap();
     db.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     assert!(other.execute_batch("BEGIN IMMEDIATE").is_err());
     db.conn.execute_batch("COMMIT").unwrap();

@@ -8,9 +8,9 @@
 use super::routing;
 use super::strip::{self, StripError};
 use crate::protocol::http::response::Response;
+use crate::store::db::{params, Db, OptionalExtension};
 use crate::store::tenancy::hex;
 use crate::store::{self as db, StoreError};
-use crate::store::db::{params, Db, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
