@@ -460,6 +460,9 @@ pub struct KefuConfig {
     pub resume_max_gap: u64,
     /// SQLite durability setting.
     pub synchronous: SyncMode,
+    /// PostgreSQL URL of the store (`postgres://user:pass@host:port/db`); none: the
+    /// embedded SQLite file under `data_dir`. Every node of a cluster names the same one.
+    pub database: Option<String>,
     /// Take the visitor IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
     /// Trusted proxies in front of kefu, each appending one `X-Forwarded-For` entry: the client
@@ -511,6 +514,7 @@ impl Default for KefuConfig {
             upload_max_bytes: 2 * 1024 * 1024,
             resume_max_gap: 500,
             synchronous: SyncMode::Full,
+            database: None,
             trust_forwarded_for: false,
             trusted_hops: 1,
             rate_per_sec: 20.0,

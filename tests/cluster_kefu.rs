@@ -29,7 +29,7 @@ fn node(first: &Kefu, redis: &Redis, id: u8) -> Kefu {
         .config(&format!("[kefu]\n{}", cluster_toml(redis, id)))
         .args(&["--data-dir", data.to_str().unwrap()])
         .start();
-    Kefu { inst }
+    Kefu { inst, pg: None }
 }
 
 #[test]

@@ -36,6 +36,11 @@ cargo build --release "${locked[@]}"
 step "cargo test --release --workspace"
 cargo test --release "${locked[@]}" --workspace
 
+step "kefu tests again on PostgreSQL (KEFU_TEST_STORE=postgres: each starts its own server)"
+KEFU_TEST_STORE=postgres cargo test --release "${locked[@]}" \
+  --test kefu_routing --test kefu_history --test kefu_durability --test kefu_presence \
+  --test kefu_errors
+
 step "tools/autobahn/run.sh"
 bash tools/autobahn/run.sh
 

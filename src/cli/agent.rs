@@ -5,10 +5,10 @@ use super::key;
 use super::password::{self, PasswordArgs};
 use super::ConfigArgs;
 use crate::app::kefu::{auth, upload};
+use crate::store::db::Db;
 use crate::store::profile::{self, Patch};
 use crate::store::{self, tenancy, StoreError};
 use clap::{Args, Subcommand};
-use rusqlite::Connection;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -187,9 +187,9 @@ pub enum BusinessCmd {
     },
 }
 
-fn open(cfg: &ConfigArgs) -> Result<Connection, Box<dyn std::error::Error>> {
+fn open(cfg: &ConfigArgs) -> Result<Db, Box<dyn std::error::Error>> {
     let c = cfg.load()?;
-    Ok(store::open(&c.data_dir, c.kefu.synchronous)?)
+    Ok(store::open_target(store::Target::of(&c.kefu, &c.data_dir))?)
 }
 
 fn explain(e: StoreError) -> Box<dyn std::error::Error> {
@@ -344,7 +344,7 @@ pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::
 }
 
 /// Print a business's profile and its agents' faces.
-fn show(conn: &Connection, bid: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn show(conn: &Db, bid: &str) -> Result<(), Box<dyn std::error::Error>> {
     let p = profile::get(conn, bid)
         .map_err(explain)?
         .ok_or("no such business")?;
@@ -381,7 +381,7 @@ fn show(conn: &Connection, bid: &str) -> Result<(), Box<dyn std::error::Error>> 
 /// Check, strip and store an image file as `bid`'s upload (the checks of `POST /api/upload`),
 /// kept for good; returns its URL.
 fn store_image(
-    conn: &Connection,
+    conn: &Db,
     cfg: &ConfigArgs,
     bid: &str,
     file: &Path,

@@ -1,16 +1,21 @@
-//! The embedded SQLite store of the kefu app: one database file under the data dir, shared by
-//! every worker process (WAL mode; writers serialized by SQLite's lock with a busy timeout).
+//! The store of the kefu app: by default one embedded SQLite file under the data dir, shared
+//! by every worker process (WAL mode; writers serialized by SQLite's lock with a busy
+//! timeout); with `[kefu] database = "postgres://..."` a PostgreSQL server shared by every
+//! node of a cluster. App code sees one [`db::Db`] either way.
 //!
 //! The event loop never touches it: each worker runs its queries on its own threads
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
+pub(crate) mod db;
 pub(crate) mod files;
 pub(crate) mod profile;
 pub(crate) mod runner;
 pub(crate) mod tenancy;
 
 use crate::config::SyncMode;
+use db::{Db, Kind};
 use rusqlite::Connection;
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +31,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) enum StoreError {
     /// SQLite said no.
     Sql(rusqlite::Error),
+    /// PostgreSQL said no (or its connection broke).
+    Pg(postgres::Error),
+    /// PostgreSQL cannot be reached now (the connection is down; a later call reconnects).
+    Unavailable,
+    /// A query that must return a row returned none.
+    NoRow,
+    /// A stored value is not what the code reads it as.
+    Row(String),
     /// File system error (data dir, uploads, secret).
     Io(std::io::Error),
     /// The row asked for does not exist (or belongs to someone else).
@@ -46,6 +59,13 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Sql(e) => write!(f, "database error: {e}"),
+            StoreError::Pg(e) => match e.as_db_error() {
+                Some(d) => write!(f, "postgresql error: {}: {}", d.code().code(), d.message()),
+                None => write!(f, "postgresql error: {e}"),
+            },
+            StoreError::Unavailable => f.write_str("postgresql unavailable"),
+            StoreError::NoRow => f.write_str("query returned no row"),
+            StoreError::Row(m) => write!(f, "bad stored value: {m}"),
             StoreError::Io(e) => write!(f, "file error: {e}"),
             StoreError::NotFound => f.write_str("not found"),
             StoreError::Conflict(m) => write!(f, "conflict: {m}"),
@@ -96,8 +116,42 @@ pub(crate) fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join(DB_FILE)
 }
 
-/// Open (creating the data dir and schema if needed) one connection to the store.
-pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
+/// Where the store is: PostgreSQL when `database` is set, else SQLite under `data_dir`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    /// The data dir (the SQLite file, uploads).
+    pub data_dir: &'a Path,
+    /// SQLite durability.
+    pub sync: SyncMode,
+    /// PostgreSQL URL.
+    pub database: Option<&'a str>,
+}
+
+impl<'a> Target<'a> {
+    /// The store `cfg` names, with `data_dir` for SQLite and uploads.
+    pub(crate) fn of(cfg: &'a crate::config::KefuConfig, data_dir: &'a Path) -> Target<'a> {
+        Target {
+            data_dir,
+            sync: cfg.synchronous,
+            database: cfg.database.as_deref(),
+        }
+    }
+}
+
+/// Open (creating the schema if needed) one connection to the configured store.
+pub(crate) fn open_target(t: Target<'_>) -> Result<Db> {
+    match t.database {
+        Some(url) => {
+            let db = Db::postgres(url)?;
+            migrate(&db)?;
+            Ok(db)
+        }
+        None => open(t.data_dir, t.sync),
+    }
+}
+
+/// Open (creating the data dir and schema if needed) one connection to the SQLite store.
+pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Db> {
     let db = db_path(data_dir);
     files::secure(data_dir, &db)?;
     let mut conn = Connection::open(&db)?;
@@ -126,12 +180,23 @@ pub(crate) fn open(data_dir: &Path, sync: SyncMode) -> Result<Connection> {
     conn.execute_batch(&format!(
         "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;"
     ))?;
-    migrate(&conn)?;
-    Ok(conn)
+    let db = Db::sqlite(conn);
+    migrate(&db)?;
+    Ok(db)
 }
 
-/// Current schema version (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 4;
+/// Current schema version (SQLite's `PRAGMA user_version`, PostgreSQL's `kefu_schema`).
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// Every schema version and the DDL that reaches it from the one before, oldest first. The
+/// DDL is written once, for SQLite; [`ddl`] adapts it for PostgreSQL. A new version is one
+/// more entry here.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, SCHEMA_V3),
+    (4, SCHEMA_V4),
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS businesses (
@@ -222,41 +287,103 @@ ALTER TABLE businesses ADD COLUMN offline_msg TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN avatar TEXT NOT NULL DEFAULT '';
 ";
 
-fn migrate(conn: &Connection) -> Result<()> {
-    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if v >= SCHEMA_VERSION {
+/// The schema DDL as `kind` spells it. PostgreSQL differs only in types: integers are
+/// 64-bit (`BIGINT`; SQLite's INTEGER already is), an `AUTOINCREMENT` key is an identity
+/// column, and there is no `WITHOUT ROWID`.
+pub(crate) fn ddl(kind: Kind, sql: &str) -> Cow<'_, str> {
+    match kind {
+        Kind::Sqlite => Cow::Borrowed(sql),
+        Kind::Postgres => Cow::Owned(
+            sql.replace(
+                "INTEGER PRIMARY KEY AUTOINCREMENT",
+                "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            )
+            .replace("INTEGER", "BIGINT")
+            .replace(") WITHOUT ROWID", ")"),
+        ),
+    }
+}
+
+/// The advisory lock PostgreSQL migrations hold, so nodes starting at once migrate once.
+const MIGRATE_LOCK: i64 = 0x6b65_6676;
+
+/// Run DDL outside the versions (`CREATE ... IF NOT EXISTS` of a module's own table), as
+/// `kind` spells it. On PostgreSQL concurrent `CREATE TABLE IF NOT EXISTS` can still collide
+/// in the catalog, so it runs under the migration lock.
+pub(crate) fn ensure(db: &Db, sql: &str) -> Result<()> {
+    match db.kind() {
+        Kind::Sqlite => db.execute_batch(sql),
+        Kind::Postgres => {
+            let r = db.execute_batch(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({MIGRATE_LOCK}); {}; COMMIT;",
+                ddl(Kind::Postgres, sql)
+            ));
+            if r.is_err() {
+                let _ = db.execute_batch("ROLLBACK");
+            }
+            r
+        }
+    }
+}
+
+/// Bring the schema to [`SCHEMA_VERSION`], one version at a time, in one transaction.
+pub(crate) fn migrate(db: &Db) -> Result<()> {
+    if schema_version(db)? >= SCHEMA_VERSION {
         return Ok(());
     }
-    // IMMEDIATE: two workers migrating at once serialize on the write lock, and the second
-    // finds the tables already there (IF NOT EXISTS).
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    // Read again under the lock: another worker may have migrated meanwhile, and ALTER TABLE
-    // (unlike CREATE ... IF NOT EXISTS) must not run twice.
-    let r = conn
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .and_then(|v| {
-            if v < 1 {
-                conn.execute_batch(SCHEMA_V1)?;
+    // SQLite: IMMEDIATE, so two workers migrating at once serialize on the write lock.
+    // PostgreSQL: DDL is transactional; the advisory lock serializes nodes likewise.
+    match db.kind() {
+        Kind::Sqlite => db.execute_batch("BEGIN IMMEDIATE")?,
+        Kind::Postgres => db.execute_batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({MIGRATE_LOCK});
+             CREATE TABLE IF NOT EXISTS kefu_schema (version BIGINT NOT NULL);"
+        ))?,
+    }
+    // Read again under the lock: another process may have migrated meanwhile, and ALTER
+    // TABLE (unlike CREATE ... IF NOT EXISTS) must not run twice.
+    let r = schema_version(db).and_then(|v| {
+        for (n, sql) in MIGRATIONS {
+            if v < *n {
+                db.execute_batch(&ddl(db.kind(), sql))?;
             }
-            if v < 2 {
-                conn.execute_batch(SCHEMA_V2)?;
-            }
-            if v < 3 {
-                conn.execute_batch(SCHEMA_V3)?;
-            }
-            if v < 4 {
-                conn.execute_batch(SCHEMA_V4)?;
-            }
-            conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
-        });
+        }
+        match db.kind() {
+            Kind::Sqlite => db.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}")),
+            Kind::Postgres => db.execute_batch(&format!(
+                "DELETE FROM kefu_schema; INSERT INTO kefu_schema (version) VALUES ({SCHEMA_VERSION});"
+            )),
+        }
+    });
     match r {
-        Ok(()) => conn.execute_batch("COMMIT")?,
+        Ok(()) => db.execute_batch("COMMIT")?,
         Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.into());
+            let _ = db.execute_batch("ROLLBACK");
+            return Err(e);
         }
     }
     Ok(())
+}
+
+/// The schema version a store is at (0: empty).
+pub(crate) fn schema_version(db: &Db) -> Result<i64> {
+    match db.kind() {
+        Kind::Sqlite => db.query_row("PRAGMA user_version", [], |r| r.get(0)),
+        Kind::Postgres => {
+            let exists: bool =
+                db.query_row("SELECT to_regclass('kefu_schema') IS NOT NULL", [], |r| {
+                    r.get(0)
+                })?;
+            if !exists {
+                return Ok(0);
+            }
+            db.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM kefu_schema",
+                [],
+                |r| r.get(0),
+            )
+        }
+    }
 }
 
 /// Whether `s` is an acceptable id (bid, agent id, visitor id): 1..64 bytes of

@@ -7,7 +7,7 @@
 //! render it as text only.
 
 use super::{Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 
 /// Longest display name, characters (the visitor page's header holds about this much).
 pub(crate) const MAX_NAME: usize = 40;
@@ -165,26 +165,25 @@ pub(crate) fn clean(p: &Patch) -> std::result::Result<Patch, FieldError> {
 }
 
 /// One business's profile (`None`: no such business).
-pub(crate) fn get(conn: &Connection, bid: &str) -> Result<Option<Profile>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT bid, name, logo, color, welcome, offline_msg FROM businesses WHERE bid = ?1",
-        )?
-        .query_row([bid], |r| {
-            Ok(Profile {
-                bid: r.get(0)?,
-                name: r.get(1)?,
-                logo: r.get(2)?,
-                color: r.get(3)?,
-                welcome: r.get(4)?,
-                offline: r.get(5)?,
-            })
+pub(crate) fn get(conn: &Db, bid: &str) -> Result<Option<Profile>> {
+    conn.prepare_cached(
+        "SELECT bid, name, logo, color, welcome, offline_msg FROM businesses WHERE bid = ?1",
+    )?
+    .query_row([bid], |r| {
+        Ok(Profile {
+            bid: r.get(0)?,
+            name: r.get(1)?,
+            logo: r.get(2)?,
+            color: r.get(3)?,
+            welcome: r.get(4)?,
+            offline: r.get(5)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 /// Apply `patch` (validated here, whoever calls) and return the profile as stored.
-pub(crate) fn set(conn: &Connection, bid: &str, patch: &Patch) -> Result<Profile> {
+pub(crate) fn set(conn: &Db, bid: &str, patch: &Patch) -> Result<Profile> {
     let p = clean(patch)?;
     let n = conn
         .prepare_cached(
@@ -203,7 +202,7 @@ pub(crate) fn set(conn: &Connection, bid: &str, patch: &Patch) -> Result<Profile
 /// Set an agent's display name and avatar (`None` keeps it; an avatar of "" removes it).
 /// Its open sessions keep the name they logged in with until they log in again.
 pub(crate) fn set_agent(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
     name: Option<&str>,
@@ -228,7 +227,7 @@ pub(crate) fn set_agent(
 const MAX_FACES: i64 = 200;
 
 /// The agents of a business as visitors see them, by id.
-pub(crate) fn faces(conn: &Connection, bid: &str) -> Result<Vec<Face>> {
+pub(crate) fn faces(conn: &Db, bid: &str) -> Result<Vec<Face>> {
     let mut st = conn.prepare_cached(
         "SELECT agent_id, name, avatar FROM agents WHERE bid = ?1 ORDER BY agent_id LIMIT ?2",
     )?;
@@ -239,7 +238,7 @@ pub(crate) fn faces(conn: &Connection, bid: &str) -> Result<Vec<Face>> {
             avatar: r.get(2)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]

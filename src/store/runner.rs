@@ -1,7 +1,7 @@
-//! A thread that owns one SQLite connection and runs jobs for the event loop.
+//! A thread that owns one store connection ([`Db`]) and runs jobs for the event loop.
 //!
 //! In [`Mode::Batch`] (the writer) every job queued while the previous batch was committing
-//! runs in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint (a failing job
+//! runs in one write transaction ([`Db::begin_write`]), each inside its own savepoint (a failing job
 //! rolls back alone), and results are handed back only after `COMMIT` returned: an ack built
 //! from a result is therefore never sent for a write the database could still lose (beyond
 //! what the `synchronous` setting allows). One commit (one fsync with `synchronous=FULL`) per
@@ -13,8 +13,8 @@
 //! The queue is bounded ([`Runner::submit`] refuses when it is full) and results come back
 //! through a channel; the loop is woken once per batch.
 
+use super::db::{Db, Kind};
 use super::{Result, StoreError};
-use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ pub(crate) enum Mode {
 }
 
 /// The work of a job, run on the store thread.
-pub(crate) type Work<D> = Box<dyn FnOnce(&Connection) -> Result<D> + Send>;
+pub(crate) type Work<D> = Box<dyn FnOnce(&Db) -> Result<D> + Send>;
 /// Turns a failure into the result the loop receives (so every job gets exactly one answer).
 pub(crate) type Fail<D> = Box<dyn FnOnce(StoreError) -> D + Send>;
 
@@ -61,7 +61,7 @@ impl<D: Send + 'static> Runner<D> {
     /// Start a thread that owns `conn`; `wake` is called after each batch of results.
     pub(crate) fn spawn(
         name: &str,
-        conn: Connection,
+        conn: Db,
         mode: Mode,
         capacity: usize,
         wake: Arc<dyn Fn() + Send + Sync>,
@@ -86,7 +86,7 @@ impl<D: Send + 'static> Runner<D> {
     /// Queue a job; `fail` builds its answer if it errs or its batch does not commit.
     pub(crate) fn submit(
         &self,
-        work: impl FnOnce(&Connection) -> Result<D> + Send + 'static,
+        work: impl FnOnce(&Db) -> Result<D> + Send + 'static,
         fail: impl FnOnce(StoreError) -> D + Send + 'static,
     ) -> std::result::Result<(), Busy> {
         let job = Job {
@@ -133,12 +133,12 @@ impl<D> Drop for Runner<D> {
     }
 }
 
-fn run_guarded<D>(conn: &Connection, work: Work<D>) -> Result<D> {
+fn run_guarded<D>(conn: &Db, work: Work<D>) -> Result<D> {
     catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or(Err(StoreError::Panic))
 }
 
 fn plain_loop<D>(
-    conn: &Connection,
+    conn: &Db,
     jobs: &Receiver<Job<D>>,
     done: &mpsc::Sender<D>,
     wake: &(dyn Fn() + Send + Sync),
@@ -161,7 +161,7 @@ enum Outcome<D> {
 }
 
 fn batch_loop<D>(
-    conn: &Connection,
+    conn: &Db,
     jobs: &Receiver<Job<D>>,
     done: &mpsc::Sender<D>,
     wake: &(dyn Fn() + Send + Sync),
@@ -176,31 +176,52 @@ fn batch_loop<D>(
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = conn.begin_write() {
             let msg = e.to_string();
             for j in batch.drain(..) {
                 outs.push(Outcome::Failed((j.fail)(StoreError::Commit(msg.clone()))));
             }
         } else {
+            // A failed savepoint command leaves the transaction in an unknown state (on
+            // PostgreSQL an aborted one, whose COMMIT quietly rolls back): nothing of the
+            // batch may then be reported stored.
+            let mut broken: Option<String> = None;
             for j in batch.drain(..) {
+                if broken.is_some() {
+                    outs.push(Outcome::Failed((j.fail)(StoreError::Unavailable)));
+                    continue;
+                }
                 if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-                    outs.push(Outcome::Failed((j.fail)(e.into())));
+                    broken = Some(e.to_string());
+                    outs.push(Outcome::Failed((j.fail)(e)));
                     continue;
                 }
                 match run_guarded(conn, j.work) {
                     Ok(d) => {
-                        let _ = conn.execute_batch("RELEASE job");
+                        if let Err(e) = conn.execute_batch("RELEASE job") {
+                            broken = Some(e.to_string());
+                        }
                         outs.push(Outcome::Ok(d, j.fail));
                     }
                     Err(e) => {
-                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                        if let Err(e) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                            broken = Some(e.to_string());
+                        }
                         outs.push(Outcome::Failed((j.fail)(e)));
                     }
                 }
             }
-            if let Err(e) = conn.execute_batch("COMMIT") {
-                let _ = conn.execute_batch("ROLLBACK");
-                let msg = e.to_string();
+            let committed = match broken {
+                Some(m) => {
+                    conn.rollback();
+                    Err(m)
+                }
+                None => conn.commit().map_err(|e| {
+                    conn.rollback();
+                    e.to_string()
+                }),
+            };
+            if let Err(msg) = committed {
                 // Nothing of the batch was stored: every success becomes a failure.
                 outs = outs
                     .into_iter()
@@ -216,7 +237,9 @@ fn batch_loop<D>(
         // Leave the write lock free for a moment: other workers' writers poll for it every
         // millisecond, and without a gap a busy writer here would take it back every time.
         // Jobs arriving meanwhile join the next batch, so throughput keeps up.
-        std::thread::sleep(COMMIT_GAP);
+        if conn.kind() == Kind::Sqlite {
+            std::thread::sleep(COMMIT_GAP);
+        }
         for o in outs.drain(..) {
             let d = match o {
                 Outcome::Ok(d, _) | Outcome::Failed(d) => d,

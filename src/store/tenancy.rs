@@ -1,7 +1,7 @@
 //! Businesses and agents: the rows the admin CLI manages and logins read.
 
 use super::{now_ms, valid_id, Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension, Row};
 
 /// One business (tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub(crate) fn hex(b: &[u8]) -> String {
 }
 
 /// Create a business (its secret is random unless given); `Conflict` if it exists.
-pub(crate) fn business_add(conn: &Connection, bid: &str, name: &str) -> Result<Business> {
+pub(crate) fn business_add(conn: &Db, bid: &str, name: &str) -> Result<Business> {
     if !valid_id(bid) {
         return Err(StoreError::Invalid("bid must be 1..64 of [A-Za-z0-9_.@-]"));
     }
@@ -77,9 +77,8 @@ pub(crate) fn business_add(conn: &Connection, bid: &str, name: &str) -> Result<B
 }
 
 /// One business.
-pub(crate) fn business_get(conn: &Connection, bid: &str) -> Result<Option<Business>> {
-    Ok(conn
-        .prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
+pub(crate) fn business_get(conn: &Db, bid: &str) -> Result<Option<Business>> {
+    conn.prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
         .query_row([bid], |r| {
             Ok(Business {
                 bid: r.get(0)?,
@@ -88,11 +87,11 @@ pub(crate) fn business_get(conn: &Connection, bid: &str) -> Result<Option<Busine
                 created_at: r.get(3)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// Every business, by id.
-pub(crate) fn business_list(conn: &Connection) -> Result<Vec<Business>> {
+pub(crate) fn business_list(conn: &Db) -> Result<Vec<Business>> {
     let mut st =
         conn.prepare("SELECT bid, name, secret, created_at FROM businesses ORDER BY bid")?;
     let rows = st.query_map([], |r| {
@@ -103,11 +102,11 @@ pub(crate) fn business_list(conn: &Connection) -> Result<Vec<Business>> {
             created_at: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Replace a business's secret with a fresh one.
-pub(crate) fn business_rotate_secret(conn: &Connection, bid: &str) -> Result<String> {
+pub(crate) fn business_rotate_secret(conn: &Db, bid: &str) -> Result<String> {
     let s = random_hex(32);
     let n = conn.execute(
         "UPDATE businesses SET secret = ?2 WHERE bid = ?1",
@@ -121,7 +120,7 @@ pub(crate) fn business_rotate_secret(conn: &Connection, bid: &str) -> Result<Str
 
 /// Add an agent (creating its business if needed); `Conflict` if the id is taken.
 pub(crate) fn agent_add(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
     name: &str,
@@ -158,7 +157,7 @@ pub(crate) fn agent_add(
     Ok(())
 }
 
-fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
+fn agent_row(r: &Row<'_>) -> Result<Agent> {
     Ok(Agent {
         bid: r.get(0)?,
         agent_id: r.get(1)?,
@@ -170,28 +169,27 @@ fn agent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Agent> {
 }
 
 /// One agent.
-pub(crate) fn agent_get(conn: &Connection, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
+pub(crate) fn agent_get(conn: &Db, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
+    conn.prepare_cached(
+        "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
              WHERE bid = ?1 AND agent_id = ?2",
-        )?
-        .query_row([bid, agent_id], agent_row)
-        .optional()?)
+    )?
+    .query_row([bid, agent_id], agent_row)
+    .optional()
 }
 
 /// Agents of one business, or of all.
-pub(crate) fn agent_list(conn: &Connection, bid: Option<&str>) -> Result<Vec<Agent>> {
+pub(crate) fn agent_list(conn: &Db, bid: Option<&str>) -> Result<Vec<Agent>> {
     let mut st = conn.prepare(
         "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
-         WHERE ?1 IS NULL OR bid = ?1 ORDER BY bid, agent_id",
+         WHERE CAST(?1 AS TEXT) IS NULL OR bid = ?1 ORDER BY bid, agent_id",
     )?;
     let rows = st.query_map([bid], agent_row)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Remove an agent; its active conversations go back to the queue (front, by age).
-pub(crate) fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Result<()> {
+pub(crate) fn agent_remove(conn: &Db, bid: &str, agent_id: &str) -> Result<()> {
     conn.execute(
         "UPDATE conversations SET state = 'queued', agent_id = NULL
          WHERE bid = ?1 AND agent_id = ?2 AND state = 'active'",
@@ -211,18 +209,17 @@ pub(crate) fn agent_remove(conn: &Connection, bid: &str, agent_id: &str) -> Resu
 /// agent and adding it again cannot bring back a generation its old tokens carry. The
 /// counter starts at the clock in ms: stores from before it numbered generations from 1 per
 /// agent, and the numbers of agents deleted since are not known any more.
-pub(crate) fn next_generation(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
-             ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-        )?
-        .query_row([now_ms()], |r| r.get(0))?)
+pub(crate) fn next_generation(conn: &Db) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
+             ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value",
+    )?
+    .query_row([now_ms()], |r| r.get(0))
 }
 
 /// Set a new password hash (invalidating the agent's tokens).
 pub(crate) fn agent_set_password(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
     pw_hash: &str,
@@ -246,7 +243,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("kefu-tenancy-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let conn = crate::store::open(&dir, crate::config::SyncMode::Normal).unwrap();
-        let ver = |c: &Connection| agent_get(c, "b", "a").unwrap().unwrap().pw_ver;
+        let ver = |c: &Db| agent_get(c, "b", "a").unwrap().unwrap().pw_ver;
         agent_add(&conn, "b", "a", "A", "h", None).unwrap();
         let first = ver(&conn);
         agent_set_password(&conn, "b", "a", "h2").unwrap();

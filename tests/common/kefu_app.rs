@@ -2,6 +2,7 @@
 //! agents, and helpers that speak its `method`-tagged WebSocket protocol.
 
 use super::http::http_json;
+use super::pg::{pg_available, Pg};
 use super::ws::Ws;
 use super::Instance;
 use serde_json::{json, Value};
@@ -14,6 +15,14 @@ pub const AGENT_PW: &str = "pw-agent-test";
 pub struct Kefu {
     /// The instance (private dir, data dir, config).
     pub inst: Instance,
+    /// Its own PostgreSQL store, under `KEFU_TEST_STORE=postgres` (dropped after `inst`).
+    pub pg: Option<Pg>,
+}
+
+/// `KEFU_TEST_STORE=postgres` runs every [`Kefu::start`] on a PostgreSQL server of its own
+/// instead of the embedded SQLite file (tools/test.sh runs the kefu tests both ways).
+pub fn test_store_is_pg() -> bool {
+    std::env::var("KEFU_TEST_STORE").is_ok_and(|v| v == "postgres") && pg_available()
 }
 
 impl Kefu {
@@ -24,8 +33,13 @@ impl Kefu {
         kefu_toml: &str,
         agents: &[(&str, &str, &str, Option<u32>)],
     ) -> Kefu {
+        let pg = test_store_is_pg().then(Pg::start);
+        let database = pg
+            .as_ref()
+            .map(|p| format!("database = \"{}\"\n", p.url()))
+            .unwrap_or_default();
         let inst = Instance::new("kefu", workers, &["websocket"])
-            .config(&format!("[kefu]\n{kefu_toml}\n"))
+            .config(&format!("[kefu]\n{database}{kefu_toml}\n"))
             .with_data_dir();
         for (bid, id, name, max) in agents {
             let mut a = vec![
@@ -45,7 +59,10 @@ impl Kefu {
             }
             cli_stdin(&inst, &a, &format!("{AGENT_PW}\n"));
         }
-        Kefu { inst: inst.start() }
+        Kefu {
+            inst: inst.start(),
+            pg,
+        }
     }
 
     /// Run an admin command (`agent ...`, `business ...`) on this instance's config and data

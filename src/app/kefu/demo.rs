@@ -16,7 +16,7 @@ pub(crate) const DEMO_AGENT: &str = "admin";
 /// `kefu start` rather than only a daemon's log. The demo itself waits for a good start.
 pub(crate) fn prepare(cfg: &Config) -> Result<(), Box<dyn std::error::Error>> {
     if cfg.app == "kefu" {
-        store::open(&cfg.data_dir, cfg.kefu.synchronous)?;
+        store::open_target(store::Target::of(&cfg.kefu, &cfg.data_dir))?;
     }
     Ok(())
 }
@@ -27,7 +27,7 @@ pub(crate) fn first_run(cfg: &Config) -> Result<Option<String>, Box<dyn std::err
     if cfg.app != "kefu" {
         return Ok(None);
     }
-    let conn = store::open(&cfg.data_dir, cfg.kefu.synchronous)?;
+    let conn = store::open_target(store::Target::of(&cfg.kefu, &cfg.data_dir))?;
     if !tenancy::business_list(&conn)?.is_empty() {
         return Ok(None);
     }

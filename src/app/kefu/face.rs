@@ -14,9 +14,9 @@ use super::wire::Code;
 use super::{login, upload};
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
+use crate::store::db::Db;
 use crate::store::profile::{self, Face, Patch, Profile};
 use crate::store::{valid_id, Result, StoreError};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/business/settings` body: every field optional (absent: unchanged).
@@ -87,7 +87,7 @@ pub(super) fn profile_bid(req: &Request) -> std::result::Result<String, Response
 }
 
 /// Store job of `GET /api/business/profile`.
-pub(super) fn profile(conn: &Connection, bid: &str) -> Result<Outcome> {
+pub(super) fn profile(conn: &Db, bid: &str) -> Result<Outcome> {
     let p = profile::get(conn, bid)?.ok_or(StoreError::NotFound)?;
     Ok(Outcome::HttpReady(answer(&p, &profile::faces(conn, bid)?)))
 }
@@ -115,7 +115,7 @@ pub(super) fn settings_req(
 
 /// An image URL must be an upload of this business (anyone's image URL is public, but a
 /// business shows only what it uploaded itself).
-fn owned(conn: &Connection, bid: &str, url: &Option<String>) -> Result<()> {
+fn owned(conn: &Db, bid: &str, url: &Option<String>) -> Result<()> {
     match url.as_deref().map(str::trim) {
         None | Some("") => Ok(()),
         Some(u) => {
@@ -133,7 +133,7 @@ fn owned(conn: &Connection, bid: &str, url: &Option<String>) -> Result<()> {
 
 /// Store job of `POST /api/business/settings` (on the writer: its savepoint makes it all or
 /// nothing).
-pub(super) fn settings(conn: &Connection, claims: &Claims, r: SettingsReq) -> Result<Outcome> {
+pub(super) fn settings(conn: &Db, claims: &Claims, r: SettingsReq) -> Result<Outcome> {
     let agent = login::check_agent(conn, claims)?;
     let bid = agent.bid.as_str();
     let patch = Patch {

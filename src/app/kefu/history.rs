@@ -4,8 +4,8 @@
 //! (SQLite's write lock serializes the workers).
 
 use super::wire::{Event, MessageOut};
+use crate::store::db::{params, Db, OptionalExtension, Row};
 use crate::store::{Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// Columns read into a [`MessageOut`], in order.
 const COLS: &str =
@@ -16,7 +16,7 @@ pub(crate) const MAX_PAGE: i64 = 100;
 /// Page size when the client does not say.
 pub(crate) const DEFAULT_PAGE: i64 = 50;
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageOut> {
+fn row(r: &Row<'_>) -> Result<MessageOut> {
     Ok(MessageOut {
         conv_id: r.get(0)?,
         seq: r.get(1)?,
@@ -68,7 +68,7 @@ pub(crate) enum Body {
 
 /// Append a message to a conversation: takes the next seq and writes the row.
 pub(crate) fn append(
-    conn: &Connection,
+    conn: &Db,
     conv_id: i64,
     from: Sender<'_>,
     body: &Body,
@@ -129,7 +129,7 @@ pub(crate) fn append(
 /// A message this sender already stored under `client_msg_id` in this business (a retry),
 /// in conversation `conv_id` only when given.
 pub(crate) fn find_retry(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     from: Sender<'_>,
     client_msg_id: &str,
@@ -138,48 +138,47 @@ pub(crate) fn find_retry(
     let sql = format!(
         "SELECT {} FROM messages m JOIN conversations c ON c.id = m.conv_id
          WHERE m.sender_id = ?1 AND m.client_msg_id = ?2 AND m.sender_role = ?3 AND c.bid = ?4
-           AND (?5 IS NULL OR m.conv_id = ?5)
+           AND (CAST(?5 AS BIGINT) IS NULL OR m.conv_id = ?5)
          LIMIT 1",
         COLS.split(", ")
             .map(|c| format!("m.{c}"))
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(conn
-        .prepare_cached(&sql)?
+    conn.prepare_cached(&sql)?
         .query_row(
             params![from.id, client_msg_id, from.role, bid, conv_id],
             row,
         )
-        .optional()?)
+        .optional()
 }
 
 /// The newest message of a conversation.
-pub(crate) fn last_message(conn: &Connection, conv_id: i64) -> Result<Option<MessageOut>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM messages WHERE conv_id = ?1 ORDER BY seq DESC LIMIT 1"
-        ))?
-        .query_row([conv_id], row)
-        .optional()?)
+pub(crate) fn last_message(conn: &Db, conv_id: i64) -> Result<Option<MessageOut>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLS} FROM messages WHERE conv_id = ?1 ORDER BY seq DESC LIMIT 1"
+    ))?
+    .query_row([conv_id], row)
+    .optional()
 }
 
 /// Messages with `seq < before` (newest first page when None), ascending, plus whether older
 /// ones exist.
 pub(crate) fn page(
-    conn: &Connection,
+    conn: &Db,
     conv_id: i64,
     before: Option<i64>,
     limit: i64,
 ) -> Result<(Vec<MessageOut>, bool)> {
     let limit = limit.clamp(1, MAX_PAGE);
     let before = before.unwrap_or(i64::MAX);
-    let mut st = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT {COLS} FROM messages WHERE conv_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-    ))?;
+    );
+    let mut st = conn.prepare_cached(&sql)?;
     let mut v: Vec<MessageOut> = st
         .query_map(params![conv_id, before, limit + 1], row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let more = v.len() as i64 > limit;
     v.truncate(limit as usize);
     v.reverse();
@@ -198,7 +197,7 @@ pub(crate) struct Missed {
 }
 
 /// The messages after `after` (a resume), or `reload` if more than `max_gap` were missed.
-pub(crate) fn since(conn: &Connection, conv_id: i64, after: i64, max_gap: i64) -> Result<Missed> {
+pub(crate) fn since(conn: &Db, conv_id: i64, after: i64, max_gap: i64) -> Result<Missed> {
     let last: i64 = conn
         .prepare_cached("SELECT last_seq FROM conversations WHERE id = ?1")?
         .query_row([conv_id], |r| r.get(0))
@@ -212,12 +211,13 @@ pub(crate) fn since(conn: &Connection, conv_id: i64, after: i64, max_gap: i64) -
             reload: true,
         });
     }
-    let mut st = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT {COLS} FROM messages WHERE conv_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq"
-    ))?;
+    );
+    let mut st = conn.prepare_cached(&sql)?;
     let messages = st
         .query_map(params![conv_id, after, last], row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(Missed {
         messages,
         last_seq: last,

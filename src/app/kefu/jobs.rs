@@ -6,9 +6,9 @@ use super::LOGIN_QUEUE;
 use super::QUEUE_CAP;
 use super::{upload, Ctx};
 use crate::config::KefuConfig;
+use crate::store::db::Db;
 use crate::store::runner::{Busy, Mode, Runner};
 use crate::store::{self};
-use rusqlite::Connection;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,11 +32,9 @@ impl Jobs {
         let open = || {
             let mut tries = 0;
             loop {
-                match store::open(data_dir, cfg.synchronous) {
+                match store::open_target(store::Target::of(cfg, data_dir)) {
                     Ok(c) => return Ok(c),
-                    Err(e) if tries >= 100 => {
-                        return Err(format!("store in {}: {e}", data_dir.display()))
-                    }
+                    Err(e) if tries >= 100 => return Err(format!("store: {e}")),
                     Err(_) => {
                         tries += 1;
                         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -82,7 +80,7 @@ impl Jobs {
     pub(super) fn enqueue(
         &self,
         to: Origin,
-        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+        work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) -> Result<(), Busy> {
         let runner = match to.lane() {
             Lane::Writer => &self.writer,

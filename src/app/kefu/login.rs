@@ -6,9 +6,9 @@ use super::auth::{self, Claims, Role};
 use super::routing::{self, Policy, Routed};
 use super::state::ConvState;
 use super::wire::ConvOut;
+use crate::store::db::{params, Db};
 use crate::store::tenancy::{self, random_hex, Agent};
 use crate::store::{valid_id, Result, StoreError};
-use rusqlite::{params, Connection};
 
 /// A successful agent login.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct AgentIn {
 
 /// Check an agent token against the store and route waiting conversations to it.
 pub(crate) fn agent(
-    conn: &Connection,
+    conn: &Db,
     claims: &Claims,
     online: &[String],
     p: Policy,
@@ -42,7 +42,7 @@ pub(crate) fn agent(
 /// The agent an agent token names, if the token is still good: the row exists (not removed)
 /// and carries the token's generation (no password change since, no remove and re-add).
 /// Every use of an agent token comes here, on a store thread, after the signature check.
-pub(crate) fn check_agent(conn: &Connection, claims: &Claims) -> Result<Agent> {
+pub(crate) fn check_agent(conn: &Db, claims: &Claims) -> Result<Agent> {
     match tenancy::agent_get(conn, &claims.b, &claims.s)? {
         Some(a) if claims.r == Role::Agent && a.pw_ver == claims.pv => Ok(a),
         _ => Err(StoreError::Revoked),
@@ -52,7 +52,7 @@ pub(crate) fn check_agent(conn: &Connection, claims: &Claims) -> Result<Agent> {
 /// Which of these agent sessions `(bid, agent_id, generation)` are no longer backed by their
 /// agent row (removed, or a newer generation).
 pub(crate) fn revoked(
-    conn: &Connection,
+    conn: &Db,
     sessions: &[(String, String, i64)],
 ) -> Result<Vec<(String, String, i64)>> {
     let mut gone = Vec::new();
@@ -66,12 +66,7 @@ pub(crate) fn revoked(
 }
 
 /// Verify a password (slow: argon2) for the HTTP login.
-pub(crate) fn agent_password(
-    conn: &Connection,
-    bid: &str,
-    agent_id: &str,
-    pw: &str,
-) -> Result<Agent> {
+pub(crate) fn agent_password(conn: &Db, bid: &str, agent_id: &str, pw: &str) -> Result<Agent> {
     let a = tenancy::agent_get(conn, bid, agent_id)?;
     match a {
         Some(a) if auth::verify_password(pw, &a.pw_hash) => Ok(a),
@@ -145,7 +140,7 @@ pub(crate) struct VisitorIn {
 
 /// Resolve a visitor identity, record its metadata, and find its open conversation.
 pub(crate) fn visitor(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     ident: Ident,
     meta: &Meta,
@@ -196,13 +191,13 @@ pub(crate) fn visitor(
         "INSERT INTO visitors (bid, visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT(bid, visitor_id) DO UPDATE SET
-            name = CASE WHEN excluded.name != '' AND (excluded.verified OR NOT verified)
-                        THEN excluded.name ELSE name END,
-            verified = MAX(verified, excluded.verified),
-            ip = CASE WHEN excluded.ip != '' THEN excluded.ip ELSE ip END,
-            page_url = CASE WHEN excluded.page_url != '' THEN excluded.page_url ELSE page_url END,
-            referrer = CASE WHEN excluded.referrer != '' THEN excluded.referrer ELSE referrer END,
-            user_agent = CASE WHEN excluded.user_agent != '' THEN excluded.user_agent ELSE user_agent END,
+            name = CASE WHEN excluded.name != '' AND (excluded.verified != 0 OR visitors.verified = 0)
+                        THEN excluded.name ELSE visitors.name END,
+            verified = CASE WHEN excluded.verified != 0 THEN 1 ELSE visitors.verified END,
+            ip = CASE WHEN excluded.ip != '' THEN excluded.ip ELSE visitors.ip END,
+            page_url = CASE WHEN excluded.page_url != '' THEN excluded.page_url ELSE visitors.page_url END,
+            referrer = CASE WHEN excluded.referrer != '' THEN excluded.referrer ELSE visitors.referrer END,
+            user_agent = CASE WHEN excluded.user_agent != '' THEN excluded.user_agent ELSE visitors.user_agent END,
             last_seen = excluded.last_seen",
     )?
     .execute(params![

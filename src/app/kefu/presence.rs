@@ -16,8 +16,8 @@ use super::shared::Shared;
 use super::wire::{Event, MessageOut, Out};
 use super::{agent_uid, agents_group, Payload};
 use crate::api::{Ctx, TimerId};
+use crate::store::db::{params, Db};
 use crate::store::{self, now_ms};
-use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ pub(crate) struct Requeued {
 /// drain the queue to the agents online now. `queued_at` is kept, so a visitor who already
 /// waited is not sent to the back of the line.
 pub(crate) fn requeue_absent(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
     online: &[String],
@@ -54,7 +54,7 @@ pub(crate) fn requeue_absent(
              WHERE bid = ?1 AND agent_id = ?2 AND state = 'active' ORDER BY id",
         )?
         .query_map([bid, agent_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<store::Result<_>>()?;
     let name: String = conn
         .prepare_cached("SELECT name FROM agents WHERE bid = ?1 AND agent_id = ?2")?
         .query_row([bid, agent_id], |r| r.get(0))

@@ -9,8 +9,8 @@ use super::history::{self, Body, Sender, SYSTEM};
 use super::state::Phase;
 use super::wire::{ClosedBy, ConvOut, Event, MessageOut, QueueEntry, VisitorOut};
 use crate::config::RoutingPolicy;
+use crate::store::db::{params, Db, OptionalExtension};
 use crate::store::{Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
 
 /// Most queue entries loaded (positions are pushed to this many waiting visitors).
 pub(crate) const QUEUE_LOAD: i64 = 1000;
@@ -42,27 +42,26 @@ pub(crate) struct Brief {
 }
 
 /// The conversation's essentials.
-pub(crate) fn brief(conn: &Connection, id: i64) -> Result<Option<Brief>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(Brief {
-                id: r.get(0)?,
-                bid: r.get(1)?,
-                visitor_id: r.get(2)?,
-                phase: Phase::from_row(r, 3, 4)?,
-                last_seq: r.get(5)?,
-            })
+pub(crate) fn brief(conn: &Db, id: i64) -> Result<Option<Brief>> {
+    conn.prepare_cached(
+        "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
+    )?
+    .query_row([id], |r| {
+        Ok(Brief {
+            id: r.get(0)?,
+            bid: r.get(1)?,
+            visitor_id: r.get(2)?,
+            phase: Phase::from_row(r, 3, 4)?,
+            last_seq: r.get(5)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 /// After a conversation went to an agent: stamp the agent's last assignment (round-robin
 /// order), append the "joined" event, and load the conversation as agents see it.
 fn stamp_and_announce(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     agent_id: &str,
     agent_name: &str,
@@ -90,7 +89,7 @@ fn stamp_and_announce(
 }
 
 /// A conversation in full (visitor details only if `with_visitor`).
-pub(crate) fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
+pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<ConvOut>> {
     let c = conn
         .prepare_cached(
             "SELECT c.id, c.bid, c.state, c.agent_id, a.name, c.created_at, c.queued_at,
@@ -138,8 +137,8 @@ pub(crate) fn load(conn: &Connection, id: i64, with_visitor: bool) -> Result<Opt
 }
 
 /// A visitor's details.
-pub(crate) fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
-    Ok(conn
+pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
+    conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
              FROM visitors WHERE bid = ?1 AND visitor_id = ?2",
@@ -158,11 +157,11 @@ pub(crate) fn visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<
                 last_seen: r.get(8)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// The waiting conversations of a business, oldest first, and how many there are.
-pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
+pub(crate) fn queue(conn: &Db, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
     let total: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM conversations WHERE bid = ?1 AND state = 'queued'")?
         .query_row([bid], |r| r.get(0))?;
@@ -182,7 +181,7 @@ pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i6
                 last_message: None,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     for (i, e) in v.iter_mut().enumerate() {
         e.position = i as i64 + 1;
         if i < QUEUE_SHOWN {
@@ -193,17 +192,13 @@ pub(crate) fn queue(conn: &Connection, bid: &str) -> Result<(Vec<QueueEntry>, i6
 }
 
 /// An agent's active conversations.
-pub(crate) fn agent_conversations(
-    conn: &Connection,
-    bid: &str,
-    agent_id: &str,
-) -> Result<Vec<ConvOut>> {
+pub(crate) fn agent_conversations(conn: &Db, bid: &str, agent_id: &str) -> Result<Vec<ConvOut>> {
     let ids: Vec<i64> = conn
         .prepare_cached(
             "SELECT id FROM conversations WHERE bid = ?1 AND agent_id = ?2 AND state = 'active' ORDER BY id",
         )?
         .query_map([bid, agent_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(c) = load(conn, id, true)? {
@@ -250,7 +245,7 @@ struct Cand {
 /// Assign queued conversations (oldest first) to online agents with free slots, by policy,
 /// until the queue or the capacity is exhausted.
 pub(crate) fn drain(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     online: &[String],
     p: Policy,
@@ -273,7 +268,7 @@ pub(crate) fn drain(
             })
         })?
         .filter(|c| c.as_ref().map_or(true, |c| online.contains(&c.id)))
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let mut routed = Routed {
         bid: bid.to_string(),
         agents_online: !cands.is_empty(),
@@ -313,7 +308,7 @@ pub(crate) fn drain(
 }
 
 fn assign(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     agent_id: &str,
@@ -335,28 +330,26 @@ fn assign(
 }
 
 /// The open (queued or active) conversation of a visitor.
-pub(crate) fn open_of_visitor(conn: &Connection, bid: &str, vid: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
-        )?
-        .query_row([bid, vid], |r| r.get(0))
-        .optional()?)
+pub(crate) fn open_of_visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
+    )?
+    .query_row([bid, vid], |r| r.get(0))
+    .optional()
 }
 
 /// Open a queued conversation for a visitor.
-pub(crate) fn open(conn: &Connection, bid: &str, vid: &str, now: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
+pub(crate) fn open(conn: &Db, bid: &str, vid: &str, now: i64) -> Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
              VALUES (?1, ?2, 'queued', ?3, ?3) RETURNING id",
-        )?
-        .query_row(params![bid, vid, now], |r| r.get(0))?)
+    )?
+    .query_row(params![bid, vid, now], |r| r.get(0))
 }
 
 /// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE).
 pub(crate) fn claim(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     agent_id: &str,
@@ -394,7 +387,7 @@ pub(crate) fn claim(
 /// checked presence). Then drain the queue into the freed slot.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transfer(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     from: (&str, &str),
@@ -468,7 +461,7 @@ pub(crate) struct Closed {
 
 /// Close a conversation, then drain the queue.
 pub(crate) fn close(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: Option<i64>,
     by: Closer<'_>,
@@ -538,17 +531,14 @@ pub(crate) struct ReadMark {
 }
 
 /// Record that the agent (`Some(agent_id)`) or the visitor read up to `seq`.
-pub(crate) fn mark_read(
-    conn: &Connection,
-    b: &Brief,
-    agent: Option<&str>,
-    seq: i64,
-) -> Result<ReadMark> {
+pub(crate) fn mark_read(conn: &Db, b: &Brief, agent: Option<&str>, seq: i64) -> Result<ReadMark> {
     let seq = seq.clamp(0, b.last_seq);
     let sql = if agent.is_some() {
-        "UPDATE conversations SET agent_read_seq = MAX(agent_read_seq, ?2) WHERE id = ?1"
+        "UPDATE conversations SET agent_read_seq = CASE WHEN agent_read_seq > ?2 THEN agent_read_seq ELSE ?2 END
+         WHERE id = ?1"
     } else {
-        "UPDATE conversations SET visitor_read_seq = MAX(visitor_read_seq, ?2) WHERE id = ?1"
+        "UPDATE conversations SET visitor_read_seq = CASE WHEN visitor_read_seq > ?2 THEN visitor_read_seq ELSE ?2 END
+         WHERE id = ?1"
     };
     conn.prepare_cached(sql)?.execute(params![b.id, seq])?;
     let unread: i64 = conn
@@ -578,7 +568,7 @@ pub(crate) struct VisitorSent {
 /// Store a visitor message (see [`VisitorSent`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn visitor_send(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     me: Sender<'_>,
     body: &Body,
@@ -622,7 +612,7 @@ pub(crate) fn visitor_send(
 
 /// Store an agent message in one of its active conversations; returns it and the visitor id.
 pub(crate) fn agent_send(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     conv_id: i64,
     me: Sender<'_>,
@@ -658,7 +648,7 @@ pub(crate) enum Access<'a> {
 }
 
 /// The conversation if `who` may read it (a foreign one is reported as absent).
-pub(crate) fn readable(conn: &Connection, conv_id: i64, who: Access<'_>) -> Result<Brief> {
+pub(crate) fn readable(conn: &Db, conv_id: i64, who: Access<'_>) -> Result<Brief> {
     let b = brief(conn, conv_id)?.ok_or(StoreError::NotFound)?;
     let ok = match who {
         Access::Agent(bid) => b.bid == bid,

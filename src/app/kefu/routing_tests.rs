@@ -10,8 +10,8 @@ use super::history::{self, Body, Sender};
 use super::routing::{self, Access, Closer, Policy, Routed};
 use super::state::{ConvState, Phase};
 use crate::config::{RoutingPolicy, SyncMode};
+use crate::store::db::Db;
 use crate::store::{self, tenancy, StoreError};
-use rusqlite::Connection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
@@ -32,7 +32,7 @@ fn schema() -> &'static [String] {
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
-            .collect::<rusqlite::Result<Vec<String>>>()
+            .collect::<store::Result<Vec<String>>>()
             .unwrap();
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
@@ -41,37 +41,37 @@ fn schema() -> &'static [String] {
 }
 
 /// A fresh in-memory database with the schema; `join` opens more connections to it.
-struct Db {
+struct Mem {
     uri: String,
-    conn: Connection,
+    conn: Db,
 }
 
-impl Db {
-    fn new() -> Db {
+impl Mem {
+    fn new() -> Mem {
         static N: AtomicUsize = AtomicUsize::new(0);
         let uri = format!(
             "file:/kefu-routing-{}-{}?vfs=memdb",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let conn = Db::connect(&uri);
+        let conn = Mem::connect(&uri);
         for sql in schema() {
             conn.execute_batch(sql).unwrap();
         }
-        Db { uri, conn }
+        Mem { uri, conn }
     }
 
-    fn connect(uri: &str) -> Connection {
-        let c = Connection::open(uri).unwrap();
+    fn connect(uri: &str) -> Db {
+        let c = rusqlite::Connection::open(uri).unwrap();
         c.execute_batch("PRAGMA foreign_keys=ON").unwrap();
         // Another connection's write transaction makes this one wait, as between workers.
         c.busy_timeout(Duration::from_secs(10)).unwrap();
-        c
+        Db::sqlite(c)
     }
 
     /// Another connection to the same database (another worker).
-    fn join(&self) -> Connection {
-        Db::connect(&self.uri)
+    fn join(&self) -> Db {
+        Mem::connect(&self.uri)
     }
 
     /// An agent named by its id in upper case, with an optional own maximum.
@@ -118,7 +118,7 @@ fn assigned(r: &Routed) -> Vec<(i64, String)> {
 
 /// Agents a, b, c; a already has two conversations it claimed (so it was assigned last, at
 /// 11, but is the busiest); then four conversations wait.
-fn busy_a(db: &Db) -> Vec<i64> {
+fn busy_a(db: &Mem) -> Vec<i64> {
     for id in ["a", "b", "c"] {
         db.agent(id, None);
     }
@@ -131,7 +131,7 @@ fn busy_a(db: &Db) -> Vec<i64> {
 
 #[test]
 fn least_busy_fills_the_idlest_agent_first() {
-    let db = Db::new();
+    let db = Mem::new();
     let q = busy_a(&db);
     let p = policy(RoutingPolicy::LeastBusy, 5);
     let r = routing::drain(&db.conn, BID, &online(&["a", "b", "c"]), p, 100).unwrap();
@@ -148,7 +148,7 @@ fn least_busy_fills_the_idlest_agent_first() {
 
 #[test]
 fn round_robin_ignores_load() {
-    let db = Db::new();
+    let db = Mem::new();
     let q = busy_a(&db);
     let p = policy(RoutingPolicy::RoundRobin, 5);
     let r = routing::drain(&db.conn, BID, &online(&["a", "b", "c"]), p, 100).unwrap();
@@ -164,7 +164,7 @@ fn round_robin_ignores_load() {
 
 #[test]
 fn max_per_agent_caps_and_the_rest_queues() {
-    let db = Db::new();
+    let db = Mem::new();
     db.agent("a", None); // the default maximum: 2
     db.agent("b", Some(1)); // its own maximum
     db.agent("c", None); // offline
@@ -187,7 +187,7 @@ fn max_per_agent_caps_and_the_rest_queues() {
 
 #[test]
 fn queue_is_oldest_first_then_by_id() {
-    let db = Db::new();
+    let db = Mem::new();
     db.agent("a", Some(1));
     let c30 = db.conv("v1", 30);
     let c10 = db.conv("v2", 10);
@@ -209,7 +209,7 @@ fn queue_is_oldest_first_then_by_id() {
 
 #[test]
 fn claim_race_has_exactly_one_winner() {
-    let db = Db::new();
+    let db = Mem::new();
     db.agent("a", None);
     db.agent("b", None);
     let conv = db.conv("v", 1);
@@ -242,9 +242,13 @@ fn claim_race_has_exactly_one_winner() {
 /// while another holds one (it would wait, as a worker does for another's commit).
 #[test]
 fn memdb_connections_lock_each_other_out() {
-    let db = Db::new();
+    let db = Mem::new();
     let other = db.join();
-    other.busy_timeout(Duration::ZERO).unwrap();
+    other
+        .as_sqlite()
+        .unwrap()
+        .busy_timeout(Duration::ZERO)
+        .unwrap();
     db.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     assert!(other.execute_batch("BEGIN IMMEDIATE").is_err());
     db.conn.execute_batch("COMMIT").unwrap();
@@ -253,7 +257,7 @@ fn memdb_connections_lock_each_other_out() {
 
 #[test]
 fn claim_race_between_threads_has_exactly_one_winner() {
-    let db = Db::new();
+    let db = Mem::new();
     let agents = ["a", "b", "c", "d"];
     for id in agents {
         db.agent(id, None);
@@ -285,7 +289,7 @@ fn claim_race_between_threads_has_exactly_one_winner() {
 
 #[test]
 fn transfer_moves_the_conversation_and_drains_the_freed_slot() {
-    let db = Db::new();
+    let db = Mem::new();
     db.agent("a", Some(1));
     db.agent("b", None);
     let c1 = db.conv("v1", 1);
@@ -336,7 +340,7 @@ fn transfer_moves_the_conversation_and_drains_the_freed_slot() {
 
 #[test]
 fn close_by_either_side() {
-    let db = Db::new();
+    let db = Mem::new();
     db.agent("a", Some(1));
     db.agent("b", None);
     let p = policy(RoutingPolicy::LeastBusy, 5);

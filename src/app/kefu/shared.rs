@@ -15,8 +15,8 @@ use super::request::{Me, Refusal};
 use super::routing::Policy;
 use super::{http, upload, wire, ClientId, Ctx, HttpOutcome, Request, MAX_INFLIGHT};
 use crate::config::KefuConfig;
+use crate::store::db::Db;
 use crate::store::{self, now_ms};
-use rusqlite::Connection;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -172,7 +172,7 @@ impl Shared {
         &mut self,
         cx: &mut Ctx<'_>,
         to: Origin,
-        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+        work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) {
         if let Origin::Ws(rq) = &to {
             match self.conns.get_mut(&rq.id) {
@@ -200,7 +200,7 @@ impl Shared {
         &mut self,
         conn: ClientId,
         call: HttpCall,
-        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+        work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) -> HttpOutcome {
         match self.enqueue(Origin::Http(conn, call), work) {
             Ok(()) => HttpOutcome::Pending,
@@ -212,7 +212,7 @@ impl Shared {
     fn enqueue(
         &self,
         to: Origin,
-        work: impl FnOnce(&Connection) -> store::Result<Outcome> + Send + 'static,
+        work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) -> Result<(), store::runner::Busy> {
         match &self.jobs {
             Some(j) => j.enqueue(to, work),

@@ -1,13 +1,14 @@
 //! A conversation's state: an enum everywhere in Rust, a word only at the SQL edge.
 //!
-//! The `state` column holds `queued`, `active` or `closed`. [`ConvState`]'s `ToSql`/`FromSql`
+//! The `state` column holds `queued`, `active` or `closed`. [`ConvState`]'s `Param`/`FromCol`
 //! below are the one place that maps between the two. SQL text still spells the words as
 //! literals (`WHERE state = 'queued'`): the schema's CHECK constraint and the partial index
 //! `conv_open_visitor` (`WHERE state != 'closed'`) are written that way, and SQLite uses a
 //! partial index only when the query's condition matches its literal, not a bound parameter.
 //! The tests below keep the literals and [`ConvState::as_sql`] in step.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use crate::store::db::{FromCol, Param, Row, Val};
+use crate::store::{Result, StoreError};
 use serde::Serialize;
 
 /// Where a conversation is in its life (the `state` column; `state` on the wire).
@@ -42,16 +43,20 @@ impl ConvState {
     }
 }
 
-impl ToSql for ConvState {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_sql()))
+impl Param for ConvState {
+    fn val(&self) -> Val<'_> {
+        Val::Text(self.as_sql())
     }
 }
 
-impl FromSql for ConvState {
-    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
-        let s = v.as_str()?;
-        ConvState::from_sql_str(s).ok_or_else(|| FromSqlError::Other(format!("state {s:?}").into()))
+impl FromCol for ConvState {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
+        let s: String = FromCol::lite(r, i)?;
+        ConvState::from_sql_str(&s).ok_or_else(|| StoreError::Row(format!("state {s:?}")))
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self> {
+        let s: String = FromCol::pg(r, i)?;
+        ConvState::from_sql_str(&s).ok_or_else(|| StoreError::Row(format!("state {s:?}")))
     }
 }
 
@@ -76,21 +81,16 @@ pub(crate) enum Phase {
 impl Phase {
     /// Read the `state` and `agent_id` columns (indexes `state`, `agent`) of a row; a row
     /// that breaks the invariant above is an error rather than a guess.
-    pub(crate) fn from_row(
-        r: &rusqlite::Row<'_>,
-        state: usize,
-        agent: usize,
-    ) -> rusqlite::Result<Phase> {
+    pub(crate) fn from_row(r: &Row<'_>, state: usize, agent: usize) -> Result<Phase> {
         let agent_id: Option<String> = r.get(agent)?;
         match (r.get::<_, ConvState>(state)?, agent_id) {
             (ConvState::Queued, None) => Ok(Phase::Queued),
             (ConvState::Active, Some(agent_id)) => Ok(Phase::Active { agent_id }),
             (ConvState::Closed, agent_id) => Ok(Phase::Closed { agent_id }),
-            (s, a) => Err(rusqlite::Error::FromSqlConversionFailure(
-                agent,
-                rusqlite::types::Type::Text,
-                format!("{} conversation with agent {a:?}", s.as_sql()).into(),
-            )),
+            (s, a) => Err(StoreError::Row(format!(
+                "{} conversation with agent {a:?}",
+                s.as_sql()
+            ))),
         }
     }
 
@@ -122,12 +122,12 @@ impl Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
+    use crate::store::db::{params, Db};
 
     /// The schema's CHECK accepts exactly the words `as_sql` writes, and they read back.
     #[test]
     fn sql_words_round_trip_through_the_schema_check() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(
             "CREATE TABLE t (state TEXT NOT NULL CHECK (state IN ('queued', 'active', 'closed')))",
         )
@@ -141,7 +141,7 @@ mod tests {
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
+            .collect::<Result<_>>()
             .unwrap();
         assert_eq!(back, ConvState::ALL);
         assert!(conn
@@ -155,9 +155,9 @@ mod tests {
 
     #[test]
     fn phase_keeps_the_agent_invariant() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
         let phase = |state: &str, agent: Option<&str>| {
-            conn.query_row("SELECT ?1, ?2", rusqlite::params![state, agent], |r| {
+            conn.query_row("SELECT ?1, ?2", params![state, agent], |r| {
                 Phase::from_row(r, 0, 1)
             })
         };

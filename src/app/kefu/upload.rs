@@ -8,9 +8,9 @@
 use super::routing;
 use super::strip::{self, StripError};
 use crate::protocol::http::response::Response;
+use crate::store::db::{params, Db, OptionalExtension};
 use crate::store::tenancy::hex;
 use crate::store::{self as db, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -145,8 +145,9 @@ pub(crate) fn serve(data_dir: &Path, name: &str) -> Response {
 
 /// The table of uploads. Kept by this module (not the store's schema) since only uploads use
 /// it; created at worker start, before the loop serves anyone.
-pub(crate) fn ensure_table(conn: &Connection) -> db::Result<()> {
-    conn.execute_batch(
+pub(crate) fn ensure_table(conn: &Db) -> db::Result<()> {
+    db::ensure(
+        conn,
         "CREATE TABLE IF NOT EXISTS kefu_uploads (
             name TEXT PRIMARY KEY,
             bid TEXT NOT NULL,
@@ -206,7 +207,7 @@ const DAY_MS: i64 = 86_400_000;
 /// Check, clean and store an upload: the visitor must have an open conversation, the
 /// business must have quota left (`quota` bytes per 24 h, 0: none), metadata is stripped.
 pub(crate) fn accept(
-    conn: &Connection,
+    conn: &Db,
     data_dir: &Path,
     who: &Uploader,
     body: &[u8],
@@ -227,7 +228,7 @@ pub(crate) fn accept(
     if quota > 0 {
         let (used, oldest): (i64, Option<i64>) = conn
             .prepare_cached(
-                "SELECT COALESCE(SUM(bytes), 0), MIN(created_at) FROM kefu_uploads
+                "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT), MIN(created_at) FROM kefu_uploads
                  WHERE bid = ?1 AND created_at > ?2",
             )?
             .query_row(params![bid, now - DAY_MS], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -253,7 +254,7 @@ pub(crate) fn accept(
 }
 
 /// A stored message uses `url`: keep its file for good.
-pub(crate) fn mark_referenced(conn: &Connection, url: &str) -> db::Result<()> {
+pub(crate) fn mark_referenced(conn: &Db, url: &str) -> db::Result<()> {
     if let Some(name) = url.strip_prefix(URL_PREFIX) {
         conn.prepare_cached("UPDATE kefu_uploads SET referenced = 1 WHERE name = ?1")?
             .execute([name])?;
@@ -262,7 +263,7 @@ pub(crate) fn mark_referenced(conn: &Connection, url: &str) -> db::Result<()> {
 }
 
 /// Whether `url` is an upload recorded for business `bid`.
-pub(crate) fn uploaded_by(conn: &Connection, url: &str, bid: &str) -> db::Result<bool> {
+pub(crate) fn uploaded_by(conn: &Db, url: &str, bid: &str) -> db::Result<bool> {
     let Some(name) = url.strip_prefix(URL_PREFIX) else {
         return Ok(false);
     };
@@ -280,7 +281,7 @@ const SWEEP_BATCH: i64 = 256;
 /// The row goes first, and only if still unreferenced: a message stored at the same moment
 /// (on the writer, which marks the row in its transaction) either wins and keeps the file, or
 /// finds the row gone.
-pub(crate) fn sweep(conn: &Connection, data_dir: &Path, cutoff: i64) -> db::Result<usize> {
+pub(crate) fn sweep(conn: &Db, data_dir: &Path, cutoff: i64) -> db::Result<usize> {
     let names: Vec<String> = conn
         .prepare_cached(
             "SELECT name FROM kefu_uploads WHERE referenced = 0 AND created_at < ?1 LIMIT ?2",
@@ -307,7 +308,7 @@ pub(crate) fn sweep(conn: &Connection, data_dir: &Path, cutoff: i64) -> db::Resu
 
 /// Whether `name` is recorded (tests).
 #[cfg(test)]
-fn recorded(conn: &Connection, name: &str) -> bool {
+fn recorded(conn: &Db, name: &str) -> bool {
     conn.query_row("SELECT 1 FROM kefu_uploads WHERE name = ?1", [name], |_| {
         Ok(())
     })
