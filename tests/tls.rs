@@ -414,7 +414,10 @@ fn partial_records_count_against_the_input_budget() {
     });
     assert!(gone, "{:?}", k.status());
     let url = format!("wss://localhost:{port}/");
-    assert_eq!(python(SMALL_ECHO, &[&url, pki.ca.to_str().unwrap()]).trim(), "ok");
+    assert_eq!(
+        python(SMALL_ECHO, &[&url, pki.ca.to_str().unwrap()]).trim(),
+        "ok"
+    );
 }
 
 const SMALL_ECHO: &str = r#"
