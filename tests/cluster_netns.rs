@@ -60,13 +60,7 @@ impl Netns {
             "link", "add", &n.host_if, "type", "veth", "peer", "name", &peer,
         ])?;
         ip(&["link", "set", &peer, "netns", &n.name])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{HOST_ADDR}/30"),
-            "dev",
-            &n.host_if,
-        ])?;
+        ip(&["addr", "add", &format!("{HOST_ADDR}/30"), "dev", &n.host_if])?;
         ip(&["link", "set", &n.host_if, "up"])?;
         let inside = |args: &[&str]| {
             let mut a = vec!["netns", "exec", &n.name, "ip"];
@@ -81,13 +75,7 @@ impl Netns {
 
     /// Take the link down (`false`) or up again (`true`).
     fn link(&self, up: bool) {
-        ip(&[
-            "link",
-            "set",
-            &self.host_if,
-            if up { "up" } else { "down" },
-        ])
-        .unwrap();
+        ip(&["link", "set", &self.host_if, if up { "up" } else { "down" }]).unwrap();
     }
 }
 
@@ -191,12 +179,18 @@ fn a_node_cut_off_by_the_network_is_dropped_then_rejoins_without_duplicates() {
     );
     // It was cut off, not stopped: every process of node 3 still runs.
     let pids = nodes[2].pids();
-    assert!(!pids.is_empty() && pids.iter().all(|&p| alive(p)), "{pids:?}");
+    assert!(
+        !pids.is_empty() && pids.iter().all(|&p| alive(p)),
+        "{pids:?}"
+    );
 
     ns.link(true);
     let t1 = Instant::now();
     assert_views(&all_nodes, &everyone, "after the link came back");
-    eprintln!("node 3 back in every view {:?} after the link", t1.elapsed());
+    eprintln!(
+        "node 3 back in every view {:?} after the link",
+        t1.elapsed()
+    );
 
     // Messages cross both ways again, each once: node 1 to a client of node 3 and node 3 to
     // a client of node 1, then a marker each, which must come next.

@@ -23,6 +23,8 @@
         (10) each sending RATE (20) chat lines of SIZE (1500) bytes per second for SECS (10)
         s; reports deliveries per server CPU-second and bytes on the wire per delivery.
 
+KEFU_BIN=PATH runs that kefu binary instead of target/release/kefu (for before/after runs).
+
 Prints one JSON line. Loopback only; stops the server at the end. Run tools/peers/install.sh
 first (Bun, Node ws).
 """
@@ -119,7 +121,8 @@ async def main():
             entry += "compression = false\n"
         with open(f"{d}/kefu.toml", "w") as f:
             f.write(f'app = "{app}"\nworkers = 1\n[limits]\nmax_connections_per_ip = 0\n[[listen]]\n{entry}')
-        cmd = [f"{ROOT}/target/release/kefu", "start", "-c", f"{d}/kefu.toml",
+        kefu_bin = os.environ.get("KEFU_BIN", f"{ROOT}/target/release/kefu")
+        cmd = [kefu_bin, "start", "-c", f"{d}/kefu.toml",
                "--pid-file", f"{d}/k.pid", "--log-file", f"{d}/k.log"]
     elif server == "node":
         cmd = ["node", f"{ROOT}/tools/peers/node/server.js", "--port", str(port), "--mode", app]

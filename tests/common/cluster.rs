@@ -71,7 +71,11 @@ impl Redis {
         cmd.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
         // Protected mode refuses every client that is not on loopback; the other addresses
         // are the test's own private link (see `start_bound`).
-        let protected = if self.bind == "127.0.0.1" { "yes" } else { "no" };
+        let protected = if self.bind == "127.0.0.1" {
+            "yes"
+        } else {
+            "no"
+        };
         cmd.args(["--protected-mode", protected]);
         let child = cmd
             .current_dir(&self.dir)
