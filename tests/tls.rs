@@ -396,7 +396,13 @@ fn partial_records_count_against_the_input_budget() {
     // 30 established sessions each hold most of a 16 KiB record: 480 KB against a budget of
     // 300 000 bytes. The sessions whose record pushes the worker past it are closed, as a
     // plain connection's growing input is, so at most 18 partial records stay held.
-    let (k, pki) = instance("echo", &["wss"], "[limits]\nmax_buffered_input = 300000\n");
+    // The handshake deadline (TLS, then the HTTP upgrade these clients never send) is long
+    // enough that only the budget can close them while the test looks.
+    let (k, pki) = instance(
+        "echo",
+        &["wss"],
+        "[limits]\nmax_buffered_input = 300000\nhandshake_timeout = 60\n",
+    );
     let k = k.start();
     let port = k.port("wss").to_string();
     let closed: usize = python(DRIBBLE, &[&port, pki.ca.to_str().unwrap(), "30", "12"])
