@@ -526,3 +526,7 @@ impl<S: Write> Write for TlsWriter<'_, S> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
