@@ -150,7 +150,7 @@ impl Side {
     }
 
     /// What the server wrote, into the client; the plaintext it yields.
-    fn to_client(&mut self) -> Vec<u8> {
+    fn deliver(&mut self) -> Vec<u8> {
         let out = std::mem::take(&mut self.p.output);
         let mut r = &out[..];
         let mut plain = Vec::new();
@@ -173,7 +173,7 @@ impl Side {
             self.p.input.extend(v);
             let _ = self.read();
             assert!(self.s.push(&mut self.p).unwrap());
-            assert!(self.to_client().is_empty());
+            assert!(self.deliver().is_empty());
             if !self.c.is_handshaking() && !self.s.handshaking() {
                 assert!(self.s.take_established());
                 return;
@@ -228,7 +228,7 @@ fn both_directions_partial_records_counted_and_nothing_held_when_idle() {
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     x.s.writer(&mut x.p).write_all(&big).unwrap();
     assert!(x.s.push(&mut x.p).unwrap());
-    assert_eq!(x.to_client(), big);
+    assert_eq!(x.deliver(), big);
     assert!(!x.s.wants_write());
 
     // A caller's buffer smaller than a record: the rest waits in the session, in order.
