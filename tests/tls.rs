@@ -348,6 +348,95 @@ fn slowloris_and_garbage_are_closed_by_the_handshake_deadline() {
     assert!(gone, "{:?}", k.status());
 }
 
+const DRIBBLE: &str = r#"
+import selectors, socket, ssl, sys, time
+port, ca, n, need = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ctx = ssl.create_default_context(cafile=ca)
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if out.pending:
+                s.sendall(out.read())
+            got = s.recv(65536)
+            assert got, f"handshake {i} refused"
+            inc.write(got)
+    s.sendall(out.read())
+    socks.append(s)
+# Every session established; now each sends most of one maximal record and stops.
+for s in socks:
+    s.sendall(bytes([0x17, 3, 3, 0x41, 0x00]) + b"\x00" * 16000)
+sel = selectors.DefaultSelector()
+for s in socks:
+    sel.register(s, selectors.EVENT_READ)
+closed, deadline = 0, time.monotonic() + 20
+while closed < need and time.monotonic() < deadline:
+    for key, _ in sel.select(timeout=1):
+        try:
+            got = key.fileobj.recv(65536)
+        except ConnectionResetError:
+            got = b""
+        if not got:
+            sel.unregister(key.fileobj)
+            closed += 1
+print(closed)
+for s in socks:
+    s.close()
+"#;
+
+#[test]
+fn partial_records_count_against_the_input_budget() {
+    // 30 established sessions each hold most of a 16 KiB record: 480 KB against a budget of
+    // 300 000 bytes. The sessions whose record pushes the worker past it are closed, as a
+    // plain connection's growing input is, so at most 18 partial records stay held.
+    // The handshake deadline (TLS, then the HTTP upgrade these clients never send) is long
+    // enough that only the budget can close them while the test looks.
+    let (k, pki) = instance(
+        "echo",
+        &["wss"],
+        "[limits]\nmax_buffered_input = 300000\nhandshake_timeout = 60\n",
+    );
+    let k = k.start();
+    let port = k.port("wss").to_string();
+    let closed: usize = python(DRIBBLE, &[&port, pki.ca.to_str().unwrap(), "30", "12"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(closed >= 12, "only {closed} of 30 closed over the budget");
+    let log = k.log() + &k.stderr();
+    assert!(log.contains("max_buffered_input"), "{log}");
+    // The budget is given back with the connections: a new session works.
+    let gone = wait_until(10 * SEC, || {
+        k.status()
+            .and_then(|s| s["workers"][0]["connections"].as_u64())
+            == Some(0)
+    });
+    assert!(gone, "{:?}", k.status());
+    let url = format!("wss://localhost:{port}/");
+    assert_eq!(
+        python(SMALL_ECHO, &[&url, pki.ca.to_str().unwrap()]).trim(),
+        "ok"
+    );
+}
+
+const SMALL_ECHO: &str = r#"
+import asyncio, ssl, sys, websockets
+async def main():
+    ctx = ssl.create_default_context(cafile=sys.argv[2])
+    async with websockets.connect(sys.argv[1], ssl=ctx) as ws:
+        await ws.send("still here")
+        assert await ws.recv() == "still here"
+    print("ok")
+asyncio.run(main())
+"#;
+
 #[test]
 fn connections_show_tls() {
     let (k, pki) = instance("echo", &["text+tls"], "");

@@ -10,6 +10,21 @@
         in flight each (1 = ping-pong), driven by tools/tls_echo_client.mjs (Node `ws`);
         report messages and the server's CPU seconds over the run (utime+stime of its tree).
 
+    python3 tools/tls_bench.py load kefu|bun echo|chat SCENARIO [kefu-load args] [--plain]
+        the server in that mode, then `kefu-load SCENARIO --url wss://localhost:PORT/ --ca CA
+        --server-pid PID [args]` (target/release/kefu-load): e.g. `load kefu chat broadcast
+        --rooms 1 --room-size 100 --senders 10 --rate 200 --duration 10` or `load bun echo
+        connect -n 2000 --rate 1000`. Prints kefu-load's JSON line.
+
+    python3 tools/tls_bench.py room-deflate kefu|bun|node [N SENDERS RATE SECS SIZE] [--off]
+        permessage-deflate room broadcast over ws:// (each server's defaults with compression
+        on; --off: compression off everywhere), clients in Node `ws`
+        (tools/deflate_room_client.mjs): N (100) clients in one workerman-chat room, SENDERS
+        (10) each sending RATE (20) chat lines of SIZE (1500) bytes per second for SECS (10)
+        s; reports deliveries per server CPU-second and bytes on the wire per delivery.
+
+KEFU_BIN=PATH runs that kefu binary instead of target/release/kefu (for before/after runs).
+
 Prints one JSON line. Loopback only; stops the server at the end. Run tools/peers/install.sh
 first (Bun, Node ws).
 """
@@ -82,9 +97,16 @@ def make_cert(d):
 
 async def main():
     import websockets
-    plain = "--plain" in sys.argv
-    argv = [a for a in sys.argv[1:] if a != "--plain"]
+    off = "--off" in sys.argv
+    plain = "--plain" in sys.argv or sys.argv[1] == "room-deflate"
+    argv = [a for a in sys.argv[1:] if a not in ("--plain", "--off")]
     mode, server = argv[0], argv[1]
+    app, load_args = "echo", []
+    if mode == "load":
+        app, load_args = argv[2], argv[3:]
+        argv = argv[:2]
+    if mode == "room-deflate":
+        app = "chat"
     nums = [int(a) for a in argv[2:]]
     n = nums[0] if nums else 2000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -95,15 +117,24 @@ async def main():
     if server == "kefu":
         url = f"{'ws' if plain else 'wss'}://127.0.0.1:{port}"
         entry = f'url = "{url}"\n' + ("" if plain else f'cert = "{d}/tls.pem"\nkey = "{d}/tls.key"\n')
+        if off:
+            entry += "compression = false\n"
         with open(f"{d}/kefu.toml", "w") as f:
-            f.write(f'app = "echo"\nworkers = 1\n[limits]\nmax_connections_per_ip = 0\n[[listen]]\n{entry}')
-        cmd = [f"{ROOT}/target/release/kefu", "start", "-c", f"{d}/kefu.toml",
+            f.write(f'app = "{app}"\nworkers = 1\n[limits]\nmax_connections_per_ip = 0\n[[listen]]\n{entry}')
+        kefu_bin = os.environ.get("KEFU_BIN", f"{ROOT}/target/release/kefu")
+        cmd = [kefu_bin, "start", "-c", f"{d}/kefu.toml",
                "--pid-file", f"{d}/k.pid", "--log-file", f"{d}/k.log"]
+    elif server == "node":
+        cmd = ["node", f"{ROOT}/tools/peers/node/server.js", "--port", str(port), "--mode", app]
+        if not off:
+            cmd.append("--compress")
     else:
         bun = f"{ROOT}/tools/peers/bun/node_modules/.bin/bun"
-        cmd = [bun, f"{ROOT}/tools/peers/bun/server.js", "--port", str(port), "--mode", "echo"]
+        cmd = [bun, f"{ROOT}/tools/peers/bun/server.js", "--port", str(port), "--mode", app]
         if not plain:
             cmd += ["--cert", f"{d}/tls.pem", "--key", f"{d}/tls.key"]
+        if mode == "room-deflate" and not off:
+            cmd.append("--compress")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(400):
@@ -112,6 +143,38 @@ async def main():
                 break
             except OSError:
                 time.sleep(0.05)
+        if mode == "load":
+            scheme = "ws" if plain else "wss"
+            cmd = [f"{ROOT}/target/release/kefu-load", load_args[0],
+                   "--url", f"{scheme}://localhost:{port}/", "--server-pid", str(proc.pid)]
+            if not plain:
+                cmd += ["--ca", f"{d}/ca.pem"]
+            out = subprocess.run(cmd + load_args[1:], stdout=subprocess.PIPE, text=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r["server"] = server
+            print(json.dumps(r))
+            return
+        if mode == "room-deflate":
+            n, senders, rate, secs, size = (nums + [100, 10, 20, 10, 1500][len(nums):])[:5]
+            client = subprocess.Popen(
+                ["node", f"{ROOT}/tools/deflate_room_client.mjs", f"ws://127.0.0.1:{port}/",
+                 str(n), str(senders), str(rate), str(secs), str(size), "0" if off else "1"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            client.stderr.readline()  # "open": every client is in the room
+            cpu0 = cpu_secs(proc.pid)
+            out, err = client.communicate(timeout=secs + 120)
+            cpu = cpu_secs(proc.pid) - cpu0
+            r = json.loads(out)
+            print(json.dumps({
+                "server": server, "compression": not off, "clients": n, "senders": senders,
+                "rate_per_sender": rate, "size": size, "secs": secs, "sent": r["sent"],
+                "deliveries": r["deliveries"], "expected": r["sent"] * n,
+                "server_cpu_s": round(cpu, 2),
+                "deliveries_per_server_cpu_s": round(r["deliveries"] / cpu) if cpu > 0 else None,
+                "wire_bytes_per_delivery": round(r["bytes_in"] / max(1, r["deliveries"]), 1),
+                "extensions": r["extensions"],
+            }))
+            return
         if mode == "echo":
             c, secs, size, depth = (nums + [100, 10, 32, 1][len(nums):])[:4]
             scheme = "ws" if plain else "wss"

@@ -225,12 +225,12 @@ impl Conn {
         }
     }
 
-    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket; over TLS a short
-    /// count also means the socket is drained.
-    pub fn read_in(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket; over TLS the
+    /// ciphertext goes through `cipher` and a short count also means the socket is drained.
+    pub fn read_in(&mut self, buf: &mut [u8], cipher: &mut [u8]) -> io::Result<usize> {
         match &mut self.tls {
             None => self.stream.read(buf),
-            Some(t) => t.read(&mut self.stream, buf, self.remote),
+            Some(t) => t.read(&mut self.stream, buf, cipher, self.remote),
         }
     }
 

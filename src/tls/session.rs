@@ -1,25 +1,42 @@
-//! One TLS connection: rustls fed from and flushed to the non-blocking socket, inside the
-//! worker's loop (no thread, no blocking handshake).
+//! One TLS connection: rustls' unbuffered state machine fed from and flushed to the
+//! non-blocking socket, inside the worker's loop (no thread, no blocking handshake).
 //!
-//! Bounds: rustls holds at most one handshake message of 64 KiB (or one record of about
-//! 18 KiB once established) of undecrypted input and at most 16 KiB of decrypted input, which
-//! is handed on at once; its output queue is capped at [`OUT_LIMIT`] bytes, the rest of a
-//! backlog waiting in the connection's own queue, where the send bound applies.
+//! The unbuffered API leaves every buffer to us, so an idle connection holds none: ciphertext
+//! is read into the worker's shared TLS scratch and decrypted from there; only what is left of
+//! a partial record moves into the session's own `inb` (freed once consumed), and encrypted
+//! output lives in `out` only until the socket takes it. Everything the session holds of the
+//! peer's input is reported by [`TlsSession::recount`] so the worker counts it against
+//! `limits.max_buffered_input`, as it does plain input.
 
-use rustls::ServerConnection;
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Most bytes of encrypted output rustls queues for one connection (a few records): beyond
-/// it the plaintext waits in the connection's own output queue, counted against
-/// `max_send_buffer`, and rustls' chunks are freed as soon as they are written.
+/// Most bytes of encrypted output a session holds for its socket (a few records): beyond it
+/// the plaintext waits in the connection's own output queue, counted against
+/// `max_send_buffer`.
 const OUT_LIMIT: usize = 32 * 1024;
 
-/// Bytes a connection still in its TLS handshake may make rustls hold: a handshake message
-/// of up to 64 KiB being joined, plus the record read after it. The worker counts this
-/// against `limits.max_buffered_input` until the handshake is done.
+/// Largest TLS plaintext fragment: one record's worth of output is encrypted at a time.
+const RECORD: usize = 16 * 1024;
+
+/// Bytes of record overhead allowed per record when sizing an encryption (header, nonce,
+/// tag and content type together are under 40 bytes for every suite rustls offers).
+const RECORD_OVERHEAD: usize = 64;
+
+/// Bytes of undecrypted input a session may hold: a handshake message of up to 64 KiB being
+/// joined, plus the record read after it. Until the worker is told the handshake is done it
+/// counts at least this much for the session against `limits.max_buffered_input`; afterwards
+/// it counts what the session really holds (a partial record while it arrives, nothing when
+/// idle). More than this is an error, like rustls' own bound in its buffered API.
 pub const HANDSHAKE_RESERVE: usize = 0xffff + 16 * 1024 + 2048 + 5;
+
+/// The worker's buffer for ciphertext fresh from a socket (one per worker, see
+/// [`TlsSession::read`]).
+pub const CIPHER_SCRATCH: usize = 32 * 1024;
 
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,29 +47,68 @@ enum Stage {
     Established,
     /// The handshake is done and the worker knows.
     Announced,
+    /// The peer sent close_notify: reads end (after what was decrypted before it).
+    PeerClosed,
     /// A TLS error ended the session (logged once).
     Failed,
 }
 
+/// What processing the input asked for next.
+enum Next {
+    /// Process again (a record was decrypted or handshake bytes were queued).
+    Again,
+    /// The input holds no complete record: read the socket.
+    Input,
+    /// The peer closed the session cleanly.
+    Closed,
+    /// A TLS error.
+    Fail(rustls::Error),
+}
+
 /// The TLS state of one connection.
-#[derive(Debug)]
 pub struct TlsSession {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
     stage: Stage,
-    /// The worker counts [`HANDSHAKE_RESERVE`] for this session (until it is told the
-    /// handshake is done).
+    /// The worker counts at least [`HANDSHAKE_RESERVE`] for this session (until it is told
+    /// the handshake is done).
     reserved: bool,
+    /// Undecrypted input carried over between reads (from `inb_at`): a partial record, or
+    /// records left when the caller's buffer filled up. Empty and unallocated when idle.
+    inb: Vec<u8>,
+    inb_at: usize,
+    /// Decrypted bytes that did not fit the caller's buffer, handed out first next time.
+    plain: Vec<u8>,
+    /// Encrypted bytes waiting for the socket (from `out_at`); freed once written.
+    out: Vec<u8>,
+    out_at: usize,
+    /// What the worker counts for this session against `limits.max_buffered_input`.
+    counted: usize,
+}
+
+impl fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("stage", &self.stage)
+            .field("inb", &(self.inb.len() - self.inb_at))
+            .field("plain", &self.plain.len())
+            .field("out", &(self.out.len() - self.out_at))
+            .finish()
+    }
 }
 
 impl TlsSession {
     /// A server session with `config`.
     pub(super) fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsSession, rustls::Error> {
-        let mut conn = ServerConnection::new(config)?;
-        conn.set_buffer_limit(Some(OUT_LIMIT));
         Ok(TlsSession {
-            conn,
+            conn: UnbufferedServerConnection::new(config)?,
             stage: Stage::Handshake,
             reserved: true,
+            inb: Vec::new(),
+            inb_at: 0,
+            plain: Vec::new(),
+            out: Vec::new(),
+            out_at: 0,
+            counted: HANDSHAKE_RESERVE,
         })
     }
 
@@ -61,15 +117,23 @@ impl TlsSession {
         self.stage == Stage::Handshake
     }
 
-    /// Input bytes the worker counts for this session beyond its own buffers:
-    /// [`HANDSHAKE_RESERVE`] until the worker is told the handshake is done, then nothing
-    /// (rustls then holds at most one record, a partial one only while it arrives).
-    pub fn reserve(&self) -> usize {
-        if self.reserved {
-            HANDSHAKE_RESERVE
+    /// Input bytes the worker counts for this session beyond its own buffers (set by
+    /// [`TlsSession::recount`]; [`HANDSHAKE_RESERVE`] at first).
+    pub fn counted(&self) -> usize {
+        self.counted
+    }
+
+    /// What the worker should count for this session now, as `(before, now)`: at least
+    /// [`HANDSHAKE_RESERVE`] until it is told the handshake is done, then the capacity of the
+    /// input and decrypted bytes it holds.
+    pub fn recount(&mut self) -> (usize, usize) {
+        let held = self.inb.capacity() + self.plain.capacity();
+        let now = if self.reserved {
+            held.max(HANDSHAKE_RESERVE)
         } else {
-            0
-        }
+            held
+        };
+        (std::mem::replace(&mut self.counted, now), now)
     }
 
     /// True once, the first time it is asked after the handshake completed.
@@ -84,7 +148,7 @@ impl TlsSession {
 
     /// Whether encrypted bytes (handshake answers, alerts, records) wait for the socket.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write()
+        self.out_at < self.out.len()
     }
 
     /// `TLSv1_3` / `TLSv1_2` once negotiated, for `kefu connections`.
@@ -96,100 +160,321 @@ impl TlsSession {
         }
     }
 
-    /// Read decrypted bytes into `buf`: ciphertext is read from `sock` until `buf` is full or
-    /// the socket has nothing more, so a short count means the socket is drained (the caller's
-    /// edge-triggered loop relies on that). `Ok(0)` is the end of the stream. A TLS error is
-    /// logged once (debug, with `peer`), its alert queued, and returned as `InvalidData`.
+    /// Read decrypted bytes into `buf`, ciphertext going through `cipher` (the worker's
+    /// [`CIPHER_SCRATCH`]): the socket is read until `buf` is full or it has nothing more, so
+    /// a short count means the socket is drained (the caller's edge-triggered loop relies on
+    /// that). `Ok(0)` is the end of the stream. A TLS error is logged once (debug, with
+    /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`.
     pub fn read<S: Read + Write>(
         &mut self,
         sock: &mut S,
         buf: &mut [u8],
+        cipher: &mut [u8],
         peer: SocketAddr,
     ) -> io::Result<usize> {
-        if self.stage == Stage::Failed {
-            return Err(io::ErrorKind::InvalidData.into());
-        }
-        let mut filled = 0;
+        let mut filled = self.take_plain(buf);
+        // Fresh ciphertext in `cipher[at..end]`, used while `inb` is empty (no copy).
+        let (mut at, mut end) = (0, 0);
         loop {
-            match self.conn.reader().read(&mut buf[filled..]) {
-                // The peer's close_notify (or a full `buf`, checked below).
-                Ok(0) if filled < buf.len() => return Ok(filled),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        return Ok(filled);
+            match self.stage {
+                Stage::Failed => return Err(io::ErrorKind::InvalidData.into()),
+                Stage::PeerClosed => return Ok(filled),
+                _ => {}
+            }
+            if filled == buf.len() {
+                self.keep(&cipher[at..end]);
+                return Ok(filled);
+            }
+            let from_inb = self.inb_at < self.inb.len();
+            let input: &mut [u8] = if from_inb {
+                &mut self.inb[self.inb_at..]
+            } else {
+                &mut cipher[at..end]
+            };
+            let status = self.conn.process_tls_records(input);
+            let next = match status.state {
+                Err(e) => Next::Fail(e),
+                Ok(ConnectionState::ReadTraffic(mut rt)) => {
+                    let mut next = Next::Again;
+                    while filled < buf.len() {
+                        match rt.next_record() {
+                            None => break,
+                            Some(Err(e)) => {
+                                next = Next::Fail(e);
+                                break;
+                            }
+                            Some(Ok(rec)) => {
+                                let n = rec.payload.len().min(buf.len() - filled);
+                                buf[filled..filled + n].copy_from_slice(&rec.payload[..n]);
+                                filled += n;
+                                // Only when `buf` is smaller than a record.
+                                self.plain.extend_from_slice(&rec.payload[n..]);
+                            }
+                        }
                     }
-                    continue;
+                    next
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // The socket ended without close_notify: what was decrypted still counts.
-                Err(e) => return if filled > 0 { Ok(filled) } else { Err(e) },
-            }
-            match self.conn.read_tls(sock) {
-                Ok(0) => return Ok(filled),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    // rustls' input bound (an oversized handshake message or record).
-                    crate::debug!("tls {peer}: {e}");
-                    self.stage = Stage::Failed;
-                    return Err(e);
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    match append(&mut self.out, 1024, |b| e.encode(b), encode_need) {
+                        Ok(_) => Next::Again,
+                        Err(e) => Next::Fail(rustls::Error::General(e.to_string())),
+                    }
                 }
-                Err(e) => return Err(e),
-            }
-            if let Err(e) = self.conn.process_new_packets() {
-                crate::debug!("tls {peer}: {e}");
-                self.stage = Stage::Failed;
-                // Best effort: the alert rustls queued tells the peer why.
-                let _ = self.conn.write_tls(sock);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    // The bytes are in `out`, which the flush sends: rustls is done with them.
+                    t.done();
+                    Next::Again
+                }
+                Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => {
+                    Next::Input
+                }
+                Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => Next::Closed,
+                // Early data is not enabled, and future states are not understood.
+                Ok(_) => Next::Fail(rustls::Error::General("unexpected TLS state".into())),
+            };
+            if from_inb {
+                self.inb_at += status.discard;
+                if self.inb_at >= self.inb.len() {
+                    self.inb = Vec::new();
+                    self.inb_at = 0;
+                }
+            } else {
+                at += status.discard;
             }
             if self.stage == Stage::Handshake && !self.conn.is_handshaking() {
                 self.stage = Stage::Established;
             }
+            match next {
+                Next::Again => continue,
+                Next::Closed => {
+                    if self.stage != Stage::Failed {
+                        self.stage = Stage::PeerClosed;
+                    }
+                    return Ok(filled);
+                }
+                Next::Fail(e) => {
+                    crate::debug!("tls {peer}: {e}");
+                    self.fail(sock);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+                Next::Input => {}
+            }
+            // No complete record in hand: what is left moves to `inb`, then the socket.
+            self.keep(&cipher[at..end]);
+            (at, end) = (0, 0);
+            let carried = self.inb.len() - self.inb_at;
+            let room = (HANDSHAKE_RESERVE - carried.min(HANDSHAKE_RESERVE)).min(cipher.len());
+            if room == 0 {
+                crate::debug!("tls {peer}: more than {HANDSHAKE_RESERVE} bytes of one message");
+                self.fail(sock);
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+            let got = sock.read(&mut cipher[..room]);
+            match got {
+                Ok(0) => return Ok(filled),
+                Ok(n) if carried > 0 => self.keep(&cipher[..n]),
+                Ok(n) => end = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => {
+                    self.trim();
+                    return Ok(filled);
+                }
+                Err(e) => {
+                    self.trim();
+                    return Err(e);
+                }
+            }
         }
+    }
+
+    /// Move decrypted bytes held from the last read into `buf`; how many.
+    fn take_plain(&mut self, buf: &mut [u8]) -> usize {
+        if self.plain.is_empty() {
+            return 0;
+        }
+        let n = self.plain.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.plain[..n]);
+        if n == self.plain.len() {
+            self.plain = Vec::new();
+        } else {
+            self.plain.drain(..n);
+        }
+        n
+    }
+
+    /// Append unprocessed ciphertext to `inb` (its consumed front dropped first).
+    fn keep(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.inb_at > 0 {
+            self.inb.drain(..self.inb_at);
+            self.inb_at = 0;
+        }
+        self.inb.reserve_exact(bytes.len());
+        self.inb.extend_from_slice(bytes);
+    }
+
+    /// Between reads `inb` keeps only its unconsumed bytes, in a buffer about their size.
+    fn trim(&mut self) {
+        if self.inb_at > 0 {
+            self.inb.drain(..self.inb_at);
+            self.inb_at = 0;
+        }
+        if self.inb.capacity() > 2 * self.inb.len() + 4096 {
+            self.inb.shrink_to_fit();
+        }
+    }
+
+    /// A TLS error ended the session: send the alert rustls queued if the socket takes it.
+    fn fail<S: Write>(&mut self, sock: &mut S) {
+        self.stage = Stage::Failed;
+        self.inb = Vec::new();
+        self.inb_at = 0;
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) =
+            self.conn.process_tls_records(&mut []).state
+        {
+            let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
+        }
+        let _ = self.push(sock);
+    }
+
+    /// Run `f` with rustls' write state, after queueing what rustls has to send first (and
+    /// decrypting, into `plain`, records still held in `inb`); `None` while the handshake
+    /// runs or after the session ended.
+    fn traffic<R>(
+        &mut self,
+        f: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> R,
+    ) -> Option<R> {
+        if self.stage == Stage::Failed {
+            return None;
+        }
+        let mut f = Some(f);
+        loop {
+            let status = self.conn.process_tls_records(&mut self.inb[self.inb_at..]);
+            let mut done = None;
+            let go_on = match status.state {
+                Ok(ConnectionState::ReadTraffic(mut rt)) => {
+                    while let Some(Ok(rec)) = rt.next_record() {
+                        self.plain.extend_from_slice(rec.payload);
+                    }
+                    true
+                }
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    append(&mut self.out, 1024, |b| e.encode(b), encode_need).is_ok()
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    true
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.stage = Stage::PeerClosed;
+                    true
+                }
+                Ok(ConnectionState::WriteTraffic(mut wt)) => {
+                    done = f.take().map(|f| f(&mut wt, &mut self.out));
+                    false
+                }
+                _ => false,
+            };
+            self.inb_at += status.discard;
+            if self.inb_at >= self.inb.len() {
+                self.inb = Vec::new();
+                self.inb_at = 0;
+            }
+            if !go_on {
+                return done;
+            }
+        }
+    }
+
+    /// Encrypt `data` (at most a few records) into `out`; `None` while the handshake runs.
+    fn encrypt(&mut self, data: &[u8]) -> Option<Result<(), EncryptError>> {
+        let guess = data.len() + (data.len() / RECORD + 1) * RECORD_OVERHEAD;
+        self.traffic(|wt, out| append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(drop))
     }
 
     /// A writer that encrypts into `sock` (for the connection's output queue to flush into).
     pub fn writer<'a, S: Write>(&'a mut self, sock: &'a mut S) -> TlsWriter<'a, S> {
         TlsWriter {
-            conn: &mut self.conn,
+            session: self,
             sock,
         }
     }
 
-    /// Write queued encrypted bytes: `Ok(true)` when none are left, `Ok(false)` when the
-    /// socket is full.
+    /// Write queued encrypted bytes: `Ok(true)` when none are left (and the buffer is
+    /// freed), `Ok(false)` when the socket is full.
     pub fn push<S: Write>(&mut self, sock: &mut S) -> io::Result<bool> {
-        push(&mut self.conn, sock)
+        while self.out_at < self.out.len() {
+            match sock.write(&self.out[self.out_at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out = Vec::new();
+        self.out_at = 0;
+        Ok(true)
     }
 
     /// Queue a close_notify and try to send it (best effort: the socket is shut down next).
     pub fn close_notify<S: Write>(&mut self, sock: &mut S) {
-        self.conn.send_close_notify();
-        let _ = push(&mut self.conn, sock);
+        let _ = self.traffic(|wt, out| append(out, 64, |b| wt.queue_close_notify(b), encrypt_need));
+        let _ = self.push(sock);
     }
 }
 
-fn push<S: Write>(conn: &mut ServerConnection, sock: &mut S) -> io::Result<bool> {
-    while conn.wants_write() {
-        match conn.write_tls(sock) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// The size rustls asked for when a buffer was too small.
+fn encode_need(e: &EncodeError) -> Option<usize> {
+    match e {
+        EncodeError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
+/// The size rustls asked for when a buffer was too small.
+fn encrypt_need(e: &EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    }
+}
+
+/// Let `f` write at the end of `out` into `guess` bytes, grown to what it says it needs.
+fn append<E>(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    need: fn(&E) -> Option<usize>,
+) -> Result<usize, E> {
+    let start = out.len();
+    let mut size = guess;
+    loop {
+        out.resize(start + size, 0);
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(n);
+            }
+            Err(e) => match need(&e) {
+                Some(n) if n > size => size = n,
+                _ => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            },
         }
     }
-    Ok(true)
 }
 
-/// Plaintext in, records out to the socket. A write takes what rustls' capped queue accepts
-/// (after pushing earlier records out) and fails with `WouldBlock` only when the socket is
-/// full and the queue too, so the caller keeps the rest in its own queue.
+/// Plaintext in, records out to the socket. A write encrypts up to a record or two (after
+/// pushing earlier records out when [`OUT_LIMIT`] is reached) and fails with `WouldBlock`
+/// only when the socket is full and the session's output too, or the handshake is not done,
+/// so the caller keeps the rest in its own queue.
 #[derive(Debug)]
 pub struct TlsWriter<'a, S> {
-    conn: &'a mut ServerConnection,
+    session: &'a mut TlsSession,
     sock: &'a mut S,
 }
 
@@ -199,28 +484,49 @@ impl<S: Write> Write for TlsWriter<'_, S> {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        if bufs.iter().all(|b| b.is_empty()) {
+        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
             return Ok(0);
+        };
+        let s = &mut *self.session;
+        if s.out.len() - s.out_at >= OUT_LIMIT && !s.push(self.sock)? {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        for _ in 0..2 {
-            let n = self.conn.writer().write_vectored(bufs)?;
-            if n > 0 {
-                // Records out now where the socket takes them; the rest goes with the next
-                // write or the caller's final push.
-                push(self.conn, self.sock)?;
-                return Ok(n);
+        let bufs = &bufs[first..];
+        // Small pieces are joined into one record; a large one is encrypted where it lies.
+        let joined: Vec<u8>;
+        let data: &[u8] = if bufs.len() == 1 || bufs[0].len() >= RECORD {
+            &bufs[0][..bufs[0].len().min(2 * RECORD)]
+        } else {
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            let mut j = Vec::with_capacity(total.min(RECORD));
+            for b in bufs {
+                let n = b.len().min(RECORD - j.len());
+                j.extend_from_slice(&b[..n]);
+                if j.len() == RECORD {
+                    break;
+                }
             }
-            // rustls' queue is full: make room or report the socket full.
-            if !push(self.conn, self.sock)? {
-                break;
-            }
+            joined = j;
+            &joined
+        };
+        match s.encrypt(data) {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(io::Error::other(e.to_string())),
+            // The handshake is not done (its end raises the next flush), or the session
+            // ended.
+            None => return Err(io::ErrorKind::WouldBlock.into()),
         }
-        // Still no room: the socket is full, or the handshake is not done and its plaintext
-        // queue is (the handshake's end raises the next flush).
-        Err(io::ErrorKind::WouldBlock.into())
+        // Records out now where the socket takes them; the rest goes with the next write or
+        // the caller's final push.
+        s.push(self.sock)?;
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

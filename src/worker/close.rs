@@ -66,7 +66,7 @@ fn begin(b: &mut Base, id: ConnId, how: CloseHow) {
 pub(super) fn drop_conn(b: &mut Base, slot: usize) {
     if let Some(mut c) = b.core.conns.try_remove(slot) {
         let _ = b.poll.registry().deregister(&mut c.stream);
-        let tls = c.tls.as_ref().map_or(0, |t| t.reserve());
+        let tls = c.tls.as_ref().map_or(0, |t| t.counted());
         b.buffered_input = b.buffered_input.saturating_sub(c.in_buf.capacity() + tls);
         b.peers.release(c.remote.ip());
     }

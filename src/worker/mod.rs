@@ -71,10 +71,13 @@ struct Base {
     app: Box<dyn App>,
     /// The one read buffer of the worker, for clients and bus links alike.
     scratch: Vec<u8>,
+    /// Ciphertext fresh from a TLS client's socket, decrypted into `scratch`.
+    tls_scratch: Vec<u8>,
     /// Connections per peer address, against `limits.max_connections_per_ip`.
     peers: peers::PeerCounts,
-    /// Capacity of every connection's `in_buf` together, plus the reserve of each TLS
-    /// handshake under way, against `limits.max_buffered_input`.
+    /// Capacity of every connection's `in_buf` together, plus what each TLS session holds of
+    /// its peer's input (a reserve while its handshake runs), against
+    /// `limits.max_buffered_input`.
     buffered_input: usize,
     /// Warnings that a flood could repeat (EMFILE, caps) are logged at most once per period.
     quiet: quiet::Quiet,
@@ -209,6 +212,7 @@ impl Worker {
                 core: Core::new(worker_id, inc, limits, &cfg.websocket, waker),
                 app,
                 scratch: vec![0; SCRATCH],
+                tls_scratch: vec![0; crate::tls::session::CIPHER_SCRATCH],
                 peers,
                 buffered_input: 0,
                 quiet: quiet::Quiet::default(),

@@ -107,15 +107,25 @@ impl Reader {
                     }
                 }
             }
-            let got = c.read_in(&mut b.scratch);
+            let got = c.read_in(&mut b.scratch, &mut b.tls_scratch);
             if let Some(t) = &mut c.tls {
-                if t.wants_write() && !c.in_dirty {
-                    // Handshake answers and alerts go out with this turn's flush.
+                let established = t.take_established();
+                if (t.wants_write() || (established && !c.out.is_empty())) && !c.in_dirty {
+                    // Handshake answers and alerts go out with this turn's flush, and so does
+                    // output queued while the handshake ran.
                     c.in_dirty = true;
                     b.core.dirty.push(slot);
                 }
-                if t.take_established() {
+                // What rustls' records held back for this connection (a partial record)
+                // counts like undecoded plain input.
+                let (was, now) = t.recount();
+                b.buffered_input = b.buffered_input.saturating_sub(was) + now;
+                if established {
                     super::tls::established(b, id);
+                }
+                if now > was && b.buffered_input > b.core.limits.max_buffered_input {
+                    over_budget(b, id);
+                    return;
                 }
             }
             let Some(c) = b.core.conns.get_mut(slot) else {
@@ -197,16 +207,20 @@ impl Reader {
         c.in_buf = held;
         b.buffered_input = b.buffered_input.saturating_sub(before) + after;
         if after > before && b.buffered_input > b.core.limits.max_buffered_input {
-            // The worker holds as much undecoded input as it may: the connection asking for
-            // more goes, not the ones already waiting for their next bytes.
-            if let Some(skipped) = b.quiet.allow(b.core.now) {
-                crate::warn!(
-                    "worker {}: limits.max_buffered_input reached; closing the connection that \
-                     grows ({skipped} more since the last warning)",
-                    b.core.worker_id
-                );
-            }
-            b.core.request_close(id, CloseHow::Now);
+            over_budget(b, id);
         }
     }
+}
+
+/// The worker holds as much undecoded input as it may: the connection asking for more (`id`)
+/// goes, not the ones already waiting for their next bytes.
+fn over_budget(b: &mut Base, id: ConnId) {
+    if let Some(skipped) = b.quiet.allow(b.core.now) {
+        crate::warn!(
+            "worker {}: limits.max_buffered_input reached; closing the connection that \
+             grows ({skipped} more since the last warning)",
+            b.core.worker_id
+        );
+    }
+    b.core.request_close(id, CloseHow::Now);
 }

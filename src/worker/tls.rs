@@ -5,7 +5,7 @@ use super::{close, input, Base};
 use crate::config::{ListenSpec, Scheme};
 use crate::connection::{ConnState, Framing};
 use crate::gateway::client_id::ConnId;
-use crate::tls::session::{TlsSession, HANDSHAKE_RESERVE};
+use crate::tls::session::TlsSession;
 use crate::tls::Acceptor;
 
 /// The TLS settings of listener `spec`, its PEM files read now (at worker start, before the
@@ -21,7 +21,7 @@ pub(super) fn acceptor(spec: &ListenSpec) -> Result<Acceptor, String> {
 /// Give the new connection `id` its TLS session, counting what its handshake may make rustls
 /// buffer against `limits.max_buffered_input`; false if it was closed for that.
 pub(super) fn accepted(b: &mut Base, id: ConnId, session: Box<TlsSession>) -> bool {
-    let reserve = session.reserve();
+    let reserve = session.counted();
     let Some(c) = b.core.get_mut(id) else {
         return false;
     };
@@ -45,10 +45,9 @@ pub(super) fn accepted(b: &mut Base, id: ConnId, session: Box<TlsSession>) -> bo
     true
 }
 
-/// The TLS handshake of `id` is done: its reserve is given back, and a text connection becomes
-/// the app's client (as a plain one does when accepted).
+/// The TLS handshake of `id` is done (its reserve was given back by the session's recount): a
+/// text connection becomes the app's client (as a plain one does when accepted).
 pub(super) fn established(b: &mut Base, id: ConnId) {
-    b.buffered_input = b.buffered_input.saturating_sub(HANDSHAKE_RESERVE);
     let idle = b.core.limits.idle_timeout;
     let now = b.core.now;
     let Some(c) = b.core.get_mut(id) else {

@@ -34,18 +34,30 @@ pub struct Redis {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: PathBuf,
+    /// Addresses it listens on, space-separated.
+    bind: String,
     child: Option<Child>,
 }
 
 impl Redis {
     /// Start on a free port and wait until it answers PING.
     pub fn start() -> Redis {
+        Redis::start_bound(&[])
+    }
+
+    /// Start on a free port, listening on 127.0.0.1 and `also` (addresses of the test's own
+    /// interfaces), and wait until it answers PING.
+    pub fn start_bound(also: &[&str]) -> Redis {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("kefu-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut r = Redis {
             port,
             dir,
+            bind: std::iter::once("127.0.0.1")
+                .chain(also.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" "),
             child: None,
         };
         r.spawn();
@@ -53,21 +65,19 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(REDIS_SERVER)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+        let mut cmd = Command::new(REDIS_SERVER);
+        cmd.args(["--port", &self.port.to_string(), "--bind"]);
+        cmd.args(self.bind.split(' '));
+        cmd.args(["--save", "", "--appendonly", "no", "--daemonize", "no"]);
+        // Protected mode refuses every client that is not on loopback; the other addresses
+        // are the test's own private link (see `start_bound`).
+        let protected = if self.bind == "127.0.0.1" {
+            "yes"
+        } else {
+            "no"
+        };
+        cmd.args(["--protected-mode", protected]);
+        let child = cmd
             .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -115,7 +125,12 @@ impl Redis {
 
     /// `redis://127.0.0.1:PORT/`.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        self.url_on("127.0.0.1")
+    }
+
+    /// `redis://HOST:PORT/` for one of the addresses it listens on.
+    pub fn url_on(&self, host: &str) -> String {
+        format!("redis://{host}:{}/", self.port)
     }
 }
 
@@ -152,14 +167,30 @@ impl Node {
         extra: &str,
     ) -> Node {
         let host = format!("127.0.0.{}", id + 1);
+        Node::start_on(app, id, workers, &redis.url(), &host, lease_ms, extra, &[])
+    }
+
+    /// Start node `id` on `host`, reaching Redis at `redis_url`, its master started through
+    /// `wrap` (e.g. `ip netns exec NS` for a node in a network namespace of the test's).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_on(
+        app: &str,
+        id: u8,
+        workers: usize,
+        redis_url: &str,
+        host: &str,
+        lease_ms: u64,
+        extra: &str,
+        wrap: &[&str],
+    ) -> Node {
         let (ws_port, api_port) = (free_port(), free_port());
         let toml = format!(
-            "{}{extra}\n[cluster]\nnode = {id}\nname = \"n{id}\"\nredis = \"{}\"\nlease_ms = {lease_ms}\n",
+            "{}{extra}\n[cluster]\nnode = {id}\nname = \"n{id}\"\nredis = \"{redis_url}\"\nlease_ms = {lease_ms}\n",
             api_config(),
-            redis.url()
         );
         let inst = Instance::new(app, workers, &[])
             .config(&toml)
+            .wrap(wrap)
             .args(&[
                 "--listen",
                 &format!("websocket://{host}:{ws_port}"),
@@ -169,7 +200,7 @@ impl Node {
             .start();
         Node {
             id,
-            host,
+            host: host.to_string(),
             ws_port,
             api_port,
             inst,

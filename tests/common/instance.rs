@@ -31,6 +31,9 @@ pub struct Instance {
     nofile: Option<u32>,
     /// Environment variables for the foreground master (and so its workers).
     env: Vec<(String, String)>,
+    /// A command the foreground master is started through (it execs kefu in the end, so
+    /// the child is still the master): e.g. `ip netns exec NS`.
+    wrap: Vec<String>,
     /// The foreground master, once started.
     child: Option<Child>,
 }
@@ -54,6 +57,7 @@ impl Instance {
             extra: Vec::new(),
             nofile: None,
             env: Vec::new(),
+            wrap: Vec::new(),
             child: None,
         }
     }
@@ -93,6 +97,13 @@ impl Instance {
     /// Set an environment variable for the foreground master and its workers.
     pub fn env(mut self, key: &str, value: &str) -> Instance {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Start the foreground master through `prefix` (a command that execs its arguments,
+    /// such as `ip netns exec NS`).
+    pub fn wrap(mut self, prefix: &[&str]) -> Instance {
+        self.wrap = prefix.iter().map(|a| a.to_string()).collect();
         self
     }
 
@@ -144,13 +155,18 @@ impl Instance {
     /// when every worker is ready; a bound port alone only says that one worker is) and
     /// every port accepts. Panics with the server's stderr if that does not happen.
     pub fn start(mut self) -> Instance {
-        let mut cmd = match self.nofile {
-            Some(n) => {
+        let mut cmd = match (self.nofile, self.wrap.split_first()) {
+            (Some(n), _) => {
                 let mut c = Command::new("sh");
                 c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), KEFU]);
                 c
             }
-            None => Command::new(KEFU),
+            (None, Some((first, rest))) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(KEFU);
+                c
+            }
+            (None, None) => Command::new(KEFU),
         };
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("start")

@@ -12,6 +12,7 @@ pub mod http;
 pub mod instance;
 pub mod kefu_app;
 pub mod pg;
+pub mod nginx;
 pub mod pki;
 pub mod ws;
 

@@ -25,6 +25,20 @@ before(async () => {
 });
 after(async () => { if (browser) await browser.close(); });
 
+// The WebSocket handshake answers `page` receives, read through the DevTools protocol (the
+// page's own sockets, as the browser saw them): each a map of lower-cased header names.
+async function handshakes(ctx, page) {
+  const seen = [];
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send("Network.enable");
+  cdp.on("Network.webSocketHandshakeResponseReceived", (e) => {
+    const h = {};
+    for (const [k, v] of Object.entries(e.response.headers || {})) h[k.toLowerCase()] = v;
+    seen.push({ status: e.response.status, headers: h });
+  });
+  return seen;
+}
+
 test("visitor and agent chat over https and wss", async () => {
   assert.ok(TLS_URL && TLS_URL.startsWith("https://"), "KEFU_TLS_URL unset");
   // The test CA is not in Chromium's store: certificate errors are ignored for this context
@@ -33,6 +47,7 @@ test("visitor and agent chat over https and wss", async () => {
   const vctx = await browser.newContext({ ignoreHTTPSErrors: true });
   const aSockets = [], vSockets = [];
   const agent = watch(await actx.newPage(), "agent", aSockets);
+  const aShakes = await handshakes(actx, agent);
   const resp = await agent.goto(`${TLS_URL}/console`);
   assert.equal(resp.status(), 200);
   assert.match(resp.headers()["content-security-policy"] || "", /connect-src 'self'/);
@@ -43,6 +58,7 @@ test("visitor and agent chat over https and wss", async () => {
   await agent.locator("#connPill[data-state=online]").waitFor();
 
   const visitor = watch(await vctx.newPage(), "visitor", vSockets);
+  const vShakes = await handshakes(vctx, visitor);
   await visitor.goto(`${TLS_URL}/chat/shop3`);
   await visitor.locator("body[data-conn=online]").waitFor();
   await visitor.locator("#input").fill("hello over wss");
@@ -62,6 +78,15 @@ test("visitor and agent chat over https and wss", async () => {
     assert.equal(u.host, origin.host, url);
   }
   assert.ok(aSockets.length && vSockets.length, "no WebSocket opened");
+  // Chromium offers permessage-deflate by itself and kefu accepts it: every socket of both
+  // pages runs compressed (kefu answers without context takeover on its side).
+  assert.ok(aShakes.length && vShakes.length, "no handshake seen");
+  for (const { status, headers } of [...aShakes, ...vShakes]) {
+    assert.equal(status, 101);
+    const ext = headers["sec-websocket-extensions"] || "";
+    assert.match(ext, /^permessage-deflate\b/, `extensions: ${JSON.stringify(ext)}`);
+    assert.match(ext, /server_no_context_takeover/, ext);
+  }
   assert.deepEqual(problems, []);
   await actx.close();
   await vctx.close();

@@ -44,6 +44,8 @@ pub enum CloseReason {
     HandshakeTimeout,
     /// A text line exceeded the size limit.
     LineTooLong,
+    /// The TLS session failed (bad certificate, alert, bad record).
+    Tls(rustls::Error),
 }
 
 impl CloseReason {
@@ -57,6 +59,7 @@ impl CloseReason {
             CloseReason::Protocol(e) => e.to_string(),
             CloseReason::HandshakeTimeout => "handshake timeout".into(),
             CloseReason::LineTooLong => "text line too long".into(),
+            CloseReason::Tls(e) => format!("tls: {e}"),
         }
     }
 }
@@ -133,6 +136,8 @@ impl Batch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
+    /// TCP is up; the TLS handshake runs (TLS targets only).
+    TlsHandshaking,
     Handshaking,
     Open,
 }
@@ -149,6 +154,8 @@ struct Conn {
     frag: Vec<u8>,
     frag_kind: Option<Kind>,
     dirty: bool,
+    /// The TLS session of a TLS target: `wbuf` is plaintext fed to it, `rbuf` decrypted.
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 /// A set of client connections sharing one mio `Poll`.
@@ -206,6 +213,18 @@ impl Net {
         } else {
             String::new()
         };
+        let tls = match &self.target.tls {
+            None => None,
+            Some(t) => {
+                let config = t.config.clone().ok_or_else(|| {
+                    CloseReason::Io(io::Error::other("TLS target without a CA (--ca)"))
+                })?;
+                let mut c = rustls::ClientConnection::new(config, t.name.clone())
+                    .map_err(CloseReason::Tls)?;
+                c.set_buffer_limit(Some(MAX_PENDING_WRITE));
+                Some(Box::new(c))
+            }
+        };
         self.conns.push(Some(Conn {
             stream,
             state: State::Connecting,
@@ -218,6 +237,7 @@ impl Net {
             frag: Vec::new(),
             frag_kind: None,
             dirty: false,
+            tls,
         }));
         self.pending_setup += 1;
         Ok(id)
@@ -277,20 +297,15 @@ impl Net {
                     return;
                 }
             }
-            match &self.target.proto {
-                Proto::Ws { host, path } => {
-                    ws::write_upgrade_request(&mut conn.wbuf, host, path, &conn.key);
-                    conn.state = State::Handshaking;
-                    mark_dirty(&mut self.dirty, conn, id);
-                }
-                Proto::Text => {
-                    conn.state = State::Open;
+            if conn.tls.is_some() {
+                // The ClientHello rustls queued goes out with the flush.
+                conn.state = State::TlsHandshaking;
+                mark_dirty(&mut self.dirty, conn, id);
+            } else {
+                conn.begin(&self.target.proto, id, now, batch, &mut self.dirty);
+                if conn.state == State::Open {
                     self.pending_setup -= 1;
                     self.open += 1;
-                    batch.events.push(Event::Open {
-                        id,
-                        setup_us: micros(now - conn.started),
-                    });
                 }
             }
         }
@@ -322,11 +337,25 @@ impl Net {
         };
         // Edge-triggered: drain until WouldBlock, parsing after each chunk to bound the buffer.
         loop {
-            match conn.stream.read(&mut self.scratch) {
-                Ok(0) => return Err(CloseReason::Eof),
-                Ok(n) => {
+            let got = match conn.tls.as_mut() {
+                None => conn.stream.read(&mut self.scratch).map(|n| {
                     conn.rbuf.extend_from_slice(&self.scratch[..n]);
+                    (n, n < self.scratch.len())
+                }),
+                Some(t) => tls_read(t, &mut conn.stream, &mut self.scratch, &mut conn.rbuf)?,
+            };
+            match got {
+                Ok((0, _)) => return Err(CloseReason::Eof),
+                Ok((_, drained)) => {
                     let was_setup = conn.state != State::Open;
+                    if conn.tls.as_ref().is_some_and(|t| t.wants_write()) {
+                        mark_dirty(&mut self.dirty, conn, id);
+                    }
+                    if conn.state == State::TlsHandshaking
+                        && conn.tls.as_ref().is_some_and(|t| !t.is_handshaking())
+                    {
+                        conn.begin(&self.target.proto, id, now, batch, &mut self.dirty);
+                    }
                     let outcome = conn.parse(
                         &self.target.proto,
                         id,
@@ -342,7 +371,7 @@ impl Net {
                     outcome?;
                     // A short read drained the socket queue; data arriving later raises a
                     // new edge, so skip the read that would only return WouldBlock.
-                    if n < self.scratch.len() && !closed {
+                    if drained && !closed {
                         return Ok(());
                     }
                 }
@@ -443,8 +472,63 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// One TLS read: ciphertext from `sock` into rustls, the plaintext it yields appended to
+/// `rbuf`. `Ok((n, false))` with `n` the ciphertext bytes read (0: end of stream, or the
+/// server's close_notify); a TLS error closes the connection.
+fn tls_read(
+    t: &mut rustls::ClientConnection,
+    sock: &mut mio::net::TcpStream,
+    scratch: &mut [u8],
+    rbuf: &mut Vec<u8>,
+) -> Result<io::Result<(usize, bool)>, CloseReason> {
+    let n = match t.read_tls(sock) {
+        Ok(n) => n,
+        Err(e) => return Ok(Err(e)),
+    };
+    t.process_new_packets().map_err(CloseReason::Tls)?;
+    loop {
+        match t.reader().read(scratch) {
+            Ok(0) => return Ok(Ok((0, false))),
+            Ok(k) => rbuf.extend_from_slice(&scratch[..k]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    // rustls reads in small pieces: only WouldBlock says the socket is drained.
+    Ok(Ok((n, false)))
+}
+
 impl Conn {
+    /// Connected (and through TLS, for a TLS target): send the upgrade request, or for the
+    /// text protocol be open at once.
+    fn begin(
+        &mut self,
+        proto: &Proto,
+        id: usize,
+        now: Instant,
+        batch: &mut Batch,
+        dirty: &mut Vec<usize>,
+    ) {
+        match proto {
+            Proto::Ws { host, path } => {
+                ws::write_upgrade_request(&mut self.wbuf, host, path, &self.key);
+                self.state = State::Handshaking;
+                mark_dirty(dirty, self, id);
+            }
+            Proto::Text => {
+                self.state = State::Open;
+                batch.events.push(Event::Open {
+                    id,
+                    setup_us: micros(now - self.started),
+                });
+            }
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(t) = self.tls.as_mut() {
+            return flush_tls(t, &mut self.stream, &mut self.wbuf, &mut self.wpos);
+        }
         while self.wpos < self.wbuf.len() {
             match self.stream.write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -590,6 +674,36 @@ impl Conn {
                     return Err(CloseReason::ServerClose);
                 }
             }
+        }
+    }
+}
+
+/// Plaintext from `wbuf` into rustls (as much as its capped queue takes, once the handshake
+/// is done), then records to the socket until it is full.
+fn flush_tls(
+    t: &mut rustls::ClientConnection,
+    sock: &mut mio::net::TcpStream,
+    wbuf: &mut Vec<u8>,
+    wpos: &mut usize,
+) -> io::Result<()> {
+    loop {
+        if !t.is_handshaking() && *wpos < wbuf.len() {
+            *wpos += t.writer().write(&wbuf[*wpos..])?;
+            if *wpos == wbuf.len() {
+                wbuf.clear();
+                *wpos = 0;
+            }
+        }
+        if !t.wants_write() {
+            return Ok(());
+        }
+        match t.write_tls(sock) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+            Err(e) => return Err(e),
         }
     }
 }

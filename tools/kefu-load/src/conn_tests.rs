@@ -94,3 +94,158 @@ fn websocket_ping_fragments_and_masking() {
     net.flush();
     server.join().unwrap();
 }
+
+/// A throwaway CA and a `localhost` / 127.0.0.1 certificate it signed, made by `openssl` in
+/// `dir`: (CA PEM, certificate PEM, key PEM).
+fn test_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=load CA",
+    ]);
+    run(&a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&a);
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+/// One TLS text-protocol client against an in-process rustls server echoing a line; with a
+/// CA that did not sign the server's certificate the connection fails with a TLS error.
+#[test]
+fn text_over_tls_roundtrip_and_an_untrusted_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::env::temp_dir().join(format!("kefu-load-tls-{}", std::process::id()));
+    let (ca, cert, key) = test_pki(&dir.join("good"));
+    let (other_ca, _, _) = test_pki(&dir.join("other"));
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap(),
+    );
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        // The trusted client: echo one line.
+        let (s, _) = l.accept().unwrap();
+        let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with(b"\n") {
+            tls.read_exact(&mut b).unwrap();
+            line.push(b[0]);
+        }
+        tls.write_all(&line).unwrap();
+        tls.flush().unwrap();
+        // The untrusting client: its handshake fails (it sends an alert and closes).
+        let (s, _) = l.accept().unwrap();
+        let conn = rustls::ServerConnection::new(config).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, s);
+        assert!(tls.read(&mut b).is_err() || tls.conn.is_handshaking());
+    });
+    let url = format!("text+tls://{addr}");
+    let mut target = Target::parse(&url).unwrap();
+    target.trust(Some(&ca)).unwrap();
+    let mut net = Net::new(Arc::new(target), 3).unwrap();
+    let id = net.connect(0).unwrap();
+    let mut batch = Batch::default();
+    poll_until(&mut net, &mut batch, |b| {
+        b.events.iter().any(|e| matches!(e, Event::Open { .. }))
+    });
+    assert!(net.send(id, Kind::Text, b"over tls"));
+    poll_until(&mut net, &mut batch, |b| {
+        b.events.iter().any(|e| matches!(e, Event::Message { start, end, .. } if b.payload(*start, *end) == b"over tls"))
+    });
+
+    let mut target = Target::parse(&url).unwrap();
+    target.trust(Some(&other_ca)).unwrap();
+    let mut net = Net::new(Arc::new(target), 4).unwrap();
+    net.connect(0).unwrap();
+    poll_until(&mut net, &mut batch, |b| {
+        b.events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Closed {
+                    was_open: false,
+                    reason: CloseReason::Tls(_),
+                    ..
+                }
+            )
+        })
+    });
+    server.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -53,9 +53,13 @@ enum Cmd {
 /// Options every scenario takes.
 #[derive(Args, Clone, Debug)]
 pub struct Common {
-    /// Server URL: ws://HOST:PORT/PATH or text://HOST:PORT (127.0.0.0/8 or ::1 only).
+    /// Server URL: ws://HOST:PORT/PATH or text://HOST:PORT, or over TLS wss://... and
+    /// text+tls://... (127.0.0.0/8 or ::1 only).
     #[arg(long, default_value = "ws://127.0.0.1:8282/")]
     pub url: String,
+    /// PEM file of the CA a TLS target's certificate is checked against (wss://, text+tls://).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Event-loop threads, each owning an equal share of the connections.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
@@ -85,7 +89,9 @@ impl Common {
         if self.threads == 0 || self.threads > 64 {
             return Err(LoadError::Usage("--threads must be 1..=64".into()));
         }
-        Ok(Arc::new(Target::parse(&self.url)?))
+        let mut t = Target::parse(&self.url)?;
+        t.trust(self.ca.as_deref())?;
+        Ok(Arc::new(t))
     }
 
     /// The server pid from --server-pid or --server-pid-file, if any.

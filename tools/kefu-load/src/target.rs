@@ -1,7 +1,11 @@
 //! Target URL parsing with the loopback-only guard.
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 
 /// Wire protocol spoken with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,18 @@ pub struct Target {
     pub proto: Proto,
     /// The URL as given, for reports.
     pub url: String,
+    /// For `wss://` and `text+tls://`: the name the certificate is checked against, and the
+    /// client settings once [`Target::trust`] gave them a CA.
+    pub tls: Option<Tls>,
+}
+
+/// A TLS target's client side.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Host of the URL (IP literal or `localhost`), checked in the server's certificate.
+    pub name: ServerName<'static>,
+    /// rustls settings trusting the CA given with `--ca`.
+    pub config: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a target URL was refused.
@@ -37,13 +53,18 @@ pub enum TargetError {
     Address(String),
     /// Resolves to something outside 127.0.0.0/8 and ::1.
     NotLoopback(String),
+    /// The CA file for a TLS target is missing or unusable.
+    Ca(String),
 }
 
 impl fmt::Display for TargetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TargetError::Scheme(u) => {
-                write!(f, "unsupported URL scheme in {u:?} (use ws:// or text://)")
+                write!(
+                    f,
+                    "unsupported URL scheme in {u:?} (use ws://, wss://, text:// or text+tls://)"
+                )
             }
             TargetError::Address(u) => write!(
                 f,
@@ -53,6 +74,7 @@ impl fmt::Display for TargetError {
                 f,
                 "refusing target {u:?}: load tests may only target 127.0.0.0/8 or ::1"
             ),
+            TargetError::Ca(why) => write!(f, "TLS target: {why}"),
         }
     }
 }
@@ -81,9 +103,11 @@ impl Target {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let is_ws = match scheme.to_ascii_lowercase().as_str() {
-            "ws" => true,
-            "text" => false,
+        let (is_ws, tls) = match scheme.to_ascii_lowercase().as_str() {
+            "ws" => (true, false),
+            "wss" => (true, true),
+            "text" => (false, false),
+            "text+tls" => (false, true),
             _ => return Err(TargetError::Scheme(url.to_string())),
         };
         if hostport.is_empty() || !hostport.contains(':') {
@@ -102,11 +126,54 @@ impl Target {
         } else {
             Proto::Text
         };
+        let tls = if tls {
+            let host = hostport[..hostport.rfind(':').unwrap_or(hostport.len())]
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|_| TargetError::Address(url.to_string()))?;
+            Some(Tls { name, config: None })
+        } else {
+            None
+        };
         Ok(Target {
             addr,
             proto,
             url: url.to_string(),
+            tls,
         })
+    }
+
+    /// Trust the CA certificates in PEM file `ca` for a TLS target (required for one, refused
+    /// for a plain one).
+    pub fn trust(&mut self, ca: Option<&Path>) -> Result<(), TargetError> {
+        let (Some(tls), Some(ca)) = (self.tls.as_mut(), ca) else {
+            return match (&self.tls, ca) {
+                (Some(_), None) => Err(TargetError::Ca("--ca FILE is required".into())),
+                (None, Some(_)) => Err(TargetError::Ca("--ca given for a plain URL".into())),
+                _ => Ok(()),
+            };
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(ca)
+            .map_err(|e| TargetError::Ca(format!("{}: {e}", ca.display())))?;
+        for c in certs {
+            let c = c.map_err(|e| TargetError::Ca(format!("{}: {e}", ca.display())))?;
+            roots
+                .add(c)
+                .map_err(|e| TargetError::Ca(format!("{}: {e}", ca.display())))?;
+        }
+        if roots.is_empty() {
+            return Err(TargetError::Ca(format!("{}: no certificate", ca.display())));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TargetError::Ca(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.config = Some(Arc::new(config));
+        Ok(())
     }
 
     /// True for WebSocket targets.
@@ -146,9 +213,16 @@ mod tests {
             Err(TargetError::NotLoopback(_))
         ));
         assert!(matches!(
-            Target::parse("wss://127.0.0.1:1/"),
+            Target::parse("wsx://127.0.0.1:1/"),
             Err(TargetError::Scheme(_))
         ));
+        let mut t = Target::parse("wss://localhost:1/").unwrap();
+        assert!(t.tls.is_some());
+        assert!(matches!(t.trust(None), Err(TargetError::Ca(_))));
+        assert!(Target::parse("ws://127.0.0.1:1/")
+            .unwrap()
+            .trust(Some(Path::new("/nonexistent")))
+            .is_err());
         assert!(matches!(
             Target::parse("ws://127.0.0.1/"),
             Err(TargetError::Address(_))

@@ -2,7 +2,8 @@
 // mode speaks the workerman-chat subset, with room broadcast through Bun's uWebSockets
 // pub/sub (one topic per room).
 // Usage: bun server.js --port 8282 --mode echo|chat [--host 127.0.0.1] [--cert PEM --key PEM]
-// (with --cert and --key it serves wss:// through Bun.serve({ tls })).
+// [--compress] (with --cert and --key it serves wss:// through Bun.serve({ tls }); with
+// --compress permessage-deflate is on, with Bun's defaults).
 
 function parseArgs(argv) {
   const out = { port: 8282, mode: "echo", host: "127.0.0.1" };
@@ -14,6 +15,7 @@ function parseArgs(argv) {
     else if (k === "--host") { out.host = v; i++; }
     else if (k === "--cert") { out.cert = v; i++; }
     else if (k === "--key") { out.key = v; i++; }
+    else if (k === "--compress") { out.compress = true; }
     else { console.error(`unknown argument ${k}`); process.exit(2); }
   }
   if (!["echo", "chat"].includes(out.mode) || !(out.port > 0 && out.port < 65536)) {
@@ -112,7 +114,7 @@ const server = Bun.serve({
     return new Response("kefu bun peer: WebSocket only\n", { status: 426 });
   },
   websocket: {
-    perMessageDeflate: false,
+    perMessageDeflate: !!args.compress,
     maxPayloadLength: 16 * 1024 * 1024,
     idleTimeout: 960,
     message(ws, message) {

@@ -1,7 +1,8 @@
 'use strict';
 // Node.js + `ws` peer of kefu for benchmarks: `echo` mode returns every message to its
 // sender; `chat` mode speaks the workerman-chat subset (login / say / logout by room).
-// Usage: node server.js --port 8282 --mode echo|chat [--host 127.0.0.1]
+// Usage: node server.js --port 8282 --mode echo|chat [--host 127.0.0.1] [--compress]
+// (--compress: permessage-deflate on, with ws' defaults)
 const { WebSocketServer } = require('ws');
 
 function parseArgs(argv) {
@@ -12,6 +13,7 @@ function parseArgs(argv) {
     if (k === '--port') { out.port = Number(v); i++; }
     else if (k === '--mode') { out.mode = v; i++; }
     else if (k === '--host') { out.host = v; i++; }
+    else if (k === '--compress') { out.compress = true; }
     else { console.error(`unknown argument ${k}`); process.exit(2); }
   }
   if (!['echo', 'chat'].includes(out.mode) || !(out.port > 0 && out.port < 65536)) {
@@ -41,7 +43,7 @@ function timeText() {
 const wss = new WebSocketServer({
   host: args.host,
   port: args.port,
-  perMessageDeflate: false,
+  perMessageDeflate: !!args.compress,
   maxPayload: 16 * 1024 * 1024,
   clientTracking: false,
 });

@@ -1,0 +1,261 @@
+//! The session against a rustls client over an in-memory, non-blocking pipe: handshake,
+//! both directions, records arriving a byte short, a caller's buffer smaller than a record,
+//! what is counted while idle and while a record is partial, close_notify and garbage.
+
+use super::*;
+use crate::config::TlsFiles;
+use crate::tls::Acceptor;
+use std::collections::VecDeque;
+
+/// The server's socket: bytes the client sent (reads say `WouldBlock` when none are left)
+/// and bytes the server wrote.
+#[derive(Default)]
+struct Pipe {
+    input: VecDeque<u8>,
+    output: Vec<u8>,
+}
+
+impl Read for Pipe {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        if self.input.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = b.len().min(self.input.len());
+        for (d, s) in b.iter_mut().zip(self.input.drain(..n)) {
+            *d = s;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Side {
+    s: TlsSession,
+    c: rustls::ClientConnection,
+    p: Pipe,
+    buf: Vec<u8>,
+    cipher: Vec<u8>,
+}
+
+const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A server session and a client trusting its throwaway CA, handshake not started.
+fn pair(tag: &str) -> Side {
+    let dir = std::env::temp_dir().join(format!("kefu-session-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ec = "ec_paramgen_curve:P-256";
+    openssl(
+        &dir,
+        &[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", ec, "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "1", "-subj", "/CN=t",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            ec,
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "c.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "c.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "c.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext",
+        ],
+    );
+    let files = TlsFiles {
+        cert: dir.join("c.pem"),
+        key: dir.join("k.pem"),
+        sni: Vec::new(),
+    };
+    let acceptor = Acceptor::load(&files, true).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let _ = std::fs::remove_dir_all(&dir);
+    Side {
+        s: acceptor.session().unwrap(),
+        c: rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap(),
+        p: Pipe::default(),
+        buf: vec![0; 64 * 1024],
+        cipher: vec![0; CIPHER_SCRATCH],
+    }
+}
+
+impl Side {
+    /// The client's pending records, as bytes (not yet given to the server).
+    fn client_bytes(&mut self) -> Vec<u8> {
+        let mut v = Vec::new();
+        while self.c.wants_write() {
+            self.c.write_tls(&mut v).unwrap();
+        }
+        v
+    }
+
+    /// What the server wrote, into the client; the plaintext it yields.
+    fn deliver(&mut self) -> Vec<u8> {
+        let out = std::mem::take(&mut self.p.output);
+        let mut r = &out[..];
+        let mut plain = Vec::new();
+        while !r.is_empty() {
+            self.c.read_tls(&mut r).unwrap();
+            self.c.process_new_packets().unwrap();
+            plain.extend(self.client_plain());
+        }
+        plain
+    }
+
+    fn read(&mut self) -> io::Result<usize> {
+        self.s
+            .read(&mut self.p, &mut self.buf, &mut self.cipher, PEER)
+    }
+
+    fn handshake(&mut self) {
+        for _ in 0..10 {
+            let v = self.client_bytes();
+            self.p.input.extend(v);
+            let _ = self.read();
+            assert!(self.s.push(&mut self.p).unwrap());
+            assert!(self.deliver().is_empty());
+            if !self.c.is_handshaking() && !self.s.handshaking() {
+                assert!(self.s.take_established());
+                return;
+            }
+        }
+        panic!("no handshake");
+    }
+
+    /// Everything the client can read now.
+    fn client_plain(&mut self) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut b = [0u8; 4096];
+        loop {
+            match self.c.reader().read(&mut b) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return got,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn both_directions_partial_records_counted_and_nothing_held_when_idle() {
+    let mut x = pair("a");
+    x.handshake();
+    // The handshake's reserve is given back; an idle session holds no buffer.
+    x.s.recount();
+    assert_eq!(x.s.recount(), (0, 0));
+    assert!(!x.s.wants_write());
+
+    // A 10 000-byte message arrives a byte short: nothing to hand on, the partial record is
+    // counted; the last byte completes it.
+    let msg: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    x.c.writer().write_all(&msg).unwrap();
+    let wire = x.client_bytes();
+    x.p.input.extend(&wire[..wire.len() - 1]);
+    assert_eq!(x.read().unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    let (_, held) = x.s.recount();
+    assert!(
+        held >= wire.len() - 1,
+        "{held} counted for {} bytes",
+        wire.len() - 1
+    );
+    x.p.input.extend(&wire[wire.len() - 1..]);
+    let n = x.read().unwrap();
+    assert_eq!(&x.buf[..n], &msg[..]);
+    assert_eq!(x.s.recount().1, 0);
+
+    // Server to client: 100 000 bytes through the writer, in records of at most 16 KiB.
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    x.s.writer(&mut x.p).write_all(&big).unwrap();
+    assert!(x.s.push(&mut x.p).unwrap());
+    assert_eq!(x.deliver(), big);
+    assert!(!x.s.wants_write());
+
+    // A caller's buffer smaller than a record: the rest waits in the session, in order.
+    x.c.writer().write_all(&msg).unwrap();
+    let wire = x.client_bytes();
+    x.p.input.extend(wire);
+    let mut got = Vec::new();
+    let mut small = vec![0u8; 1000];
+    while got.len() < msg.len() {
+        let n = x.s.read(&mut x.p, &mut small, &mut x.cipher, PEER).unwrap();
+        got.extend_from_slice(&small[..n]);
+    }
+    assert_eq!(got, msg);
+
+    // close_notify from the client ends the stream.
+    x.c.send_close_notify();
+    let wire = x.client_bytes();
+    x.p.input.extend(wire);
+    assert_eq!(x.read().unwrap(), 0);
+}
+
+#[test]
+fn garbage_gets_an_alert_and_an_error() {
+    let mut x = pair("b");
+    x.p.input.extend(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(x.read().unwrap_err().kind(), io::ErrorKind::InvalidData);
+    assert_eq!(x.p.output.first(), Some(&0x15), "{:?}", x.p.output);
+    // Failed for good: later reads say so at once.
+    assert_eq!(x.read().unwrap_err().kind(), io::ErrorKind::InvalidData);
+}
