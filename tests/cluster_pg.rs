@@ -107,7 +107,19 @@ fn three_nodes_share_one_postgresql() {
 
     // Transfer to bob on node 3; he answers; the visitor hears both.
     let (mut bob, _) = c.agent("shop", "bob");
-    alice.send_text(&json!({"method":"transfer","conv_id":conv,"to":"bob"}).to_string());
+    // Node 2 learns bob is online through the cluster's presence: until then a transfer to
+    // him is refused, so alice tries again until it is taken.
+    assert!(
+        wait_until(10 * SEC, || {
+            alice.send_text(&json!({"method":"transfer","conv_id":conv,"to":"bob"}).to_string());
+            let r = recv_until(&mut alice, "transfer answer", |m| {
+                (m["method"] == "transfer" && m.get("code").is_some())
+                    || m["event"] == "transferred"
+            });
+            r["event"] == "transferred"
+        }),
+        "transfer to bob refused"
+    );
     recv_until(&mut bob, "transferred to bob", |m| {
         m["method"] == "assigned" && m["conv"]["conv_id"] == conv
     });
