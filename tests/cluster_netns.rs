@@ -130,9 +130,6 @@ fn assert_views(nodes: &[&Node], want: &[&Client], what: &str) {
 }
 
 #[test]
-#[ignore = "fails on main since the master split (f23cb47): the cut node's Redis connection times \
-            out, so after the reconnection its missing lease reads as a Redis restart, it rejoins \
-            with its old epoch and the others never get its clients back; run with --ignored"]
 fn a_node_cut_off_by_the_network_is_dropped_then_rejoins_without_duplicates() {
     if !redis_available() {
         return;

@@ -50,6 +50,15 @@ fn connect(url: &str) -> redis::RedisResult<redis::Connection> {
     Ok(c)
 }
 
+/// The server's `run_id`, or None if `INFO` fails or lacks it (every Redis since 2.4 has
+/// it; without it a reconnection counts as a restart, as it did before `run_id` was read).
+fn server_run_id(c: &mut redis::Connection) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg("server").query(c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .map(|v| v.trim().to_string())
+}
+
 /// The thread that receives this node's channel.
 #[derive(Debug)]
 pub(super) struct Subscriber {
@@ -110,20 +119,23 @@ enum RedisLink {
     /// Connected.
     Up {
         con: redis::Connection,
+        /// The server's `run_id` (`INFO server`), which changes when Redis restarts.
+        run_id: Option<String>,
         lease: OurLease,
     },
     /// Lost: the next connection is a reconnection (the relay is told).
     Down,
 }
 
-/// Our lease, as the current connection knows it.
+/// Our lease, as the current Redis server knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OurLease {
-    /// Not written over this connection yet: if it is missing, this is the first start or
+    /// Not written to this Redis server yet: if it is missing, this is the first start or
     /// Redis lost it (a restart), not a sign that we were away.
     Unwritten,
-    /// Written over this connection: missing at a renewal, it ran out while we were away
-    /// (stalled longer than the lease).
+    /// Written to this Redis server (over this connection or an earlier one to the same
+    /// server): missing at a renewal, it ran out while we were away (stalled or cut off
+    /// longer than the lease), so the others have dropped us.
     Written,
 }
 
@@ -138,6 +150,10 @@ pub(super) struct Publisher {
     waker: Arc<Waker>,
     view: Arc<Mutex<View>>,
     redis: RedisLink,
+    /// The `run_id` of the Redis server our lease was last written to. A reconnection to the
+    /// same server (a network cut outlasting the read timeout) keeps `OurLease::Written`, so
+    /// a lease that ran out meanwhile is seen as lost; a new `run_id` is a restart.
+    lease_on: Option<String>,
     queues: BTreeMap<u8, VecDeque<Vec<u8>>>,
     held: usize,
     seq: HashMap<u8, u64>,
@@ -177,6 +193,7 @@ impl Publisher {
             waker,
             view,
             redis: RedisLink::Never,
+            lease_on: None,
             queues: BTreeMap::new(),
             held: 0,
             seq: HashMap::new(),
@@ -284,10 +301,14 @@ impl Publisher {
                         info!("cluster: reconnected to Redis");
                         self.tell(Cmd::Reconnected);
                     }
-                    self.redis = RedisLink::Up {
-                        con,
-                        lease: OurLease::Unwritten,
+                    let mut con = con;
+                    let run_id = server_run_id(&mut con);
+                    let lease = if run_id.is_some() && run_id == self.lease_on {
+                        OurLease::Written
+                    } else {
+                        OurLease::Unwritten
                     };
+                    self.redis = RedisLink::Up { con, run_id, lease };
                 }
                 Err(_) => {
                     self.set_up(false);
@@ -296,7 +317,7 @@ impl Publisher {
             }
         }
         match &mut self.redis {
-            RedisLink::Up { con, lease } => Some((con, *lease)),
+            RedisLink::Up { con, lease, .. } => Some((con, *lease)),
             RedisLink::Never | RedisLink::Down => None,
         }
     }
@@ -370,8 +391,9 @@ impl Publisher {
                 if !renewed && ours == OurLease::Written {
                     self.tell(Cmd::LeaseLost);
                 }
-                if let RedisLink::Up { lease, .. } = &mut self.redis {
+                if let RedisLink::Up { lease, run_id, .. } = &mut self.redis {
                     *lease = OurLease::Written;
+                    self.lease_on.clone_from(run_id);
                 }
                 let leases = vals
                     .into_iter()
