@@ -202,6 +202,9 @@ impl Worker {
             },
             max_message: limits.max_package_size,
             api_key: cfg.gateway.secret_key.clone(),
+            api_ids: crate::api::http_api::Ids {
+                gw: gw_ids(&cfg.gatewayworker),
+            },
         };
         Ok(Worker {
             base: Base {
@@ -580,4 +583,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// The node's GatewayWorker client id layout when the inner ports are on (a bad `lan_ip` is
+/// refused when the app starts them).
+fn gw_ids(g: &crate::config::GatewayWorkerConfig) -> Option<crate::gateway::gw_id::GwIds> {
+    let ip: std::net::Ipv4Addr = g.lan_ip.parse().ok()?;
+    g.enabled().then_some(crate::gateway::gw_id::GwIds {
+        lan_ip: u32::from(ip),
+        start_port: g.start_port,
+    })
 }

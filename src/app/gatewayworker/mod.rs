@@ -18,6 +18,7 @@ use crate::api::{
     Transport,
 };
 use crate::config::Config;
+use crate::gateway::gw_id;
 use crate::protocol::gateway::frame::Cmd;
 use crate::protocol::php::{self, Key, Php};
 use crate::protocol::Payload;
@@ -44,7 +45,6 @@ impl App for Forward {
 pub(crate) struct Local {
     by_no: HashMap<ConnNo, ClientId>,
     by_client: HashMap<ClientId, ConnNo>,
-    next: ConnNo,
     lan_ip: u32,
     port: u16,
 }
@@ -72,17 +72,16 @@ impl Local {
         v
     }
 
-    /// A new connection id, never one in use: the counter wraps after 2^32 connections.
-    fn add(&mut self, c: ClientId) -> ConnNo {
-        loop {
-            self.next = self.next.wrapping_add(1);
-            if self.next != 0 && !self.by_no.contains_key(&self.next) {
-                break;
-            }
+    /// Number `c` (derived from its id, see `gateway::gw_id`); `None` for the one connection
+    /// in 2^32 whose number is 0 or, after the generation counter wrapped, still in use.
+    fn add(&mut self, c: ClientId) -> Option<ConnNo> {
+        let n = gw_id::conn_no(c);
+        if !gw_id::usable(c) || self.by_no.contains_key(&n) {
+            return None;
         }
-        self.by_no.insert(self.next, c);
-        self.by_client.insert(c, self.next);
-        self.next
+        self.by_no.insert(n, c);
+        self.by_client.insert(c, n);
+        Some(n)
     }
 
     fn remove(&mut self, c: ClientId) -> Option<ConnNo> {
@@ -136,7 +135,6 @@ impl GatewayWorker {
             local: Local {
                 by_no: HashMap::new(),
                 by_client: HashMap::new(),
-                next: 0,
                 lan_ip,
                 port: g.start_port,
             },
@@ -188,9 +186,6 @@ impl GatewayWorker {
             .checked_add(cx.worker_id() as u16)
             .ok_or("gatewayworker: inner port out of range")?;
         self.local.port = port;
-        // A restarted worker starts its counter elsewhere, so an id a backend kept from the
-        // previous incarnation is unlikely to name a newcomer (GatewayWorker starts at 1).
-        self.local.next = (cx.incarnation() as u32).wrapping_mul(0x9e37_79b9);
         let lan: Ipv4Addr = self.cfg.lan_ip.parse()?;
         // GatewayWorker listens on all interfaces when the lan IP is public, else on it.
         let bind_ip = if lan.is_private() || lan.is_loopback() {
@@ -332,7 +327,10 @@ impl App for GatewayWorker {
     }
 
     fn on_connect(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
-        self.local.add(id);
+        if self.local.add(id).is_none() {
+            crate::warn!("gatewayworker: no free connection number for {id}; closed");
+            let _ = cx.destroy_client(id);
+        }
         self.app.on_connect(cx, id);
         if self.forward {
             self.client_event(cx, Cmd::OnConnect, id, Vec::new(), true);
@@ -356,6 +354,16 @@ impl App for GatewayWorker {
         }
         self.app.on_close(cx, id);
         self.local.remove(id);
+    }
+
+    fn on_adopt(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
+        // A reload's successor keeps the incarnation and the generations: the same numbers.
+        self.local.add(id);
+        self.app.on_adopt(cx, id);
+    }
+
+    fn settled(&self) -> bool {
+        self.app.settled()
     }
 
     fn on_http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
@@ -418,30 +426,31 @@ mod tests {
     use super::*;
     use crate::gateway::client_id::ConnId;
 
-    fn cid(slot: u32) -> ClientId {
-        ClientId::new(1, ConnId { slot, gen: 0 })
-    }
-
     #[test]
-    fn ids_skip_zero_and_ids_in_use_when_the_counter_wraps() {
+    fn numbers_follow_the_ids_and_a_taken_one_is_refused() {
         let mut l = Local {
             by_no: HashMap::new(),
             by_client: HashMap::new(),
-            next: u32::MAX - 1,
             lan_ip: 0x7f00_0001,
             port: 2300,
         };
-        let a = l.add(cid(1));
-        assert_eq!(a, u32::MAX);
-        // Wraps past 0 (never an id) to 1.
-        let b = l.add(cid(2));
-        assert_eq!(b, 1);
-        l.next = u32::MAX - 1;
-        // u32::MAX and 1 are taken: the next free one is 2.
-        assert_eq!(l.add(cid(3)), 2);
-        assert_eq!(l.client(1), Some(cid(2)));
-        assert_eq!(l.remove(cid(2)), Some(1));
-        assert_eq!(l.client(1), None);
+        let a = ClientId::new(9, ConnId { slot: 1, gen: 5 });
+        let n = l.add(a).unwrap();
+        assert_eq!(n, gw_id::conn_no(a));
+        assert_eq!(l.client(n), Some(a));
+        // Another slot with the same generation (the counter wrapped): refused.
+        assert_eq!(l.add(ClientId::new(9, ConnId { slot: 2, gen: 5 })), None);
+        // The generation whose number is 0.
+        let zero = ClientId::new(
+            9,
+            ConnId {
+                slot: 3,
+                gen: gw_id::gen_of(9, 0),
+            },
+        );
+        assert_eq!(l.add(zero), None);
+        assert_eq!(l.remove(a), Some(n));
+        assert_eq!(l.client(n), None);
         assert_eq!(l.text_id(7), "7f00000108fc00000007");
     }
 }

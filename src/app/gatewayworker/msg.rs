@@ -48,6 +48,8 @@ pub(crate) enum Op {
         conn: ConnNo,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Send to listed clients, or to all but some.
     SendAll {
@@ -57,6 +59,8 @@ pub(crate) enum Op {
         exclude: Vec<ConnNo>,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Send to the clients of uids.
     SendUid {
@@ -64,6 +68,8 @@ pub(crate) enum Op {
         uids: Vec<String>,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Send to the members of groups.
     SendGroup {
@@ -73,6 +79,8 @@ pub(crate) enum Op {
         exclude: Vec<ConnNo>,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Close after a last message.
     Kick {
