@@ -107,6 +107,15 @@ impl<'a> Ctx<'a> {
         self.core.client_id(id)
     }
 
+    /// A handle on the worker's poll, for the app's own sockets (register them under
+    /// [`crate::api::io_token`]; their events come to [`crate::api::App::on_io`]).
+    pub fn io_registry(&self) -> std::io::Result<mio::Registry> {
+        match &self.core.registry {
+            Some(r) => r.try_clone(),
+            None => Err(std::io::Error::other("no event loop")),
+        }
+    }
+
     /// The worker slot of incarnation `inc` on this node (`None`: not a worker of this node).
     pub fn worker_of(&self, inc: u64) -> Option<usize> {
         if inc == self.core.inc {

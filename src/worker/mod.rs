@@ -29,7 +29,7 @@ mod quiet;
 mod read;
 mod tls;
 
-use crate::api::{App, TimerId};
+use crate::api::{App, IoReady, TimerId, APP_IO_BASE};
 use crate::config::Config;
 use crate::ipc::{MasterMsg, WorkerMsg};
 use crate::protocol::http::request::RequestLimits;
@@ -206,10 +206,15 @@ impl Worker {
                 gw: gw_ids(&cfg.gatewayworker),
             },
         };
+        let mut core = Core::new(worker_id, inc, limits, &cfg.websocket, waker);
+        match poll.registry().try_clone() {
+            Ok(r) => core.registry = Some(r),
+            Err(e) => return Err(Box::new((format!("epoll: {e}"), ctl))),
+        }
         Ok(Worker {
             base: Base {
                 poll,
-                core: Core::new(worker_id, inc, limits, &cfg.websocket, waker),
+                core,
                 app,
                 scratch: vec![0; SCRATCH],
                 peers,
@@ -320,6 +325,14 @@ impl Worker {
                     }
                     // Handled by `Links::events` above.
                     Token(t) if t >= BUS_BASE => {}
+                    Token(t) if t >= APP_IO_BASE => {
+                        let ready = IoReady {
+                            readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                            writable: ev.is_writable(),
+                        };
+                        let n = t - APP_IO_BASE;
+                        guarded(&mut b.core, None, "on_io", |cx| b.app.on_io(cx, n, ready));
+                    }
                     Token(slot) => self.reader.event(b, slot, ev),
                 }
                 close::apply(&mut self.base);
@@ -351,6 +364,8 @@ impl Worker {
 
     /// Write every connection's queued output once.
     fn flush_dirty(&mut self) {
+        let b = &mut self.base;
+        guarded(&mut b.core, None, "on_turn_end", |cx| b.app.on_turn_end(cx));
         // Bus links first: a client that got our answer and then asks another worker must
         // find that worker already holding the changes made before the answer.
         self.links.flush(&mut self.base);

@@ -1,9 +1,9 @@
 //! GatewayWorker compatibility: every worker is a GatewayWorker gateway.
 //!
 //! [`GatewayWorker`] wraps any app. It numbers the worker's clients as GatewayWorker does
-//! (20 hex digits: lan IP, inner port, connection counter), runs the inner port in its own
-//! thread (`io.rs`: BusinessWorkers, GatewayClient, the Register links and, in worker 0, the
-//! Register), carries out their commands on this worker's clients (`answer.rs`) and, as the
+//! (20 hex digits: lan IP, inner port, connection number; `gateway::gw_id`), runs the inner
+//! port in the worker's own loop (`io.rs`: BusinessWorkers, GatewayClient, the Register links
+//! and, in worker 0, the Register; `peer.rs`, `routes.rs`), carries out their commands on this worker's clients (`answer.rs`) and, as the
 //! `gatewayworker` app, hands every client event to a BusinessWorker (GatewayWorker's
 //! `routerBind`). The wrapped app's events still run, so a PHP backend can push to kefu's own
 //! apps' clients through GatewayClient.
@@ -12,25 +12,22 @@ mod answer;
 mod commands;
 mod io;
 mod msg;
+mod peer;
+mod routes;
 
 use crate::api::{
-    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Reject, Request, StartError, TimerId,
-    Transport,
+    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, IoReady, Reject, Request, StartError,
+    TimerId, Transport,
 };
 use crate::config::Config;
 use crate::gateway::gw_id;
-use crate::protocol::gateway::frame::Cmd;
+use crate::protocol::gateway::frame::{Cmd, Header, FLAG_BODY_IS_SCALAR};
 use crate::protocol::php::{self, Key, Php};
 use crate::protocol::Payload;
-use msg::{ConnNo, Event, Op};
+use msg::ConnNo;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
-
-/// Ops carried out per wake before the loop gets a turn (the rest wake it again).
-const OPS_PER_WAKE: usize = 4096;
+use std::time::Duration;
 
 /// The app of the `gatewayworker` name: nothing of its own, every event goes to PHP.
 #[derive(Debug, Default)]
@@ -104,10 +101,10 @@ pub struct GatewayWorker {
     max_send_buffer: usize,
     gateway_port: u16,
     local: Local,
-    handle: Option<io::Handle>,
-    ops: Option<Receiver<Op>>,
-    /// Set by the thread when it wakes the loop; cleared here before draining.
-    ops_woken: Arc<AtomicBool>,
+    /// The inner port, once started.
+    io: Option<io::Io>,
+    /// Its once-a-second timer.
+    tick: Option<TimerId>,
     /// Handshake data for `CMD_ON_WEBSOCKET_CONNECT`, until `on_connect`.
     handshakes: HashMap<ClientId, Vec<u8>>,
 }
@@ -139,22 +136,27 @@ impl GatewayWorker {
                 port: g.start_port,
             },
             cfg: g,
-            handle: None,
-            ops: None,
-            ops_woken: Arc::new(AtomicBool::new(false)),
+            io: None,
+            tick: None,
             handshakes: HashMap::new(),
         }
     }
 
-    fn send(&self, ev: Event) {
-        if let Some(h) = &self.handle {
-            if h.tx.send(ev).is_ok() && !h.woken.swap(true, Ordering::AcqRel) {
-                let _ = h.waker.wake();
+    /// Carry out the commands the inner port decoded, and send back the answers.
+    fn run_ops(&mut self, cx: &mut Ctx<'_>) {
+        let Some(io) = &mut self.io else {
+            return;
+        };
+        let mut ops = io.take_ops();
+        for op in ops.drain(..) {
+            if let Some((link, bytes)) = answer::run(cx, &self.local, op) {
+                io.reply(link, &bytes);
             }
         }
+        io.return_ops(ops);
     }
 
-    fn client_event(&self, cx: &Ctx<'_>, cmd: Cmd, c: ClientId, body: Vec<u8>, scalar: bool) {
+    fn client_event(&mut self, cx: &mut Ctx<'_>, cmd: Cmd, c: ClientId, body: &[u8], scalar: bool) {
         let Some(conn) = self.local.conn(c) else {
             return;
         };
@@ -167,16 +169,21 @@ impl GatewayWorker {
             Some(m) if !m.is_empty() => php::serialize_session(m).unwrap_or_default(),
             _ => Vec::new(),
         };
-        self.send(Event::Client {
-            cmd,
-            conn,
+        let Some(io) = &mut self.io else {
+            return;
+        };
+        let head = Header {
+            local_ip: self.local.lan_ip,
+            local_port: self.local.port,
             client_ip,
             client_port,
+            connection_id: conn,
+            flag: if scalar { FLAG_BODY_IS_SCALAR } else { 0 },
             gateway_port: self.gateway_port,
-            session,
-            body,
-            scalar,
-        });
+            ..Header::new(cmd)
+        };
+        io.client_event(&head, &session, body);
+        self.run_ops(cx);
     }
 
     fn start(&mut self, cx: &mut Ctx<'_>) -> Result<(), StartError> {
@@ -210,30 +217,16 @@ impl GatewayWorker {
         }
         let set = io::Settings {
             address: format!("{lan}:{port}"),
-            lan_ip: u32::from(lan),
-            port,
             registers,
             secret: self.cfg.secret_key.clone(),
             max_frame: self.cfg.max_frame,
             max_out: self.max_send_buffer,
         };
-        let (ops_tx, ops_rx) = mpsc::channel();
-        let (ev_tx, ev_rx) = mpsc::channel();
-        let woken = Arc::new(AtomicBool::new(false));
-        let wiring = io::Wiring {
-            ops: ops_tx,
-            loop_waker: cx.waker(),
-            loop_woken: Arc::clone(&self.ops_woken),
-            events: ev_rx,
-            woken: Arc::clone(&woken),
-        };
-        let waker = io::start(set, inner, register, wiring)?;
-        self.handle = Some(io::Handle {
-            tx: ev_tx,
-            waker,
-            woken,
-        });
-        self.ops = Some(ops_rx);
+        let mut io = io::Io::new(set, inner, register, cx.io_registry()?, cx.waker())?;
+        // The Register links connect now, not a second from now.
+        io.tick();
+        self.io = Some(io);
+        self.tick = Some(cx.add_timer(Duration::from_secs(1), true, 0));
         Ok(())
     }
 }
@@ -333,9 +326,9 @@ impl App for GatewayWorker {
         }
         self.app.on_connect(cx, id);
         if self.forward {
-            self.client_event(cx, Cmd::OnConnect, id, Vec::new(), true);
+            self.client_event(cx, Cmd::OnConnect, id, b"", true);
             if let Some(data) = self.handshakes.remove(&id) {
-                self.client_event(cx, Cmd::OnWebSocketConnect, id, data, false);
+                self.client_event(cx, Cmd::OnWebSocketConnect, id, &data, false);
             }
         }
     }
@@ -343,14 +336,14 @@ impl App for GatewayWorker {
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
         self.app.on_message(cx, id, msg);
         if self.forward {
-            self.client_event(cx, Cmd::OnMessage, id, msg.bytes().to_vec(), true);
+            self.client_event(cx, Cmd::OnMessage, id, msg.bytes(), true);
         }
     }
 
     fn on_close(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         self.handshakes.remove(&id);
         if self.forward {
-            self.client_event(cx, Cmd::OnClose, id, Vec::new(), true);
+            self.client_event(cx, Cmd::OnClose, id, b"", true);
         }
         self.app.on_close(cx, id);
         self.local.remove(id);
@@ -371,36 +364,41 @@ impl App for GatewayWorker {
     }
 
     fn on_wake(&mut self, cx: &mut Ctx<'_>) {
-        if let Some(rx) = self.ops.take() {
-            self.ops_woken.store(false, Ordering::Release);
-            for n in 0.. {
-                if n == OPS_PER_WAKE {
-                    // More next turn: let client traffic in between.
-                    let _ = cx.waker().wake();
-                    break;
-                }
-                let Ok(op) = rx.try_recv() else {
-                    break;
-                };
-                if let Some((link, bytes)) = answer::run(cx, &self.local, op) {
-                    self.send(Event::Reply { link, bytes });
-                }
-            }
-            self.ops = Some(rx);
+        if let Some(io) = &mut self.io {
+            io.continue_pending();
+            self.run_ops(cx);
         }
         self.app.on_wake(cx);
     }
 
+    fn on_io(&mut self, cx: &mut Ctx<'_>, n: usize, ready: IoReady) {
+        match &mut self.io {
+            Some(io) if n < io::SPAN => {
+                io.on_io(n, ready);
+                self.run_ops(cx);
+            }
+            _ => self.app.on_io(cx, n, ready),
+        }
+    }
+
+    fn on_turn_end(&mut self, cx: &mut Ctx<'_>) {
+        self.app.on_turn_end(cx);
+        if let Some(io) = &mut self.io {
+            io.flush();
+        }
+    }
+
     fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, tag: u64) {
-        self.app.on_timer(cx, timer, tag);
+        match &mut self.io {
+            Some(io) if self.tick == Some(timer) => io.tick(),
+            _ => self.app.on_timer(cx, timer, tag),
+        }
     }
 
     fn on_worker_stop(&mut self, cx: &mut Ctx<'_>) {
         self.app.on_worker_stop(cx);
-        // Dropping the sender ends the thread (and closes its sockets) at its next wake.
-        if let Some(h) = self.handle.take() {
-            drop(h.tx);
-            let _ = h.waker.wake();
+        if let Some(mut io) = self.io.take() {
+            io.shutdown();
         }
     }
 
