@@ -12,7 +12,7 @@ use crate::protocol::gateway::frame::encode_reply;
 use crate::protocol::php::{self, Key, Php};
 use std::collections::HashSet;
 
-/// What the loop must tell the thread after an op: nothing, or an answer.
+/// What goes back to the inner peer after an op: nothing, or an answer.
 pub(super) fn run(
     cx: &mut Ctx<'_>,
     local: &Local,
