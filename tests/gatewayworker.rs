@@ -13,33 +13,49 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-/// Where the unmodified PHP stack is: `$KEFU_GW_PEER` if set, else the team's shared folder
-/// beside the repository (`../shared/peers/gatewayworker`), else `/work/shared/...`.
-fn find_peer() -> Option<PathBuf> {
+/// The `vendor` folder of the unmodified PHP stack (workerman/workerman, gateway-worker,
+/// gatewayclient): `$KEFU_GW_PEER/vendor` if set (what `.ci/run` installs with composer when
+/// the team's copy is absent), else the team's shared folder beside the repository
+/// (`../shared/peers/gatewayworker`), else `/work/shared/...`. The launchers are ours
+/// (tests/php/*.php); only the libraries come from there.
+fn find_vendor() -> Option<PathBuf> {
+    let has = |p: &PathBuf| {
+        p.join("workerman/gateway-worker/src/BusinessWorker.php")
+            .is_file()
+    };
     if let Some(p) = std::env::var_os("KEFU_GW_PEER") {
         // Named explicitly: a wrong path is an error, not a reason to skip.
-        let p = PathBuf::from(p);
+        let v = PathBuf::from(p).join("vendor");
         assert!(
-            p.join("business_worker.php").is_file(),
-            "KEFU_GW_PEER={p:?} has no business_worker.php"
+            has(&v),
+            "KEFU_GW_PEER: {v:?} has no workerman/gateway-worker"
         );
-        return Some(p);
+        return Some(v);
     }
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/gatewayworker");
-    [beside, PathBuf::from("/work/shared/peers/gatewayworker")]
-        .into_iter()
-        .find(|p| p.join("business_worker.php").is_file())
+    let beside =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/gatewayworker/vendor");
+    [
+        beside,
+        PathBuf::from("/work/shared/peers/gatewayworker/vendor"),
+    ]
+    .into_iter()
+    .find(has)
 }
 
-fn peer() -> PathBuf {
-    find_peer().expect("the GatewayWorker PHP stack")
+fn vendor() -> PathBuf {
+    find_vendor().expect("the GatewayWorker PHP stack")
 }
 
-/// Whether the PHP stack is here; if not, says loudly that the test did not run. The stack is
-/// third-party code the team keeps beside the repository, never committed into it.
+/// Whether the PHP stack is here. If not: under CI (`CI=true`) the test fails, since `.ci/run`
+/// installs the stack; elsewhere it says loudly that the test did not run. The stack is
+/// third-party code, never committed into the repository.
 fn have_peer(test: &str) -> bool {
-    let found = find_peer().is_some();
+    let found = find_vendor().is_some();
     if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: the GatewayWorker PHP stack is missing under CI (.ci/run installs it and sets KEFU_GW_PEER)"
+        );
         eprintln!(
             "SKIPPED {test}: the GatewayWorker PHP stack is not here (set KEFU_GW_PEER, or keep it in ../shared/peers/gatewayworker)"
         );
@@ -47,25 +63,32 @@ fn have_peer(test: &str) -> bool {
     found
 }
 
+/// Our PHP launchers and handlers.
+fn php_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/php")
+}
+
 /// A PHP process group (Workerman's master and its children), killed when dropped.
 struct Php {
     child: Child,
 }
 
-/// The example handler of the peer folder.
+/// A handler in the seeds' style (tests/php/echo/Events.php).
 fn example_events() -> PathBuf {
-    peer().join("examples/echo-events")
+    php_dir().join("echo")
 }
 
 /// Our handler calling every `Lib\Gateway` method (tests/php/Events.php).
 fn test_events() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/php")
+    php_dir()
 }
 
 impl Php {
     fn run(script: &str, envs: &[(&str, String)]) -> Php {
         let mut cmd = Command::new("php");
-        cmd.arg(peer().join(script)).arg("start");
+        cmd.arg(php_dir().join(script))
+            .arg("start")
+            .env("GW_VENDOR", vendor());
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -162,7 +185,8 @@ fn hear(c: &mut BufReader<TcpStream>) -> String {
 fn gateway_client(register: &str, method: &str, args: serde_json::Value) -> serde_json::Value {
     let out = Command::new("timeout")
         .args(["20", "php"])
-        .arg(peer().join("gateway_client.php"))
+        .arg(php_dir().join("gateway_client.php"))
+        .env("GW_VENDOR", vendor())
         .args([register, method, &args.to_string()])
         .output()
         .expect("php");
@@ -196,10 +220,12 @@ fn php_business_worker_and_gateway_client_against_kefu() {
     assert!(port == inner || port == inner + 1, "{id_a}");
 
     // A WebSocket client too.
-    let mut w = wait_for(Duration::from_secs(10), || {
+    let (mut w, id_w) = wait_for(Duration::from_secs(10), || {
         let mut w = Ws::connect(&s.addr("websocket"), "/?room=1");
         let t = w.recv_text()?;
-        t.contains("client_id").then_some(w)
+        let v: serde_json::Value = serde_json::from_str(&t).ok()?;
+        let id = v[1]["client_id"].as_str()?.to_owned();
+        Some((w, id))
     })
     .expect("websocket client greeted");
 
@@ -272,6 +298,8 @@ fn php_business_worker_and_gateway_client_against_kefu() {
         .iter()
         .find(|(_, v)| **v == serde_json::json!({"uid": "42"}))
         .unwrap_or_else(|| panic!("PHP's session not in {by_group}"));
+    // The HTTP API gives and takes GatewayWorker's ids in this mode.
+    assert_eq!(kefu_id, &id_a, "{by_group}");
     api.ok(
         "set_session",
         serde_json::json!({"client_id": kefu_id, "session": {"uid": "42", "vip": true, "tags": ["a", 1.5]}}),
@@ -297,6 +325,69 @@ fn php_business_worker_and_gateway_client_against_kefu() {
         serde_json::json!(["room1"]),
     );
     assert_eq!(r["result"], 1);
+
+    // Whichever worker answers (fresh connections spread over both), ids PHP handed out work
+    // in the HTTP API and its answers name the clients as PHP does, the other worker's too.
+    let mut both = [id_a.clone(), id_w.clone()];
+    both.sort();
+    for _ in 0..6 {
+        let mut api = common::http::Http::connect(&s.addr("api"));
+        let mut list: Vec<String> =
+            serde_json::from_value(api.ok("get_all_client_id_list", serde_json::json!({})))
+                .unwrap();
+        list.sort();
+        assert_eq!(list, both);
+        assert_eq!(
+            api.ok("get_client_id_by_uid", serde_json::json!({"uid": "42"})),
+            serde_json::json!([id_a])
+        );
+        assert_eq!(
+            api.ok("is_online", serde_json::json!({"client_id": id_w})),
+            true
+        );
+        assert_eq!(
+            api.ok(
+                "get_uid_by_client_id",
+                serde_json::json!({"client_id": id_a})
+            ),
+            "42"
+        );
+    }
+    api.ok(
+        "send_to_client",
+        serde_json::json!({"client_id": id_w, "message": "api to a PHP id"}),
+    );
+    assert_eq!(w.recv_text().unwrap(), "api to a PHP id");
+    // An id from the API, used by GatewayClient.
+    let listed = api.ok("get_all_client_id_list", serde_json::json!({}));
+    let from_api = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| **v != serde_json::json!(id_a))
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{listed}"))
+        .to_owned();
+    gateway_client(
+        &register,
+        "sendToClient",
+        serde_json::json!([from_api, "php to an api id"]),
+    );
+    assert_eq!(w.recv_text().unwrap(), "php to an api id");
+    // Another host's id names no client here; a malformed one is refused.
+    let other_host = format!("0a000001{}", &id_a[8..]);
+    assert_eq!(
+        api.ok("is_online", serde_json::json!({"client_id": other_host})),
+        false
+    );
+    let bad = api.call(
+        "is_online",
+        &serde_json::json!({"client_id": "7f000001zz0000000001"}),
+    );
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "bad_client_id")
+    );
 
     // closeClient: the client is closed by kefu.
     gateway_client(&register, "closeClient", serde_json::json!([id_a]));
@@ -488,6 +579,7 @@ fn scenario(ws: &str, register: &str) -> Vec<serde_json::Value> {
     out.extend(say(&mut w, "setup", "ready"));
     out.extend(say(&mut w, "calls", ""));
     out.extend(say(&mut w, "sends", "sent"));
+    out.extend(say(&mut w, "raws", "raws-done"));
     for (m, a) in [
         ("getClientCountByGroup", serde_json::json!(["g1"])),
         ("getSession", serde_json::json!([id])),
@@ -537,6 +629,10 @@ fn same_script_same_results_as_gatewayworker() {
     let register = format!("127.0.0.1:{reg}");
     let _bw = Php::business(&register, &s.dir, test_events(), "BusinessWorker");
     let got = scenario(&s.addr("websocket"), &register);
+    // The raw sends arrived as the frames PHP built (the transcripts are compared below too).
+    for m in ["raw-one", "raw-current", "raw-uid", "raw-group", "raw-list"] {
+        assert!(got.contains(&serde_json::json!(m)), "{m} not in {got:#?}");
+    }
     assert_eq!(
         got.len(),
         want.len(),
@@ -623,6 +719,20 @@ fn two_kefu_instances_one_register() {
     assert_eq!(hear(&mut on_a), "not-me");
     assert_eq!(hear(&mut on_a), "to-all");
     assert_eq!(hear(&mut on_b), "to-all");
+    // A raw send from Events.php keeps the bytes PHP gave: one "\n", not two.
+    assert_eq!(say(&mut on_a, "rawtext"), "raw-line");
+    assert_eq!(hear(&mut on_a), "after-raw");
+    // And from GatewayClient (sendToGroup's $raw), then a plain send after it.
+    gateway_client(
+        &register,
+        "sendToGroup",
+        serde_json::json!(["g1", "raw-from-client\n", null, true]),
+    );
+    gateway_client(&register, "sendToUid", serde_json::json!(["u1", "plain"]));
+    // Two GatewayClient processes, two connections: either may be read first.
+    let mut two = [hear(&mut on_a), hear(&mut on_a)];
+    two.sort();
+    assert_eq!(two, ["plain", "raw-from-client"]);
     // From GatewayClient: the uid on A, counted across both instances.
     gateway_client(
         &register,

@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=${KEFU_GW_PEER:-/work/shared/peers/gatewayworker}
+export GW_VENDOR=$G/vendor
+P=$PWD/tests/php
 K=$PWD/target/release
 ROUNDS=${ROUNDS:-2}
 D=$(mktemp -d /tmp/kefu-gwbench.XXXXXX)
@@ -23,8 +25,8 @@ start_port = 18300
 register_address = ["127.0.0.1:18238"]
 register_listen = "127.0.0.1:18238"
 TOML
-export GW_EVENTS_DIR=$G/examples/echo-events
-bw() { GW_REGISTER=127.0.0.1:18238 GW_RUN_DIR=$D/bw php "$G/business_worker.php" "$@" >/dev/null 2>&1 || true; }
+export GW_EVENTS_DIR=$P/echo
+bw() { GW_REGISTER=127.0.0.1:18238 GW_RUN_DIR=$D/bw php "$P/business_worker.php" "$@" >/dev/null 2>&1 || true; }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 run() {
   local who=$1; shift
@@ -32,7 +34,7 @@ run() {
     "$K/kefu" start -d -c "$D/kefu.toml" >/dev/null; pidf=$D/kefu.pid
   else
     GW_REGISTER_PORT=18238 GW_WS_PORT=18272 GW_INNER_PORT=18300 GW_RUN_DIR=$D/ref \
-      php "$G/register_gateway.php" start -d >/dev/null; pidf=$D/ref/reference.pid
+      php "$P/register_gateway.php" start -d >/dev/null; pidf=$D/ref/reference.pid
   fi
   wait_port 18272
   bw start -d
@@ -44,7 +46,7 @@ print("msgs/s", d["msgs_per_s"], "gateway_cpu_s", s["cpu_s"], "us/msg", round(s[
       "p50_us", d["latency_us"]["p50"], "p99_us", d["latency_us"]["p99"])')"
   bw stop
   if [ "$who" = kefu ]; then "$K/kefu" stop -c "$D/kefu.toml" >/dev/null;
-  else GW_RUN_DIR=$D/ref php "$G/register_gateway.php" stop >/dev/null 2>&1 || true; fi
+  else GW_RUN_DIR=$D/ref php "$P/register_gateway.php" stop >/dev/null 2>&1 || true; fi
   sleep 1
 }
 for _ in $(seq "$ROUNDS"); do

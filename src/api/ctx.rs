@@ -107,6 +107,38 @@ impl<'a> Ctx<'a> {
         self.core.client_id(id)
     }
 
+    /// A handle on the worker's poll, for the app's own sockets (register them under
+    /// [`crate::api::io_token`]; their events come to [`crate::api::App::on_io`]).
+    pub fn io_registry(&self) -> std::io::Result<mio::Registry> {
+        match &self.core.registry {
+            Some(r) => r.try_clone(),
+            None => Err(std::io::Error::other("no event loop")),
+        }
+    }
+
+    /// The worker slot of incarnation `inc` on this node (`None`: not a worker of this node).
+    pub fn worker_of(&self, inc: u64) -> Option<usize> {
+        if inc == self.core.inc {
+            return Some(self.core.worker_id);
+        }
+        let mut links = self.core.bus.links.iter();
+        links.find(|(_, l)| l.inc == inc).map(|(_, l)| l.worker_id)
+    }
+
+    /// The incarnation of this node's worker `slot` (this worker or one linked to it).
+    pub fn worker_inc(&self, slot: usize) -> Option<u64> {
+        if slot == self.core.worker_id {
+            return Some(self.core.inc);
+        }
+        let mut links = self.core.bus.links.iter();
+        links.find(|(_, l)| l.worker_id == slot).map(|(_, l)| l.inc)
+    }
+
+    /// The online clients of worker incarnation `inc`.
+    pub fn clients_of_worker(&self, inc: u64) -> impl Iterator<Item = ClientId> + '_ {
+        self.core.reg.clients_of_worker(inc)
+    }
+
     /// Send to one client anywhere; false if it is not online.
     pub fn send_to_client(&mut self, c: ClientId, msg: Payload<'_>) -> bool {
         if let Some(id) = self.core.local(c) {
@@ -150,6 +182,20 @@ impl<'a> Ctx<'a> {
                     payload,
                 },
             );
+        }
+    }
+
+    /// Queue `bytes` unframed on each listed client of this worker (others are skipped): for
+    /// a sender that built the protocol's frame itself (GatewayWorker's raw sends). TLS still
+    /// applies; no WebSocket or line framing is added.
+    pub fn send_raw_to_local(&mut self, clients: &[ClientId], bytes: &[u8]) {
+        for &c in clients {
+            let Some(id) = self.core.local(c) else {
+                continue;
+            };
+            if self.core.get(id).is_some_and(|x| x.accepts_messages()) {
+                self.core.queue_raw(id.index(), bytes, &[]);
+            }
         }
     }
 

@@ -19,6 +19,27 @@ pub use crate::protocol::Payload;
 pub use ctx::Ctx;
 use std::time::Duration;
 
+/// The first poll token of an app's own sockets: the app's socket `n` is registered with
+/// [`Ctx::io_registry`] under `Token(APP_IO_BASE + n)`, `n < APP_IO_SPAN` (below the worker's
+/// bus-link and listener tokens, far above connection slots).
+pub const APP_IO_BASE: usize = usize::MAX - (1 << 21);
+/// How many tokens an app may use.
+pub const APP_IO_SPAN: usize = 1 << 20;
+
+/// The poll token of the app's own socket `n`.
+pub fn io_token(n: usize) -> mio::Token {
+    mio::Token(APP_IO_BASE + n % APP_IO_SPAN)
+}
+
+/// Readiness of one of the app's own sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoReady {
+    /// Readable, or the peer closed or failed (read to find out).
+    pub readable: bool,
+    /// Writable.
+    pub writable: bool,
+}
+
 /// An app timer, as returned by [`Ctx::add_timer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(pub u64);
@@ -123,6 +144,12 @@ pub trait App {
     /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app
     /// announces the loss to its own local clients only ([`Ctx::send_to_group_local`]).
     fn on_peer_lost(&mut self, _cx: &mut Ctx<'_>, _gone: &[(ClientId, ClientInfo)]) {}
+    /// The app's own socket `n` (registered under [`io_token`]`(n)`) is ready. Sockets are
+    /// edge-triggered: read or write until `WouldBlock`, or wake the loop to go on later.
+    fn on_io(&mut self, _cx: &mut Ctx<'_>, _n: usize, _ready: IoReady) {}
+    /// End of a loop turn, before the worker writes its queued output: write what the app
+    /// batched during the turn on its own sockets.
+    fn on_turn_end(&mut self, _cx: &mut Ctx<'_>) {}
     /// An admin command changed something the app relies on (an agent removed, the signing
     /// key rotated); every worker gets it, so an app acts on its own local clients.
     fn on_admin(&mut self, _cx: &mut Ctx<'_>, _event: &AdminEvent) {}

@@ -8,6 +8,7 @@
 
 pub mod bus;
 pub mod client_id;
+pub mod gw_id;
 pub mod registry;
 
 use std::fmt;

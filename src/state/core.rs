@@ -69,6 +69,8 @@ pub(crate) struct Core {
     pub now: Instant,
     /// Wakes the loop from app threads.
     pub waker: std::sync::Arc<mio::Waker>,
+    /// The loop's poll registry, for apps' own sockets (set by the worker).
+    pub registry: Option<mio::Registry>,
     /// Reusable list of slots for fan-out (kept to avoid an allocation per send).
     pub slots: Vec<usize>,
     /// This turn's frames sent to more than one receiver; queues hold ranges of it.
@@ -111,6 +113,7 @@ impl Core {
             codecs: Codecs::new(ws),
             stopping: None,
             waker,
+            registry: None,
         }
     }
 

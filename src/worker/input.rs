@@ -31,6 +31,8 @@ pub(super) struct InputSettings {
     pub max_message: usize,
     /// `gateway.secret_key` for the HTTP API on `api://` listeners.
     pub api_key: String,
+    /// The client id forms of the HTTP API (GatewayWorker's too with `[gatewayworker]` on).
+    pub api_ids: crate::api::http_api::Ids,
 }
 
 /// Run an app callback; a panic closes only `id` and is logged with its client id.
@@ -221,7 +223,7 @@ fn http_step(
         let resp = if crate::api::http_api::is_api_path(&req.path) {
             let reserved = |name: &str| app.reserves_name(name);
             guarded(core, Some(id), "gateway http api", |cx| {
-                crate::api::http_api::handle(cx, &set.api_key, &req, &reserved)
+                crate::api::http_api::handle(cx, &set.api_key, &req, &reserved, &set.api_ids)
             })?
         } else {
             Response::error(404)

@@ -29,7 +29,7 @@ mod quiet;
 mod read;
 mod tls;
 
-use crate::api::{App, TimerId};
+use crate::api::{App, IoReady, TimerId, APP_IO_BASE};
 use crate::config::Config;
 use crate::ipc::{MasterMsg, WorkerMsg};
 use crate::protocol::http::request::RequestLimits;
@@ -205,11 +205,19 @@ impl Worker {
             },
             max_message: limits.max_package_size,
             api_key: cfg.gateway.secret_key.clone(),
+            api_ids: crate::api::http_api::Ids {
+                gw: gw_ids(&cfg.gatewayworker),
+            },
         };
+        let mut core = Core::new(worker_id, inc, limits, &cfg.websocket, waker);
+        match poll.registry().try_clone() {
+            Ok(r) => core.registry = Some(r),
+            Err(e) => return Err(Box::new((format!("epoll: {e}"), ctl))),
+        }
         Ok(Worker {
             base: Base {
                 poll,
-                core: Core::new(worker_id, inc, limits, &cfg.websocket, waker),
+                core,
                 app,
                 scratch: vec![0; SCRATCH],
                 tls_scratch: vec![0; crate::tls::session::CIPHER_SCRATCH],
@@ -321,6 +329,14 @@ impl Worker {
                     }
                     // Handled by `Links::events` above.
                     Token(t) if t >= BUS_BASE => {}
+                    Token(t) if t >= APP_IO_BASE => {
+                        let ready = IoReady {
+                            readable: ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                            writable: ev.is_writable(),
+                        };
+                        let n = t - APP_IO_BASE;
+                        guarded(&mut b.core, None, "on_io", |cx| b.app.on_io(cx, n, ready));
+                    }
                     Token(slot) => self.reader.event(b, slot, ev),
                 }
                 close::apply(&mut self.base);
@@ -352,6 +368,8 @@ impl Worker {
 
     /// Write every connection's queued output once.
     fn flush_dirty(&mut self) {
+        let b = &mut self.base;
+        guarded(&mut b.core, None, "on_turn_end", |cx| b.app.on_turn_end(cx));
         // Bus links first: a client that got our answer and then asks another worker must
         // find that worker already holding the changes made before the answer.
         self.links.flush(&mut self.base);
@@ -584,4 +602,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// The node's GatewayWorker client id layout when the inner ports are on (a bad `lan_ip` is
+/// refused when the app starts them).
+fn gw_ids(g: &crate::config::GatewayWorkerConfig) -> Option<crate::gateway::gw_id::GwIds> {
+    let ip: std::net::Ipv4Addr = g.lan_ip.parse().ok()?;
+    g.enabled().then_some(crate::gateway::gw_id::GwIds {
+        lan_ip: u32::from(ip),
+        start_port: g.start_port,
+    })
 }

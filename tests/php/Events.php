@@ -71,6 +71,23 @@ class Events
                 Gateway::sendToClient($client_id, 'to-client');
                 Gateway::sendToCurrentClient('sent');
                 return;
+            case 'raws':
+                // Raw sends: the gateway writes these bytes as they are. For a WebSocket
+                // client they are a whole text frame built here; re-framed by the gateway
+                // they would arrive as a message starting with 0x81.
+                $frame = static fn (string $s): string => "\x81" . chr(strlen($s)) . $s;
+                Gateway::sendToClient($client_id, $frame('raw-one'), true);
+                Gateway::sendToCurrentClient($frame('raw-current'), true);
+                Gateway::sendToUid('u1', $frame('raw-uid'), true);
+                Gateway::sendToGroup('g1', $frame('raw-group'), null, true);
+                Gateway::sendToAll($frame('raw-list'), [$client_id], null, true);
+                Gateway::sendToCurrentClient('raws-done');
+                return;
+            case 'rawtext':
+                // For a text client: a raw line keeps its own "\n" and gets no second one.
+                Gateway::sendToCurrentClient("raw-line\n", true);
+                Gateway::sendToCurrentClient('after-raw');
+                return;
             case 'undo':
                 Gateway::leaveGroup($client_id, 'g2');
                 Gateway::unbindUid($client_id, 'u1');

@@ -1,7 +1,6 @@
 //! Typed request bodies of the HTTP API calls, and their parsing into gateway arguments.
 
 use super::HttpApiError;
-use crate::gateway::client_id::ClientId;
 use crate::protocol::Payload;
 use base64::Engine;
 use serde::de::DeserializeOwned;
@@ -197,20 +196,6 @@ pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, HttpApiE
             _ => HttpApiError::new(400, "bad_json", e.to_string()),
         }
     })
-}
-
-pub(super) fn client_id(s: &str) -> Result<ClientId, HttpApiError> {
-    ClientId::parse(s).ok_or_else(|| {
-        HttpApiError::new(
-            400,
-            "bad_client_id",
-            format!("malformed client_id {s:?}: expected 32 lowercase hex digits"),
-        )
-    })
-}
-
-pub(super) fn client_ids(v: Option<Vec<String>>) -> Result<Vec<ClientId>, HttpApiError> {
-    v.unwrap_or_default().iter().map(|s| client_id(s)).collect()
 }
 
 pub(super) fn names(

@@ -25,7 +25,9 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 mod args;
+mod ids;
 use args::*;
+pub use ids::Ids;
 
 /// Path prefix of every call.
 pub const PREFIX: &str = "/gateway/";
@@ -159,14 +161,12 @@ fn check_auth(secret: &str, req: &Request) -> Result<(), HttpApiError> {
     }
 }
 
-fn ids_to_strings(v: Vec<ClientId>) -> Vec<String> {
-    v.into_iter().map(|c| c.to_string()).collect()
-}
-
 fn sessions_map<'a>(
+    ids: &Ids,
+    cx: &Ctx<'_>,
     v: impl IntoIterator<Item = (ClientId, &'a Map<String, Value>)>,
 ) -> BTreeMap<String, &'a Map<String, Value>> {
-    v.into_iter().map(|(c, s)| (c.to_string(), s)).collect()
+    v.into_iter().map(|(c, s)| (ids.text(cx, c), s)).collect()
 }
 
 fn ok<T: Serialize>(result: T) -> Result<Response, HttpApiError> {
@@ -196,14 +196,16 @@ fn check_name(reserved: &dyn Fn(&str) -> bool, name: &str) -> Result<(), HttpApi
     Ok(())
 }
 
-/// Answer one API request. `reserved` says which uids and groups the app keeps to itself.
+/// Answer one API request. `reserved` says which uids and groups the app keeps to itself;
+/// `ids`, which client id forms are read and written.
 pub fn handle(
     cx: &mut Ctx<'_>,
     secret: &str,
     req: &Request,
     reserved: &dyn Fn(&str) -> bool,
+    ids: &Ids,
 ) -> Response {
-    let r = match dispatch(cx, secret, req, reserved) {
+    let r = match dispatch(cx, secret, req, reserved, ids) {
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
@@ -217,6 +219,7 @@ fn dispatch(
     secret: &str,
     req: &Request,
     reserved: &dyn Fn(&str) -> bool,
+    ids: &Ids,
 ) -> Result<Response, HttpApiError> {
     check_auth(secret, req)?;
     let call = req.path.strip_prefix(PREFIX).unwrap_or("");
@@ -246,10 +249,10 @@ fn dispatch(
         "send_to_all" => {
             let a: SendToAll = parse_body(body)?;
             let msg = a.message.into_owned()?;
-            let exclude = client_ids(a.exclude)?;
+            let exclude = ids.parse_list(cx, a.exclude)?;
             match a.client_ids {
                 Some(list) => {
-                    let mut list = client_ids(Some(list))?;
+                    let mut list = ids.parse_list(cx, Some(list))?;
                     // Each listed client once, like GatewayWorker's id-keyed arrays.
                     list.sort_unstable();
                     list.dedup();
@@ -262,7 +265,7 @@ fn dispatch(
         }
         "send_to_client" => {
             let a: SendToClient = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             let msg = a.message.into_owned()?;
             if !cx.send_to_client(c, msg.payload()) {
                 return Err(ApiError::NotOnline.into());
@@ -280,7 +283,7 @@ fn dispatch(
         "send_to_group" => {
             let a: SendToGroup = parse_body(body)?;
             let groups = names(a.group, a.groups, "group")?;
-            let exclude = client_ids(a.exclude)?;
+            let exclude = ids.parse_list(cx, a.exclude)?;
             let msg = a.message.into_owned()?;
             let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
             cx.send_to_group(&refs, msg.payload(), &exclude);
@@ -288,7 +291,7 @@ fn dispatch(
         }
         "join_group" => {
             let a: ClientGroup = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             let g = a.group.into_string();
             check_name(reserved, &g)?;
             cx.join_group(c, &g)?;
@@ -296,7 +299,7 @@ fn dispatch(
         }
         "leave_group" => {
             let a: ClientGroup = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             let g = a.group.into_string();
             check_name(reserved, &g)?;
             cx.leave_group(c, &g)?;
@@ -311,7 +314,7 @@ fn dispatch(
         }
         "bind_uid" => {
             let a: ClientUid = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             let u = a.uid.into_string();
             check_name(reserved, &u)?;
             // Rebinding a client the app bound itself would take its identity away.
@@ -323,7 +326,7 @@ fn dispatch(
         }
         "unbind_uid" => {
             let a: ClientOptUid = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             if let Some(old) = cx.get_uid_by_client_id(c) {
                 check_name(reserved, old)?;
             }
@@ -332,7 +335,7 @@ fn dispatch(
         }
         "is_online" => {
             let a: ClientArg = parse_body(body)?;
-            ok(cx.is_online(client_id(&a.client_id)?))
+            ok(cx.is_online(ids.parse(cx, &a.client_id)?))
         }
         "is_uid_online" => {
             let a: UidArg = parse_body(body)?;
@@ -340,13 +343,11 @@ fn dispatch(
         }
         "get_client_id_by_uid" => {
             let a: UidArg = parse_body(body)?;
-            ok(ids_to_strings(
-                cx.get_client_id_by_uid(&a.uid.into_string()),
-            ))
+            ok(ids.texts(cx, cx.get_client_id_by_uid(&a.uid.into_string())))
         }
         "get_uid_by_client_id" => {
             let a: ClientArg = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             if !cx.is_online(c) {
                 return Err(ApiError::NotOnline.into());
             }
@@ -358,7 +359,7 @@ fn dispatch(
         }
         "get_all_client_id_list" => {
             parse_body::<NoArgs>(body)?;
-            ok(ids_to_strings(cx.get_all_client_id_list()))
+            ok(ids.texts(cx, cx.get_all_client_id_list()))
         }
         "get_client_id_count_by_group" => {
             // GatewayWorker: no group (or "") counts every client.
@@ -370,9 +371,7 @@ fn dispatch(
         }
         "get_client_id_list_by_group" => {
             let a: GroupArg = parse_body(body)?;
-            ok(ids_to_strings(
-                cx.get_client_id_list_by_group(&a.group.into_string()),
-            ))
+            ok(ids.texts(cx, cx.get_client_id_list_by_group(&a.group.into_string())))
         }
         "get_all_uid_list" => {
             parse_body::<NoArgs>(body)?;
@@ -398,19 +397,21 @@ fn dispatch(
             // GatewayWorker's getAllClientSessions($group = ''): an optional group filter.
             let a: OptGroupArg = parse_body(body)?;
             match a.group.map(Name::into_string).filter(|g| !g.is_empty()) {
-                Some(g) => ok(sessions_map(cx.get_client_sessions_by_group(&g))),
-                None => ok(sessions_map(cx.get_all_client_sessions())),
+                Some(g) => ok(sessions_map(ids, cx, cx.get_client_sessions_by_group(&g))),
+                None => ok(sessions_map(ids, cx, cx.get_all_client_sessions())),
             }
         }
         "get_client_sessions_by_group" => {
             let a: GroupArg = parse_body(body)?;
             ok(sessions_map(
+                ids,
+                cx,
                 cx.get_client_sessions_by_group(&a.group.into_string()),
             ))
         }
         "set_session" | "update_session" => {
             let a: SessionArg = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             if call == "set_session" {
                 cx.set_session(c, a.session)?;
             } else {
@@ -420,7 +421,7 @@ fn dispatch(
         }
         "get_session" => {
             let a: ClientArg = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             match cx.get_session(c) {
                 Some(s) => ok(s),
                 None => Err(ApiError::NotOnline.into()),
@@ -428,14 +429,14 @@ fn dispatch(
         }
         "close_client" => {
             let a: CloseArg = parse_body(body)?;
-            let c = client_id(&a.client_id)?;
+            let c = ids.parse(cx, &a.client_id)?;
             let msg = a.message.map(MessageIn::into_owned).transpose()?;
             cx.close_client(c, msg.as_ref().map(Owned::payload))?;
             done()
         }
         "destroy_client" => {
             let a: ClientArg = parse_body(body)?;
-            cx.destroy_client(client_id(&a.client_id)?)?;
+            cx.destroy_client(ids.parse(cx, &a.client_id)?)?;
             done()
         }
         _ => Err(HttpApiError::new(

@@ -12,22 +12,23 @@ use crate::protocol::gateway::frame::encode_reply;
 use crate::protocol::php::{self, Key, Php};
 use std::collections::HashSet;
 
-/// What the loop must tell the thread after an op: nothing, or an answer.
+/// What goes back to the inner peer after an op: nothing, or an answer.
 pub(super) fn run(
     cx: &mut Ctx<'_>,
     local: &Local,
     op: Op,
 ) -> Option<(super::msg::LinkKey, Vec<u8>)> {
     match op {
-        Op::Send { conn, body } => {
+        Op::Send { conn, body, raw } => {
             if let Some(c) = local.client(conn) {
-                cx.send_to_client(c, payload(&body));
+                deliver(cx, &[c], &body, raw);
             }
         }
         Op::SendAll {
             only,
             exclude,
             body,
+            raw,
         } => {
             let exclude: HashSet<ConnNo> = exclude.into_iter().collect();
             let to: Vec<ClientId> = match only {
@@ -42,9 +43,9 @@ pub(super) fn run(
                     .map(|(_, c)| c)
                     .collect(),
             };
-            cx.send_to_clients(&to, payload(&body));
+            deliver(cx, &to, &body, raw);
         }
-        Op::SendUid { uids, body } => {
+        Op::SendUid { uids, body, raw } => {
             let mut to = Vec::new();
             for u in &uids {
                 to.extend(
@@ -53,12 +54,13 @@ pub(super) fn run(
                         .filter(|c| local.conn(*c).is_some()),
                 );
             }
-            cx.send_to_clients(&to, payload(&body));
+            deliver(cx, &to, &body, raw);
         }
         Op::SendGroup {
             groups,
             exclude,
             body,
+            raw,
         } => {
             let exclude: HashSet<ConnNo> = exclude.into_iter().collect();
             let mut seen = HashSet::new();
@@ -72,7 +74,7 @@ pub(super) fn run(
                     }
                 }
             }
-            cx.send_to_clients(&to, payload(&body));
+            deliver(cx, &to, &body, raw);
         }
         Op::Kick { conn, last } => {
             if let Some(c) = local.client(conn) {
@@ -153,6 +155,16 @@ enum Answer {
     Value(Php),
     /// Already serialized (a stored session).
     Raw(Vec<u8>),
+}
+
+/// A send to local clients: framed by each client's protocol, or with `raw` written as it is
+/// (the BusinessWorker built the frame itself, as GatewayWorker's `send($body, true)`).
+fn deliver(cx: &mut Ctx<'_>, to: &[ClientId], body: &[u8], raw: bool) {
+    if raw {
+        cx.send_raw_to_local(to, body);
+    } else {
+        cx.send_to_clients(to, payload(body));
+    }
 }
 
 fn payload(b: &[u8]) -> Payload<'_> {

@@ -27,6 +27,7 @@ pub(crate) fn op_of(f: &Frame<'_>, link: LinkKey) -> Result<Option<Op>, CmdError
         Cmd::SendToOne => Op::Send {
             conn,
             body: body(f)?,
+            raw: f.raw(),
         },
         Cmd::SendToAll => {
             let ext = if f.ext.is_empty() {
@@ -38,11 +39,13 @@ pub(crate) fn op_of(f: &Frame<'_>, link: LinkKey) -> Result<Option<Op>, CmdError
                 only: ext.get("connections").map(conn_list),
                 exclude: ext.get("exclude").map(conn_list).unwrap_or_default(),
                 body: body(f)?,
+                raw: f.raw(),
             }
         }
         Cmd::SendToUid => Op::SendUid {
             uids: names(&json(f.ext)?),
             body: body(f)?,
+            raw: f.raw(),
         },
         Cmd::SendToGroup => {
             let ext = json(f.ext)?;
@@ -50,6 +53,7 @@ pub(crate) fn op_of(f: &Frame<'_>, link: LinkKey) -> Result<Option<Op>, CmdError
                 groups: ext.get("group").map(names).unwrap_or_default(),
                 exclude: ext.get("exclude").map(conn_list).unwrap_or_default(),
                 body: body(f)?,
+                raw: f.raw(),
             }
         }
         Cmd::Kick => Op::Kick {
@@ -202,7 +206,7 @@ fn select(ext: &[u8]) -> Result<Select, CmdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::gateway::frame::{Header, FLAG_BODY_IS_SCALAR};
+    use crate::protocol::gateway::frame::{Header, FLAG_BODY_IS_SCALAR, FLAG_NOT_CALL_ENCODE};
 
     fn frame<'a>(cmd: Cmd, flag: u8, ext: &'a [u8], body: &'a [u8]) -> Frame<'a> {
         Frame {
@@ -229,12 +233,38 @@ mod tests {
                 groups,
                 exclude,
                 body,
+                raw,
             })) => {
+                assert!(!raw);
                 assert_eq!(groups, ["room", "5"]);
                 assert_eq!(exclude, [3, 4]);
                 assert_eq!(body, b"hi");
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_raw_flag_reaches_every_send() {
+        let raw = FLAG_BODY_IS_SCALAR | FLAG_NOT_CALL_ENCODE;
+        for (cmd, ext) in [
+            (Cmd::SendToOne, &b""[..]),
+            (Cmd::SendToAll, b""),
+            (Cmd::SendToUid, br#"["u"]"#),
+            (Cmd::SendToGroup, br#"{"group":["g"]}"#),
+        ] {
+            for (flag, want) in [(raw, true), (FLAG_BODY_IS_SCALAR, false)] {
+                let got = match op_of(&frame(cmd, flag, ext, b"\x81\x01x"), (0, 0)) {
+                    Ok(Some(
+                        Op::Send { raw, .. }
+                        | Op::SendAll { raw, .. }
+                        | Op::SendUid { raw, .. }
+                        | Op::SendGroup { raw, .. },
+                    )) => raw,
+                    other => panic!("{cmd:?}: {other:?}"),
+                };
+                assert_eq!(got, want, "{cmd:?} flag {flag}");
+            }
         }
     }
 

@@ -1,36 +1,40 @@
-//! The inner-port thread of one worker: its own mio loop over the inner listener
+//! The inner port of one worker, run in the worker's own mio loop: the inner listener
 //! (BusinessWorkers and GatewayClients), the links to the Register(s), and, in the worker that
 //! hosts it, the Register itself.
 //!
-//! It never touches client state: commands become [`Op`]s for the worker loop (woken with its
-//! waker), and client events and query answers come back as [`Event`]s. Every peer is
-//! hostile until it proves the secret: frames and lines are bounded before anything is
-//! buffered, and a bad one closes that peer only.
+//! It never touches client state: commands become [`Op`]s that the app carries out after each
+//! event ([`Io::take_ops`]), and client events come in as frames to route. Output to peers is
+//! batched and written once at the end of the loop turn ([`Io::flush`]). Every peer is hostile
+//! until it proves the secret: frames and lines are bounded before anything is buffered, and a
+//! bad one closes that peer only.
 
 use super::commands::op_of;
-use super::msg::{ConnNo, Event, LinkKey, Op};
+use super::msg::{LinkKey, Op};
+use super::peer::{Got, Kind, Peer, Wrote};
+use super::routes::Routes;
+use crate::api::{io_token, IoReady};
 use crate::protocol::gateway::frame::{self, Cmd, Header, FLAG_BODY_IS_SCALAR};
 use crate::protocol::gateway::register::{self, RegisterMsg};
 use crate::protocol::text::LineCodec;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
-use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use mio::{Interest, Registry, Waker};
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const INNER: Token = Token(usize::MAX - 1);
-const WAKE: Token = Token(usize::MAX - 2);
-const REGISTER: Token = Token(usize::MAX - 3);
+/// The app's socket numbers: the two listeners, then peer `slot` at `PEER_BASE + slot`.
+const INNER: usize = 0;
+const REGISTER: usize = 1;
+const PEER_BASE: usize = 2;
+/// Socket numbers this part uses (the wrapped app may use those above).
+pub(crate) const SPAN: usize = PEER_BASE + MAX_PEERS;
 /// Largest Register line we read as a gateway (a broadcast of many addresses fits easily).
 const MAX_LINE: usize = 64 * 1024;
 /// Largest line a Register peer may send us (`gateway_connect` with a 262-byte address).
 const MAX_PEER_LINE: usize = 1024;
 /// Largest frame before the secret is shown (the hello frames are a few dozen bytes), so a
-/// stranger cannot make this thread buffer `max_frame` bytes per connection.
+/// stranger cannot make us buffer `max_frame` bytes per connection.
 const MAX_HELLO_FRAME: usize = 4096;
 /// A Register peer must say who it is within this time (as GatewayWorker's Register).
 const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,16 +43,14 @@ const REGISTER_PING: Duration = Duration::from_secs(25);
 /// Most inner and Register peers at once (with `max_frame` of input each at worst, once
 /// authorized).
 const MAX_PEERS: usize = 1024;
+/// Reads of one peer per event (64 KiB each) before the rest of the loop gets a turn.
+const READS_PER_EVENT: usize = 16;
 
-/// What the thread needs to know.
+/// What the inner port needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// `lan_ip:port` announced to the Register.
     pub(crate) address: String,
-    /// The lan IP as GatewayWorker's `ip2long`.
-    pub(crate) lan_ip: u32,
-    /// The inner port.
-    pub(crate) port: u16,
     /// Registers to announce ourselves to.
     pub(crate) registers: Vec<SocketAddr>,
     /// Shared secret ("" = none).
@@ -59,282 +61,149 @@ pub(crate) struct Settings {
     pub(crate) max_out: usize,
 }
 
-/// Handles the loop keeps of the thread.
+/// The inner port's listeners and peers.
 #[derive(Debug)]
-pub(crate) struct Handle {
-    /// Events for the thread.
-    pub(crate) tx: Sender<Event>,
-    /// Wakes the thread.
-    pub(crate) waker: Arc<Waker>,
-    /// Set while the thread has been woken and has not drained yet (one wake per batch).
-    pub(crate) woken: Arc<AtomicBool>,
-}
-
-enum Kind {
-    /// Inner peer that has not shown the secret yet (or none is needed).
-    Inner { authorized: bool },
-    /// A BusinessWorker, by its key (`ip:name:index`).
-    Business { key: String },
-    /// The Register's peer that has not spoken yet.
-    RegPeer,
-    /// A gateway registered with our Register, with its address.
-    RegGateway { address: String },
-    /// A BusinessWorker or GatewayClient asking our Register for addresses.
-    RegWorker,
-    /// Our link to a Register.
-    RegLink { at: usize, connected: bool },
-}
-
-struct Peer {
-    stream: TcpStream,
-    kind: Kind,
-    gen: u64,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    lines: LineCodec,
-    deadline: Option<Instant>,
-    remote: SocketAddr,
-}
-
-struct Io {
-    poll: Poll,
+pub(crate) struct Io {
+    registry: Registry,
+    waker: Arc<Waker>,
     inner: TcpListener,
     register: Option<TcpListener>,
     peers: slab::Slab<Peer>,
     next_gen: u64,
     set: Settings,
-    ops: Sender<Op>,
-    loop_waker: Arc<Waker>,
-    events: Receiver<Event>,
-    /// BusinessWorkers by key, with the number of clients routed to each.
-    workers: Vec<(String, usize, u64)>,
-    /// Which BusinessWorker each client is bound to.
-    routes: HashMap<ConnNo, String>,
+    routes: Routes,
     /// When to reconnect each Register link.
     reconnect: Vec<Option<Instant>>,
     next_ping: Instant,
     scratch: Vec<u8>,
     /// Peers with output queued this turn.
     dirty: Vec<usize>,
-    /// Set while the loop has been woken and has not yet drained the ops.
-    loop_woken: Arc<AtomicBool>,
-    /// Set while this thread has been woken and has not yet drained the events.
-    woken: Arc<AtomicBool>,
-}
-
-/// The thread's ends of the channels with the loop.
-#[derive(Debug)]
-pub(crate) struct Wiring {
-    /// Ops for the loop.
-    pub(crate) ops: Sender<Op>,
-    /// Wakes the loop.
-    pub(crate) loop_waker: Arc<Waker>,
-    /// Set while the loop has a wake pending.
-    pub(crate) loop_woken: Arc<AtomicBool>,
-    /// Events from the loop.
-    pub(crate) events: Receiver<Event>,
-    /// Set while this thread has a wake pending.
-    pub(crate) woken: Arc<AtomicBool>,
-}
-
-/// Start the thread; `inner` (and `register`) are bound already.
-pub(crate) fn start(
-    set: Settings,
-    inner: std::net::TcpListener,
-    register: Option<std::net::TcpListener>,
-    w: Wiring,
-) -> io::Result<Arc<Waker>> {
-    let Wiring {
-        ops,
-        loop_waker,
-        loop_woken,
-        events,
-        woken,
-    } = w;
-    let poll = Poll::new()?;
-    inner.set_nonblocking(true)?;
-    let mut inner = TcpListener::from_std(inner);
-    poll.registry()
-        .register(&mut inner, INNER, Interest::READABLE)?;
-    let register = match register {
-        Some(r) => {
-            r.set_nonblocking(true)?;
-            let mut r = TcpListener::from_std(r);
-            poll.registry()
-                .register(&mut r, REGISTER, Interest::READABLE)?;
-            Some(r)
-        }
-        None => None,
-    };
-    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
-    let n = set.registers.len();
-    let mut io = Io {
-        poll,
-        inner,
-        register,
-        peers: slab::Slab::new(),
-        next_gen: 0,
-        set,
-        ops,
-        loop_waker,
-        events,
-        workers: Vec::new(),
-        routes: HashMap::new(),
-        reconnect: vec![Some(Instant::now()); n],
-        next_ping: Instant::now() + REGISTER_PING,
-        scratch: vec![0; 64 * 1024],
-        dirty: Vec::new(),
-        loop_woken,
-        woken: Arc::clone(&woken),
-    };
-    std::thread::Builder::new()
-        .name("gw-inner".into())
-        .spawn(move || io.run())?;
-    Ok(waker)
+    /// Commands decoded, for the app to carry out.
+    ops: Vec<Op>,
+    /// Peers whose input was not all read (the read budget ran out).
+    pending: Vec<usize>,
 }
 
 impl Io {
-    fn run(&mut self) {
-        let mut events = Events::with_capacity(256);
-        loop {
-            let now = Instant::now();
-            let mut next = now + Duration::from_secs(1);
-            for t in self.reconnect.iter().flatten() {
-                next = next.min(*t);
+    /// Take over the bound listeners and register them with the worker's loop.
+    pub(crate) fn new(
+        set: Settings,
+        inner: std::net::TcpListener,
+        register: Option<std::net::TcpListener>,
+        registry: Registry,
+        waker: Arc<Waker>,
+    ) -> io::Result<Io> {
+        inner.set_nonblocking(true)?;
+        let mut inner = TcpListener::from_std(inner);
+        registry.register(&mut inner, io_token(INNER), Interest::READABLE)?;
+        let register = match register {
+            Some(r) => {
+                r.set_nonblocking(true)?;
+                let mut r = TcpListener::from_std(r);
+                registry.register(&mut r, io_token(REGISTER), Interest::READABLE)?;
+                Some(r)
             }
-            let timeout = next.saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    crate::error!("gatewayworker: poll failed: {e}");
-                    return;
-                }
-            }
-            for ev in events.iter() {
-                match ev.token() {
-                    INNER => self.accept(false),
-                    REGISTER => self.accept(true),
-                    WAKE => {}
-                    Token(slot) => {
-                        if ev.is_writable() {
-                            self.on_writable(slot);
-                        }
-                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                            self.read(slot);
-                        }
-                    }
-                }
-            }
-            if !self.drain_events() {
-                return;
-            }
-            self.timers();
-            for slot in std::mem::take(&mut self.dirty) {
-                self.on_writable(slot);
-            }
-        }
-    }
-
-    /// Events from the loop; false once the loop is gone (the worker stops).
-    fn drain_events(&mut self) -> bool {
-        self.woken.store(false, Ordering::Release);
-        loop {
-            match self.events.try_recv() {
-                Ok(Event::Reply { link, bytes }) => {
-                    if self.live(link) {
-                        self.queue(link.0, &bytes);
-                    }
-                }
-                Ok(Event::Client {
-                    cmd,
-                    conn,
-                    client_ip,
-                    client_port,
-                    gateway_port,
-                    session,
-                    body,
-                    scalar,
-                }) => {
-                    let head = Header {
-                        local_ip: self.set.lan_ip,
-                        local_port: self.set.port,
-                        client_ip,
-                        client_port,
-                        connection_id: conn,
-                        flag: if scalar { FLAG_BODY_IS_SCALAR } else { 0 },
-                        gateway_port,
-                        ..Header::new(cmd)
-                    };
-                    self.route_to_worker(&head, &session, &body);
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
-            }
-        }
-    }
-
-    fn live(&self, link: LinkKey) -> bool {
-        self.peers.get(link.0).is_some_and(|p| p.gen == link.1)
-    }
-
-    /// GatewayWorker's `routerBind` with least connections: a client stays with its
-    /// BusinessWorker; a new one, or one whose worker went away, goes to the least loaded.
-    fn route_to_worker(&mut self, head: &Header, session: &[u8], body: &[u8]) {
-        let conn = head.connection_id;
-        let bound = self
-            .routes
-            .get(&conn)
-            .filter(|k| self.workers.iter().any(|(w, _, _)| w == *k))
-            .cloned();
-        let key = match bound {
-            Some(k) => k,
-            None => {
-                let Some(best) = self.workers.iter_mut().min_by_key(|(_, n, _)| *n) else {
-                    // No BusinessWorker: GatewayWorker closes the client.
-                    if head.cmd != Cmd::OnClose {
-                        self.op(Op::Destroy { conn });
-                    }
-                    return;
-                };
-                best.1 += 1;
-                self.routes.insert(conn, best.0.clone());
-                best.0.clone()
-            }
+            None => None,
         };
-        if head.cmd == Cmd::OnClose {
-            self.routes.remove(&conn);
-            if let Some(w) = self.workers.iter_mut().find(|(w, _, _)| *w == key) {
-                w.1 = w.1.saturating_sub(1);
+        let n = set.registers.len();
+        Ok(Io {
+            registry,
+            waker,
+            inner,
+            register,
+            peers: slab::Slab::new(),
+            next_gen: 0,
+            set,
+            routes: Routes::default(),
+            reconnect: vec![Some(Instant::now()); n],
+            next_ping: Instant::now() + REGISTER_PING,
+            scratch: vec![0; 64 * 1024],
+            dirty: Vec::new(),
+            ops: Vec::new(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// Readiness of socket `n`.
+    pub(crate) fn on_io(&mut self, n: usize, ready: IoReady) {
+        match n {
+            INNER => self.accept(false),
+            REGISTER => self.accept(true),
+            _ => {
+                let slot = n - PEER_BASE;
+                if ready.writable {
+                    self.on_writable(slot);
+                }
+                if ready.readable {
+                    self.read(slot);
+                }
             }
         }
-        let Some(slot) = self
-            .workers
-            .iter()
-            .find(|(w, _, _)| *w == key)
-            .map(|(_, _, s)| *s as usize)
-        else {
+    }
+
+    /// Go on reading the peers the budget stopped.
+    pub(crate) fn continue_pending(&mut self) {
+        for slot in std::mem::take(&mut self.pending) {
+            self.read(slot);
+        }
+    }
+
+    /// The commands decoded since the last call, in order.
+    pub(crate) fn take_ops(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.ops)
+    }
+
+    /// Give back the (drained) list [`Io::take_ops`] returned, to reuse its allocation.
+    pub(crate) fn return_ops(&mut self, v: Vec<Op>) {
+        if self.ops.is_empty() {
+            self.ops = v;
+        }
+    }
+
+    /// An answer for the peer that asked, if it is still the same connection.
+    pub(crate) fn reply(&mut self, link: LinkKey, bytes: &[u8]) {
+        if self.peers.get(link.0).is_some_and(|p| p.gen == link.1) {
+            self.queue(link.0, bytes);
+        }
+    }
+
+    /// A client event for its BusinessWorker. With none linked, GatewayWorker closes the
+    /// client: a destroy op follows.
+    pub(crate) fn client_event(&mut self, head: &Header, session: &[u8], body: &[u8]) {
+        let conn = head.connection_id;
+        let Some(slot) = self.routes.pick(conn, head.cmd == Cmd::OnClose) else {
+            if head.cmd != Cmd::OnClose {
+                self.ops.push(Op::Destroy { conn });
+            }
             return;
         };
-        let mut out = Vec::with_capacity(frame::HEAD_LEN + session.len() + body.len());
-        frame::encode(&mut out, head, session, body);
-        self.queue(slot, &out);
+        let Some(p) = self.peers.get_mut(slot) else {
+            return;
+        };
+        if p.out.len() + frame::HEAD_LEN + session.len() + body.len() > self.set.max_out {
+            crate::warn!("gatewayworker: peer {} does not read; closed", p.remote);
+            return self.close(slot);
+        }
+        if p.out.is_empty() {
+            self.dirty.push(slot);
+        }
+        // Straight into the peer's queue: no frame is built apart.
+        frame::encode(&mut p.out, head, session, body);
     }
 
-    fn op(&mut self, op: Op) {
-        // One wake per batch: the loop clears the flag before it drains.
-        if self.ops.send(op).is_ok() && !self.loop_woken.swap(true, Ordering::AcqRel) {
-            let _ = self.loop_waker.wake();
+    /// End of the loop turn: write what was queued.
+    pub(crate) fn flush(&mut self) {
+        for slot in std::mem::take(&mut self.dirty) {
+            self.on_writable(slot);
         }
     }
 
     fn accept(&mut self, register: bool) {
         loop {
-            let l = if register {
-                match &self.register {
-                    Some(r) => r,
-                    None => return,
-                }
-            } else {
-                &self.inner
+            let l = match (register, &self.register) {
+                (true, Some(r)) => r,
+                (true, None) => return,
+                (false, _) => &self.inner,
             };
             let (stream, remote) = match l.accept() {
                 Ok(x) => x,
@@ -371,14 +240,13 @@ impl Io {
         let _ = stream.set_nodelay(true);
         let entry = self.peers.vacant_entry();
         let slot = entry.key();
-        if slot >= INNER.0 - 8 {
+        if slot >= MAX_PEERS {
             return None;
         }
-        self.poll
-            .registry()
+        self.registry
             .register(
                 &mut stream,
-                Token(slot),
+                io_token(PEER_BASE + slot),
                 Interest::READABLE | Interest::WRITABLE,
             )
             .ok()?;
@@ -397,26 +265,28 @@ impl Io {
     }
 
     fn read(&mut self, slot: usize) {
-        loop {
+        for _ in 0..READS_PER_EVENT {
             let Some(p) = self.peers.get_mut(slot) else {
                 return;
             };
-            match p.stream.read(&mut self.scratch) {
-                Ok(0) => return self.close(slot),
-                Ok(n) => {
-                    p.inbuf.extend_from_slice(&self.scratch[..n]);
+            match p.read_once(&mut self.scratch) {
+                Got::Gone => return self.close(slot),
+                Got::Drained => return,
+                Got::Data { full } => {
                     if !self.process(slot) {
                         return self.close(slot);
                     }
-                    if n < self.scratch.len() {
+                    if !full {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.close(slot),
             }
         }
+        // Edge-triggered: no new event will come for what is left, so ask for another turn.
+        if !self.pending.contains(&slot) {
+            self.pending.push(slot);
+        }
+        let _ = self.waker.wake();
     }
 
     /// Handle what `slot` has buffered; false to close it.
@@ -431,7 +301,7 @@ impl Io {
                 return false;
             };
             let rest = &buf[used..];
-            if matches!(p.kind, Kind::Inner { .. } | Kind::Business { .. }) {
+            if matches!(p.kind, Kind::Inner { .. } | Kind::Business) {
                 let max = match p.kind {
                     Kind::Inner { authorized: false } => MAX_HELLO_FRAME,
                     _ => self.set.max_frame,
@@ -505,15 +375,11 @@ impl Io {
                     return false;
                 };
                 let key = format!("{}:{name}", remote.ip());
+                p.kind = Kind::Business;
                 // Same key twice: the old one goes, the new one stays (as GatewayWorker).
-                if let Some(at) = self.workers.iter().position(|(k, _, _)| *k == key) {
-                    let old = self.workers[at].2 as usize;
+                if let Some(old) = self.routes.add(key, slot) {
                     self.close(old);
                 }
-                if let Some(p) = self.peers.get_mut(slot) {
-                    p.kind = Kind::Business { key: key.clone() };
-                }
-                self.workers.push((key, 0, slot as u64));
                 true
             }
             _ if !authorized => {
@@ -522,7 +388,7 @@ impl Io {
             }
             _ => match op_of(f, (slot, gen)) {
                 Ok(Some(op)) => {
-                    self.op(op);
+                    self.ops.push(op);
                     true
                 }
                 Ok(None) => true,
@@ -615,8 +481,8 @@ impl Io {
             crate::warn!("gatewayworker: peer {} does not read; closed", p.remote);
             return self.close(slot);
         }
-        // Written once at the end of the turn: a burst of frames to one BusinessWorker goes
-        // out in one write.
+        // Written once at the end of the turn: a burst of frames to one peer goes out in one
+        // write.
         if p.out.is_empty() {
             self.dirty.push(slot);
         }
@@ -627,12 +493,11 @@ impl Io {
         let Some(p) = self.peers.get_mut(slot) else {
             return;
         };
-        if let Kind::RegLink { at, connected } = &mut p.kind {
+        if let Kind::RegLink { connected, .. } = &mut p.kind {
             if !*connected {
                 match p.stream.peer_addr() {
                     Ok(_) => {
                         *connected = true;
-                        let at = *at;
                         let mut line = Vec::new();
                         register::encode(
                             &mut line,
@@ -641,7 +506,6 @@ impl Io {
                                 secret_key: self.set.secret.clone(),
                             },
                         );
-                        let _ = at;
                         p.out.extend_from_slice(&line);
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -649,16 +513,8 @@ impl Io {
                 }
             }
         }
-        while !p.out.is_empty() {
-            match p.stream.write(&p.out) {
-                Ok(0) => return self.close(slot),
-                Ok(n) => {
-                    p.out.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.close(slot),
-            }
+        if p.write_out() == Wrote::Gone {
+            self.close(slot);
         }
     }
 
@@ -666,12 +522,9 @@ impl Io {
         let Some(mut p) = self.peers.try_remove(slot) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut p.stream);
+        let _ = self.registry.deregister(&mut p.stream);
         match p.kind {
-            Kind::Business { key } => {
-                // Its clients are routed again on their next event.
-                self.workers.retain(|(k, _, _)| *k != key);
-            }
+            Kind::Business => self.routes.remove(slot),
             Kind::RegGateway { .. } => self.broadcast(None),
             Kind::RegLink { at, .. } => {
                 if let Some(r) = self.reconnect.get_mut(at) {
@@ -682,7 +535,8 @@ impl Io {
         }
     }
 
-    fn timers(&mut self) {
+    /// Once a second: the hello deadlines, Register reconnects and keep-alives.
+    pub(crate) fn tick(&mut self) {
         let now = Instant::now();
         let expired: Vec<usize> = self
             .peers
@@ -697,17 +551,14 @@ impl Io {
             if self.reconnect[at].is_some_and(|t| t <= now) {
                 self.reconnect[at] = None;
                 let addr = self.set.registers[at];
-                let ok = TcpStream::connect(addr).ok().and_then(|s| {
-                    self.add(
-                        s,
-                        addr,
-                        Kind::RegLink {
-                            at,
-                            connected: false,
-                        },
-                        None,
-                    )
-                });
+                let link = Kind::RegLink {
+                    at,
+                    connected: false,
+                };
+                // A non-blocking connect: writable readiness says when it is done.
+                let ok = TcpStream::connect(addr)
+                    .ok()
+                    .and_then(|s| self.add(s, addr, link, None));
                 if ok.is_none() {
                     self.reconnect[at] = Some(now + Duration::from_secs(1));
                 }
@@ -715,38 +566,53 @@ impl Io {
         }
         if now >= self.next_ping {
             self.next_ping = now + REGISTER_PING;
-            let mut line = Vec::new();
-            register::encode(&mut line, &RegisterMsg::Ping);
-            let links: Vec<usize> = self
-                .peers
-                .iter()
-                .filter(|(_, p)| {
-                    matches!(
-                        p.kind,
-                        Kind::RegLink {
-                            connected: true,
-                            ..
-                        }
-                    ) && !p.remote.ip().is_loopback()
-                })
-                .map(|(s, _)| s)
-                .collect();
-            for s in links {
-                self.queue(s, &line);
+            self.ping();
+        }
+    }
+
+    fn ping(&mut self) {
+        let mut line = Vec::new();
+        register::encode(&mut line, &RegisterMsg::Ping);
+        let links: Vec<usize> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                matches!(
+                    p.kind,
+                    Kind::RegLink {
+                        connected: true,
+                        ..
+                    }
+                ) && !p.remote.ip().is_loopback()
+            })
+            .map(|(s, _)| s)
+            .collect();
+        for s in links {
+            self.queue(s, &line);
+        }
+        // GatewayWorker pings BusinessWorkers off this host likewise.
+        if !self.set.address.starts_with("127.") {
+            let mut ping = Vec::new();
+            let head = Header {
+                flag: FLAG_BODY_IS_SCALAR,
+                ..Header::new(Cmd::Ping)
+            };
+            frame::encode(&mut ping, &head, b"", b"");
+            let ws: Vec<usize> = self.routes.slots().collect();
+            for s in ws {
+                self.queue(s, &ping);
             }
-            // GatewayWorker pings BusinessWorkers off this host likewise.
-            if !self.set.address.starts_with("127.") {
-                let mut ping = Vec::new();
-                let head = Header {
-                    flag: FLAG_BODY_IS_SCALAR,
-                    ..Header::new(Cmd::Ping)
-                };
-                frame::encode(&mut ping, &head, b"", b"");
-                let ws: Vec<usize> = self.workers.iter().map(|w| w.2 as usize).collect();
-                for s in ws {
-                    self.queue(s, &ping);
-                }
-            }
+        }
+    }
+
+    /// The worker stops: every socket leaves the loop and closes.
+    pub(crate) fn shutdown(&mut self) {
+        let _ = self.registry.deregister(&mut self.inner);
+        if let Some(r) = &mut self.register {
+            let _ = self.registry.deregister(r);
+        }
+        for (_, mut p) in std::mem::take(&mut self.peers) {
+            let _ = self.registry.deregister(&mut p.stream);
         }
     }
 }

@@ -1,9 +1,9 @@
 //! GatewayWorker compatibility: every worker is a GatewayWorker gateway.
 //!
 //! [`GatewayWorker`] wraps any app. It numbers the worker's clients as GatewayWorker does
-//! (20 hex digits: lan IP, inner port, connection counter), runs the inner port in its own
-//! thread (`io.rs`: BusinessWorkers, GatewayClient, the Register links and, in worker 0, the
-//! Register), carries out their commands on this worker's clients (`answer.rs`) and, as the
+//! (20 hex digits: lan IP, inner port, connection number; `gateway::gw_id`), runs the inner
+//! port in the worker's own loop (`io.rs`: BusinessWorkers, GatewayClient, the Register links
+//! and, in worker 0, the Register; `peer.rs`, `routes.rs`), carries out their commands on this worker's clients (`answer.rs`) and, as the
 //! `gatewayworker` app, hands every client event to a BusinessWorker (GatewayWorker's
 //! `routerBind`). The wrapped app's events still run, so a PHP backend can push to kefu's own
 //! apps' clients through GatewayClient.
@@ -12,24 +12,22 @@ mod answer;
 mod commands;
 mod io;
 mod msg;
+mod peer;
+mod routes;
 
 use crate::api::{
-    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Reject, Request, StartError, TimerId,
-    Transport,
+    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, IoReady, Reject, Request, StartError,
+    TimerId, Transport,
 };
 use crate::config::Config;
-use crate::protocol::gateway::frame::Cmd;
+use crate::gateway::gw_id;
+use crate::protocol::gateway::frame::{Cmd, Header, FLAG_BODY_IS_SCALAR};
 use crate::protocol::php::{self, Key, Php};
 use crate::protocol::Payload;
-use msg::{ConnNo, Event, Op};
+use msg::ConnNo;
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::Arc;
-
-/// Ops carried out per wake before the loop gets a turn (the rest wake it again).
-const OPS_PER_WAKE: usize = 4096;
+use std::time::Duration;
 
 /// The app of the `gatewayworker` name: nothing of its own, every event goes to PHP.
 #[derive(Debug, Default)]
@@ -44,7 +42,6 @@ impl App for Forward {
 pub(crate) struct Local {
     by_no: HashMap<ConnNo, ClientId>,
     by_client: HashMap<ClientId, ConnNo>,
-    next: ConnNo,
     lan_ip: u32,
     port: u16,
 }
@@ -72,17 +69,16 @@ impl Local {
         v
     }
 
-    /// A new connection id, never one in use: the counter wraps after 2^32 connections.
-    fn add(&mut self, c: ClientId) -> ConnNo {
-        loop {
-            self.next = self.next.wrapping_add(1);
-            if self.next != 0 && !self.by_no.contains_key(&self.next) {
-                break;
-            }
+    /// Number `c` (derived from its id, see `gateway::gw_id`); `None` for the one connection
+    /// in 2^32 whose number is 0 or, after the generation counter wrapped, still in use.
+    fn add(&mut self, c: ClientId) -> Option<ConnNo> {
+        let n = gw_id::conn_no(c);
+        if !gw_id::usable(c) || self.by_no.contains_key(&n) {
+            return None;
         }
-        self.by_no.insert(self.next, c);
-        self.by_client.insert(c, self.next);
-        self.next
+        self.by_no.insert(n, c);
+        self.by_client.insert(c, n);
+        Some(n)
     }
 
     fn remove(&mut self, c: ClientId) -> Option<ConnNo> {
@@ -105,10 +101,10 @@ pub struct GatewayWorker {
     max_send_buffer: usize,
     gateway_port: u16,
     local: Local,
-    handle: Option<io::Handle>,
-    ops: Option<Receiver<Op>>,
-    /// Set by the thread when it wakes the loop; cleared here before draining.
-    ops_woken: Arc<AtomicBool>,
+    /// The inner port, once started.
+    io: Option<io::Io>,
+    /// Its once-a-second timer.
+    tick: Option<TimerId>,
     /// Handshake data for `CMD_ON_WEBSOCKET_CONNECT`, until `on_connect`.
     handshakes: HashMap<ClientId, Vec<u8>>,
 }
@@ -136,27 +132,31 @@ impl GatewayWorker {
             local: Local {
                 by_no: HashMap::new(),
                 by_client: HashMap::new(),
-                next: 0,
                 lan_ip,
                 port: g.start_port,
             },
             cfg: g,
-            handle: None,
-            ops: None,
-            ops_woken: Arc::new(AtomicBool::new(false)),
+            io: None,
+            tick: None,
             handshakes: HashMap::new(),
         }
     }
 
-    fn send(&self, ev: Event) {
-        if let Some(h) = &self.handle {
-            if h.tx.send(ev).is_ok() && !h.woken.swap(true, Ordering::AcqRel) {
-                let _ = h.waker.wake();
+    /// Carry out the commands the inner port decoded, and send back the answers.
+    fn run_ops(&mut self, cx: &mut Ctx<'_>) {
+        let Some(io) = &mut self.io else {
+            return;
+        };
+        let mut ops = io.take_ops();
+        for op in ops.drain(..) {
+            if let Some((link, bytes)) = answer::run(cx, &self.local, op) {
+                io.reply(link, &bytes);
             }
         }
+        io.return_ops(ops);
     }
 
-    fn client_event(&self, cx: &Ctx<'_>, cmd: Cmd, c: ClientId, body: Vec<u8>, scalar: bool) {
+    fn client_event(&mut self, cx: &mut Ctx<'_>, cmd: Cmd, c: ClientId, body: &[u8], scalar: bool) {
         let Some(conn) = self.local.conn(c) else {
             return;
         };
@@ -169,16 +169,21 @@ impl GatewayWorker {
             Some(m) if !m.is_empty() => php::serialize_session(m).unwrap_or_default(),
             _ => Vec::new(),
         };
-        self.send(Event::Client {
-            cmd,
-            conn,
+        let Some(io) = &mut self.io else {
+            return;
+        };
+        let head = Header {
+            local_ip: self.local.lan_ip,
+            local_port: self.local.port,
             client_ip,
             client_port,
+            connection_id: conn,
+            flag: if scalar { FLAG_BODY_IS_SCALAR } else { 0 },
             gateway_port: self.gateway_port,
-            session,
-            body,
-            scalar,
-        });
+            ..Header::new(cmd)
+        };
+        io.client_event(&head, &session, body);
+        self.run_ops(cx);
     }
 
     fn start(&mut self, cx: &mut Ctx<'_>) -> Result<(), StartError> {
@@ -188,9 +193,6 @@ impl GatewayWorker {
             .checked_add(cx.worker_id() as u16)
             .ok_or("gatewayworker: inner port out of range")?;
         self.local.port = port;
-        // A restarted worker starts its counter elsewhere, so an id a backend kept from the
-        // previous incarnation is unlikely to name a newcomer (GatewayWorker starts at 1).
-        self.local.next = (cx.incarnation() as u32).wrapping_mul(0x9e37_79b9);
         let lan: Ipv4Addr = self.cfg.lan_ip.parse()?;
         // GatewayWorker listens on all interfaces when the lan IP is public, else on it.
         let bind_ip = if lan.is_private() || lan.is_loopback() {
@@ -215,30 +217,16 @@ impl GatewayWorker {
         }
         let set = io::Settings {
             address: format!("{lan}:{port}"),
-            lan_ip: u32::from(lan),
-            port,
             registers,
             secret: self.cfg.secret_key.clone(),
             max_frame: self.cfg.max_frame,
             max_out: self.max_send_buffer,
         };
-        let (ops_tx, ops_rx) = mpsc::channel();
-        let (ev_tx, ev_rx) = mpsc::channel();
-        let woken = Arc::new(AtomicBool::new(false));
-        let wiring = io::Wiring {
-            ops: ops_tx,
-            loop_waker: cx.waker(),
-            loop_woken: Arc::clone(&self.ops_woken),
-            events: ev_rx,
-            woken: Arc::clone(&woken),
-        };
-        let waker = io::start(set, inner, register, wiring)?;
-        self.handle = Some(io::Handle {
-            tx: ev_tx,
-            waker,
-            woken,
-        });
-        self.ops = Some(ops_rx);
+        let mut io = io::Io::new(set, inner, register, cx.io_registry()?, cx.waker())?;
+        // The Register links connect now, not a second from now.
+        io.tick();
+        self.io = Some(io);
+        self.tick = Some(cx.add_timer(Duration::from_secs(1), true, 0));
         Ok(())
     }
 }
@@ -332,12 +320,15 @@ impl App for GatewayWorker {
     }
 
     fn on_connect(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
-        self.local.add(id);
+        if self.local.add(id).is_none() {
+            crate::warn!("gatewayworker: no free connection number for {id}; closed");
+            let _ = cx.destroy_client(id);
+        }
         self.app.on_connect(cx, id);
         if self.forward {
-            self.client_event(cx, Cmd::OnConnect, id, Vec::new(), true);
+            self.client_event(cx, Cmd::OnConnect, id, b"", true);
             if let Some(data) = self.handshakes.remove(&id) {
-                self.client_event(cx, Cmd::OnWebSocketConnect, id, data, false);
+                self.client_event(cx, Cmd::OnWebSocketConnect, id, &data, false);
             }
         }
     }
@@ -345,17 +336,27 @@ impl App for GatewayWorker {
     fn on_message(&mut self, cx: &mut Ctx<'_>, id: ClientId, msg: Payload<'_>) {
         self.app.on_message(cx, id, msg);
         if self.forward {
-            self.client_event(cx, Cmd::OnMessage, id, msg.bytes().to_vec(), true);
+            self.client_event(cx, Cmd::OnMessage, id, msg.bytes(), true);
         }
     }
 
     fn on_close(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         self.handshakes.remove(&id);
         if self.forward {
-            self.client_event(cx, Cmd::OnClose, id, Vec::new(), true);
+            self.client_event(cx, Cmd::OnClose, id, b"", true);
         }
         self.app.on_close(cx, id);
         self.local.remove(id);
+    }
+
+    fn on_adopt(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
+        // A reload's successor keeps the incarnation and the generations: the same numbers.
+        self.local.add(id);
+        self.app.on_adopt(cx, id);
+    }
+
+    fn settled(&self) -> bool {
+        self.app.settled()
     }
 
     fn on_http(&mut self, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> HttpOutcome {
@@ -363,36 +364,41 @@ impl App for GatewayWorker {
     }
 
     fn on_wake(&mut self, cx: &mut Ctx<'_>) {
-        if let Some(rx) = self.ops.take() {
-            self.ops_woken.store(false, Ordering::Release);
-            for n in 0.. {
-                if n == OPS_PER_WAKE {
-                    // More next turn: let client traffic in between.
-                    let _ = cx.waker().wake();
-                    break;
-                }
-                let Ok(op) = rx.try_recv() else {
-                    break;
-                };
-                if let Some((link, bytes)) = answer::run(cx, &self.local, op) {
-                    self.send(Event::Reply { link, bytes });
-                }
-            }
-            self.ops = Some(rx);
+        if let Some(io) = &mut self.io {
+            io.continue_pending();
+            self.run_ops(cx);
         }
         self.app.on_wake(cx);
     }
 
+    fn on_io(&mut self, cx: &mut Ctx<'_>, n: usize, ready: IoReady) {
+        match &mut self.io {
+            Some(io) if n < io::SPAN => {
+                io.on_io(n, ready);
+                self.run_ops(cx);
+            }
+            _ => self.app.on_io(cx, n, ready),
+        }
+    }
+
+    fn on_turn_end(&mut self, cx: &mut Ctx<'_>) {
+        self.app.on_turn_end(cx);
+        if let Some(io) = &mut self.io {
+            io.flush();
+        }
+    }
+
     fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, tag: u64) {
-        self.app.on_timer(cx, timer, tag);
+        match &mut self.io {
+            Some(io) if self.tick == Some(timer) => io.tick(),
+            _ => self.app.on_timer(cx, timer, tag),
+        }
     }
 
     fn on_worker_stop(&mut self, cx: &mut Ctx<'_>) {
         self.app.on_worker_stop(cx);
-        // Dropping the sender ends the thread (and closes its sockets) at its next wake.
-        if let Some(h) = self.handle.take() {
-            drop(h.tx);
-            let _ = h.waker.wake();
+        if let Some(mut io) = self.io.take() {
+            io.shutdown();
         }
     }
 
@@ -418,30 +424,31 @@ mod tests {
     use super::*;
     use crate::gateway::client_id::ConnId;
 
-    fn cid(slot: u32) -> ClientId {
-        ClientId::new(1, ConnId { slot, gen: 0 })
-    }
-
     #[test]
-    fn ids_skip_zero_and_ids_in_use_when_the_counter_wraps() {
+    fn numbers_follow_the_ids_and_a_taken_one_is_refused() {
         let mut l = Local {
             by_no: HashMap::new(),
             by_client: HashMap::new(),
-            next: u32::MAX - 1,
             lan_ip: 0x7f00_0001,
             port: 2300,
         };
-        let a = l.add(cid(1));
-        assert_eq!(a, u32::MAX);
-        // Wraps past 0 (never an id) to 1.
-        let b = l.add(cid(2));
-        assert_eq!(b, 1);
-        l.next = u32::MAX - 1;
-        // u32::MAX and 1 are taken: the next free one is 2.
-        assert_eq!(l.add(cid(3)), 2);
-        assert_eq!(l.client(1), Some(cid(2)));
-        assert_eq!(l.remove(cid(2)), Some(1));
-        assert_eq!(l.client(1), None);
+        let a = ClientId::new(9, ConnId { slot: 1, gen: 5 });
+        let n = l.add(a).unwrap();
+        assert_eq!(n, gw_id::conn_no(a));
+        assert_eq!(l.client(n), Some(a));
+        // Another slot with the same generation (the counter wrapped): refused.
+        assert_eq!(l.add(ClientId::new(9, ConnId { slot: 2, gen: 5 })), None);
+        // The generation whose number is 0.
+        let zero = ClientId::new(
+            9,
+            ConnId {
+                slot: 3,
+                gen: gw_id::gen_of(9, 0),
+            },
+        );
+        assert_eq!(l.add(zero), None);
+        assert_eq!(l.remove(a), Some(n));
+        assert_eq!(l.client(n), None);
         assert_eq!(l.text_id(7), "7f00000108fc00000007");
     }
 }

@@ -1,45 +1,12 @@
-//! What the worker loop and the inner-port thread tell each other.
-
-use crate::protocol::gateway::frame::Cmd;
+//! What the inner port asks of the worker's clients.
 
 /// Connection id on this gateway (GatewayWorker's `connection_id`).
 pub(crate) type ConnNo = u32;
 
-/// Names one inner connection of the thread: slab slot and a per-slot generation.
+/// Names one inner connection: slab slot and generation.
 pub(crate) type LinkKey = (usize, u64);
 
-/// Loop -> thread.
-#[derive(Debug)]
-pub(crate) enum Event {
-    /// A client event for a BusinessWorker.
-    Client {
-        /// `OnConnect`, `OnWebSocketConnect`, `OnMessage` or `OnClose`.
-        cmd: Cmd,
-        /// The client.
-        conn: ConnNo,
-        /// Its IPv4 address (0 for IPv6).
-        client_ip: u32,
-        /// Its port.
-        client_port: u16,
-        /// The port it connected to.
-        gateway_port: u16,
-        /// Its session, serialized (empty: none).
-        session: Vec<u8>,
-        /// The body.
-        body: Vec<u8>,
-        /// Whether the body is a plain string (else serialized).
-        scalar: bool,
-    },
-    /// The answer to a query, already framed (length + serialized).
-    Reply {
-        /// The inner connection that asked.
-        link: LinkKey,
-        /// The bytes to write.
-        bytes: Vec<u8>,
-    },
-}
-
-/// Thread -> loop: what a BusinessWorker or GatewayClient asked of this gateway.
+/// What a BusinessWorker or GatewayClient asked of this gateway.
 #[derive(Debug)]
 pub(crate) enum Op {
     /// Send to one client.
@@ -48,6 +15,8 @@ pub(crate) enum Op {
         conn: ConnNo,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Send to listed clients, or to all but some.
     SendAll {
@@ -57,6 +26,8 @@ pub(crate) enum Op {
         exclude: Vec<ConnNo>,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Send to the clients of uids.
     SendUid {
@@ -64,6 +35,8 @@ pub(crate) enum Op {
         uids: Vec<String>,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Send to the members of groups.
     SendGroup {
@@ -73,6 +46,8 @@ pub(crate) enum Op {
         exclude: Vec<ConnNo>,
         /// The message.
         body: Vec<u8>,
+        /// Write `body` as it is, unframed (GatewayWorker's `FLAG_NOT_CALL_ENCODE`).
+        raw: bool,
     },
     /// Close after a last message.
     Kick {
@@ -126,7 +101,7 @@ pub(crate) enum Op {
         /// The group.
         group: String,
     },
-    /// A question; the answer goes back as [`Event::Reply`].
+    /// A question; the answer goes back to `link`.
     Query {
         /// Who asked.
         link: LinkKey,
