@@ -72,15 +72,14 @@ pub(crate) fn remove(conn: &Db, bid: &str, dept_id: &str) -> Result<()> {
 
 /// One department of a business.
 pub(crate) fn get(conn: &Db, bid: &str, dept_id: &str) -> Result<Option<Dept>> {
-    Ok(conn
-        .prepare_cached("SELECT dept_id, name FROM departments WHERE bid = ?1 AND dept_id = ?2")?
+    conn.prepare_cached("SELECT dept_id, name FROM departments WHERE bid = ?1 AND dept_id = ?2")?
         .query_row([bid, dept_id], |r| {
             Ok(Dept {
                 dept_id: r.get(0)?,
                 name: r.get(1)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// A business's departments, by id.
@@ -93,7 +92,7 @@ pub(crate) fn list(conn: &Db, bid: &str) -> Result<Vec<Dept>> {
             name: r.get(1)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// The departments an agent belongs to, by id.
@@ -109,7 +108,7 @@ pub(crate) fn of_agent(conn: &Db, bid: &str, agent_id: &str) -> Result<Vec<Dept>
             name: r.get(1)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// The agent ids of a department.
@@ -118,7 +117,7 @@ pub(crate) fn members(conn: &Db, bid: &str, dept_id: &str) -> Result<Vec<String>
         "SELECT agent_id FROM agent_departments WHERE bid = ?1 AND dept_id = ?2 ORDER BY agent_id",
     )?;
     let rows = st.query_map([bid, dept_id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Make an agent's departments exactly `depts` (each must exist in the business).

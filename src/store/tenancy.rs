@@ -128,8 +128,7 @@ pub(crate) fn business_add(conn: &Db, bid: &str, name: &str) -> Result<Business>
 
 /// One business.
 pub(crate) fn business_get(conn: &Db, bid: &str) -> Result<Option<Business>> {
-    Ok(conn
-        .prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
+    conn.prepare_cached("SELECT bid, name, secret, created_at FROM businesses WHERE bid = ?1")?
         .query_row([bid], |r| {
             Ok(Business {
                 bid: r.get(0)?,
@@ -138,7 +137,7 @@ pub(crate) fn business_get(conn: &Db, bid: &str) -> Result<Option<Business>> {
                 created_at: r.get(3)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// Every business, by id.
@@ -153,7 +152,7 @@ pub(crate) fn business_list(conn: &Db) -> Result<Vec<Business>> {
             created_at: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Replace a business's secret with a fresh one.
@@ -248,12 +247,11 @@ const AGENT_COLS: &str = "bid, agent_id, name, pw_hash, pw_ver, max_concurrent, 
 
 /// One agent.
 pub(crate) fn agent_get(conn: &Db, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {AGENT_COLS} FROM agents WHERE bid = ?1 AND agent_id = ?2"
-        ))?
-        .query_row([bid, agent_id], agent_row)
-        .optional()?)
+    conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLS} FROM agents WHERE bid = ?1 AND agent_id = ?2"
+    ))?
+    .query_row([bid, agent_id], agent_row)
+    .optional()
 }
 
 /// Agents of one business, or of all.
@@ -264,7 +262,7 @@ pub(crate) fn agent_list(conn: &Db, bid: Option<&str>) -> Result<Vec<Agent>> {
     );
     let mut st = conn.prepare(&sql)?;
     let rows = st.query_map([bid], agent_row)?;
-    Ok(rows.collect::<Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Remove an agent; its active conversations go back to the queue (front, by age).
@@ -289,12 +287,11 @@ pub(crate) fn agent_remove(conn: &Db, bid: &str, agent_id: &str) -> Result<()> {
 /// counter starts at the clock in ms: stores from before it numbered generations from 1 per
 /// agent, and the numbers of agents deleted since are not known any more.
 pub(crate) fn next_generation(conn: &Db) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
+    conn.prepare_cached(
+        "INSERT INTO counters (name, value) VALUES ('agent_gen', ?1)
              ON CONFLICT(name) DO UPDATE SET value = counters.value + 1 RETURNING value",
-        )?
-        .query_row([now_ms()], |r| r.get(0))?)
+    )?
+    .query_row([now_ms()], |r| r.get(0))
 }
 
 /// Set a new password hash (invalidating the agent's tokens).
@@ -370,11 +367,10 @@ pub(crate) fn agent_set_max(conn: &Db, bid: &str, agent_id: &str, max: Option<i6
 
 /// How many enabled admins a business has (the last one may not be demoted or disabled).
 pub(crate) fn admin_count(conn: &Db, bid: &str) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM agents WHERE bid = ?1 AND role = 'admin' AND disabled = 0",
-        )?
-        .query_row([bid], |r| r.get(0))?)
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM agents WHERE bid = ?1 AND role = 'admin' AND disabled = 0",
+    )?
+    .query_row([bid], |r| r.get(0))
 }
 
 #[cfg(test)]

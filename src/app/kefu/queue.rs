@@ -137,11 +137,10 @@ pub(crate) fn position(
     queued_at: i64,
     conv_id: i64,
 ) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) + 1 FROM conversations WHERE bid = ?1 AND state = 'queued'
+    conn.prepare_cached(
+        "SELECT COUNT(*) + 1 FROM conversations WHERE bid = ?1 AND state = 'queued'
              AND ((CAST(?2 AS TEXT) IS NULL AND dept_id IS NULL) OR dept_id = ?2)
              AND (queued_at, id) < (?3, ?4)",
-        )?
-        .query_row(params![bid, dept_id, queued_at, conv_id], |r| r.get(0))?)
+    )?
+    .query_row(params![bid, dept_id, queued_at, conv_id], |r| r.get(0))
 }

@@ -46,22 +46,21 @@ pub(crate) struct Brief {
 
 /// The conversation's essentials.
 pub(crate) fn brief(conn: &Db, id: i64) -> Result<Option<Brief>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, bid, visitor_id, state, agent_id, last_seq, dept_id
+    conn.prepare_cached(
+        "SELECT id, bid, visitor_id, state, agent_id, last_seq, dept_id
              FROM conversations WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(Brief {
-                id: r.get(0)?,
-                bid: r.get(1)?,
-                visitor_id: r.get(2)?,
-                phase: Phase::from_row(r, 3, 4)?,
-                last_seq: r.get(5)?,
-                dept_id: r.get(6)?,
-            })
+    )?
+    .query_row([id], |r| {
+        Ok(Brief {
+            id: r.get(0)?,
+            bid: r.get(1)?,
+            visitor_id: r.get(2)?,
+            phase: Phase::from_row(r, 3, 4)?,
+            last_seq: r.get(5)?,
+            dept_id: r.get(6)?,
         })
-        .optional()?)
+    })
+    .optional()
 }
 
 /// After a conversation went to an agent: stamp the agent's last assignment (round-robin
@@ -145,7 +144,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
 
 /// A visitor's details.
 pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
-    Ok(conn
+    conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
              FROM visitors WHERE bid = ?1 AND visitor_id = ?2",
@@ -164,7 +163,7 @@ pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorO
                 last_seen: r.get(8)?,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// An agent's active conversations.
@@ -363,22 +362,20 @@ fn assign(
 
 /// The open (queued or active) conversation of a visitor.
 pub(crate) fn open_of_visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
-        )?
-        .query_row([bid, vid], |r| r.get(0))
-        .optional()?)
+    conn.prepare_cached(
+        "SELECT id FROM conversations WHERE bid = ?1 AND visitor_id = ?2 AND state != 'closed'",
+    )?
+    .query_row([bid, vid], |r| r.get(0))
+    .optional()
 }
 
 /// Open a queued conversation for a visitor, in department `dept` (None: none).
 pub(crate) fn open(conn: &Db, bid: &str, vid: &str, dept: Option<&str>, now: i64) -> Result<i64> {
-    Ok(conn
-        .prepare_cached(
-            "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at, dept_id)
+    conn.prepare_cached(
+        "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at, dept_id)
              VALUES (?1, ?2, 'queued', ?3, ?3, ?4) RETURNING id",
-        )?
-        .query_row(params![bid, vid, now, dept], |r| r.get(0))?)
+    )?
+    .query_row(params![bid, vid, now, dept], |r| r.get(0))
 }
 
 /// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE),
