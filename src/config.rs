@@ -399,13 +399,30 @@ impl Default for BridgeConfig {
 }
 
 /// How the kefu app picks an agent for a new conversation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoutingPolicy {
     /// Fewest active conversations; ties go to the agent idle longest.
     LeastBusy,
     /// The agent whose last assignment is oldest.
     RoundRobin,
+}
+
+impl RoutingPolicy {
+    /// Its name in the config, the store and the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoutingPolicy::LeastBusy => "least_busy",
+            RoutingPolicy::RoundRobin => "round_robin",
+        }
+    }
+
+    /// The policy a name names.
+    pub fn parse(s: &str) -> Option<RoutingPolicy> {
+        [RoutingPolicy::LeastBusy, RoutingPolicy::RoundRobin]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
 }
 
 /// SQLite `synchronous` setting of the kefu store (see docs/durability.md).

@@ -47,15 +47,19 @@ fn upload(k: &Kefu, token: &str, png: &[u8]) -> String {
 }
 
 #[test]
-fn agents_set_their_business_face_and_nobody_else_can() {
+fn admins_set_their_business_face_and_nobody_else_can() {
     let k = Kefu::start(
         2,
         "",
         &[
             ("shop", "alice", "Alice", None),
+            ("shop", "bob", "Bob", None),
             ("other", "zed", "Zed", None),
         ],
     );
+    for (bid, id) in [("shop", "alice"), ("other", "zed")] {
+        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
+    }
     let alice = k.agent_token("shop", "alice");
     let zed = k.agent_token("other", "zed");
 
@@ -132,6 +136,13 @@ fn agents_set_their_business_face_and_nobody_else_can() {
     let (_, vl) = k.visitor("shop");
     let (st, e) = settings(&k, vl["token"].as_str(), json!({"name":"Nope"}));
     assert_eq!(st, 403, "{e}");
+    // A plain agent changes its own face, not the business's.
+    let bob = k.agent_token("shop", "bob");
+    let (st, e) = settings(&k, Some(&bob), json!({"name":"Bob's shop"}));
+    assert_eq!(st, 403, "{e}");
+    let (st, e) = settings(&k, Some(&bob), json!({"agent_name":"Bobby"}));
+    assert_eq!(st, 200, "{e}");
+    assert_eq!(profile(&k, "shop").1["agents"][1]["name"], "Bobby");
     let (st, _) = settings(&k, Some(&zed), json!({"name":"Zed's"}));
     assert_eq!(st, 200);
     assert_eq!(profile(&k, "shop").1["name"], "<b>Shop</b> 一号");

@@ -96,9 +96,12 @@
         (Array.isArray(j.agents) ? j.agents : []).slice(0, 200).forEach(function (a) {
           if (a && typeof a.id === "string") faces.set(a.id, { name: str(a.name, 64), avatar: K.safeUploadUrl(a.avatar) });
         });
+        var depts = (Array.isArray(j.departments) ? j.departments : []).slice(0, 100).filter(function (d) {
+          return d && typeof d.dept_id === "string" && /^[A-Za-z0-9_.@-]{1,64}$/.test(d.dept_id);
+        }).map(function (d) { return { dept_id: d.dept_id, name: str(d.name, 40) || d.dept_id }; });
         return {
           name: str(j.name, 40), logo: K.safeUploadUrl(j.logo), color: K.cleanColor(j.color),
-          welcome: str(j.welcome, 500), offline: str(j.offline, 500), faces: faces
+          welcome: str(j.welcome, 500), offline: str(j.offline, 500), faces: faces, departments: depts
         };
       });
     }).catch(function () { return null; });
@@ -469,6 +472,8 @@
       case "transferred": return K.t("ev_transferred", { from: a.from_name || a.from_id || "", to: a.to_name || a.to_id || "" });
       case "closed": return a.by === "visitor" ? K.t("ev_closed_visitor") : K.t("ev_closed_agent", { agent: a.agent_name || a.agent_id || "" });
       case "requeued": return K.t("ev_requeued", { agent: a.agent_name || a.agent_id || "" });
+      case "transferred_dept": return K.t("ev_transferred_dept", { from: a.from_name || a.from_id || "", dept: a.dept_name || a.dept_id || "" });
+      case "agent_disabled": return K.t("ev_agent_disabled", { agent: a.agent_name || a.agent_id || "" });
       default: return m.text || m.event || "";
     }
   };

@@ -12,6 +12,7 @@
   var sock = null;
   var rowCache = new Map();
   var faces = new Map();  // agent id -> {name, avatar} of this business (GET /api/business/profile)
+  var depts = [];         // the business's departments [{dept_id, name}] (same profile)
 
   function fresh(auth) {
     return {
@@ -33,6 +34,7 @@
   /* ---------- login ---------- */
   function showLogin(msg) {
     if (sock) { sock.stop(); sock = null; }
+    document.dispatchEvent(new CustomEvent("kefu:login", { detail: { role: null } }));
     S = null;
     $("appView").hidden = true;
     $("loginView").hidden = false;
@@ -103,6 +105,7 @@
     K.fetchProfile(auth.bid).then(function (p) {
       if (!p || !S || S.auth !== auth) return;
       faces = p.faces;
+      depts = Array.isArray(p.departments) ? p.departments : [];
       var me = faces.get(auth.agent_id), box = $("meAvatar");
       K.clear(box);
       if (me && me.avatar) box.appendChild(K.el("img", { src: me.avatar, alt: "" }));
@@ -159,6 +162,7 @@
     if (typeof c.visitor_read_seq === "number") r.visitor_read_seq = Math.max(r.visitor_read_seq || 0, c.visitor_read_seq);
     if (typeof c.agent_read_seq === "number") r.agent_read_seq = Math.max(r.agent_read_seq || 0, c.agent_read_seq);
     if (c.queued_at) r.queued_at = c.queued_at;
+    if (c.dept_id !== undefined) r.dept_id = c.dept_id;
     if (c.created_at) r.created_at = c.created_at;
     if (typeof c.last_seq === "number") {
       r.last_seq = Math.max(r.last_seq || 0, c.last_seq);
@@ -176,7 +180,10 @@
     S.convs.forEach(function (r) { if (r.state === "active" && !seen.has(r.conv_id)) r.state = "closed"; });
     applyQueue(queue || []);
   }
-  function applyQueue(queue) {
+  /* The queue comes whole (login, conversations) or one line at a time (queue_update names
+   * its department, null for the line without one): a line replaces only its own entries. */
+  function applyQueue(queue, dept) {
+    var line = dept !== undefined;
     var ids = [];
     queue.forEach(function (q) {
       var r = upsertConv(q, "queued");
@@ -184,9 +191,16 @@
       ids.push(q.conv_id);
     });
     var inQ = new Set(ids);
+    var kept = [];
     S.queueOrder.forEach(function (id) {
       var r = S.convs.get(id);
+      if (line && r && (r.dept_id || null) !== dept && !inQ.has(id)) { kept.push(id); return; }
       if (r && r.state === "queued" && !inQ.has(id)) r.state = r.agent_id === S.auth.agent_id ? "active" : "gone";
+    });
+    ids = kept.concat(ids);
+    ids.sort(function (a, b) {
+      var x = S.convs.get(a), y = S.convs.get(b);
+      return ((x && x.queued_at) || 0) - ((y && y.queued_at) || 0) || a - b;
     });
     S.queueOrder = ids;
   }
@@ -198,6 +212,9 @@
     switch (m.method) {
       case "login":
         S.loggedIn = true;
+        S.role = m.role || "agent";
+        // admin.js and settings.js show what this role may use.
+        document.dispatchEvent(new CustomEvent("kefu:login", { detail: { role: S.role, departments: m.departments || [] } }));
         S.colleagues.clear();
         (m.customer_list || []).forEach(function (a) { S.colleagues.set(String(a.customer_id), a.customer_name || String(a.customer_id)); });
         applyLists(m.conversations, m.queue);
@@ -226,7 +243,7 @@
         return renderAll();
       case "queue_update": {
         var before = new Set(S.queueOrder);
-        applyQueue(m.queue || []);
+        applyQueue(m.queue || [], "dept_id" in m ? (m.dept_id || null) : undefined);
         if (S.queueOrder.some(function (id) { return !before.has(id); })) alertNew(t("tab_queue"), "");
         return renderAll();
       }
@@ -244,7 +261,8 @@
         var u = S.convs.get(m.conv_id);
         if (u) {
           // Transferred is not closed: the visitor is still being helped, by a colleague.
-          u.transferredTo = m.reason === "transferred" ? (S.colleagues.get(String(m.to)) || String(m.to || "")) : null;
+          u.transferredTo = m.reason !== "transferred" ? null
+            : m.to ? (S.colleagues.get(String(m.to)) || String(m.to)) : t("transfer_dept_line");
           u.state = u.transferredTo != null ? "transferred" : "closed";
           u.note = u.transferredTo != null ? t("transferred_to", { name: u.transferredTo }) : null;
         }
@@ -531,7 +549,13 @@
       sel.appendChild(K.el("option", { value: id, text: name + " (" + id + ")" }));
     });
     if (!n) sel.appendChild(K.el("option", { value: "", disabled: "disabled", text: t("no_colleague") }));
-    sel.value = cur && S.colleagues.has(cur) ? cur : "";
+    // A department's line (the business's departments, from its profile).
+    if (depts.length) {
+      var g = K.el("optgroup", { label: t("transfer_to_dept") });
+      depts.forEach(function (d) { g.appendChild(K.el("option", { value: "dept:" + d.dept_id, text: d.name })); });
+      sel.appendChild(g);
+    }
+    sel.value = cur && (S.colleagues.has(cur) || cur.indexOf("dept:") === 0) ? cur : "";
   }
 
   function renderPane() {
@@ -662,7 +686,8 @@
     $("transferBtn").addEventListener("click", function () {
       var to = $("transferSel").value;
       if (!to) { $("transferSel").focus(); return; }
-      sock.send({ method: "transfer", conv_id: S.selected, to: to });
+      if (to.indexOf("dept:") === 0) sock.send({ method: "transfer", conv_id: S.selected, dept: to.slice(5) });
+      else sock.send({ method: "transfer", conv_id: S.selected, to: to });
     });
     $("closeBtn").addEventListener("click", function () {
       if (S.closeArmed === S.selected) { S.closeArmed = null; sock.send({ method: "close", conv_id: S.selected }); renderPane(); return; }

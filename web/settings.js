@@ -1,10 +1,18 @@
 /* Console: the business settings dialog (what visitors see: name, colour, logo, welcome and
  * offline messages, the agent's own avatar). POST /api/business/settings with the agent's
- * token; the server checks every field again (docs/web.md "Look and feel"). */
+ * token; the server checks every field again (docs/web.md "Look and feel"). The business's
+ * fields are for its admins: a plain agent sees (and sends) only its own name and avatar. */
 "use strict";
 (function () {
   var K = window.Kefu, t = K.t, $ = function (id) { return document.getElementById(id); };
   var draft = null; // {logo, avatar} chosen in this dialog (URLs of our uploads, "" removed)
+  var admin = false; // the console's login says so ("kefu:login")
+
+  /* The rows of the business's fields. */
+  function businessRows() {
+    return [$("sName").closest("label"), $("sColorPick").closest(".set-row"), $("sLogoBtn").closest(".set-row"),
+      $("sWelcome").closest("label"), $("sOffline").closest("label")];
+  }
 
   function auth() { try { return JSON.parse(localStorage.getItem("kefu.agent.auth") || "null"); } catch (e) { return null; } }
   function say(text, kind) { var m = $("sMsg"); m.textContent = text || ""; m.dataset.kind = kind || ""; }
@@ -28,6 +36,7 @@
     if (!a) return;
     draft = { logo: null, avatar: null };
     say("");
+    businessRows().forEach(function (r) { r.hidden = !admin; });
     $("settingsView").hidden = false;
     K.fetchProfile(a.bid).then(function (p) {
       if (!p) { say(t("err_prefix") + "profile", "error"); return; }
@@ -40,7 +49,7 @@
       draft.current = { logo: p.logo || "", avatar: me.avatar || "" };
       preview("sLogoPrev", p.logo, p.name, "agent");
       preview("sAvatarPrev", me.avatar, a.name || a.agent_id, "agent");
-      $("sName").focus();
+      (admin ? $("sName") : $("sAgentName")).focus();
     });
   }
   function close() { $("settingsView").hidden = true; }
@@ -63,8 +72,8 @@
     if (!a) return;
     var color = $("sColor").value.trim();
     if (color && !K.cleanColor(color)) { say(t("set_color") + ": #rrggbb", "error"); $("sColor").focus(); return; }
-    var body = { name: $("sName").value, color: color, welcome: $("sWelcome").value, offline: $("sOffline").value };
-    if (draft.logo !== null) body.logo = draft.logo;
+    var body = admin ? { name: $("sName").value, color: color, welcome: $("sWelcome").value, offline: $("sOffline").value } : {};
+    if (admin && draft.logo !== null) body.logo = draft.logo;
     if (draft.avatar !== null) body.avatar = draft.avatar;
     if ($("sAgentName").value.trim()) body.agent_name = $("sAgentName").value;
     $("sSave").disabled = true;
@@ -85,6 +94,7 @@
 
   function init() {
     if (!$("settingsBtn")) return;
+    document.addEventListener("kefu:login", function (e) { admin = !!(e.detail && e.detail.role === "admin"); });
     $("settingsBtn").addEventListener("click", open);
     $("sClose").addEventListener("click", close);
     $("settingsView").addEventListener("click", function (e) { if (e.target === $("settingsView")) close(); });

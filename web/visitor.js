@@ -7,7 +7,10 @@
   if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) bid = params.get("bid") || "demo";
   var embed = params.get("embed") === "1";
   var shopName = (params.get("name") || "").slice(0, 40);
-  var TOKEN_KEY = "kefu.v.token." + bid, CONV_KEY = "kefu.v.conv." + bid;
+  var TOKEN_KEY = "kefu.v.token." + bid, CONV_KEY = "kefu.v.conv." + bid, DEPT_KEY = "kefu.v.dept." + bid;
+  /* The department: fixed by the site (the widget's data-department, ?dept=) and sent at
+   * login, or picked here by the visitor and sent with the message that opens a chat. */
+  var fixedDept = /^[A-Za-z0-9_.@-]{1,64}$/.test(params.get("dept") || "") ? params.get("dept") : null;
   /* In the widget, the host page's origin (the widget passes the page URL): the only origin
    * we post to and accept panel messages from. */
   var parentOrigin = null;
@@ -72,6 +75,7 @@
       referrer: (params.get("ref") || (embed ? "" : document.referrer) || "").slice(0, 1000)
     };
     if (S.token) m.token = S.token;
+    if (fixedDept) m.dept = fixedDept;
     if (resume.length) m.resume = resume;
     sock.send(m);
   }
@@ -257,7 +261,7 @@
     }
     if (m.kind === "event") {
       if (m.event === "closed") { S.closed = true; S.convState.set(m.conv_id, "closed"); S.waiting = null; S.agentId = null; }
-      if (m.event === "requeued") { S.convState.set(m.conv_id, "queued"); S.agentId = null; }
+      if (m.event === "requeued" || (m.args && m.args.type === "transferred_dept")) { S.convState.set(m.conv_id, "queued"); S.agentId = null; }
       if (m.event === "assigned" || m.event === "transferred") S.closed = false;
     }
     var isNew = st.push(m);
@@ -328,6 +332,8 @@
   function sendPending(p) {
     p.failed = null;
     var m = { method: "send", client_msg_id: p.cid, kind: p.kind };
+    var picked = !fixedDept && $("deptSel") && $("deptSel").value;
+    if (picked) m.dept = picked;
     if (p.kind === "image") m.url = p.url; else m.text = p.text;
     sock.send(m);
   }
@@ -372,7 +378,28 @@
   }
 
   /* ---------- rendering ---------- */
+  /* The department picker: when the business has departments, the site fixed none, and no
+   * conversation is open (the choice applies to the one the next message opens). */
+  function renderDeptPick() {
+    var depts = (S.profile && S.profile.departments) || [];
+    var box = $("deptPick");
+    if (!depts.length || fixedDept) { if (box) box.hidden = true; return; }
+    if (!box) {
+      var sel = K.el("select", { id: "deptSel", "aria-label": t("dept_pick") });
+      depts.forEach(function (d) { sel.appendChild(K.el("option", { value: d.dept_id, text: d.name })); });
+      var keep = lsGet(DEPT_KEY);
+      if (keep && depts.some(function (d) { return d.dept_id === keep; })) sel.value = keep;
+      sel.addEventListener("change", function () { lsSet(DEPT_KEY, sel.value); });
+      box = K.el("div.dept-pick", { id: "deptPick" }, K.el("label", { "for": "deptSel", text: t("dept_pick") }), sel);
+      var composer = document.querySelector("footer.composer");
+      composer.parentNode.insertBefore(box, composer);
+    }
+    var st = S.convState.get(S.current);
+    box.hidden = S.current != null && !S.closed && st !== "closed";
+  }
+
   function renderChrome() {
+    renderDeptPick();
     var active = S.convState.get(S.current) === "active" && !S.closed;
     // With an agent, its own presence; otherwise whether anyone of the business is online.
     var online = active && S.agentId ? S.agentOnline : S.agentsOnline;

@@ -1,6 +1,7 @@
 /* kefu embed: <script src="https://HOST/widget.js" data-bid="shop1" async></script>
  * Adds a floating button that opens the visitor page (/chat/<bid>) in an iframe panel.
  * Optional attributes: data-name (shop name shown in the header), data-lang (zh|en),
+ * data-department (the department its chats go to: a dept_id of the business),
  * data-position (right|left), data-color (button colour, #rgb/#rrggbb; without it the business's
  * own colour once the chat has loaded).
  * With the panel closed, a reply shows a badge on the button and "(n)" in the page's title;
@@ -27,6 +28,9 @@
   var q = new URLSearchParams({ embed: "1", page: location.href.slice(0, 1000), ref: document.referrer.slice(0, 1000) });
   if (script.getAttribute("data-name")) q.set("name", script.getAttribute("data-name").slice(0, 40));
   if (/^(zh|en)$/.test(script.getAttribute("data-lang") || "")) q.set("lang", script.getAttribute("data-lang"));
+  var dept = script.getAttribute("data-department") || "";
+  if (/^[A-Za-z0-9_.@-]{1,64}$/.test(dept)) q.set("dept", dept);
+  else if (dept && window.console) console.error("kefu widget: bad data-department \"" + dept + "\" (1-64 of A-Z a-z 0-9 _ . @ -)");
   var src = origin + "/chat/" + encodeURIComponent(bid) + "?" + q.toString();
 
   function css(el, o) { for (var k in o) el.style.setProperty(k, o[k]); return el; }

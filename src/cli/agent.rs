@@ -7,6 +7,7 @@ use super::ConfigArgs;
 use crate::app::kefu::{auth, upload};
 use crate::store::db::Db;
 use crate::store::profile::{self, Patch};
+use crate::store::tenancy::AgentRole;
 use crate::store::{self, tenancy, StoreError};
 use clap::{Args, Subcommand};
 use std::io::Read;
@@ -41,6 +42,10 @@ pub enum AgentCmd {
         /// Most concurrent conversations (default: [kefu] max_per_agent).
         #[arg(long)]
         max: Option<i64>,
+        /// Make it an admin of its business (manages agents, departments and settings from
+        /// the console).
+        #[arg(long)]
+        admin: bool,
         /// Configuration (for data_dir).
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -67,8 +72,8 @@ pub enum AgentCmd {
         #[command(flatten)]
         cfg: ConfigArgs,
     },
-    /// Change what visitors see of an agent: its display name and avatar (next to its
-    /// messages); its open sessions show the new name after their next login.
+    /// Change an agent: what visitors see of it (its display name and avatar, next to its
+    /// messages; open sessions show the new name after their next login) and its role.
     Set {
         /// Business id.
         #[arg(long)]
@@ -85,6 +90,9 @@ pub enum AgentCmd {
         /// Remove the avatar (the pages show the name's first letter).
         #[arg(long)]
         no_avatar: bool,
+        /// Make it an admin of its business, or a plain agent.
+        #[arg(long, value_parser = ["admin", "agent"])]
+        role: Option<String>,
         /// Configuration (for data_dir).
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -208,23 +216,41 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
             name,
             pw,
             max,
+            admin,
             cfg,
         } => {
             // The password first: a refused one must leave the store untouched.
             let pw = password::obtain(pw)?;
             let hash = auth::hash_password(&pw.text)?;
-            tenancy::agent_add(&open(cfg)?, bid, id, name, &hash, *max).map_err(explain)?;
-            println!("agent {id} added to {bid}");
+            let role = if *admin {
+                AgentRole::Admin
+            } else {
+                AgentRole::Agent
+            };
+            tenancy::agent_add_as(&open(cfg)?, bid, id, name, &hash, *max, role)
+                .map_err(explain)?;
+            println!("agent {id} added to {bid} ({})", role.as_str());
             if pw.generated {
                 println!("password: {}", pw.text);
             }
         }
         AgentCmd::List { bid, cfg } => {
             let list = tenancy::agent_list(&open(cfg)?, bid.as_deref()).map_err(explain)?;
-            println!("{:<20} {:<20} {:<24} {:>4}", "BID", "ID", "NAME", "MAX");
+            println!(
+                "{:<20} {:<20} {:<24} {:>4} {:<6} STATE",
+                "BID", "ID", "NAME", "MAX", "ROLE"
+            );
             for a in list {
                 let max = a.max_concurrent.map_or("-".to_string(), |m| m.to_string());
-                println!("{:<20} {:<20} {:<24} {:>4}", a.bid, a.agent_id, a.name, max);
+                let state = if a.disabled { "disabled" } else { "enabled" };
+                println!(
+                    "{:<20} {:<20} {:<24} {:>4} {:<6} {state}",
+                    a.bid,
+                    a.agent_id,
+                    a.name,
+                    max,
+                    a.role.as_str()
+                );
             }
         }
         AgentCmd::Remove { bid, id, cfg } => {
@@ -238,10 +264,13 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
             name,
             avatar,
             no_avatar,
+            role,
             cfg,
         } => {
-            if name.is_none() && avatar.is_none() && !no_avatar {
-                return Err("nothing to change: give --name, --avatar or --no-avatar".into());
+            if name.is_none() && avatar.is_none() && !no_avatar && role.is_none() {
+                return Err(
+                    "nothing to change: give --name, --avatar, --no-avatar or --role".into(),
+                );
             }
             if let Some(n) = name {
                 profile::clean_agent_name(n).map_err(|e| e.as_str())?;
@@ -258,8 +287,15 @@ pub(crate) fn run_agent(a: &AgentArgs) -> Result<i32, Box<dyn std::error::Error>
                 (None, true) => Some(String::new()),
                 (None, false) => None,
             };
-            profile::set_agent(&conn, bid, id, name.as_deref(), url.as_deref()).map_err(explain)?;
-            show(&conn, bid)?;
+            if let Some(r) = role.as_deref().and_then(AgentRole::parse) {
+                tenancy::agent_set_role(&conn, bid, id, r).map_err(explain)?;
+                println!("agent {id} of {bid} is now {}", r.as_str());
+            }
+            if name.is_some() || url.is_some() {
+                profile::set_agent(&conn, bid, id, name.as_deref(), url.as_deref())
+                    .map_err(explain)?;
+                show(&conn, bid)?;
+            }
         }
         AgentCmd::Passwd { bid, id, pw, cfg } => {
             let pw = password::obtain(pw)?;

@@ -7,6 +7,7 @@
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
 pub(crate) mod db;
+pub(crate) mod depts;
 pub(crate) mod files;
 pub(crate) mod profile;
 pub(crate) mod runner;
@@ -49,6 +50,8 @@ pub(crate) enum StoreError {
     Invalid(&'static str),
     /// A credential no longer matches the store (agent removed, password changed).
     Revoked,
+    /// The caller is who it says but may not do this (not an admin, agent disabled).
+    Forbidden(&'static str),
     /// The batch's transaction could not begin or commit: nothing of it was stored.
     Commit(String),
     /// The job panicked (a bug); the transaction part was rolled back.
@@ -71,6 +74,7 @@ impl fmt::Display for StoreError {
             StoreError::Conflict(m) => write!(f, "conflict: {m}"),
             StoreError::Invalid(m) => write!(f, "invalid: {m}"),
             StoreError::Revoked => f.write_str("token revoked"),
+            StoreError::Forbidden(m) => write!(f, "forbidden: {m}"),
             StoreError::Commit(m) => write!(f, "commit failed: {m}"),
             StoreError::Panic => f.write_str("internal error"),
         }
@@ -196,6 +200,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
+    (5, SCHEMA_V5),
 ];
 
 const SCHEMA_V1: &str = "
@@ -285,6 +290,33 @@ ALTER TABLE businesses ADD COLUMN color TEXT NOT NULL DEFAULT '';
 ALTER TABLE businesses ADD COLUMN welcome TEXT NOT NULL DEFAULT '';
 ALTER TABLE businesses ADD COLUMN offline_msg TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN avatar TEXT NOT NULL DEFAULT '';
+";
+
+/// Version 5: roles and departments. An agent is a business `admin` or a plain `agent`, and
+/// may be `disabled` (no login, no routing); departments (skill groups) hold agents, and a
+/// conversation may belong to one (`dept_id` NULL: none, any agent takes it). `routing` is
+/// the business's policy (`least_busy`, `round_robin`; "" follows the config).
+const SCHEMA_V5: &str = "
+ALTER TABLE agents ADD COLUMN role TEXT NOT NULL DEFAULT 'agent' CHECK (role IN ('admin', 'agent'));
+ALTER TABLE agents ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE businesses ADD COLUMN routing TEXT NOT NULL DEFAULT '';
+ALTER TABLE conversations ADD COLUMN dept_id TEXT;
+CREATE TABLE IF NOT EXISTS departments (
+    bid TEXT NOT NULL REFERENCES businesses(bid) ON DELETE CASCADE,
+    dept_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (bid, dept_id)
+);
+CREATE TABLE IF NOT EXISTS agent_departments (
+    bid TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    dept_id TEXT NOT NULL,
+    PRIMARY KEY (bid, agent_id, dept_id),
+    FOREIGN KEY (bid, agent_id) REFERENCES agents(bid, agent_id) ON DELETE CASCADE,
+    FOREIGN KEY (bid, dept_id) REFERENCES departments(bid, dept_id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS agent_dept_by_dept ON agent_departments (bid, dept_id);
 ";
 
 /// The schema DDL as `kind` spells it. PostgreSQL differs only in types: integers are
@@ -449,6 +481,20 @@ mod tests {
             .unwrap();
         let face = profile::get(&b, "b").unwrap().unwrap();
         assert_eq!((face.logo.as_str(), face.color.as_str()), ("", ""));
+        // ... and version 5's: the old conversation has no department, a new agent is a
+        // plain, enabled agent, and the business follows the config's routing.
+        let dept: Option<String> = b
+            .query_row("SELECT dept_id FROM conversations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(dept, None);
+        b.execute_batch(
+            "INSERT INTO agents (bid, agent_id, name, pw_hash, created_at) VALUES ('b', 'a', 'A', 'h', 1)",
+        )
+        .unwrap();
+        let ag = tenancy::agent_get(&b, "b", "a").unwrap().unwrap();
+        assert_eq!((ag.role, ag.disabled), (tenancy::AgentRole::Agent, false));
+        assert_eq!(depts::policy(&b, "b").unwrap(), None);
+        assert!(b.execute_batch("UPDATE agents SET role = 'root'").is_err());
         let v: i64 = a
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();

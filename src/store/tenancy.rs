@@ -1,7 +1,53 @@
 //! Businesses and agents: the rows the admin CLI manages and logins read.
 
 use super::{now_ms, valid_id, Result, StoreError};
-use crate::store::db::{params, Db, OptionalExtension, Row};
+use crate::store::db::{params, Db, FromCol, OptionalExtension, Param, Row, Val};
+use serde::{Deserialize, Serialize};
+
+/// What an agent may do in its business (the `agents.role` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AgentRole {
+    /// Chats with visitors.
+    #[default]
+    Agent,
+    /// Also manages the business: agents, departments, the widget, routing.
+    Admin,
+}
+
+impl AgentRole {
+    /// The word in the column (and on the wire).
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            AgentRole::Agent => "agent",
+            AgentRole::Admin => "admin",
+        }
+    }
+
+    /// The role a word names.
+    pub(crate) fn parse(s: &str) -> Option<AgentRole> {
+        [AgentRole::Agent, AgentRole::Admin]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+impl Param for AgentRole {
+    fn val(&self) -> Val<'_> {
+        Val::Text(self.as_str())
+    }
+}
+
+impl FromCol for AgentRole {
+    fn lite(r: &rusqlite::Row<'_>, i: usize) -> Result<Self> {
+        let s: String = FromCol::lite(r, i)?;
+        AgentRole::parse(&s).ok_or_else(|| StoreError::Row(format!("role {s:?}")))
+    }
+    fn pg(r: &postgres::Row, i: usize) -> Result<Self> {
+        let s: String = FromCol::pg(r, i)?;
+        AgentRole::parse(&s).ok_or_else(|| StoreError::Row(format!("role {s:?}")))
+    }
+}
 
 /// One business (tenant).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +78,10 @@ pub(crate) struct Agent {
     pub pw_ver: i64,
     /// Per-agent cap on concurrent conversations (None: the config default).
     pub max_concurrent: Option<i64>,
+    /// Admin or agent.
+    pub role: AgentRole,
+    /// Disabled by an admin: no login, no routing.
+    pub disabled: bool,
 }
 
 /// A fresh random hex secret (32 bytes).
@@ -118,7 +168,8 @@ pub(crate) fn business_rotate_secret(conn: &Db, bid: &str) -> Result<String> {
     Ok(s)
 }
 
-/// Add an agent (creating its business if needed); `Conflict` if the id is taken.
+/// Add a plain agent (creating its business if needed); `Conflict` if the id is taken.
+#[cfg(test)]
 pub(crate) fn agent_add(
     conn: &Db,
     bid: &str,
@@ -126,6 +177,27 @@ pub(crate) fn agent_add(
     name: &str,
     pw_hash: &str,
     max_concurrent: Option<i64>,
+) -> Result<()> {
+    agent_add_as(
+        conn,
+        bid,
+        agent_id,
+        name,
+        pw_hash,
+        max_concurrent,
+        AgentRole::Agent,
+    )
+}
+
+/// [`agent_add`] with a role.
+pub(crate) fn agent_add_as(
+    conn: &Db,
+    bid: &str,
+    agent_id: &str,
+    name: &str,
+    pw_hash: &str,
+    max_concurrent: Option<i64>,
+    role: AgentRole,
 ) -> Result<()> {
     if !valid_id(agent_id) {
         return Err(StoreError::Invalid(
@@ -139,8 +211,8 @@ pub(crate) fn agent_add(
         business_add(conn, bid, bid)?;
     }
     let n = conn.execute(
-        "INSERT INTO agents (bid, agent_id, name, pw_hash, pw_ver, max_concurrent, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(bid, agent_id) DO NOTHING",
+        "INSERT INTO agents (bid, agent_id, name, pw_hash, pw_ver, max_concurrent, created_at, role)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(bid, agent_id) DO NOTHING",
         params![
             bid,
             agent_id,
@@ -148,7 +220,8 @@ pub(crate) fn agent_add(
             pw_hash,
             next_generation(conn)?,
             max_concurrent,
-            now_ms()
+            now_ms(),
+            role
         ],
     )?;
     if n == 0 {
@@ -165,25 +238,29 @@ fn agent_row(r: &Row<'_>) -> Result<Agent> {
         pw_hash: r.get(3)?,
         pw_ver: r.get(4)?,
         max_concurrent: r.get(5)?,
+        role: r.get(6)?,
+        disabled: r.get(7)?,
     })
 }
 
+const AGENT_COLS: &str = "bid, agent_id, name, pw_hash, pw_ver, max_concurrent, role, disabled";
+
 /// One agent.
 pub(crate) fn agent_get(conn: &Db, bid: &str, agent_id: &str) -> Result<Option<Agent>> {
-    conn.prepare_cached(
-        "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
-             WHERE bid = ?1 AND agent_id = ?2",
-    )?
+    conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLS} FROM agents WHERE bid = ?1 AND agent_id = ?2"
+    ))?
     .query_row([bid, agent_id], agent_row)
     .optional()
 }
 
 /// Agents of one business, or of all.
 pub(crate) fn agent_list(conn: &Db, bid: Option<&str>) -> Result<Vec<Agent>> {
-    let mut st = conn.prepare(
-        "SELECT bid, agent_id, name, pw_hash, pw_ver, max_concurrent FROM agents
-         WHERE CAST(?1 AS TEXT) IS NULL OR bid = ?1 ORDER BY bid, agent_id",
-    )?;
+    let sql = format!(
+        "SELECT {AGENT_COLS} FROM agents WHERE CAST(?1 AS TEXT) IS NULL OR bid = ?1
+         ORDER BY bid, agent_id"
+    );
+    let mut st = conn.prepare(&sql)?;
     let rows = st.query_map([bid], agent_row)?;
     rows.collect::<Result<_>>()
 }
@@ -232,6 +309,68 @@ pub(crate) fn agent_set_password(
         return Err(StoreError::NotFound);
     }
     Ok(())
+}
+
+/// Make an agent an admin or a plain agent (its tokens stay good: every admin action
+/// reads the role from the row).
+pub(crate) fn agent_set_role(conn: &Db, bid: &str, agent_id: &str, role: AgentRole) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE agents SET role = ?3 WHERE bid = ?1 AND agent_id = ?2",
+        params![bid, agent_id, role],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Disable or enable an agent. Disabling also gives it a new token generation, so every
+/// token it holds stops working (and the revocation sweep closes its sessions); its active
+/// conversations are the caller's to requeue.
+pub(crate) fn agent_set_disabled(
+    conn: &Db,
+    bid: &str,
+    agent_id: &str,
+    disabled: bool,
+) -> Result<()> {
+    let n = if disabled {
+        conn.execute(
+            "UPDATE agents SET disabled = 1, pw_ver = ?3 WHERE bid = ?1 AND agent_id = ?2",
+            params![bid, agent_id, next_generation(conn)?],
+        )?
+    } else {
+        conn.execute(
+            "UPDATE agents SET disabled = 0 WHERE bid = ?1 AND agent_id = ?2",
+            params![bid, agent_id],
+        )?
+    };
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Set an agent's own maximum of concurrent conversations (None: the config default).
+pub(crate) fn agent_set_max(conn: &Db, bid: &str, agent_id: &str, max: Option<i64>) -> Result<()> {
+    if matches!(max, Some(m) if !(0..=1000).contains(&m)) {
+        return Err(StoreError::Invalid("max must be 0..1000"));
+    }
+    let n = conn.execute(
+        "UPDATE agents SET max_concurrent = ?3 WHERE bid = ?1 AND agent_id = ?2",
+        params![bid, agent_id, max],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// How many enabled admins a business has (the last one may not be demoted or disabled).
+pub(crate) fn admin_count(conn: &Db, bid: &str) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT COUNT(*) FROM agents WHERE bid = ?1 AND role = 'admin' AND disabled = 0",
+    )?
+    .query_row([bid], |r| r.get(0))
 }
 
 #[cfg(test)]

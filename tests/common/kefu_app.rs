@@ -141,6 +141,37 @@ impl Kefu {
         (ws, v)
     }
 
+    /// `POST /api/admin` with `token` (None: no Authorization header); (status, body).
+    pub fn admin(&self, token: Option<&str>, body: Value) -> (u16, Value) {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut h = vec![("Content-Type", "application/json")];
+        if let Some(a) = &auth {
+            h.push(("Authorization", a.as_str()));
+        }
+        http_json(
+            &self.addr(),
+            "POST",
+            "/api/admin",
+            &h,
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// [`Kefu::admin`] that must succeed; returns the admin view.
+    pub fn admin_ok(&self, token: &str, body: Value) -> Value {
+        let (st, v) = self.admin(Some(token), body.clone());
+        assert_eq!(st, 200, "{body} -> {v}");
+        v
+    }
+
+    /// A logged-in anonymous visitor that picked department `dept`.
+    pub fn visitor_in(&self, bid: &str, dept: &str) -> (Ws, Value) {
+        let mut ws = Ws::connect(&self.addr(), "/ws");
+        ws.send_text(&json!({"method":"visitor_login","bid":bid,"dept":dept}).to_string());
+        let v = recv_method(&mut ws, "visitor_login");
+        (ws, v)
+    }
+
     /// Worker pids.
     pub fn worker_pids(&self) -> Vec<i32> {
         self.inst.worker_pids()
@@ -274,6 +305,21 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
+}
+
+/// An integrator's signature of a verified visitor identity that names a department.
+pub fn identity_sig_dept(
+    key: &str,
+    bid: &str,
+    vid: &str,
+    name: &str,
+    ts: i64,
+    dept: &str,
+) -> String {
+    kefu::app::kefu::auth::identity_sig(
+        key,
+        &kefu::app::kefu::auth::identity_message_dept(bid, vid, name, ts, Some(dept)),
+    )
 }
 
 /// An integrator's signature of a verified visitor identity of business `bid`.

@@ -59,7 +59,9 @@ let browser, site, annCtx, ann, avatarUrl;
 
 before(async () => {
   for (const [id, name] of [["ann", "Ann"], ["ben", "Ben"]]) {
-    const r = spawnSync(process.env.KEFU_BIN, ["agent", "add", "--bid", BID, "--id", id, "--name", name, "--password-stdin", "--data-dir", process.env.KEFU_DATA], { input: PASS[id] + "\n", encoding: "utf8" });
+    // Ann is the business's admin: the settings dialog is hers.
+    const admin = id === "ann" ? ["--admin"] : [];
+    const r = spawnSync(process.env.KEFU_BIN, ["agent", "add", "--bid", BID, "--id", id, "--name", name, ...admin, "--password-stdin", "--data-dir", process.env.KEFU_DATA], { input: PASS[id] + "\n", encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
   }
   browser = await launch();

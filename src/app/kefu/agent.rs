@@ -6,11 +6,13 @@ use super::done::Outcome;
 use super::login::{self, AgentIn};
 use super::presence::online_agents;
 use super::push::{clip_resume, mark_online, push_routed, send};
+use super::queue::{self, QUEUE_SHOWN};
 use super::request::{self, Me, Refusal, Req, Side};
 use super::routing;
 use super::shared::{Role, Shared};
-use super::wire::{self, CustomerEntry, In, LoginIn, Out, Resume};
-use super::{agent_uid, agents_group, ClientId, Payload};
+use super::transfer;
+use super::wire::{self, CustomerEntry, In, LoginIn, Out, QueueEntry, Resume};
+use super::{agent_uid, agents_group, dept_group, ClientId, Payload};
 use crate::api::Ctx;
 use crate::store::{now_ms, valid_id};
 use serde_json::Value;
@@ -65,7 +67,11 @@ pub(super) fn request(
         In::Claim { conv_id } => sh.submit(cx, rq.origin(), move |c| {
             routing::claim(c, &me.bid, conv_id, &me.id, &me.name, now_ms()).map(Outcome::Routed)
         }),
-        In::Transfer { conv_id, to } => {
+        In::Transfer {
+            conv_id,
+            to: Some(to),
+            dept: None,
+        } => {
             let to = to.into_string();
             if !valid_id(&to) {
                 return Err(Refusal::Invalid("bad agent id"));
@@ -76,13 +82,31 @@ pub(super) fn request(
             let online = online_agents(cx, &me.bid);
             sh.submit(cx, rq.origin(), move |c| {
                 let from = (me.id.as_str(), me.name.as_str());
-                routing::transfer(c, &me.bid, conv_id, from, &to, &online, p, now_ms())
+                transfer::to_agent(c, &me.bid, conv_id, from, &to, &online, p, now_ms())
                     .map(Outcome::Routed)
             })
         }
+        In::Transfer {
+            conv_id,
+            to: None,
+            dept: Some(dept),
+        } => {
+            if !valid_id(&dept) {
+                return Err(Refusal::Invalid("bad dept"));
+            }
+            let online = online_agents(cx, &me.bid);
+            sh.submit(cx, rq.origin(), move |c| {
+                let from = (me.id.as_str(), me.name.as_str());
+                transfer::to_dept(c, &me.bid, conv_id, from, &dept, &online, p, now_ms())
+                    .map(|t| Outcome::ToDept(Box::new(t)))
+            })
+        }
+        In::Transfer { .. } => {
+            return Err(Refusal::Invalid("transfer needs either to or dept"));
+        }
         In::Conversations => sh.submit(cx, rq.origin(), move |c| {
             let convs = routing::agent_conversations(c, &me.bid, &me.id)?;
-            let (q, _) = routing::queue(c, &me.bid)?;
+            let q = queue::entries(c, &me.bid, Some(&me.id))?;
             Ok(Outcome::Conversations(convs, q))
         }),
         // The shared path (`request::request`) answers the rest.
@@ -134,6 +158,9 @@ pub(super) fn logged_in(
         sh.away.arrived(cx, &ag.bid, &ag.agent_id, &ag.name);
     }
     let _ = cx.join_group(id, &group);
+    for d in &a.depts {
+        let _ = cx.join_group(id, &dept_group(&ag.bid, &d.dept_id));
+    }
     let mut seen = HashSet::new();
     let mut list = Vec::new();
     for (_, sess) in cx.get_client_sessions_by_group(&group) {
@@ -160,7 +187,7 @@ pub(super) fn logged_in(
     }
     let mut convs = a.conversations;
     mark_online(cx, &mut convs);
-    let q = &a.routed.queue;
+    let q = shown(&a.queue);
     send(
         cx,
         id,
@@ -170,7 +197,9 @@ pub(super) fn logged_in(
             timestamp: ts,
             customer_list: &list,
             conversations: &convs,
-            queue: &q[..q.len().min(routing::QUEUE_SHOWN)],
+            queue: &q,
+            role: ag.role,
+            departments: &a.depts,
         },
     );
     // Only what changed: conversations assigned to this agent are already in its list,
@@ -179,4 +208,12 @@ pub(super) fn logged_in(
         push_routed(cx, &a.routed);
     }
     request::resume(sh, cx, id, &me, resume);
+}
+
+/// An agent's view of the queue as sent: at most [`QUEUE_SHOWN`] entries of each line.
+pub(super) fn shown(q: &[QueueEntry]) -> Vec<QueueEntry> {
+    q.iter()
+        .filter(|e| e.position as usize <= QUEUE_SHOWN)
+        .cloned()
+        .collect()
 }

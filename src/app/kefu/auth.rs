@@ -212,6 +212,21 @@ pub fn identity_message(bid: &str, visitor_id: &str, name: &str, ts: i64) -> Str
     format!("{bid}\n{visitor_id}\n{name}\n{ts}")
 }
 
+/// The string an integrator signs for a visitor identity that also names the department
+/// its conversations go to: the four lines above and the department id as a fifth.
+pub fn identity_message_dept(
+    bid: &str,
+    visitor_id: &str,
+    name: &str,
+    ts: i64,
+    dept: Option<&str>,
+) -> String {
+    match dept {
+        Some(d) => format!("{bid}\n{visitor_id}\n{name}\n{ts}\n{d}"),
+        None => identity_message(bid, visitor_id, name, ts),
+    }
+}
+
 /// Hex HMAC-SHA256 of an identity with a business secret (what integrators compute).
 pub fn identity_sig(business_secret: &str, msg: &str) -> String {
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(business_secret.as_bytes()).expect("key");
@@ -226,6 +241,7 @@ pub fn verify_identity(
     bid: &str,
     visitor_id: &str,
     name: &str,
+    dept: Option<&str>,
     ts: i64,
     sig_hex: &str,
     now_s: i64,
@@ -236,7 +252,7 @@ pub fn verify_identity(
     }
     let sig = unhex(sig_hex).ok_or("bad identity signature")?;
     let mut mac = <HmacSha256 as KeyInit>::new_from_slice(business_secret.as_bytes()).expect("key");
-    mac.update(identity_message(bid, visitor_id, name, ts).as_bytes());
+    mac.update(identity_message_dept(bid, visitor_id, name, ts, dept).as_bytes());
     mac.verify_slice(&sig).map_err(|_| "bad identity signature")
 }
 
@@ -287,16 +303,20 @@ mod tests {
     fn identities() {
         let msg = identity_message("shop", "u1", "Zhang", 1000);
         let sig = identity_sig("biz-secret", &msg);
-        assert!(
-            verify_identity("biz-secret", "shop", "u1", "Zhang", 1000, &sig, 1000, 600).is_ok()
-        );
-        assert!(
-            verify_identity("biz-secret", "shop", "u2", "Zhang", 1000, &sig, 1000, 600).is_err()
-        );
-        assert!(
-            verify_identity("biz-secret", "shop", "u1", "Zhang", 1000, &sig, 1700, 600).is_err()
-        );
-        assert!(verify_identity("other", "shop", "u1", "Zhang", 1000, &sig, 1000, 600).is_err());
+        let v = |secret, vid, dept, sig: &str, now| {
+            verify_identity(secret, "shop", vid, "Zhang", dept, 1000, sig, now, 600)
+        };
+        assert!(v("biz-secret", "u1", None, &sig, 1000).is_ok());
+        assert!(v("biz-secret", "u2", None, &sig, 1000).is_err());
+        assert!(v("biz-secret", "u1", None, &sig, 1700).is_err());
+        assert!(v("other", "u1", None, &sig, 1000).is_err());
+        // A department is part of what is signed: added, changed or dropped, it fails.
+        assert!(v("biz-secret", "u1", Some("sales"), &sig, 1000).is_err());
+        let msg = identity_message_dept("shop", "u1", "Zhang", 1000, Some("sales"));
+        let dsig = identity_sig("biz-secret", &msg);
+        assert!(v("biz-secret", "u1", Some("sales"), &dsig, 1000).is_ok());
+        assert!(v("biz-secret", "u1", Some("support"), &dsig, 1000).is_err());
+        assert!(v("biz-secret", "u1", None, &dsig, 1000).is_err());
     }
 
     #[test]

@@ -34,7 +34,16 @@ pub(crate) fn first_run(cfg: &Config) -> Result<Option<String>, Box<dyn std::err
     let password = auth::random_password();
     let hash = auth::hash_password(&password)?;
     tenancy::business_add(&conn, DEMO_BID, "Demo shop")?;
-    tenancy::agent_add(&conn, DEMO_BID, DEMO_AGENT, "Admin", &hash, None)?;
+    // The first agent is the business's admin: it can add the others from the console.
+    tenancy::agent_add_as(
+        &conn,
+        DEMO_BID,
+        DEMO_AGENT,
+        "Admin",
+        &hash,
+        None,
+        tenancy::AgentRole::Admin,
+    )?;
     let base = cfg
         .listen
         .iter()

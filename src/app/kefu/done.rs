@@ -5,12 +5,13 @@ use super::auth::Secret;
 use super::history::Missed;
 use super::login::{AgentIn, VisitorIn};
 use super::presence::{push_requeued, Requeued};
-use super::push::{fan_message, mark_online, push_routed, push_uid, send};
+use super::push::{fan_message, mark_online, push_routed, push_to_dept, push_uid, send};
 use super::request::{store_error, Refusal, Req, Side};
-use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
+use super::routing::{Brief, Closed, ReadMark, Routed, VisitorSent};
 use super::shared::{Role, Shared};
+use super::transfer::ToDept;
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
-use super::{agent, agent_uid, http, revoke, upload, visitor, visitor_uid, ClientId};
+use super::{admin, agent, agent_uid, http, revoke, upload, visitor, visitor_uid, ClientId};
 use crate::api::Ctx;
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::Agent;
@@ -73,15 +74,21 @@ pub(super) enum HttpCall {
     Profile,
     /// `POST /api/business/settings`.
     Settings,
+    /// `POST /api/admin` (on the writer).
+    Admin,
+    /// `POST /api/admin` calls that hash a password.
+    AdminHash,
 }
 
 impl HttpCall {
     /// Argon2 and file I/O take milliseconds: on the writer they would delay every batch.
     fn lane(self) -> Lane {
         match self {
-            HttpCall::AgentLogin => Lane::Login,
+            HttpCall::AgentLogin | HttpCall::AdminHash => Lane::Login,
             HttpCall::Upload | HttpCall::File | HttpCall::Profile => Lane::Aux,
-            HttpCall::VisitorToken | HttpCall::History | HttpCall::Settings => Lane::Writer,
+            HttpCall::VisitorToken | HttpCall::History | HttpCall::Settings | HttpCall::Admin => {
+                Lane::Writer
+            }
         }
     }
 
@@ -101,6 +108,7 @@ impl HttpCall {
             HttpCall::File => "file",
             HttpCall::Profile => "profile_http",
             HttpCall::Settings => "settings_http",
+            HttpCall::Admin | HttpCall::AdminHash => "admin_http",
         }
     }
 }
@@ -136,6 +144,8 @@ pub(super) enum Outcome {
     HttpFile(Response),
     /// An HTTP answer the job built itself (`face.rs`).
     HttpReady(Response),
+    /// An admin call (`admin.rs`).
+    Admin(Box<admin::Done>),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
     /// A visitor's message; `true` if a new-conversation token was taken for it.
@@ -150,6 +160,8 @@ pub(super) enum Outcome {
     Typing(Brief, bool, Side),
     Read(ReadMark, Side),
     Routed(Routed),
+    /// A transfer to a department's line.
+    ToDept(Box<ToDept>),
     Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
     /// The signing key as now on disk.
@@ -360,10 +372,11 @@ fn ws_done(sh: &mut Shared, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
                 id,
                 &Out::Conversations {
                     conversations: &convs,
-                    queue: &queue[..queue.len().min(routing::QUEUE_SHOWN)],
+                    queue: &agent::shown(&queue),
                 },
             )
         }
+        Outcome::ToDept(t) => push_to_dept(cx, &t),
         Outcome::HttpAgentLogin(_)
         | Outcome::HttpVisitorToken(_)
         | Outcome::HttpHistory(..)
@@ -371,6 +384,7 @@ fn ws_done(sh: &mut Shared, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
         | Outcome::HttpUploadRefused(_)
         | Outcome::HttpFile(_)
         | Outcome::HttpReady(_)
+        | Outcome::Admin(_)
         | Outcome::Key(_)
         | Outcome::Revoked(_)
         | Outcome::Swept(_)

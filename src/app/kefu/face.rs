@@ -1,11 +1,13 @@
 //! A business's face over HTTP: `GET /api/business/profile?bid=` (public: the visitor page
-//! and the widget show it) and `POST /api/business/settings` (the business's own agents).
+//! and the widget show it, and its departments for the visitor to pick from) and `POST /api/business/settings` (the business's own agents).
 //!
-//! Who may change a business's settings: any agent of that business, with its agent token;
-//! the business is the token's, never one named in the request (an unknown field, `bid`
-//! included, is refused). Visitors get 403, callers without a valid token 401, and an agent
-//! of another business can only ever change its own. The host's operator uses `kefu business
-//! set` (src/cli/). The fields are checked in `store/profile.rs` whoever sets them.
+//! Who may change a business's settings: an admin of that business, with its agent token;
+//! any agent may change its own display name and avatar. The business is the token's,
+//! never one named in the request (an unknown field, `bid` included, is refused). Visitors
+//! and plain agents asking for business fields get 403, callers without a valid token 401,
+//! and an admin of another business can only ever change its own. The host's operator uses
+//! `kefu business set` (src/cli/). The fields are checked in `store/profile.rs` whoever
+//! sets them.
 
 use super::auth::{Claims, Role as TokenRole};
 use super::done::Outcome;
@@ -15,6 +17,7 @@ use super::{login, upload};
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
 use crate::store::db::Db;
+use crate::store::depts::{self, Dept};
 use crate::store::profile::{self, Face, Patch, Profile};
 use crate::store::{valid_id, Result, StoreError};
 use serde::{Deserialize, Serialize};
@@ -50,9 +53,11 @@ struct ProfileOut<'a> {
     welcome: &'a str,
     offline: &'a str,
     agents: Vec<FaceOut<'a>>,
+    /// The departments a visitor may pick (the visitor page's choice).
+    departments: &'a [Dept],
 }
 
-fn answer(p: &Profile, faces: &[Face]) -> Response {
+fn answer(p: &Profile, faces: &[Face], departments: &[Dept]) -> Response {
     json(
         200,
         &ProfileOut {
@@ -70,6 +75,7 @@ fn answer(p: &Profile, faces: &[Face]) -> Response {
                     avatar: &f.avatar,
                 })
                 .collect(),
+            departments,
         },
     )
 }
@@ -89,7 +95,12 @@ pub(super) fn profile_bid(req: &Request) -> std::result::Result<String, Response
 /// Store job of `GET /api/business/profile`.
 pub(super) fn profile(conn: &Db, bid: &str) -> Result<Outcome> {
     let p = profile::get(conn, bid)?.ok_or(StoreError::NotFound)?;
-    Ok(Outcome::HttpReady(answer(&p, &profile::faces(conn, bid)?)))
+    let faces = profile::faces(conn, bid)?;
+    Ok(Outcome::HttpReady(answer(
+        &p,
+        &faces,
+        &depts::list(conn, bid)?,
+    )))
 }
 
 /// Who is calling `POST /api/business/settings` and what it asks, or the refusal.
@@ -101,7 +112,7 @@ pub(super) fn settings_req(
         return Err(error(
             403,
             Code::NotLoggedIn,
-            "only the business's agents may change its settings",
+            "only the business's agents (its admins, for business fields) may change its settings",
         ));
     }
     serde_json::from_slice::<SettingsReq>(&req.body).map_err(|_| {
@@ -134,7 +145,16 @@ fn owned(conn: &Db, bid: &str, url: &Option<String>) -> Result<()> {
 /// Store job of `POST /api/business/settings` (on the writer: its savepoint makes it all or
 /// nothing).
 pub(super) fn settings(conn: &Db, claims: &Claims, r: SettingsReq) -> Result<Outcome> {
-    let agent = login::check_agent(conn, claims)?;
+    let business = r.name.is_some()
+        || r.logo.is_some()
+        || r.color.is_some()
+        || r.welcome.is_some()
+        || r.offline.is_some();
+    let agent = if business {
+        login::check_admin(conn, claims)?
+    } else {
+        login::check_agent(conn, claims)?
+    };
     let bid = agent.bid.as_str();
     let patch = Patch {
         name: r.name,
@@ -159,5 +179,9 @@ pub(super) fn settings(conn: &Db, claims: &Claims, r: SettingsReq) -> Result<Out
         profile::set_agent(conn, bid, &agent.agent_id, name, avatar)?;
     }
     let faces = profile::faces(conn, bid)?;
-    Ok(Outcome::HttpReady(answer(&p, &faces)))
+    Ok(Outcome::HttpReady(answer(
+        &p,
+        &faces,
+        &depts::list(conn, bid)?,
+    )))
 }

@@ -15,6 +15,7 @@ use super::{ClientId, Outcome};
 use crate::api::{Ctx, HttpOutcome};
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
+use crate::store::tenancy::AgentRole;
 use crate::store::{now_ms, valid_id, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,8 @@ struct AgentLoginResp<'a> {
     bid: &'a str,
     agent_id: &'a str,
     name: &'a str,
+    /// `admin` or `agent` (the console shows its settings area to admins).
+    role: AgentRole,
 }
 
 #[derive(Serialize)]
@@ -182,6 +185,7 @@ pub(super) fn agent_login_done(sh: &mut Shared, cx: &mut Ctx<'_>, t: LoginTry) -
             bid: &a.bid,
             agent_id: &a.agent_id,
             name: &a.name,
+            role: a.role,
         },
     )
 }

@@ -7,10 +7,11 @@ use super::auth::{Claims, Role as TokenRole};
 use super::done::HttpCall;
 use super::limits::{self, Limit, Limited};
 use super::login::{self, Ident, Meta};
+use super::presence::online_agents;
 use super::routing::{self, Access};
 use super::shared::Shared;
 use super::wire::{Code, MessageOut};
-use super::{face, guarded, history, upload, ClientId, Outcome};
+use super::{admin, face, guarded, history, upload, ClientId, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -98,6 +99,8 @@ struct VisitorTokenReq {
     name: Option<String>,
     ts: Option<i64>,
     sig: Option<String>,
+    /// A department signed with the identity.
+    dept: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -201,10 +204,14 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
                     return HttpOutcome::Respond(limited(&l));
                 }
             }
+            if r.dept.as_deref().is_some_and(|d| !valid_id(d)) {
+                return HttpOutcome::Respond(error(400, Code::Invalid, "bad dept"));
+            }
             let meta = Meta {
                 ip,
                 user_agent: super::clip(req.header("user-agent").unwrap_or("").to_string(), 512),
                 name: super::clip(r.name.unwrap_or_default(), 64),
+                dept: r.dept,
                 ..Meta::default()
             };
             let max_age = sh.cfg.identity_max_age.as_secs() as i64;
@@ -260,6 +267,19 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
                 Err(r) => HttpOutcome::Respond(r),
             }
         }
+        ("POST", "/api/admin") => {
+            let call = bearer_claims(sh, req).and_then(|c| admin::parse(&c, req).map(|r| (c, r)));
+            match call {
+                Ok((claims, r)) => {
+                    let online = online_agents(cx, &claims.b);
+                    let p = sh.policy();
+                    sh.submit_http(conn, r.call(), move |c| {
+                        admin::run(c, &claims, r, &online, p)
+                    })
+                }
+                Err(r) => HttpOutcome::Respond(r),
+            }
+        }
         ("GET" | "HEAD", p) if p.starts_with(upload::URL_PREFIX) => {
             let name = p[upload::URL_PREFIX.len()..].to_string();
             if upload::parse_name(&name).is_none() {
@@ -282,7 +302,8 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             | "/api/history"
             | "/api/upload"
             | "/api/business/profile"
-            | "/api/business/settings",
+            | "/api/business/settings"
+            | "/api/admin",
         ) => HttpOutcome::Respond(error(405, Code::Invalid, "method not allowed")),
         _ => HttpOutcome::Respond(error(404, Code::NotFound, "no such endpoint")),
     }
@@ -317,6 +338,7 @@ pub(super) fn done(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, call: Http
         Outcome::HttpUploaded(s) => guarded::uploaded(&s),
         Outcome::HttpUploadRefused(r) => guarded::upload_refused(r),
         Outcome::HttpFile(r) | Outcome::HttpReady(r) => r,
+        Outcome::Admin(d) => admin::done(cx, *d),
         _ => error(500, Code::Storage, "unexpected answer"),
     };
     reply(cx, conn, call, resp);

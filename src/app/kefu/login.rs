@@ -3,11 +3,13 @@
 //! signature, or a new anonymous id), plus the visitor metadata they record.
 
 use super::auth::{self, Claims, Role};
+use super::queue;
 use super::routing::{self, Policy, Routed};
 use super::state::ConvState;
-use super::wire::ConvOut;
+use super::wire::{ConvOut, QueueEntry};
 use crate::store::db::{params, Db};
-use crate::store::tenancy::{self, random_hex, Agent};
+use crate::store::depts::{self, Dept};
+use crate::store::tenancy::{self, random_hex, Agent, AgentRole};
 use crate::store::{valid_id, Result, StoreError};
 
 /// A successful agent login.
@@ -15,8 +17,12 @@ use crate::store::{valid_id, Result, StoreError};
 pub(crate) struct AgentIn {
     /// The agent row.
     pub agent: Agent,
+    /// Its departments.
+    pub depts: Vec<Dept>,
     /// Its active conversations (after the drain below).
     pub conversations: Vec<ConvOut>,
+    /// The queue as the agent sees it: its departments' lines and the one without.
+    pub queue: Vec<QueueEntry>,
     /// The queue drained into the newcomer's free slots.
     pub routed: Routed,
 }
@@ -32,21 +38,35 @@ pub(crate) fn agent(
     let agent = check_agent(conn, claims)?;
     let routed = routing::drain(conn, &agent.bid, online, p, now)?;
     let conversations = routing::agent_conversations(conn, &agent.bid, &agent.agent_id)?;
+    let queue = queue::entries(conn, &agent.bid, Some(&agent.agent_id))?;
     Ok(AgentIn {
+        depts: depts::of_agent(conn, &agent.bid, &agent.agent_id)?,
         agent,
         conversations,
+        queue,
         routed,
     })
 }
 
 /// The agent an agent token names, if the token is still good: the row exists (not removed)
-/// and carries the token's generation (no password change since, no remove and re-add).
-/// Every use of an agent token comes here, on a store thread, after the signature check.
+/// and carries the token's generation (no password change since, no remove and re-add), and
+/// the agent is not disabled. Every use of an agent token comes here, on a store thread,
+/// after the signature check.
 pub(crate) fn check_agent(conn: &Db, claims: &Claims) -> Result<Agent> {
     match tenancy::agent_get(conn, &claims.b, &claims.s)? {
-        Some(a) if claims.r == Role::Agent && a.pw_ver == claims.pv => Ok(a),
+        Some(a) if claims.r == Role::Agent && a.pw_ver == claims.pv && !a.disabled => Ok(a),
         _ => Err(StoreError::Revoked),
     }
+}
+
+/// [`check_agent`], and the agent must be an admin of its business: every admin action
+/// comes here (the business acted on is always the token's).
+pub(crate) fn check_admin(conn: &Db, claims: &Claims) -> Result<Agent> {
+    let a = check_agent(conn, claims)?;
+    if a.role != AgentRole::Admin {
+        return Err(StoreError::Forbidden("admins only"));
+    }
+    Ok(a)
 }
 
 /// Which of these agent sessions `(bid, agent_id, generation)` are no longer backed by their
@@ -58,7 +78,7 @@ pub(crate) fn revoked(
     let mut gone = Vec::new();
     for (bid, id, pv) in sessions {
         match tenancy::agent_get(conn, bid, id)? {
-            Some(a) if a.pw_ver == *pv => {}
+            Some(a) if a.pw_ver == *pv && !a.disabled => {}
             _ => gone.push((bid.clone(), id.clone(), *pv)),
         }
     }
@@ -69,7 +89,12 @@ pub(crate) fn revoked(
 pub(crate) fn agent_password(conn: &Db, bid: &str, agent_id: &str, pw: &str) -> Result<Agent> {
     let a = tenancy::agent_get(conn, bid, agent_id)?;
     match a {
-        Some(a) if auth::verify_password(pw, &a.pw_hash) => Ok(a),
+        Some(a) if auth::verify_password(pw, &a.pw_hash) => {
+            if a.disabled {
+                return Err(StoreError::Forbidden("this agent is disabled"));
+            }
+            Ok(a)
+        }
         Some(_) => Err(StoreError::NotFound),
         None => {
             // Spend the same time as a real check so a wrong agent id is not distinguishable
@@ -119,6 +144,8 @@ pub(crate) struct Meta {
     pub referrer: String,
     /// Self-declared name (anonymous visitors).
     pub name: String,
+    /// Department chosen by the page (with a signed identity: signed with it).
+    pub dept: Option<String>,
 }
 
 /// A logged-in visitor.
@@ -136,6 +163,8 @@ pub(crate) struct VisitorIn {
     pub conv: Option<ConvOut>,
     /// Its queue position when queued.
     pub position: Option<i64>,
+    /// The department its next conversation goes to.
+    pub dept: Option<String>,
 }
 
 /// Resolve a visitor identity, record its metadata, and find its open conversation.
@@ -177,6 +206,7 @@ pub(crate) fn visitor(
                 bid,
                 &visitor_id,
                 &name,
+                meta.dept.as_deref(),
                 ts,
                 &sig,
                 now / 1000,
@@ -219,15 +249,21 @@ pub(crate) fn visitor(
         None => None,
     };
     let position = match &conv {
-        Some(c) if c.state == ConvState::Queued => Some(
-            conn.prepare_cached(
-                "SELECT COUNT(*) + 1 FROM conversations WHERE bid = ?1 AND state = 'queued'
-                 AND (queued_at, id) < (?2, ?3)",
-            )?
-            .query_row(params![bid, c.queued_at, c.conv_id], |r| r.get(0))?,
-        ),
+        Some(c) if c.state == ConvState::Queued => Some(queue::position(
+            conn,
+            bid,
+            c.dept_id.as_deref(),
+            c.queued_at,
+            c.conv_id,
+        )?),
         _ => None,
     };
+    // A routing choice, not a right: any visitor may pick any department that exists.
+    if let Some(d) = &meta.dept {
+        if depts::get(conn, bid, d)?.is_none() {
+            return Err(StoreError::Invalid("no such department"));
+        }
+    }
     Ok(VisitorIn {
         bid: bid.to_string(),
         visitor_id: vid,
@@ -235,5 +271,6 @@ pub(crate) fn visitor(
         verified,
         conv,
         position,
+        dept: meta.dept.clone(),
     })
 }

@@ -7,7 +7,8 @@
 //! message is committed before anyone (its sender included) hears of it.
 //!
 //! Uids: `agent:<bid>:<agent_id>` (all tabs of an agent), `visitor:<bid>:<visitor_id>`.
-//! Groups: `agents:<bid>` (every agent connection of a business), `visitors:<bid>` (every
+//! Groups: `agents:<bid>` (every agent connection of a business), `dept:<bid>:<dept_id>`
+//! (the agent connections of a department: its queue's changes), `visitors:<bid>` (every
 //! visitor connection of a business: presence pushes, see `presence.rs`).
 //!
 //! Layout: [`Kefu`] (this file) takes the app's events and dispatches them. The state every
@@ -19,9 +20,12 @@
 //! clients), `revoke.rs` (closing revoked sessions). The store side is pure SQL functions
 //! (`routing.rs`, `history.rs`, `login.rs`, `upload.rs`).
 
+mod admin;
 mod agent;
 pub mod auth;
 pub(crate) mod demo;
+#[cfg(test)]
+mod dept_tests;
 mod done;
 mod face;
 mod guarded;
@@ -32,6 +36,7 @@ pub(crate) mod limits;
 pub(crate) mod login;
 mod presence;
 mod push;
+pub(crate) mod queue;
 mod request;
 mod revoke;
 pub(crate) mod routing;
@@ -40,6 +45,7 @@ mod routing_tests;
 mod shared;
 pub(crate) mod state;
 pub(crate) mod strip;
+pub(crate) mod transfer;
 pub(crate) mod upload;
 mod visitor;
 pub(crate) mod wire;
@@ -91,13 +97,19 @@ pub fn agents_group(bid: &str) -> String {
     format!("agents:{bid}")
 }
 
+/// The group of the agent connections of one department (seed 003's department groups):
+/// its queue's changes are broadcast there.
+pub fn dept_group(bid: &str, dept: &str) -> String {
+    format!("dept:{bid}:{dept}")
+}
+
 /// How long a new connection may stay without logging in (the pages log in at once).
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Silence after which a client is closed when the config sets no `idle_timeout`.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Prefixes of the uids and groups above: only connections this app logged in carry them.
-const RESERVED_PREFIXES: [&str; 4] = ["agent:", "visitor:", "agents:", "visitors:"];
+const RESERVED_PREFIXES: [&str; 5] = ["agent:", "visitor:", "agents:", "visitors:", "dept:"];
 
 impl std::fmt::Debug for Kefu {
     // By hand: the signing secret must never reach a log line.

@@ -37,9 +37,9 @@ pub(crate) struct Requeued {
     pub routed: Routed,
 }
 
-/// Requeue every active conversation of `agent_id` (offline for the grace period), then
-/// drain the queue to the agents online now. `queued_at` is kept, so a visitor who already
-/// waited is not sent to the back of the line.
+/// Requeue every active conversation of `agent_id` (offline for the grace period, or
+/// `disabled` by an admin), then drain the queue to the agents online now. `queued_at` is
+/// kept, so a visitor who already waited is not sent to the back of the line.
 pub(crate) fn requeue_absent(
     conn: &Db,
     bid: &str,
@@ -47,6 +47,7 @@ pub(crate) fn requeue_absent(
     online: &[String],
     p: Policy,
     now: i64,
+    disabled: bool,
 ) -> store::Result<Requeued> {
     let ids: Vec<(i64, String)> = conn
         .prepare_cached(
@@ -72,17 +73,19 @@ pub(crate) fn requeue_absent(
         if n == 0 {
             continue;
         }
-        let event = history::append(
-            conn,
-            id,
-            SYSTEM,
-            &Body::Event(Event::Requeued {
-                agent_id: agent_id.to_string(),
-                agent_name: name.clone(),
-            }),
-            None,
-            now,
-        )?;
+        let (agent_id, agent_name) = (agent_id.to_string(), name.clone());
+        let why = if disabled {
+            Event::AgentDisabled {
+                agent_id,
+                agent_name,
+            }
+        } else {
+            Event::Requeued {
+                agent_id,
+                agent_name,
+            }
+        };
+        let event = history::append(conn, id, SYSTEM, &Body::Event(why), None, now)?;
         convs.push((visitor_id, event));
     }
     let routed = routing::drain(conn, bid, online, p, now)?;
@@ -206,7 +209,8 @@ pub(super) fn requeue(sh: &mut Shared, cx: &mut Ctx<'_>, bid: String, id: String
     let online = online_agents(cx, &bid);
     let p = sh.policy();
     sh.submit(cx, Origin::Drain, move |c| {
-        requeue_absent(c, &bid, &id, &online, p, now_ms()).map(|r| Outcome::Requeued(Box::new(r)))
+        requeue_absent(c, &bid, &id, &online, p, now_ms(), false)
+            .map(|r| Outcome::Requeued(Box::new(r)))
     });
 }
 

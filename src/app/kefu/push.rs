@@ -1,10 +1,13 @@
 //! Frames out to clients (replies, errors, pushes to uids and groups) and the small input helpers.
 
+use super::queue::{DeptQueue, QUEUE_SHOWN};
 use super::request::{Echo, Refusal};
-use super::routing::{self, Routed};
+use super::routing::Routed;
+use super::transfer::ToDept;
 use super::wire::{ConvOut, MessageOut, Method, Out, Resume};
 use super::{
-    agent_uid, agents_group, visitor_uid, ClientId, Payload, MAX_CLIENT_MSG_ID, MAX_RESUME,
+    agent_uid, agents_group, dept_group, visitor_uid, ClientId, Payload, MAX_CLIENT_MSG_ID,
+    MAX_RESUME,
 };
 use crate::api::Ctx;
 use serde_json::{Map, Value};
@@ -116,24 +119,55 @@ pub(super) fn push_routed(cx: &mut Ctx<'_>, r: &Routed) {
         );
         fan_message(cx, &r.bid, &vid, Some(agent), &a.event);
     }
-    let shown = &r.queue[..r.queue.len().min(routing::QUEUE_SHOWN)];
-    let upd = Out::QueueUpdate {
-        queue: shown,
-        queue_len: r.queue_len,
+    push_queues(cx, &r.bid, &r.queues);
+}
+
+/// Each changed line to the agents who may take from it (a department's to its group, the
+/// line without a department to every agent of the business), and each waiting visitor
+/// its place.
+pub(super) fn push_queues(cx: &mut Ctx<'_>, bid: &str, queues: &[DeptQueue]) {
+    for q in queues {
+        let shown = &q.entries[..q.entries.len().min(QUEUE_SHOWN)];
+        let upd = Out::QueueUpdate {
+            dept_id: q.dept_id.as_deref(),
+            queue: shown,
+            queue_len: q.len,
+        }
+        .to_json();
+        let group = match &q.dept_id {
+            Some(d) => dept_group(bid, d),
+            None => agents_group(bid),
+        };
+        cx.send_to_group(&[&group], Payload::Text(&upd), &[]);
+        for e in &q.entries {
+            push_uid(
+                cx,
+                &visitor_uid(bid, &e.visitor_id),
+                &Out::Waiting {
+                    conv_id: e.conv_id,
+                    position: e.position,
+                    agents_online: q.agents_online,
+                },
+            );
+        }
     }
-    .to_json();
-    cx.send_to_group(&[&agents_group(&r.bid)], Payload::Text(&upd), &[]);
-    for e in &r.queue {
-        push_uid(
-            cx,
-            &visitor_uid(&r.bid, &e.visitor_id),
-            &Out::Waiting {
-                conv_id: e.conv_id,
-                position: e.position,
-                agents_online: r.agents_online,
-            },
-        );
-    }
+}
+
+/// A transfer to a department: the agent who let it go loses it and sees the event line,
+/// the visitor sees it, then the routing that followed.
+pub(super) fn push_to_dept(cx: &mut Ctx<'_>, t: &ToDept) {
+    let bid = &t.routed.bid;
+    push_uid(
+        cx,
+        &agent_uid(bid, &t.from),
+        &Out::Unassigned {
+            conv_id: t.conv_id,
+            reason: "transferred",
+            to: None,
+        },
+    );
+    fan_message(cx, bid, &t.visitor_id, Some(&t.from), &t.event);
+    push_routed(cx, &t.routed);
 }
 
 /// Answer a frame that did not parse as a request: bad JSON, no method, unknown method,

@@ -13,7 +13,7 @@ use super::shared::{Role, Shared};
 use super::wire::{Code, ErrorOut, In, Method, Resume};
 use super::{agent, agent_uid, upload, visitor_uid, ClientId, Payload};
 use crate::api::Ctx;
-use crate::store::{self, now_ms, StoreError};
+use crate::store::{self, now_ms, valid_id, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -193,6 +193,7 @@ pub(super) fn store_error(e: &StoreError) -> (Code, u16, &'static str) {
         StoreError::Conflict(m) => (Code::Conflict, 409, m),
         StoreError::Invalid(m) => (Code::Invalid, 400, m),
         StoreError::Revoked => (Code::LoginFailed, 401, "token revoked: log in again"),
+        StoreError::Forbidden(m) => (Code::NotLoggedIn, 403, m),
         _ => (Code::Storage, 500, "storage error; nothing was done"),
     }
 }
@@ -297,11 +298,13 @@ enum Session<'a> {
         visitor_id: &'a str,
         visitor_name: &'a str,
         ip: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dept: Option<&'a str>,
     },
 }
 
 impl<'a> Session<'a> {
-    fn of(me: &'a Me, pw_ver: i64, ip: &'a str) -> Session<'a> {
+    fn of(me: &'a Me, pw_ver: i64, ip: &'a str, dept: Option<&'a str>) -> Session<'a> {
         match me.side {
             Side::Agent => Session::Agent {
                 bid: &me.bid,
@@ -315,6 +318,7 @@ impl<'a> Session<'a> {
                 visitor_id: &me.id,
                 visitor_name: &me.name,
                 ip,
+                dept,
             },
         }
     }
@@ -351,6 +355,8 @@ pub(super) enum StoredLogin {
         visitor_name: String,
         #[serde(default)]
         ip: String,
+        #[serde(default)]
+        dept: Option<String>,
     },
 }
 
@@ -360,8 +366,9 @@ impl StoredLogin {
         serde_json::from_value(Value::Object(session.clone())).ok()
     }
 
-    /// Who it is, its token generation (0 for visitors) and its address.
-    pub(super) fn into_parts(self) -> (Me, i64, String) {
+    /// Who it is, its token generation (0 for visitors), its address and (visitors) its
+    /// department.
+    pub(super) fn into_parts(self) -> (Me, i64, String, Option<String>) {
         match self {
             StoredLogin::Agent {
                 bid,
@@ -378,12 +385,14 @@ impl StoredLogin {
                 },
                 pw_ver,
                 ip,
+                None,
             ),
             StoredLogin::Visitor {
                 bid,
                 visitor_id,
                 visitor_name,
                 ip,
+                dept,
             } => (
                 Me {
                     side: Side::Visitor,
@@ -393,6 +402,7 @@ impl StoredLogin {
                 },
                 0,
                 ip,
+                dept,
             ),
         }
     }
@@ -402,9 +412,9 @@ impl StoredLogin {
 enum SendTo {
     /// An agent's: the conversation it names.
     Conv(i64),
-    /// A visitor's: its open conversation, opened (and routed among these online agents) by
-    /// its first message.
-    Open(Vec<String>),
+    /// A visitor's: its open conversation, opened (in this department, and routed among
+    /// these online agents) by its first message.
+    Open(Vec<String>, Option<String>),
 }
 
 /// A logged-in connection's request: the methods both sides have, then the agents' own.
@@ -422,6 +432,7 @@ pub(super) fn request(
             kind,
             text,
             url,
+            dept,
             ..
         } => {
             if let Some(m) = bad_cmid(&rq.client_msg_id) {
@@ -430,14 +441,21 @@ pub(super) fn request(
             let to = match (me.side, conv_id) {
                 (Side::Agent, Some(c)) => SendTo::Conv(c),
                 (Side::Agent, None) => return Err(Refusal::Invalid("conv_id is required")),
-                (Side::Visitor, _) => SendTo::Open(online_agents(cx, &me.bid)),
+                (Side::Visitor, _) => {
+                    let dept = match dept.filter(|d| !d.is_empty()) {
+                        Some(d) if !valid_id(&d) => return Err(Refusal::Invalid("bad dept")),
+                        Some(d) => Some(d),
+                        None => sh.conns.get(&rq.id).and_then(|c| c.dept.clone()),
+                    };
+                    SendTo::Open(online_agents(cx, &me.bid), dept)
+                }
             };
             let body = sh.body(kind, text, url).map_err(Refusal::Invalid)?;
             // A visitor's message counts against its address; whether it may open a new
             // conversation is decided here (a token taken now, given back if it did not
             // open one), so concurrent sends cannot all slip past the limit.
             let may_open = match &to {
-                SendTo::Open(_) => sh.visitor_send_limits(rq.id, cx.now())?,
+                SendTo::Open(..) => sh.visitor_send_limits(rq.id, cx.now())?,
                 SendTo::Conv(_) => false,
             };
             let cm = rq.client_msg_id.clone();
@@ -448,11 +466,12 @@ pub(super) fn request(
                         routing::agent_send(c, &me.bid, conv_id, s, &body, cm, now)
                             .map(|(m, v)| Outcome::AgentSent(Box::new(m), v))?
                     }
-                    SendTo::Open(online) => {
+                    SendTo::Open(online, dept) => {
                         if !may_open && routing::open_of_visitor(c, &me.bid, &me.id)?.is_none() {
                             return Ok(Outcome::ConvLimited);
                         }
-                        routing::visitor_send(c, &me.bid, s, &body, cm, &online, p, now)
+                        let d = dept.as_deref();
+                        routing::visitor_send(c, &me.bid, s, d, &body, cm, &online, p, now)
                             .map(|s| Outcome::VisitorSent(Box::new(s), may_open))?
                     }
                 };
@@ -542,12 +561,13 @@ pub(super) fn sync(
 /// it logged in.
 pub(super) fn bind(sh: &mut Shared, cx: &mut Ctx<'_>, id: ClientId, me: &Me) {
     let _ = cx.bind_uid(id, &me.uid());
-    let (pw_ver, ip) = sh
+    let (pw_ver, ip, dept) = sh
         .conns
         .get(&id)
-        .map(|c| (c.agent_gen, c.ip.clone()))
+        .map(|c| (c.agent_gen, c.ip.clone(), c.dept.clone()))
         .unwrap_or_default();
-    let _ = cx.set_session(id, Session::of(me, pw_ver, &ip).to_map());
+    let session = Session::of(me, pw_ver, &ip, dept.as_deref());
+    let _ = cx.set_session(id, session.to_map());
     cx.authenticated(id);
     sh.set_role(id, Role::LoggedIn(me.clone()));
 }

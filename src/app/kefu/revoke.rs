@@ -98,7 +98,7 @@ fn agent_conns(sh: &Shared, pick: impl Fn(&str, &str, i64) -> bool) -> Vec<Clien
 
 /// Close these connections, saying why first: the client then asks for a new login
 /// (its stored token is refused) instead of retrying.
-fn revoke(cx: &mut Ctx<'_>, ids: &[ClientId]) {
+pub(super) fn revoke(cx: &mut Ctx<'_>, ids: &[ClientId]) {
     let why = Refusal::Login("session revoked: log in again".into());
     for &id in ids {
         why.send(cx, id, Echo::default());

@@ -4,18 +4,19 @@
 //! gets a conversation, who wins a claim) is a read-then-conditional-write inside one
 //! `BEGIN IMMEDIATE` transaction, which SQLite serializes across processes. Presence (which
 //! agents are online) comes from the gateway and is passed in by the loop.
+//!
+//! Departments: a conversation with a `dept_id` goes only to agents of that department, one
+//! without goes to any agent; each department is its own waiting line (`queue.rs`). A
+//! disabled agent is never picked. The per-agent maximum counts all of an agent's
+//! conversations, whatever their department.
 
 use super::history::{self, Body, Sender, SYSTEM};
+use super::queue::{self, DeptQueue, QUEUE_LOAD};
 use super::state::Phase;
-use super::wire::{ClosedBy, ConvOut, Event, MessageOut, QueueEntry, VisitorOut};
+use super::wire::{ClosedBy, ConvOut, Event, MessageOut, VisitorOut};
 use crate::config::RoutingPolicy;
 use crate::store::db::{params, Db, OptionalExtension};
-use crate::store::{Result, StoreError};
-
-/// Most queue entries loaded (positions are pushed to this many waiting visitors).
-pub(crate) const QUEUE_LOAD: i64 = 1000;
-/// Queue entries given to agents (with their last message).
-pub(crate) const QUEUE_SHOWN: usize = 100;
+use crate::store::{depts, Result, StoreError};
 
 /// The routing settings a job needs.
 #[derive(Debug, Clone, Copy)]
@@ -39,12 +40,15 @@ pub(crate) struct Brief {
     pub phase: Phase,
     /// Last seq.
     pub last_seq: i64,
+    /// Its department (None: none).
+    pub dept_id: Option<String>,
 }
 
 /// The conversation's essentials.
 pub(crate) fn brief(conn: &Db, id: i64) -> Result<Option<Brief>> {
     conn.prepare_cached(
-        "SELECT id, bid, visitor_id, state, agent_id, last_seq FROM conversations WHERE id = ?1",
+        "SELECT id, bid, visitor_id, state, agent_id, last_seq, dept_id
+             FROM conversations WHERE id = ?1",
     )?
     .query_row([id], |r| {
         Ok(Brief {
@@ -53,6 +57,7 @@ pub(crate) fn brief(conn: &Db, id: i64) -> Result<Option<Brief>> {
             visitor_id: r.get(2)?,
             phase: Phase::from_row(r, 3, 4)?,
             last_seq: r.get(5)?,
+            dept_id: r.get(6)?,
         })
     })
     .optional()
@@ -94,7 +99,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
         .prepare_cached(
             "SELECT c.id, c.bid, c.state, c.agent_id, a.name, c.created_at, c.queued_at,
                     c.assigned_at, c.closed_at, c.last_seq, c.agent_read_seq, c.visitor_read_seq,
-                    c.visitor_id
+                    c.visitor_id, c.dept_id
              FROM conversations c LEFT JOIN agents a ON a.bid = c.bid AND a.agent_id = c.agent_id
              WHERE c.id = ?1",
         )?
@@ -114,6 +119,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
                     last_seq: r.get(9)?,
                     agent_read_seq: r.get(10)?,
                     visitor_read_seq: r.get(11)?,
+                    dept_id: r.get(13)?,
                     unread: 0,
                     last_message: None,
                 },
@@ -160,37 +166,6 @@ pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorO
         .optional()
 }
 
-/// The waiting conversations of a business, oldest first, and how many there are.
-pub(crate) fn queue(conn: &Db, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
-    let total: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM conversations WHERE bid = ?1 AND state = 'queued'")?
-        .query_row([bid], |r| r.get(0))?;
-    let mut st = conn.prepare_cached(
-        "SELECT c.id, c.visitor_id, COALESCE(v.name, ''), c.queued_at
-         FROM conversations c LEFT JOIN visitors v ON v.bid = c.bid AND v.visitor_id = c.visitor_id
-         WHERE c.bid = ?1 AND c.state = 'queued' ORDER BY c.queued_at, c.id LIMIT ?2",
-    )?;
-    let mut v: Vec<QueueEntry> = st
-        .query_map(params![bid, QUEUE_LOAD], |r| {
-            Ok(QueueEntry {
-                conv_id: r.get(0)?,
-                position: 0,
-                visitor_id: r.get(1)?,
-                visitor_name: r.get(2)?,
-                queued_at: r.get(3)?,
-                last_message: None,
-            })
-        })?
-        .collect::<Result<_>>()?;
-    for (i, e) in v.iter_mut().enumerate() {
-        e.position = i as i64 + 1;
-        if i < QUEUE_SHOWN {
-            e.last_message = history::last_message(conn, e.conv_id)?;
-        }
-    }
-    Ok((v, total))
-}
-
 /// An agent's active conversations.
 pub(crate) fn agent_conversations(conn: &Db, bid: &str, agent_id: &str) -> Result<Vec<ConvOut>> {
     let ids: Vec<i64> = conn
@@ -226,12 +201,17 @@ pub(crate) struct Routed {
     pub bid: String,
     /// Conversations assigned, in queue order.
     pub assigned: Vec<Assignment>,
-    /// The queue afterwards.
-    pub queue: Vec<QueueEntry>,
-    /// Its full length.
-    pub queue_len: i64,
-    /// Whether any agent of the business is online.
-    pub agents_online: bool,
+    /// The waiting lines afterwards: those with anyone in them, and those the change
+    /// emptied (their agents must hear it).
+    pub queues: Vec<DeptQueue>,
+}
+
+impl Routed {
+    /// The line of `dept` (tests).
+    #[cfg(test)]
+    pub(crate) fn line(&self, dept: Option<&str>) -> Option<&DeptQueue> {
+        self.queues.iter().find(|q| q.dept_id.as_deref() == dept)
+    }
 }
 
 struct Cand {
@@ -240,10 +220,32 @@ struct Cand {
     max: i64,
     last: i64,
     active: i64,
+    depts: Vec<String>,
 }
 
-/// Assign queued conversations (oldest first) to online agents with free slots, by policy,
-/// until the queue or the capacity is exhausted.
+impl Cand {
+    /// Whether it may take a conversation of `dept` now.
+    fn fits(&self, dept: Option<&str>) -> bool {
+        self.active < self.max && dept.is_none_or(|d| self.depts.iter().any(|x| x == d))
+    }
+}
+
+/// Whether `agent_id` may take a conversation of `dept` (None: anyone may).
+pub(crate) fn in_dept(conn: &Db, bid: &str, agent_id: &str, dept: Option<&str>) -> Result<bool> {
+    let Some(d) = dept else { return Ok(true) };
+    Ok(conn
+        .prepare_cached(
+            "SELECT 1 FROM agent_departments WHERE bid = ?1 AND agent_id = ?2 AND dept_id = ?3",
+        )?
+        .query_row([bid, agent_id, d], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Assign queued conversations (oldest first) to online agents with free slots who may take
+/// them, by the business's policy (or `p`'s), until the queue or the capacity is exhausted.
+/// A conversation nobody free may take (its department is full or absent) waits without
+/// holding up the ones behind it.
 pub(crate) fn drain(
     conn: &Db,
     bid: &str,
@@ -251,12 +253,26 @@ pub(crate) fn drain(
     p: Policy,
     now: i64,
 ) -> Result<Routed> {
+    drain_but(conn, bid, online, p, now, None, [])
+}
+
+/// [`drain`], but `skip` = (conversation, agent) is not given back to that agent (a
+/// transfer to a department), and the lines in `also` are reported even if empty.
+pub(crate) fn drain_but(
+    conn: &Db,
+    bid: &str,
+    online: &[String],
+    p: Policy,
+    now: i64,
+    skip: Option<(i64, &str)>,
+    also: impl IntoIterator<Item = Option<String>>,
+) -> Result<Routed> {
     let mut cands: Vec<Cand> = conn
         .prepare_cached(
             "SELECT a.agent_id, a.name, a.max_concurrent, a.last_assigned_at,
                     (SELECT COUNT(*) FROM conversations c
                      WHERE c.bid = a.bid AND c.agent_id = a.agent_id AND c.state = 'active')
-             FROM agents a WHERE a.bid = ?1",
+             FROM agents a WHERE a.bid = ?1 AND a.disabled = 0",
         )?
         .query_map([bid], |r| {
             Ok(Cand {
@@ -265,45 +281,60 @@ pub(crate) fn drain(
                 max: r.get::<_, Option<i64>>(2)?.unwrap_or(p.max_per_agent),
                 last: r.get(3)?,
                 active: r.get(4)?,
+                depts: Vec::new(),
             })
         })?
         .filter(|c| c.as_ref().map_or(true, |c| online.contains(&c.id)))
         .collect::<Result<_>>()?;
+    for c in &mut cands {
+        c.depts = depts::of_agent(conn, bid, &c.id)?
+            .into_iter()
+            .map(|d| d.dept_id)
+            .collect();
+    }
+    let policy = depts::policy(conn, bid)?.unwrap_or(p.policy);
     let mut routed = Routed {
         bid: bid.to_string(),
-        agents_online: !cands.is_empty(),
         ..Default::default()
     };
+    let mut touched: Vec<Option<String>> = also.into_iter().collect();
     // Strictly increasing stamps so round-robin never ties within one millisecond.
     let mut stamp = cands.iter().map(|c| c.last + 1).max().unwrap_or(0).max(now);
-    loop {
-        let next: Option<i64> = conn
-            .prepare_cached(
-                "SELECT id FROM conversations WHERE bid = ?1 AND state = 'queued'
-                 ORDER BY queued_at, id LIMIT 1",
-            )?
-            .query_row([bid], |r| r.get(0))
-            .optional()?;
-        let Some(conv_id) = next else { break };
-        let free = cands.iter_mut().filter(|c| c.active < c.max);
-        let pick = match p.policy {
+    let waiting: Vec<(i64, Option<String>)> = if !cands.iter().any(|c| c.active < c.max) {
+        // Nobody has room: nothing to read.
+        Vec::new()
+    } else {
+        conn.prepare_cached(
+            "SELECT id, dept_id FROM conversations WHERE bid = ?1 AND state = 'queued'
+             ORDER BY queued_at, id LIMIT ?2",
+        )?
+        .query_map(params![bid, QUEUE_LOAD], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_>>()?
+    };
+    for (conv_id, dept) in waiting {
+        if !cands.iter().any(|c| c.active < c.max) {
+            break;
+        }
+        let free = cands.iter_mut().filter(|c| {
+            c.fits(dept.as_deref()) && skip.is_none_or(|(sc, sa)| sc != conv_id || sa != c.id)
+        });
+        let pick = match policy {
             RoutingPolicy::LeastBusy => {
                 free.min_by(|a, b| (a.active, a.last, &a.id).cmp(&(b.active, b.last, &b.id)))
             }
             RoutingPolicy::RoundRobin => free.min_by(|a, b| (a.last, &a.id).cmp(&(b.last, &b.id))),
         };
-        let Some(agent) = pick else { break };
+        let Some(agent) = pick else { continue };
         agent.active += 1;
         agent.last = stamp;
         let (id, name) = (agent.id.clone(), agent.name.clone());
         routed
             .assigned
             .push(assign(conn, bid, conv_id, &id, &name, stamp, now)?);
+        touched.push(dept);
         stamp += 1;
     }
-    let (q, n) = queue(conn, bid)?;
-    routed.queue = q;
-    routed.queue_len = n;
+    routed.queues = queue::busy_lines(conn, bid, touched, online)?;
     Ok(routed)
 }
 
@@ -338,16 +369,17 @@ pub(crate) fn open_of_visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<
     .optional()
 }
 
-/// Open a queued conversation for a visitor.
-pub(crate) fn open(conn: &Db, bid: &str, vid: &str, now: i64) -> Result<i64> {
+/// Open a queued conversation for a visitor, in department `dept` (None: none).
+pub(crate) fn open(conn: &Db, bid: &str, vid: &str, dept: Option<&str>, now: i64) -> Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at)
-             VALUES (?1, ?2, 'queued', ?3, ?3) RETURNING id",
+        "INSERT INTO conversations (bid, visitor_id, state, created_at, queued_at, dept_id)
+             VALUES (?1, ?2, 'queued', ?3, ?3, ?4) RETURNING id",
     )?
-    .query_row(params![bid, vid, now], |r| r.get(0))
+    .query_row(params![bid, vid, now, dept], |r| r.get(0))
 }
 
-/// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE).
+/// Take a queued conversation: exactly one concurrent claimer wins (conditional UPDATE),
+/// and only an agent who may take its department.
 pub(crate) fn claim(
     conn: &Db,
     bid: &str,
@@ -359,17 +391,23 @@ pub(crate) fn claim(
     let n = conn
         .prepare_cached(
             "UPDATE conversations SET state = 'active', agent_id = ?3, assigned_at = ?4
-             WHERE id = ?1 AND bid = ?2 AND state = 'queued'",
+             WHERE id = ?1 AND bid = ?2 AND state = 'queued'
+               AND (dept_id IS NULL OR dept_id IN
+                    (SELECT dept_id FROM agent_departments WHERE bid = ?2 AND agent_id = ?3))",
         )?
         .execute(params![conv_id, bid, agent_id, now])?;
+    let dept = match brief(conn, conv_id)? {
+        Some(b) if b.bid == bid => b.dept_id,
+        _ => return Err(StoreError::NotFound),
+    };
     if n == 0 {
-        return Err(match brief(conn, conv_id)? {
-            Some(b) if b.bid == bid => StoreError::Conflict("conversation is not in the queue"),
-            _ => StoreError::NotFound,
+        return Err(if in_dept(conn, bid, agent_id, dept.as_deref())? {
+            StoreError::Conflict("conversation is not in the queue")
+        } else {
+            StoreError::Conflict("conversation is for another department")
         });
     }
     let (event, conv) = stamp_and_announce(conn, bid, agent_id, agent_name, conv_id, now, now)?;
-    let (queue, queue_len) = queue(conn, bid)?;
     Ok(Routed {
         bid: bid.to_string(),
         assigned: vec![Assignment {
@@ -377,72 +415,14 @@ pub(crate) fn claim(
             event,
             previous: None,
         }],
-        queue,
-        queue_len,
-        agents_online: true,
+        queues: queue::lines(conn, bid, [dept], &[agent_id.to_string()])?,
     })
-}
-
-/// Hand an active conversation from `from` to `to` (who must exist in the business; the loop
-/// checked presence). Then drain the queue into the freed slot.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn transfer(
-    conn: &Db,
-    bid: &str,
-    conv_id: i64,
-    from: (&str, &str),
-    to: &str,
-    online: &[String],
-    p: Policy,
-    now: i64,
-) -> Result<Routed> {
-    let to_name: String = conn
-        .prepare_cached("SELECT name FROM agents WHERE bid = ?1 AND agent_id = ?2")?
-        .query_row([bid, to], |r| r.get(0))
-        .optional()?
-        .ok_or(StoreError::NotFound)?;
-    if to == from.0 {
-        return Err(StoreError::Invalid("cannot transfer to yourself"));
-    }
-    let n = conn
-        .prepare_cached(
-            "UPDATE conversations SET agent_id = ?4, assigned_at = ?5, agent_read_seq = 0
-             WHERE id = ?1 AND bid = ?2 AND agent_id = ?3 AND state = 'active'",
-        )?
-        .execute(params![conv_id, bid, from.0, to, now])?;
-    if n == 0 {
-        return Err(StoreError::Conflict("not your active conversation"));
-    }
-    let event = history::append(
-        conn,
-        conv_id,
-        SYSTEM,
-        &Body::Event(Event::Transferred {
-            from_id: from.0.to_string(),
-            from_name: from.1.to_string(),
-            to_id: to.to_string(),
-            to_name,
-        }),
-        None,
-        now,
-    )?;
-    let conv = load(conn, conv_id, true)?.ok_or(StoreError::NotFound)?;
-    let mut routed = drain(conn, bid, online, p, now)?;
-    routed.assigned.insert(
-        0,
-        Assignment {
-            conv,
-            event,
-            previous: Some(from.0.to_string()),
-        },
-    );
-    Ok(routed)
 }
 
 /// Who closes a conversation.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Closer<'a> {
-    /// An agent (its own active conversation, or any queued one of its business).
+    /// An agent (its own active conversation, or a queued one it could take).
     Agent(&'a str, &'a str),
     /// The visitor (its open conversation).
     Visitor(&'a str),
@@ -485,8 +465,10 @@ pub(crate) fn close(
         return Err(StoreError::NotFound);
     }
     let allowed = match (&b.phase, by) {
-        // An agent may dismiss any queued conversation of its business, but close only its
-        // own active one; the visitor may close its conversation while it is open.
+        // An agent may dismiss a queued conversation it could take (of its departments or
+        // of none), but close only its own active one; the visitor may close its
+        // conversation while it is open.
+        (Phase::Queued, Closer::Agent(aid, _)) => in_dept(conn, bid, aid, b.dept_id.as_deref())?,
         (Phase::Queued, _) | (Phase::Active { .. }, Closer::Visitor(_)) => true,
         (Phase::Active { .. }, Closer::Agent(aid, _)) => b.phase.is_active_with(aid),
         (Phase::Closed { .. }, _) => false,
@@ -511,7 +493,7 @@ pub(crate) fn close(
         },
     };
     let event = history::append(conn, id, SYSTEM, &Body::Event(closed), None, now)?;
-    let routed = drain(conn, bid, online, p, now)?;
+    let routed = drain_but(conn, bid, online, p, now, None, [b.dept_id.clone()])?;
     Ok(Closed {
         brief: b,
         event,
@@ -571,6 +553,7 @@ pub(crate) fn visitor_send(
     conn: &Db,
     bid: &str,
     me: Sender<'_>,
+    dept: Option<&str>,
     body: &Body,
     client_msg_id: Option<&str>,
     online: &[String],
@@ -591,8 +574,14 @@ pub(crate) fn visitor_send(
     let (id, mut routed) = match open_of_visitor(conn, bid, me.id)? {
         Some(id) => (id, None),
         None => {
-            let id = open(conn, bid, me.id, now)?;
-            (id, Some(drain(conn, bid, online, p, now)?))
+            // The department chosen at login, unless removed since (then: none).
+            let dept = match dept {
+                Some(d) if depts::get(conn, bid, d)?.is_some() => Some(d),
+                _ => None,
+            };
+            let id = open(conn, bid, me.id, dept, now)?;
+            let also = [dept.map(str::to_owned)];
+            (id, Some(drain_but(conn, bid, online, p, now, None, also)?))
         }
     };
     let msg = history::append(conn, id, me, body, client_msg_id, now)?;
@@ -600,8 +589,13 @@ pub(crate) fn visitor_send(
         .execute(params![bid, me.id, now])?;
     let agent_id = brief(conn, id)?.and_then(|b| b.phase.agent_id().map(str::to_owned));
     if let (Some(r), None) = (&mut routed, &agent_id) {
-        // Still waiting: reload the queue so agents see this first message as its preview.
-        (r.queue, r.queue_len) = queue(conn, bid)?;
+        // Still waiting: reload the lines so agents see this first message as its preview.
+        let also = r
+            .queues
+            .iter()
+            .map(|q| q.dept_id.clone())
+            .collect::<Vec<_>>();
+        r.queues = queue::busy_lines(conn, bid, also, online)?;
     }
     Ok(VisitorSent {
         msg,

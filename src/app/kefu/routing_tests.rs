@@ -7,8 +7,10 @@
 //! it, with real locks, so two connections can stand in for two worker processes.
 
 use super::history::{self, Body, Sender};
+use super::queue;
 use super::routing::{self, Access, Closer, Policy, Routed};
 use super::state::{ConvState, Phase};
+use super::transfer;
 use crate::config::{RoutingPolicy, SyncMode};
 use crate::store::db::Db;
 use crate::store::{self, tenancy, StoreError};
@@ -16,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::Duration;
 
-const BID: &str = "shop";
+pub(super) const BID: &str = "shop";
 
 /// The store's schema as SQL, read once from a store opened the normal way (so these tests
 /// follow `store::open`'s schema rather than a copy of it).
@@ -41,13 +43,13 @@ fn schema() -> &'static [String] {
 }
 
 /// A fresh in-memory database with the schema; `join` opens more connections to it.
-struct Mem {
+pub(super) struct Mem {
     uri: String,
-    conn: Db,
+    pub(super) conn: Db,
 }
 
 impl Mem {
-    fn new() -> Mem {
+    pub(super) fn new() -> Mem {
         static N: AtomicUsize = AtomicUsize::new(0);
         let uri = format!(
             "file:/kefu-routing-{}-{}?vfs=memdb",
@@ -70,26 +72,26 @@ impl Mem {
     }
 
     /// Another connection to the same database (another worker).
-    fn join(&self) -> Db {
+    pub(super) fn join(&self) -> Db {
         Mem::connect(&self.uri)
     }
 
     /// An agent named by its id in upper case, with an optional own maximum.
-    fn agent(&self, id: &str, max: Option<i64>) {
+    pub(super) fn agent(&self, id: &str, max: Option<i64>) {
         tenancy::agent_add(&self.conn, BID, id, &id.to_uppercase(), "hash", max).unwrap();
     }
 
     /// A visitor's new queued conversation, entered into the queue at `at`.
-    fn conv(&self, visitor: &str, at: i64) -> i64 {
-        routing::open(&self.conn, BID, visitor, at).unwrap()
+    pub(super) fn conv(&self, visitor: &str, at: i64) -> i64 {
+        routing::open(&self.conn, BID, visitor, None, at).unwrap()
     }
 
-    fn phase(&self, conv: i64) -> Phase {
+    pub(super) fn phase(&self, conv: i64) -> Phase {
         routing::brief(&self.conn, conv).unwrap().unwrap().phase
     }
 
     /// The event messages of a conversation (name, text), oldest first.
-    fn events(&self, conv: i64) -> Vec<(String, String)> {
+    pub(super) fn events(&self, conv: i64) -> Vec<(String, String)> {
         let (m, _) = history::page(&self.conn, conv, None, history::MAX_PAGE).unwrap();
         m.into_iter()
             .filter_map(|m| Some((m.event?, m.text?)))
@@ -97,19 +99,19 @@ impl Mem {
     }
 }
 
-fn policy(policy: RoutingPolicy, max_per_agent: i64) -> Policy {
+pub(super) fn policy(policy: RoutingPolicy, max_per_agent: i64) -> Policy {
     Policy {
         policy,
         max_per_agent,
     }
 }
 
-fn online(ids: &[&str]) -> Vec<String> {
+pub(super) fn online(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
 /// (conversation, agent) of each assignment, in order.
-fn assigned(r: &Routed) -> Vec<(i64, String)> {
+pub(super) fn assigned(r: &Routed) -> Vec<(i64, String)> {
     r.assigned
         .iter()
         .map(|a| (a.conv.conv_id, a.conv.agent_id.clone().unwrap()))
@@ -139,7 +141,7 @@ fn least_busy_fills_the_idlest_agent_first() {
     // conversations) gets none while b and c have one each.
     let want = [(q[0], "b"), (q[1], "c"), (q[2], "b"), (q[3], "c")];
     assert_eq!(assigned(&r), want.map(|(c, a)| (c, a.to_string())));
-    assert_eq!((r.queue_len, r.agents_online), (0, true));
+    assert!(r.queues.iter().all(|q| q.len == 0 && q.agents_online));
     for (conv, agent) in want {
         assert!(db.phase(conv).is_active_with(agent));
         assert_eq!(db.events(conv)[0].0, "assigned");
@@ -173,16 +175,21 @@ fn max_per_agent_caps_and_the_rest_queues() {
     let r = routing::drain(&db.conn, BID, &online(&["a", "b"]), p, 100).unwrap();
     let want = [(q[0], "a"), (q[1], "b"), (q[2], "a")];
     assert_eq!(assigned(&r), want.map(|(c, a)| (c, a.to_string())));
-    let waiting: Vec<(i64, i64)> = r.queue.iter().map(|e| (e.conv_id, e.position)).collect();
+    let line = r.line(None).unwrap();
+    let waiting: Vec<(i64, i64)> = line
+        .entries
+        .iter()
+        .map(|e| (e.conv_id, e.position))
+        .collect();
     assert_eq!(waiting, vec![(q[3], 1), (q[4], 2)]);
-    assert_eq!(r.queue_len, 2);
+    assert_eq!(line.len, 2);
     assert_eq!(db.phase(q[3]), Phase::Queued);
     // Full agents stay full; nobody online means nothing moves and visitors are told so.
     let r = routing::drain(&db.conn, BID, &online(&["a", "b"]), p, 101).unwrap();
     assert!(r.assigned.is_empty());
     let r = routing::drain(&db.conn, BID, &[], p, 102).unwrap();
-    assert!(r.assigned.is_empty() && !r.agents_online);
-    assert_eq!(r.queue_len, 2);
+    assert!(r.assigned.is_empty() && !r.line(None).unwrap().agents_online);
+    assert_eq!(r.line(None).unwrap().len, 2);
 }
 
 #[test]
@@ -193,18 +200,24 @@ fn queue_is_oldest_first_then_by_id() {
     let c10 = db.conv("v2", 10);
     let c20 = db.conv("v3", 20);
     let c10b = db.conv("v4", 10); // same time as c10, opened later
-    let (q, n) = routing::queue(&db.conn, BID).unwrap();
+    let q = queue::entries(&db.conn, BID, None).unwrap();
     let order: Vec<(i64, i64)> = q.iter().map(|e| (e.conv_id, e.position)).collect();
     assert_eq!(order, vec![(c10, 1), (c10b, 2), (c20, 3), (c30, 4)]);
-    assert_eq!((n, q[0].visitor_id.as_str()), (4, "v2"));
+    assert_eq!(q[0].visitor_id.as_str(), "v2");
     // The oldest goes first; everyone behind moves up.
     let p = policy(RoutingPolicy::LeastBusy, 5);
     let r = routing::drain(&db.conn, BID, &online(&["a"]), p, 100).unwrap();
     assert_eq!(assigned(&r), vec![(c10, "a".to_string())]);
-    let order: Vec<(i64, i64)> = r.queue.iter().map(|e| (e.conv_id, e.position)).collect();
+    let line = r.line(None).unwrap();
+    let order: Vec<(i64, i64)> = line
+        .entries
+        .iter()
+        .map(|e| (e.conv_id, e.position))
+        .collect();
     assert_eq!(order, vec![(c10b, 1), (c20, 2), (c30, 3)]);
+    assert_eq!(line.len, 3);
     // Another business's queue is its own.
-    assert_eq!(routing::queue(&db.conn, "other").unwrap().1, 0);
+    assert!(queue::entries(&db.conn, "other", None).unwrap().is_empty());
 }
 
 #[test]
@@ -215,9 +228,12 @@ fn claim_race_has_exactly_one_winner() {
     let conv = db.conv("v", 1);
     let other_worker = db.join();
     // Both workers show the conversation as waiting; both agents click "claim".
-    assert_eq!(routing::queue(&db.conn, BID).unwrap().0[0].conv_id, conv);
     assert_eq!(
-        routing::queue(&other_worker, BID).unwrap().0[0].conv_id,
+        queue::entries(&db.conn, BID, None).unwrap()[0].conv_id,
+        conv
+    );
+    assert_eq!(
+        queue::entries(&other_worker, BID, None).unwrap()[0].conv_id,
         conv
     );
     let won = routing::claim(&db.conn, BID, conv, "a", "A", 5).unwrap();
@@ -231,7 +247,7 @@ fn claim_race_has_exactly_one_winner() {
         routing::claim(&db.conn, BID, conv + 100, "a", "A", 6),
         Err(StoreError::NotFound)
     ));
-    let foreign = routing::open(&db.conn, "other", "v", 1).unwrap();
+    let foreign = routing::open(&db.conn, "other", "v", None, 1).unwrap();
     assert!(matches!(
         routing::claim(&db.conn, BID, foreign, "a", "A", 6),
         Err(StoreError::NotFound)
@@ -307,15 +323,15 @@ fn transfer_moves_the_conversation_and_drains_the_freed_slot() {
     let all = online(&["a", "b"]);
 
     // Refusals first: to yourself, to nobody, someone else's conversation.
-    let r = routing::transfer(&db.conn, BID, c1, ("a", "A"), "a", &all, p, 5);
+    let r = transfer::to_agent(&db.conn, BID, c1, ("a", "A"), "a", &all, p, 5);
     assert!(matches!(r, Err(StoreError::Invalid(_))), "{r:?}");
-    let r = routing::transfer(&db.conn, BID, c1, ("a", "A"), "zed", &all, p, 5);
+    let r = transfer::to_agent(&db.conn, BID, c1, ("a", "A"), "zed", &all, p, 5);
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
-    let r = routing::transfer(&db.conn, BID, c1, ("b", "B"), "a", &all, p, 5);
+    let r = transfer::to_agent(&db.conn, BID, c1, ("b", "B"), "a", &all, p, 5);
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
     assert!(db.phase(c1).is_active_with("a"));
 
-    let r = routing::transfer(&db.conn, BID, c1, ("a", "A"), "b", &all, p, 6).unwrap();
+    let r = transfer::to_agent(&db.conn, BID, c1, ("a", "A"), "b", &all, p, 6).unwrap();
     // The transfer itself, then the queue drained into the slot it freed.
     assert_eq!(
         assigned(&r),
@@ -334,7 +350,7 @@ fn transfer_moves_the_conversation_and_drains_the_freed_slot() {
     );
     assert!(db.phase(c1).is_active_with("b"));
     // a no longer has it.
-    let r = routing::transfer(&db.conn, BID, c1, ("a", "A"), "b", &all, p, 7);
+    let r = transfer::to_agent(&db.conn, BID, c1, ("a", "A"), "b", &all, p, 7);
     assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
 }
 
@@ -391,7 +407,7 @@ fn close_by_either_side() {
     let r = close(None, Closer::Visitor("v4"), 11);
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     // Another business's conversation is not found.
-    let foreign = routing::open(&db.conn, "other", "v5", 12).unwrap();
+    let foreign = routing::open(&db.conn, "other", "v5", None, 12).unwrap();
     let r = close(Some(foreign), Closer::Agent("a", "A"), 12);
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
 }

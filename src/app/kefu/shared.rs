@@ -41,6 +41,8 @@ pub(super) struct Conn {
     pub(super) agent_gen: i64,
     pub(super) ip: String,
     pub(super) user_agent: String,
+    /// A visitor's department for the conversation its next message opens.
+    pub(super) dept: Option<String>,
     inflight: u32,
     tokens: f64,
     refill: Instant,
@@ -54,6 +56,7 @@ impl Conn {
             agent_gen: 0,
             ip,
             user_agent,
+            dept: None,
             inflight: 0,
             tokens: burst,
             refill: now,
@@ -141,10 +144,11 @@ impl Shared {
             .unwrap_or_default();
         let mut c = Conn::new(remote, String::new(), cx.now(), self.cfg.rate_burst);
         if let Some(login) = login {
-            let (me, pw_ver, ip) = login.into_parts();
+            let (me, pw_ver, ip, dept) = login.into_parts();
             if !ip.is_empty() {
                 c.ip = ip;
             }
+            c.dept = dept;
             c.agent_gen = pw_ver;
             c.role = Role::LoggedIn(me);
         }

@@ -64,12 +64,17 @@ pub(super) fn login(
         )
         .map_err(Refusal::Limited)?;
     }
+    let dept = match v.dept.filter(|d| !d.is_empty()) {
+        Some(d) if !valid_id(&d) => return Err(Refusal::Login("bad dept".into())),
+        d => d,
+    };
     let meta = Meta {
         ip,
         user_agent,
         page_url: clip(v.page_url.unwrap_or_default(), 1024),
         referrer: clip(v.referrer.unwrap_or_default(), 1024),
         name: clip(v.name.unwrap_or_default().trim().to_string(), 64),
+        dept,
     };
     sh.set_role(rq.id, Role::Pending);
     let max_age = sh.cfg.identity_max_age.as_secs() as i64;
@@ -103,6 +108,9 @@ pub(super) fn logged_in(
         name: v.name.clone(),
     };
     let first = !cx.is_uid_online(&me.uid());
+    if let Some(c) = sh.conns.get_mut(&id) {
+        c.dept = v.dept.clone();
+    }
     request::bind(sh, cx, id, &me);
     let _ = cx.join_group(id, &visitors_group(&v.bid));
     if first {
@@ -126,6 +134,7 @@ pub(super) fn logged_in(
             conv: v.conv.as_ref(),
             agents_online,
             agent_online,
+            dept: v.dept.as_deref(),
         },
     );
     if let (Some(c), Some(pos)) = (&v.conv, v.position) {

@@ -2,6 +2,8 @@
 //! tagged by `"method"` as in the seed protocol.
 
 use super::state::ConvState;
+use crate::store::depts::Dept;
+use crate::store::tenancy::AgentRole;
 use serde::{Deserialize, Serialize};
 
 /// Error codes (strings on the wire, as in the seed).
@@ -124,6 +126,8 @@ pub(crate) struct VisitorLoginIn {
     pub page_url: Option<String>,
     /// Referrer of that page.
     pub referrer: Option<String>,
+    /// Department the visitor's next conversation goes to (signed with a signed identity).
+    pub dept: Option<String>,
     /// Conversations to catch up on.
     #[serde(default)]
     pub resume: Vec<Resume>,
@@ -146,6 +150,9 @@ pub(crate) enum In {
         kind: SendKind,
         text: Option<String>,
         url: Option<String>,
+        /// A visitor's department for the conversation this message opens (else the one
+        /// chosen at login).
+        dept: Option<String>,
     },
     /// A page of older messages.
     History {
@@ -165,8 +172,12 @@ pub(crate) enum In {
     Read { conv_id: i64, seq: i64 },
     /// Take a queued conversation.
     Claim { conv_id: i64 },
-    /// Hand a conversation to a colleague.
-    Transfer { conv_id: i64, to: StrOrNum },
+    /// Hand a conversation to a colleague (`to`) or to a department's line (`dept`).
+    Transfer {
+        conv_id: i64,
+        to: Option<StrOrNum>,
+        dept: Option<String>,
+    },
     /// Close a conversation.
     Close { conv_id: Option<i64> },
     /// Refresh the agent's conversation list and the queue.
@@ -349,6 +360,18 @@ pub(crate) enum Event {
         agent_id: String,
         agent_name: String,
     },
+    /// An agent handed it to a department's line.
+    TransferredDept {
+        from_id: String,
+        from_name: String,
+        dept_id: String,
+        dept_name: String,
+    },
+    /// Its agent was disabled by an admin: back in the queue.
+    AgentDisabled {
+        agent_id: String,
+        agent_name: String,
+    },
 }
 
 impl Event {
@@ -359,6 +382,8 @@ impl Event {
             Event::Transferred { .. } => "transferred",
             Event::Closed { .. } => "closed",
             Event::Requeued { .. } => "requeued",
+            Event::TransferredDept { .. } => "transferred",
+            Event::AgentDisabled { .. } => "requeued",
         }
     }
 
@@ -376,6 +401,16 @@ impl Event {
             Event::Closed { .. } => "Conversation closed by the visitor".to_string(),
             Event::Requeued { agent_name, .. } => {
                 format!("{agent_name} left; the conversation is waiting for an agent")
+            }
+            Event::TransferredDept {
+                from_name,
+                dept_name,
+                ..
+            } => format!("{from_name} transferred the conversation to {dept_name}"),
+            Event::AgentDisabled { agent_name, .. } => {
+                format!(
+                    "{agent_name} is no longer available; the conversation is waiting for an agent"
+                )
             }
         }
     }
@@ -466,6 +501,8 @@ pub(crate) struct ConvOut {
     pub agent_read_seq: i64,
     /// Visitor has read up to.
     pub visitor_read_seq: i64,
+    /// Its department (null: none).
+    pub dept_id: Option<String>,
     /// Visitor messages after `agent_read_seq`.
     pub unread: i64,
     /// Newest message.
@@ -485,6 +522,8 @@ pub(crate) struct QueueEntry {
     pub visitor_name: String,
     /// Entered the queue, ms.
     pub queued_at: i64,
+    /// The line it waits in: its department (null: none).
+    pub dept_id: Option<String>,
     /// Newest message.
     pub last_message: Option<MessageOut>,
 }
@@ -501,6 +540,10 @@ pub(crate) enum Out<'a> {
         customer_list: &'a [CustomerEntry],
         conversations: &'a [ConvOut],
         queue: &'a [QueueEntry],
+        /// `admin` or `agent`.
+        role: AgentRole,
+        /// The agent's departments.
+        departments: &'a [Dept],
     },
     /// An agent came online (seed).
     LoginPush {
@@ -524,6 +567,8 @@ pub(crate) enum Out<'a> {
         agents_online: bool,
         /// The open conversation's agent is online (false without one).
         agent_online: bool,
+        /// The department its next conversation goes to.
+        dept: Option<&'a str>,
     },
     /// To a business's visitors: an agent came or went; `agents_online` is the business's
     /// availability after the change (leave-a-message mode when false).
@@ -580,8 +625,10 @@ pub(crate) enum Out<'a> {
         position: i64,
         agents_online: bool,
     },
-    /// To agents: the queue changed.
+    /// To agents who may take them: one line of the queue changed (`dept_id` null: the
+    /// conversations without a department, sent to every agent of the business).
     QueueUpdate {
+        dept_id: Option<&'a str>,
         queue: &'a [QueueEntry],
         queue_len: i64,
     },
