@@ -7,6 +7,7 @@
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
 pub(crate) mod db;
+pub(crate) mod convo;
 pub(crate) mod files;
 pub(crate) mod profile;
 pub(crate) mod runner;
@@ -49,6 +50,8 @@ pub(crate) enum StoreError {
     Invalid(&'static str),
     /// A credential no longer matches the store (agent removed, password changed).
     Revoked,
+    /// The caller may not do this (an agent who is not its business's admin).
+    Forbidden(&'static str),
     /// The batch's transaction could not begin or commit: nothing of it was stored.
     Commit(String),
     /// The job panicked (a bug); the transaction part was rolled back.
@@ -71,6 +74,7 @@ impl fmt::Display for StoreError {
             StoreError::Conflict(m) => write!(f, "conflict: {m}"),
             StoreError::Invalid(m) => write!(f, "invalid: {m}"),
             StoreError::Revoked => f.write_str("token revoked"),
+            StoreError::Forbidden(m) => write!(f, "forbidden: {m}"),
             StoreError::Commit(m) => write!(f, "commit failed: {m}"),
             StoreError::Panic => f.write_str("internal error"),
         }
@@ -196,6 +200,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
+    (6, SCHEMA_V6),
 ];
 
 const SCHEMA_V1: &str = "
@@ -285,6 +290,52 @@ ALTER TABLE businesses ADD COLUMN color TEXT NOT NULL DEFAULT '';
 ALTER TABLE businesses ADD COLUMN welcome TEXT NOT NULL DEFAULT '';
 ALTER TABLE businesses ADD COLUMN offline_msg TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN avatar TEXT NOT NULL DEFAULT '';
+";
+
+/// Version 6: the agents' desk (`convo.rs`): canned replies (`agent_id` "" for the
+/// business's own), internal notes (never messages: they take no seq of the conversation),
+/// one rating per closed conversation, working hours, and the contact a visitor left with an
+/// offline message. (Version 5 is the departments' schema.)
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS canned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bid TEXT NOT NULL,
+    agent_id TEXT NOT NULL DEFAULT '',
+    shortcut TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (bid, agent_id, shortcut)
+);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conv_id INTEGER NOT NULL REFERENCES conversations(id),
+    bid TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    agent_name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notes_conv ON notes (bid, conv_id, id);
+CREATE TABLE IF NOT EXISTS ratings (
+    conv_id INTEGER PRIMARY KEY REFERENCES conversations(id),
+    bid TEXT NOT NULL,
+    score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+    comment TEXT NOT NULL DEFAULT '',
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ratings_bid ON ratings (bid, ts);
+CREATE TABLE IF NOT EXISTS hours (
+    bid TEXT PRIMARY KEY,
+    tz TEXT NOT NULL,
+    week TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    bid TEXT NOT NULL,
+    visitor_id TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (bid, visitor_id)
+);
 ";
 
 /// The schema DDL as `kind` spells it. PostgreSQL differs only in types: integers are

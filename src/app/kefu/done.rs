@@ -10,7 +10,7 @@ use super::request::{store_error, Refusal, Req, Side};
 use super::routing::{self, Brief, Closed, ReadMark, Routed, VisitorSent};
 use super::shared::{Role, Shared};
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
-use super::{agent, agent_uid, http, revoke, upload, visitor, visitor_uid, ClientId};
+use super::{agent, agent_uid, desk, http, revoke, upload, visitor, visitor_uid, ClientId};
 use crate::api::Ctx;
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::Agent;
@@ -73,6 +73,16 @@ pub(super) enum HttpCall {
     Profile,
     /// `POST /api/business/settings`.
     Settings,
+    /// `GET|POST /api/canned`.
+    Canned,
+    /// `GET|POST /api/notes`.
+    Notes,
+    /// `POST /api/rating`.
+    Rating,
+    /// `GET|POST /api/hours`.
+    Hours,
+    /// `POST /api/offline`.
+    Offline,
 }
 
 impl HttpCall {
@@ -81,7 +91,14 @@ impl HttpCall {
         match self {
             HttpCall::AgentLogin => Lane::Login,
             HttpCall::Upload | HttpCall::File | HttpCall::Profile => Lane::Aux,
-            HttpCall::VisitorToken | HttpCall::History | HttpCall::Settings => Lane::Writer,
+            HttpCall::VisitorToken
+            | HttpCall::History
+            | HttpCall::Settings
+            | HttpCall::Canned
+            | HttpCall::Notes
+            | HttpCall::Rating
+            | HttpCall::Hours
+            | HttpCall::Offline => Lane::Writer,
         }
     }
 
@@ -101,6 +118,11 @@ impl HttpCall {
             HttpCall::File => "file",
             HttpCall::Profile => "profile_http",
             HttpCall::Settings => "settings_http",
+            HttpCall::Canned => "canned_http",
+            HttpCall::Notes => "notes_http",
+            HttpCall::Rating => "rating_http",
+            HttpCall::Hours => "hours_http",
+            HttpCall::Offline => "offline_http",
         }
     }
 }
@@ -136,6 +158,8 @@ pub(super) enum Outcome {
     HttpFile(Response),
     /// An HTTP answer the job built itself (`face.rs`).
     HttpReady(Response),
+    /// A desk answer and what goes out live after it (`desk.rs`).
+    HttpDesk(Response, desk::After),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
     /// A visitor's message; `true` if a new-conversation token was taken for it.
@@ -371,6 +395,7 @@ fn ws_done(sh: &mut Shared, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
         | Outcome::HttpUploadRefused(_)
         | Outcome::HttpFile(_)
         | Outcome::HttpReady(_)
+        | Outcome::HttpDesk(..)
         | Outcome::Key(_)
         | Outcome::Revoked(_)
         | Outcome::Swept(_)

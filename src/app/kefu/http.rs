@@ -10,7 +10,7 @@ use super::login::{self, Ident, Meta};
 use super::routing::{self, Access};
 use super::shared::Shared;
 use super::wire::{Code, MessageOut};
-use super::{face, guarded, history, upload, ClientId, Outcome};
+use super::{desk, face, guarded, history, upload, ClientId, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -246,6 +246,7 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             })
         }
         ("POST", "/api/upload") => guarded::upload(sh, cx, conn, req),
+        (_, p) if desk::owns(p) => desk::route(sh, cx, conn, req),
         ("GET", "/api/business/profile") => match face::profile_bid(req) {
             Ok(bid) => sh.submit_http(conn, HttpCall::Profile, move |c| face::profile(c, &bid)),
             Err(r) => HttpOutcome::Respond(r),
@@ -317,6 +318,10 @@ pub(super) fn done(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, call: Http
         Outcome::HttpUploaded(s) => guarded::uploaded(&s),
         Outcome::HttpUploadRefused(r) => guarded::upload_refused(r),
         Outcome::HttpFile(r) | Outcome::HttpReady(r) => r,
+        Outcome::HttpDesk(r, after) => {
+            desk::after(sh, cx, after);
+            r
+        }
         _ => error(500, Code::Storage, "unexpected answer"),
     };
     reply(cx, conn, call, resp);

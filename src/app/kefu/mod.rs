@@ -22,10 +22,12 @@
 mod agent;
 pub mod auth;
 pub(crate) mod demo;
+mod desk;
 mod done;
 mod face;
 mod guarded;
 pub(crate) mod history;
+pub(crate) mod hours;
 pub(crate) mod http;
 mod jobs;
 pub(crate) mod limits;

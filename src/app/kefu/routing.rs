@@ -10,7 +10,7 @@ use super::state::Phase;
 use super::wire::{ClosedBy, ConvOut, Event, MessageOut, QueueEntry, VisitorOut};
 use crate::config::RoutingPolicy;
 use crate::store::db::{params, Db, OptionalExtension};
-use crate::store::{Result, StoreError};
+use crate::store::{convo, Result, StoreError};
 
 /// Most queue entries loaded (positions are pushed to this many waiting visitors).
 pub(crate) const QUEUE_LOAD: i64 = 1000;
@@ -116,6 +116,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
                     visitor_read_seq: r.get(11)?,
                     unread: 0,
                     last_message: None,
+                    rating: None,
                 },
                 r.get::<_, String>(12)?,
             ))
@@ -130,6 +131,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
         )?
         .query_row(params![id, c.agent_read_seq], |r| r.get(0))?;
     c.last_message = history::last_message(conn, id)?;
+    c.rating = convo::rating_of(conn, id)?;
     if with_visitor {
         c.visitor = visitor(conn, &c.bid, &vid)?;
     }
@@ -138,7 +140,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
 
 /// A visitor's details.
 pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
-    conn
+    let mut v = conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
              FROM visitors WHERE bid = ?1 AND visitor_id = ?2",
@@ -155,9 +157,14 @@ pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorO
                 user_agent: r.get(6)?,
                 first_seen: r.get(7)?,
                 last_seen: r.get(8)?,
+                contact: None,
             })
         })
-        .optional()
+        .optional()?;
+    if let Some(v) = &mut v {
+        v.contact = convo::contact_of(conn, bid, vid)?;
+    }
+    Ok(v)
 }
 
 /// The waiting conversations of a business, oldest first, and how many there are.
@@ -179,6 +186,7 @@ pub(crate) fn queue(conn: &Db, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
                 visitor_name: r.get(2)?,
                 queued_at: r.get(3)?,
                 last_message: None,
+                contact: None,
             })
         })?
         .collect::<Result<_>>()?;
@@ -186,6 +194,7 @@ pub(crate) fn queue(conn: &Db, bid: &str) -> Result<(Vec<QueueEntry>, i64)> {
         e.position = i as i64 + 1;
         if i < QUEUE_SHOWN {
             e.last_message = history::last_message(conn, e.conv_id)?;
+            e.contact = convo::contact_of(conn, bid, &e.visitor_id)?;
         }
     }
     Ok((v, total))
