@@ -377,7 +377,7 @@
   function renderChrome() {
     var active = S.convState.get(S.current) === "active" && !S.closed;
     // With an agent, its own presence; otherwise whether anyone of the business is online.
-    var online = active && S.agentId ? S.agentOnline : S.agentsOnline;
+    var online = active && S.agentId ? S.agentOnline : S.agentsOnline && !S.outOfHours;
     // While disconnected we do not know: say nothing rather than "online".
     $("onlineDot").classList.toggle("on", online && S.loggedIn);
     $("onlineText").textContent = S.loggedIn ? t(online ? "agent_online" : "agent_offline") : "";
