@@ -117,12 +117,14 @@
     }
     card.hidden = !open;
   }
+  var hoursAsked = false;
   document.addEventListener("kefu:chrome", function () {
+    // Only once logged in: an unknown business gets no further request (its page says so).
+    if (S.loggedIn && !hoursAsked) { hoursAsked = true; loadHours(); }
     if (thanksFor != null && (thanksFor !== S.current || !S.closed)) { thanksFor = null; if (card) { card.remove(); card = null; } }
     showCard();
   });
 
   $("leaveSubmit").addEventListener("click", leave);
-  loadHours();
   S.rerender();
 })();
