@@ -6,9 +6,9 @@
 //! are checked by the caller (`app/kefu/convo.rs`); these functions only bound what a
 //! business may pile up.
 
+use super::db::{params, Db, OptionalExtension, Row};
 use super::tenancy::Agent;
 use super::{Result, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 /// Most canned replies one owner (the business, or one agent) may keep.
@@ -19,7 +19,7 @@ pub(crate) const MAX_NOTES: i64 = 500;
 /// Whether `a` may manage its business's shared settings (canned replies of the business,
 /// working hours). Until agents carry a role (issue 18, point 2), every agent of a business
 /// manages it, as `POST /api/business/settings` already allows.
-pub(crate) fn is_admin(_conn: &Connection, _a: &Agent) -> Result<bool> {
+pub(crate) fn is_admin(_conn: &Db, _a: &Agent) -> Result<bool> {
     Ok(true)
 }
 
@@ -55,7 +55,7 @@ pub(crate) struct Canned {
     pub text: String,
 }
 
-fn canned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Canned> {
+fn canned_row(r: &Row<'_>) -> Result<Canned> {
     let owner: String = r.get(1)?;
     Ok(Canned {
         id: r.get(0)?,
@@ -70,20 +70,20 @@ fn canned_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Canned> {
 }
 
 /// The business's canned replies and `agent_id`'s own, by shortcut.
-pub(crate) fn canned_list(conn: &Connection, bid: &str, agent_id: &str) -> Result<Vec<Canned>> {
+pub(crate) fn canned_list(conn: &Db, bid: &str, agent_id: &str) -> Result<Vec<Canned>> {
     let mut st = conn.prepare_cached(
         "SELECT id, agent_id, shortcut, text FROM canned
          WHERE bid = ?1 AND (agent_id = '' OR agent_id = ?2) ORDER BY shortcut, agent_id DESC, id",
     )?;
     let v = st
         .query_map(params![bid, agent_id], canned_row)?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(v)
 }
 
 /// Add a canned reply (a shortcut is unique per owner).
 pub(crate) fn canned_add(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     owner: Owner<'_>,
     shortcut: &str,
@@ -107,7 +107,7 @@ pub(crate) fn canned_add(
     canned_get(conn, bid, id)
 }
 
-fn canned_get(conn: &Connection, bid: &str, id: i64) -> Result<Canned> {
+fn canned_get(conn: &Db, bid: &str, id: i64) -> Result<Canned> {
     conn.prepare_cached(
         "SELECT id, agent_id, shortcut, text FROM canned WHERE id = ?1 AND bid = ?2",
     )?
@@ -118,7 +118,7 @@ fn canned_get(conn: &Connection, bid: &str, id: i64) -> Result<Canned> {
 
 /// Change one of `owner`'s canned replies.
 pub(crate) fn canned_update(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     owner: Owner<'_>,
     id: i64,
@@ -146,7 +146,7 @@ pub(crate) fn canned_update(
 }
 
 /// Remove one of `owner`'s canned replies.
-pub(crate) fn canned_delete(conn: &Connection, bid: &str, owner: Owner<'_>, id: i64) -> Result<()> {
+pub(crate) fn canned_delete(conn: &Db, bid: &str, owner: Owner<'_>, id: i64) -> Result<()> {
     let n = conn
         .prepare_cached("DELETE FROM canned WHERE id = ?1 AND bid = ?2 AND agent_id = ?3")?
         .execute(params![id, bid, owner.id()])?;
@@ -157,7 +157,7 @@ pub(crate) fn canned_delete(conn: &Connection, bid: &str, owner: Owner<'_>, id: 
 }
 
 /// The scope a stored canned reply belongs to, for the admin check before a change.
-pub(crate) fn canned_owner(conn: &Connection, bid: &str, id: i64) -> Result<Option<String>> {
+pub(crate) fn canned_owner(conn: &Db, bid: &str, id: i64) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT agent_id FROM canned WHERE id = ?1 AND bid = ?2")?
         .query_row(params![id, bid], |r| r.get(0))
@@ -182,7 +182,7 @@ pub(crate) struct Note {
 }
 
 /// The visitor of conversation `conv_id` of `bid` (NotFound for another business's).
-fn conv_visitor(conn: &Connection, bid: &str, conv_id: i64) -> Result<String> {
+fn conv_visitor(conn: &Db, bid: &str, conv_id: i64) -> Result<String> {
     conn.prepare_cached("SELECT visitor_id FROM conversations WHERE id = ?1 AND bid = ?2")?
         .query_row(params![conv_id, bid], |r| r.get(0))
         .optional()?
@@ -191,7 +191,7 @@ fn conv_visitor(conn: &Connection, bid: &str, conv_id: i64) -> Result<String> {
 
 /// Add a note to a conversation of `agent`'s business.
 pub(crate) fn note_add(
-    conn: &Connection,
+    conn: &Db,
     agent: &Agent,
     conv_id: i64,
     text: &str,
@@ -224,7 +224,7 @@ pub(crate) fn note_add(
 }
 
 /// The notes of a conversation of `bid`, oldest first.
-pub(crate) fn notes(conn: &Connection, bid: &str, conv_id: i64) -> Result<Vec<Note>> {
+pub(crate) fn notes(conn: &Db, bid: &str, conv_id: i64) -> Result<Vec<Note>> {
     conv_visitor(conn, bid, conv_id)?;
     let mut st = conn.prepare_cached(
         "SELECT id, conv_id, agent_id, agent_name, text, ts FROM notes
@@ -241,7 +241,7 @@ pub(crate) fn notes(conn: &Connection, bid: &str, conv_id: i64) -> Result<Vec<No
                 ts: r.get(5)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(v)
 }
 
@@ -263,7 +263,7 @@ pub(crate) struct Rating {
 
 /// Store the rating of conversation `conv_id` by its own visitor: only once, only closed.
 pub(crate) fn rate(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     visitor_id: &str,
     conv_id: i64,
@@ -308,7 +308,7 @@ pub(crate) fn rate(
 }
 
 /// The rating of a conversation, if it has one.
-pub(crate) fn rating_of(conn: &Connection, conv_id: i64) -> Result<Option<Rating>> {
+pub(crate) fn rating_of(conn: &Db, conv_id: i64) -> Result<Option<Rating>> {
     Ok(conn
         .prepare_cached("SELECT score, comment, ts FROM ratings WHERE conv_id = ?1")?
         .query_row([conv_id], |r| {
@@ -325,7 +325,7 @@ pub(crate) fn rating_of(conn: &Connection, conv_id: i64) -> Result<Option<Rating
 
 /// A business's working hours as stored: its time zone and the week as JSON (see
 /// `app/kefu/hours.rs`). None: no hours set (always open).
-pub(crate) fn hours_get(conn: &Connection, bid: &str) -> Result<Option<(String, String)>> {
+pub(crate) fn hours_get(conn: &Db, bid: &str) -> Result<Option<(String, String)>> {
     Ok(conn
         .prepare_cached("SELECT tz, week FROM hours WHERE bid = ?1")?
         .query_row([bid], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -333,7 +333,7 @@ pub(crate) fn hours_get(conn: &Connection, bid: &str) -> Result<Option<(String, 
 }
 
 /// Set (Some) or clear (None) a business's working hours.
-pub(crate) fn hours_set(conn: &Connection, bid: &str, h: Option<(&str, &str)>) -> Result<()> {
+pub(crate) fn hours_set(conn: &Db, bid: &str, h: Option<(&str, &str)>) -> Result<()> {
     match h {
         Some((tz, week)) => conn
             .prepare_cached(
@@ -349,7 +349,7 @@ pub(crate) fn hours_set(conn: &Connection, bid: &str, h: Option<(&str, &str)>) -
 }
 
 /// Whether business `bid` exists.
-pub(crate) fn business_exists(conn: &Connection, bid: &str) -> Result<bool> {
+pub(crate) fn business_exists(conn: &Db, bid: &str) -> Result<bool> {
     Ok(conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM businesses WHERE bid = ?1)")?
         .query_row([bid], |r| r.get(0))?)
@@ -357,7 +357,7 @@ pub(crate) fn business_exists(conn: &Connection, bid: &str) -> Result<bool> {
 
 /// Remember how to reach a visitor (left with an offline message), and its name if given.
 pub(crate) fn contact_set(
-    conn: &Connection,
+    conn: &Db,
     bid: &str,
     visitor_id: &str,
     name: &str,
@@ -382,7 +382,7 @@ pub(crate) fn contact_set(
 }
 
 /// The contact a visitor left, if any.
-pub(crate) fn contact_of(conn: &Connection, bid: &str, visitor_id: &str) -> Result<Option<String>> {
+pub(crate) fn contact_of(conn: &Db, bid: &str, visitor_id: &str) -> Result<Option<String>> {
     Ok(conn
         .prepare_cached("SELECT contact FROM contacts WHERE bid = ?1 AND visitor_id = ?2")?
         .query_row([bid, visitor_id], |r| r.get(0))

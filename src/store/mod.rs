@@ -6,8 +6,8 @@
 //! The event loop never touches it: each worker runs its queries on its own threads
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
-pub(crate) mod db;
 pub(crate) mod convo;
+pub(crate) mod db;
 pub(crate) mod files;
 pub(crate) mod profile;
 pub(crate) mod runner;

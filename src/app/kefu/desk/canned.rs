@@ -12,9 +12,9 @@ use crate::app::kefu::shared::Shared;
 use crate::app::kefu::ClientId;
 use crate::protocol::http::request::Request;
 use crate::store::convo::{self as sql, Canned, Owner};
+use crate::store::db::Db;
 use crate::store::tenancy::Agent;
 use crate::store::{now_ms, Result, StoreError};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/canned` bodies.
@@ -102,7 +102,7 @@ pub(super) fn change(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpOutc
 
 /// Store job of `POST /api/canned`.
 fn canned(
-    c: &Connection,
+    c: &Db,
     claims: &Claims,
     r: CannedReq,
     fields: Option<(String, String)>,
@@ -136,7 +136,7 @@ fn canned(
     }
 }
 
-fn admin_of(c: &Connection, a: &Agent) -> Result<()> {
+fn admin_of(c: &Db, a: &Agent) -> Result<()> {
     if sql::is_admin(c, a)? {
         Ok(())
     } else {
@@ -148,7 +148,7 @@ fn admin_of(c: &Connection, a: &Agent) -> Result<()> {
 
 /// The owner of stored reply `id`, if `a` may change it: the business's for its admins, an
 /// agent's own for itself; another agent's is as good as absent.
-fn owner_of<'a>(c: &Connection, a: &'a Agent, id: i64) -> Result<Owner<'a>> {
+fn owner_of<'a>(c: &Db, a: &'a Agent, id: i64) -> Result<Owner<'a>> {
     match sql::canned_owner(c, &a.bid, id)?.as_deref() {
         Some("") => admin_of(c, a).map(|()| Owner::Business),
         Some(o) if o == a.agent_id => Ok(Owner::Agent(&a.agent_id)),
