@@ -158,10 +158,9 @@ pub(crate) fn canned_delete(conn: &Db, bid: &str, owner: Owner<'_>, id: i64) -> 
 
 /// The scope a stored canned reply belongs to, for the admin check before a change.
 pub(crate) fn canned_owner(conn: &Db, bid: &str, id: i64) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT agent_id FROM canned WHERE id = ?1 AND bid = ?2")?
+    conn.prepare_cached("SELECT agent_id FROM canned WHERE id = ?1 AND bid = ?2")?
         .query_row(params![id, bid], |r| r.get(0))
-        .optional()?)
+        .optional()
 }
 
 /// An internal note: agents only, never a message of the conversation.
@@ -309,8 +308,7 @@ pub(crate) fn rate(
 
 /// The rating of a conversation, if it has one.
 pub(crate) fn rating_of(conn: &Db, conv_id: i64) -> Result<Option<Rating>> {
-    Ok(conn
-        .prepare_cached("SELECT score, comment, ts FROM ratings WHERE conv_id = ?1")?
+    conn.prepare_cached("SELECT score, comment, ts FROM ratings WHERE conv_id = ?1")?
         .query_row([conv_id], |r| {
             Ok(Rating {
                 conv_id,
@@ -320,16 +318,15 @@ pub(crate) fn rating_of(conn: &Db, conv_id: i64) -> Result<Option<Rating>> {
                 agent_id: None,
             })
         })
-        .optional()?)
+        .optional()
 }
 
 /// A business's working hours as stored: its time zone and the week as JSON (see
 /// `app/kefu/hours.rs`). None: no hours set (always open).
 pub(crate) fn hours_get(conn: &Db, bid: &str) -> Result<Option<(String, String)>> {
-    Ok(conn
-        .prepare_cached("SELECT tz, week FROM hours WHERE bid = ?1")?
+    conn.prepare_cached("SELECT tz, week FROM hours WHERE bid = ?1")?
         .query_row([bid], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+        .optional()
 }
 
 /// Set (Some) or clear (None) a business's working hours.
@@ -350,9 +347,8 @@ pub(crate) fn hours_set(conn: &Db, bid: &str, h: Option<(&str, &str)>) -> Result
 
 /// Whether business `bid` exists.
 pub(crate) fn business_exists(conn: &Db, bid: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM businesses WHERE bid = ?1)")?
-        .query_row([bid], |r| r.get(0))?)
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM businesses WHERE bid = ?1)")?
+        .query_row([bid], |r| r.get(0))
 }
 
 /// Remember how to reach a visitor (left with an offline message), and its name if given.
@@ -383,8 +379,7 @@ pub(crate) fn contact_set(
 
 /// The contact a visitor left, if any.
 pub(crate) fn contact_of(conn: &Db, bid: &str, visitor_id: &str) -> Result<Option<String>> {
-    Ok(conn
-        .prepare_cached("SELECT contact FROM contacts WHERE bid = ?1 AND visitor_id = ?2")?
+    conn.prepare_cached("SELECT contact FROM contacts WHERE bid = ?1 AND visitor_id = ?2")?
         .query_row([bid, visitor_id], |r| r.get(0))
-        .optional()?)
+        .optional()
 }
