@@ -153,7 +153,7 @@
   function upsertConv(c, state) {
     var r = S.convs.get(c.conv_id) || { conv_id: c.conv_id, unread: 0 };
     if (c.visitor) r.visitor = c.visitor;
-    if (c.visitor_id && !r.visitor) r.visitor = { visitor_id: c.visitor_id, name: c.visitor_name || "" };
+    if (c.visitor_id && !r.visitor) r.visitor = { visitor_id: c.visitor_id, name: c.visitor_name || "", contact: c.contact };
     if (c.agent_id !== undefined) r.agent_id = c.agent_id;
     if (c.agent_name !== undefined) r.agent_name = c.agent_name;
     r.state = state || c.state || r.state;
@@ -298,7 +298,8 @@
           if (rr) { rr.visitor_read_seq = Math.max(rr.visitor_read_seq || 0, m.seq); if (m.conv_id === S.selected) renderPane(); }
         }
         return;
-      default: return;
+      // The rest (notes, ratings: desk.js) is for the console's extensions.
+      default: document.dispatchEvent(new CustomEvent("kefu:push", { detail: m })); return;
     }
   }
 
@@ -535,6 +536,7 @@
         r.unread > 0 ? K.el("span.badge", { text: r.unread > 99 ? "99+" : String(r.unread), "aria-label": t("unread") + " " + r.unread }) : null);
       list.appendChild(item);
     });
+    document.dispatchEvent(new CustomEvent("kefu:list"));
   }
 
   function renderTransfer() {
@@ -568,7 +570,7 @@
     $("composer").hidden = !mine;
     if (!mine) $("emojiWrap").firstChild && ($("emojiWrap").firstChild.hidden = true);
     renderInfo(r);
-    if (!r) return;
+    if (!r) { document.dispatchEvent(new CustomEvent("kefu:pane")); return; }
     $("paneTitle").textContent = visitorName(r);
     var tag = $("stateTag");
     tag.dataset.state = r.state;
@@ -588,6 +590,7 @@
     K.renderList($("msgList"), items, function (m) { return rowFor(m, r); });
     $("moreBtn").hidden = !st.hasMore;
     $("noMore").hidden = !(st.pagedOlder && st.hasMore === false && st.msgs.size > 0);
+    document.dispatchEvent(new CustomEvent("kefu:pane"));
   }
 
   function rowFor(m, r) {
@@ -632,6 +635,7 @@
       ["info_ua", v.user_agent || "—"],
       ["info_first_seen", v.first_seen ? K.fullTime(v.first_seen) : "—"]
     ];
+    if (v.contact) rows.splice(2, 0, ["info_contact", v.contact]);
     rows.forEach(function (x) {
       dl.appendChild(K.el("dt", { text: t(x[0]) }));
       dl.appendChild(K.el("dd", { text: x[1], dataset: { field: x[0] } }));

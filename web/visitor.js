@@ -21,6 +21,8 @@
 
   var S = {
     token: lsGet(TOKEN_KEY),
+    bid: bid,
+    outOfHours: false,       // outside the business's working hours (visitor-desk.js)
     visitorId: null,
     loggedIn: false,
     agentsOnline: false,
@@ -402,7 +404,7 @@
     renderDeptPick();
     var active = S.convState.get(S.current) === "active" && !S.closed;
     // With an agent, its own presence; otherwise whether anyone of the business is online.
-    var online = active && S.agentId ? S.agentOnline : S.agentsOnline;
+    var online = active && S.agentId ? S.agentOnline : S.agentsOnline && !S.outOfHours;
     // While disconnected we do not know: say nothing rather than "online".
     $("onlineDot").classList.toggle("on", online && S.loggedIn);
     $("onlineText").textContent = S.loggedIn ? t(online ? "agent_online" : "agent_offline") : "";
@@ -427,11 +429,13 @@
       kind = "queue";
     } else if (active && S.agentId && !S.agentOnline) text = t("agent_away", { name: S.agentName });
     else if (S.agentName && active) text = t("assigned", { name: S.agentName });
-    else if (S.leaveDone && !S.agentsOnline) text = t("leave_done");
+    else if (S.leaveDone && (!S.agentsOnline || S.outOfHours)) text = t("leave_done");
     b.textContent = text; b.hidden = !text; b.dataset.kind = kind;
-    var leave = !S.fatal && !S.agentsOnline && !S.leaveDone && S.loggedIn && !active;
+    var offline = !S.agentsOnline || S.outOfHours;
+    var leave = !S.fatal && offline && !S.leaveDone && S.loggedIn && !active;
     $("leaveForm").hidden = !leave;
     document.body.classList.toggle("leave-mode", leave);
+    document.dispatchEvent(new CustomEvent("kefu:chrome"));
   }
 
   /* The header's name: the widget's data-name (or ?name=) if the site gives one, else the
@@ -552,17 +556,10 @@
     $("imageBtn").addEventListener("click", function () { $("fileInput").click(); });
     $("fileInput").addEventListener("change", function () { sendImage(this.files[0]); this.value = ""; });
     $("moreBtn").addEventListener("click", loadOlder);
-    $("leaveSubmit").addEventListener("click", function () {
-      var text = $("leaveText").value.trim(), contact = $("leaveContact").value.trim();
-      if (!text) { $("leaveText").focus(); return; }
-      var body = t("leave_prefix") + text + (contact ? "\n" + t("leave_contact_label") + ": " + contact : "");
-      queueSend("text", body.slice(0, 2000));
-      $("leaveText").value = ""; S.leaveDone = true;
-      renderChrome();
-    });
     renderChrome(); render();
     sock.connect();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
-  window.kefuVisitor = S; // for debugging and tests
+  S.rerender = function () { renderChrome(); render(); };
+  window.kefuVisitor = S; // for visitor-desk.js, debugging and tests
 })();

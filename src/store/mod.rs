@@ -6,6 +6,7 @@
 //! The event loop never touches it: each worker runs its queries on its own threads
 //! ([`runner::Runner`]), and the CLI opens it directly for admin commands.
 
+pub(crate) mod convo;
 pub(crate) mod db;
 pub(crate) mod depts;
 pub(crate) mod files;
@@ -201,6 +202,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, SCHEMA_V3),
     (4, SCHEMA_V4),
     (5, SCHEMA_V5),
+    (6, SCHEMA_V6),
 ];
 
 const SCHEMA_V1: &str = "
@@ -317,6 +319,50 @@ CREATE TABLE IF NOT EXISTS agent_departments (
     FOREIGN KEY (bid, dept_id) REFERENCES departments(bid, dept_id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS agent_dept_by_dept ON agent_departments (bid, dept_id);
+/// Version 6: the agents' desk (`convo.rs`): canned replies (`agent_id` "" for the
+/// business's own), internal notes (never messages: they take no seq of the conversation),
+/// one rating per closed conversation, working hours, and the contact a visitor left with an
+/// offline message. (Version 5 is the departments' schema.)
+const SCHEMA_V6: &str = "
+CREATE TABLE IF NOT EXISTS canned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    bid TEXT NOT NULL,
+    agent_id TEXT NOT NULL DEFAULT '',
+    shortcut TEXT NOT NULL,
+    text TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (bid, agent_id, shortcut)
+);
+CREATE TABLE IF NOT EXISTS notes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conv_id INTEGER NOT NULL REFERENCES conversations(id),
+    bid TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    agent_name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notes_conv ON notes (bid, conv_id, id);
+CREATE TABLE IF NOT EXISTS ratings (
+    conv_id INTEGER PRIMARY KEY REFERENCES conversations(id),
+    bid TEXT NOT NULL,
+    score INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+    comment TEXT NOT NULL DEFAULT '',
+    ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ratings_bid ON ratings (bid, ts);
+CREATE TABLE IF NOT EXISTS hours (
+    bid TEXT PRIMARY KEY,
+    tz TEXT NOT NULL,
+    week TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    bid TEXT NOT NULL,
+    visitor_id TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (bid, visitor_id)
+);
 ";
 
 /// The schema DDL as `kind` spells it. PostgreSQL differs only in types: integers are

@@ -329,3 +329,18 @@ pub fn identity_sig(key: &str, bid: &str, vid: &str, name: &str, ts: i64) -> Str
         &kefu::app::kefu::auth::identity_message(bid, vid, name, ts),
     )
 }
+
+/// One JSON call to the HTTP API with an optional bearer token (status and JSON answer).
+pub fn api(k: &Kefu, method: &str, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut h = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        h.push(("Authorization", a.as_str()));
+    }
+    let b = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    http_json(&k.addr(), method, path, &h, &b)
+}

@@ -378,7 +378,9 @@ test("leave a message while nobody is online; queue position and claim", async (
   const first = carol.locator("#convList .conv-item").first();
   await first.locator(".badge").waitFor();
   await first.click();
-  await waitText(carol, "left", "13800000000");
+  await waitText(carol, "left", "我想留言：什么时候发货？");
+  // The contact is the visitor's, shown beside the conversation (not pasted into the message).
+  await carol.locator('#infoList dd[data-field="info_contact"]', { hasText: "13800000000" }).waitFor();
   await v1.locator("#banner", { hasText: "Carol" }).waitFor();
 
   // A second visitor waits in the queue (Carol is at her maximum) ...

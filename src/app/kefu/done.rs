@@ -11,7 +11,9 @@ use super::routing::{Brief, Closed, ReadMark, Routed, VisitorSent};
 use super::shared::{Role, Shared};
 use super::transfer::ToDept;
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
-use super::{admin, agent, agent_uid, http, revoke, upload, visitor, visitor_uid, ClientId};
+use super::{
+    admin, agent, agent_uid, desk, http, revoke, upload, visitor, visitor_uid, ClientId,
+};
 use crate::api::Ctx;
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::Agent;
@@ -78,6 +80,16 @@ pub(super) enum HttpCall {
     Admin,
     /// `POST /api/admin` calls that hash a password.
     AdminHash,
+    /// `GET|POST /api/canned`.
+    Canned,
+    /// `GET|POST /api/notes`.
+    Notes,
+    /// `POST /api/rating`.
+    Rating,
+    /// `GET|POST /api/hours`.
+    Hours,
+    /// `POST /api/offline`.
+    Offline,
 }
 
 impl HttpCall {
@@ -86,9 +98,15 @@ impl HttpCall {
         match self {
             HttpCall::AgentLogin | HttpCall::AdminHash => Lane::Login,
             HttpCall::Upload | HttpCall::File | HttpCall::Profile => Lane::Aux,
-            HttpCall::VisitorToken | HttpCall::History | HttpCall::Settings | HttpCall::Admin => {
-                Lane::Writer
-            }
+            HttpCall::VisitorToken
+            | HttpCall::History
+            | HttpCall::Settings
+            | HttpCall::Admin
+            | HttpCall::Canned
+            | HttpCall::Notes
+            | HttpCall::Rating
+            | HttpCall::Hours
+            | HttpCall::Offline => Lane::Writer,
         }
     }
 
@@ -109,6 +127,11 @@ impl HttpCall {
             HttpCall::Profile => "profile_http",
             HttpCall::Settings => "settings_http",
             HttpCall::Admin | HttpCall::AdminHash => "admin_http",
+            HttpCall::Canned => "canned_http",
+            HttpCall::Notes => "notes_http",
+            HttpCall::Rating => "rating_http",
+            HttpCall::Hours => "hours_http",
+            HttpCall::Offline => "offline_http",
         }
     }
 }
@@ -146,6 +169,8 @@ pub(super) enum Outcome {
     HttpReady(Response),
     /// An admin call (`admin.rs`).
     Admin(Box<admin::Done>),
+    /// A desk answer and what goes out live after it (`desk.rs`).
+    HttpDesk(Response, desk::After),
     AgentLogin(Box<AgentIn>, Vec<Resume>),
     VisitorLogin(Box<VisitorIn>, Vec<Resume>),
     /// A visitor's message; `true` if a new-conversation token was taken for it.
@@ -385,6 +410,7 @@ fn ws_done(sh: &mut Shared, cx: &mut Ctx<'_>, rq: &Req, o: Outcome) {
         | Outcome::HttpFile(_)
         | Outcome::HttpReady(_)
         | Outcome::Admin(_)
+        | Outcome::HttpDesk(..)
         | Outcome::Key(_)
         | Outcome::Revoked(_)
         | Outcome::Swept(_)

@@ -253,6 +253,7 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             })
         }
         ("POST", "/api/upload") => guarded::upload(sh, cx, conn, req),
+        (_, p) if desk::owns(p) => desk::route(sh, cx, conn, req),
         ("GET", "/api/business/profile") => match face::profile_bid(req) {
             Ok(bid) => sh.submit_http(conn, HttpCall::Profile, move |c| face::profile(c, &bid)),
             Err(r) => HttpOutcome::Respond(r),
@@ -339,6 +340,10 @@ pub(super) fn done(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, call: Http
         Outcome::HttpUploadRefused(r) => guarded::upload_refused(r),
         Outcome::HttpFile(r) | Outcome::HttpReady(r) => r,
         Outcome::Admin(d) => admin::done(cx, *d),
+        Outcome::HttpDesk(r, after) => {
+            desk::after(sh, cx, after);
+            r
+        }
         _ => error(500, Code::Storage, "unexpected answer"),
     };
     reply(cx, conn, call, resp);

@@ -26,10 +26,12 @@ pub mod auth;
 pub(crate) mod demo;
 #[cfg(test)]
 mod dept_tests;
+mod desk;
 mod done;
 mod face;
 mod guarded;
 pub(crate) mod history;
+pub(crate) mod hours;
 pub(crate) mod http;
 mod jobs;
 pub(crate) mod limits;

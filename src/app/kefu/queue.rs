@@ -5,7 +5,7 @@
 use super::history;
 use super::wire::QueueEntry;
 use crate::store::db::{params, Db};
-use crate::store::Result;
+use crate::store::{convo, Result};
 use std::collections::BTreeMap;
 
 /// Most queue entries loaded (positions are pushed to this many waiting visitors).
@@ -47,6 +47,7 @@ pub(crate) fn entries(conn: &Db, bid: &str, agent: Option<&str>) -> Result<Vec<Q
                 queued_at: r.get(3)?,
                 dept_id: r.get(4)?,
                 last_message: None,
+                contact: None,
             })
         })?
         .collect::<Result<_>>()?;
@@ -57,6 +58,7 @@ pub(crate) fn entries(conn: &Db, bid: &str, agent: Option<&str>) -> Result<Vec<Q
         e.position = *n;
         if e.position as usize <= QUEUE_SHOWN {
             e.last_message = history::last_message(conn, e.conv_id)?;
+            e.contact = convo::contact_of(conn, bid, &e.visitor_id)?;
         }
     }
     Ok(v)

@@ -16,7 +16,7 @@ use super::state::Phase;
 use super::wire::{ClosedBy, ConvOut, Event, MessageOut, VisitorOut};
 use crate::config::RoutingPolicy;
 use crate::store::db::{params, Db, OptionalExtension};
-use crate::store::{depts, Result, StoreError};
+use crate::store::{convo, depts, Result, StoreError};
 
 /// The routing settings a job needs.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +122,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
                     dept_id: r.get(13)?,
                     unread: 0,
                     last_message: None,
+                    rating: None,
                 },
                 r.get::<_, String>(12)?,
             ))
@@ -136,6 +137,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
         )?
         .query_row(params![id, c.agent_read_seq], |r| r.get(0))?;
     c.last_message = history::last_message(conn, id)?;
+    c.rating = convo::rating_of(conn, id)?;
     if with_visitor {
         c.visitor = visitor(conn, &c.bid, &vid)?;
     }
@@ -144,7 +146,7 @@ pub(crate) fn load(conn: &Db, id: i64, with_visitor: bool) -> Result<Option<Conv
 
 /// A visitor's details.
 pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorOut>> {
-    conn
+    let mut v = conn
         .prepare_cached(
             "SELECT visitor_id, name, verified, ip, page_url, referrer, user_agent, first_seen, last_seen
              FROM visitors WHERE bid = ?1 AND visitor_id = ?2",
@@ -161,9 +163,14 @@ pub(crate) fn visitor(conn: &Db, bid: &str, vid: &str) -> Result<Option<VisitorO
                 user_agent: r.get(6)?,
                 first_seen: r.get(7)?,
                 last_seen: r.get(8)?,
+                contact: None,
             })
         })
-        .optional()
+        .optional()?;
+    if let Some(v) = &mut v {
+        v.contact = convo::contact_of(conn, bid, vid)?;
+    }
+    Ok(v)
 }
 
 /// An agent's active conversations.

@@ -4,6 +4,7 @@
 use super::state::ConvState;
 use crate::store::depts::Dept;
 use crate::store::tenancy::AgentRole;
+use crate::store::convo::Rating;
 use serde::{Deserialize, Serialize};
 
 /// Error codes (strings on the wire, as in the seed).
@@ -469,6 +470,9 @@ pub(crate) struct VisitorOut {
     pub first_seen: i64,
     /// Last seen, ms.
     pub last_seen: i64,
+    /// How to reach the visitor (left with an offline message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
 }
 
 /// A conversation as clients see it.
@@ -507,6 +511,9 @@ pub(crate) struct ConvOut {
     pub unread: i64,
     /// Newest message.
     pub last_message: Option<MessageOut>,
+    /// The visitor's rating (closed conversations).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rating: Option<Rating>,
 }
 
 /// A waiting conversation.
@@ -526,6 +533,9 @@ pub(crate) struct QueueEntry {
     pub dept_id: Option<String>,
     /// Newest message.
     pub last_message: Option<MessageOut>,
+    /// How to reach the visitor (left with an offline message).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
 }
 
 /// Every push and reply, tagged by `method`.
