@@ -71,11 +71,18 @@ fn business_and_own_replies_stay_in_their_business() {
     assert_eq!(st, 200, "{b}");
     let bye_id = b["id"].as_i64().unwrap();
     // Bob is a plain agent: the business's replies are not his to manage.
-    let (st, e) = canned(&k, Some(&bob), json!({"op":"add","scope":"business","shortcut":"x","text":"x"}));
+    let (st, e) = canned(
+        &k,
+        Some(&bob),
+        json!({"op":"add","scope":"business","shortcut":"x","text":"x"}),
+    );
     assert_eq!((st, e["code"].as_str()), (403, Some("10004")), "{e}");
     let bob_upd = json!({"op":"update","id":hi_id,"shortcut":"hi","text":"mine now"});
     assert_eq!(canned(&k, Some(&bob), bob_upd).0, 403);
-    assert_eq!(canned(&k, Some(&bob), json!({"op":"delete","id":hi_id})).0, 403);
+    assert_eq!(
+        canned(&k, Some(&bob), json!({"op":"delete","id":hi_id})).0,
+        403
+    );
     // A shortcut is unique per owner: bob may have his own "hi" beside the business's.
     assert_eq!(
         canned(

@@ -44,7 +44,10 @@ fn working_hours_are_set_by_the_business_and_read_by_anyone() {
     for (bid, id) in [("shop", "alice"), ("other", "zed")] {
         k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
     }
-    let (alice, zed) = (k.agent_token("shop", "alice"), k.agent_token("other", "zed"));
+    let (alice, zed) = (
+        k.agent_token("shop", "alice"),
+        k.agent_token("other", "zed"),
+    );
     // A plain agent may not set them.
     let bob = k.agent_token("shop", "bob");
     let (st, e) = api(&k, "POST", "/api/hours", Some(&bob), &json!({}));

@@ -319,6 +319,8 @@ CREATE TABLE IF NOT EXISTS agent_departments (
     FOREIGN KEY (bid, dept_id) REFERENCES departments(bid, dept_id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS agent_dept_by_dept ON agent_departments (bid, dept_id);
+";
+
 /// Version 6: the agents' desk (`convo.rs`): canned replies (`agent_id` "" for the
 /// business's own), internal notes (never messages: they take no seq of the conversation),
 /// one rating per closed conversation, working hours, and the contact a visitor left with an

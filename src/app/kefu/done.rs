@@ -11,9 +11,7 @@ use super::routing::{Brief, Closed, ReadMark, Routed, VisitorSent};
 use super::shared::{Role, Shared};
 use super::transfer::ToDept;
 use super::wire::{Code, ConvOut, MessageOut, Out, QueueEntry, Resume};
-use super::{
-    admin, agent, agent_uid, desk, http, revoke, upload, visitor, visitor_uid, ClientId,
-};
+use super::{admin, agent, agent_uid, desk, http, revoke, upload, visitor, visitor_uid, ClientId};
 use crate::api::Ctx;
 use crate::protocol::http::response::Response;
 use crate::store::tenancy::Agent;

@@ -11,7 +11,7 @@ use super::presence::online_agents;
 use super::routing::{self, Access};
 use super::shared::Shared;
 use super::wire::{Code, MessageOut};
-use super::{admin, face, guarded, history, upload, ClientId, Outcome};
+use super::{admin, desk, face, guarded, history, upload, ClientId, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;

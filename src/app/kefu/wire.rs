@@ -2,9 +2,9 @@
 //! tagged by `"method"` as in the seed protocol.
 
 use super::state::ConvState;
+use crate::store::convo::Rating;
 use crate::store::depts::Dept;
 use crate::store::tenancy::AgentRole;
-use crate::store::convo::Rating;
 use serde::{Deserialize, Serialize};
 
 /// Error codes (strings on the wire, as in the seed).

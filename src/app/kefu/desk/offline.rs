@@ -179,7 +179,7 @@ pub(super) fn leave(
             name: &name,
         };
         let body = history::Body::Text(message);
-        let sent = routing::visitor_send(c, &bid, me, &body, None, &online, p, now_ms())?;
+        let sent = routing::visitor_send(c, &bid, me, None, &body, None, &online, p, now_ms())?;
         let out = OfflineOut {
             conv_id: sent.msg.conv_id,
             seq: sent.msg.seq,
