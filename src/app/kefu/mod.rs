@@ -21,6 +21,7 @@
 
 mod agent;
 pub mod auth;
+mod carry;
 pub(crate) mod demo;
 mod done;
 mod face;
@@ -45,7 +46,7 @@ mod visitor;
 pub(crate) mod wire;
 
 use crate::api::{
-    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError,
+    AdminEvent, App, AppState, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError,
     TimerId, Transport,
 };
 use crate::config::Config;
@@ -376,6 +377,14 @@ impl App for Kefu {
 
     fn on_adopt(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         self.sh.adopt(cx, id);
+    }
+
+    fn hand_over(&mut self, cx: &mut Ctx<'_>) -> Option<AppState> {
+        carry::hand_over(&self.sh, cx)
+    }
+
+    fn take_over(&mut self, cx: &mut Ctx<'_>, state: AppState) {
+        carry::take_over(&mut self.sh, cx, state);
     }
 
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {
