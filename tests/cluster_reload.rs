@@ -46,19 +46,21 @@ fn sender(
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicUsize>,
     min: usize,
-) -> JoinHandle<usize> {
+) -> JoinHandle<Result<usize, String>> {
     std::thread::spawn(move || {
         let mut api = common::http::Http::connect(&addr);
         let mut i = 0;
         while i < min || !stop.load(Ordering::Relaxed) {
-            api.ok(
-                "send_to_client",
-                json!({"client_id": to, "message": format!("{tag}-{i}")}),
-            );
+            let body = json!({"client_id": to, "message": format!("{tag}-{i}")});
+            let a = api.call("send_to_client", &body);
+            if a.status != 200 {
+                // Reported with the nodes' logs by the test.
+                return Err(format!("{addr} {body}: {} {}", a.status, a.json()));
+            }
             i += 1;
             sent.fetch_add(1, Ordering::Relaxed);
         }
-        i
+        Ok(i)
     })
 }
 
@@ -100,7 +102,10 @@ fn reloading_a_node_under_cross_node_traffic_loses_and_repeats_nothing() {
     // Node 1's clients get uids (bound from node 3), so presence by uid is watched too.
     let mut api3 = nodes[2].api();
     for (i, (_, id)) in clients.iter().take(2).enumerate() {
-        api3.ok("bind_uid", json!({"client_id": id, "uid": format!("n1-{i}")}));
+        api3.ok(
+            "bind_uid",
+            json!({"client_id": id, "uid": format!("n1-{i}")}),
+        );
     }
 
     // Traffic: nodes 2 and 3 send to both of node 1's clients, node 1 (being reloaded)
@@ -135,7 +140,10 @@ fn reloading_a_node_under_cross_node_traffic_loses_and_repeats_nothing() {
                         let on = api.ok("is_online", json!({"client_id": id}));
                         let uid = api.ok("is_uid_online", json!({"uid": format!("n1-{i}")}));
                         if on != json!(true) || uid != json!(true) {
-                            dropped.lock().unwrap().push(format!("{addr}: {id} {on} {uid}"));
+                            dropped
+                                .lock()
+                                .unwrap()
+                                .push(format!("{addr}: {id} {on} {uid}"));
                         }
                     }
                     rounds += 1;
@@ -153,14 +161,20 @@ fn reloading_a_node_under_cross_node_traffic_loses_and_repeats_nothing() {
     assert!(log.contains("] took over "), "{log}");
     assert!(!log.contains("no hand-over"), "{log}");
     let pids1 = nodes[0].inst.worker_pids();
-    assert!(pids1.iter().all(|p| !pids0.contains(p)), "{pids0:?} {pids1:?}");
+    assert!(
+        pids1.iter().all(|p| !pids0.contains(p)),
+        "{pids0:?} {pids1:?}"
+    );
     let after = sent.load(Ordering::Relaxed);
     assert!(wait_until(20 * SEC, || sent.load(Ordering::Relaxed) >= after + 50));
     stop.store(true, Ordering::Relaxed);
 
     let mut want: Vec<Vec<(String, usize)>> = vec![Vec::new(); clients.len()];
     for (to, tag, h) in flows {
-        let n = h.join().unwrap();
+        let n = h.join().unwrap().unwrap_or_else(|e| {
+            let logs: Vec<String> = nodes.iter().map(|n| n.inst.stderr()).collect();
+            panic!("{e}\n{}", logs.join("\n----\n"))
+        });
         want[to].push((tag, n));
     }
     for w in watchers {

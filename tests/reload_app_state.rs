@@ -47,8 +47,7 @@ fn an_away_agent_stays_away_across_a_reload_and_is_requeued_on_time() {
     let (mut alice, _) = k.agent("shop", "alice");
     let (mut v, _) = k.visitor("shop");
     say(&mut v, None, "c1", "hello");
-    let conv = recv_until(&mut alice, "assigned", |m| m["method"] == "assigned")["conv"]
-        ["conv_id"]
+    let conv = recv_until(&mut alice, "assigned", |m| m["method"] == "assigned")["conv"]["conv_id"]
         .as_i64()
         .unwrap();
 
@@ -227,7 +226,10 @@ fn a_bridge_call_in_flight_during_a_reload_gets_its_answer() {
     assert_eq!(got(&mut ws), json!({"echo": {"n": 1}}));
     assert_eq!(got(&mut ws), json!({"echo": {"n": 2}}));
     let pids1 = inst.worker_pids();
-    assert!(pids1.iter().all(|p| !pids0.contains(p)), "{pids0:?} {pids1:?}");
+    assert!(
+        pids1.iter().all(|p| !pids0.contains(p)),
+        "{pids0:?} {pids1:?}"
+    );
     ws.send_text(r#"{"n":3}"#);
     let third = seen.recv_timeout(10 * SEC).unwrap();
     assert_eq!(third["message"], json!({"n": 3}));

@@ -304,7 +304,14 @@ impl Backoff {
     pub(crate) fn carry(&self, now: Instant) -> Vec<CarriedFails> {
         self.map
             .iter()
-            .map(|(k, f)| (k.clone(), f.n, ms_since(f.last, now), ms_until(f.until, now)))
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    f.n,
+                    ms_since(f.last, now),
+                    ms_until(f.until, now),
+                )
+            })
             .collect()
     }
 
@@ -502,7 +509,11 @@ mod tests {
         // A carried table never exceeds this config's bounds.
         let mut small = RateTable::new(Rate::new(60.0, 1.0), 1, later);
         small.restore(
-            vec![("x".into(), 1e9, 0), ("y".into(), f64::NAN, 0), ("z".into(), 0.0, 0)],
+            vec![
+                ("x".into(), 1e9, 0),
+                ("y".into(), f64::NAN, 0),
+                ("z".into(), 0.0, 0),
+            ],
             later,
         );
         assert_eq!(small.len(), 1);

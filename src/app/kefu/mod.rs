@@ -46,8 +46,8 @@ mod visitor;
 pub(crate) mod wire;
 
 use crate::api::{
-    AdminEvent, App, AppState, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError,
-    TimerId, Transport,
+    AdminEvent, App, AppState, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request,
+    StartError, TimerId, Transport,
 };
 use crate::config::Config;
 use crate::store::now_ms;

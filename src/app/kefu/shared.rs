@@ -67,7 +67,11 @@ impl Conn {
     /// What crosses a reload beyond the login (which the session keeps): the user agent
     /// and the connection's message bucket.
     pub(super) fn carry(&self, now: Instant) -> CarriedConn {
-        (self.user_agent.clone(), self.tokens, ms_since(self.refill, now))
+        (
+            self.user_agent.clone(),
+            self.tokens,
+            ms_since(self.refill, now),
+        )
     }
 
     /// Go on from the predecessor's bucket (never fuller than `burst`).
