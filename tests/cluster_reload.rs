@@ -82,7 +82,7 @@ fn receive(ws: &mut Ws, tags: &[(String, usize)]) -> Vec<Vec<String>> {
 }
 
 #[test]
-#[ignore = "open race: with 2+ workers the next slot's successor is reported to the relay under its fresh incarnation before it adopts, and the relay's later removal of that incarnation's links makes the successor forget remote clients (issue 14)"]
+#[ignore = "flaky (about 1 run in 3 on the shared machine): the master no longer reports any successor before it adopts, but a watcher on another node sometimes sees is_uid_online false for a node-1 client while is_online stays true (uid presence across the reload, or the bind_uid from node 3 not yet replicated when watching starts); not yet diagnosed (issue 14)"]
 fn reloading_a_node_under_cross_node_traffic_loses_and_repeats_nothing() {
     if !redis_available() {
         return;
