@@ -6,6 +6,7 @@
 //! or the worker's state. Everything an app does is queued on the worker's state and carried
 //! out by the event loop at the end of the turn.
 
+mod carry;
 mod ctx;
 pub mod http_api;
 
@@ -16,6 +17,7 @@ pub use crate::ipc::AdminEvent;
 pub use crate::protocol::http::request::Request;
 pub use crate::protocol::http::response::Response;
 pub use crate::protocol::Payload;
+pub use carry::{deadline_in, instant_ago, ms_since, ms_until, AppState, CarryError};
 pub use ctx::Ctx;
 use std::time::Duration;
 
@@ -139,6 +141,18 @@ pub trait App {
     /// what the app keeps per connection (as from a login). `on_connect` does not run for
     /// it; `on_close` will when it ends.
     fn on_adopt(&mut self, _cx: &mut Ctx<'_>, _id: ClientId) {}
+    /// The worker is about to move its clients to its successor (`kefu reload`), after
+    /// [`App::settled`] said yes or its bound ran out. The connections are still this app's:
+    /// what it sends here reaches them before anything the successor sends. Return what the
+    /// successor's app needs to carry on (timers, counters, queued work), for
+    /// [`App::take_over`]; `None` carries nothing.
+    fn hand_over(&mut self, _cx: &mut Ctx<'_>) -> Option<AppState> {
+        None
+    }
+    /// What the predecessor's app returned from [`App::hand_over`], after every adopted
+    /// connection had its [`App::on_adopt`]. State this build cannot read
+    /// ([`AppState::read`]) is logged and dropped: the clients moved anyway.
+    fn take_over(&mut self, _cx: &mut Ctx<'_>, _state: AppState) {}
     /// Another worker died without closing its clients (killed, crashed): these were its
     /// clients that had a uid, groups or a session, already forgotten by the registry. No
     /// `on_close` ran for them anywhere. Every surviving worker gets this call, so an app

@@ -8,6 +8,9 @@ use crate::cluster::Cluster;
 #[derive(Debug, Default)]
 pub(super) struct Node {
     cluster: Option<Cluster>,
+    /// Successors of a reload whose hand-over is under way (spawned with a hand-over socket,
+    /// or adopting): while there is one, the relay is not told anything (see `sync`).
+    held: Vec<usize>,
 }
 
 impl Node {
@@ -40,6 +43,15 @@ impl Node {
 
     /// Tell the relay the workers of this node (after a spawn, an adoption or a reap).
     pub(super) fn sync(&self, procs: &Slab<Proc>) {
+        // A successor taking a worker over will speak as that worker's incarnation, which
+        // may already have exited: reported now, the relay would drop that incarnation's
+        // links (the very sockets the successor adopts, so it would forget every remote
+        // client) and link the successor's fresh incarnation, which it never speaks as. The
+        // slots hand over in parallel, so one held successor holds the whole report; the
+        // last one released sends it (`hold`).
+        if !self.held.is_empty() {
+            return;
+        }
         if let Some(c) = &self.cluster {
             c.set_workers(
                 procs
@@ -47,6 +59,16 @@ impl Node {
                     .map(|(_, p)| (p.inc, p.worker_id as u16))
                     .collect(),
             );
+        }
+    }
+
+    /// The successors whose hand-over is under way are now `held`: once none is left, the
+    /// relay learns the workers (the report held back meanwhile).
+    pub(super) fn hold(&mut self, held: Vec<usize>, procs: &Slab<Proc>) {
+        let released = !self.held.is_empty() && held.is_empty();
+        self.held = held;
+        if released {
+            self.sync(procs);
         }
     }
 

@@ -48,6 +48,16 @@ enum Stage {
     Adopting,
 }
 
+impl Stage {
+    /// The successor is (or is about to be) taking a worker's incarnation over.
+    fn hands_over(&self) -> bool {
+        match self {
+            Stage::Starting { handover } => handover.is_some(),
+            Stage::Adopting => true,
+        }
+    }
+}
+
 /// Whether the reload still goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -147,6 +157,24 @@ impl Reloads {
     /// Start the next replacements, link the successors that start fresh once no hand-over
     /// runs, and finish the reload when every slot is done.
     pub(super) fn advance(&mut self, b: &mut Base, clients: &mut Clients) {
+        self.step(b, clients);
+        self.hold(b);
+    }
+
+    /// Keep the relay's view of this node's workers still while any slot hands over (see
+    /// `Node::sync`); every change to the candidates ends here, through `advance`.
+    fn hold(&self, b: &mut Base) {
+        let held = self.current.as_ref().map_or_else(Vec::new, |r| {
+            r.candidates
+                .iter()
+                .filter(|c| c.stage.hands_over())
+                .map(|c| c.key)
+                .collect()
+        });
+        b.node.hold(held, &b.procs);
+    }
+
+    fn step(&mut self, b: &mut Base, clients: &mut Clients) {
         loop {
             let Some(r) = &mut self.current else {
                 return;
@@ -309,24 +337,25 @@ impl Reloads {
         key: usize,
         inc: Option<u64>,
     ) {
-        match (inc, &mut self.current) {
-            (Some(inc), _) => {
-                if let Some(p) = b.procs.get_mut(key) {
-                    p.inc = inc;
-                }
-                // The relay already links this incarnation (the successor took its links
-                // over); it learns which process serves it now.
-                b.node.sync(&b.procs);
+        if let (Some(inc), Some(p)) = (inc, b.procs.get_mut(key)) {
+            p.inc = inc;
+        }
+        // The candidate goes before any report, so that this successor is no longer held:
+        // the relay learns the workers now (the incarnation taken over is the one it links
+        // already) or, while another slot still hands over, once the last one is done.
+        if let Some(r) = &mut self.current {
+            if let Some((_, last)) = &mut r.handing {
+                *last = Instant::now();
             }
+            r.candidates
+                .retain(|c| !(c.key == key && matches!(c.stage, Stage::Adopting)));
+        }
+        self.hold(b);
+        match (inc, &mut self.current) {
+            (Some(_), _) => b.node.sync(&b.procs),
             (None, Some(r)) => r.fresh.push(key),
             (None, None) => b.link_fresh(&[key]),
         }
-        let Some(r) = &mut self.current else { return };
-        if let Some((_, last)) = &mut r.handing {
-            *last = Instant::now();
-        }
-        r.candidates
-            .retain(|c| !(c.key == key && matches!(c.stage, Stage::Adopting)));
         self.advance(b, clients);
     }
 

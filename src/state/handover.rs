@@ -6,7 +6,7 @@
 //! 1012 as on any restart), else [`Record::Begin`], the registry replica in
 //! [`Record::Clients`] chunks, its bus links ([`Record::Links`]) and its connections
 //! ([`Record::Conns`]) in batches whose sockets ride along (SCM_RIGHTS, one per record, in
-//! order), and [`Record::Done`]. Nothing is applied before `Done`: a stream cut short leaves
+//! order), the app's own state if it carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied before `Done`: a stream cut short leaves
 //! the successor as it was.
 //!
 //! Framing: a `u32` little-endian length, then the record as JSON. Pure code: the worker
@@ -20,7 +20,8 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// The format this build writes and reads. Bump it whenever a record changes shape or meaning.
-pub(crate) const FORMAT: u32 = 1;
+/// 2: the app's own state ([`Record::App`]).
+pub(crate) const FORMAT: u32 = 2;
 
 /// Environment variable that makes a worker claim another format: how a test stands in for a
 /// new binary whose records changed (documented in docs/cli.md).
@@ -126,6 +127,12 @@ pub(crate) enum Record {
     Conns {
         /// The connections.
         conns: Vec<ConnRecord>,
+    },
+    /// What the retiring worker's app carries to its successor's (`api::AppState`, kept
+    /// opaque here: the app reads it, with its own name and version).
+    App {
+        /// The app's record.
+        state: Value,
     },
     /// Everything was sent.
     Done,

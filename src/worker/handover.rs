@@ -18,6 +18,7 @@ use super::bus_io::{self, Links};
 use super::input::guarded;
 use super::read::Reader as ConnReader;
 use super::{close, Base, BUS_BASE};
+use crate::api::AppState;
 use crate::connection::handover::ConnRecord;
 use crate::connection::Conn;
 use crate::gateway::client_id::ConnId;
@@ -155,6 +156,7 @@ pub(super) struct Received {
     clients: Vec<(ho::Present, Vec<ClientRecord>)>,
     links: Vec<(LinkRecord, OwnedFd)>,
     conns: Vec<(ConnRecord, OwnedFd)>,
+    app: Option<serde_json::Value>,
 }
 
 /// Retiring: send everything to the successor on `sock`; returns the slots of the
@@ -179,6 +181,10 @@ pub(super) fn send_all(
         let _ = write_frame(sock, &refused, &[], &mut buf);
         return Err(HandOverError::Refused(reason));
     }
+    // The app's last word to the connections it still holds, and its memory for the next.
+    let state = guarded(&mut b.core, None, "hand_over", |cx| b.app.hand_over(cx))
+        .flatten()
+        .and_then(|s| serde_json::to_value(s).ok());
     let core = &b.core;
     let conns: Vec<usize> = core
         .conns
@@ -236,6 +242,9 @@ pub(super) fn send_all(
     }
     if !recs.is_empty() {
         write_frame(sock, &Record::Conns { conns: recs }, &fds, &mut buf)?;
+    }
+    if let Some(state) = state {
+        write_frame(sock, &Record::App { state }, &[], &mut buf)?;
     }
     write_frame(sock, &Record::Done, &[], &mut buf)?;
     Ok((conns, links))
@@ -402,6 +411,17 @@ pub(super) fn install(
             b.app.on_adopt(cx, cid)
         });
     }
+    if let Some(state) = r.app {
+        match serde_json::from_value::<AppState>(state) {
+            Ok(s) => {
+                guarded(&mut b.core, None, "take_over", |cx| b.app.take_over(cx, s));
+            }
+            Err(e) => crate::warn!(
+                "worker {}: the app's carried state is unreadable ({e}); the app starts afresh",
+                b.core.worker_id
+            ),
+        }
+    }
     b.core.conns.len()
 }
 
@@ -437,6 +457,7 @@ pub(super) fn receive(sock: &UnixStream) -> Result<Received, HandOverError> {
             Record::Clients { present, info } => r.clients.push((present, info)),
             Record::Links { links } => r.links.extend(links.into_iter().zip(fds)),
             Record::Conns { conns } => r.conns.extend(conns.into_iter().zip(fds)),
+            Record::App { state } => r.app = Some(state),
             Record::Done => break,
             Record::Begin { .. } | Record::Refused { .. } => {
                 return Err(StreamError::Order("a second Begin").into())

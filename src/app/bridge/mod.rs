@@ -18,11 +18,11 @@
 pub mod backend;
 
 use crate::api::Ctx;
-use crate::api::{App, ClientId, Payload, StartError};
+use crate::api::{App, AppState, ClientId, Payload, StartError};
 use crate::config::{BridgeConfig, Config};
 use backend::{Done, Job, Outcome, Pool, Target};
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, VecDeque};
 
@@ -59,10 +59,24 @@ struct BackendRequest<'a> {
 }
 
 /// A message kept until its turn comes (the client's previous call is still running).
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
 enum Held {
     Text(String),
-    Binary(Vec<u8>),
+    Binary(#[serde(with = "crate::protocol::b64")] Vec<u8>),
+}
+
+/// The name the bridge's state is written under at a reload.
+const APP: &str = "bridge";
+/// The shape of [`Carried`]; bump it when it changes.
+const VERSION: u32 = 1;
+
+/// What crosses a reload: the messages still waiting behind a running call, by client id
+/// (text form). Running calls themselves cannot move (a pool thread holds the backend's
+/// connection): the reload waits for them (`App::settled`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Carried {
+    waiting: Vec<(String, Vec<Held>)>,
 }
 
 impl Held {
@@ -95,6 +109,8 @@ pub struct Bridge {
     in_flight: usize,
     /// Clients with a call running; their later messages wait here in order.
     waiting: HashMap<ClientId, VecDeque<Held>>,
+    /// Its clients moved to the successor (reload): answers still coming are nobody's.
+    handed_over: bool,
 }
 
 fn send_json<T: Serialize>(cx: &mut Ctx<'_>, id: ClientId, v: &T) {
@@ -124,6 +140,7 @@ impl Bridge {
             pool: None,
             in_flight: 0,
             waiting: HashMap::new(),
+            handed_over: false,
         }
     }
 
@@ -257,8 +274,59 @@ impl App for Bridge {
             Some(p) => p.drain(),
             None => return,
         };
+        if self.handed_over {
+            return;
+        }
         for d in done {
             self.finish(cx, d);
+        }
+    }
+
+    fn settled(&self) -> bool {
+        // A backend answer owed to a client must be sent by the app holding its connection.
+        self.in_flight == 0
+    }
+
+    fn hand_over(&mut self, cx: &mut Ctx<'_>) -> Option<AppState> {
+        self.handed_over = true;
+        self.in_flight = 0;
+        let mut c = Carried::default();
+        for (id, q) in self.waiting.drain() {
+            // Its call outlived the reload's settle bound: the client hears it got no answer
+            // (before anything the successor sends it); what waited behind it goes on there.
+            send_error(cx, id, 504, "backend timed out");
+            if !q.is_empty() {
+                c.waiting.push((id.to_string(), q.into()));
+            }
+        }
+        if c.waiting.is_empty() {
+            return None;
+        }
+        AppState::new(APP, VERSION, &c)
+            .map_err(|e| crate::warn!("bridge: waiting messages not carried over: {e}"))
+            .ok()
+    }
+
+    fn take_over(&mut self, cx: &mut Ctx<'_>, state: AppState) {
+        let c: Carried = match state.read(APP, VERSION) {
+            Ok(c) => c,
+            Err(e) => return crate::warn!("bridge: carried messages ignored ({e})"),
+        };
+        for (id, q) in c.waiting {
+            // Only clients adopted here (one that failed to move is gone).
+            let Some(id) = ClientId::parse(&id).filter(|&id| cx.remote_addr(id).is_some()) else {
+                continue;
+            };
+            let mut q = VecDeque::from(q);
+            let Some(first) = q.pop_front() else {
+                continue;
+            };
+            // Taken over whatever `max_in_flight` says: each was already accepted.
+            self.in_flight += 1 + q.len();
+            self.dispatch(cx, id, &first);
+            if let Some(w) = self.waiting.get_mut(&id) {
+                w.extend(q);
+            }
         }
     }
 }

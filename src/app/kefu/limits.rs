@@ -3,7 +3,9 @@
 //! from flooding the log. Every table is capped ([`KefuConfig::limit_table_entries`]) and
 //! evicts when full, so an attacker with many addresses cannot grow it without bound.
 
+use crate::api::{deadline_in, instant_ago, ms_since, ms_until};
 use crate::config::{KefuConfig, Rate};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -98,6 +100,11 @@ fn make_room<V>(
     }
 }
 
+/// A token bucket crossing a reload: key, tokens, milliseconds since it was last spent.
+pub(crate) type CarriedBucket = (String, f64, u64);
+/// Failures crossing a reload: key, count, milliseconds since the last, milliseconds locked.
+pub(crate) type CarriedFails = (String, u32, u64, u64);
+
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -177,6 +184,29 @@ impl RateTable {
         let burst = self.burst;
         if let Some(b) = self.map.get_mut(key) {
             b.tokens = (b.tokens + 1.0).min(burst);
+        }
+    }
+
+    /// The buckets as they cross a reload: `(key, tokens, ms since last spent)`.
+    pub(crate) fn carry(&self, now: Instant) -> Vec<CarriedBucket> {
+        self.map
+            .iter()
+            .map(|(k, b)| (k.clone(), b.tokens, ms_since(b.at, now)))
+            .collect()
+    }
+
+    /// Take buckets carried from the predecessor (at most the table's cap; odd values are
+    /// skipped or clamped, a carried table is never more generous than a full bucket).
+    pub(crate) fn restore(&mut self, buckets: Vec<CarriedBucket>, now: Instant) {
+        for (k, tokens, ago) in buckets {
+            if self.map.len() >= self.cap || !tokens.is_finite() {
+                continue;
+            }
+            let b = Bucket {
+                tokens: tokens.clamp(0.0, self.burst),
+                at: instant_ago(ago, now),
+            };
+            self.map.insert(k, b);
         }
     }
 
@@ -269,6 +299,38 @@ impl Backoff {
     pub(crate) fn forgive(&mut self, key: &str) {
         self.map.remove(key);
     }
+
+    /// The failures as they cross a reload: `(key, count, ms since the last, ms locked)`.
+    pub(crate) fn carry(&self, now: Instant) -> Vec<CarriedFails> {
+        self.map
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    f.n,
+                    ms_since(f.last, now),
+                    ms_until(f.until, now),
+                )
+            })
+            .collect()
+    }
+
+    /// Take failures carried from the predecessor (at most the table's cap; a lock is never
+    /// longer than `max`).
+    pub(crate) fn restore(&mut self, fails: Vec<CarriedFails>, now: Instant) {
+        let max = self.max.as_millis() as u64;
+        for (k, n, ago, locked) in fails {
+            if self.map.len() >= self.cap {
+                break;
+            }
+            let f = Fails {
+                n,
+                last: instant_ago(ago, now),
+                until: deadline_in(locked.min(max), now),
+            };
+            self.map.insert(k, f);
+        }
+    }
 }
 
 /// At most `per_window` log lines per window; the rest are counted and summed up in the next
@@ -352,6 +414,44 @@ impl Limits {
     }
 }
 
+/// Every limit table of one worker as it crosses a reload (the log gate starts afresh).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct CarriedLimits {
+    visitor_new: Vec<CarriedBucket>,
+    conv_new: Vec<CarriedBucket>,
+    visitor_msg: Vec<CarriedBucket>,
+    upload_token: Vec<CarriedBucket>,
+    upload_ip: Vec<CarriedBucket>,
+    login_ip: Vec<CarriedFails>,
+    login_account: Vec<CarriedFails>,
+}
+
+impl Limits {
+    /// What the successor needs to go on counting where this worker stopped.
+    pub(crate) fn carry(&self, now: Instant) -> CarriedLimits {
+        CarriedLimits {
+            visitor_new: self.visitor_new.carry(now),
+            conv_new: self.conv_new.carry(now),
+            visitor_msg: self.visitor_msg.carry(now),
+            upload_token: self.upload_token.carry(now),
+            upload_ip: self.upload_ip.carry(now),
+            login_ip: self.login_ip.carry(now),
+            login_account: self.login_account.carry(now),
+        }
+    }
+
+    /// Go on from the predecessor's counts (the tables keep this config's rates and caps).
+    pub(crate) fn restore(&mut self, c: CarriedLimits, now: Instant) {
+        self.visitor_new.restore(c.visitor_new, now);
+        self.conv_new.restore(c.conv_new, now);
+        self.visitor_msg.restore(c.visitor_msg, now);
+        self.upload_token.restore(c.upload_token, now);
+        self.upload_ip.restore(c.upload_ip, now);
+        self.login_ip.restore(c.login_ip, now);
+        self.login_account.restore(c.login_account, now);
+    }
+}
+
 /// `table.take(key)` as a [`Limited`] refusal.
 pub(crate) fn take(
     table: &mut RateTable,
@@ -383,6 +483,41 @@ mod tests {
         assert!(t.take("a", t0 + Duration::from_secs(1)).is_ok());
         let mut off = RateTable::new(Rate::new(0.0, 0.0), 100, t0);
         assert!((0..1000).all(|_| off.take("a", t0).is_ok()));
+    }
+
+    #[test]
+    fn tables_cross_a_reload_as_they_were() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_millis(500);
+        let mut t = RateTable::new(Rate::new(60.0, 3.0), 100, t0);
+        for _ in 0..3 {
+            t.take("a", t0).unwrap();
+        }
+        let mut b = Backoff::new(0, Duration::from_secs(60), 100, t0);
+        b.fail("k", t0);
+        b.fail("k", t0);
+        // Carried at `later`, restored at `later` in another table: same answers.
+        let wire = serde_json::to_string(&(t.carry(later), b.carry(later))).unwrap();
+        let (tc, bc): (Vec<CarriedBucket>, Vec<CarriedFails>) =
+            serde_json::from_str(&wire).unwrap();
+        let mut t2 = RateTable::new(Rate::new(60.0, 3.0), 100, later);
+        t2.restore(tc, later);
+        assert_eq!(t2.wait("a", later), t.wait("a", later));
+        let mut b2 = Backoff::new(0, Duration::from_secs(60), 100, later);
+        b2.restore(bc, later);
+        assert_eq!(b2.check("k", later), b.check("k", later));
+        // A carried table never exceeds this config's bounds.
+        let mut small = RateTable::new(Rate::new(60.0, 1.0), 1, later);
+        small.restore(
+            vec![
+                ("x".into(), 1e9, 0),
+                ("y".into(), f64::NAN, 0),
+                ("z".into(), 0.0, 0),
+            ],
+            later,
+        );
+        assert_eq!(small.len(), 1);
+        assert!(small.take("x", later).is_ok() && small.take("x", later).is_err());
     }
 
     #[test]

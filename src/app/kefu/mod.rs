@@ -23,6 +23,7 @@
 mod admin;
 mod agent;
 pub mod auth;
+mod carry;
 pub(crate) mod demo;
 #[cfg(test)]
 mod dept_tests;
@@ -53,8 +54,8 @@ mod visitor;
 pub(crate) mod wire;
 
 use crate::api::{
-    AdminEvent, App, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request, StartError,
-    TimerId, Transport,
+    AdminEvent, App, AppState, ClientId, ClientInfo, Ctx, HttpOutcome, Payload, Reject, Request,
+    StartError, TimerId, Transport,
 };
 use crate::config::Config;
 use crate::store::now_ms;
@@ -390,6 +391,14 @@ impl App for Kefu {
 
     fn on_adopt(&mut self, cx: &mut Ctx<'_>, id: ClientId) {
         self.sh.adopt(cx, id);
+    }
+
+    fn hand_over(&mut self, cx: &mut Ctx<'_>) -> Option<AppState> {
+        carry::hand_over(&self.sh, cx)
+    }
+
+    fn take_over(&mut self, cx: &mut Ctx<'_>, state: AppState) {
+        carry::take_over(&mut self.sh, cx, state);
     }
 
     fn on_worker_stop(&mut self, _cx: &mut Ctx<'_>) {

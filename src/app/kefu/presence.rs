@@ -15,11 +15,11 @@ use super::routing::{self, Policy, Routed};
 use super::shared::Shared;
 use super::wire::{Event, MessageOut, Out};
 use super::{agent_uid, agents_group, Payload};
-use crate::api::{Ctx, TimerId};
+use crate::api::{ms_until, Ctx, TimerId};
 use crate::store::db::{params, Db};
 use crate::store::{self, now_ms};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The group of a business's visitor connections.
 pub(crate) fn visitors_group(bid: &str) -> String {
@@ -100,14 +100,17 @@ pub(crate) fn requeue_absent(
 /// timer after which their conversations are requeued.
 #[derive(Debug, Default)]
 pub(super) struct Away {
-    timers: HashMap<(String, String), TimerId>,
+    timers: HashMap<(String, String), (TimerId, Instant)>,
 }
+
+/// An away timer crossing a reload: bid, agent id, milliseconds left.
+pub(super) type CarriedAway = (String, String, u64);
 
 impl Away {
     /// An agent's first connection is up: its business's visitors hear it.
     pub(super) fn arrived(&mut self, cx: &mut Ctx<'_>, bid: &str, id: &str, name: &str) {
         // Back before the grace period ended: nothing to requeue.
-        if let Some(t) = self.timers.remove(&(bid.to_string(), id.to_string())) {
+        if let Some((t, _)) = self.timers.remove(&(bid.to_string(), id.to_string())) {
             cx.del_timer(t);
         }
         let push = Out::AgentPresence {
@@ -150,12 +153,36 @@ impl Away {
         if grace.is_zero() {
             return;
         }
-        let key = (bid.to_string(), id.to_string());
-        if let Some(t) = self.timers.remove(&key) {
+        self.arm(cx, bid.to_string(), id.to_string(), grace);
+    }
+
+    fn arm(&mut self, cx: &mut Ctx<'_>, bid: String, id: String, after: Duration) {
+        let key = (bid, id);
+        if let Some((t, _)) = self.timers.remove(&key) {
             cx.del_timer(t);
         }
-        let t = cx.add_timer(grace, false, 0);
-        self.timers.insert(key, t);
+        let t = cx.add_timer(after, false, 0);
+        self.timers.insert(key, (t, cx.now() + after));
+    }
+
+    /// The timers as they cross a reload (the successor re-arms them for what is left).
+    pub(super) fn carry(&self, now: Instant) -> Vec<CarriedAway> {
+        self.timers
+            .iter()
+            .map(|((bid, id), (_, due))| (bid.clone(), id.clone(), ms_until(*due, now)))
+            .collect()
+    }
+
+    /// Re-arm timers carried from the predecessor, each for at most `grace`: an agent away
+    /// there is away here, and its conversations are requeued when its time is up.
+    pub(super) fn restore(&mut self, cx: &mut Ctx<'_>, timers: Vec<CarriedAway>, grace: Duration) {
+        if grace.is_zero() {
+            return;
+        }
+        for (bid, id, left) in timers {
+            let after = Duration::from_millis(left).min(grace);
+            self.arm(cx, bid, id, after);
+        }
     }
 
     /// If `timer` is an away timer: forget it and say whose it was, `(bid, agent id)`.
@@ -163,7 +190,7 @@ impl Away {
         let key = self
             .timers
             .iter()
-            .find(|(_, t)| **t == timer)
+            .find(|(_, (t, _))| *t == timer)
             .map(|(k, _)| k.clone())?;
         self.timers.remove(&key);
         Some(key)

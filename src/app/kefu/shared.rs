@@ -14,6 +14,7 @@ use super::presence::Away;
 use super::request::{Me, Refusal};
 use super::routing::Policy;
 use super::{http, upload, wire, ClientId, Ctx, HttpOutcome, Request, MAX_INFLIGHT};
+use crate::api::{instant_ago, ms_since};
 use crate::config::KefuConfig;
 use crate::store::db::Db;
 use crate::store::{self, now_ms};
@@ -31,6 +32,9 @@ pub(super) enum Role {
     /// Logged in as an agent or a visitor.
     LoggedIn(Me),
 }
+
+/// A connection crossing a reload: user agent, tokens, milliseconds since the last refill.
+pub(super) type CarriedConn = (String, f64, u64);
 
 /// One client connection as the app sees it.
 #[derive(Debug)]
@@ -60,6 +64,26 @@ impl Conn {
             inflight: 0,
             tokens: burst,
             refill: now,
+        }
+    }
+
+    /// What crosses a reload beyond the login (which the session keeps): the user agent
+    /// and the connection's message bucket.
+    pub(super) fn carry(&self, now: Instant) -> CarriedConn {
+        (
+            self.user_agent.clone(),
+            self.tokens,
+            ms_since(self.refill, now),
+        )
+    }
+
+    /// Go on from the predecessor's bucket (never fuller than `burst`).
+    pub(super) fn restore(&mut self, c: CarriedConn, now: Instant, burst: f64) {
+        let (ua, tokens, ago) = c;
+        self.user_agent = ua;
+        if tokens.is_finite() {
+            self.tokens = tokens.clamp(0.0, burst);
+            self.refill = instant_ago(ago, now);
         }
     }
 
