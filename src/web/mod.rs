@@ -39,6 +39,8 @@ static ASSETS: &[Asset] = &[
     asset!("visitor.js", JS),
     asset!("console.js", JS),
     asset!("settings.js", JS),
+    asset!("reports.js", JS),
+    asset!("reports.css", CSS),
     asset!("index.js", JS),
     asset!("widget.js", JS),
     asset!("kefu.css", CSS),

@@ -11,8 +11,8 @@ pub mod cluster;
 pub mod http;
 pub mod instance;
 pub mod kefu_app;
-pub mod pg;
 pub mod nginx;
+pub mod pg;
 pub mod pki;
 pub mod ws;
 

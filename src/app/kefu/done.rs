@@ -41,6 +41,9 @@ pub(super) enum Lane {
     /// Password checks (argon2): their own thread and short queue, so a flood of logins
     /// cannot delay uploads, served files or anything else.
     Login,
+    /// Search, lists and reports: reads that may scan, on their own thread and short queue,
+    /// so a heavy report delays no upload, served file or conversation.
+    Query,
 }
 
 impl Origin {
@@ -73,6 +76,12 @@ pub(super) enum HttpCall {
     Profile,
     /// `POST /api/business/settings`.
     Settings,
+    /// The closed list, search and visitor profiles (`insight.rs`).
+    Search,
+    /// `GET /api/reports`.
+    Reports,
+    /// `/api/webhooks*`.
+    Webhooks,
 }
 
 impl HttpCall {
@@ -81,6 +90,9 @@ impl HttpCall {
         match self {
             HttpCall::AgentLogin => Lane::Login,
             HttpCall::Upload | HttpCall::File | HttpCall::Profile => Lane::Aux,
+            HttpCall::Search | HttpCall::Reports => Lane::Query,
+            // Small reads and rare small writes: off the writer's batches.
+            HttpCall::Webhooks => Lane::Aux,
             HttpCall::VisitorToken | HttpCall::History | HttpCall::Settings => Lane::Writer,
         }
     }
@@ -101,6 +113,9 @@ impl HttpCall {
             HttpCall::File => "file",
             HttpCall::Profile => "profile_http",
             HttpCall::Settings => "settings_http",
+            HttpCall::Search => "search_http",
+            HttpCall::Reports => "reports_http",
+            HttpCall::Webhooks => "webhooks_http",
         }
     }
 }

@@ -27,6 +27,7 @@ mod face;
 mod guarded;
 pub(crate) mod history;
 pub(crate) mod http;
+mod insight;
 mod jobs;
 pub(crate) mod limits;
 pub(crate) mod login;
@@ -42,6 +43,7 @@ pub(crate) mod state;
 pub(crate) mod strip;
 pub(crate) mod upload;
 mod visitor;
+pub(crate) mod webhook;
 pub(crate) mod wire;
 
 use crate::api::{
