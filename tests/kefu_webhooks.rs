@@ -142,6 +142,44 @@ fn register(k: &Kefu, token: &str, url: &str) -> (i64, String) {
     )
 }
 
+/// Webhooks are SQLite-only so far (docs/cluster.md, "What is missing"): under
+/// `KEFU_TEST_STORE=postgres` the delivery tests are skipped and
+/// [`refused_on_postgres`] checks the refusal instead.
+fn sqlite_only() -> bool {
+    let pg = test_store_is_pg();
+    if pg {
+        eprintln!("\n*** SKIPPED on PostgreSQL: webhooks are SQLite-only so far ***\n");
+    }
+    pg
+}
+
+/// On the PostgreSQL store registering a webhook is refused with a clear 501, and nothing is
+/// registered.
+#[test]
+fn refused_on_postgres() {
+    if !test_store_is_pg() {
+        return;
+    }
+    let k = Kefu::start(1, "", &[("shop", "alice", "Alice", None)]);
+    let alice = k.agent_token("shop", "alice");
+    let (st, r) = api(
+        &k,
+        Some(&alice),
+        "POST",
+        "/api/webhooks",
+        json!({ "url": "http://example.com/hook" }),
+    );
+    assert_eq!(st, 501, "{r}");
+    assert!(
+        r.to_string()
+            .contains("not available on the PostgreSQL store"),
+        "{r}"
+    );
+    let (st, l) = api(&k, Some(&alice), "GET", "/api/webhooks", json!({}));
+    assert_eq!(st, 200, "{l}");
+    assert_eq!(l["items"].as_array().map(Vec::len), Some(0), "{l}");
+}
+
 fn next(rx: &Receiver<Got>) -> Got {
     rx.recv_timeout(30 * SEC).expect("a webhook delivery")
 }
@@ -161,6 +199,9 @@ fn conversation(k: &Kefu, bid: &str, text: &str) -> i64 {
 
 #[test]
 fn signed_events_in_order_with_retries_and_isolation() {
+    if sqlite_only() {
+        return;
+    }
     let k = Kefu::start(
         1,
         "webhook_allow_private = true",
@@ -319,6 +360,9 @@ fn signed_events_in_order_with_retries_and_isolation() {
 
 #[test]
 fn private_targets_are_refused_by_default() {
+    if sqlite_only() {
+        return;
+    }
     let k = Kefu::start(1, "", &[("shop", "alice", "Alice", None)]);
     let alice = k.agent_token("shop", "alice");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -364,6 +408,9 @@ fn private_targets_are_refused_by_default() {
 
 #[test]
 fn queued_events_survive_a_restart() {
+    if sqlite_only() {
+        return;
+    }
     let k = Kefu::start(
         1,
         "webhook_allow_private = true",
@@ -383,11 +430,14 @@ fn queued_events_survive_a_restart() {
         (!l["items"][0]["last_error"].as_str()?.is_empty()).then_some(())
     })
     .expect("a failed try");
-    let mut inst = k.inst;
+    let Kefu { mut inst, pg } = k;
     inst.signal_master(libc::SIGTERM);
     assert!(inst.wait_exit(30 * SEC).is_some());
     let rx = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap(), 0);
-    let _k = Kefu { inst: inst.start() };
+    let _k = Kefu {
+        inst: inst.start(),
+        pg,
+    };
     let events: Vec<Value> = (0..3)
         .map(|_| {
             let g = next(&rx);
