@@ -242,7 +242,12 @@ fn search_lists_and_profiles_stay_in_the_business() {
     );
     assert_eq!(st, 200, "{p}");
     assert_eq!(p["conversations"][0]["conv_id"].as_i64(), Some(c1));
-    assert_eq!(p["visits"][0]["page_url"], "https://shop/p");
+    if test_store_is_pg() {
+        // Visits are recorded by SQLite triggers only so far (docs/cluster.md).
+        assert_eq!(p["visits"].as_array().map(Vec::len), Some(0), "{p}");
+    } else {
+        assert_eq!(p["visits"][0]["page_url"], "https://shop/p");
+    }
     assert_eq!(p["page_url"], "https://shop/p");
     let (st, _) = get(
         &k,
