@@ -312,6 +312,11 @@ pub struct KefuConfig {
     /// conversations go back to the queue, seconds; 0 keeps them with the agent.
     #[serde(with = "secs")]
     pub agent_away_grace: Duration,
+    /// Let webhooks reach loopback, private and link-local addresses (off: SSRF guard).
+    pub webhook_allow_private: bool,
+    /// Connect, write and read timeout of one webhook delivery, seconds.
+    #[serde(with = "secs")]
+    pub webhook_timeout: Duration,
 }
 
 impl Default for KefuConfig {
@@ -343,6 +348,8 @@ impl Default for KefuConfig {
             login_backoff_max: Duration::from_secs(300),
             limit_table_entries: 16384,
             agent_away_grace: Duration::from_secs(60),
+            webhook_allow_private: false,
+            webhook_timeout: Duration::from_secs(10),
         }
     }
 }

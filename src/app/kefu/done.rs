@@ -42,6 +42,9 @@ pub(super) enum Lane {
     /// Password checks (argon2): their own thread and short queue, so a flood of logins
     /// cannot delay uploads, served files or anything else.
     Login,
+    /// Search, lists and reports: reads that may scan, on their own thread and short queue,
+    /// so a heavy report delays no upload, served file or conversation.
+    Query,
 }
 
 impl Origin {
@@ -88,6 +91,12 @@ pub(super) enum HttpCall {
     Hours,
     /// `POST /api/offline`.
     Offline,
+    /// The closed list, search and visitor profiles (`insight.rs`).
+    Search,
+    /// `GET /api/reports`.
+    Reports,
+    /// `/api/webhooks*`.
+    Webhooks,
 }
 
 impl HttpCall {
@@ -96,6 +105,9 @@ impl HttpCall {
         match self {
             HttpCall::AgentLogin | HttpCall::AdminHash => Lane::Login,
             HttpCall::Upload | HttpCall::File | HttpCall::Profile => Lane::Aux,
+            HttpCall::Search | HttpCall::Reports => Lane::Query,
+            // Small reads and rare small writes: off the writer's batches.
+            HttpCall::Webhooks => Lane::Aux,
             HttpCall::VisitorToken
             | HttpCall::History
             | HttpCall::Settings
@@ -130,6 +142,9 @@ impl HttpCall {
             HttpCall::Rating => "rating_http",
             HttpCall::Hours => "hours_http",
             HttpCall::Offline => "offline_http",
+            HttpCall::Search => "search_http",
+            HttpCall::Reports => "reports_http",
+            HttpCall::Webhooks => "webhooks_http",
         }
     }
 }

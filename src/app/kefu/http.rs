@@ -11,7 +11,7 @@ use super::presence::online_agents;
 use super::routing::{self, Access};
 use super::shared::Shared;
 use super::wire::{Code, MessageOut};
-use super::{admin, desk, face, guarded, history, upload, ClientId, Outcome};
+use super::{admin, desk, face, guarded, history, insight, upload, webhook, ClientId, Outcome};
 use crate::api::Ctx;
 use crate::api::HttpOutcome;
 use crate::protocol::http::request::Request;
@@ -167,6 +167,12 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
     let path = req.path.as_str();
     if req.method == "OPTIONS" {
         return HttpOutcome::Respond(cors(Response::new(204)));
+    }
+    if let Some(o) = insight::route(sh, conn, req, path) {
+        return o;
+    }
+    if let Some(o) = webhook::api::route(sh, conn, req, path) {
+        return o;
     }
     match (req.method.as_str(), path) {
         ("POST", "/api/agent/login") => guarded::agent_login(sh, cx, conn, req),

@@ -1,7 +1,9 @@
 //! The store threads of one worker: the group-commit writer, the aux thread for slow work,
+//! the query thread for search and reports, the webhook courier,
 //! and the password checks. Jobs go in by [`Lane`]; finished ones come back in `on_wake`.
 
 use super::done::{Done, Lane, Origin, Outcome};
+use super::webhook::{Courier, Policy};
 use super::LOGIN_QUEUE;
 use super::QUEUE_CAP;
 use super::{upload, Ctx};
@@ -12,7 +14,10 @@ use crate::store::{self};
 use std::path::Path;
 use std::sync::Arc;
 
-/// The three store threads.
+/// Searches and reports queued per worker beyond the one running; more get 503 at once.
+const QUERY_QUEUE: usize = 32;
+
+/// The store threads and the webhook courier.
 pub(super) struct Jobs {
     /// Group-commit writer (all SQL of the conversation flow).
     writer: Runner<Done>,
@@ -20,6 +25,10 @@ pub(super) struct Jobs {
     aux: Runner<Done>,
     /// Password checks (argon2) only.
     login: Runner<Done>,
+    /// Search, lists and reports.
+    query: Runner<Done>,
+    /// The webhook delivery thread (stops when dropped).
+    courier: Option<Courier>,
 }
 
 impl Jobs {
@@ -70,10 +79,30 @@ impl Jobs {
             open()?,
             Mode::Plain,
             LOGIN_QUEUE,
-            wake,
+            wake.clone(),
         )
         .map_err(|e| e.to_string())?;
-        Ok(Jobs { writer, aux, login })
+        let query = Runner::spawn(
+            &format!("kefu-query-{w}"),
+            open()?,
+            Mode::Plain,
+            QUERY_QUEUE,
+            wake.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let policy = Policy {
+            allow_private: cfg.webhook_allow_private,
+            timeout: cfg.webhook_timeout,
+        };
+        let courier = Courier::spawn(&format!("kefu-hooks-{w}"), open()?, policy)
+            .map_err(|e| e.to_string())?;
+        Ok(Jobs {
+            writer,
+            aux,
+            login,
+            query,
+            courier: Some(courier),
+        })
     }
 
     /// Hand a job to the store thread of its lane.
@@ -86,6 +115,7 @@ impl Jobs {
             Lane::Writer => &self.writer,
             Lane::Aux => &self.aux,
             Lane::Login => &self.login,
+            Lane::Query => &self.query,
         };
         // Both the job and its failure answer need the origin.
         let fail_to = to.clone();
@@ -104,11 +134,15 @@ impl Jobs {
             .try_recv()
             .or_else(|| self.aux.try_recv())
             .or_else(|| self.login.try_recv())
+            .or_else(|| self.query.try_recv())
     }
 
     /// Jobs submitted whose answers have not been taken yet, over all threads.
     pub(super) fn in_flight(&self) -> usize {
-        self.writer.in_flight() + self.aux.in_flight() + self.login.in_flight()
+        self.writer.in_flight()
+            + self.aux.in_flight()
+            + self.login.in_flight()
+            + self.query.in_flight()
     }
 
     /// Let queued work finish and stop the threads.
@@ -116,5 +150,7 @@ impl Jobs {
         self.writer.shutdown();
         self.aux.shutdown();
         self.login.shutdown();
+        self.query.shutdown();
+        self.courier = None;
     }
 }

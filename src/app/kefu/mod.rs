@@ -34,6 +34,7 @@ mod guarded;
 pub(crate) mod history;
 pub(crate) mod hours;
 pub(crate) mod http;
+mod insight;
 mod jobs;
 pub(crate) mod limits;
 pub(crate) mod login;
@@ -51,6 +52,7 @@ pub(crate) mod strip;
 pub(crate) mod transfer;
 pub(crate) mod upload;
 mod visitor;
+pub(crate) mod webhook;
 pub(crate) mod wire;
 
 use crate::api::{

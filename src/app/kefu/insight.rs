@@ -1,0 +1,304 @@
+//! The agents' read-only HTTP views of their business's history: the closed-conversation
+//! list, message search, a visitor's profile and the reports (JSON or CSV).
+//!
+//! Who may call: agents only, with their agent token (`Authorization: Bearer`); the
+//! business is always the token's, never one named in the request, so another business's
+//! ids find nothing. Visitors get 403, no or a bad token 401. Reports (and webhooks, see
+//! `webhook/api.rs`) are further limited by [`may_manage`]. Every query runs on the query
+//! store thread (reads only, its own queue, off the writer's batches), never on the loop.
+
+use super::auth::{Claims, Role as TokenRole};
+use super::done::{HttpCall, Outcome};
+use super::http::{bearer_claims, error, json};
+use super::login;
+use super::shared::Shared;
+use super::wire::Code;
+use super::ClientId;
+use crate::api::HttpOutcome;
+use crate::protocol::http::request::Request;
+use crate::protocol::http::response::Response;
+use crate::store::db::Db;
+use crate::store::reports::{self, Group, Range, DAY_MS};
+use crate::store::search::{self, Cursor, Query};
+use crate::store::tenancy::Agent;
+use crate::store::{now_ms, valid_id, StoreError};
+use serde::Serialize;
+
+/// Who may see reports and manage webhooks: the one place that decides. Until business
+/// roles exist every agent of the business may; with roles, admins only.
+pub(super) fn may_manage(_agent: &Agent) -> bool {
+    true
+}
+
+/// The refusal of an agent [`may_manage`] turns away.
+pub(super) fn forbidden() -> Response {
+    error(
+        403,
+        Code::NotLoggedIn,
+        "only the business's admins may do this",
+    )
+}
+
+/// The claims of an agent token on `req`, or the refusal (401 without a valid token, 403
+/// for a visitor's).
+pub(super) fn agent_claims(sh: &Shared, req: &Request) -> Result<Claims, Response> {
+    let c = bearer_claims(sh, req)?;
+    if c.r != TokenRole::Agent {
+        return Err(error(403, Code::NotLoggedIn, "agents only"));
+    }
+    Ok(c)
+}
+
+fn bad(msg: &str) -> HttpOutcome {
+    HttpOutcome::Respond(error(400, Code::Invalid, msg))
+}
+
+/// An optional integer parameter: absent is None, present must parse.
+fn int_param(req: &Request, key: &str) -> Result<Option<i64>, ()> {
+    match req.query_param(key) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v.parse::<i64>().map(Some).map_err(|_| ()),
+    }
+}
+
+/// An optional id parameter (`visitor_id`, `agent_id`): absent/empty is None.
+fn id_param(req: &Request, key: &str) -> Result<Option<String>, ()> {
+    match req.query_param(key) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) if valid_id(&v) => Ok(Some(v)),
+        Some(_) => Err(()),
+    }
+}
+
+fn cursor_param(req: &Request) -> Result<Option<Cursor>, HttpOutcome> {
+    match req.query_param("before") {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => Cursor::parse(&v)
+            .map(Some)
+            .map_err(|_| bad("before: expected the next cursor of the previous page")),
+    }
+}
+
+/// Route `GET /api/conversations/closed`, `/api/search`, `/api/visitor/profile` and
+/// `/api/reports`; None if `path` is none of them.
+pub(super) fn route(
+    sh: &mut Shared,
+    conn: ClientId,
+    req: &Request,
+    path: &str,
+) -> Option<HttpOutcome> {
+    let call = match path {
+        "/api/conversations/closed" | "/api/search" | "/api/visitor/profile" => HttpCall::Search,
+        "/api/reports" => HttpCall::Reports,
+        _ => return None,
+    };
+    if req.method != "GET" {
+        return Some(HttpOutcome::Respond(error(
+            405,
+            Code::Invalid,
+            "method not allowed",
+        )));
+    }
+    let claims = match agent_claims(sh, req) {
+        Ok(c) => c,
+        Err(r) => return Some(HttpOutcome::Respond(r)),
+    };
+    Some(match path {
+        "/api/conversations/closed" => closed(sh, conn, req, claims, call),
+        "/api/search" => search(sh, conn, req, claims, call),
+        "/api/visitor/profile" => profile(sh, conn, req, claims, call),
+        _ => report(sh, conn, req, claims, call),
+    })
+}
+
+#[derive(Serialize)]
+struct Page<'a, T> {
+    items: &'a [T],
+    /// Pass as `before` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
+}
+
+fn page<T: Serialize>(items: &[T], next: Option<String>) -> Outcome {
+    Outcome::HttpReady(json(
+        200,
+        &Page {
+            items,
+            next: next.as_deref(),
+        },
+    ))
+}
+
+fn closed(
+    sh: &mut Shared,
+    conn: ClientId,
+    req: &Request,
+    claims: Claims,
+    call: HttpCall,
+) -> HttpOutcome {
+    let before = match cursor_param(req) {
+        Ok(b) => b,
+        Err(o) => return o,
+    };
+    let Ok(limit) = int_param(req, "limit") else {
+        return bad("limit: an integer");
+    };
+    let limit = search::page_size(limit);
+    sh.submit_http(conn, call, move |c| {
+        let a = login::check_agent(c, &claims)?;
+        let (rows, next) = search::closed(c, &a.bid, before, limit)?;
+        Ok(page(&rows, next))
+    })
+}
+
+fn search(
+    sh: &mut Shared,
+    conn: ClientId,
+    req: &Request,
+    claims: Claims,
+    call: HttpCall,
+) -> HttpOutcome {
+    let text = match search::clean_query(&req.query_param("q").unwrap_or_default()) {
+        Ok(t) => t,
+        Err(StoreError::Invalid(m)) => return bad(m),
+        Err(_) => return bad("q"),
+    };
+    let before = match cursor_param(req) {
+        Ok(b) => b,
+        Err(o) => return o,
+    };
+    let (Ok(visitor_id), Ok(agent_id)) = (id_param(req, "visitor_id"), id_param(req, "agent_id"))
+    else {
+        return bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]");
+    };
+    let (Ok(from), Ok(to), Ok(limit)) = (
+        int_param(req, "from"),
+        int_param(req, "to"),
+        int_param(req, "limit"),
+    ) else {
+        return bad("from/to (ms) and limit: integers");
+    };
+    let q = Query {
+        text,
+        visitor_id,
+        agent_id,
+        from: from.unwrap_or(0),
+        to: to.unwrap_or(i64::MAX),
+        before,
+        limit: search::page_size(limit),
+    };
+    sh.submit_http(conn, call, move |c| {
+        let a = login::check_agent(c, &claims)?;
+        let (hits, next) = search::search(c, &a.bid, &q)?;
+        Ok(page(&hits, next))
+    })
+}
+
+fn profile(
+    sh: &mut Shared,
+    conn: ClientId,
+    req: &Request,
+    claims: Claims,
+    call: HttpCall,
+) -> HttpOutcome {
+    let Ok(Some(vid)) = id_param(req, "visitor_id") else {
+        return bad("visitor_id: 1..64 of [A-Za-z0-9_.@-]");
+    };
+    sh.submit_http(conn, call, move |c| {
+        let a = login::check_agent(c, &claims)?;
+        let p = search::visitor_profile(c, &a.bid, &vid)?.ok_or(StoreError::NotFound)?;
+        Ok(Outcome::HttpReady(json(200, &p)))
+    })
+}
+
+#[derive(Serialize)]
+struct ReportOut<'a> {
+    group: &'static str,
+    from: i64,
+    to: i64,
+    tz: i64,
+    rows: &'a [reports::Row],
+}
+
+fn report(
+    sh: &mut Shared,
+    conn: ClientId,
+    req: &Request,
+    claims: Claims,
+    call: HttpCall,
+) -> HttpOutcome {
+    let Some(group) = Group::parse(&req.query_param("group").unwrap_or_else(|| "day".into()))
+    else {
+        return bad("group: day or agent");
+    };
+    let csv = match req.query_param("format").as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return bad("format: json or csv"),
+    };
+    let (Ok(from), Ok(to), Ok(tz)) = (
+        int_param(req, "from"),
+        int_param(req, "to"),
+        int_param(req, "tz"),
+    ) else {
+        return bad("from/to (ms) and tz (minutes east of UTC): integers");
+    };
+    let to = to.unwrap_or_else(now_ms);
+    let from = from.unwrap_or(to.saturating_sub(30 * DAY_MS));
+    let range = match Range::new(from, to, tz.unwrap_or(0)) {
+        Ok(r) => r,
+        Err(StoreError::Invalid(m)) => return bad(m),
+        Err(_) => return bad("from/to"),
+    };
+    sh.submit_http(conn, call, move |c| {
+        let a = login::check_agent(c, &claims)?;
+        if !may_manage(&a) {
+            return Ok(Outcome::HttpReady(forbidden()));
+        }
+        let rows = reports::report(c, &a.bid, group, range)?;
+        Ok(Outcome::HttpReady(if csv {
+            csv_answer(group, &rows)
+        } else {
+            json(
+                200,
+                &ReportOut {
+                    group: group.as_str(),
+                    from: range.from,
+                    to: range.to,
+                    tz: range.tz_min,
+                    rows: &rows,
+                },
+            )
+        }))
+    })
+}
+
+fn csv_answer(group: Group, rows: &[reports::Row]) -> Response {
+    let mut r = json(200, &());
+    r.body = reports::csv(group, rows).into_bytes();
+    r.headers
+        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+    r.header("Content-Type", "text/csv; charset=utf-8").header(
+        "Content-Disposition",
+        &format!(
+            "attachment; filename=\"kefu-report-{}.csv\"",
+            group.as_str()
+        ),
+    )
+}
+
+/// Run `f` only for an agent [`may_manage`] lets in (store side of webhook calls).
+pub(super) fn managing(
+    c: &Db,
+    claims: &Claims,
+    f: impl FnOnce(&Agent) -> crate::store::Result<Response>,
+) -> crate::store::Result<Outcome> {
+    let a = login::check_agent(c, claims)?;
+    if !may_manage(&a) {
+        return Ok(Outcome::HttpReady(forbidden()));
+    }
+    Ok(Outcome::HttpReady(f(&a)?))
+}
