@@ -30,7 +30,11 @@ fn schema() -> &'static [String] {
         // Tables before their indexes (rowid order is creation order); SQLite's own tables
         // (sqlite_sequence) are made by SQLite itself.
         let ddl = conn
-            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
+            // FTS5's shadow tables (`msg_fts_data`, ...) are made by its CREATE VIRTUAL TABLE.
+            .prepare(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'
+                 AND NOT (type = 'table' AND name LIKE 'msg_fts_%') ORDER BY rowid",
+            )
             .unwrap()
             .query_map([], |r| r.get(0))
             .unwrap()
