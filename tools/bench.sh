@@ -25,7 +25,9 @@
 #   (>= SAT_CPU % of it) or it delivers less than it is offered. A step where the generator's
 #   core is saturated instead is marked so (the figure is then a lower bound for the server).
 # - latency (LATENCY=1): each chat case again at 25 %, 50 % and 90 % of what that server
-#   delivered at its saturated step (echo: of echo_w16's rate, paced), p50/p99/p99.9.
+#   delivered at its saturated step (echo: of echo_w16's rate, paced), p50/p99/p99.9; then
+#   (SAME=1) every case once more with every server at one offered rate, 50 % of the slowest
+#   of SAME_OF's saturated rates (`case@same`), so latencies compare at equal load.
 # - quota_* (QUOTA=1, secondary): the server held to QUOTA_PCT % of one core by a cgroup CPU
 #   quota while offered more than that carries. The server then sleeps most of every 10 ms
 #   period and drains a backlog in one batch, which flatters servers that batch; no deployment
@@ -43,6 +45,8 @@ ROOM1000_STEPS="${ROOM1000_STEPS:-100 400 1600}"    # says/s x 1000 members
 PRIVATE_STEPS="${PRIVATE_STEPS:-10000 40000 160000}"
 SAT_CPU="${SAT_CPU:-90}"                # server CPU % of one core that counts as saturated
 LATENCY="${LATENCY:-1}"
+SAME="${SAME:-1}"                       # latency again, every server at one offered rate
+SAME_OF="${SAME_OF:-kefu1 bun}"         # ... 50 % of the slowest of these servers' saturated rates
 QUOTA="${QUOTA:-1}"
 QUOTA_PCT="${QUOTA_PCT:-10}"
 QUOTA_ROOM100_RATE="${QUOTA_ROOM100_RATE:-5000}"    # offered 500k deliveries/s
@@ -110,6 +114,7 @@ ramp() {
 latency_steps() { # server case run per_s members scenario-args... (paced at 25/50/90 % of per_s)
   local server=$1 case=$2 run=$3 per_s=$4 members=$5 pct rate
   shift 5
+  echo "$server $case $per_s" >>"$BENCH_TMP/saturated.txt"
   [ "$LATENCY" = 1 ] || return 0
   for pct in 25 50 90; do
     rate=$(python3 -c "print(max(1, int($per_s * $pct / 100 / $members)))")
@@ -181,6 +186,48 @@ for run in $(seq 1 "$RUNS"); do
     one_round "$run" "${available[$(((i + run - 1) % n))]}"
   done
 done
+
+# Latency at one offered rate for every server: "50 % of each server's own rate" puts a faster
+# server under a higher load, and the generator's own queueing grows with the rate; at one
+# rate the difference between servers is theirs.
+same_rate() { # case members -> per-second rate (as latency_steps paces it) or nothing
+  python3 - "$BENCH_TMP/saturated.txt" "$1" "$SAME_OF" <<'PY'
+import statistics, sys
+path, case, of = sys.argv[1], sys.argv[2], sys.argv[3].split()
+rates = {}
+for line in open(path):
+    server, c, per_s = line.split()
+    if c == case and server in of and float(per_s) > 0:
+        rates.setdefault(server, []).append(float(per_s))
+if rates:
+    print(int(min(statistics.median(v) for v in rates.values()) * 0.5))
+PY
+}
+if [ "$SAME" = 1 ] && [ "$LATENCY" = 1 ] && [ -s "$BENCH_TMP/saturated.txt" ]; then
+  E_RATE=$(same_rate echo); R100=$(same_rate room100); R1000=$(same_rate room1000); P_RATE=$(same_rate private)
+  log "same-rate latency: echo ${E_RATE:-?}/s, room100 ${R100:-?}, room1000 ${R1000:-?}, private ${P_RATE:-?} deliveries/s"
+  for run in $(seq 1 "$RUNS"); do
+    for i in $(seq 0 $((n - 1))); do
+      server="${available[$(((i + run - 1) % n))]}"
+      if [ -n "$E_RATE" ] && want echo && start_server "$server" echo; then
+        run_case "$server" "echo@same" "$run" ",\"offered_per_s\":$E_RATE" echo --url "ws://127.0.0.1:$SERVER_PORT/" \
+          -c 100 --size 64 --window 64 --duration "$LDUR" --warmup "$WARM" --rate "$E_RATE"
+        stop_server
+      fi
+      if start_server "$server" chat; then
+        url="ws://127.0.0.1:$SERVER_PORT/"
+        lat=(--duration "$LDUR" --grace "$GRACE" "${CHAT_SETUP[@]}")
+        [ -z "$R100" ] || run_case "$server" "room100@same" "$run" ",\"offered_per_s\":$((R100 / 100 * 100))" \
+          broadcast --url "$url" --rooms 1 --room-size 100 --senders 10 --rate $((R100 / 100)) "${lat[@]}"
+        [ -z "$R1000" ] || run_case "$server" "room1000@same" "$run" ",\"offered_per_s\":$((R1000 / 1000 * 1000))" \
+          broadcast --url "$url" --rooms 1 --room-size 1000 --senders 10 --rate $((R1000 / 1000)) "${lat[@]}"
+        [ -z "$P_RATE" ] || run_case "$server" "private@same" "$run" ",\"offered_per_s\":$P_RATE" \
+          private --url "$url" -c 1000 --rate "$P_RATE" "${lat[@]}"
+        stop_server
+      fi
+    done
+  done
+fi
 
 python3 "$TABLE" "$SESSION"
 echo "

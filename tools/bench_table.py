@@ -201,7 +201,8 @@ def main():
           lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), ratios=False)
     limits(runs, head)
     if lat:
-        print("\n## Latency at 25 / 50 / 90 % of each server's own saturated rate")
+        print("\n## Latency at 25 / 50 / 90 % of each server's own saturated rate, and (`@same`)"
+              " every server at one offered rate")
         for p, name in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9")):
             table(runs, lat, f"Latency {name} (µs; ratio > 1 means kefu is faster)",
                   lambda r, p=p: (r.get("latency_us") or {}).get(p), higher_better=False)
