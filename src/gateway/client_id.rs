@@ -49,11 +49,30 @@ impl fmt::Display for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // By hand rather than `{:016x}`: every chat message carries an id or two, and the
         // formatting machinery cost more than the rest of building the message.
+        f.write_str(self.text().as_str())
+    }
+}
+
+/// A client id's text form on the stack: what `to_string` gives, without the allocation.
+#[derive(Debug, Clone, Copy)]
+pub struct IdText([u8; TEXT_LEN]);
+
+impl IdText {
+    /// The 32 hex digits.
+    pub fn as_str(&self) -> &str {
+        // Hex digits are ASCII: this never falls back.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl ClientId {
+    /// The text form (as `Display` writes it) in a stack buffer.
+    pub fn text(self) -> IdText {
         let mut out = [0u8; TEXT_LEN];
         hex_into(&mut out[..16], self.inc);
         hex_into(&mut out[16..24], u64::from(self.conn.slot));
         hex_into(&mut out[24..], u64::from(self.conn.gen));
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        IdText(out)
     }
 }
 
