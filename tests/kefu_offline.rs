@@ -297,7 +297,10 @@ fn an_offline_message_goes_to_the_visitors_department() {
     );
     // Another business has a department of its own.
     let zed_t = k.agent_token("other", "zed");
-    k.admin_ok(&zed_t, json!({"op":"dept_save","dept_id":"vip","name":"VIP"}));
+    k.admin_ok(
+        &zed_t,
+        json!({"op":"dept_save","dept_id":"vip","name":"VIP"}),
+    );
     let (mut zed, _) = k.agent("other", "zed");
 
     // Bob (support) is online and free; Alice (sales) is not.
@@ -361,14 +364,24 @@ fn an_offline_message_goes_to_the_visitors_department() {
 
     // A signed visitor of support: its page sends the signed department with the message.
     let (vid, ts) = ("u77", unix_now());
-    let sig = identity_sig_dept(&k.business_secret("shop"), "shop", vid, "Wang", ts, "support");
+    let sig = identity_sig_dept(
+        &k.business_secret("shop"),
+        "shop",
+        vid,
+        "Wang",
+        ts,
+        "support",
+    );
     let mut v3 = common::ws::Ws::connect(&k.addr(), "/ws");
     v3.send_text(
         &json!({"method":"visitor_login","bid":"shop","visitor_id":vid,"name":"Wang","ts":ts,"sig":sig,"dept":"support"})
             .to_string(),
     );
     let l3 = recv_method(&mut v3, "visitor_login");
-    assert_eq!((l3["verified"].as_bool(), l3["dept"].as_str()), (Some(true), Some("support")));
+    assert_eq!(
+        (l3["verified"].as_bool(), l3["dept"].as_str()),
+        (Some(true), Some("support"))
+    );
     let (st, r) = leave(
         l3["token"].as_str().unwrap(),
         json!({"contact":"w@e.cn","message":"my invoice","dept":"support"}),

@@ -233,6 +233,7 @@ test("messages left offline go to the visitor's department; the visitor sees the
 
   // Ivan answers; the visitor, gone meanwhile, comes back to the site and finds the answer.
   await ivan.locator("#tabActive").click();
+  await jane.locator("#tabActive").click();
   await ivan.locator("#convList .conv-item", { hasText: "韩梅梅" }).click();
   await b.page.close();
   await send(ivan, "Yes: we will call you about the 300 boxes");

@@ -8,7 +8,9 @@ mod objects;
 mod out;
 
 pub(crate) use incoming::{In, LoginIn, Method, Resume, SendKind, StrOrNum, VisitorLoginIn};
-pub(crate) use objects::{ClosedBy, ConvOut, CustomerEntry, Event, MessageOut, QueueEntry, VisitorOut};
+pub(crate) use objects::{
+    ClosedBy, ConvOut, CustomerEntry, Event, MessageOut, QueueEntry, VisitorOut,
+};
 pub(crate) use out::{ErrorOut, Out};
 
 /// Error codes (strings on the wire, as in the seed).
