@@ -239,3 +239,174 @@ fn an_offline_message_waits_with_its_contact_and_the_reply_waits_for_the_visitor
     );
     assert_eq!(s["last_seq"].as_i64(), Some(reply));
 }
+
+/// The conversation `conv` as `agent` got it: in its login reply, or pushed as `assigned`.
+fn taken(agent: &mut common::ws::Ws, login: &Value, conv: i64) -> Value {
+    if let Some(c) = login["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["conv_id"] == conv)
+    {
+        return c.clone();
+    }
+    recv_until(agent, "assigned", |f| {
+        f["method"] == "assigned" && f["conv"]["conv_id"] == conv
+    })["conv"]
+        .clone()
+}
+
+/// Whether any object inside `v` (a frame) names conversation `conv`.
+fn mentions(v: &Value, conv: i64) -> bool {
+    match v {
+        Value::Object(m) => {
+            m.get("conv_id").and_then(Value::as_i64) == Some(conv)
+                || m.values().any(|x| mentions(x, conv))
+        }
+        Value::Array(a) => a.iter().any(|x| mentions(x, conv)),
+        _ => false,
+    }
+}
+
+#[test]
+fn an_offline_message_goes_to_the_visitors_department() {
+    let k = Kefu::start(
+        2,
+        "rate_per_sec = 1000.0\nrate_burst = 1000.0",
+        &[
+            ("shop", "boss", "Boss", None),
+            ("shop", "alice", "Alice", None),
+            ("shop", "bob", "Bob", None),
+            ("other", "zed", "Zed", None),
+        ],
+    );
+    for (bid, id) in [("shop", "boss"), ("other", "zed")] {
+        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
+    }
+    let boss = k.agent_token("shop", "boss");
+    for d in ["sales", "support"] {
+        k.admin_ok(&boss, json!({"op":"dept_save","dept_id":d,"name":d}));
+    }
+    k.admin_ok(
+        &boss,
+        json!({"op":"agent_update","agent_id":"alice","depts":["sales"]}),
+    );
+    k.admin_ok(
+        &boss,
+        json!({"op":"agent_update","agent_id":"bob","depts":["support"]}),
+    );
+    // Another business has a department of its own.
+    let zed_t = k.agent_token("other", "zed");
+    k.admin_ok(
+        &zed_t,
+        json!({"op":"dept_save","dept_id":"vip","name":"VIP"}),
+    );
+    let (mut zed, _) = k.agent("other", "zed");
+
+    // Bob (support) is online and free; Alice (sales) is not.
+    let (mut bob, _) = k.agent("shop", "bob");
+    let (_v1, l1) = k.visitor_in("shop", "sales");
+    let t1 = l1["token"].as_str().unwrap().to_string();
+    let leave = |t: &str, b: Value| api(&k, "POST", "/api/offline", Some(t), &b);
+    let (st, e) = leave(
+        &t1,
+        json!({"contact":"a@b.co","message":"x","dept":"no spaces"}),
+    );
+    assert_eq!((st, e["code"].as_str()), (400, Some("10005")), "{e}");
+
+    // The sales visitor's message waits in the sales line: not Bob's to take.
+    let (st, r) = leave(
+        &t1,
+        json!({"contact":"+86 138 0013 8000","message":"price for 300 boxes?","dept":"sales"}),
+    );
+    assert_eq!(st, 200, "{r}");
+    let c1 = r["conv_id"].as_i64().unwrap();
+    bob.send_text(&json!({"method":"conversations"}).to_string());
+    let view = recv_method(&mut bob, "conversations");
+    let ids = |v: &Value, key: &str| -> Vec<i64> {
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["conv_id"].as_i64())
+            .collect()
+    };
+    assert!(
+        !ids(&view, "queue").contains(&c1) && !ids(&view, "conversations").contains(&c1),
+        "{view}"
+    );
+    // The same visitor again, naming another department: it joins its open conversation,
+    // which keeps its line.
+    let (st, r) = leave(
+        &t1,
+        json!({"contact":"+86 138 0013 8000","message":"and delivery?","dept":"support"}),
+    );
+    assert_eq!((st, r["conv_id"].as_i64()), (200, Some(c1)), "{r}");
+
+    // Another business's department is not this one's: that message goes to the line
+    // without a department, where Bob gets it at once. Everything Bob heard before it
+    // (the fence) said nothing of the sales conversation.
+    let (_v2, l2) = k.visitor("shop");
+    let t2 = l2["token"].as_str().unwrap();
+    let (st, r) = leave(
+        t2,
+        json!({"contact":"c@d.co","message":"hello?","dept":"vip"}),
+    );
+    assert_eq!(st, 200, "{r}");
+    let c2 = r["conv_id"].as_i64().unwrap();
+    let mut heard = Vec::new();
+    let a = recv_until(&mut bob, "assigned c2", |f| {
+        heard.push(f.clone());
+        f["method"] == "assigned" && f["conv"]["conv_id"] == c2
+    });
+    assert_eq!(a["conv"]["dept_id"], Value::Null, "{a}");
+    assert!(!heard.iter().any(|f| mentions(f, c1)), "{heard:?}");
+
+    // A signed visitor of support: its page sends the signed department with the message.
+    let (vid, ts) = ("u77", unix_now());
+    let sig = identity_sig_dept(
+        &k.business_secret("shop"),
+        "shop",
+        vid,
+        "Wang",
+        ts,
+        "support",
+    );
+    let mut v3 = common::ws::Ws::connect(&k.addr(), "/ws");
+    v3.send_text(
+        &json!({"method":"visitor_login","bid":"shop","visitor_id":vid,"name":"Wang","ts":ts,"sig":sig,"dept":"support"})
+            .to_string(),
+    );
+    let l3 = recv_method(&mut v3, "visitor_login");
+    assert_eq!(
+        (l3["verified"].as_bool(), l3["dept"].as_str()),
+        (Some(true), Some("support"))
+    );
+    let (st, r) = leave(
+        l3["token"].as_str().unwrap(),
+        json!({"contact":"w@e.cn","message":"my invoice","dept":"support"}),
+    );
+    assert_eq!(st, 200, "{r}");
+    let c3 = r["conv_id"].as_i64().unwrap();
+    let a = recv_until(&mut bob, "assigned c3", |f| {
+        f["method"] == "assigned" && f["conv"]["conv_id"] == c3
+    });
+    assert_eq!(a["conv"]["dept_id"], "support", "{a}");
+
+    // Alice of sales comes online: the sales message is hers, with the contact left.
+    let (mut alice, al) = k.agent("shop", "alice");
+    let c = taken(&mut alice, &al, c1);
+    assert_eq!(
+        (c["dept_id"].as_str(), c["visitor"]["contact"].as_str()),
+        (Some("sales"), Some("+86 138 0013 8000")),
+        "{c}"
+    );
+
+    // The other business saw none of it.
+    zed.send_text(&json!({"method":"conversations"}).to_string());
+    let z = recv_method(&mut zed, "conversations");
+    assert!(
+        ids(&z, "queue").is_empty() && ids(&z, "conversations").is_empty(),
+        "{z}"
+    );
+}

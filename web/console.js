@@ -517,7 +517,7 @@
     });
     K.clear(list);
     var items = groups[S.tab];
-    if (!items.length) { list.appendChild(K.el("div.empty", { text: t("empty_list") })); return; }
+    if (!items.length) list.appendChild(K.el("div.empty", { text: t("empty_list") }));
     items.forEach(function (r) {
       var name = visitorName(r);
       var online = r.visitor && r.visitor.online;

@@ -51,7 +51,10 @@
     if (!text) { $("leaveText").focus(); return; }
     if (!S.token) return;
     $("leaveSubmit").disabled = true;
-    post("/api/offline", { name: name, contact: contact, message: text }).then(function (r) {
+    // The department goes with it, as with a first message: its agents find it in their line.
+    var body = { name: name, contact: contact, message: text }, dept = S.dept && S.dept();
+    if (dept) body.dept = dept;
+    post("/api/offline", body).then(function (r) {
       $("leaveSubmit").disabled = false;
       if (r.status !== 200) { $("leaveErr").textContent = (r.body && r.body.msg) || ("HTTP " + r.status); return; }
       $("leaveText").value = "";

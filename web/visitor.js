@@ -339,6 +339,8 @@
     if (p.kind === "image") m.url = p.url; else m.text = p.text;
     sock.send(m);
   }
+  /* The department of the next conversation, for a message left offline too (visitor-desk.js). */
+  S.dept = function () { return fixedDept || ($("deptSel") && $("deptSel").value) || null; };
   function sendText() {
     var input = $("input");
     var text = input.value;

@@ -43,6 +43,8 @@ static ASSETS: &[Asset] = &[
     asset!("desk.js", JS),
     asset!("visitor-desk.js", JS),
     asset!("desk.css", CSS),
+    asset!("archive.js", JS),
+    asset!("archive.css", CSS),
     asset!("reports.js", JS),
     asset!("reports.css", CSS),
     asset!("index.js", JS),

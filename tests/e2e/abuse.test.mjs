@@ -4,56 +4,26 @@
 // meets the same counters), leaving the shared instance's counters alone.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import fs from "node:fs";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { launch, context, assertNoProblems } from "./lib.mjs";
+import { launch, context, assertNoProblems, ownKefu } from "./lib.mjs";
 
-const BIN = process.env.KEFU_BIN;
 // The refusals these tests provoke on purpose, as the browser logs them.
 const REFUSED = (codes) => new RegExp(`Failed to load resource: the server responded with a status of (${codes})`);
 const PASS = "pw-abuse-e2e-1";
 
-let browser, dir, url;
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
-function kefu(args, input) {
-  const r = spawnSync(BIN, args, { input: input || "", encoding: "utf8" });
-  assert.equal(r.status, 0, `kefu ${args.join(" ")}: ${r.stderr}`);
-}
+let browser, kefu, url;
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "kefu-e2e-abuse-"));
-  const conf = path.join(dir, "kefu.toml");
-  fs.writeFileSync(conf, [
-    "[kefu]",
-    "login_account_free_failures = 1",
-    "visitor_msg_per_ip = { per_min = 1, burst = 3 }",
-    "",
-  ].join("\n"));
-  const common = ["-c", conf, "--data-dir", path.join(dir, "data")];
-  kefu(["agent", "add", "--bid", "shop9", "--id", "alice", "--name", "Alice", "--password-stdin", ...common], PASS + "\n");
   // Bob stays online for the visitor tests (with no agent online the page offers the
   // leave-a-message form instead of the composer); alice's logins are the back-off test's.
-  kefu(["agent", "add", "--bid", "shop9", "--id", "bob", "--name", "Bob", "--password-stdin", ...common], PASS + "\n");
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  kefu(["start", "-d", "--app", "kefu", "--workers", "1", "--listen", `http://127.0.0.1:${port}`,
-    "--pid-file", path.join(dir, "k.pid"), "--log-file", path.join(dir, "k.log"), ...common]);
+  kefu = await ownKefu("abuse", ["login_account_free_failures = 1", "visitor_msg_per_ip = { per_min = 1, burst = 3 }"],
+    [["shop9", "alice", "Alice", PASS], ["shop9", "bob", "Bob", PASS]]);
+  url = kefu.url;
   browser = await launch();
 });
 
 after(async () => {
   if (browser) await browser.close();
-  spawnSync(BIN, ["stop", "--pid-file", path.join(dir, "k.pid")]);
-  fs.rmSync(dir, { recursive: true, force: true });
+  if (kefu) kefu.stop();
 });
 
 test("console: repeated wrong passwords show the back-off and how long to wait", async () => {

@@ -1,7 +1,10 @@
 // Shared by the browser tests: the browser's flags, and the watch that fails a test file on
 // any console error, CSP violation, page error or dialog on any page of any context it opens.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -70,8 +73,8 @@ export async function noHorizontalScroll(page) {
   const r = await page.evaluate(() => ({ sw: document.documentElement.scrollWidth, iw: window.innerWidth, bw: document.body.scrollWidth }));
   assert.ok(r.sw <= r.iw && r.bw <= r.iw, `horizontal scroll: ${JSON.stringify(r)}`);
 }
-export async function agentLogin(page, bid, id, pass) {
-  await page.goto(`${URL}/console`);
+export async function agentLogin(page, bid, id, pass, base = URL) {
+  await page.goto(`${base}/console`);
   await page.locator("#lBid").fill(bid);
   await page.locator("#lAgent").fill(id);
   await page.locator("#lPass").fill(pass);
@@ -88,4 +91,42 @@ export async function routeSite(page, attrs, title = "Shop") {
       <p>Lorem ipsum: a page of the shop.</p>
       <script src="${URL}/widget.js" ${attrs} async></script></body></html>`,
   }));
+}
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+/** Run the kefu binary; it must succeed. */
+export function kefuCli(args, input = "") {
+  const r = spawnSync(process.env.KEFU_BIN, args, { input, encoding: "utf8" });
+  assert.equal(r.status, 0, `kefu ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A kefu of one test file's own (its data dir, port and `[kefu]` lines `kefuToml`), for
+ * tests whose per-address counters or data must not meet the shared instance's; one worker,
+ * so every request meets the same counters. `agents`: [bid, id, name, password, extra args].
+ * Returns {url, stop}. */
+export async function ownKefu(name, kefuToml, agents) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kefu-e2e-${name}-`));
+  const conf = path.join(dir, "kefu.toml");
+  fs.writeFileSync(conf, ["[kefu]", ...kefuToml, ""].join("\n"));
+  const common = ["-c", conf, "--data-dir", path.join(dir, "data")];
+  for (const [bid, id, nm, pass, extra] of agents) {
+    kefuCli(["agent", "add", "--bid", bid, "--id", id, "--name", nm, ...(extra || []), "--password-stdin", ...common], pass + "\n");
+  }
+  const port = await freePort();
+  const pid = path.join(dir, "k.pid");
+  kefuCli(["start", "-d", "--app", "kefu", "--workers", "1", "--listen", `http://127.0.0.1:${port}`,
+    "--pid-file", pid, "--log-file", path.join(dir, "k.log"), ...common]);
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop() {
+      spawnSync(process.env.KEFU_BIN, ["stop", "--pid-file", pid]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

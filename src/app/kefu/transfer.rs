@@ -38,22 +38,13 @@ pub(crate) fn to_agent(
              WHERE id = ?1 AND bid = ?2 AND agent_id = ?3 AND state = 'active'",
         )?
         .execute(params![conv_id, bid, from.0, to, now])?;
-    if n == 0 {
-        return Err(StoreError::Conflict("not your active conversation"));
-    }
-    let event = history::append(
-        conn,
-        conv_id,
-        SYSTEM,
-        &Body::Event(Event::Transferred {
-            from_id: from.0.to_string(),
-            from_name: from.1.to_string(),
-            to_id: to.to_string(),
-            to_name,
-        }),
-        None,
-        now,
-    )?;
+    let event = Event::Transferred {
+        from_id: from.0.to_string(),
+        from_name: from.1.to_string(),
+        to_id: to.to_string(),
+        to_name,
+    };
+    let event = let_go(conn, n, conv_id, event, now)?;
     let conv = load(conn, conv_id, true)?.ok_or(StoreError::NotFound)?;
     let mut routed = drain(conn, bid, online, p, now)?;
     routed.assigned.insert(
@@ -109,22 +100,13 @@ pub(crate) fn to_dept(
              WHERE id = ?1 AND bid = ?2 AND agent_id = ?3 AND state = 'active'",
         )?
         .execute(params![conv_id, bid, from.0, d.dept_id])?;
-    if n == 0 {
-        return Err(StoreError::Conflict("not your active conversation"));
-    }
-    let event = history::append(
-        conn,
-        conv_id,
-        SYSTEM,
-        &Body::Event(Event::TransferredDept {
-            from_id: from.0.to_string(),
-            from_name: from.1.to_string(),
-            dept_id: d.dept_id.clone(),
-            dept_name: d.name,
-        }),
-        None,
-        now,
-    )?;
+    let event = Event::TransferredDept {
+        from_id: from.0.to_string(),
+        from_name: from.1.to_string(),
+        dept_id: d.dept_id.clone(),
+        dept_name: d.name,
+    };
+    let event = let_go(conn, n, conv_id, event, now)?;
     let routed = drain_but(
         conn,
         bid,
@@ -141,4 +123,13 @@ pub(crate) fn to_dept(
         event,
         routed,
     })
+}
+
+/// After the row change of a transfer (`changed` rows): none means the conversation was not
+/// the agent's active one (closed, taken or transferred meanwhile); else its event line.
+fn let_go(conn: &Db, changed: usize, conv_id: i64, event: Event, now: i64) -> Result<MessageOut> {
+    if changed == 0 {
+        return Err(StoreError::Conflict("not your active conversation"));
+    }
+    history::append(conn, conv_id, SYSTEM, &Body::Event(event), None, now)
 }

@@ -32,6 +32,10 @@ struct OfflineReq {
     name: String,
     contact: String,
     message: String,
+    /// The department the page chose (the widget's `data-department`, a signed one, or the
+    /// visitor's pick), as `send` carries it: a routing choice, not a right.
+    #[serde(default)]
+    dept: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -59,20 +63,7 @@ pub(super) fn hours(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpOutco
             return Err(StoreError::NotFound);
         }
         let w = sql::hours_get(c, &bid)?.and_then(|(tz, j)| Week::from_stored(&tz, &j));
-        let status = w.as_ref().map_or(
-            Status {
-                open: true,
-                next_change: None,
-            },
-            |w| w.status(now_ms()),
-        );
-        ready(json(
-            200,
-            &HoursOut {
-                status,
-                hours: w.map(|w| w.out()),
-            },
-        ))
+        answer(w)
     })
 }
 
@@ -107,21 +98,27 @@ pub(super) fn set_hours(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpO
             &a.bid,
             stored.as_ref().map(|(t, j)| (t.as_str(), j.as_str())),
         )?;
-        let status = week.as_ref().map_or(
-            Status {
-                open: true,
-                next_change: None,
-            },
-            |w| w.status(now_ms()),
-        );
-        ready(json(
-            200,
-            &HoursOut {
-                status,
-                hours: week.map(|w| w.out()),
-            },
-        ))
+        answer(week)
     })
+}
+
+/// The hours' answer (GET and POST alike): open now or not, and the week; no hours set is
+/// always open.
+fn answer(week: Option<Week>) -> crate::store::Result<Outcome> {
+    let status = week.as_ref().map_or(
+        Status {
+            open: true,
+            next_change: None,
+        },
+        |w| w.status(now_ms()),
+    );
+    ready(json(
+        200,
+        &HoursOut {
+            status,
+            hours: week.map(|w| w.out()),
+        },
+    ))
 }
 
 /// `POST /api/offline`: a visitor's message left while the business is offline, with its
@@ -160,6 +157,10 @@ pub(super) fn leave(
         Ok(m) => m,
         Err(m) => return bad(m),
     };
+    let dept = match r.dept.filter(|d| !d.is_empty()) {
+        Some(d) if !valid_id(&d) => return bad("dept: 1..64 of [A-Za-z0-9_.@-]"),
+        d => d,
+    };
     // Counted like a visitor's message that opens a conversation, per address.
     let ip = limits::ip_key(&sh.client_ip(cx, conn, req));
     let now = cx.now();
@@ -179,7 +180,11 @@ pub(super) fn leave(
             name: &name,
         };
         let body = history::Body::Text(message);
-        let sent = routing::visitor_send(c, &bid, me, None, &body, None, &online, p, now_ms())?;
+        // Like a first message: a department the business does not have (removed since the
+        // page loaded, or another business's) leaves it in the line without one, so the
+        // message is never lost; an open conversation keeps its own.
+        let d = dept.as_deref();
+        let sent = routing::visitor_send(c, &bid, me, d, &body, None, &online, p, now_ms())?;
         let out = OfflineOut {
             conv_id: sent.msg.conv_id,
             seq: sent.msg.seq,
