@@ -1,5 +1,6 @@
 //! Search and lists over HTTP against the real binary: the closed-conversation list with
-//! keyset paging, full-text search (FTS5 trigram and the short-text path) with its filters,
+//! keyset paging, full-text search (FTS5 trigram and the short-text path on SQLite, ILIKE
+//! over a pg_trgm index on PostgreSQL: `KEFU_TEST_STORE=postgres`) with its filters,
 //! a visitor's profile, hostile queries, and tenant isolation (another business's agent
 //! never sees a hit, a conversation or a visitor of this one).
 
@@ -118,6 +119,18 @@ fn search_lists_and_profiles_stay_in_the_business() {
     assert_eq!(r["items"][0]["from"], "agent");
     let (_, r) = search(&k, &alice, &format!("q={}", enc("退款")));
     assert_eq!(texts(&r), ["好的，马上处理退款", "我想退款 refund please"]);
+    // Case does not matter (FTS5's trigrams; PostgreSQL's ILIKE).
+    let (_, r) = search(&k, &alice, "q=REFUND");
+    assert_eq!(texts(&r), ["我想退款 refund please"]);
+    let (_, r) = search(&k, &alice, "q=Re");
+    assert_eq!(texts(&r), ["我想退款 refund please"]);
+    if let Some(pg) = &k.pg {
+        // On PostgreSQL three characters or more are served by the pg_trgm index.
+        assert_eq!(
+            pg.psql("SELECT indexname FROM pg_indexes WHERE indexname = 'msg_trgm'"),
+            "msg_trgm"
+        );
+    }
     // Filters: agent, visitor, date range.
     let (_, r) = search(&k, &alice, &format!("q={}&agent_id=alice", enc("退款")));
     assert_eq!(texts(&r).len(), 2, "alice's conversation");
@@ -242,12 +255,10 @@ fn search_lists_and_profiles_stay_in_the_business() {
     );
     assert_eq!(st, 200, "{p}");
     assert_eq!(p["conversations"][0]["conv_id"].as_i64(), Some(c1));
-    if test_store_is_pg() {
-        // Visits are recorded by SQLite triggers only so far (docs/cluster.md).
-        assert_eq!(p["visits"].as_array().map(Vec::len), Some(0), "{p}");
-    } else {
-        assert_eq!(p["visits"][0]["page_url"], "https://shop/p");
-    }
+    // One visit (its sign-in), recorded by a trigger on either store.
+    assert_eq!(p["visits"].as_array().map(Vec::len), Some(1), "{p}");
+    assert_eq!(p["visits"][0]["page_url"], "https://shop/p");
+    assert_eq!(p["visits"][0]["referrer"], "https://ref/");
     assert_eq!(p["page_url"], "https://shop/p");
     let (st, _) = get(
         &k,
