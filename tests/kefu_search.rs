@@ -246,6 +246,33 @@ fn search_lists_and_profiles_stay_in_the_business() {
     assert!(p3.get("next").is_none());
     let (_, z) = get(&k, Some(&zed), "/api/conversations/closed");
     assert_eq!(z["items"].as_array().unwrap().len(), 0, "{z}");
+    // Filters: visitor, agent, the time it closed; another business's ids find nothing.
+    let ids = |v: &Value| -> Vec<i64> {
+        v["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|i| i["conv_id"].as_i64().unwrap())
+            .collect()
+    };
+    let closed = |token: &str, q: &str| {
+        let (st, v) = get(&k, Some(token), &format!("/api/conversations/closed?{q}"));
+        assert_eq!(st, 200, "{q}: {v}");
+        ids(&v)
+    };
+    assert_eq!(closed(&alice, &format!("visitor_id={vid1}")), [c1]);
+    assert_eq!(closed(&alice, "agent_id=alice"), [c1]);
+    assert_eq!(closed(&alice, "agent_id=nobody"), Vec::<i64>::new());
+    let later = unix_now() * 1000 + 3_600_000;
+    assert_eq!(closed(&alice, &format!("to={later}")), [c2, c1]);
+    assert_eq!(closed(&alice, &format!("from={later}")), Vec::<i64>::new());
+    assert_eq!(closed(&alice, "to=1000"), Vec::<i64>::new());
+    assert_eq!(closed(&zed, &format!("visitor_id={vid1}")), Vec::<i64>::new());
+    assert_eq!(closed(&zed, "agent_id=alice"), Vec::<i64>::new());
+    for bad in ["visitor_id=a%20b", "agent_id=%27", "from=today", "to=x"] {
+        let (st, v) = get(&k, Some(&alice), &format!("/api/conversations/closed?{bad}"));
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
 
     // A visitor's profile: conversations and visits; another business's visitor is 404.
     let (st, p) = get(

@@ -108,10 +108,25 @@ impl Cursor {
     }
 }
 
-/// Closed conversations of `bid`, most recently closed first, after `before`.
+/// Which closed conversations a list shows (every one by default).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Closed {
+    /// Only this visitor's.
+    pub visitor_id: Option<String>,
+    /// Only those this agent ended with.
+    pub agent_id: Option<String>,
+    /// Closed at or after, ms.
+    pub from: Option<i64>,
+    /// Closed before, ms.
+    pub to: Option<i64>,
+}
+
+/// Closed conversations of `bid` that `f` lets through, most recently closed first, after
+/// `before`.
 pub(crate) fn closed(
     conn: &Db,
     bid: &str,
+    f: &Closed,
     before: Option<Cursor>,
     limit: i64,
 ) -> Result<(Vec<ConvRow>, Option<String>)> {
@@ -119,9 +134,24 @@ pub(crate) fn closed(
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {CONV_COLS} WHERE c.bid = ?1 AND c.state = 'closed' \
+             AND (CAST(?5 AS TEXT) IS NULL OR c.visitor_id = ?5) \
+             AND (CAST(?6 AS TEXT) IS NULL OR c.agent_id = ?6) \
+             AND c.closed_at >= ?7 AND c.closed_at < ?8 \
              AND (c.closed_at, c.id) < (?2, ?3) ORDER BY c.closed_at DESC, c.id DESC LIMIT ?4"
         ))?
-        .query_map(params![bid, b.at, b.id, limit], conv_row)?
+        .query_map(
+            params![
+                bid,
+                b.at,
+                b.id,
+                limit,
+                f.visitor_id,
+                f.agent_id,
+                f.from.unwrap_or(0),
+                f.to.unwrap_or(i64::MAX)
+            ],
+            conv_row,
+        )?
         .collect::<Result<Vec<_>>>()?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last())

@@ -1,7 +1,8 @@
-// Search and reports in the console (issue 18): a visitor writes, the agent answers, then
-// the admin's "search & reports" dialog finds the message, draws the report chart (per day,
-// agent and department, with the rating column) and downloads the CSV; a plain agent of the
-// business gets the search but no reports; another business's admin finds nothing of it.
+// Reports and webhooks in the console (issue 18): a visitor writes, the admin answers, then
+// the admin's "报表" dialog draws the report chart (per day, agent and department, with the
+// rating column), downloads the CSV, registers a webhook (its secret shown once) and removes
+// it; a plain agent of the business has no such button and the server refuses it; another
+// business's admin sees nothing of it (search, reports, webhooks).
 // Business "rpt" (admin rita, agent ron) and "rpt2" (admin sam), added here with the CLI, on
 // run.sh's kefu.
 import { test, before, after } from "node:test";
@@ -28,7 +29,7 @@ before(async () => {
 
 after(async () => { if (browser) await browser.close(); });
 
-test("search finds a message, the report draws, the CSV downloads", async () => {
+test("the report draws, the CSV downloads, a webhook is added and removed", async () => {
   const agentCtx = await context(browser, "rita", { viewport: DESKTOP, locale: "zh-CN", acceptDownloads: true });
   const agent = await agentCtx.newPage();
   await agentLogin(agent, "rpt", "rita", PASS.rita);
@@ -46,19 +47,16 @@ test("search finds a message, the report draws, the CSV downloads", async () => 
   await send(agent, "马上为您查询物流");
   await waitText(visitor, "left", "马上为您查询物流");
 
-  // Search.
+  // The message is in the business's search (the console's history dialog shows it).
+  const found = await agent.evaluate(async (word) => {
+    const a = JSON.parse(localStorage.getItem("kefu.agent.auth"));
+    const s = await (await fetch("/api/search?q=" + encodeURIComponent(word), { headers: { Authorization: "Bearer " + a.token } })).json();
+    return s.items.length;
+  }, WORD);
+  assert.equal(found, 1);
+
   await agent.locator("#reportsBtn").click();
   await agent.locator("#reportsView").waitFor();
-  await agent.locator("#rQ").fill(WORD);
-  await agent.locator("#rGo").click();
-  const hit = agent.locator("#rHits .r-hit", { hasText: WORD });
-  await hit.waitFor();
-  assert.equal(await agent.locator("#rHits .r-hit").count(), 1);
-  // Two characters take the short-text path; both sides' messages match.
-  await agent.locator("#rQ").fill("查询");
-  await agent.locator("#rGo").click();
-  await agent.locator("#rHits .r-hit", { hasText: "马上为您查询物流" }).waitFor();
-
   // The report: one conversation today, drawn as bars, with a table row.
   // Days without conversations are zero-height bars; today's is not.
   await agent.locator('#rChart svg.r-svg rect.r-bar[data-key]:not([height="0"])').first().waitFor();
@@ -85,21 +83,31 @@ test("search finds a message, the report draws, the CSV downloads", async () => 
   assert.equal(lines[0], "agent,name,conversations,missed,answered,first_response_s,resolved,resolution_s,rated,rating_avg");
   assert.ok(lines.some((l) => l.startsWith("rita,Rita,1,0,1,")), csv);
 
-  // A plain agent of the business: the search, no reports (and the server refuses them).
+  // Webhooks: register one, its secret is shown once, the list has it; then remove it.
+  const HOOK = "https://hooks.example.invalid/kefu-" + crypto.randomBytes(3).toString("hex");
+  await agent.locator("#hUrl").fill(HOOK);
+  await agent.locator("#hAdd").click();
+  await agent.locator("#hSecret").waitFor();
+  assert.match(await agent.locator("#hSecret").textContent(), /^[0-9a-f]{64}$/);
+  const hookRow = agent.locator("#hList .r-hook", { hasText: HOOK });
+  await hookRow.waitFor();
+  await agent.locator("#hUrl").fill("ftp://nope/");
+  await agent.locator("#hAdd").click();
+  await agent.locator("#hMsg[data-kind=error]").waitFor();
+  await shot(agent, "console-webhooks-zh.png");
+
+  // A plain agent of the business: no button, and the server refuses its token.
   const ronCtx = await context(browser, "ron", { viewport: DESKTOP, locale: "zh-CN" });
   const ron = await ronCtx.newPage();
   await agentLogin(ron, "rpt", "ron", PASS.ron);
-  await ron.locator("#reportsBtn").click();
-  await ron.locator("#reportsView").waitFor();
-  await ron.locator("#rQ").fill(WORD);
-  await ron.locator("#rGo").click();
-  await ron.locator("#rHits .r-hit", { hasText: WORD }).waitFor();
-  assert.equal(await ron.locator("#rReports").isVisible(), false);
+  await ron.locator("#convList").waitFor();
+  assert.equal(await ron.locator("#reportsBtn").isVisible(), false);
   const ronStatus = await ron.evaluate(async () => {
     const a = JSON.parse(localStorage.getItem("kefu.agent.auth"));
-    return (await fetch("/api/reports?group=agent", { headers: { Authorization: "Bearer " + a.token } })).status;
+    const h = { Authorization: "Bearer " + a.token };
+    return [(await fetch("/api/reports?group=agent", { headers: h })).status, (await fetch("/api/webhooks", { headers: h })).status];
   });
-  assert.equal(ronStatus, 403);
+  assert.deepEqual(ronStatus, [403, 403]);
 
   // Another business's agent finds nothing of it, and its report is empty.
   const samCtx = await context(browser, "sam", { viewport: DESKTOP, locale: "zh-CN" });
@@ -110,9 +118,15 @@ test("search finds a message, the report draws, the CSV downloads", async () => 
     const h = { Authorization: "Bearer " + a.token };
     const s = await (await fetch("/api/search?q=" + encodeURIComponent(word), { headers: h })).json();
     const r = await (await fetch("/api/reports?group=agent", { headers: h })).json();
-    return { hits: s.items.length, rows: r.rows.length };
+    const w = await (await fetch("/api/webhooks", { headers: h })).json();
+    return { hits: s.items.length, rows: r.rows.length, hooks: w.items.length };
   }, WORD);
-  assert.deepEqual(seen, { hits: 0, rows: 0 });
+  assert.deepEqual(seen, { hits: 0, rows: 0, hooks: 0 });
+
+  // The admin removes the webhook.
+  await hookRow.locator("button").click();
+  await agent.locator("#hList .muted").waitFor();
+  assert.equal(await agent.locator("#hList .r-hook").count(), 0);
   // Without the token the CSV is refused.
   assert.equal((await fetch(`${URL}/api/reports?format=csv`)).status, 401);
 

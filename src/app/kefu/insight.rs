@@ -149,12 +149,26 @@ fn closed(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> Htt
         Ok(b) => b,
         Err(o) => return o,
     };
-    let Ok(limit) = int_param(req, "limit") else {
-        return bad("limit: an integer");
+    let (Ok(visitor_id), Ok(agent_id)) = (id_param(req, "visitor_id"), id_param(req, "agent_id"))
+    else {
+        return bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]");
+    };
+    let (Ok(from), Ok(to), Ok(limit)) = (
+        int_param(req, "from"),
+        int_param(req, "to"),
+        int_param(req, "limit"),
+    ) else {
+        return bad("from/to (ms) and limit: integers");
+    };
+    let f = search::Closed {
+        visitor_id,
+        agent_id,
+        from,
+        to,
     };
     let limit = search::page_size(limit);
     submit(sh, conn, HttpCall::Search, claims, Need::Agent, move |c, a| {
-        let (rows, next) = search::closed(c, &a.bid, before, limit)?;
+        let (rows, next) = search::closed(c, &a.bid, &f, before, limit)?;
         Ok(page(&rows, next))
     })
 }
