@@ -158,8 +158,14 @@ fn reports_count_per_day_and_agent_for_the_business_only() {
         "agent,name,conversations,missed,answered,first_response_s,resolved,resolution_s,rated,rating_avg"
     );
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines.iter().any(|l| l.starts_with("alice,Alice,1,0,1,")), "{csv}");
-    assert!(lines.iter().any(|l| l.starts_with(",,1,1,0,,0,,0,")), "{csv}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("alice,Alice,1,0,1,")),
+        "{csv}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(",,1,1,0,,0,,0,")),
+        "{csv}"
+    );
 
     // Bounded and checked: ranges, groups, formats, time zones.
     let now = unix_now() * 1000;
@@ -200,7 +206,9 @@ fn reports_count_per_day_and_agent_for_the_business_only() {
     // An admin demoted to agent is refused with the token it already holds (bob first
     // becomes one: a business keeps an admin).
     make_admin(&k, "shop", "bob");
-    k.cli(&["agent", "set", "--bid", "shop", "--id", "alice", "--role", "agent"]);
+    k.cli(&[
+        "agent", "set", "--bid", "shop", "--id", "alice", "--role", "agent",
+    ]);
     assert_eq!(report(&k, Some(&alice), "group=day").0, 403);
     assert_eq!(report(&k, Some(&bob), "group=day").0, 200);
 }
@@ -263,11 +271,20 @@ fn reports_per_department_with_ratings_for_the_business_only() {
     let zed = k.agent_token("other", "zed");
     dept_save(&k, &boss, "sales", "Sales 销售");
     dept_save(&k, &boss, "support", "Support");
-    k.admin_ok(&boss, json!({"op":"agent_update","agent_id":"alice","depts":["sales"]}));
-    k.admin_ok(&boss, json!({"op":"agent_update","agent_id":"bob","depts":["support"]}));
+    k.admin_ok(
+        &boss,
+        json!({"op":"agent_update","agent_id":"alice","depts":["sales"]}),
+    );
+    k.admin_ok(
+        &boss,
+        json!({"op":"agent_update","agent_id":"bob","depts":["support"]}),
+    );
     // The other business has a department of the same id, and an agent in it.
     dept_save(&k, &zed, "sales", "Their sales");
-    k.admin_ok(&zed, json!({"op":"agent_update","agent_id":"zed","depts":["sales"]}));
+    k.admin_ok(
+        &zed,
+        json!({"op":"agent_update","agent_id":"zed","depts":["sales"]}),
+    );
 
     // Support, nobody online: the visitor leaves while queued (missed).
     let (mut gone, l) = k.visitor_in("shop", "support");

@@ -267,10 +267,17 @@ fn search_lists_and_profiles_stay_in_the_business() {
     assert_eq!(closed(&alice, &format!("to={later}")), [c2, c1]);
     assert_eq!(closed(&alice, &format!("from={later}")), Vec::<i64>::new());
     assert_eq!(closed(&alice, "to=1000"), Vec::<i64>::new());
-    assert_eq!(closed(&zed, &format!("visitor_id={vid1}")), Vec::<i64>::new());
+    assert_eq!(
+        closed(&zed, &format!("visitor_id={vid1}")),
+        Vec::<i64>::new()
+    );
     assert_eq!(closed(&zed, "agent_id=alice"), Vec::<i64>::new());
     for bad in ["visitor_id=a%20b", "agent_id=%27", "from=today", "to=x"] {
-        let (st, v) = get(&k, Some(&alice), &format!("/api/conversations/closed?{bad}"));
+        let (st, v) = get(
+            &k,
+            Some(&alice),
+            &format!("/api/conversations/closed?{bad}"),
+        );
         assert_eq!(st, 400, "{bad}: {v}");
     }
 

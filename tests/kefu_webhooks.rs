@@ -102,9 +102,8 @@ fn tls_receiver(listener: TcpListener, cert: &Path, key: &Path) -> Receiver<Got>
             let Some(got) = read_request(&mut tls) else {
                 continue;
             };
-            let _ = tls.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-            );
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
             tls.conn.send_close_notify();
             let _ = tls.flush();
             if tx.send(got).is_err() {
@@ -605,7 +604,9 @@ fn https_endpoints_are_verified_against_the_trusted_cas() {
     assert!(e.starts_with("tls: ") && e.contains("certificate"), "{e}");
     let e = failure(&k, &alice, unknown);
     assert!(e.starts_with("tls: ") && e.contains("certificate"), "{e}");
-    assert!(wrong_name_rx.recv_timeout(Duration::from_millis(300)).is_err());
+    assert!(wrong_name_rx
+        .recv_timeout(Duration::from_millis(300))
+        .is_err());
     assert!(unknown_rx.recv_timeout(Duration::from_millis(300)).is_err());
     drop(k);
     let _ = std::fs::remove_dir_all(&dir);

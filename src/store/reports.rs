@@ -201,7 +201,9 @@ pub(crate) fn report(
     let mut rows = match group {
         Group::Day => stmt.query_map(params![bid, range.from, range.to, dept, tz_ms], map)?,
         // ?5 is not in the statement.
-        Group::Agent | Group::Dept => stmt.query_map(params![bid, range.from, range.to, dept], map)?,
+        Group::Agent | Group::Dept => {
+            stmt.query_map(params![bid, range.from, range.to, dept], map)?
+        }
     }
     .collect::<Result<Vec<_>>>()?;
     if let Some(names) = group.names_sql() {
@@ -397,7 +399,10 @@ mod tests {
             (r[0].missed, r[0].resolved, r[0].resolution_ms, r[0].rated),
             (1, 0, None, 0)
         );
-        assert_eq!((r[2].answered, r[2].resolved, r[2].name.as_deref()), (0, 0, None));
+        assert_eq!(
+            (r[2].answered, r[2].resolved, r[2].name.as_deref()),
+            (0, 0, None)
+        );
 
         let r = report(&c, "b", Group::Dept, day, None).unwrap();
         let got: Vec<_> = r
@@ -407,14 +412,21 @@ mod tests {
         // 'gone' is a department id with no row (removed): counted, without a name.
         assert_eq!(
             got,
-            [("", None, 1, 0), ("gone", None, 1, 0), ("sales", Some("Sales"), 2, 1)]
+            [
+                ("", None, 1, 0),
+                ("gone", None, 1, 0),
+                ("sales", Some("Sales"), 2, 1)
+            ]
         );
         assert_eq!((r[2].rated, r[2].rating_avg), (1, Some(5.0)));
         assert_eq!((r[0].rated, r[0].rating_avg), (1, Some(2.0)));
 
         // One department only, per agent and per day.
         let r = report(&c, "b", Group::Agent, day, Some("sales")).unwrap();
-        let got: Vec<_> = r.iter().map(|x| (x.key.as_str(), x.conversations)).collect();
+        let got: Vec<_> = r
+            .iter()
+            .map(|x| (x.key.as_str(), x.conversations))
+            .collect();
         assert_eq!(got, [("", 1), ("a", 1)]);
         let r = report(&c, "b", Group::Day, day, Some("sales")).unwrap();
         assert_eq!((r.len(), r[0].conversations, r[0].rated), (1, 2, 1));
@@ -428,7 +440,14 @@ mod tests {
             (Some("Their sales"), 1, Some(1.0))
         );
 
-        let days = report(&c, "b", Group::Day, Range::new(d, d + DAY_MS, 60).unwrap(), None).unwrap();
+        let days = report(
+            &c,
+            "b",
+            Group::Day,
+            Range::new(d, d + DAY_MS, 60).unwrap(),
+            None,
+        )
+        .unwrap();
         let got: Vec<_> = days
             .iter()
             .map(|x| (x.key.clone(), x.conversations))

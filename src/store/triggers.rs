@@ -113,7 +113,6 @@ BEGIN
 END;
 ";
 
-
 /// Version 8 on SQLite: the `conversation.rated` webhook event.
 const SQLITE_V8: &str = "
 CREATE TRIGGER IF NOT EXISTS hook_conv_rated AFTER INSERT ON ratings

@@ -167,10 +167,17 @@ fn closed(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> Htt
         to,
     };
     let limit = search::page_size(limit);
-    submit(sh, conn, HttpCall::Search, claims, Need::Agent, move |c, a| {
-        let (rows, next) = search::closed(c, &a.bid, &f, before, limit)?;
-        Ok(page(&rows, next))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Search,
+        claims,
+        Need::Agent,
+        move |c, a| {
+            let (rows, next) = search::closed(c, &a.bid, &f, before, limit)?;
+            Ok(page(&rows, next))
+        },
+    )
 }
 
 fn search(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
@@ -203,20 +210,34 @@ fn search(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> Htt
         before,
         limit: search::page_size(limit),
     };
-    submit(sh, conn, HttpCall::Search, claims, Need::Agent, move |c, a| {
-        let (hits, next) = search::search(c, &a.bid, &q)?;
-        Ok(page(&hits, next))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Search,
+        claims,
+        Need::Agent,
+        move |c, a| {
+            let (hits, next) = search::search(c, &a.bid, &q)?;
+            Ok(page(&hits, next))
+        },
+    )
 }
 
 fn profile(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
     let Ok(Some(vid)) = id_param(req, "visitor_id") else {
         return bad("visitor_id: 1..64 of [A-Za-z0-9_.@-]");
     };
-    submit(sh, conn, HttpCall::Search, claims, Need::Agent, move |c, a| {
-        let p = search::visitor_profile(c, &a.bid, &vid)?.ok_or(StoreError::NotFound)?;
-        Ok(json(200, &p))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Search,
+        claims,
+        Need::Agent,
+        move |c, a| {
+            let p = search::visitor_profile(c, &a.bid, &vid)?.ok_or(StoreError::NotFound)?;
+            Ok(json(200, &p))
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -257,24 +278,31 @@ fn report(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> Htt
         Err(StoreError::Invalid(m)) => return bad(m),
         Err(_) => return bad("from/to"),
     };
-    submit(sh, conn, HttpCall::Reports, claims, Need::Admin, move |c, a| {
-        let rows = reports::report(c, &a.bid, group, range, dept.as_deref())?;
-        Ok(if csv {
-            csv_answer(group, &rows)
-        } else {
-            json(
-                200,
-                &ReportOut {
-                    group: group.as_str(),
-                    from: range.from,
-                    to: range.to,
-                    tz: range.tz_min,
-                    dept: dept.as_deref(),
-                    rows: &rows,
-                },
-            )
-        })
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Reports,
+        claims,
+        Need::Admin,
+        move |c, a| {
+            let rows = reports::report(c, &a.bid, group, range, dept.as_deref())?;
+            Ok(if csv {
+                csv_answer(group, &rows)
+            } else {
+                json(
+                    200,
+                    &ReportOut {
+                        group: group.as_str(),
+                        from: range.from,
+                        to: range.to,
+                        tz: range.tz_min,
+                        dept: dept.as_deref(),
+                        rows: &rows,
+                    },
+                )
+            })
+        },
+    )
 }
 
 fn csv_answer(group: Group, rows: &[reports::Row]) -> Response {

@@ -248,8 +248,7 @@ pub(crate) fn post(
         Scheme::Https => {
             let name = ServerName::try_from(d.url.host.clone())
                 .map_err(|_| SendError::BadUrl("bad host"))?;
-            let conn =
-                rustls::ClientConnection::new(tls.clone(), name).map_err(SendError::Tls)?;
+            let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(SendError::Tls)?;
             exchange(rustls::StreamOwned::new(conn, s), d, &clock)
         }
     }
