@@ -1,5 +1,6 @@
 //! Search and lists over HTTP against the real binary: the closed-conversation list with
-//! keyset paging, full-text search (FTS5 trigram and the short-text path) with its filters,
+//! keyset paging, full-text search (FTS5 trigram and the short-text path on SQLite, ILIKE
+//! over a pg_trgm index on PostgreSQL: `KEFU_TEST_STORE=postgres`) with its filters,
 //! a visitor's profile, hostile queries, and tenant isolation (another business's agent
 //! never sees a hit, a conversation or a visitor of this one).
 
@@ -118,6 +119,18 @@ fn search_lists_and_profiles_stay_in_the_business() {
     assert_eq!(r["items"][0]["from"], "agent");
     let (_, r) = search(&k, &alice, &format!("q={}", enc("退款")));
     assert_eq!(texts(&r), ["好的，马上处理退款", "我想退款 refund please"]);
+    // Case does not matter (FTS5's trigrams; PostgreSQL's ILIKE).
+    let (_, r) = search(&k, &alice, "q=REFUND");
+    assert_eq!(texts(&r), ["我想退款 refund please"]);
+    let (_, r) = search(&k, &alice, "q=fU");
+    assert_eq!(texts(&r), ["我想退款 refund please"]);
+    if let Some(pg) = &k.pg {
+        // On PostgreSQL three characters or more are served by the pg_trgm index.
+        assert_eq!(
+            pg.psql("SELECT indexname FROM pg_indexes WHERE indexname = 'msg_trgm'"),
+            "msg_trgm"
+        );
+    }
     // Filters: agent, visitor, date range.
     let (_, r) = search(&k, &alice, &format!("q={}&agent_id=alice", enc("退款")));
     assert_eq!(texts(&r).len(), 2, "alice's conversation");
@@ -233,6 +246,40 @@ fn search_lists_and_profiles_stay_in_the_business() {
     assert!(p3.get("next").is_none());
     let (_, z) = get(&k, Some(&zed), "/api/conversations/closed");
     assert_eq!(z["items"].as_array().unwrap().len(), 0, "{z}");
+    // Filters: visitor, agent, the time it closed; another business's ids find nothing.
+    let ids = |v: &Value| -> Vec<i64> {
+        v["items"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|i| i["conv_id"].as_i64().unwrap())
+            .collect()
+    };
+    let closed = |token: &str, q: &str| {
+        let (st, v) = get(&k, Some(token), &format!("/api/conversations/closed?{q}"));
+        assert_eq!(st, 200, "{q}: {v}");
+        ids(&v)
+    };
+    assert_eq!(closed(&alice, &format!("visitor_id={vid1}")), [c1]);
+    assert_eq!(closed(&alice, "agent_id=alice"), [c2, c1]);
+    assert_eq!(closed(&alice, "agent_id=nobody"), Vec::<i64>::new());
+    let later = unix_now() * 1000 + 3_600_000;
+    assert_eq!(closed(&alice, &format!("to={later}")), [c2, c1]);
+    assert_eq!(closed(&alice, &format!("from={later}")), Vec::<i64>::new());
+    assert_eq!(closed(&alice, "to=1000"), Vec::<i64>::new());
+    assert_eq!(
+        closed(&zed, &format!("visitor_id={vid1}")),
+        Vec::<i64>::new()
+    );
+    assert_eq!(closed(&zed, "agent_id=alice"), Vec::<i64>::new());
+    for bad in ["visitor_id=a%20b", "agent_id=%27", "from=today", "to=x"] {
+        let (st, v) = get(
+            &k,
+            Some(&alice),
+            &format!("/api/conversations/closed?{bad}"),
+        );
+        assert_eq!(st, 400, "{bad}: {v}");
+    }
 
     // A visitor's profile: conversations and visits; another business's visitor is 404.
     let (st, p) = get(
@@ -242,12 +289,10 @@ fn search_lists_and_profiles_stay_in_the_business() {
     );
     assert_eq!(st, 200, "{p}");
     assert_eq!(p["conversations"][0]["conv_id"].as_i64(), Some(c1));
-    if test_store_is_pg() {
-        // Visits are recorded by SQLite triggers only so far (docs/cluster.md).
-        assert_eq!(p["visits"].as_array().map(Vec::len), Some(0), "{p}");
-    } else {
-        assert_eq!(p["visits"][0]["page_url"], "https://shop/p");
-    }
+    // One visit (its sign-in), recorded by a trigger on either store.
+    assert_eq!(p["visits"].as_array().map(Vec::len), Some(1), "{p}");
+    assert_eq!(p["visits"][0]["page_url"], "https://shop/p");
+    assert_eq!(p["visits"][0]["referrer"], "https://ref/");
     assert_eq!(p["page_url"], "https://shop/p");
     let (st, _) = get(
         &k,

@@ -1,20 +1,27 @@
-//! Webhooks against the real binary and a local HTTP receiver: signed events in order
-//! (conversation created, message, closed), retries after 500s with the same delivery id,
-//! queued events surviving a restart, the documented Python verification recipe, the SSRF
-//! guard (private targets refused without `webhook_allow_private`, at registration and
-//! after DNS at delivery), who may register, and tenant isolation.
+//! Webhooks against the real binary and local HTTP and HTTPS receivers: signed events in
+//! order (conversation created, message, closed, rated), retries after 500s with the same
+//! delivery id, queued events surviving a restart, the documented Python verification recipe,
+//! the SSRF guard (private targets refused without `webhook_allow_private`, at registration
+//! and after DNS at delivery), `https://` endpoints verified against a CA (a test CA given by
+//! `webhook_ca_file`; a wrong name or an unknown CA refused), who may register (admins only),
+//! and tenant isolation. Every test runs on both stores (`KEFU_TEST_STORE=postgres`).
 
 mod common;
 
 use common::http::http_json;
 use common::kefu_app::*;
+use common::pki;
 use common::{wait_for, SEC};
 use hmac::{Hmac, KeyInit, Mac};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One request the receiver got.
@@ -45,6 +52,7 @@ fn receiver(listener: TcpListener, fail_first: usize) -> Receiver<Got> {
         let mut n = 0;
         for s in listener.incoming() {
             let Ok(mut s) = s else { return };
+            s.set_read_timeout(Some(10 * SEC)).unwrap();
             let Some(got) = read_request(&mut s) else {
                 continue;
             };
@@ -66,8 +74,47 @@ fn receiver(listener: TcpListener, fail_first: usize) -> Receiver<Got> {
     rx
 }
 
-fn read_request(s: &mut TcpStream) -> Option<Got> {
-    s.set_read_timeout(Some(10 * SEC)).ok()?;
+/// An HTTPS receiver on `listener` with the chain `cert` and its `key`: answers 200 and
+/// hands every request to the channel; a connection whose handshake fails sends nothing.
+fn tls_receiver(listener: TcpListener, cert: &Path, key: &Path) -> Receiver<Got> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let cfg = Arc::new(
+        rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(s) = s else { return };
+            s.set_read_timeout(Some(10 * SEC)).unwrap();
+            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, s);
+            let Some(got) = read_request(&mut tls) else {
+                continue;
+            };
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            if tx.send(got).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn read_request(s: &mut impl Read) -> Option<Got> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let end = loop {
@@ -142,50 +189,14 @@ fn register(k: &Kefu, token: &str, url: &str) -> (i64, String) {
     )
 }
 
-/// Webhooks are SQLite-only so far (docs/cluster.md, "What is missing"): under
-/// `KEFU_TEST_STORE=postgres` the delivery tests are skipped and
-/// [`refused_on_postgres`] checks the refusal instead.
-fn sqlite_only() -> bool {
-    let pg = test_store_is_pg();
-    if pg {
-        eprintln!("\n*** SKIPPED on PostgreSQL: webhooks are SQLite-only so far ***\n");
-    }
-    pg
-}
-
-/// On the PostgreSQL store registering a webhook is refused with a clear 501, and nothing is
-/// registered.
-#[test]
-fn refused_on_postgres() {
-    if !test_store_is_pg() {
-        return;
-    }
-    let k = Kefu::start(1, "", &[("shop", "alice", "Alice", None)]);
-    let alice = k.agent_token("shop", "alice");
-    let (st, r) = api(
-        &k,
-        Some(&alice),
-        "POST",
-        "/api/webhooks",
-        json!({ "url": "http://example.com/hook" }),
-    );
-    assert_eq!(st, 501, "{r}");
-    assert!(
-        r.to_string()
-            .contains("not available on the PostgreSQL store"),
-        "{r}"
-    );
-    let (st, l) = api(&k, Some(&alice), "GET", "/api/webhooks", json!({}));
-    assert_eq!(st, 200, "{l}");
-    assert_eq!(l["items"].as_array().map(Vec::len), Some(0), "{l}");
-}
-
 fn next(rx: &Receiver<Got>) -> Got {
     rx.recv_timeout(30 * SEC).expect("a webhook delivery")
 }
 
-fn conversation(k: &Kefu, bid: &str, text: &str) -> i64 {
-    let (mut v, _) = k.visitor(bid);
+/// A visitor's conversation, opened with `text` and closed by the visitor; returns its id
+/// and the visitor's token.
+fn conversation_by(k: &Kefu, bid: &str, text: &str) -> (i64, String) {
+    let (mut v, l) = k.visitor(bid);
     say(&mut v, None, "c1", text);
     let m = recv_until(&mut v, "own message", |m| {
         m["method"] == "message" && m["text"] == text
@@ -194,22 +205,34 @@ fn conversation(k: &Kefu, bid: &str, text: &str) -> i64 {
     recv_until(&mut v, "closed", |m| {
         m["method"] == "message" && m["event"] == "closed"
     });
-    m["conv_id"].as_i64().unwrap()
+    (
+        m["conv_id"].as_i64().unwrap(),
+        l["token"].as_str().unwrap().to_string(),
+    )
+}
+
+fn conversation(k: &Kefu, bid: &str, text: &str) -> i64 {
+    conversation_by(k, bid, text).0
+}
+
+/// Make `id` of `bid` an admin (webhooks are for admins).
+fn make_admin(k: &Kefu, bid: &str, id: &str) {
+    k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
 }
 
 #[test]
 fn signed_events_in_order_with_retries_and_isolation() {
-    if sqlite_only() {
-        return;
-    }
     let k = Kefu::start(
         1,
         "webhook_allow_private = true",
         &[
             ("shop", "alice", "Alice", None),
+            ("shop", "bob", "Bob", None),
             ("other", "zed", "Zed", None),
         ],
     );
+    make_admin(&k, "shop", "alice");
+    make_admin(&k, "other", "zed");
     let alice = k.agent_token("shop", "alice");
     let zed = k.agent_token("other", "zed");
     let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -224,7 +247,7 @@ fn signed_events_in_order_with_retries_and_isolation() {
     let (id1, secret) = register(&k, &alice, &url1);
     let (_, other_secret) = register(&k, &zed, &url2);
 
-    let conv = conversation(&k, "shop", "where is my order?");
+    let (conv, visitor) = conversation_by(&k, "shop", "where is my order?");
     // The first event fails twice (500), then is retried with the same delivery id.
     let tries: Vec<Got> = (0..3).map(|_| next(&shop_rx)).collect();
     for g in &tries {
@@ -257,10 +280,49 @@ fn signed_events_in_order_with_retries_and_isolation() {
         (Some("conversation.closed"), Some(conv))
     );
     assert!(!signed_by(&msg, &other_secret));
+    // The visitor rates the closed conversation: `conversation.rated`, after the rest.
+    let (st, r) = api(
+        &k,
+        Some(&visitor),
+        "POST",
+        "/api/rating",
+        json!({"conv_id": conv, "score": 4, "comment": "quick, thanks"}),
+    );
+    assert_eq!(st, 200, "{r}");
+    let rated = next(&shop_rx);
+    assert!(signed_by(&rated, &secret));
+    assert_eq!(rated.header("X-Kefu-Event"), "conversation.rated");
+    let r = rated.json();
+    assert_eq!(
+        (
+            r["event"].as_str(),
+            r["bid"].as_str(),
+            r["conv_id"].as_i64(),
+            r["score"].as_i64(),
+            r["comment"].as_str()
+        ),
+        (
+            Some("conversation.rated"),
+            Some("shop"),
+            Some(conv),
+            Some(4),
+            Some("quick, thanks")
+        ),
+        "{r}"
+    );
+    assert!(r["visitor_id"].is_string() && r["ts"].is_i64(), "{r}");
 
-    // The other business's endpoint gets its own events only.
-    let oc = conversation(&k, "other", "other's question");
-    for _ in 0..3 {
+    // The other business's endpoint gets its own events only, its rating too.
+    let (oc, other_visitor) = conversation_by(&k, "other", "other's question");
+    let (st, _) = api(
+        &k,
+        Some(&other_visitor),
+        "POST",
+        "/api/rating",
+        json!({"conv_id": oc, "score": 1}),
+    );
+    assert_eq!(st, 200);
+    for _ in 0..4 {
         let g = next(&other_rx);
         assert!(signed_by(&g, &other_secret));
         assert_eq!(
@@ -314,6 +376,29 @@ fn signed_events_in_order_with_retries_and_isolation() {
         json!({ "id": id1 }),
     );
     assert_eq!(st, 404);
+    // A plain agent of the business may not list, register or delete.
+    let bob = k.agent_token("shop", "bob");
+    let (st, e) = api(&k, Some(&bob), "GET", "/api/webhooks", json!({}));
+    assert_eq!(st, 403, "{e}");
+    assert!(!e.to_string().contains(&url1), "{e}");
+    let (st, _) = api(
+        &k,
+        Some(&bob),
+        "POST",
+        "/api/webhooks",
+        json!({"url": "http://example.com/bob"}),
+    );
+    assert_eq!(st, 403);
+    let (st, _) = api(
+        &k,
+        Some(&bob),
+        "POST",
+        "/api/webhooks/delete",
+        json!({ "id": id1 }),
+    );
+    assert_eq!(st, 403);
+    let (_, l) = api(&k, Some(&alice), "GET", "/api/webhooks", json!({}));
+    assert_eq!(l["items"].as_array().map(Vec::len), Some(1), "{l}");
     // Who may not register: no token, a forged one, a visitor.
     let body = json!({"url": url1});
     assert_eq!(api(&k, None, "POST", "/api/webhooks", body.clone()).0, 401);
@@ -360,10 +445,8 @@ fn signed_events_in_order_with_retries_and_isolation() {
 
 #[test]
 fn private_targets_are_refused_by_default() {
-    if sqlite_only() {
-        return;
-    }
     let k = Kefu::start(1, "", &[("shop", "alice", "Alice", None)]);
+    make_admin(&k, "shop", "alice");
     let alice = k.agent_token("shop", "alice");
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -372,6 +455,8 @@ fn private_targets_are_refused_by_default() {
         format!("http://127.0.0.1:{port}/"),
         format!("http://localhost:{port}/"),
         format!("http://[::1]:{port}/"),
+        format!("https://127.0.0.1:{port}/"),
+        format!("https://localhost:{port}/"),
         "http://169.254.169.254/latest/meta-data/".to_string(),
         "http://10.0.0.1/".to_string(),
     ] {
@@ -388,17 +473,7 @@ fn private_targets_are_refused_by_default() {
     // delivery, after resolving (2130706433 is 127.0.0.1 to the resolver).
     let (id, _) = register(&k, &alice, &format!("http://2130706433:{port}/"));
     conversation(&k, "shop", "hello");
-    let err = wait_for(30 * SEC, || {
-        let (_, l) = api(&k, Some(&alice), "GET", "/api/webhooks", json!({}));
-        let h = l["items"]
-            .as_array()?
-            .iter()
-            .find(|h| h["id"] == id)?
-            .clone();
-        let e = h["last_error"].as_str()?.to_string();
-        (!e.is_empty()).then_some(e)
-    })
-    .expect("a failed delivery");
+    let err = failure(&k, &alice, id);
     assert!(err.contains("refused: 127.0.0.1"), "{err}");
     assert!(
         rx.recv_timeout(Duration::from_millis(300)).is_err(),
@@ -408,14 +483,12 @@ fn private_targets_are_refused_by_default() {
 
 #[test]
 fn queued_events_survive_a_restart() {
-    if sqlite_only() {
-        return;
-    }
     let k = Kefu::start(
         1,
         "webhook_allow_private = true",
         &[("shop", "alice", "Alice", None)],
     );
+    make_admin(&k, "shop", "alice");
     let alice = k.agent_token("shop", "alice");
     // Reserve a port, then close it: deliveries fail (connection refused) until it opens.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -458,4 +531,109 @@ fn queued_events_survive_a_restart() {
         ]
     );
     assert!(events.iter().all(|e| e["conv_id"] == conv));
+}
+
+/// The error an endpoint's deliveries fail with, once one has.
+fn failure(k: &Kefu, token: &str, id: i64) -> String {
+    wait_for(30 * SEC, || {
+        let (_, l) = api(k, Some(token), "GET", "/api/webhooks", json!({}));
+        let h = l["items"]
+            .as_array()?
+            .iter()
+            .find(|h| h["id"] == id)?
+            .clone();
+        let e = h["last_error"].as_str()?.to_string();
+        (!e.is_empty()).then_some(e)
+    })
+    .expect("a failed delivery")
+}
+
+#[test]
+fn https_endpoints_are_verified_against_the_trusted_cas() {
+    let dir = std::env::temp_dir().join(format!("kefu-hooks-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ours = pki::make(&dir.join("ours"));
+    let stranger = pki::make(&dir.join("stranger"));
+    let k = Kefu::start(
+        1,
+        &format!(
+            "webhook_allow_private = true\nwebhook_ca_file = \"{}\"",
+            ours.ca.display()
+        ),
+        &[("shop", "alice", "Alice", None)],
+    );
+    make_admin(&k, "shop", "alice");
+    let alice = k.agent_token("shop", "alice");
+    let listen = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    };
+    // Addresses, not `localhost`: a resolver may list ::1 first, where nothing listens.
+    // A certificate of the configured CA for 127.0.0.1 (and localhost): delivered.
+    let (l, port) = listen();
+    let good_rx = tls_receiver(l, &ours.cert, &ours.key);
+    let (_, secret) = register(&k, &alice, &format!("https://127.0.0.1:{port}/in"));
+    // The configured CA's certificate for another name (b.test): refused.
+    let (l, port) = listen();
+    let wrong_name_rx = tls_receiver(l, &ours.other_cert, &ours.other_key);
+    let (wrong_name, _) = register(&k, &alice, &format!("https://127.0.0.1:{port}/"));
+    // A certificate for 127.0.0.1 from a CA nobody configured: refused.
+    let (l, port) = listen();
+    let unknown_rx = tls_receiver(l, &stranger.cert, &stranger.key);
+    let (unknown, _) = register(&k, &alice, &format!("https://127.0.0.1:{port}/"));
+
+    let conv = conversation(&k, "shop", "over tls");
+    let names: Vec<String> = (0..3)
+        .map(|_| {
+            let g = next(&good_rx);
+            assert!(signed_by(&g, &secret), "{g:?}");
+            assert_eq!(g.json()["conv_id"], conv);
+            g.header("X-Kefu-Event")
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "conversation.created",
+            "message.created",
+            "conversation.closed"
+        ]
+    );
+    let e = failure(&k, &alice, wrong_name);
+    assert!(e.starts_with("tls: ") && e.contains("certificate"), "{e}");
+    let e = failure(&k, &alice, unknown);
+    assert!(e.starts_with("tls: ") && e.contains("certificate"), "{e}");
+    assert!(wrong_name_rx
+        .recv_timeout(Duration::from_millis(300))
+        .is_err());
+    assert!(unknown_rx.recv_timeout(Duration::from_millis(300)).is_err());
+    drop(k);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `webhook_ca_file` only the built-in roots are trusted: the test CA's endpoint is
+/// refused.
+#[test]
+fn a_private_ca_needs_the_setting() {
+    let dir = std::env::temp_dir().join(format!("kefu-hooks-noca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ours = pki::make(&dir);
+    let k = Kefu::start(
+        1,
+        "webhook_allow_private = true",
+        &[("shop", "alice", "Alice", None)],
+    );
+    make_admin(&k, "shop", "alice");
+    let alice = k.agent_token("shop", "alice");
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let rx = tls_receiver(l, &ours.cert, &ours.key);
+    let (id, _) = register(&k, &alice, &format!("https://127.0.0.1:{port}/"));
+    conversation(&k, "shop", "untrusted");
+    let e = failure(&k, &alice, id);
+    assert!(e.contains("UnknownIssuer"), "{e}");
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    drop(k);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -39,7 +39,7 @@ cargo test --release "${locked[@]}" --workspace
 step "kefu tests again on PostgreSQL (KEFU_TEST_STORE=postgres: each starts its own server)"
 KEFU_TEST_STORE=postgres cargo test --release "${locked[@]}" \
   --test kefu_routing --test kefu_history --test kefu_durability --test kefu_presence \
-  --test kefu_errors
+  --test kefu_errors --test kefu_search --test kefu_reports --test kefu_webhooks
 
 step "tools/autobahn/run.sh"
 bash tools/autobahn/run.sh

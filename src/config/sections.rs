@@ -317,6 +317,9 @@ pub struct KefuConfig {
     /// Connect, write and read timeout of one webhook delivery, seconds.
     #[serde(with = "secs")]
     pub webhook_timeout: Duration,
+    /// A PEM file of CA certificates that `https://` webhook endpoints may also chain to,
+    /// besides the built-in Mozilla roots.
+    pub webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for KefuConfig {
@@ -350,6 +353,7 @@ impl Default for KefuConfig {
             agent_away_grace: Duration::from_secs(60),
             webhook_allow_private: false,
             webhook_timeout: Duration::from_secs(10),
+            webhook_ca_file: None,
         }
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod reports;
 pub(crate) mod runner;
 pub(crate) mod search;
 pub(crate) mod tenancy;
+mod triggers;
 pub(crate) mod webhooks;
 
 use crate::config::SyncMode;
@@ -58,8 +59,6 @@ pub(crate) enum StoreError {
     Forbidden(&'static str),
     /// The batch's transaction could not begin or commit: nothing of it was stored.
     Commit(String),
-    /// The feature is not available on this store (PostgreSQL lacks it so far).
-    Unsupported(&'static str),
     /// The job panicked (a bug); the transaction part was rolled back.
     Panic,
 }
@@ -82,7 +81,6 @@ impl fmt::Display for StoreError {
             StoreError::Revoked => f.write_str("token revoked"),
             StoreError::Forbidden(m) => write!(f, "forbidden: {m}"),
             StoreError::Commit(m) => write!(f, "commit failed: {m}"),
-            StoreError::Unsupported(m) => write!(f, "not supported: {m}"),
             StoreError::Panic => f.write_str("internal error"),
         }
     }
@@ -201,7 +199,9 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Every schema version and the DDL that reaches it from the one before, oldest first. The
 /// DDL is written once, for SQLite; [`ddl`] adapts it for PostgreSQL. A new version is one
-/// more entry here.
+/// more entry here; what a version adds in one store's own dialect (triggers, full-text
+/// indexes) is in `triggers.rs`. Version 8 is such a version only: the rating event on both
+/// stores and, on PostgreSQL, everything version 7 added to SQLite alone.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, SCHEMA_V1),
     (2, SCHEMA_V2),
@@ -210,6 +210,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
     (7, SCHEMA_V7),
+    (8, ""),
 ];
 
 const SCHEMA_V1: &str = "
@@ -377,8 +378,8 @@ CREATE TABLE IF NOT EXISTS contacts (
 /// Version 7: search, reports and webhooks (issue 18). On both stores: two indexes for the
 /// closed list and the reports' date ranges, `visits` (a visitor's visits), `webhooks` /
 /// `webhook_queue` (registered endpoints and the events still to deliver). On SQLite only,
-/// [`SCHEMA_V7_SQLITE`] adds the full-text index and the triggers that fill `visits` and the
-/// webhook queue; PostgreSQL does not have them yet (see docs/cluster.md, "What is missing").
+/// `triggers::SQLITE_V7` adds the full-text index and the triggers that fill `visits` and the
+/// webhook queue; PostgreSQL has them from version 8 on (`triggers.rs`).
 const SCHEMA_V7: &str = "
 CREATE INDEX IF NOT EXISTS conv_closed ON conversations (bid, state, closed_at, id);
 CREATE INDEX IF NOT EXISTS conv_created ON conversations (bid, created_at);
@@ -412,74 +413,6 @@ CREATE TABLE IF NOT EXISTS webhook_queue (
     last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS webhook_due ON webhook_queue (hook_id, state, id);
-";
-
-/// Version 7's SQLite-only part. `msg_fts` indexes text messages for full-text search (see
-/// `search.rs` for why it keeps its own copy of the text); `visits` is filled by triggers (a
-/// sign-in more than 30 minutes after the last one starts a new visit; the newest 100 per
-/// visitor are kept); the webhook events are queued by triggers in the same transaction as
-/// the change they report (so an event is never lost nor sent for a change that rolled back).
-const SCHEMA_V7_SQLITE: &str = "
-CREATE VIRTUAL TABLE IF NOT EXISTS msg_fts USING fts5(
-    text, conv_id UNINDEXED, seq UNINDEXED, tokenize = 'trigram'
-);
-INSERT INTO msg_fts (text, conv_id, seq)
-    SELECT text, conv_id, seq FROM messages WHERE kind = 'text' AND text IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS msg_fts_add AFTER INSERT ON messages
-    WHEN NEW.kind = 'text' AND NEW.text IS NOT NULL
-BEGIN
-    INSERT INTO msg_fts (text, conv_id, seq) VALUES (NEW.text, NEW.conv_id, NEW.seq);
-END;
-CREATE TRIGGER IF NOT EXISTS visit_new AFTER INSERT ON visitors
-BEGIN
-    INSERT INTO visits (bid, visitor_id, ts, page_url, referrer, ip)
-        VALUES (NEW.bid, NEW.visitor_id, NEW.last_seen, NEW.page_url, NEW.referrer, NEW.ip);
-END;
-CREATE TRIGGER IF NOT EXISTS visit_again AFTER UPDATE OF last_seen ON visitors
-    WHEN NOT EXISTS (SELECT 1 FROM visits WHERE bid = NEW.bid AND visitor_id = NEW.visitor_id
-                     AND ts > NEW.last_seen - 1800000)
-BEGIN
-    INSERT INTO visits (bid, visitor_id, ts, page_url, referrer, ip)
-        VALUES (NEW.bid, NEW.visitor_id, NEW.last_seen, NEW.page_url, NEW.referrer, NEW.ip);
-    DELETE FROM visits WHERE bid = NEW.bid AND visitor_id = NEW.visitor_id AND id <=
-        (SELECT id FROM visits WHERE bid = NEW.bid AND visitor_id = NEW.visitor_id
-         ORDER BY id DESC LIMIT 1 OFFSET 100);
-END;
-CREATE TRIGGER IF NOT EXISTS hook_conv_created AFTER INSERT ON conversations
-BEGIN
-    INSERT INTO webhook_queue (hook_id, event, body, next_at)
-        SELECT w.id, 'conversation.created',
-               json_object('event', 'conversation.created', 'bid', NEW.bid,
-                           'conv_id', NEW.id, 'visitor_id', NEW.visitor_id,
-                           'ts', NEW.created_at),
-               NEW.created_at
-        FROM webhooks w WHERE w.bid = NEW.bid ORDER BY w.id;
-END;
-CREATE TRIGGER IF NOT EXISTS hook_conv_closed AFTER UPDATE OF state ON conversations
-    WHEN NEW.state = 'closed' AND OLD.state != 'closed'
-BEGIN
-    INSERT INTO webhook_queue (hook_id, event, body, next_at)
-        SELECT w.id, 'conversation.closed',
-               json_object('event', 'conversation.closed', 'bid', NEW.bid,
-                           'conv_id', NEW.id, 'visitor_id', NEW.visitor_id,
-                           'agent_id', NEW.agent_id, 'ts', NEW.closed_at),
-               NEW.closed_at
-        FROM webhooks w WHERE w.bid = NEW.bid ORDER BY w.id;
-END;
-CREATE TRIGGER IF NOT EXISTS hook_message AFTER INSERT ON messages
-    WHEN NEW.kind IN ('text', 'image')
-BEGIN
-    INSERT INTO webhook_queue (hook_id, event, body, next_at)
-        SELECT w.id, 'message.created',
-               json_object('event', 'message.created', 'bid', c.bid,
-                           'conv_id', NEW.conv_id, 'seq', NEW.seq,
-                           'from', NEW.sender_role, 'sender_id', NEW.sender_id,
-                           'kind', NEW.kind, 'text', NEW.text, 'url', NEW.url,
-                           'ts', NEW.ts),
-               NEW.ts
-        FROM conversations c JOIN webhooks w ON w.bid = c.bid
-        WHERE c.id = NEW.conv_id ORDER BY w.id;
-END;
 ";
 
 /// The schema DDL as `kind` spells it. PostgreSQL differs only in types: integers are
@@ -540,10 +473,10 @@ pub(crate) fn migrate(db: &Db) -> Result<()> {
     let r = schema_version(db).and_then(|v| {
         for (n, sql) in MIGRATIONS {
             if v < *n {
-                db.execute_batch(&ddl(db.kind(), sql))?;
-                if *n == 7 && db.kind() == Kind::Sqlite {
-                    db.execute_batch(SCHEMA_V7_SQLITE)?;
+                if !sql.is_empty() {
+                    db.execute_batch(&ddl(db.kind(), sql))?;
                 }
+                triggers::apply(db, *n)?;
             }
         }
         match db.kind() {

@@ -1,16 +1,20 @@
-//! Reports over a business's conversations: per day or per agent, the number of
-//! conversations, how many were missed (closed while still queued: the visitor left before
-//! any agent took it), the mean first-response time (first agent message minus opening) and
-//! the mean resolution time (closing minus opening, over conversations an agent took).
+//! Reports over a business's conversations: per day, per agent or per department, the
+//! number of conversations, how many were missed (closed while still queued: the visitor
+//! left before any agent took it), the mean first-response time (first agent message minus
+//! opening), the mean resolution time (closing minus opening, over conversations an agent
+//! took) and the visitors' ratings (how many, their mean score). A report may be limited to
+//! one department.
 //!
 //! One SQL statement computes every figure from a per-conversation `base`; the grouping is
 //! one of a fixed set of expressions (never text from the request). A conversation counts in
-//! the day (or for the agent) it was opened. The range is bounded ([`MAX_RANGE_MS`]) and
-//! served by the `conv_created` index.
+//! the day (or for the agent, or department) it was opened, with the agent it ended with; its
+//! rating counts with it. The range is bounded ([`MAX_RANGE_MS`]) and served by the
+//! `conv_created` index.
 
 use super::db::{params, Db, Row as DbRow};
 use super::{Result, StoreError};
 use serde::Serialize;
+use std::collections::HashMap;
 
 /// Longest range one report covers.
 pub(crate) const MAX_RANGE_MS: i64 = 366 * DAY_MS;
@@ -26,14 +30,17 @@ pub(crate) enum Group {
     Day,
     /// One row per agent the conversations ended with ('' for never assigned).
     Agent,
+    /// One row per department the conversations were in ('' for none).
+    Dept,
 }
 
 impl Group {
-    /// Parse `day` / `agent`.
+    /// Parse `day` / `agent` / `dept`.
     pub(crate) fn parse(s: &str) -> Option<Group> {
         match s {
             "day" => Some(Group::Day),
             "agent" => Some(Group::Agent),
+            "dept" => Some(Group::Dept),
             _ => None,
         }
     }
@@ -43,14 +50,25 @@ impl Group {
         match self {
             Group::Day => "day",
             Group::Agent => "agent",
+            Group::Dept => "dept",
         }
     }
 
     fn key_sql(self) -> &'static str {
         match self {
             // The day number in the reader's zone; `report` names it (YYYY-MM-DD).
-            Group::Day => "CAST((created_at + ?4) / 86400000 AS TEXT)",
+            Group::Day => "CAST((created_at + ?5) / 86400000 AS TEXT)",
             Group::Agent => "COALESCE(agent_id, '')",
+            Group::Dept => "COALESCE(dept_id, '')",
+        }
+    }
+
+    /// The statement naming this group's keys (its own business only), if they have names.
+    fn names_sql(self) -> Option<&'static str> {
+        match self {
+            Group::Day => None,
+            Group::Agent => Some("SELECT agent_id, name FROM agents WHERE bid = ?1"),
+            Group::Dept => Some("SELECT dept_id, name FROM departments WHERE bid = ?1"),
         }
     }
 }
@@ -85,8 +103,11 @@ impl Range {
 /// One row of a report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Row {
-    /// Day (`YYYY-MM-DD`) or agent id.
+    /// Day (`YYYY-MM-DD`), agent id or department id ('' for none).
     pub key: String,
+    /// The agent's or department's name (absent for days, and for an id no longer there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Conversations opened.
     pub conversations: i64,
     /// Closed while still queued (nobody took them).
@@ -99,17 +120,47 @@ pub(crate) struct Row {
     pub resolved: i64,
     /// Mean time from opening to closing of those, ms.
     pub resolution_ms: Option<i64>,
+    /// Conversations the visitor rated.
+    pub rated: i64,
+    /// Their mean score (1 to 5, two decimals).
+    pub rating_avg: Option<f64>,
 }
 
-/// The report of `bid` over `range`, grouped by `group`.
-pub(crate) fn report(conn: &Db, bid: &str, group: Group, range: Range) -> Result<Vec<Row>> {
+impl Row {
+    /// A row with nothing counted.
+    fn empty(key: String) -> Row {
+        Row {
+            key,
+            name: None,
+            conversations: 0,
+            missed: 0,
+            answered: 0,
+            first_response_ms: None,
+            resolved: 0,
+            resolution_ms: None,
+            rated: 0,
+            rating_avg: None,
+        }
+    }
+}
+
+/// The report of `bid` over `range`, grouped by `group`, of department `dept` only if given.
+pub(crate) fn report(
+    conn: &Db,
+    bid: &str,
+    group: Group,
+    range: Range,
+    dept: Option<&str>,
+) -> Result<Vec<Row>> {
     let sql = format!(
         "WITH base AS (
-            SELECT c.agent_id, c.state, c.created_at, c.assigned_at, c.closed_at,
+            SELECT c.agent_id, c.dept_id, c.state, c.created_at, c.assigned_at, c.closed_at,
                    (SELECT m.ts FROM messages m WHERE m.conv_id = c.id
-                        AND m.sender_role = 'agent' ORDER BY m.seq LIMIT 1) AS first_reply
-            FROM conversations c
+                        AND m.sender_role = 'agent' ORDER BY m.seq LIMIT 1) AS first_reply,
+                   r.score
+            FROM conversations c LEFT JOIN ratings r ON r.conv_id = c.id AND r.bid = c.bid
             WHERE c.bid = ?1 AND c.created_at >= ?2 AND c.created_at < ?3
+              AND (CAST(?4 AS TEXT) IS NULL OR c.dept_id = ?4)
         )
         SELECT {key} AS k, COUNT(*),
                CAST(SUM(CASE WHEN state = 'closed' AND assigned_at IS NULL THEN 1 ELSE 0 END)
@@ -119,7 +170,9 @@ pub(crate) fn report(conn: &Db, bid: &str, group: Group, range: Range) -> Result
                CAST(SUM(CASE WHEN state = 'closed' AND assigned_at IS NOT NULL THEN 1 ELSE 0 END)
                     AS BIGINT),
                CAST(SUM(CASE WHEN state = 'closed' AND assigned_at IS NOT NULL
-                        THEN closed_at - created_at END) AS BIGINT)
+                        THEN closed_at - created_at END) AS BIGINT),
+               COUNT(score),
+               CAST(SUM(score) AS BIGINT)
         FROM base GROUP BY k",
         key = group.key_sql()
     );
@@ -128,23 +181,40 @@ pub(crate) fn report(conn: &Db, bid: &str, group: Group, range: Range) -> Result
     // Sums and counts, divided here: integers read the same from either store.
     let mean = |sum: Option<i64>, n: i64| sum.filter(|_| n > 0).map(|s| s / n);
     let map = |r: &DbRow<'_>| {
-        let (answered, resolved): (i64, i64) = (r.get(3)?, r.get(5)?);
+        let (answered, resolved, rated): (i64, i64, i64) = (r.get(3)?, r.get(5)?, r.get(7)?);
+        let score_sum: Option<i64> = r.get(8)?;
         Ok(Row {
             key: r.get(0)?,
+            name: None,
             conversations: r.get(1)?,
             missed: r.get(2)?,
             answered,
             first_response_ms: mean(r.get(4)?, answered),
             resolved,
             resolution_ms: mean(r.get(6)?, resolved),
+            rated,
+            rating_avg: score_sum
+                .filter(|_| rated > 0)
+                .map(|s| (s as f64 * 100.0 / rated as f64).round() / 100.0),
         })
     };
     let mut rows = match group {
-        Group::Day => stmt.query_map(params![bid, range.from, range.to, tz_ms], map)?,
-        // ?4 is not in the statement.
-        Group::Agent => stmt.query_map(params![bid, range.from, range.to], map)?,
+        Group::Day => stmt.query_map(params![bid, range.from, range.to, dept, tz_ms], map)?,
+        // ?5 is not in the statement.
+        Group::Agent | Group::Dept => {
+            stmt.query_map(params![bid, range.from, range.to, dept], map)?
+        }
     }
     .collect::<Result<Vec<_>>>()?;
+    if let Some(names) = group.names_sql() {
+        let names: HashMap<String, String> = conn
+            .prepare_cached(names)?
+            .query_map([bid], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_>>()?;
+        for r in &mut rows {
+            r.name = names.get(&r.key).cloned();
+        }
+    }
     Ok(match group {
         Group::Day => {
             // Day numbers as keys: order them as numbers, then fill the calendar.
@@ -155,7 +225,7 @@ pub(crate) fn report(conn: &Db, bid: &str, group: Group, range: Range) -> Result
             days.sort_by_key(|(d, _)| *d);
             every_day(days, range)
         }
-        Group::Agent => {
+        Group::Agent | Group::Dept => {
             rows.sort_by(|a, b| a.key.cmp(&b.key));
             rows
         }
@@ -178,15 +248,7 @@ fn every_day(days: Vec<(i64, Row)>, range: Range) -> Vec<Row> {
                 r.key = key;
                 out.push(r);
             }
-            _ => out.push(Row {
-                key,
-                conversations: 0,
-                missed: 0,
-                answered: 0,
-                first_response_ms: None,
-                resolved: 0,
-                resolution_ms: None,
-            }),
+            _ => out.push(Row::empty(key)),
         }
     }
     out
@@ -208,15 +270,21 @@ fn civil(d: i64) -> String {
 }
 
 /// The report as CSV (RFC 4180; a cell that a spreadsheet would run as a formula is
-/// prefixed with `'`).
+/// prefixed with `'`). Agent and department reports have a `name` column after the key.
 pub(crate) fn csv(group: Group, rows: &[Row]) -> String {
+    let named = group.names_sql().is_some();
     let mut s = format!(
-        "{},conversations,missed,answered,first_response_s,resolved,resolution_s\r\n",
-        group.as_str()
+        "{}{},conversations,missed,answered,first_response_s,resolved,resolution_s,rated,rating_avg\r\n",
+        group.as_str(),
+        if named { ",name" } else { "" }
     );
     let secs = |v: Option<i64>| v.map(|ms| format!("{:.1}", ms as f64 / 1000.0));
     for r in rows {
         s.push_str(&cell(&r.key));
+        if named {
+            s.push(',');
+            s.push_str(&cell(r.name.as_deref().unwrap_or("")));
+        }
         for v in [
             Some(r.conversations.to_string()),
             Some(r.missed.to_string()),
@@ -224,6 +292,8 @@ pub(crate) fn csv(group: Group, rows: &[Row]) -> String {
             secs(r.first_response_ms),
             Some(r.resolved.to_string()),
             secs(r.resolution_ms),
+            Some(r.rated.to_string()),
+            r.rating_avg.map(|a| format!("{a:.2}")),
         ] {
             s.push(',');
             s.push_str(v.as_deref().unwrap_or(""));
@@ -264,8 +334,9 @@ mod tests {
         assert_eq!(keys, ["1970-01-01", "1970-01-02", "1970-01-03"]);
     }
 
-    /// Exact figures from known rows: means, missed, the time zone's day, other businesses
-    /// left out.
+    /// Exact figures from known rows: means, missed, ratings, the time zone's day, names,
+    /// departments and the department filter, other businesses left out (one of them has a
+    /// department and an agent of the same ids, and rated conversations).
     #[test]
     fn figures_from_known_rows() {
         let dir = std::env::temp_dir().join(format!("kefu-reports-{}", std::process::id()));
@@ -273,19 +344,26 @@ mod tests {
         let c = super::super::open(&dir, crate::config::SyncMode::Normal).unwrap();
         let d = 20_000 * DAY_MS; // a midnight, UTC
         c.execute_batch(&format!(
-            "INSERT INTO conversations (id, bid, visitor_id, state, agent_id, created_at, queued_at,
-                                        assigned_at, closed_at)
-             VALUES (1, 'b', 'v1', 'closed', 'a', {t1}, {t1}, {t1}, {t1c}),
-                    (2, 'b', 'v2', 'closed', 'a', {t2}, {t2}, {t2}, {t2c}),
-                    (3, 'b', 'v3', 'closed', NULL, {t3}, {t3}, NULL, {t3c}),
-                    (4, 'b', 'v4', 'active', 'z', {t4}, {t4}, {t4}, NULL),
-                    (5, 'other', 'v5', 'closed', 'a', {t1}, {t1}, {t1}, {t1c});
+            "INSERT INTO businesses (bid, secret, created_at) VALUES ('b', 's', 1), ('other', 's', 1);
+             INSERT INTO agents (bid, agent_id, name, pw_hash, created_at)
+             VALUES ('b', 'a', 'Alice', 'h', 1), ('other', 'a', 'Other Alice', 'h', 1);
+             INSERT INTO departments (bid, dept_id, name, created_at)
+             VALUES ('b', 'sales', 'Sales', 1), ('other', 'sales', 'Their sales', 1);
+             INSERT INTO conversations (id, bid, visitor_id, state, agent_id, dept_id, created_at,
+                                        queued_at, assigned_at, closed_at)
+             VALUES (1, 'b', 'v1', 'closed', 'a', 'sales', {t1}, {t1}, {t1}, {t1c}),
+                    (2, 'b', 'v2', 'closed', 'a', NULL, {t2}, {t2}, {t2}, {t2c}),
+                    (3, 'b', 'v3', 'closed', NULL, 'sales', {t3}, {t3}, NULL, {t3c}),
+                    (4, 'b', 'v4', 'active', 'z', 'gone', {t4}, {t4}, {t4}, NULL),
+                    (5, 'other', 'v5', 'closed', 'a', 'sales', {t1}, {t1}, {t1}, {t1c});
              INSERT INTO messages (conv_id, seq, sender_role, sender_id, sender_name, kind, text, ts)
              VALUES (1, 1, 'visitor', 'v1', '', 'text', 'q', {t1}),
                     (1, 2, 'agent', 'a', 'A', 'text', 'r', {t1r}),
                     (1, 3, 'agent', 'a', 'A', 'text', 'r2', {t1c}),
                     (2, 1, 'agent', 'a', 'A', 'text', 'r', {t2r}),
-                    (5, 1, 'agent', 'a', 'A', 'text', 'r', {t1});",
+                    (5, 1, 'agent', 'a', 'A', 'text', 'r', {t1});
+             INSERT INTO ratings (conv_id, bid, score, comment, ts)
+             VALUES (1, 'b', 5, '', {t1c}), (2, 'b', 2, 'slow', {t2c}), (5, 'other', 1, '', {t1c});",
             t1 = d + 1_000,
             t1r = d + 4_000,
             t1c = d + 61_000,
@@ -298,52 +376,106 @@ mod tests {
             t4 = d + DAY_MS - 1_800_000,
         ))
         .unwrap();
-        let r = report(&c, "b", Group::Agent, Range::new(d, d + DAY_MS, 0).unwrap()).unwrap();
+        let day = Range::new(d, d + DAY_MS, 0).unwrap();
+        let r = report(&c, "b", Group::Agent, day, None).unwrap();
         let keys: Vec<_> = r.iter().map(|x| x.key.as_str()).collect();
         assert_eq!(keys, ["", "a", "z"]);
         assert_eq!(
             r[1],
             Row {
                 key: "a".into(),
+                name: Some("Alice".into()),
                 conversations: 2,
                 missed: 0,
                 answered: 2,
                 first_response_ms: Some((3_000 + 1_000) / 2),
                 resolved: 2,
                 resolution_ms: Some((60_000 + 120_000) / 2),
+                rated: 2,
+                rating_avg: Some(3.5),
             }
         );
         assert_eq!(
-            (r[0].missed, r[0].resolved, r[0].resolution_ms),
-            (1, 0, None)
+            (r[0].missed, r[0].resolved, r[0].resolution_ms, r[0].rated),
+            (1, 0, None, 0)
         );
-        assert_eq!((r[2].answered, r[2].resolved), (0, 0));
-        let days = report(&c, "b", Group::Day, Range::new(d, d + DAY_MS, 60).unwrap()).unwrap();
+        assert_eq!(
+            (r[2].answered, r[2].resolved, r[2].name.as_deref()),
+            (0, 0, None)
+        );
+
+        let r = report(&c, "b", Group::Dept, day, None).unwrap();
+        let got: Vec<_> = r
+            .iter()
+            .map(|x| (x.key.as_str(), x.name.as_deref(), x.conversations, x.missed))
+            .collect();
+        // 'gone' is a department id with no row (removed): counted, without a name.
+        assert_eq!(
+            got,
+            [
+                ("", None, 1, 0),
+                ("gone", None, 1, 0),
+                ("sales", Some("Sales"), 2, 1)
+            ]
+        );
+        assert_eq!((r[2].rated, r[2].rating_avg), (1, Some(5.0)));
+        assert_eq!((r[0].rated, r[0].rating_avg), (1, Some(2.0)));
+
+        // One department only, per agent and per day.
+        let r = report(&c, "b", Group::Agent, day, Some("sales")).unwrap();
+        let got: Vec<_> = r
+            .iter()
+            .map(|x| (x.key.as_str(), x.conversations))
+            .collect();
+        assert_eq!(got, [("", 1), ("a", 1)]);
+        let r = report(&c, "b", Group::Day, day, Some("sales")).unwrap();
+        assert_eq!((r.len(), r[0].conversations, r[0].rated), (1, 2, 1));
+        assert!(report(&c, "b", Group::Day, day, Some("nope")).unwrap()[0].conversations == 0);
+
+        // The other business: its own department, agent and rating only.
+        let r = report(&c, "other", Group::Dept, day, None).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].name.as_deref(), r[0].conversations, r[0].rating_avg),
+            (Some("Their sales"), 1, Some(1.0))
+        );
+
+        let days = report(
+            &c,
+            "b",
+            Group::Day,
+            Range::new(d, d + DAY_MS, 60).unwrap(),
+            None,
+        )
+        .unwrap();
         let got: Vec<_> = days
             .iter()
             .map(|x| (x.key.clone(), x.conversations))
             .collect();
         assert_eq!(got, [(civil(20_000), 3), (civil(20_001), 1)]);
+        assert_eq!(days[0].name, None);
         drop(c);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn csv_cells_cannot_become_formulas() {
-        let row = Row {
-            key: "=HYPERLINK(\"x\")".into(),
-            conversations: 1,
-            missed: 0,
-            answered: 1,
-            first_response_ms: Some(1500),
-            resolved: 0,
-            resolution_ms: None,
-        };
-        let c = csv(Group::Agent, &[row]);
+        let mut row = Row::empty("=HYPERLINK(\"x\")".into());
+        row.name = Some("@SUM(A1)".into());
+        row.conversations = 1;
+        row.answered = 1;
+        row.first_response_ms = Some(1500);
+        row.rated = 3;
+        row.rating_avg = Some(4.67);
+        let c = csv(Group::Agent, &[row.clone()]);
         assert!(
-            c.ends_with("\"'=HYPERLINK(\"\"x\"\")\",1,0,1,1.5,0,\r\n"),
+            c.ends_with("\"'=HYPERLINK(\"\"x\"\")\",'@SUM(A1),1,0,1,1.5,0,,3,4.67\r\n"),
             "{c}"
         );
-        assert!(c.starts_with("agent,conversations,"));
+        assert!(c.starts_with("agent,name,conversations,"));
+        row.key = "2024-01-01".into();
+        let c = csv(Group::Day, &[row]);
+        assert!(c.starts_with("day,conversations,"), "{c}");
+        assert!(c.ends_with("\r\n2024-01-01,1,0,1,1.5,0,,3,4.67\r\n"), "{c}");
     }
 }

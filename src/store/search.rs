@@ -6,10 +6,11 @@
 //! OFFSET) with a bounded size, so a deep page costs what the first one does.
 //!
 //! Full-text search uses SQLite FTS5 with the trigram tokenizer (substring matches, which
-//! also serve Chinese text that has no spaces between words). It lives in one function,
-//! [`fts_hits`]; on a PostgreSQL store every search takes the plain `LIKE` scan (no index yet). `messages` is a WITHOUT
-//! ROWID table, which an FTS5 external-content table cannot point at, so `msg_fts` keeps its
-//! own copy of each text message (filled by a trigger in the writer's transaction).
+//! also serve Chinese text that has no spaces between words); on PostgreSQL, `ILIKE` over the
+//! pg_trgm trigram index (the same substring semantics). Every path is one call of [`find`]
+//! with its own match clause. `messages` is a WITHOUT ROWID table, which an FTS5
+//! external-content table cannot point at, so `msg_fts` keeps its own copy of each text
+//! message (filled by a trigger in the writer's transaction).
 
 use super::db::{params, Db, Kind, OptionalExtension, Row};
 use super::{Result, StoreError};
@@ -107,10 +108,25 @@ impl Cursor {
     }
 }
 
-/// Closed conversations of `bid`, most recently closed first, after `before`.
+/// Which closed conversations a list shows (every one by default).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Closed {
+    /// Only this visitor's.
+    pub visitor_id: Option<String>,
+    /// Only those this agent ended with.
+    pub agent_id: Option<String>,
+    /// Closed at or after, ms.
+    pub from: Option<i64>,
+    /// Closed before, ms.
+    pub to: Option<i64>,
+}
+
+/// Closed conversations of `bid` that `f` lets through, most recently closed first, after
+/// `before`.
 pub(crate) fn closed(
     conn: &Db,
     bid: &str,
+    f: &Closed,
     before: Option<Cursor>,
     limit: i64,
 ) -> Result<(Vec<ConvRow>, Option<String>)> {
@@ -118,9 +134,24 @@ pub(crate) fn closed(
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {CONV_COLS} WHERE c.bid = ?1 AND c.state = 'closed' \
+             AND (CAST(?5 AS TEXT) IS NULL OR c.visitor_id = ?5) \
+             AND (CAST(?6 AS TEXT) IS NULL OR c.agent_id = ?6) \
+             AND c.closed_at >= ?7 AND c.closed_at < ?8 \
              AND (c.closed_at, c.id) < (?2, ?3) ORDER BY c.closed_at DESC, c.id DESC LIMIT ?4"
         ))?
-        .query_map(params![bid, b.at, b.id, limit], conv_row)?
+        .query_map(
+            params![
+                bid,
+                b.at,
+                b.id,
+                limit,
+                f.visitor_id,
+                f.agent_id,
+                f.from.unwrap_or(0),
+                f.to.unwrap_or(i64::MAX)
+            ],
+            conv_row,
+        )?
         .collect::<Result<Vec<_>>>()?;
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last())
@@ -185,19 +216,44 @@ pub(crate) fn clean_query(q: &str) -> Result<String> {
 
 /// Messages of `bid` matching `q`, newest first, and the cursor of the next page.
 pub(crate) fn search(conn: &Db, bid: &str, q: &Query) -> Result<(Vec<Hit>, Option<String>)> {
-    let hits = if q.text.chars().count() >= 3 && conn.kind() == Kind::Sqlite {
-        fts_hits(conn, bid, q)?
-    } else {
+    let found = match (conn.kind(), q.text.chars().count() >= 3) {
+        // The text is passed as one quoted phrase (inner quotes doubled), so FTS5 operators,
+        // column filters and `*` in it are plain characters.
+        (Kind::Sqlite, true) => find(
+            conn,
+            bid,
+            q,
+            "FROM msg_fts f JOIN conversations c ON c.id = f.conv_id \
+             JOIN messages m ON m.conv_id = f.conv_id AND m.seq = f.seq WHERE msg_fts MATCH ?1",
+            &format!("\"{}\"", q.text.replace('"', "\"\"")),
+        )?,
         // Trigrams cannot index one or two characters (common two-character Chinese words
-        // included): scan the business's messages in the date range instead. PostgreSQL
-        // has no full-text index here yet and always scans.
-        like_hits(conn, bid, q)?
+        // included): scan the business's messages in the date range instead.
+        (Kind::Sqlite, false) => find(
+            conn,
+            bid,
+            q,
+            "FROM conversations c JOIN messages m ON m.conv_id = c.id \
+             WHERE m.kind = 'text' AND m.text LIKE ?1 ESCAPE '\\'",
+            &like_pattern(&q.text),
+        )?,
+        // PostgreSQL: ILIKE (case-insensitive like FTS5's trigrams), served for three
+        // characters or more by the pg_trgm GIN index `msg_trgm` where the extension could be
+        // created (schema version 8), a scan of the business's messages otherwise.
+        (Kind::Postgres, _) => find(
+            conn,
+            bid,
+            q,
+            "FROM conversations c JOIN messages m ON m.conv_id = c.id \
+             WHERE m.kind = 'text' AND m.text ILIKE ?1 ESCAPE '\\'",
+            &like_pattern(&q.text),
+        )?,
     };
-    let next = (hits.len() as i64 == q.limit)
-        .then(|| hits.last())
+    let next = (found.len() as i64 == q.limit)
+        .then(|| found.last())
         .flatten()
         .map(|h| format!("{}.{}.{}", h.ts, h.conv_id, h.seq));
-    Ok((hits, next))
+    Ok((found, next))
 }
 
 fn hit(r: &Row<'_>) -> Result<Hit> {
@@ -214,68 +270,38 @@ fn hit(r: &Row<'_>) -> Result<Hit> {
     })
 }
 
-const HIT_COLS: &str = "m.conv_id, m.seq, m.sender_role, m.sender_id, m.sender_name, m.text, \
-     m.ts, c.visitor_id, c.agent_id";
-
-/// The filters shared by both search paths (parameters ?2..?10).
-const HIT_FILTER: &str = "c.bid = ?2 \
-     AND (CAST(?3 AS TEXT) IS NULL OR c.visitor_id = ?3) \
-     AND (CAST(?4 AS TEXT) IS NULL OR c.agent_id = ?4 OR (m.sender_role = 'agent' AND m.sender_id = ?4)) \
-     AND m.ts >= ?5 AND m.ts < ?6 \
-     AND (m.ts, m.conv_id, m.seq) < (?7, ?8, ?9) \
-     ORDER BY m.ts DESC, m.conv_id DESC, m.seq DESC LIMIT ?10";
-
-/// The SQLite-specific part: an FTS5 MATCH. The text is passed as one quoted phrase (inner
-/// quotes doubled), so FTS5 operators, column filters and `*` in it are plain characters.
-fn fts_hits(conn: &Db, bid: &str, q: &Query) -> Result<Vec<Hit>> {
-    let phrase = format!("\"{}\"", q.text.replace('"', "\"\""));
-    let b = q.before.unwrap_or(Cursor::end());
-    let rows = conn
-        .prepare_cached(&format!(
-            "SELECT {HIT_COLS} FROM msg_fts f \
-             JOIN conversations c ON c.id = f.conv_id \
-             JOIN messages m ON m.conv_id = f.conv_id AND m.seq = f.seq \
-             WHERE msg_fts MATCH ?1 AND {HIT_FILTER}"
-        ))?
-        .query_map(
-            params![
-                phrase,
-                bid,
-                q.visitor_id,
-                q.agent_id,
-                q.from,
-                q.to,
-                b.at,
-                b.id,
-                b.seq,
-                q.limit
-            ],
-            hit,
-        )?
-        .collect::<Result<Vec<_>>>()?;
-    Ok(rows)
-}
-
-/// Plain-SQL substring search (short texts).
-fn like_hits(conn: &Db, bid: &str, q: &Query) -> Result<Vec<Hit>> {
-    let mut pat = String::with_capacity(q.text.len() + 2);
+/// `%text%` with LIKE's own characters escaped (`\` is the escape).
+fn like_pattern(text: &str) -> String {
+    let mut pat = String::with_capacity(text.len() + 2);
     pat.push('%');
-    for ch in q.text.chars() {
+    for ch in text.chars() {
         if matches!(ch, '%' | '_' | '\\') {
             pat.push('\\');
         }
         pat.push(ch);
     }
     pat.push('%');
+    pat
+}
+
+/// The one search statement: `source` is its FROM and the match condition on `?1` (bound
+/// to `matcher`); the business, filters, cursor and page size are the same for every store
+/// and path (parameters ?2..?10).
+fn find(conn: &Db, bid: &str, q: &Query, source: &str, matcher: &str) -> Result<Vec<Hit>> {
     let b = q.before.unwrap_or(Cursor::end());
     let rows = conn
         .prepare_cached(&format!(
-            "SELECT {HIT_COLS} FROM conversations c JOIN messages m ON m.conv_id = c.id \
-             WHERE m.kind = 'text' AND m.text LIKE ?1 ESCAPE '\\' AND {HIT_FILTER}"
+            "SELECT m.conv_id, m.seq, m.sender_role, m.sender_id, m.sender_name, m.text, m.ts, \
+             c.visitor_id, c.agent_id {source} AND c.bid = ?2 \
+             AND (CAST(?3 AS TEXT) IS NULL OR c.visitor_id = ?3) \
+             AND (CAST(?4 AS TEXT) IS NULL OR c.agent_id = ?4 \
+                  OR (m.sender_role = 'agent' AND m.sender_id = ?4)) \
+             AND m.ts >= ?5 AND m.ts < ?6 AND (m.ts, m.conv_id, m.seq) < (?7, ?8, ?9) \
+             ORDER BY m.ts DESC, m.conv_id DESC, m.seq DESC LIMIT ?10"
         ))?
         .query_map(
             params![
-                pat,
+                matcher,
                 bid,
                 q.visitor_id,
                 q.agent_id,

@@ -1,13 +1,16 @@
 //! Webhook endpoints of a business and the durable queue of events to deliver to them.
 //!
-//! Events are queued by triggers (schema version 7 in `mod.rs`) inside the transaction of
-//! the change they report, one row per endpoint. Delivery threads (one per worker, see
+//! Events are queued by triggers (`triggers.rs`: SQLite since schema version 7, PostgreSQL
+//! since 8) inside the transaction of the change they report, one row per endpoint. Delivery threads (one per worker, see
 //! `app/kefu/webhook/`) take the oldest pending row of each endpoint with a lease, so each
 //! endpoint receives its events in order, one at a time, and two workers never send the same
 //! row at once; a row leaves the queue when the endpoint answers 2xx, and after
 //! [`MAX_ATTEMPTS`] failures it is kept as `dead` (shown in the list) and the next one goes.
+//! Row ids follow commit order because the changes that queue events are made by the writers,
+//! one transaction at a time (SQLite's write lock, PostgreSQL's advisory lock, `db.rs`): a
+//! row with a smaller id is never committed after a larger one a sender already took.
 
-use super::db::{params, Db, Kind};
+use super::db::{params, Db};
 use super::{Result, StoreError};
 use serde::Serialize;
 
@@ -42,13 +45,7 @@ pub(crate) struct Hook {
 }
 
 /// Register `url` for `bid` with `secret`; returns its id.
-/// Refused on PostgreSQL: its schema has no triggers to queue the events yet.
 pub(crate) fn add(conn: &Db, bid: &str, url: &str, secret: &str, now: i64) -> Result<i64> {
-    if conn.kind() == Kind::Postgres {
-        return Err(StoreError::Unsupported(
-            "webhooks are not available on the PostgreSQL store yet",
-        ));
-    }
     let n: i64 = conn
         .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE bid = ?1")?
         .query_row([bid], |r| r.get(0))?;
@@ -123,12 +120,15 @@ pub(crate) struct Due {
 
 /// Take up to `max` due events, the oldest pending one of each endpoint whose earlier
 /// events are done, each leased for [`LEASE_MS`]. One index probe per endpoint (the
-/// `webhook_due` index), however long a failing endpoint's backlog has grown.
+/// `webhook_due` index), however long a failing endpoint's backlog has grown. The lease is
+/// checked again on the row being updated: on PostgreSQL two nodes' delivery threads may
+/// pick the same row from their snapshots, and the second, re-reading the row once the
+/// first committed, then finds it leased and leaves it.
 pub(crate) fn take_due(conn: &Db, now: i64, max: i64) -> Result<Vec<Due>> {
     let rows = conn
         .prepare_cached(
             "UPDATE webhook_queue SET lease_until = ?2, attempts = attempts + 1
-             WHERE id IN (
+             WHERE lease_until <= ?1 AND id IN (
                 SELECT q.id FROM webhooks w JOIN webhook_queue q ON q.id =
                     (SELECT MIN(p.id) FROM webhook_queue p
                      WHERE p.hook_id = w.id AND p.state = 'pending')

@@ -1,11 +1,13 @@
 //! TLS for the listeners (`wss://`, `https://`, `text+tls://`, `api+tls://`): certificates
 //! read and checked from PEM files ([`Acceptor::load`]), the per-listener rustls settings,
 //! the choice of certificate by SNI, and one connection's session ([`session::TlsSession`]).
+//! Also the client settings of kefu's own outbound TLS (webhooks, [`client`]).
 //!
 //! rustls with the `ring` provider: it builds with a C compiler alone (aws-lc-rs needs cmake
 //! or a prebuilt library), and the handshake runs inside the worker's mio loop: rustls is a
 //! state machine fed bytes, so nothing blocks and no thread is spent per connection.
 
+pub mod client;
 pub mod session;
 
 use crate::config::{SniFiles, TlsFiles};
@@ -50,6 +52,8 @@ pub enum TlsError {
     BadName(String),
     /// rustls refused the settings.
     Settings(rustls::Error),
+    /// A certificate of an extra CA file is not one rustls can trust as a root.
+    BadCa(PathBuf, rustls::Error),
 }
 
 impl fmt::Display for TlsError {
@@ -77,6 +81,7 @@ impl fmt::Display for TlsError {
             ),
             TlsError::BadName(n) => write!(f, "sni name {n:?} is not a host name"),
             TlsError::Settings(e) => write!(f, "tls settings refused: {e}"),
+            TlsError::BadCa(p, e) => write!(f, "{}: not a usable CA certificate: {e}", p.display()),
         }
     }
 }

@@ -4,8 +4,10 @@
 //! Who may call: agents only, with their agent token (`Authorization: Bearer`); the
 //! business is always the token's, never one named in the request, so another business's
 //! ids find nothing. Visitors get 403, no or a bad token 401. Reports (and webhooks, see
-//! `webhook/api.rs`) are further limited by [`may_manage`]. Every query runs on the query
-//! store thread (reads only, its own queue, off the writer's batches), never on the loop.
+//! `webhook/api.rs`) are for the business's admins only ([`Need::Admin`]): a plain agent
+//! gets 403. The role is read from the agent's row in the job, so a demoted admin's token
+//! stops at once. Every query runs on the query store thread (reads only, its own queue, off
+//! the writer's batches), never on the loop.
 
 use super::auth::{Claims, Role as TokenRole};
 use super::done::{HttpCall, Outcome};
@@ -24,19 +26,13 @@ use crate::store::tenancy::Agent;
 use crate::store::{now_ms, valid_id, StoreError};
 use serde::Serialize;
 
-/// Who may see reports and manage webhooks: the one place that decides. Until business
-/// roles exist every agent of the business may; with roles, admins only.
-pub(super) fn may_manage(_agent: &Agent) -> bool {
-    true
-}
-
-/// The refusal of an agent [`may_manage`] turns away.
-pub(super) fn forbidden() -> Response {
-    error(
-        403,
-        Code::NotLoggedIn,
-        "only the business's admins may do this",
-    )
+/// Which agents of the business a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Need {
+    /// Any enabled agent.
+    Agent,
+    /// Its admins only (reports, webhooks).
+    Admin,
 }
 
 /// The claims of an agent token on `req`, or the refusal (401 without a valid token, 403
@@ -47,6 +43,26 @@ pub(super) fn agent_claims(sh: &Shared, req: &Request) -> Result<Claims, Respons
         return Err(error(403, Code::NotLoggedIn, "agents only"));
     }
     Ok(c)
+}
+
+/// Queue `f` on `call`'s store thread for the agent `claims` names, once the store says it
+/// is still that agent (not removed, disabled or of an older password) and, for
+/// [`Need::Admin`], an admin: else 401 or 403, and `f` does not run.
+pub(super) fn submit(
+    sh: &mut Shared,
+    conn: ClientId,
+    call: HttpCall,
+    claims: Claims,
+    need: Need,
+    f: impl FnOnce(&Db, &Agent) -> crate::store::Result<Response> + Send + 'static,
+) -> HttpOutcome {
+    sh.submit_http(conn, call, move |c| {
+        let a = match need {
+            Need::Agent => login::check_agent(c, &claims)?,
+            Need::Admin => login::check_admin(c, &claims)?,
+        };
+        Ok(Outcome::HttpReady(f(c, &a)?))
+    })
 }
 
 fn bad(msg: &str) -> HttpOutcome {
@@ -90,9 +106,11 @@ pub(super) fn route(
     req: &Request,
     path: &str,
 ) -> Option<HttpOutcome> {
-    let call = match path {
-        "/api/conversations/closed" | "/api/search" | "/api/visitor/profile" => HttpCall::Search,
-        "/api/reports" => HttpCall::Reports,
+    let handler: fn(&mut Shared, ClientId, &Request, Claims) -> HttpOutcome = match path {
+        "/api/conversations/closed" => closed,
+        "/api/search" => search,
+        "/api/visitor/profile" => profile,
+        "/api/reports" => report,
         _ => return None,
     };
     if req.method != "GET" {
@@ -102,15 +120,9 @@ pub(super) fn route(
             "method not allowed",
         )));
     }
-    let claims = match agent_claims(sh, req) {
-        Ok(c) => c,
-        Err(r) => return Some(HttpOutcome::Respond(r)),
-    };
-    Some(match path {
-        "/api/conversations/closed" => closed(sh, conn, req, claims, call),
-        "/api/search" => search(sh, conn, req, claims, call),
-        "/api/visitor/profile" => profile(sh, conn, req, claims, call),
-        _ => report(sh, conn, req, claims, call),
+    Some(match agent_claims(sh, req) {
+        Ok(claims) => handler(sh, conn, req, claims),
+        Err(r) => HttpOutcome::Respond(r),
     })
 }
 
@@ -122,45 +134,53 @@ struct Page<'a, T> {
     next: Option<&'a str>,
 }
 
-fn page<T: Serialize>(items: &[T], next: Option<String>) -> Outcome {
-    Outcome::HttpReady(json(
+fn page<T: Serialize>(items: &[T], next: Option<String>) -> Response {
+    json(
         200,
         &Page {
             items,
             next: next.as_deref(),
         },
-    ))
+    )
 }
 
-fn closed(
-    sh: &mut Shared,
-    conn: ClientId,
-    req: &Request,
-    claims: Claims,
-    call: HttpCall,
-) -> HttpOutcome {
+fn closed(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
     let before = match cursor_param(req) {
         Ok(b) => b,
         Err(o) => return o,
     };
-    let Ok(limit) = int_param(req, "limit") else {
-        return bad("limit: an integer");
+    let (Ok(visitor_id), Ok(agent_id)) = (id_param(req, "visitor_id"), id_param(req, "agent_id"))
+    else {
+        return bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]");
+    };
+    let (Ok(from), Ok(to), Ok(limit)) = (
+        int_param(req, "from"),
+        int_param(req, "to"),
+        int_param(req, "limit"),
+    ) else {
+        return bad("from/to (ms) and limit: integers");
+    };
+    let f = search::Closed {
+        visitor_id,
+        agent_id,
+        from,
+        to,
     };
     let limit = search::page_size(limit);
-    sh.submit_http(conn, call, move |c| {
-        let a = login::check_agent(c, &claims)?;
-        let (rows, next) = search::closed(c, &a.bid, before, limit)?;
-        Ok(page(&rows, next))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Search,
+        claims,
+        Need::Agent,
+        move |c, a| {
+            let (rows, next) = search::closed(c, &a.bid, &f, before, limit)?;
+            Ok(page(&rows, next))
+        },
+    )
 }
 
-fn search(
-    sh: &mut Shared,
-    conn: ClientId,
-    req: &Request,
-    claims: Claims,
-    call: HttpCall,
-) -> HttpOutcome {
+fn search(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
     let text = match search::clean_query(&req.query_param("q").unwrap_or_default()) {
         Ok(t) => t,
         Err(StoreError::Invalid(m)) => return bad(m),
@@ -190,28 +210,34 @@ fn search(
         before,
         limit: search::page_size(limit),
     };
-    sh.submit_http(conn, call, move |c| {
-        let a = login::check_agent(c, &claims)?;
-        let (hits, next) = search::search(c, &a.bid, &q)?;
-        Ok(page(&hits, next))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Search,
+        claims,
+        Need::Agent,
+        move |c, a| {
+            let (hits, next) = search::search(c, &a.bid, &q)?;
+            Ok(page(&hits, next))
+        },
+    )
 }
 
-fn profile(
-    sh: &mut Shared,
-    conn: ClientId,
-    req: &Request,
-    claims: Claims,
-    call: HttpCall,
-) -> HttpOutcome {
+fn profile(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
     let Ok(Some(vid)) = id_param(req, "visitor_id") else {
         return bad("visitor_id: 1..64 of [A-Za-z0-9_.@-]");
     };
-    sh.submit_http(conn, call, move |c| {
-        let a = login::check_agent(c, &claims)?;
-        let p = search::visitor_profile(c, &a.bid, &vid)?.ok_or(StoreError::NotFound)?;
-        Ok(Outcome::HttpReady(json(200, &p)))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Search,
+        claims,
+        Need::Agent,
+        move |c, a| {
+            let p = search::visitor_profile(c, &a.bid, &vid)?.ok_or(StoreError::NotFound)?;
+            Ok(json(200, &p))
+        },
+    )
 }
 
 #[derive(Serialize)]
@@ -220,24 +246,23 @@ struct ReportOut<'a> {
     from: i64,
     to: i64,
     tz: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dept: Option<&'a str>,
     rows: &'a [reports::Row],
 }
 
-fn report(
-    sh: &mut Shared,
-    conn: ClientId,
-    req: &Request,
-    claims: Claims,
-    call: HttpCall,
-) -> HttpOutcome {
+fn report(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
     let Some(group) = Group::parse(&req.query_param("group").unwrap_or_else(|| "day".into()))
     else {
-        return bad("group: day or agent");
+        return bad("group: day, agent or dept");
     };
     let csv = match req.query_param("format").as_deref() {
         None | Some("json") => false,
         Some("csv") => true,
         Some(_) => return bad("format: json or csv"),
+    };
+    let Ok(dept) = id_param(req, "dept") else {
+        return bad("dept: 1..64 of [A-Za-z0-9_.@-]");
     };
     let (Ok(from), Ok(to), Ok(tz)) = (
         int_param(req, "from"),
@@ -253,27 +278,31 @@ fn report(
         Err(StoreError::Invalid(m)) => return bad(m),
         Err(_) => return bad("from/to"),
     };
-    sh.submit_http(conn, call, move |c| {
-        let a = login::check_agent(c, &claims)?;
-        if !may_manage(&a) {
-            return Ok(Outcome::HttpReady(forbidden()));
-        }
-        let rows = reports::report(c, &a.bid, group, range)?;
-        Ok(Outcome::HttpReady(if csv {
-            csv_answer(group, &rows)
-        } else {
-            json(
-                200,
-                &ReportOut {
-                    group: group.as_str(),
-                    from: range.from,
-                    to: range.to,
-                    tz: range.tz_min,
-                    rows: &rows,
-                },
-            )
-        }))
-    })
+    submit(
+        sh,
+        conn,
+        HttpCall::Reports,
+        claims,
+        Need::Admin,
+        move |c, a| {
+            let rows = reports::report(c, &a.bid, group, range, dept.as_deref())?;
+            Ok(if csv {
+                csv_answer(group, &rows)
+            } else {
+                json(
+                    200,
+                    &ReportOut {
+                        group: group.as_str(),
+                        from: range.from,
+                        to: range.to,
+                        tz: range.tz_min,
+                        dept: dept.as_deref(),
+                        rows: &rows,
+                    },
+                )
+            })
+        },
+    )
 }
 
 fn csv_answer(group: Group, rows: &[reports::Row]) -> Response {
@@ -288,17 +317,4 @@ fn csv_answer(group: Group, rows: &[reports::Row]) -> Response {
             group.as_str()
         ),
     )
-}
-
-/// Run `f` only for an agent [`may_manage`] lets in (store side of webhook calls).
-pub(super) fn managing(
-    c: &Db,
-    claims: &Claims,
-    f: impl FnOnce(&Agent) -> crate::store::Result<Response>,
-) -> crate::store::Result<Outcome> {
-    let a = login::check_agent(c, claims)?;
-    if !may_manage(&a) {
-        return Ok(Outcome::HttpReady(forbidden()));
-    }
-    Ok(Outcome::HttpReady(f(&a)?))
 }

@@ -93,6 +93,8 @@ impl Jobs {
         let policy = Policy {
             allow_private: cfg.webhook_allow_private,
             timeout: cfg.webhook_timeout,
+            tls: crate::tls::client::client_config(cfg.webhook_ca_file.as_deref())
+                .map_err(|e| format!("kefu.webhook_ca_file: {e}"))?,
         };
         let courier = Courier::spawn(&format!("kefu-hooks-{w}"), open()?, policy)
             .map_err(|e| e.to_string())?;

@@ -192,7 +192,6 @@ pub(super) fn store_error(e: &StoreError) -> (Code, u16, &'static str) {
         StoreError::NotFound => (Code::NotFound, 404, "not found"),
         StoreError::Conflict(m) => (Code::Conflict, 409, m),
         StoreError::Invalid(m) => (Code::Invalid, 400, m),
-        StoreError::Unsupported(m) => (Code::Invalid, 501, m),
         StoreError::Revoked => (Code::LoginFailed, 401, "token revoked: log in again"),
         StoreError::Forbidden(m) => (Code::NotLoggedIn, 403, m),
         _ => (Code::Storage, 500, "storage error; nothing was done"),

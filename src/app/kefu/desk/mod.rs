@@ -54,8 +54,11 @@ enum Push<'a> {
     },
 }
 
-/// Something happened at the desk that parties outside the app may want to hear of. This is
-/// where outgoing webhooks (issue 18 point 8) attach; until they do, it is logged at debug.
+/// Something happened at the desk that parties outside the app may want to hear of; logged
+/// at debug. The webhook events for them (`conversation.rated`, and `message.created` for an
+/// offline message) do not start here: triggers queue them in the very transaction that
+/// stored the rating or the message (`store/triggers.rs`), so none is lost to a crash
+/// between the commit and this call.
 pub(super) enum DeskEvent<'a> {
     /// A visitor rated a conversation.
     Rated { bid: &'a str, rating: &'a Rating },

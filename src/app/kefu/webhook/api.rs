@@ -1,8 +1,8 @@
 //! `GET /api/webhooks` (list), `POST /api/webhooks` (`{url}`: register; the answer holds
 //! the signing secret, shown this once) and `POST /api/webhooks/delete` (`{id}`).
 //!
-//! Who may call: agents of the business that `insight::may_manage` lets in, with their agent
-//! token; the business is the token's. An id of another business's endpoint is "not found".
+//! Who may call: the business's admins, with their agent token (`insight::Need::Admin`: a
+//! plain agent gets 403, a visitor 403, no token 401); the business is the token's. An id of another business's endpoint is "not found".
 //! A URL is checked when registered (form, and without `webhook_allow_private` no literal
 //! private address or `localhost`) and again, after resolving its host, at every delivery.
 
@@ -10,7 +10,7 @@ use super::client::{self, SendError};
 use crate::api::HttpOutcome;
 use crate::app::kefu::done::HttpCall;
 use crate::app::kefu::http::{error, json};
-use crate::app::kefu::insight::{agent_claims, managing};
+use crate::app::kefu::insight::{agent_claims, submit, Need};
 use crate::app::kefu::shared::Shared;
 use crate::app::kefu::wire::Code;
 use crate::app::kefu::ClientId;
@@ -80,15 +80,13 @@ pub(in crate::app::kefu) fn route(
         Err(r) => return Some(HttpOutcome::Respond(r)),
     };
     Some(match (req.method.as_str(), path) {
-        ("GET", _) => sh.submit_http(conn, call, move |c| {
-            managing(c, &claims, |a| {
-                Ok(json(
-                    200,
-                    &Listed {
-                        items: &webhooks::list(c, &a.bid)?,
-                    },
-                ))
-            })
+        ("GET", _) => submit(sh, conn, call, claims, Need::Admin, move |c, a| {
+            Ok(json(
+                200,
+                &Listed {
+                    items: &webhooks::list(c, &a.bid)?,
+                },
+            ))
         }),
         ("POST", "/api/webhooks") => {
             let Ok(r) = serde_json::from_slice::<AddReq>(&req.body) else {
@@ -97,30 +95,26 @@ pub(in crate::app::kefu) fn route(
             if let Err(m) = check_url(&r.url, sh.cfg.webhook_allow_private) {
                 return refuse(400, Code::Invalid, &m);
             }
-            sh.submit_http(conn, call, move |c| {
-                managing(c, &claims, |a| {
-                    let secret = random_hex(32);
-                    let id = webhooks::add(c, &a.bid, &r.url, &secret, now_ms())?;
-                    Ok(json(
-                        200,
-                        &Added {
-                            id,
-                            url: &r.url,
-                            secret: &secret,
-                        },
-                    ))
-                })
+            submit(sh, conn, call, claims, Need::Admin, move |c, a| {
+                let secret = random_hex(32);
+                let id = webhooks::add(c, &a.bid, &r.url, &secret, now_ms())?;
+                Ok(json(
+                    200,
+                    &Added {
+                        id,
+                        url: &r.url,
+                        secret: &secret,
+                    },
+                ))
             })
         }
         _ => {
             let Ok(r) = serde_json::from_slice::<DeleteReq>(&req.body) else {
                 return refuse(400, Code::Invalid, "expected {id}");
             };
-            sh.submit_http(conn, call, move |c| {
-                managing(c, &claims, |a| {
-                    webhooks::remove(c, &a.bid, r.id)?;
-                    Ok(json(200, &serde_json::json!({ "ok": true })))
-                })
+            submit(sh, conn, call, claims, Need::Admin, move |c, a| {
+                webhooks::remove(c, &a.bid, r.id)?;
+                Ok(json(200, &serde_json::json!({ "ok": true })))
             })
         }
     })

@@ -1,21 +1,35 @@
 //! The outbound side of webhooks: endpoint URLs, the address check that keeps kefu from
 //! being turned against its own network (SSRF), the signature, and one blocking HTTP/1.1
-//! POST with timeouts and a bounded read of the answer. Runs on the delivery threads only.
+//! POST, plain or over TLS (rustls, `tls/client.rs`), with timeouts and a bounded read of
+//! the answer. Runs on the delivery threads only.
 
 use crate::store::tenancy::hex;
 use hmac::{Hmac, KeyInit, Mac};
+use rustls::pki_types::ServerName;
 use sha2::Sha256;
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Most bytes of an endpoint's answer read (its status line is all that counts).
 const MAX_ANSWER: usize = 8 * 1024;
 
-/// A parsed endpoint URL (`http://host[:port]/path`).
+/// How an endpoint is spoken to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    /// Plain HTTP (`http://`, port 80 by default).
+    Http,
+    /// HTTP over TLS (`https://`, port 443 by default), the certificate verified.
+    Https,
+}
+
+/// A parsed endpoint URL (`http[s]://host[:port]/path`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Url {
+    /// `http` or `https`.
+    pub scheme: Scheme,
     /// Host name or address literal (brackets removed).
     pub host: String,
     /// Port.
@@ -27,7 +41,7 @@ pub(crate) struct Url {
 /// Why a delivery (or a registration) failed.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    /// The URL is not `http://host[:port]/path` of printable ASCII.
+    /// The URL is not `http[s]://host[:port]/path` of printable ASCII.
     BadUrl(&'static str),
     /// The host name did not resolve.
     Resolve(std::io::Error),
@@ -35,6 +49,8 @@ pub(crate) enum SendError {
     Forbidden(IpAddr),
     /// Connecting, writing or reading failed (timeouts included).
     Io(std::io::Error),
+    /// The TLS handshake or a TLS record failed (an untrusted or wrong certificate, ...).
+    Tls(rustls::Error),
     /// The answer did not start with an HTTP status line.
     BadAnswer,
     /// The endpoint answered with a status outside 2xx.
@@ -51,14 +67,15 @@ impl fmt::Display for SendError {
                 "refused: {ip} is a loopback, private or link-local address (webhook_allow_private)"
             ),
             SendError::Io(e) => write!(f, "connection: {e}"),
+            SendError::Tls(e) => write!(f, "tls: {e}"),
             SendError::BadAnswer => f.write_str("not an HTTP answer"),
             SendError::Status(s) => write!(f, "HTTP {s}"),
         }
     }
 }
 
-/// Parse an endpoint URL. Only `http://`; no user info; every byte printable ASCII, so
-/// nothing from the URL can break the request's header lines.
+/// Parse an endpoint URL. Only `http://` and `https://`; no user info; every byte printable
+/// ASCII, so nothing from the URL can break the request's header lines.
 pub(crate) fn parse(url: &str) -> Result<Url, SendError> {
     if url.len() > crate::store::webhooks::MAX_URL {
         return Err(SendError::BadUrl("longer than 512 bytes"));
@@ -68,9 +85,13 @@ pub(crate) fn parse(url: &str) -> Result<Url, SendError> {
             "printable ASCII only (percent-encode the rest)",
         ));
     }
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or(SendError::BadUrl("must start with http://"))?;
+    let (scheme, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (Scheme::Http, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (Scheme::Https, r)
+    } else {
+        return Err(SendError::BadUrl("must start with http:// or https://"));
+    };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
         Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
@@ -95,9 +116,10 @@ pub(crate) fn parse(url: &str) -> Result<Url, SendError> {
             None => (authority, None),
         }
     };
-    let port = match port {
-        None => 80,
-        Some(p) => match p.parse::<u16>() {
+    let port = match (port, scheme) {
+        (None, Scheme::Http) => 80,
+        (None, Scheme::Https) => 443,
+        (Some(p), _) => match p.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => return Err(SendError::BadUrl("bad port")),
         },
@@ -112,6 +134,7 @@ pub(crate) fn parse(url: &str) -> Result<Url, SendError> {
         return Err(SendError::BadUrl("bad host"));
     }
     Ok(Url {
+        scheme,
         host: host.to_ascii_lowercase(),
         port,
         path,
@@ -202,15 +225,55 @@ pub(crate) struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-/// POST `d` to `addr`; Ok with the status if it is 2xx.
+/// POST `d` to `addr`; Ok with the status if it is 2xx. An `https` endpoint's certificate
+/// must chain to a root of `tls` and name the URL's host (or address). `timeout` bounds the
+/// connect, each write, and the whole wait for the answer's status line (so an endpoint that
+/// drips bytes cannot hold the thread longer).
 pub(crate) fn post(
     d: &Delivery<'_>,
     addr: SocketAddr,
     timeout: Duration,
+    tls: &Arc<rustls::ClientConfig>,
 ) -> Result<u16, SendError> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(SendError::Io)?;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(SendError::Io)?;
     s.set_read_timeout(Some(timeout)).map_err(SendError::Io)?;
     s.set_write_timeout(Some(timeout)).map_err(SendError::Io)?;
+    // A second handle on the same socket: its timeouts are the socket's, also under TLS.
+    let clock = Clock {
+        sock: s.try_clone().map_err(SendError::Io)?,
+        timeout,
+    };
+    match d.url.scheme {
+        Scheme::Http => exchange(s, d, &clock),
+        Scheme::Https => {
+            let name = ServerName::try_from(d.url.host.clone())
+                .map_err(|_| SendError::BadUrl("bad host"))?;
+            let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(SendError::Tls)?;
+            exchange(rustls::StreamOwned::new(conn, s), d, &clock)
+        }
+    }
+}
+
+/// The socket's read deadline for the answer.
+struct Clock {
+    sock: TcpStream,
+    timeout: Duration,
+}
+
+/// An I/O error as the delivery reports it: rustls' own errors (certificates, alerts) come
+/// wrapped in `io::Error`s and are unwrapped, so the endpoint list says what TLS refused.
+fn io_error(e: std::io::Error) -> SendError {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(t) => SendError::Tls(t.clone()),
+        None => SendError::Io(e),
+    }
+}
+
+/// Write the request on `s` and read the status line of the answer.
+fn exchange(mut s: impl Read + Write, d: &Delivery<'_>, clock: &Clock) -> Result<u16, SendError> {
     let host = if d.url.host.contains(':') {
         format!("[{}]", d.url.host)
     } else {
@@ -230,16 +293,26 @@ pub(crate) fn post(
         d.ts,
         signature(d.secret, d.ts, d.body)
     );
-    s.write_all(head.as_bytes()).map_err(SendError::Io)?;
-    s.write_all(d.body).map_err(SendError::Io)?;
+    s.write_all(head.as_bytes()).map_err(io_error)?;
+    s.write_all(d.body).map_err(io_error)?;
+    s.flush().map_err(io_error)?;
+    let deadline = Instant::now() + clock.timeout;
     let mut buf = [0u8; MAX_ANSWER];
     let mut n = 0;
     // The status line is all that counts: read until it is complete, at most MAX_ANSWER.
     while n < buf.len() && !buf[..n].contains(&b'\n') {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(SendError::Io(std::io::ErrorKind::TimedOut.into()));
+        }
+        clock
+            .sock
+            .set_read_timeout(Some(left))
+            .map_err(SendError::Io)?;
         match s.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
-            Err(e) => return Err(SendError::Io(e)),
+            Err(e) => return Err(io_error(e)),
         }
     }
     let line = buf[..n].split(|&b| b == b'\n').next().unwrap_or(&[]);
@@ -269,8 +342,14 @@ mod tests {
         );
         assert_eq!(parse("http://h").unwrap().path, "/");
         assert_eq!(parse("http://[::1]:9/a").unwrap().host, "::1");
+        let t = parse("https://Hooks.Example.com/in").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::Https, 443));
+        assert_eq!(parse("http://h/").unwrap().scheme, Scheme::Http);
+        assert_eq!(parse("https://h:8443").unwrap().port, 8443);
         for bad in [
-            "https://h/",
+            "httpss://h/",
+            "HTTP://h/",
+            "https://u:p@h/",
             "ftp://h/",
             "http://u:p@h/",
             "http://h/a b",

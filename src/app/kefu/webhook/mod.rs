@@ -1,7 +1,7 @@
 //! Webhooks (docs/kefu-protocol.md "Webhooks"): a business registers endpoints (`api.rs`);
 //! triggers queue its events durably in the store (`store/webhooks.rs`); each worker runs
 //! one delivery thread ([`Courier`]) that takes due events, POSTs them signed
-//! (`client.rs`) and records the outcome. The event loop never waits on any of it: the
+//! (`client.rs`; `https://` endpoints over rustls) and records the outcome. The event loop never waits on any of it: the
 //! thread has its own store connection and sleeps only itself.
 
 pub(super) mod api;
@@ -19,12 +19,14 @@ const POLL: Duration = Duration::from_millis(200);
 const BATCH: i64 = 16;
 
 /// What the delivery threads need from the config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Policy {
     /// Send to loopback/private/link-local addresses too (`webhook_allow_private`).
     pub allow_private: bool,
     /// Connect, write and read timeout of one delivery (`webhook_timeout`).
     pub timeout: Duration,
+    /// Who `https://` endpoints' certificates must chain to (`tls/client.rs`).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// Handle on a worker's delivery thread; dropping it asks the thread to stop (it finishes
@@ -40,7 +42,7 @@ impl Courier {
         let s = stop.clone();
         std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || run(&conn, policy, &s))?;
+            .spawn(move || run(&conn, &policy, &s))?;
         Ok(Courier { stop })
     }
 }
@@ -51,7 +53,7 @@ impl Drop for Courier {
     }
 }
 
-fn run(conn: &Db, policy: Policy, stop: &AtomicBool) {
+fn run(conn: &Db, policy: &Policy, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         match round(conn, policy) {
             Ok(0) => std::thread::sleep(POLL),
@@ -65,7 +67,7 @@ fn run(conn: &Db, policy: Policy, stop: &AtomicBool) {
 }
 
 /// Deliver what is due; returns how many events were tried.
-fn round(conn: &Db, policy: Policy) -> Result<usize> {
+fn round(conn: &Db, policy: &Policy) -> Result<usize> {
     let due = webhooks::take_due(conn, now_ms(), BATCH)?;
     for d in &due {
         let sent = client::parse(&d.url).and_then(|url| {
@@ -78,7 +80,7 @@ fn round(conn: &Db, policy: Policy) -> Result<usize> {
                 ts: now_ms() / 1000,
                 body: d.body.as_bytes(),
             };
-            client::post(&delivery, addr, policy.timeout)
+            client::post(&delivery, addr, policy.timeout, &policy.tls)
         });
         match sent {
             Ok(_) => webhooks::delivered(conn, d.id)?,
