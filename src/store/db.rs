@@ -488,16 +488,34 @@ impl Db {
         }
     }
 
-    /// Begin the writer's transaction. SQLite takes its database-wide write lock at once
-    /// (IMMEDIATE); PostgreSQL takes one cluster-wide advisory lock for the transaction, so
-    /// writers on every node and worker serialize as SQLite's do (see docs/architecture.md).
+    /// Begin a write transaction that may touch anything ([`WriteLock::All`]).
     pub(crate) fn begin_write(&self) -> Result<()> {
+        self.begin_write_for(&WriteLock::All)
+    }
+
+    /// Begin the writer's transaction holding `lock`. SQLite takes its database-wide write
+    /// lock at once (IMMEDIATE) whatever `lock` says. PostgreSQL takes transaction-scoped
+    /// advisory locks: [`WriteLock::All`] the writers' lock exclusively; a set of businesses
+    /// that lock shared, then one lock per business, in ascending key order, so two
+    /// transactions never wait on each other in a circle and writers of different
+    /// businesses run in parallel (see docs/architecture.md).
+    pub(crate) fn begin_write_for(&self, lock: &WriteLock<'_>) -> Result<()> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch("BEGIN IMMEDIATE")?),
             Db::Pg(pg) => {
-                pg.batch("BEGIN")?;
+                // One round trip for BEGIN and the writers' lock; a closed connection is
+                // reopened first (no transaction is open yet).
+                let how = match lock {
+                    WriteLock::All => "pg_advisory_xact_lock",
+                    WriteLock::Businesses(_) => "pg_advisory_xact_lock_shared",
+                };
+                let began = pg.batch(&format!("BEGIN; SELECT {how}({WRITE_LOCK})"));
                 pg.in_tx.set(true);
-                if let Err(e) = pg.batch(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})")) {
+                let locked = began.and_then(|()| match lock {
+                    WriteLock::All => Ok(()),
+                    WriteLock::Businesses(bids) => pg.lock_businesses(bids),
+                });
+                if let Err(e) = locked {
                     let _ = pg.batch("ROLLBACK");
                     pg.in_tx.set(false);
                     return Err(e);
@@ -525,8 +543,23 @@ impl Db {
     }
 }
 
-/// The advisory lock key of the writers' transactions (any constant; "kefu" in ASCII).
+/// The advisory lock key of the writers' transactions (any constant; "kefu" in ASCII):
+/// exclusive for [`WriteLock::All`], shared under per-business locks.
 const WRITE_LOCK: i64 = 0x6b65_6675;
+
+/// The first half of a business's advisory lock key, `(BUSINESS_LOCK, hashtext(bid))`. The
+/// two-integer keys are a space of their own in PostgreSQL, apart from the one-bigint keys
+/// above and the migrations', so no business can ever share a lock with them.
+pub(crate) const BUSINESS_LOCK: i32 = 0x6b65_6675;
+
+/// What a write transaction locks on PostgreSQL (SQLite has one lock for everything).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WriteLock<'a> {
+    /// Everything: waits for every other writer (admin commands, jobs of no one business).
+    All,
+    /// The rows of these businesses only (any order, repeats allowed; at least one).
+    Businesses(&'a [&'a str]),
+}
 
 fn pg_refs<'a>(vals: &'a [Val<'a>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
     vals.iter()
@@ -602,6 +635,21 @@ impl PgConn {
             }
         };
         f(client, &st)
+    }
+
+    /// Lock these businesses in the open transaction. The keys are hashed by the server
+    /// (`hashtext`), so every node computes the same key for a business; two businesses
+    /// whose hashes collide merely share a lock. The lock calls run after the sort:
+    /// PostgreSQL evaluates output expressions that ORDER BY does not use once the rows are
+    /// sorted (SELECT's documentation), so every transaction locks in ascending key order.
+    fn lock_businesses(&self, bids: &[&str]) -> Result<()> {
+        const SQL: &str = "SELECT pg_advisory_xact_lock($1, k.h)
+             FROM (SELECT DISTINCT hashtext(b) AS h FROM unnest($2::text[]) AS b) AS k
+             ORDER BY k.h";
+        self.with(SQL, |client, st| {
+            client.execute(st, &[&BUSINESS_LOCK, &bids])?;
+            Ok(())
+        })
     }
 
     fn batch(&self, sql: &str) -> Result<()> {

@@ -11,7 +11,7 @@ use super::auth::{Claims, Role as TokenRole};
 use super::done::{HttpCall, Outcome};
 use super::http::{bearer_claims, error, json};
 use super::login;
-use super::shared::Shared;
+use super::shared::{business, Shared};
 use super::wire::Code;
 use super::ClientId;
 use crate::api::HttpOutcome;
@@ -147,7 +147,7 @@ fn closed(
         return bad("limit: an integer");
     };
     let limit = search::page_size(limit);
-    sh.submit_http(conn, call, move |c| {
+    sh.submit_http(conn, call, business(&claims.b), move |c| {
         let a = login::check_agent(c, &claims)?;
         let (rows, next) = search::closed(c, &a.bid, before, limit)?;
         Ok(page(&rows, next))
@@ -190,7 +190,7 @@ fn search(
         before,
         limit: search::page_size(limit),
     };
-    sh.submit_http(conn, call, move |c| {
+    sh.submit_http(conn, call, business(&claims.b), move |c| {
         let a = login::check_agent(c, &claims)?;
         let (hits, next) = search::search(c, &a.bid, &q)?;
         Ok(page(&hits, next))
@@ -207,7 +207,7 @@ fn profile(
     let Ok(Some(vid)) = id_param(req, "visitor_id") else {
         return bad("visitor_id: 1..64 of [A-Za-z0-9_.@-]");
     };
-    sh.submit_http(conn, call, move |c| {
+    sh.submit_http(conn, call, business(&claims.b), move |c| {
         let a = login::check_agent(c, &claims)?;
         let p = search::visitor_profile(c, &a.bid, &vid)?.ok_or(StoreError::NotFound)?;
         Ok(Outcome::HttpReady(json(200, &p)))
@@ -253,7 +253,7 @@ fn report(
         Err(StoreError::Invalid(m)) => return bad(m),
         Err(_) => return bad("from/to"),
     };
-    sh.submit_http(conn, call, move |c| {
+    sh.submit_http(conn, call, business(&claims.b), move |c| {
         let a = login::check_agent(c, &claims)?;
         if !may_manage(&a) {
             return Ok(Outcome::HttpReady(forbidden()));

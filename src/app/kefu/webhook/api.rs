@@ -11,7 +11,7 @@ use crate::api::HttpOutcome;
 use crate::app::kefu::done::HttpCall;
 use crate::app::kefu::http::{error, json};
 use crate::app::kefu::insight::{agent_claims, managing};
-use crate::app::kefu::shared::Shared;
+use crate::app::kefu::shared::{business, Shared};
 use crate::app::kefu::wire::Code;
 use crate::app::kefu::ClientId;
 use crate::protocol::http::request::Request;
@@ -80,7 +80,7 @@ pub(in crate::app::kefu) fn route(
         Err(r) => return Some(HttpOutcome::Respond(r)),
     };
     Some(match (req.method.as_str(), path) {
-        ("GET", _) => sh.submit_http(conn, call, move |c| {
+        ("GET", _) => sh.submit_http(conn, call, business(&claims.b), move |c| {
             managing(c, &claims, |a| {
                 Ok(json(
                     200,
@@ -97,7 +97,7 @@ pub(in crate::app::kefu) fn route(
             if let Err(m) = check_url(&r.url, sh.cfg.webhook_allow_private) {
                 return refuse(400, Code::Invalid, &m);
             }
-            sh.submit_http(conn, call, move |c| {
+            sh.submit_http(conn, call, business(&claims.b), move |c| {
                 managing(c, &claims, |a| {
                     let secret = random_hex(32);
                     let id = webhooks::add(c, &a.bid, &r.url, &secret, now_ms())?;
@@ -116,7 +116,7 @@ pub(in crate::app::kefu) fn route(
             let Ok(r) = serde_json::from_slice::<DeleteReq>(&req.body) else {
                 return refuse(400, Code::Invalid, "expected {id}");
             };
-            sh.submit_http(conn, call, move |c| {
+            sh.submit_http(conn, call, business(&claims.b), move |c| {
                 managing(c, &claims, |a| {
                     webhooks::remove(c, &a.bid, r.id)?;
                     Ok(json(200, &serde_json::json!({ "ok": true })))
