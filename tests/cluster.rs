@@ -40,11 +40,6 @@ fn connect(nodes: &[Node]) -> Vec<Client> {
     cs
 }
 
-fn ids(cs: &[&Client]) -> Value {
-    let s: BTreeSet<&str> = cs.iter().map(|c| c.id.as_str()).collect();
-    json!(s)
-}
-
 /// Wait until every node's API answers the client list and count of `want`.
 fn assert_views(nodes: &[Node], want: &[&Client], what: &str) {
     let want: BTreeSet<String> = want.iter().map(|c| c.id.clone()).collect();

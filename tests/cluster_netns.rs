@@ -12,8 +12,8 @@ mod common;
 
 use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::ws::Ws;
-use common::{alive, wait_until, SEC};
-use serde_json::{json, Value};
+use common::alive;
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -13,7 +13,7 @@ use common::kefu_cluster::{available, node, node_toml, open_conv};
 use common::pg::{pg_available, Pg};
 use common::ws::Ws;
 use common::{wait_until, SEC};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::ws::Ws;
 use common::{wait_until, SEC};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
