@@ -16,6 +16,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(200);
 /// Pause before publishing again to a node that had no subscriber.
 const NO_LISTENER_RETRY: Duration = Duration::from_millis(20);
+/// Most bytes of batches sent to Redis in one pipelined round trip.
+const PIPELINE_MAX: usize = 4 << 20;
 /// Bytes held for other nodes while Redis is away; past it the oldest batches are dropped
 /// (the receivers then see a gap and resynchronise).
 const HELD_MAX: usize = 256 << 20;
@@ -407,7 +409,9 @@ impl Publisher {
     }
 
     /// Publish what waits, in order per node; a node with no subscriber (restarting, or
-    /// between Redis reconnections) keeps its queue and is tried again shortly.
+    /// between Redis reconnections) keeps its queue and is tried again shortly. What waits
+    /// for one node goes out pipelined (up to [`PIPELINE_MAX`] bytes per round trip), so a
+    /// burst that queued up behind one round trip costs one more, not one per batch.
     fn publish(&mut self) {
         let now = Instant::now();
         let nodes: Vec<u8> = self
@@ -418,33 +422,46 @@ impl Publisher {
             .collect();
         for node in nodes {
             let channel = self.keys.channel(node);
-            while let Some(b) = self.queues.get(&node).and_then(|q| q.front()) {
+            loop {
+                let Some(q) = self.queues.get(&node).filter(|q| !q.is_empty()) else {
+                    break;
+                };
+                let mut pipe = redis::pipe();
+                let (mut n, mut bytes) = (0, 0);
+                for b in q.iter() {
+                    if n > 0 && bytes + b.len() > PIPELINE_MAX {
+                        break;
+                    }
+                    pipe.cmd("PUBLISH").arg(&channel).arg(b.as_slice());
+                    n += 1;
+                    bytes += b.len();
+                }
                 let RedisLink::Up { con: c, .. } = &mut self.redis else {
                     if self.conn().is_none() {
                         return;
                     }
                     continue;
                 };
-                match redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(b.as_slice())
-                    .query::<i64>(c)
-                {
-                    Ok(0) => {
-                        self.wait_until.insert(node, now + NO_LISTENER_RETRY);
-                        break;
-                    }
-                    Ok(_) => {
-                        if let Some(b) = self.queues.get_mut(&node).and_then(|q| q.pop_front()) {
-                            self.held -= b.len();
-                        }
-                        self.wait_until.remove(&node);
-                    }
+                let heard: Vec<i64> = match pipe.query(c) {
+                    Ok(h) => h,
                     Err(e) => {
                         self.lost(e);
                         return;
                     }
+                };
+                // Batches are taken off in order up to the first that reached nobody; it and
+                // the rest are sent again (a receiver drops a sequence number it has seen).
+                let ok = heard.iter().take_while(|&&r| r > 0).count();
+                if let Some(q) = self.queues.get_mut(&node) {
+                    for b in q.drain(..ok.min(q.len())) {
+                        self.held -= b.len();
+                    }
                 }
+                if ok < heard.len() {
+                    self.wait_until.insert(node, now + NO_LISTENER_RETRY);
+                    break;
+                }
+                self.wait_until.remove(&node);
             }
         }
     }
