@@ -124,17 +124,16 @@ impl Cluster {
         )
     }
 
-    /// Wait until node `at` sees every client of `ids` online (presence crosses nodes).
-    fn sees(&self, at: usize, ids: &[String]) {
+    /// Wait until node `at` counts `n` clients in `room` (presence and rooms cross nodes).
+    fn sees(&self, at: usize, room: &str, n: usize) {
         let mut api = self.nodes[at].api();
-        for id in ids {
-            assert!(
-                wait_until(15 * SEC, || api.ok("is_online", json!({"client_id": id}))
-                    == json!(true)),
-                "node {} never saw {id}",
-                self.nodes[at].id
-            );
-        }
+        assert!(
+            wait_until(15 * SEC, || api
+                .ok("get_client_id_count_by_group", json!({"group": room}))
+                == json!(n)),
+            "node {} never counted {n} clients in {room}",
+            self.nodes[at].id
+        );
     }
 }
 
@@ -164,10 +163,10 @@ fn report(label: &str, mut lat: Vec<u64>, want: u64, t0: Instant, c: &Cluster, b
 /// Room broadcast from node 1 to receivers on `on` (node indexes, round robin).
 fn room(label: &str, c: &Cluster, on: &[usize], rate: u64, secs: u64) {
     let tag = label.replace([' ', '#'], "");
-    let (mut receivers, ids): (Vec<Ws>, Vec<String>) = (0..RECEIVERS)
-        .map(|i| login(&c.nodes[on[i % on.len()]], &format!("r{i}"), &tag))
-        .unzip();
-    c.sees(0, &ids);
+    let mut receivers: Vec<Ws> = (0..RECEIVERS)
+        .map(|i| login(&c.nodes[on[i % on.len()]], &format!("r{i}"), &tag).0)
+        .collect();
+    c.sees(0, &tag, RECEIVERS);
     let (sender, _) = login(&c.nodes[0], "sender", &tag);
     // Every receiver has the room on the sender's node before the clock starts: the
     // sender's own login broadcast comes back to each of them.
@@ -202,7 +201,7 @@ fn private(label: &str, c: &Cluster, on: &[usize], rate: u64, secs: u64) {
     let (receivers, ids): (Vec<Ws>, Vec<String>) = (0..PAIRS)
         .map(|i| login(&c.nodes[on[i % on.len()]], &format!("r{i}"), &room))
         .unzip();
-    c.sees(0, &ids);
+    c.sees(0, &room, PAIRS);
     let mut senders: Vec<Ws> = (0..PAIRS)
         .map(|i| login(&c.nodes[0], &format!("s{i}"), &room).0)
         .collect();

@@ -197,8 +197,8 @@ fn a_business_held_up_does_not_hold_up_another_and_seqs_stay_whole() {
     let b = node(&pg, &redis, 2, 1);
     // East's agent on node 2, east's visitor on node 1; west's visitor on node 2.
     let (mut e1, _) = b.agent("east", "e1");
-    let (mut ve, _, conv_e, fate) = open_conv(&a, "east", "hi east");
-    assert_eq!(fate["agent_id"], "e1", "{fate}");
+    // Routed to e1 at once if node 1 already sees it online, else by node 2's next drain.
+    let (mut ve, _, conv_e, _) = open_conv(&a, "east", "hi east");
     recv_until(&mut e1, "assigned", |m| {
         m["method"] == "assigned" && m["conv"]["conv_id"] == conv_e
     });
