@@ -189,7 +189,10 @@ fn room(label: &str, c: &Cluster, on: &[usize], rate: u64, secs: u64) {
                 .to_string(),
         );
     });
-    let lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let lat: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     report(label, lat, total * RECEIVERS as u64, t0, c, before);
     drop(sender);
     let _ = drainer.join();
@@ -228,7 +231,10 @@ fn private(label: &str, c: &Cluster, on: &[usize], rate: u64, secs: u64) {
                 .to_string(),
         );
     });
-    let lat: Vec<u64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let lat: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
     report(label, lat, each * PAIRS as u64, t0, c, before);
     drop(senders);
     for d in drainers {
@@ -260,8 +266,26 @@ fn room_broadcast_and_private_messages_in_node_and_cross_node() {
     };
     for round in 0..rounds {
         room(&format!("room in-node #{round}"), &c, &[0], room_rate, secs);
-        room(&format!("room cross-node #{round}"), &c, &[1, 2], room_rate, secs);
-        private(&format!("private in-node #{round}"), &c, &[0], private_rate, secs);
-        private(&format!("private cross-node #{round}"), &c, &[1, 2], private_rate, secs);
+        room(
+            &format!("room cross-node #{round}"),
+            &c,
+            &[1, 2],
+            room_rate,
+            secs,
+        );
+        private(
+            &format!("private in-node #{round}"),
+            &c,
+            &[0],
+            private_rate,
+            secs,
+        );
+        private(
+            &format!("private cross-node #{round}"),
+            &c,
+            &[1, 2],
+            private_rate,
+            secs,
+        );
     }
 }

@@ -10,9 +10,9 @@
 
 mod common;
 
+use common::alive;
 use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::ws::Ws;
-use common::alive;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};

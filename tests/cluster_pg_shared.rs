@@ -53,7 +53,8 @@ fn one_signing_key_and_one_upload_store_for_every_node() {
     assert_eq!(pg.psql("SELECT COUNT(*) FROM kefu_keys"), "1");
     let said = || format!("{}{}", b.inst.log(), b.inst.stderr());
     assert!(
-        wait_until(10 * SEC, || said().contains("is not the cluster's token signing key")),
+        wait_until(10 * SEC, || said()
+            .contains("is not the cluster's token signing key")),
         "node 2 did not say its key file is not the cluster's: {}",
         said()
     );
@@ -123,7 +124,9 @@ fn one_signing_key_and_one_upload_store_for_every_node() {
     // session is closed, the old token refused, a new one from node 1 taken.
     a.cli(&["key", "rotate"]);
     assert_eq!(pg.psql("SELECT version FROM kefu_keys"), "2");
-    let r = recv_until(&mut alice_b, "revoked on node 2", |m| m.get("code").is_some());
+    let r = recv_until(&mut alice_b, "revoked on node 2", |m| {
+        m.get("code").is_some()
+    });
     assert_eq!(r["msg"], "session revoked: log in again", "{r}");
     let (_, e) = agent_login(&b, "alice", &token);
     assert_eq!(e["msg"], "invalid token", "{e}");
@@ -229,7 +232,8 @@ fn a_business_held_up_does_not_hold_up_another_and_seqs_stay_whole() {
         "east's message was answered while east's lock was held: {early:?}"
     );
     // ...and is acked once the lock is let go.
-    hold.execute("SELECT pg_advisory_unlock_all()", &[]).unwrap();
+    hold.execute("SELECT pg_advisory_unlock_all()", &[])
+        .unwrap();
     let held = acks(&mut ve, &["held".to_string()]);
 
     // Concurrent writers of one conversation on two nodes, and of another business at the
@@ -243,9 +247,16 @@ fn a_business_held_up_does_not_hold_up_another_and_seqs_stay_whole() {
     let west = acks(&mut vw, &wid);
     let distinct: BTreeSet<i64> = all.iter().copied().collect();
     assert_eq!(distinct.len(), all.len(), "a seq acked twice: {all:?}");
-    for (conv, acked) in [(conv_e, &distinct), (conv_w, &west.iter().copied().collect())] {
+    for (conv, acked) in [
+        (conv_e, &distinct),
+        (conv_w, &west.iter().copied().collect()),
+    ] {
         let seqs = stored_seqs(&pg, conv);
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "conv {conv}");
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "conv {conv}"
+        );
         assert!(acked.iter().all(|s| seqs.contains(s)), "conv {conv}");
     }
 }

@@ -42,7 +42,11 @@ fn stored_and_acked_messages_per_second() {
         ),
         &agents,
     );
-    let store = if k.pg.is_some() { "postgresql" } else { "sqlite" };
+    let store = if k.pg.is_some() {
+        "postgresql"
+    } else {
+        "sqlite"
+    };
     // The window opens when every connection is logged in; the first through the barrier
     // sets the common start.
     let ready = Arc::new(Barrier::new(conns));

@@ -84,10 +84,8 @@ pub(crate) fn run_key(a: &KeyArgs) -> Result<i32, Box<dyn std::error::Error>> {
         KeyCmd::Rotate { cfg } => {
             let cfg = cfg.load()?;
             if cfg.kefu.database.is_some() {
-                let db = crate::store::open_target(crate::store::Target::of(
-                    &cfg.kefu,
-                    &cfg.data_dir,
-                ))?;
+                let db =
+                    crate::store::open_target(crate::store::Target::of(&cfg.kefu, &cfg.data_dir))?;
                 Secret::rotate_in(&db)?;
             } else {
                 Secret::rotate(&cfg.data_dir)?;

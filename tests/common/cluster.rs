@@ -251,7 +251,11 @@ impl Node {
 
 /// Wait until every node in `nodes` lists exactly the client ids `want` through its API (list
 /// and count, no duplicates), within 20 s; fails with each node's view and logs.
-pub fn wait_lists<'a>(nodes: impl IntoIterator<Item = &'a Node>, want: &BTreeSet<String>, what: &str) {
+pub fn wait_lists<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    want: &BTreeSet<String>,
+    what: &str,
+) {
     let nodes: Vec<&Node> = nodes.into_iter().collect();
     for n in &nodes {
         let mut last = Value::Null;

@@ -270,9 +270,11 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             let settings =
                 bearer_claims(sh, req).and_then(|c| face::settings_req(&c, req).map(|s| (c, s)));
             match settings {
-                Ok((claims, s)) => sh.submit_http(conn, HttpCall::Settings, business(&claims.b), move |c| {
-                    face::settings(c, &claims, s)
-                }),
+                Ok((claims, s)) => {
+                    sh.submit_http(conn, HttpCall::Settings, business(&claims.b), move |c| {
+                        face::settings(c, &claims, s)
+                    })
+                }
                 Err(r) => HttpOutcome::Respond(r),
             }
         }

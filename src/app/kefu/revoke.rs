@@ -67,9 +67,11 @@ fn key_check(sh: &mut Shared, cx: &mut Ctx<'_>) {
     };
     let dir = sh.data_dir.clone();
     sh.submit(cx, Origin::Admin, Scope::All, move |c| {
-        match Secret::version_in(c)? {
-            Some(v) if v != have => Secret::load(c, &dir).map(|s| Outcome::Key(Some(s))),
-            _ => Ok(Outcome::Key(None)),
+        let stored = Secret::version_in(c)?;
+        if stored.is_some_and(|v| v != have) {
+            Secret::load(c, &dir).map(|s| Outcome::Key(Some(s)))
+        } else {
+            Ok(Outcome::Key(None))
         }
     });
 }

@@ -356,8 +356,8 @@ pub(crate) fn sweep(conn: &Db, data_dir: &Path, cutoff: i64) -> db::Result<usize
                 )?
                 .execute(params![name, cutoff])?,
             // The bytes go with the row, in the same statement.
-            Kind::Postgres => conn
-                .prepare_cached(
+            Kind::Postgres => {
+                conn.prepare_cached(
                     "WITH gone AS (
                         DELETE FROM kefu_uploads
                         WHERE name = ?1 AND referenced = 0 AND created_at < ?2
@@ -367,8 +367,8 @@ pub(crate) fn sweep(conn: &Db, data_dir: &Path, cutoff: i64) -> db::Result<usize
                      )
                      SELECT COUNT(*) FROM gone",
                 )?
-                .query_row(params![name, cutoff], |r| r.get::<_, i64>(0))?
-                as usize,
+                .query_row(params![name, cutoff], |r| r.get::<_, i64>(0))? as usize
+            }
         };
         if gone == 1 && parse_name(&name).is_some() {
             // On PostgreSQL the file is one from before the move, if any.
