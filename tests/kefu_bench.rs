@@ -35,10 +35,12 @@ fn stored_and_acked_messages_per_second() {
         .collect();
     let k = Kefu::start(
         workers,
-        // Every connection comes from 127.0.0.1: the per-address message limit is off.
+        // Every connection comes from 127.0.0.1: the per-address limits are off.
         &format!(
             "synchronous = \"{sync}\"\nrate_per_sec = 1e9\nrate_burst = 1e9\n\
-             visitor_msg_per_ip = {{ per_min = 0, burst = 0 }}"
+             visitor_msg_per_ip = {{ per_min = 0, burst = 0 }}\n\
+             visitor_new_per_ip = {{ per_min = 0, burst = 0 }}\n\
+             conv_new_per_ip = {{ per_min = 0, burst = 0 }}"
         ),
         &agents,
     );
@@ -58,6 +60,10 @@ fn stored_and_acked_messages_per_second() {
             let bid = bids[i % businesses].clone();
             std::thread::spawn(move || {
                 let mut ws = Ws::connect(&addr, "/ws");
+                // A shared disk can stall fsync for seconds: wait for acks longer than tests do.
+                ws.sock
+                    .set_read_timeout(Some(Duration::from_secs(60)))
+                    .unwrap();
                 ws.send_text(&json!({"method":"visitor_login","bid":bid}).to_string());
                 recv_method(&mut ws, "visitor_login");
                 ready.wait();
