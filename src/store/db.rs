@@ -488,11 +488,6 @@ impl Db {
         }
     }
 
-    /// Begin a write transaction that may touch anything ([`WriteLock::All`]).
-    pub(crate) fn begin_write(&self) -> Result<()> {
-        self.begin_write_for(&WriteLock::All)
-    }
-
     /// Begin the writer's transaction holding `lock`. SQLite takes its database-wide write
     /// lock at once (IMMEDIATE) whatever `lock` says. PostgreSQL takes transaction-scoped
     /// advisory locks: [`WriteLock::All`] the writers' lock exclusively; a set of businesses

@@ -1,7 +1,7 @@
 //! A thread that owns one store connection ([`Db`]) and runs jobs for the event loop.
 //!
 //! In [`Mode::Batch`] (the writer) every job queued while the previous batch was committing
-//! runs in one write transaction ([`Db::begin_write`]), each inside its own savepoint (a failing job
+//! runs in one write transaction ([`Db::begin_write_for`]), each inside its own savepoint (a failing job
 //! rolls back alone), and results are handed back only after `COMMIT` returned: an ack built
 //! from a result is therefore never sent for a write the database could still lose (beyond
 //! what the `synchronous` setting allows). One commit (one fsync with `synchronous=FULL`) per
