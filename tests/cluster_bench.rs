@@ -11,7 +11,8 @@
 //! back, is not counted as a delivery). In-node and cross-node runs alternate. Reported:
 //! deliveries, deliveries per server CPU-second (every node's master and worker), Redis's
 //! CPU, and p50/p99 latency from send to receipt. `KEFU_BENCH_SECS` (5), `KEFU_BENCH_ROUNDS`
-//! (2), `KEFU_BENCH_ROOM_RATE` (400), `KEFU_BENCH_PRIVATE_RATE` (5000) change the defaults.
+//! (2), `KEFU_BENCH_ROOM_RATE` (400), `KEFU_BENCH_PRIVATE_RATE` (5000) change the defaults;
+//! `KEFU_BENCH_ONLY` runs only the cases whose label contains it.
 
 mod common;
 
@@ -264,28 +265,22 @@ fn room_broadcast_and_private_messages_in_node_and_cross_node() {
         nodes,
         servers,
     };
+    // `KEFU_BENCH_ONLY=private` (say) runs only the cases whose label contains it.
+    let only = std::env::var("KEFU_BENCH_ONLY").unwrap_or_default();
+    let want = |label: &str| label.contains(only.as_str());
+    let places: [(&str, &[usize]); 2] = [("in-node", &[0]), ("cross-node", &[1, 2])];
     for round in 0..rounds {
-        room(&format!("room in-node #{round}"), &c, &[0], room_rate, secs);
-        room(
-            &format!("room cross-node #{round}"),
-            &c,
-            &[1, 2],
-            room_rate,
-            secs,
-        );
-        private(
-            &format!("private in-node #{round}"),
-            &c,
-            &[0],
-            private_rate,
-            secs,
-        );
-        private(
-            &format!("private cross-node #{round}"),
-            &c,
-            &[1, 2],
-            private_rate,
-            secs,
-        );
+        for (kind, on) in places {
+            let label = format!("room {kind} #{round}");
+            if want(&label) {
+                room(&label, &c, on, room_rate, secs);
+            }
+        }
+        for (kind, on) in places {
+            let label = format!("private {kind} #{round}");
+            if want(&label) {
+                private(&label, &c, on, private_rate, secs);
+            }
+        }
     }
 }
