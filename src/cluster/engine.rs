@@ -440,10 +440,7 @@ impl Publisher {
             .collect();
         for node in nodes {
             let channel = self.keys.channel(node);
-            loop {
-                let Some(q) = self.queues.get(&node).filter(|q| !q.is_empty()) else {
-                    break;
-                };
+            while let Some(q) = self.queues.get(&node).filter(|q| !q.is_empty()) {
                 let mut pipe = redis::pipe();
                 let (mut n, mut bytes) = (0, 0);
                 for b in q.iter() {
