@@ -157,6 +157,9 @@ fn three_nodes_gateway_calls_counts_and_lists() {
     let redis = Redis::start();
     let nodes = start_cluster(&redis);
     let mut cs = connect(&nodes);
+    // Calls from node 1 name clients of nodes 2 and 3: only once node 1 knows them.
+    let all: Vec<&Client> = cs.iter().collect();
+    assert_views(&nodes, &all, "after connecting");
     gateway_round(&nodes, &mut cs, "r1");
     // A close from node 3 of a client on node 1 reaches its owner, and every node forgets it.
     let gone = cs.remove(0);
