@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cluster::{redis_available, Node, Redis};
+use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::ws::Ws;
 use common::{wait_until, SEC};
 use serde_json::{json, Value};
@@ -40,34 +40,10 @@ fn connect(nodes: &[Node]) -> Vec<Client> {
     cs
 }
 
-fn ids(cs: &[&Client]) -> Value {
-    let s: BTreeSet<&str> = cs.iter().map(|c| c.id.as_str()).collect();
-    json!(s)
-}
-
 /// Wait until every node's API answers the client list and count of `want`.
 fn assert_views(nodes: &[Node], want: &[&Client], what: &str) {
-    for n in nodes {
-        let mut api = n.api();
-        let mut last = Value::Null;
-        let ok = wait_until(15 * SEC, || {
-            let list = api.ok("get_all_client_id_list", json!({}));
-            let count = api.ok("get_all_client_id_count", json!({}));
-            let sorted: BTreeSet<String> = list
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string())
-                .collect();
-            // No duplicates: the list has as many ids as distinct ids, and the count agrees.
-            let good = json!(sorted) == ids(want)
-                && list.as_array().unwrap().len() == want.len()
-                && count == json!(want.len());
-            last = json!({"list": list, "count": count});
-            good
-        });
-        assert!(ok, "{what}: node {} sees {last}, want {}", n.id, ids(want));
-    }
+    let want: BTreeSet<String> = want.iter().map(|c| c.id.clone()).collect();
+    wait_lists(nodes, &want, what);
 }
 
 /// Group membership and uids set from node 1 for every client (crossing to the owners), then
@@ -181,6 +157,9 @@ fn three_nodes_gateway_calls_counts_and_lists() {
     let redis = Redis::start();
     let nodes = start_cluster(&redis);
     let mut cs = connect(&nodes);
+    // Calls from node 1 name clients of nodes 2 and 3: only once node 1 knows them.
+    let all: Vec<&Client> = cs.iter().collect();
+    assert_views(&nodes, &all, "after connecting");
     gateway_round(&nodes, &mut cs, "r1");
     // A close from node 3 of a client on node 1 reaches its owner, and every node forgets it.
     let gone = cs.remove(0);

@@ -10,10 +10,10 @@
 
 mod common;
 
-use common::cluster::{redis_available, Node, Redis};
+use common::alive;
+use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::ws::Ws;
-use common::{alive, wait_until, SEC};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -94,39 +94,8 @@ struct Client {
 
 /// Every node in `nodes` lists exactly `want` (count and list, no duplicates), within 20 s.
 fn assert_views(nodes: &[&Node], want: &[&Client], what: &str) {
-    let logs = || -> String {
-        nodes
-            .iter()
-            .map(|n| format!("--- node {}:\n{}{}", n.id, n.inst.log(), n.inst.stderr()))
-            .collect()
-    };
-    let want: BTreeSet<&str> = want.iter().map(|c| c.id.as_str()).collect();
-    for n in nodes {
-        let mut last = Value::Null;
-        let ok = wait_until(20 * SEC, || {
-            // A connection per look: a node that was cut off may have closed an older one.
-            let mut api = n.api();
-            let list = api.ok("get_all_client_id_list", json!({}));
-            let count = api.ok("get_all_client_id_count", json!({}));
-            let got: BTreeSet<&str> = list
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap())
-                .collect();
-            let good = got == want
-                && list.as_array().unwrap().len() == want.len()
-                && count == json!(want.len());
-            last = json!({"list": list, "count": count});
-            good
-        });
-        assert!(
-            ok,
-            "{what}: node {} sees {last}, want {want:?}\n{}",
-            n.id,
-            logs()
-        );
-    }
+    let want: BTreeSet<String> = want.iter().map(|c| c.id.clone()).collect();
+    wait_lists(nodes.iter().copied(), &want, what);
 }
 
 #[test]

@@ -6,12 +6,11 @@
 
 mod common;
 
-use common::cluster::{redis_available, Node, Redis};
+use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::nginx::{nginx_available, Nginx};
 use common::pki;
 use common::ws::Ws;
-use common::{wait_until, SEC};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -47,27 +46,6 @@ fn all_hear(cs: &mut [Client], from: &str, content: &str) {
         let m = c.ws.recv_json_type("say");
         assert_eq!(m["content"], content, "client {}", c.id);
         assert_eq!(m["from_client_id"], from, "client {}", c.id);
-    }
-}
-
-/// Every node's API lists exactly `want` (no duplicates), within 15 s.
-fn assert_presence(nodes: &[&Node], want: &BTreeSet<String>, what: &str) {
-    for n in nodes {
-        let mut api = n.api();
-        let mut last = Value::Null;
-        let ok = wait_until(15 * SEC, || {
-            let list = api.ok("get_all_client_id_list", json!({}));
-            let got: BTreeSet<String> = list
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string())
-                .collect();
-            let good = &got == want && list.as_array().unwrap().len() == want.len();
-            last = list;
-            good
-        });
-        assert!(ok, "{what}: node {} lists {last}, want {want:?}", n.id);
     }
 }
 
@@ -157,7 +135,7 @@ fn chat_through_nginx_across_nodes_and_a_killed_node_s_clients_reconnect() {
     }
     let want: BTreeSet<String> = kept.iter().map(|c| c.id.clone()).collect();
     let alive: Vec<&Node> = nodes.iter().filter(|n| n.id != 3).collect();
-    assert_presence(&alive, &want, "after kill -9 of node 3");
+    wait_lists(alive, &want, "after kill -9 of node 3");
     // The room works for everyone, reconnected clients included, each message once.
     let from = kept[0].id.clone();
     kept[0]

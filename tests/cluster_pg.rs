@@ -7,66 +7,14 @@
 
 mod common;
 
-use common::cluster::{redis_available, Redis};
+use common::cluster::Redis;
 use common::kefu_app::*;
+use common::kefu_cluster::{available, node, node_toml, open_conv};
 use common::pg::{pg_available, Pg};
 use common::ws::Ws;
-use common::{wait_until, Instance, SEC};
-use serde_json::{json, Value};
+use common::{wait_until, SEC};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// `[kefu]` settings of node `id`: the shared store, then the cluster.
-fn node_toml(pg: &Pg, redis: &Redis, id: u8) -> String {
-    format!(
-        "database = \"{}\"\nagent_away_grace = 0\n[cluster]\nnode = {id}\nredis = \"{}\"\nlease_ms = 1500\n",
-        pg.url(),
-        redis.url()
-    )
-}
-
-/// A further node with a data directory of its own. Nodes must share the token signing key
-/// (docs/cluster.md): it is copied from the first node, as an operator copies it.
-fn node(first: &Kefu, pg: &Pg, redis: &Redis, id: u8, workers: usize) -> Kefu {
-    let inst = Instance::new("kefu", workers, &["websocket"])
-        .config(&format!("[kefu]\n{}", node_toml(pg, redis, id)))
-        .with_data_dir();
-    let dir = inst.data_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        first.inst.data_dir().join("secret.key"),
-        dir.join("secret.key"),
-    )
-    .unwrap();
-    Kefu {
-        inst: inst.start(),
-        pg: None,
-    }
-}
-
-fn available() -> bool {
-    redis_available() && pg_available()
-}
-
-/// A visitor's first message; returns (ws, token, conv, its fate: `assigned` or `waiting`).
-fn open_conv(k: &Kefu, bid: &str, text: &str) -> (Ws, String, i64, Value) {
-    let (mut v, l) = k.visitor(bid);
-    let token = l["token"].as_str().unwrap().to_string();
-    v.send_text(
-        &json!({"method":"send","client_msg_id":"first","kind":"text","text":text}).to_string(),
-    );
-    let (mut conv, mut fate) = (None, None);
-    while conv.is_none() || fate.is_none() {
-        let m = recv_json(&mut v).expect("visitor pushes");
-        assert!(m.get("code").is_none(), "{m}");
-        if m["method"] == "message" && m["text"] == text {
-            conv = m["conv_id"].as_i64();
-        }
-        if fate.is_none() && (m["method"] == "assigned" || m["method"] == "waiting") {
-            fate = Some(m);
-        }
-    }
-    (v, token, conv.unwrap(), fate.unwrap())
-}
 
 #[test]
 fn three_nodes_share_one_postgresql() {
@@ -85,8 +33,8 @@ fn three_nodes_share_one_postgresql() {
             ("q", "qb", "Qb", Some(1)),
         ],
     );
-    let b = node(&a, &pg, &redis, 2, 2);
-    let c = node(&a, &pg, &redis, 3, 1);
+    let b = node(&pg, &redis, 2, 2);
+    let c = node(&pg, &redis, 3, 1);
     // The store is PostgreSQL: no node has an SQLite file.
     for k in [&a, &b, &c] {
         assert!(!k.inst.data_dir().join("kefu.db").exists());
@@ -341,7 +289,7 @@ fn kill_9_of_a_node_under_load_loses_no_acknowledged_message() {
         .map(|(id, name)| ("shop", id.as_str(), name.as_str(), Some(10)))
         .collect();
     let n0 = Kefu::start(2, &node_toml(&pg, &redis, 1), &spec);
-    let n1 = node(&n0, &pg, &redis, 2, 2);
+    let n1 = node(&pg, &redis, 2, 2);
     let nodes = [&n0, &n1];
 
     // Agents 0, 1 on node 0 (the one that dies), 2, 3 on node 1.

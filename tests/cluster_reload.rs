@@ -5,37 +5,16 @@
 
 mod common;
 
-use common::cluster::{redis_available, Node, Redis};
+use common::cluster::{redis_available, wait_lists, Node, Redis};
 use common::ws::Ws;
 use common::{wait_until, SEC};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 const LEASE_MS: u64 = 1500;
-
-/// Every node's list of client ids, until it is `want` (bounded).
-fn wait_views(nodes: &[Node], want: &BTreeSet<String>, what: &str) {
-    for n in nodes {
-        let mut api = n.api();
-        let mut last = Value::Null;
-        let ok = wait_until(15 * SEC, || {
-            let list = api.ok("get_all_client_id_list", json!({}));
-            let got: BTreeSet<String> = list
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_string())
-                .collect();
-            let good = &got == want && list.as_array().unwrap().len() == want.len();
-            last = list;
-            good
-        });
-        assert!(ok, "{what}: node {} lists {last}, want {want:?}", n.id);
-    }
-}
 
 /// Send `{tag}-{i}` to `to` through `node`'s API until `stop` (and at least `min`); returns
 /// how many were accepted.
@@ -98,7 +77,7 @@ fn reloading_a_node_under_cross_node_traffic_loses_and_repeats_nothing() {
         }
     }
     let ids: BTreeSet<String> = clients.iter().map(|(_, id)| id.clone()).collect();
-    wait_views(&nodes, &ids, "before the reload");
+    wait_lists(&nodes, &ids, "before the reload");
     // Node 1's clients get uids (bound from node 3), so presence by uid is watched too.
     let mut api3 = nodes[2].api();
     for (i, (_, id)) in clients.iter().take(2).enumerate() {
@@ -207,7 +186,7 @@ fn reloading_a_node_under_cross_node_traffic_loses_and_repeats_nothing() {
         }
     }
     // Same ids everywhere, still reachable by id from every node.
-    wait_views(&nodes, &ids, "after the reload");
+    wait_lists(&nodes, &ids, "after the reload");
     for (k, n) in nodes.iter().enumerate() {
         let mut api = n.api();
         for (ws, id) in clients.iter_mut().take(2) {

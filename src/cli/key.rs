@@ -24,8 +24,9 @@ pub struct KeyArgs {
 /// Signing key subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum KeyCmd {
-    /// Replace the token signing key (`<data_dir>/secret.key`): every agent and visitor token
-    /// stops working, and a running server closes every logged-in session.
+    /// Replace the token signing key (`<data_dir>/secret.key`, or the cluster's in PostgreSQL
+    /// with `kefu.database`): every agent and visitor token stops working, and the running
+    /// servers close every logged-in session (the other nodes of a cluster within seconds).
     Rotate {
         /// Configuration (data_dir, and pid_file to find a running server).
         #[command(flatten)]
@@ -82,7 +83,13 @@ pub(crate) fn run_key(a: &KeyArgs) -> Result<i32, Box<dyn std::error::Error>> {
     match &a.cmd {
         KeyCmd::Rotate { cfg } => {
             let cfg = cfg.load()?;
-            Secret::rotate(&cfg.data_dir)?;
+            if cfg.kefu.database.is_some() {
+                let db =
+                    crate::store::open_target(crate::store::Target::of(&cfg.kefu, &cfg.data_dir))?;
+                Secret::rotate_in(&db)?;
+            } else {
+                Secret::rotate(&cfg.data_dir)?;
+            }
             println!("signing key replaced: every token is void");
             match notify(&cfg, AdminEvent::KeyRotated) {
                 Told::Yes => println!("the running server reloaded it and closed every session"),

@@ -16,6 +16,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_millis(200);
 /// Pause before publishing again to a node that had no subscriber.
 const NO_LISTENER_RETRY: Duration = Duration::from_millis(20);
+/// Largest batch made by appending queued batches for one node to each other.
+const MERGE_MAX: usize = 1 << 20;
+/// Most bytes of batches sent to Redis in one pipelined round trip.
+const PIPELINE_MAX: usize = 4 << 20;
 /// Bytes held for other nodes while Redis is away; past it the oldest batches are dropped
 /// (the receivers then see a gap and resynchronise).
 const HELD_MAX: usize = 256 << 20;
@@ -253,12 +257,28 @@ impl Publisher {
     fn on_cmd(&mut self, cmd: PubCmd) -> bool {
         match cmd {
             PubCmd::Publish(node, mut b) => {
-                let s = self.seq.entry(node).or_insert(0);
-                *s += 1;
-                wire::set_seq(&mut b, *s);
-                self.held += b.len();
                 let q = self.queues.entry(node).or_default();
-                q.push_back(b);
+                // Batches that queued up while we waited on Redis (or that Redis could not
+                // deliver yet) and come from the same epoch go out as one: its records are
+                // appended to the last unsent batch, which keeps its sequence number. One
+                // pub/sub message then carries what several event-loop turns produced, at no
+                // added latency.
+                let merge = q.back().is_some_and(|last| {
+                    last.len() + b.len() <= MERGE_MAX
+                        && last.get(..wire::HEADER_LEN - 8) == b.get(..wire::HEADER_LEN - 8)
+                });
+                if merge && b.len() > wire::HEADER_LEN {
+                    if let Some(last) = q.back_mut() {
+                        last.extend_from_slice(&b[wire::HEADER_LEN..]);
+                        self.held += b.len() - wire::HEADER_LEN;
+                    }
+                } else {
+                    let s = self.seq.entry(node).or_insert(0);
+                    *s += 1;
+                    wire::set_seq(&mut b, *s);
+                    self.held += b.len();
+                    q.push_back(b);
+                }
                 while self.held > HELD_MAX {
                     let Some(old) = q.pop_front() else { break };
                     self.held -= old.len();
@@ -407,7 +427,9 @@ impl Publisher {
     }
 
     /// Publish what waits, in order per node; a node with no subscriber (restarting, or
-    /// between Redis reconnections) keeps its queue and is tried again shortly.
+    /// between Redis reconnections) keeps its queue and is tried again shortly. What waits
+    /// for one node goes out pipelined (up to [`PIPELINE_MAX`] bytes per round trip), so a
+    /// burst that queued up behind one round trip costs one more, not one per batch.
     fn publish(&mut self) {
         let now = Instant::now();
         let nodes: Vec<u8> = self
@@ -418,33 +440,43 @@ impl Publisher {
             .collect();
         for node in nodes {
             let channel = self.keys.channel(node);
-            while let Some(b) = self.queues.get(&node).and_then(|q| q.front()) {
+            while let Some(q) = self.queues.get(&node).filter(|q| !q.is_empty()) {
+                let mut pipe = redis::pipe();
+                let (mut n, mut bytes) = (0, 0);
+                for b in q.iter() {
+                    if n > 0 && bytes + b.len() > PIPELINE_MAX {
+                        break;
+                    }
+                    pipe.cmd("PUBLISH").arg(&channel).arg(b.as_slice());
+                    n += 1;
+                    bytes += b.len();
+                }
                 let RedisLink::Up { con: c, .. } = &mut self.redis else {
                     if self.conn().is_none() {
                         return;
                     }
                     continue;
                 };
-                match redis::cmd("PUBLISH")
-                    .arg(&channel)
-                    .arg(b.as_slice())
-                    .query::<i64>(c)
-                {
-                    Ok(0) => {
-                        self.wait_until.insert(node, now + NO_LISTENER_RETRY);
-                        break;
-                    }
-                    Ok(_) => {
-                        if let Some(b) = self.queues.get_mut(&node).and_then(|q| q.pop_front()) {
-                            self.held -= b.len();
-                        }
-                        self.wait_until.remove(&node);
-                    }
+                let heard: Vec<i64> = match pipe.query(c) {
+                    Ok(h) => h,
                     Err(e) => {
                         self.lost(e);
                         return;
                     }
+                };
+                // Batches are taken off in order up to the first that reached nobody; it and
+                // the rest are sent again (a receiver drops a sequence number it has seen).
+                let ok = heard.iter().take_while(|&&r| r > 0).count();
+                if let Some(q) = self.queues.get_mut(&node) {
+                    for b in q.drain(..ok.min(q.len())) {
+                        self.held -= b.len();
+                    }
                 }
+                if ok < heard.len() {
+                    self.wait_until.insert(node, now + NO_LISTENER_RETRY);
+                    break;
+                }
+                self.wait_until.remove(&node);
             }
         }
     }

@@ -156,6 +156,7 @@ impl Relay {
     }
 
     fn on_cmd(&mut self, cmd: Cmd) {
+        let incoming = matches!(cmd, Cmd::Incoming(_));
         match cmd {
             Cmd::LocalWorkers(ws) => self.set_local(ws),
             Cmd::Incoming(b) => self.incoming(&b),
@@ -172,7 +173,11 @@ impl Relay {
                 self.resync();
             }
         }
-        self.publish_view();
+        // `kefu status`'s view is rebuilt with membership (every lease / 3), not for every
+        // batch: a node first heard of in a batch shows at the next membership read.
+        if !incoming {
+            self.publish_view();
+        }
     }
 
     /// Start a new epoch: every link is rebuilt, so every worker on both sides replays its
@@ -312,6 +317,9 @@ impl Relay {
             _ => r.rx_seq = Some(h.seq),
         }
         let now = Instant::now();
+        // Each link is written once per batch, after all of its records are queued: a batch
+        // of many frames for one worker is one write, not one per frame.
+        let mut touched: Vec<usize> = Vec::new();
         for rec in recs {
             let rec = match rec {
                 Ok(r) => r,
@@ -332,8 +340,14 @@ impl Relay {
             }
             r.workers.entry(rec.from).or_insert((rec.from_worker, now));
             if let Some(slot) = self.ensure_link(rec.to, rec.from, rec.from_worker) {
-                self.write_link(slot, rec.frame);
+                self.queue_link(slot, rec.frame);
+                if !touched.contains(&slot) {
+                    touched.push(slot);
+                }
             }
+        }
+        for slot in touched {
+            self.write_out(slot);
         }
     }
 
@@ -591,7 +605,9 @@ impl Relay {
         }
     }
 
-    fn write_link(&mut self, slot: usize, frame: &[u8]) {
+    /// Queue `frame` on a link (written by [`Self::write_out`]); a worker that lets its
+    /// link fill up past [`LINK_OUT_MAX`] loses it.
+    fn queue_link(&mut self, slot: usize, frame: &[u8]) {
         let Some(l) = self.links.get_mut(slot) else {
             return;
         };
@@ -601,9 +617,8 @@ impl Relay {
                 "cluster: worker {:x} does not read its link; dropping it",
                 l.local
             );
-            return self.remove(slot);
+            self.remove(slot);
         }
-        self.write_out(slot);
     }
 
     fn write_out(&mut self, slot: usize) {

@@ -364,7 +364,7 @@ impl postgres::types::ToSql for Val<'_> {
 }
 
 /// `?N` placeholders to PostgreSQL's `$N` (the SQL of this app has no `?` in literals).
-fn pg_sql(sql: &str) -> String {
+pub(super) fn pg_sql(sql: &str) -> String {
     sql.replace('?', "$")
 }
 
@@ -488,16 +488,29 @@ impl Db {
         }
     }
 
-    /// Begin the writer's transaction. SQLite takes its database-wide write lock at once
-    /// (IMMEDIATE); PostgreSQL takes one cluster-wide advisory lock for the transaction, so
-    /// writers on every node and worker serialize as SQLite's do (see docs/architecture.md).
-    pub(crate) fn begin_write(&self) -> Result<()> {
+    /// Begin the writer's transaction holding `lock`. SQLite takes its database-wide write
+    /// lock at once (IMMEDIATE) whatever `lock` says. PostgreSQL takes transaction-scoped
+    /// advisory locks: [`WriteLock::All`] the writers' lock exclusively; a set of businesses
+    /// that lock shared, then one lock per business, in ascending key order, so two
+    /// transactions never wait on each other in a circle and writers of different
+    /// businesses run in parallel (see docs/architecture.md).
+    pub(crate) fn begin_write_for(&self, lock: &WriteLock<'_>) -> Result<()> {
         match self {
             Db::Sqlite(c) => Ok(c.execute_batch("BEGIN IMMEDIATE")?),
             Db::Pg(pg) => {
-                pg.batch("BEGIN")?;
+                // One round trip for BEGIN and the writers' lock; a closed connection is
+                // reopened first (no transaction is open yet).
+                let how = match lock {
+                    WriteLock::All => "pg_advisory_xact_lock",
+                    WriteLock::Businesses(_) => "pg_advisory_xact_lock_shared",
+                };
+                let began = pg.batch(&format!("BEGIN; SELECT {how}({WRITE_LOCK})"));
                 pg.in_tx.set(true);
-                if let Err(e) = pg.batch(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})")) {
+                let locked = began.and_then(|()| match lock {
+                    WriteLock::All => Ok(()),
+                    WriteLock::Businesses(bids) => pg.lock_businesses(bids),
+                });
+                if let Err(e) = locked {
                     let _ = pg.batch("ROLLBACK");
                     pg.in_tx.set(false);
                     return Err(e);
@@ -525,8 +538,23 @@ impl Db {
     }
 }
 
-/// The advisory lock key of the writers' transactions (any constant; "kefu" in ASCII).
+/// The advisory lock key of the writers' transactions (any constant; "kefu" in ASCII):
+/// exclusive for [`WriteLock::All`], shared under per-business locks.
 const WRITE_LOCK: i64 = 0x6b65_6675;
+
+/// The first half of a business's advisory lock key, `(BUSINESS_LOCK, hashtext(bid))`. The
+/// two-integer keys are a space of their own in PostgreSQL, apart from the one-bigint keys
+/// above and the migrations', so no business can ever share a lock with them.
+pub(crate) const BUSINESS_LOCK: i32 = 0x6b65_6675;
+
+/// What a write transaction locks on PostgreSQL (SQLite has one lock for everything).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WriteLock<'a> {
+    /// Everything: waits for every other writer (admin commands, jobs of no one business).
+    All,
+    /// The rows of these businesses only (any order, repeats allowed; at least one).
+    Businesses(&'a [&'a str]),
+}
 
 fn pg_refs<'a>(vals: &'a [Val<'a>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
     vals.iter()
@@ -604,6 +632,21 @@ impl PgConn {
         f(client, &st)
     }
 
+    /// Lock these businesses in the open transaction. The keys are hashed by the server
+    /// (`hashtext`), so every node computes the same key for a business; two businesses
+    /// whose hashes collide merely share a lock. The lock calls run after the sort:
+    /// PostgreSQL evaluates output expressions that ORDER BY does not use once the rows are
+    /// sorted (SELECT's documentation), so every transaction locks in ascending key order.
+    fn lock_businesses(&self, bids: &[&str]) -> Result<()> {
+        const SQL: &str = "SELECT pg_advisory_xact_lock($1, k.h)
+             FROM (SELECT DISTINCT hashtext(b) AS h FROM unnest($2::text[]) AS b) AS k
+             ORDER BY k.h";
+        self.with(SQL, |client, st| {
+            client.execute(st, &[&BUSINESS_LOCK, &bids])?;
+            Ok(())
+        })
+    }
+
     fn batch(&self, sql: &str) -> Result<()> {
         self.ready()?;
         let mut guard = self.client.borrow_mut();
@@ -615,41 +658,5 @@ impl PgConn {
 impl From<postgres::Error> for StoreError {
     fn from(e: postgres::Error) -> Self {
         StoreError::Pg(e)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_and_values_round_trip_on_sqlite() {
-        let db = Db::sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        db.execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c BLOB)")
-            .unwrap();
-        let none: Option<&str> = None;
-        db.execute(
-            "INSERT INTO t VALUES (?1, ?2, ?3)",
-            params![7i64, "x", vec![1u8, 2]],
-        )
-        .unwrap();
-        db.execute("INSERT INTO t VALUES (?1, ?2, NULL)", params![true, none])
-            .unwrap();
-        let rows: Vec<(i64, Option<String>)> = db
-            .query_map("SELECT a, b FROM t ORDER BY a DESC", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .unwrap()
-            .collect::<Result<_>>()
-            .unwrap();
-        assert_eq!(rows, vec![(7, Some("x".into())), (1, None)]);
-        let missing = db
-            .query_row("SELECT a FROM t WHERE a = ?1", [9i64], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()
-            .unwrap();
-        assert_eq!(missing, None);
-        assert_eq!(pg_sql("a = ?1 AND b = ?12"), "a = $1 AND b = $12");
     }
 }

@@ -8,6 +8,8 @@
 
 pub(crate) mod convo;
 pub(crate) mod db;
+#[cfg(test)]
+mod db_tests;
 pub(crate) mod depts;
 pub(crate) mod files;
 pub(crate) mod profile;

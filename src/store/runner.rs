@@ -1,11 +1,15 @@
 //! A thread that owns one store connection ([`Db`]) and runs jobs for the event loop.
 //!
 //! In [`Mode::Batch`] (the writer) every job queued while the previous batch was committing
-//! runs in one write transaction ([`Db::begin_write`]), each inside its own savepoint (a failing job
+//! runs in one write transaction ([`Db::begin_write_for`]), each inside its own savepoint (a failing job
 //! rolls back alone), and results are handed back only after `COMMIT` returned: an ack built
 //! from a result is therefore never sent for a write the database could still lose (beyond
 //! what the `synchronous` setting allows). One commit (one fsync with `synchronous=FULL`) per
 //! batch is what makes durable writes cheap under load: group commit.
+//!
+//! Each job says whose rows it touches ([`Scope`]); the batch's transaction locks the
+//! businesses of its jobs (or everything, if one job may touch anything), so on PostgreSQL
+//! writers of different businesses, on every worker and node, do not wait for each other.
 //!
 //! In [`Mode::Plain`] jobs run one by one outside any explicit transaction: for slow work
 //! that must not hold the write lock (argon2 verification, file I/O).
@@ -13,7 +17,7 @@
 //! The queue is bounded ([`Runner::submit`] refuses when it is full) and results come back
 //! through a channel; the loop is woken once per batch.
 
-use super::db::{Db, Kind};
+use super::db::{Db, Kind, WriteLock};
 use super::{Result, StoreError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -39,7 +43,18 @@ pub(crate) type Work<D> = Box<dyn FnOnce(&Db) -> Result<D> + Send>;
 /// Turns a failure into the result the loop receives (so every job gets exactly one answer).
 pub(crate) type Fail<D> = Box<dyn FnOnce(StoreError) -> D + Send>;
 
+/// Whose rows a job touches, for the lock of the writer's transaction (plain runners run
+/// without one and ignore it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// One business's (its id).
+    Business(String),
+    /// Any: the batch waits for every other writer, and they for it.
+    All,
+}
+
 struct Job<D> {
+    scope: Scope,
     work: Work<D>,
     fail: Fail<D>,
 }
@@ -83,13 +98,16 @@ impl<D: Send + 'static> Runner<D> {
         })
     }
 
-    /// Queue a job; `fail` builds its answer if it errs or its batch does not commit.
+    /// Queue a job touching `scope`; `fail` builds its answer if it errs or its batch does
+    /// not commit.
     pub(crate) fn submit(
         &self,
+        scope: Scope,
         work: impl FnOnce(&Db) -> Result<D> + Send + 'static,
         fail: impl FnOnce(StoreError) -> D + Send + 'static,
     ) -> std::result::Result<(), Busy> {
         let job = Job {
+            scope,
             work: Box::new(work),
             fail: Box::new(fail),
         };
@@ -176,7 +194,23 @@ fn batch_loop<D>(
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.begin_write() {
+        let scopes: Vec<Scope> = batch
+            .iter_mut()
+            .map(|j| std::mem::replace(&mut j.scope, Scope::All))
+            .collect();
+        let bids: Vec<&str> = scopes
+            .iter()
+            .map_while(|s| match s {
+                Scope::Business(b) => Some(b.as_str()),
+                Scope::All => None,
+            })
+            .collect();
+        let lock = if bids.len() == scopes.len() {
+            WriteLock::Businesses(&bids)
+        } else {
+            WriteLock::All
+        };
+        if let Err(e) = conn.begin_write_for(&lock) {
             let msg = e.to_string();
             for j in batch.drain(..) {
                 outs.push(Outcome::Failed((j.fail)(StoreError::Commit(msg.clone()))));
@@ -277,6 +311,7 @@ mod tests {
         .unwrap();
         for i in 0..20i64 {
             r.submit(
+                Scope::All,
                 move |c| {
                     c.execute("INSERT INTO t VALUES (?1)", [i])?;
                     if i == 7 {

@@ -5,6 +5,8 @@
 use super::http::{api_config, Http};
 use super::ws::Ws;
 use super::{free_port, try_signal, wait_until, Instance, SEC};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -243,6 +245,43 @@ impl Node {
     pub fn signal_all(pids: &[i32], sig: i32) {
         for &p in pids {
             try_signal(p, sig);
+        }
+    }
+}
+
+/// Wait until every node in `nodes` lists exactly the client ids `want` through its API (list
+/// and count, no duplicates), within 20 s; fails with each node's view and logs.
+pub fn wait_lists<'a>(
+    nodes: impl IntoIterator<Item = &'a Node>,
+    want: &BTreeSet<String>,
+    what: &str,
+) {
+    let nodes: Vec<&Node> = nodes.into_iter().collect();
+    for n in &nodes {
+        let mut last = Value::Null;
+        let ok = wait_until(20 * SEC, || {
+            // A connection per look: a node that was cut off may have closed an older one.
+            let mut api = n.api();
+            let list = api.ok("get_all_client_id_list", json!({}));
+            let count = api.ok("get_all_client_id_count", json!({}));
+            let got: BTreeSet<String> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
+            let good = &got == want
+                && list.as_array().unwrap().len() == want.len()
+                && count == json!(want.len());
+            last = json!({"list": list, "count": count});
+            good
+        });
+        if !ok {
+            let logs: String = nodes
+                .iter()
+                .map(|n| format!("--- node {}:\n{}{}", n.id, n.inst.log(), n.inst.stderr()))
+                .collect();
+            panic!("{what}: node {} sees {last}, want {want:?}\n{logs}", n.id);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod http;
 pub mod instance;
 pub mod kefu_app;
+pub mod kefu_cluster;
 pub mod nginx;
 pub mod pg;
 pub mod pki;

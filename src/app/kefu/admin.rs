@@ -29,7 +29,7 @@ use crate::api::Ctx;
 use crate::config::RoutingPolicy;
 use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
-use crate::store::db::Db;
+use crate::store::db::{Db, WriteLock};
 use crate::store::depts::{self, Dept};
 use crate::store::tenancy::{self, AgentRole};
 use crate::store::{now_ms, profile, Result, StoreError};
@@ -221,7 +221,8 @@ pub(super) fn run(
 ) -> Result<Outcome> {
     let hashing = r.call() == HttpCall::AdminHash;
     // The login thread has no batch transaction of its own: hash first (slow, no lock held),
-    // then one short IMMEDIATE transaction. The writer's savepoint already wraps the rest.
+    // then one short write transaction under the business's lock. The writer's savepoint
+    // already wraps the rest.
     let hash = match &r {
         AdminReq::AgentAdd { password, .. } | AdminReq::AgentPassword { password, .. } => {
             check_password(password)?;
@@ -232,7 +233,7 @@ pub(super) fn run(
         _ => None,
     };
     let done = if hashing {
-        conn.begin_write()?;
+        conn.begin_write_for(&WriteLock::Businesses(&[claims.b.as_str()]))?;
         match apply(conn, claims, r, hash, online, p) {
             Ok(d) => {
                 conn.commit()?;

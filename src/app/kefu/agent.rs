@@ -9,7 +9,7 @@ use super::push::{clip_resume, mark_online, push_routed, send};
 use super::queue::{self, QUEUE_SHOWN};
 use super::request::{self, Me, Refusal, Req, Side};
 use super::routing;
-use super::shared::{Role, Shared};
+use super::shared::{business, Role, Shared};
 use super::transfer;
 use super::wire::{self, CustomerEntry, In, LoginIn, Out, QueueEntry, Resume};
 use super::{agent_uid, agents_group, dept_group, ClientId, Payload};
@@ -47,7 +47,7 @@ pub(super) fn login(
     sh.set_role(rq.id, Role::Pending);
     let p = sh.policy();
     let resume = clip_resume(l.resume);
-    sh.submit(cx, rq.origin(), move |c| {
+    sh.submit(cx, rq.origin(), business(&claims.b), move |c| {
         login::agent(c, &claims, &online, p, now_ms())
             .map(|a| Outcome::AgentLogin(Box::new(a), resume))
     });
@@ -64,7 +64,7 @@ pub(super) fn request(
 ) -> Result<(), Refusal> {
     let p = sh.policy();
     match req {
-        In::Claim { conv_id } => sh.submit(cx, rq.origin(), move |c| {
+        In::Claim { conv_id } => sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
             routing::claim(c, &me.bid, conv_id, &me.id, &me.name, now_ms()).map(Outcome::Routed)
         }),
         In::Transfer {
@@ -80,7 +80,7 @@ pub(super) fn request(
                 return Err(Refusal::Offline);
             }
             let online = online_agents(cx, &me.bid);
-            sh.submit(cx, rq.origin(), move |c| {
+            sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
                 let from = (me.id.as_str(), me.name.as_str());
                 transfer::to_agent(c, &me.bid, conv_id, from, &to, &online, p, now_ms())
                     .map(Outcome::Routed)
@@ -95,7 +95,7 @@ pub(super) fn request(
                 return Err(Refusal::Invalid("bad dept"));
             }
             let online = online_agents(cx, &me.bid);
-            sh.submit(cx, rq.origin(), move |c| {
+            sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
                 let from = (me.id.as_str(), me.name.as_str());
                 transfer::to_dept(c, &me.bid, conv_id, from, &dept, &online, p, now_ms())
                     .map(|t| Outcome::ToDept(Box::new(t)))
@@ -104,7 +104,7 @@ pub(super) fn request(
         In::Transfer { .. } => {
             return Err(Refusal::Invalid("transfer needs either to or dept"));
         }
-        In::Conversations => sh.submit(cx, rq.origin(), move |c| {
+        In::Conversations => sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
             let convs = routing::agent_conversations(c, &me.bid, &me.id)?;
             let q = queue::entries(c, &me.bid, Some(&me.id))?;
             Ok(Outcome::Conversations(convs, q))

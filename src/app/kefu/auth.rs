@@ -1,7 +1,16 @@
 //! Passwords (argon2), signed tokens (HMAC-SHA256 with the server secret), and
 //! integrator-signed visitor identities (HMAC-SHA256 with the business secret).
+//!
+//! The server secret is where every node that checks tokens can read it: with SQLite the
+//! file `<data_dir>/secret.key` (one host); with PostgreSQL the row `token` of `kefu_keys`,
+//! so a token issued by one node of a cluster is accepted by every other (clients come back
+//! through the load balancer to any node) with nothing to copy between hosts. The database
+//! already holds what a token stands for (agents' password hashes, businesses' identity
+//! secrets), so keeping the key there gives nobody a power they did not have.
 
+use crate::store::db::{params, Db, Kind, OptionalExtension};
 use crate::store::tenancy::{hex, random_hex};
+use crate::store::{self, StoreError};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
@@ -38,9 +47,16 @@ pub fn random_password() -> String {
     random_hex(9)
 }
 
+/// The row of `kefu_keys` holding the token signing key (PostgreSQL).
+const KEY_ROW: &str = "token";
+
 /// The server's signing key.
 #[derive(Clone)]
-pub struct Secret(Vec<u8>);
+pub struct Secret {
+    key: Vec<u8>,
+    /// Bumped by every rotation (PostgreSQL; 0 for the file), so nodes notice one.
+    version: i64,
+}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,7 +67,72 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// A secret from raw bytes (tests).
     pub fn from_bytes(b: &[u8]) -> Secret {
-        Secret(b.to_vec())
+        Secret {
+            key: b.to_vec(),
+            version: 0,
+        }
+    }
+
+    /// Its version in `kefu_keys` (0 for a key from the file).
+    pub(crate) fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The key for `conn`'s store: on SQLite `<data_dir>/secret.key` (created on first
+    /// start); on PostgreSQL the cluster's, in `kefu_keys`, created by the first node to
+    /// start, from that node's `secret.key` if it has one (tokens issued before the move to
+    /// PostgreSQL stay valid), else a fresh random key. A node whose file holds another key
+    /// says so and uses the cluster's.
+    pub(crate) fn load(conn: &Db, data_dir: &Path) -> store::Result<Secret> {
+        if conn.kind() == Kind::Sqlite {
+            return Ok(Secret::load_or_create(data_dir)?);
+        }
+        ensure_keys(conn)?;
+        let file = read_key(&data_dir.join(SECRET_FILE))?;
+        let s = match read_row(conn)? {
+            Some(s) => s,
+            None => {
+                let seed = match &file {
+                    Some(f) => String::from_utf8_lossy(&f.key).into_owned(),
+                    None => random_hex(32),
+                };
+                conn.execute(
+                    "INSERT INTO kefu_keys (name, secret, version) VALUES (?1, ?2, 1)
+                     ON CONFLICT (name) DO NOTHING",
+                    params![KEY_ROW, seed],
+                )?;
+                read_row(conn)?.ok_or(StoreError::NoRow)?
+            }
+        };
+        if file.as_ref().is_some_and(|f| f.key != s.key) {
+            crate::warn!(
+                "kefu: {} is not the cluster's token signing key: the one in PostgreSQL \
+                 (kefu_keys) is used, and tokens signed with the file's are refused",
+                data_dir.join(SECRET_FILE).display()
+            );
+        }
+        Ok(s)
+    }
+
+    /// The version of the cluster's key now (PostgreSQL), to notice a rotation made on
+    /// another node.
+    pub(crate) fn version_in(conn: &Db) -> store::Result<Option<i64>> {
+        conn.prepare_cached("SELECT version FROM kefu_keys WHERE name = ?1")?
+            .query_row([KEY_ROW], |r| r.get(0))
+            .optional()
+    }
+
+    /// Replace the cluster's key in PostgreSQL with a fresh one (every token signed so far
+    /// stops verifying on every node once it reads the new version).
+    pub(crate) fn rotate_in(conn: &Db) -> store::Result<()> {
+        ensure_keys(conn)?;
+        conn.execute(
+            "INSERT INTO kefu_keys (name, secret, version) VALUES (?1, ?2, 1)
+             ON CONFLICT (name) DO UPDATE
+             SET secret = excluded.secret, version = kefu_keys.version + 1",
+            params![KEY_ROW, random_hex(32)],
+        )?;
+        Ok(())
     }
 
     /// Read `<data_dir>/secret.key`, creating it on first start. Several workers start at
@@ -115,7 +196,7 @@ impl Secret {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length.
-        <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("hmac key")
+        <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("hmac key")
     }
 
     /// Sign a token payload.
@@ -147,9 +228,39 @@ impl Secret {
     }
 }
 
+/// The table of the cluster's keys (PostgreSQL), kept by this module like the uploads'.
+fn ensure_keys(conn: &Db) -> store::Result<()> {
+    store::ensure(
+        conn,
+        "CREATE TABLE IF NOT EXISTS kefu_keys (
+            name TEXT PRIMARY KEY,
+            secret TEXT NOT NULL,
+            version INTEGER NOT NULL
+        );",
+    )
+}
+
+/// The cluster's key row, if written yet (a short one is refused: someone edited it).
+fn read_row(conn: &Db) -> store::Result<Option<Secret>> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT secret, version FROM kefu_keys WHERE name = ?1")?
+        .query_row([KEY_ROW], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    match row {
+        Some((k, _)) if k.trim().len() < 32 => Err(StoreError::Invalid(
+            "kefu_keys holds a signing key under 32 characters",
+        )),
+        Some((k, version)) => Ok(Some(Secret {
+            key: k.trim().as_bytes().to_vec(),
+            version,
+        })),
+        None => Ok(None),
+    }
+}
+
 fn read_key(path: &Path) -> std::io::Result<Option<Secret>> {
     match std::fs::read_to_string(path) {
-        Ok(s) if s.trim().len() >= 32 => Ok(Some(Secret(s.trim().as_bytes().to_vec()))),
+        Ok(s) if s.trim().len() >= 32 => Ok(Some(Secret::from_bytes(s.trim().as_bytes()))),
         Ok(_) => Ok(None),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),

@@ -202,8 +202,8 @@ pub(super) enum Outcome {
     ToDept(Box<ToDept>),
     Closed(Box<Closed>),
     Conversations(Vec<ConvOut>, Vec<QueueEntry>),
-    /// The signing key as now on disk.
-    Key(Secret),
+    /// The signing key as now stored (None: the cluster's key did not change).
+    Key(Option<Secret>),
     /// Agent sessions `(bid, agent_id, generation)` whose row is gone or newer.
     Revoked(Vec<(String, String, i64)>),
     Requeued(Box<Requeued>),

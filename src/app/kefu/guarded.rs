@@ -8,7 +8,7 @@ use super::done::{HttpCall, LoginTry};
 use super::http::{bearer_claims, error, json, limited};
 use super::limits::{self, Limit, Limited};
 use super::login;
-use super::shared::Shared;
+use super::shared::{business, Shared};
 use super::upload::{self, Refused, Stored, Uploader};
 use super::wire::Code;
 use super::{ClientId, Outcome};
@@ -122,7 +122,7 @@ pub(super) fn agent_login(
     l.login_ip.fail(&ip, now);
     l.login_account.fail(&account, now);
     let (bid, agent_id, key) = (r.bid, r.agent_id, ip.clone());
-    let out = sh.submit_http(conn, HttpCall::AgentLogin, move |c| {
+    let out = sh.submit_http(conn, HttpCall::AgentLogin, business(&bid), move |c| {
         let agent = match login::agent_password(c, &bid, &agent_id, &r.password) {
             Ok(a) => Some(a),
             Err(StoreError::NotFound) => None,
@@ -234,7 +234,7 @@ pub(super) fn upload(
     let body = req.body.clone();
     let dir = sh.data_dir.clone();
     let quota = sh.cfg.upload_business_mib_per_day.saturating_mul(1 << 20);
-    sh.submit_http(conn, HttpCall::Upload, move |c| {
+    sh.submit_http(conn, HttpCall::Upload, business(who.bid()), move |c| {
         if let Some(a) = &agent_claims {
             super::login::check_agent(c, a)?;
         }

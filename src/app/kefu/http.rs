@@ -9,7 +9,7 @@ use super::limits::{self, Limit, Limited};
 use super::login::{self, Ident, Meta};
 use super::presence::online_agents;
 use super::routing::{self, Access};
-use super::shared::Shared;
+use super::shared::{business, Scope, Shared};
 use super::wire::{Code, MessageOut};
 use super::{admin, desk, face, guarded, history, insight, upload, webhook, ClientId, Outcome};
 use crate::api::Ctx;
@@ -222,7 +222,7 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             };
             let max_age = sh.cfg.identity_max_age.as_secs() as i64;
             let bid = r.bid;
-            sh.submit_http(conn, HttpCall::VisitorToken, move |c| {
+            sh.submit_http(conn, HttpCall::VisitorToken, business(&bid), move |c| {
                 login::visitor(c, &bid, ident, &meta, max_age, now_ms())
                     .map(|v| Outcome::HttpVisitorToken(Box::new(v)))
             })
@@ -245,7 +245,7 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
                 .query_param("limit")
                 .and_then(|v| v.parse::<i64>().ok())
                 .unwrap_or(history::DEFAULT_PAGE);
-            sh.submit_http(conn, HttpCall::History, move |c| {
+            sh.submit_http(conn, HttpCall::History, business(&claims.b), move |c| {
                 if claims.r == TokenRole::Agent {
                     login::check_agent(c, &claims)?;
                 }
@@ -261,16 +261,20 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
         ("POST", "/api/upload") => guarded::upload(sh, cx, conn, req),
         (_, p) if desk::owns(p) => desk::route(sh, cx, conn, req),
         ("GET", "/api/business/profile") => match face::profile_bid(req) {
-            Ok(bid) => sh.submit_http(conn, HttpCall::Profile, move |c| face::profile(c, &bid)),
+            Ok(bid) => sh.submit_http(conn, HttpCall::Profile, business(&bid), move |c| {
+                face::profile(c, &bid)
+            }),
             Err(r) => HttpOutcome::Respond(r),
         },
         ("POST", "/api/business/settings") => {
             let settings =
                 bearer_claims(sh, req).and_then(|c| face::settings_req(&c, req).map(|s| (c, s)));
             match settings {
-                Ok((claims, s)) => sh.submit_http(conn, HttpCall::Settings, move |c| {
-                    face::settings(c, &claims, s)
-                }),
+                Ok((claims, s)) => {
+                    sh.submit_http(conn, HttpCall::Settings, business(&claims.b), move |c| {
+                        face::settings(c, &claims, s)
+                    })
+                }
                 Err(r) => HttpOutcome::Respond(r),
             }
         }
@@ -280,7 +284,7 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
                 Ok((claims, r)) => {
                     let online = online_agents(cx, &claims.b);
                     let p = sh.policy();
-                    sh.submit_http(conn, r.call(), move |c| {
+                    sh.submit_http(conn, r.call(), business(&claims.b), move |c| {
                         admin::run(c, &claims, r, &online, p)
                     })
                 }
@@ -294,8 +298,9 @@ fn route(sh: &mut Shared, cx: &mut Ctx<'_>, conn: ClientId, req: &Request) -> Ht
             }
             let dir = sh.data_dir.clone();
             let head = req.method == "HEAD";
-            sh.submit_http(conn, HttpCall::File, move |_| {
-                let mut r = upload::serve(&dir, &name);
+            // Any business's file: the lane is the plain aux thread, which takes no lock.
+            sh.submit_http(conn, HttpCall::File, Scope::All, move |c| {
+                let mut r = upload::serve(c, &dir, &name);
                 if head {
                     r.body.clear();
                 }

@@ -13,7 +13,7 @@ use super::auth::{Claims, Role as TokenRole};
 use super::done::{HttpCall, Outcome};
 use super::http::{bearer_claims, error, json};
 use super::login;
-use super::shared::Shared;
+use super::shared::{business, Shared};
 use super::wire::Code;
 use super::ClientId;
 use crate::api::HttpOutcome;
@@ -56,7 +56,7 @@ pub(super) fn submit(
     need: Need,
     f: impl FnOnce(&Db, &Agent) -> crate::store::Result<Response> + Send + 'static,
 ) -> HttpOutcome {
-    sh.submit_http(conn, call, move |c| {
+    sh.submit_http(conn, call, business(&claims.b), move |c| {
         let a = match need {
             Need::Agent => login::check_agent(c, &claims)?,
             Need::Admin => login::check_admin(c, &claims)?,

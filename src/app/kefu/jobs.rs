@@ -2,6 +2,7 @@
 //! the query thread for search and reports, the webhook courier,
 //! and the password checks. Jobs go in by [`Lane`]; finished ones come back in `on_wake`.
 
+use super::auth::Secret;
 use super::done::{Done, Lane, Origin, Outcome};
 use super::webhook::{Courier, Policy};
 use super::LOGIN_QUEUE;
@@ -9,7 +10,7 @@ use super::QUEUE_CAP;
 use super::{upload, Ctx};
 use crate::config::KefuConfig;
 use crate::store::db::Db;
-use crate::store::runner::{Busy, Mode, Runner};
+use crate::store::runner::{Busy, Mode, Runner, Scope};
 use crate::store::{self};
 use std::path::Path;
 use std::sync::Arc;
@@ -32,9 +33,13 @@ pub(super) struct Jobs {
 }
 
 impl Jobs {
-    /// Open the store (once per thread) and start the threads; they wake the loop with each
-    /// batch of results.
-    pub(super) fn open(cx: &Ctx<'_>, cfg: &KefuConfig, data_dir: &Path) -> Result<Jobs, String> {
+    /// Open the store (once per thread) and start the threads, which wake the loop with each
+    /// batch of results; and read the token signing key.
+    pub(super) fn open(
+        cx: &Ctx<'_>,
+        cfg: &KefuConfig,
+        data_dir: &Path,
+    ) -> Result<(Jobs, Secret), String> {
         // Runs once at worker start, before the loop serves anyone. Several workers open the
         // same file at once (WAL switch, schema), so a lost race is retried rather than
         // leaving a worker without a store.
@@ -66,6 +71,8 @@ impl Jobs {
         .map_err(|e| e.to_string())?;
         let aux_conn = open()?;
         upload::ensure_table(&aux_conn).map_err(|e| format!("uploads table: {e}"))?;
+        let secret = Secret::load(&aux_conn, data_dir)
+            .map_err(|e| format!("token signing key (data dir {}): {e}", data_dir.display()))?;
         let aux = Runner::spawn(
             &format!("kefu-aux-{w}"),
             aux_conn,
@@ -98,19 +105,21 @@ impl Jobs {
         };
         let courier = Courier::spawn(&format!("kefu-hooks-{w}"), open()?, policy)
             .map_err(|e| e.to_string())?;
-        Ok(Jobs {
+        let jobs = Jobs {
             writer,
             aux,
             login,
             query,
             courier: Some(courier),
-        })
+        };
+        Ok((jobs, secret))
     }
 
-    /// Hand a job to the store thread of its lane.
+    /// Hand a job touching `scope` to the store thread of its lane.
     pub(super) fn enqueue(
         &self,
         to: Origin,
+        scope: Scope,
         work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) -> Result<(), Busy> {
         let runner = match to.lane() {
@@ -122,6 +131,7 @@ impl Jobs {
         // Both the job and its failure answer need the origin.
         let fail_to = to.clone();
         runner.submit(
+            scope,
             move |c| work(c).map(|o| Done { to, res: Ok(o) }),
             move |e| Done {
                 to: fail_to,

@@ -65,7 +65,7 @@ use done::{Origin, Outcome};
 use presence::{online_agents, visitor_presence};
 use push::{classify, clip};
 use request::{Echo, Refusal, Req, Side};
-use shared::{Conn, Role, Shared};
+use shared::{business, Conn, Role, Scope, Shared};
 use std::collections::HashSet;
 use std::time::Duration;
 use wire::{In, Out};
@@ -169,7 +169,7 @@ impl Kefu {
     fn sweep_tick(&mut self, cx: &mut Ctx<'_>) {
         let cutoff = now_ms() - self.sh.cfg.upload_orphan_after.as_millis() as i64;
         let dir = self.sh.data_dir.clone();
-        self.sh.submit(cx, Origin::Sweep, move |c| {
+        self.sh.submit(cx, Origin::Sweep, Scope::All, move |c| {
             upload::sweep(c, &dir, cutoff).map(Outcome::Swept)
         });
     }
@@ -188,7 +188,7 @@ impl Kefu {
         let p = self.sh.policy();
         for bid in bids {
             let online = online_agents(cx, &bid);
-            self.sh.submit(cx, Origin::Drain, move |c| {
+            self.sh.submit(cx, Origin::Drain, business(&bid), move |c| {
                 routing::drain(c, &bid, &online, p, now_ms()).map(Outcome::Routed)
             });
         }

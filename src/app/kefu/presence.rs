@@ -12,7 +12,7 @@ use super::done::{Origin, Outcome};
 use super::history::{self, Body, SYSTEM};
 use super::push::{fan_message, push_routed, push_uid};
 use super::routing::{self, Policy, Routed};
-use super::shared::Shared;
+use super::shared::{business, Shared};
 use super::wire::{Event, MessageOut, Out};
 use super::{agent_uid, agents_group, Payload};
 use crate::api::{ms_until, Ctx, TimerId};
@@ -235,7 +235,7 @@ pub(super) fn requeue(sh: &mut Shared, cx: &mut Ctx<'_>, bid: String, id: String
     }
     let online = online_agents(cx, &bid);
     let p = sh.policy();
-    sh.submit(cx, Origin::Drain, move |c| {
+    sh.submit(cx, Origin::Drain, business(&bid), move |c| {
         requeue_absent(c, &bid, &id, &online, p, now_ms(), false)
             .map(|r| Outcome::Requeued(Box::new(r)))
     });

@@ -9,7 +9,7 @@ use super::limits::Limited;
 use super::presence::online_agents;
 use super::push::bad_cmid;
 use super::routing::{self, Access, Brief, Closer};
-use super::shared::{Role, Shared};
+use super::shared::{business, Role, Shared};
 use super::wire::{Code, ErrorOut, In, Method, Resume};
 use super::{agent, agent_uid, upload, visitor_uid, ClientId, Payload};
 use crate::api::Ctx;
@@ -459,7 +459,7 @@ pub(super) fn request(
                 SendTo::Conv(_) => false,
             };
             let cm = rq.client_msg_id.clone();
-            sh.submit(cx, rq.origin(), move |c| {
+            sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
                 let (s, cm, now) = (me.sender(), cm.as_deref(), now_ms());
                 let out = match to {
                     SendTo::Conv(conv_id) => {
@@ -486,7 +486,7 @@ pub(super) fn request(
             conv_id,
             before_seq,
             limit,
-        } => sh.submit(cx, rq.origin(), move |c| {
+        } => sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
             routing::readable(c, conv_id, me.access())?;
             let limit = limit.unwrap_or(history::DEFAULT_PAGE);
             let (m, more) = history::page(c, conv_id, before_seq, limit)?;
@@ -499,7 +499,7 @@ pub(super) fn request(
             if me.side == Side::Agent && conv_id.is_none() {
                 return Err(Refusal::Invalid("conv_id is required"));
             }
-            sh.submit(cx, rq.origin(), move |c| {
+            sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
                 let conv_id = match conv_id {
                     Some(i) => i,
                     None => {
@@ -511,7 +511,7 @@ pub(super) fn request(
                 Ok(Outcome::Typing(b, typing, me.side))
             })
         }
-        In::Read { conv_id, seq } => sh.submit(cx, rq.origin(), move |c| {
+        In::Read { conv_id, seq } => sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
             let b = routing::readable(c, conv_id, me.access())?;
             me.check_mine(&b)?;
             let agent = (me.side == Side::Agent).then_some(me.id.as_str());
@@ -522,7 +522,7 @@ pub(super) fn request(
         }),
         In::Close { conv_id } => {
             let online = online_agents(cx, &me.bid);
-            sh.submit(cx, rq.origin(), move |c| {
+            sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
                 routing::close(c, &me.bid, conv_id, me.closer(), &online, p, now_ms())
                     .map(|c| Outcome::Closed(Box::new(c)))
             })
@@ -548,7 +548,7 @@ pub(super) fn sync(
     last_seq: i64,
 ) {
     let gap = sh.cfg.resume_max_gap.min(i64::MAX as u64) as i64;
-    sh.submit(cx, rq.origin(), move |c| {
+    sh.submit(cx, rq.origin(), business(&me.bid), move |c| {
         routing::readable(c, conv_id, me.access())?;
         Ok(Outcome::Sync(
             conv_id,

@@ -3,7 +3,8 @@
 //! - `kefu agent remove|passwd` tells the running workers ([`AdminEvent::AgentRevoked`]),
 //!   which close that agent's connections here at once;
 //! - `kefu key rotate` ([`AdminEvent::KeyRotated`]): the new key is read on a store thread,
-//!   then every connection that logged in (under the old key) is closed;
+//!   then every connection that logged in (under the old key) is closed; on PostgreSQL the
+//!   other nodes, which were not told, notice the key's new version within a sweep;
 //! - a sweep every [`super::DRAIN_EVERY`] compares each logged-in agent's token generation
 //!   with its row, for changes the server was not told of (no master reachable from the CLI).
 
@@ -11,10 +12,9 @@ use super::auth::Secret;
 use super::done::{Origin, Outcome};
 use super::login;
 use super::request::{Echo, Refusal, Side};
-use super::shared::{Role, Shared};
+use super::shared::{Role, Scope, Shared};
 use super::ClientId;
 use crate::api::{AdminEvent, Ctx};
-use crate::store::StoreError;
 use std::collections::BTreeSet;
 
 /// An admin change reached this worker.
@@ -25,12 +25,10 @@ pub(super) fn admin(sh: &mut Shared, cx: &mut Ctx<'_>, event: &AdminEvent) {
             revoke(cx, &ids);
         }
         AdminEvent::KeyRotated => {
-            // A file read: on the store thread, not the loop.
+            // A file or database read: on the store thread, not the loop.
             let dir = sh.data_dir.clone();
-            sh.submit(cx, Origin::Admin, move |_| {
-                Secret::load_or_create(&dir)
-                    .map(Outcome::Key)
-                    .map_err(StoreError::Io)
+            sh.submit(cx, Origin::Admin, Scope::All, move |c| {
+                Secret::load(c, &dir).map(|s| Outcome::Key(Some(s)))
             });
         }
     }
@@ -39,6 +37,9 @@ pub(super) fn admin(sh: &mut Shared, cx: &mut Ctx<'_>, event: &AdminEvent) {
 /// Check every agent logged in here against its row (a safety net behind the admin
 /// events: a CLI that could not reach the master still takes effect within seconds).
 pub(super) fn sweep(sh: &mut Shared, cx: &mut Ctx<'_>) {
+    if sh.cfg.database.is_some() {
+        key_check(sh, cx);
+    }
     let sessions: BTreeSet<(String, String, i64)> = sh
         .conns
         .values()
@@ -53,15 +54,32 @@ pub(super) fn sweep(sh: &mut Shared, cx: &mut Ctx<'_>) {
         return;
     }
     let sessions: Vec<_> = sessions.into_iter().collect();
-    sh.submit(cx, Origin::Admin, move |c| {
+    sh.submit(cx, Origin::Admin, Scope::All, move |c| {
         login::revoked(c, &sessions).map(Outcome::Revoked)
+    });
+}
+
+/// Whether the cluster's key (PostgreSQL) is still the one this worker holds: `kefu key
+/// rotate` run on another node tells only that node's workers.
+fn key_check(sh: &mut Shared, cx: &mut Ctx<'_>) {
+    let Some(have) = sh.secret.as_ref().map(Secret::version) else {
+        return;
+    };
+    let dir = sh.data_dir.clone();
+    sh.submit(cx, Origin::Admin, Scope::All, move |c| {
+        let stored = Secret::version_in(c)?;
+        if stored.is_some_and(|v| v != have) {
+            Secret::load(c, &dir).map(|s| Outcome::Key(Some(s)))
+        } else {
+            Ok(Outcome::Key(None))
+        }
     });
 }
 
 /// The answer of an admin job.
 pub(super) fn admin_done(sh: &mut Shared, cx: &mut Ctx<'_>, o: Outcome) {
     match o {
-        Outcome::Key(secret) => {
+        Outcome::Key(Some(secret)) => {
             sh.secret = Some(secret);
             // Every login so far (and every one in flight) was checked with the old key.
             let ids: Vec<ClientId> = sh

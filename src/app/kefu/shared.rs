@@ -17,6 +17,7 @@ use super::{http, upload, wire, ClientId, Ctx, HttpOutcome, Request, MAX_INFLIGH
 use crate::api::{instant_ago, ms_since};
 use crate::config::KefuConfig;
 use crate::store::db::Db;
+pub(super) use crate::store::runner::Scope;
 use crate::store::{self, now_ms};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -101,6 +102,11 @@ impl Conn {
     }
 }
 
+/// The scope of a job on business `bid`'s rows (see [`Scope`]).
+pub(super) fn business(bid: &str) -> Scope {
+    Scope::Business(bid.to_string())
+}
+
 /// The app's state in one worker, shared by its handlers.
 pub(super) struct Shared {
     pub(super) cfg: KefuConfig,
@@ -130,11 +136,10 @@ impl Shared {
         }
     }
 
-    /// Load the signing key and start the store threads.
+    /// Start the store threads and load the signing key (from the store's side: see
+    /// [`Secret::load`]).
     pub(super) fn start(&mut self, cx: &mut Ctx<'_>) -> Result<(), String> {
-        let secret = Secret::load_or_create(&self.data_dir)
-            .map_err(|e| format!("secret in {}: {e}", self.data_dir.display()))?;
-        let jobs = Jobs::open(cx, &self.cfg, &self.data_dir)?;
+        let (jobs, secret) = Jobs::open(cx, &self.cfg, &self.data_dir)?;
         self.secret = Some(secret);
         self.jobs = Some(jobs);
         Ok(())
@@ -200,6 +205,7 @@ impl Shared {
         &mut self,
         cx: &mut Ctx<'_>,
         to: Origin,
+        scope: Scope,
         work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) {
         if let Origin::Ws(rq) = &to {
@@ -211,7 +217,7 @@ impl Shared {
                 None => return,
             }
         }
-        if self.enqueue(to.clone(), work).is_err() {
+        if self.enqueue(to.clone(), scope, work).is_err() {
             self.finish(&to);
             match to {
                 Origin::Ws(rq) => rq.fail(cx, &Refusal::ServerBusy),
@@ -228,9 +234,10 @@ impl Shared {
         &mut self,
         conn: ClientId,
         call: HttpCall,
+        scope: Scope,
         work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) -> HttpOutcome {
-        match self.enqueue(Origin::Http(conn, call), work) {
+        match self.enqueue(Origin::Http(conn, call), scope, work) {
             Ok(()) => HttpOutcome::Pending,
             Err(_) if call.cors() => HttpOutcome::Respond(http::busy()),
             Err(_) => HttpOutcome::Respond(http::without_cors(http::busy())),
@@ -240,10 +247,11 @@ impl Shared {
     fn enqueue(
         &self,
         to: Origin,
+        scope: Scope,
         work: impl FnOnce(&Db) -> store::Result<Outcome> + Send + 'static,
     ) -> Result<(), store::runner::Busy> {
         match &self.jobs {
-            Some(j) => j.enqueue(to, work),
+            Some(j) => j.enqueue(to, scope, work),
             None => Err(store::runner::Busy),
         }
     }

@@ -1,14 +1,21 @@
 //! Image uploads: type decided by magic bytes (never by the client's Content-Type or name),
-//! size-limited, metadata stripped ([`super::strip`]), stored content-addressed under
-//! `<data_dir>/uploads`, recorded in `kefu_uploads` (who, how big, whether a message uses it)
-//! and served back by URL, same-origin only. Uploads no message references are deleted after
-//! `upload_orphan_after` ([`sweep`]). File I/O runs on the plain store thread, never on the
-//! loop.
+//! size-limited, metadata stripped ([`super::strip`]), stored content-addressed, recorded in
+//! `kefu_uploads` (who, how big, whether a message uses it) and served back by URL,
+//! same-origin only. Uploads no message references are deleted after `upload_orphan_after`
+//! ([`sweep`]). File and database I/O run on the plain store thread, never on the loop.
+//!
+//! Where the bytes live follows the store: with SQLite, files under `<data_dir>/uploads`
+//! (every node of a one-host cluster shares the data dir); with PostgreSQL, the table
+//! `kefu_upload_bytes`, so an image uploaded through one node is served by every node with
+//! nothing shared but the database (uploads are bounded by `upload_max_bytes`, 2 MiB by
+//! default, and by the per-business daily quota). A file under `<data_dir>/uploads` is
+//! still served when the table has no row for it (uploads made before the move to
+//! PostgreSQL).
 
 use super::routing;
 use super::strip::{self, StripError};
 use crate::protocol::http::response::Response;
-use crate::store::db::{params, Db, OptionalExtension};
+use crate::store::db::{params, Db, Kind, OptionalExtension};
 use crate::store::tenancy::hex;
 use crate::store::{self as db, StoreError};
 use sha2::{Digest, Sha256};
@@ -97,11 +104,16 @@ pub(crate) fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("uploads")
 }
 
-/// Store `body` (already checked) and return its file name. Content-addressed: the same
-/// image uploaded twice is stored once. Written under a temporary name and renamed, so a
-/// reader never sees half a file.
+/// The stored name of `body`: content-addressed, so the same image uploaded twice is
+/// stored once.
+fn name_of(body: &[u8], t: ImageType) -> String {
+    format!("{}.{}", hex(&Sha256::digest(body)), t.ext())
+}
+
+/// Store `body` (already checked) as a file and return its name. Written under a temporary
+/// name and renamed, so a reader never sees half a file.
 pub(crate) fn save(data_dir: &Path, body: &[u8], t: ImageType) -> std::io::Result<String> {
-    let name = format!("{}.{}", hex(&Sha256::digest(body)), t.ext());
+    let name = name_of(body, t);
     let d = dir(data_dir);
     std::fs::create_dir_all(&d)?;
     let path = d.join(&name);
@@ -114,12 +126,27 @@ pub(crate) fn save(data_dir: &Path, body: &[u8], t: ImageType) -> std::io::Resul
     Ok(name)
 }
 
-/// The response serving a stored upload (404 if absent).
-pub(crate) fn serve(data_dir: &Path, name: &str) -> Response {
+/// The bytes of upload `name` in the database (PostgreSQL only; None on SQLite).
+fn stored_bytes(conn: &Db, name: &str) -> db::Result<Option<Vec<u8>>> {
+    if conn.kind() != Kind::Postgres {
+        return Ok(None);
+    }
+    conn.prepare_cached("SELECT body FROM kefu_upload_bytes WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
+}
+
+/// The response serving a stored upload (404 if absent, 503 if the store failed).
+pub(crate) fn serve(conn: &Db, data_dir: &Path, name: &str) -> Response {
     let Some((_, t)) = parse_name(name) else {
         return Response::error(404);
     };
-    match std::fs::read(dir(data_dir).join(name)) {
+    let found = match stored_bytes(conn, name) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => std::fs::read(dir(data_dir).join(name)),
+        Err(_) => return Response::error(503),
+    };
+    match found {
         Ok(body) => Response {
             status: 200,
             headers: vec![
@@ -159,6 +186,15 @@ pub(crate) fn ensure_table(conn: &Db) -> db::Result<()> {
         CREATE INDEX IF NOT EXISTS kefu_uploads_orphans ON kefu_uploads (created_at)
             WHERE referenced = 0;",
     )?;
+    if conn.kind() == Kind::Postgres {
+        db::ensure(
+            conn,
+            "CREATE TABLE IF NOT EXISTS kefu_upload_bytes (
+                name TEXT PRIMARY KEY,
+                body BYTEA NOT NULL
+            );",
+        )?;
+    }
     Ok(())
 }
 
@@ -172,7 +208,8 @@ pub(crate) enum Uploader {
 }
 
 impl Uploader {
-    fn bid(&self) -> &str {
+    /// The business the upload is for.
+    pub(crate) fn bid(&self) -> &str {
         match self {
             Uploader::Agent(b) | Uploader::Visitor(b, _) => b,
         }
@@ -239,13 +276,34 @@ pub(crate) fn accept(
             return Ok(Err(Refused::Quota(wait)));
         }
     }
-    let name = save(data_dir, &clean, kind)?;
     // The same image again refreshes its time, so a re-upload gets its full grace period.
-    conn.prepare_cached(
-        "INSERT INTO kefu_uploads (name, bid, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(name) DO UPDATE SET created_at = excluded.created_at",
-    )?
-    .execute(params![name, bid, clean.len() as i64, now])?;
+    let name = match conn.kind() {
+        Kind::Sqlite => {
+            let name = save(data_dir, &clean, kind)?;
+            conn.prepare_cached(
+                "INSERT INTO kefu_uploads (name, bid, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET created_at = excluded.created_at",
+            )?
+            .execute(params![name, bid, clean.len() as i64, now])?;
+            name
+        }
+        Kind::Postgres => {
+            // Bytes and row in one statement, so neither is ever left without the other.
+            // DO UPDATE (not NOTHING) on the bytes: a sweep deleting this name at the same
+            // moment is waited for, and the bytes are then written again.
+            let name = name_of(&clean, kind);
+            conn.prepare_cached(
+                "WITH b AS (
+                    INSERT INTO kefu_upload_bytes (name, body) VALUES (?1, ?5)
+                    ON CONFLICT (name) DO UPDATE SET body = excluded.body
+                 )
+                 INSERT INTO kefu_uploads (name, bid, bytes, created_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET created_at = excluded.created_at",
+            )?
+            .execute(params![name, bid, clean.len() as i64, now, clean])?;
+            name
+        }
+    };
     Ok(Ok(Stored {
         name,
         kind,
@@ -290,15 +348,37 @@ pub(crate) fn sweep(conn: &Db, data_dir: &Path, cutoff: i64) -> db::Result<usize
         .collect::<Result<_, _>>()?;
     let mut n = 0;
     for name in names {
-        let gone = conn
-            .prepare_cached(
-                "DELETE FROM kefu_uploads WHERE name = ?1 AND referenced = 0 AND created_at < ?2",
-            )?
-            .execute(params![name, cutoff])?;
+        let gone = match conn.kind() {
+            Kind::Sqlite => conn
+                .prepare_cached(
+                    "DELETE FROM kefu_uploads
+                     WHERE name = ?1 AND referenced = 0 AND created_at < ?2",
+                )?
+                .execute(params![name, cutoff])?,
+            // The bytes go with the row, in the same statement.
+            Kind::Postgres => {
+                conn.prepare_cached(
+                    "WITH gone AS (
+                        DELETE FROM kefu_uploads
+                        WHERE name = ?1 AND referenced = 0 AND created_at < ?2
+                        RETURNING name
+                     ), bytes AS (
+                        DELETE FROM kefu_upload_bytes WHERE name IN (SELECT name FROM gone)
+                     )
+                     SELECT COUNT(*) FROM gone",
+                )?
+                .query_row(params![name, cutoff], |r| r.get::<_, i64>(0))? as usize
+            }
+        };
         if gone == 1 && parse_name(&name).is_some() {
+            // On PostgreSQL the file is one from before the move, if any.
             match std::fs::remove_file(dir(data_dir).join(&name)) {
                 Ok(()) => n += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if conn.kind() == Kind::Postgres {
+                        n += 1;
+                    }
+                }
                 Err(e) => return Err(StoreError::Io(e)),
             }
         }

@@ -8,7 +8,7 @@ use super::login::{self, Ident, Meta, VisitorIn};
 use super::presence::{online_agents, visitor_presence, visitors_group};
 use super::push::{clip, clip_resume, send};
 use super::request::{self, Me, Refusal, Req, Side};
-use super::shared::{Role, Shared};
+use super::shared::{business, Role, Shared};
 use super::state::ConvState;
 use super::wire::{self, Out, Resume, VisitorLoginIn};
 use super::{agent_uid, ClientId};
@@ -79,7 +79,7 @@ pub(super) fn login(
     sh.set_role(rq.id, Role::Pending);
     let max_age = sh.cfg.identity_max_age.as_secs() as i64;
     let resume = clip_resume(v.resume);
-    sh.submit(cx, rq.origin(), move |c| {
+    sh.submit(cx, rq.origin(), business(&bid), move |c| {
         login::visitor(c, &bid, ident, &meta, max_age, now_ms())
             .map(|v| Outcome::VisitorLogin(Box::new(v), resume))
     });

@@ -8,7 +8,7 @@ use crate::app::kefu::auth::{Claims, Role as TokenRole};
 use crate::app::kefu::done::{HttpCall, Outcome};
 use crate::app::kefu::http::json;
 use crate::app::kefu::login;
-use crate::app::kefu::shared::Shared;
+use crate::app::kefu::shared::{business, Shared};
 use crate::app::kefu::ClientId;
 use crate::protocol::http::request::Request;
 use crate::store::convo::{self as sql, Canned, Owner};
@@ -60,7 +60,7 @@ pub(super) fn list(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpOutcom
         Ok(c) => c,
         Err(o) => return o,
     };
-    sh.submit_http(conn, HttpCall::Canned, move |c| {
+    sh.submit_http(conn, HttpCall::Canned, business(&claims.b), move |c| {
         let a = login::check_agent(c, &claims)?;
         let list = sql::canned_list(c, &a.bid, &a.agent_id)?;
         ready(json(200, &CannedList { canned: &list }))
@@ -95,7 +95,7 @@ pub(super) fn change(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpOutc
         }
         CannedReq::Delete { .. } => None,
     };
-    sh.submit_http(conn, HttpCall::Canned, move |c| {
+    sh.submit_http(conn, HttpCall::Canned, business(&claims.b), move |c| {
         canned(c, &claims, r, fields)
     })
 }

@@ -20,7 +20,7 @@ use super::http::{bearer_claims, error, json};
 use super::login;
 use super::push::{fan_message, push_routed};
 use super::routing::VisitorSent;
-use super::shared::Shared;
+use super::shared::{business, Shared};
 use super::wire::Code;
 use super::{agents_group, ClientId};
 use crate::api::{Ctx, HttpOutcome, Payload};
@@ -167,7 +167,7 @@ pub(super) fn route(
             let Some(conv_id) = conv_param(req) else {
                 return bad("conv_id is required");
             };
-            sh.submit_http(conn, HttpCall::Notes, move |c| {
+            sh.submit_http(conn, HttpCall::Notes, business(&claims.b), move |c| {
                 let a = login::check_agent(c, &claims)?;
                 let notes = sql::notes(c, &a.bid, conv_id)?;
                 ready(json(
@@ -196,7 +196,7 @@ pub(super) fn route(
                 Ok(t) => t,
                 Err(m) => return bad(m),
             };
-            sh.submit_http(conn, HttpCall::Notes, move |c| {
+            sh.submit_http(conn, HttpCall::Notes, business(&claims.b), move |c| {
                 let a = login::check_agent(c, &claims)?;
                 let note = sql::note_add(c, &a, r.conv_id, &text, now_ms())?;
                 Ok(Outcome::HttpDesk(
@@ -226,7 +226,7 @@ pub(super) fn route(
                     Err(m) => return bad(m),
                 }
             };
-            sh.submit_http(conn, HttpCall::Rating, move |c| {
+            sh.submit_http(conn, HttpCall::Rating, business(&claims.b), move |c| {
                 let rating = sql::rate(
                     c,
                     &claims.b,

@@ -11,7 +11,7 @@ use crate::app::kefu::http::{json, limited};
 use crate::app::kefu::limits::{self, Limit};
 use crate::app::kefu::presence::online_agents;
 use crate::app::kefu::routing::{self, Policy};
-use crate::app::kefu::shared::Shared;
+use crate::app::kefu::shared::{business, Shared};
 use crate::app::kefu::{history, login, ClientId};
 use crate::protocol::http::request::Request;
 use crate::store::convo as sql;
@@ -58,7 +58,7 @@ pub(super) fn hours(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpOutco
         Some(b) if valid_id(&b) => b.to_string(),
         _ => return bad("bid (1..64 of [A-Za-z0-9_.@-]) is required"),
     };
-    sh.submit_http(conn, HttpCall::Hours, move |c| {
+    sh.submit_http(conn, HttpCall::Hours, business(&bid), move |c| {
         if !sql::business_exists(c, &bid)? {
             return Err(StoreError::NotFound);
         }
@@ -85,7 +85,7 @@ pub(super) fn set_hours(sh: &mut Shared, conn: ClientId, req: &Request) -> HttpO
         (None, None) => None,
         _ => return bad("tz and days go together"),
     };
-    sh.submit_http(conn, HttpCall::Hours, move |c| {
+    sh.submit_http(conn, HttpCall::Hours, business(&claims.b), move |c| {
         let a = login::check_agent(c, &claims)?;
         if !sql::is_admin(c, &a)? {
             return Err(StoreError::Forbidden(
@@ -171,7 +171,7 @@ pub(super) fn leave(
     }
     let online = online_agents(cx, &claims.b);
     let p: Policy = sh.policy();
-    sh.submit_http(conn, HttpCall::Offline, move |c| {
+    sh.submit_http(conn, HttpCall::Offline, business(&claims.b), move |c| {
         let (bid, vid) = (claims.b, claims.s);
         sql::contact_set(c, &bid, &vid, &name, &contact, now_ms())?;
         let me = history::Sender {
