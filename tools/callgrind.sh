@@ -7,6 +7,7 @@
 #   tools/callgrind.sh                         # kefu1 and floor, every case
 #   SERVERS="kefu1" CASES="room100" tools/callgrind.sh
 #   KEFU_BIN=/tmp/kefu-before SERVERS=kefu1 tools/callgrind.sh   # another build
+#   TLS=1 SERVERS=kefu1 CASES=room100 tools/callgrind.sh   # kefu over wss:// (a throwaway CA)
 #
 # Each server starts under callgrind with instrumentation off; kefu-load switches it on just
 # before its measured window and off after the drain (--window-cmd), so setup and teardown are
@@ -64,8 +65,15 @@ start_cg() { # server app port prefix
     "--callgrind-out-file=$prefix.%p.out")
   case $server in
     floor) taskset -c "$SERVER_CPUS" "${vg[@]}" "$FLOOR_BIN" --port "$port" --mode "$app" >"$prefix.log" 2>&1 & ;;
-    kefu1) taskset -c "$SERVER_CPUS" "${vg[@]}" "$KEFU_BIN" start --app "$app" \
-      --listen "websocket://127.0.0.1:$port" --workers 1 --pid-file "$BENCH_TMP/cg.pid" >"$prefix.log" 2>&1 & ;;
+    kefu1) if [ "${TLS:-0}" = 1 ]; then
+        printf 'app = "%s"\nworkers = 1\n[limits]\nmax_connections_per_ip = 0\n[[listen]]\nurl = "wss://127.0.0.1:%s"\ncert = "%s"\nkey = "%s"\n' \
+          "$app" "$port" "$BENCH_TMP/tls.pem" "$BENCH_TMP/tls.key" >"$BENCH_TMP/cg.toml"
+        taskset -c "$SERVER_CPUS" "${vg[@]}" "$KEFU_BIN" start -c "$BENCH_TMP/cg.toml" \
+          --pid-file "$BENCH_TMP/cg.pid" >"$prefix.log" 2>&1 &
+      else
+        taskset -c "$SERVER_CPUS" "${vg[@]}" "$KEFU_BIN" start --app "$app" \
+          --listen "websocket://127.0.0.1:$port" --workers 1 --pid-file "$BENCH_TMP/cg.pid" >"$prefix.log" 2>&1 &
+      fi ;;
     *) log "callgrind.sh knows floor and kefu1, not $server"; return 1 ;;
   esac
   CG_PID=$!
@@ -77,6 +85,19 @@ start_cg() { # server app port prefix
   log "$server did not listen on $port"
   return 1
 }
+
+# TLS=1: a throwaway CA and a P-256 `localhost` certificate (as tools/tls_bench.py makes).
+if [ "${TLS:-0}" = 1 ]; then
+  ( cd "$BENCH_TMP"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
+      -days 2 -subj "/CN=bench CA" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tls.key -out tls.csr \
+      -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >tls.ext
+    openssl x509 -req -in tls.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out tls.crt -days 2 \
+      -extfile tls.ext 2>/dev/null
+    cat tls.crt ca.pem >tls.pem )
+fi
 
 port=$NEXT_PORT
 printf '%-8s %-10s %14s %12s %10s  %s\n' server case instructions deliveries "Ir/deliv" "load"
@@ -90,7 +111,12 @@ for server in $SERVERS; do
     app=chat; [[ $case == echo* ]] && app=echo
     start_cg "$server" "$app" "$port" "$prefix" || { stop_cg; continue; }
     url="ws://127.0.0.1:$port/"
-    common=(--url "$url" --server-pid "$CG_PID" --window-cmd "CG_ROOT=$CG_PID $HOOK" --setup-timeout 60)
+    common=(--server-pid "$CG_PID" --window-cmd "CG_ROOT=$CG_PID $HOOK" --setup-timeout 60)
+    if [ "${TLS:-0}" = 1 ] && [ "$server" = kefu1 ]; then
+      common+=(--url "wss://localhost:$port/" --ca "$BENCH_TMP/ca.pem")
+    else
+      common+=(--url "$url")
+    fi
     case $case in
       echo_w1) args=(echo -c 100 --size 64 --window 1 --duration "$DUR" --warmup 1) ;;
       echo_w16) args=(echo -c 100 --size 64 --window 16 --duration "$DUR" --warmup 1) ;;

@@ -2,9 +2,12 @@
 """TLS benchmarks against kefu (`--app echo --workers 1`, a wss:// listener) or the Bun peer
 (tools/peers/bun/server.js, `Bun.serve({ tls })`), with a throwaway CA made here by openssl.
 
-    python3 tools/tls_bench.py idle kefu|bun [N] [--plain]
+    python3 tools/tls_bench.py idle kefu|bun [N] [--plain] [--compress] [--off]
         open N (2000) wss:// connections (Python websockets, TLS 1.3), one echo each, and
-        report how much the server's PSS (whole process tree) grew per connection.
+        report how much the server's PSS (whole process tree) grew per connection. The client
+        offers permessage-deflate (websockets' default): kefu accepts it unless --off, Bun
+        only with --compress (Bun.serve's perMessageDeflate); "extensions" says what the
+        server answered.
     python3 tools/tls_bench.py echo kefu|bun [C SECS SIZE DEPTH] [--plain]
         C (100) connections echo SIZE-byte (32) messages for SECS (10) seconds, DEPTH (1)
         in flight each (1 = ping-pong), driven by tools/tls_echo_client.mjs (Node `ws`);
@@ -98,8 +101,9 @@ def make_cert(d):
 async def main():
     import websockets
     off = "--off" in sys.argv
+    compress = "--compress" in sys.argv
     plain = "--plain" in sys.argv or sys.argv[1] == "room-deflate"
-    argv = [a for a in sys.argv[1:] if a not in ("--plain", "--off")]
+    argv = [a for a in sys.argv[1:] if a not in ("--plain", "--off", "--compress")]
     mode, server = argv[0], argv[1]
     app, load_args = "echo", []
     if mode == "load":
@@ -133,7 +137,7 @@ async def main():
         cmd = [bun, f"{ROOT}/tools/peers/bun/server.js", "--port", str(port), "--mode", app]
         if not plain:
             cmd += ["--cert", f"{d}/tls.pem", "--key", f"{d}/tls.key"]
-        if mode == "room-deflate" and not off:
+        if (mode == "room-deflate" and not off) or compress:
             cmd.append("--compress")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -205,12 +209,16 @@ async def main():
         await asyncio.sleep(1)
         before = pss_kib(proc.pid)
         conns = []
+        extensions = set()
         sem = asyncio.Semaphore(100)
         async def one():
             async with sem:
                 ws = await websockets.connect(f"{scheme}://localhost:{port}/", ssl=ctx,
                                               ping_interval=None, open_timeout=60)
                 await ws.send("hello"); await ws.recv()
+                resp = getattr(ws, "response", None)
+                headers = resp.headers if resp is not None else ws.response_headers
+                extensions.add(headers.get("Sec-WebSocket-Extensions") or "")
                 conns.append(ws)
         t0 = time.time()
         await asyncio.gather(*(one() for _ in range(n)))
@@ -221,7 +229,7 @@ async def main():
             "server": server, "tls": not plain, "connections": len(conns),
             "pss_before_kib": before, "pss_after_kib": after,
             "bytes_per_conn": round((after - before) * 1024 / len(conns)),
-            "setup_s": round(setup, 1),
+            "setup_s": round(setup, 1), "extensions": sorted(extensions),
         }))
         for ws in conns:
             ws.transport.abort()
