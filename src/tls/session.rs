@@ -34,52 +34,9 @@ const RECORD_OVERHEAD: usize = 64;
 /// idle). More than this is an error, like rustls' own bound in its buffered API.
 pub const HANDSHAKE_RESERVE: usize = 0xffff + 16 * 1024 + 2048 + 5;
 
-/// Size of the worker's ciphertext buffer: two full records and their overhead, what one
-/// write encrypts at most (see [`Scratch`]).
-const CIPHER_SCRATCH: usize = 2 * RECORD + 4 * RECORD_OVERHEAD;
-
-/// The worker's TLS buffers, shared by all its connections: ciphertext fresh from a socket
-/// on the way in ([`TlsSession::read`]); on the way out, small queued pieces of plaintext
-/// joined for one record and the records made before the socket takes them
-/// ([`TlsSession::writer`]). Nothing is kept in them between calls.
-pub struct Scratch {
-    cipher: Vec<u8>,
-    join: Vec<u8>,
-}
-
-impl Scratch {
-    /// The buffers, allocated once per worker.
-    pub fn new() -> Scratch {
-        Scratch {
-            cipher: vec![0; CIPHER_SCRATCH],
-            join: Vec::with_capacity(2 * RECORD),
-        }
-    }
-}
-
-impl Default for Scratch {
-    fn default() -> Scratch {
-        Scratch::new()
-    }
-}
-
-impl fmt::Debug for Scratch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Scratch")
-    }
-}
-
-/// What one [`TlsSession::read`] gave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Got {
-    /// This many decrypted bytes; fewer than the buffer holds means the socket is drained, none
-    /// the end of the stream.
-    Bytes(usize),
-    /// This many decrypted bytes (maybe none), and the read stopped at its budget of
-    /// ciphertext or of records without data: the socket may hold more, to be read in a
-    /// later turn.
-    Spent(usize),
-}
+/// The worker's buffer for ciphertext fresh from a socket (one per worker, see
+/// [`TlsSession::read`]).
+pub const CIPHER_SCRATCH: usize = 32 * 1024;
 
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,30 +51,6 @@ enum Stage {
     PeerClosed,
     /// A TLS error ended the session (logged once).
     Failed,
-}
-
-/// Records without data (empty ones, key updates, warning alerts) one read works through at
-/// most: rustls allows 32 in a row between two records of data, and a key update costs new
-/// keys both ways (some 10-30 us each on the shared test machine), so a flood of them would
-/// otherwise make one read of [`CIPHER_SCRATCH`] bytes take tens of milliseconds.
-const DATALESS_RECORDS: usize = 32;
-
-/// Where the first complete TLS records of `input` end, at most `max` of them (and at most
-/// [`DATALESS_RECORDS`]): `(ends, how many)`. Read from the record headers alone, before
-/// rustls decrypts anything in place.
-fn record_ends(input: &[u8], max: usize) -> ([usize; DATALESS_RECORDS], usize) {
-    let mut ends = [0; DATALESS_RECORDS];
-    let (mut n, mut pos) = (0, 0);
-    while n < max.min(DATALESS_RECORDS) && pos + 5 <= input.len() {
-        let len = u16::from_be_bytes([input[pos + 3], input[pos + 4]]) as usize;
-        if pos + 5 + len > input.len() {
-            break;
-        }
-        pos += 5 + len;
-        ends[n] = pos;
-        n += 1;
-    }
-    (ends, n)
 }
 
 /// What processing the input asked for next.
@@ -227,45 +160,30 @@ impl TlsSession {
         }
     }
 
-    /// Read decrypted bytes into `buf`, ciphertext going through the worker's `scratch`: the
-    /// socket is read until `buf` is full or it has nothing more, so a short [`Got::Bytes`]
-    /// means the socket is drained (the caller's edge-triggered loop relies on that) and
-    /// `Bytes(0)` is the end of the stream. At most about one and a half `buf` of ciphertext
-    /// and [`DATALESS_RECORDS`] records without data are worked through per call, whatever
-    /// they decrypt to ([`Got::Spent`]). A TLS error is logged once
-    /// (debug, with `peer`), its alert sent if the socket takes it, and returned as
-    /// `InvalidData`.
+    /// Read decrypted bytes into `buf`, ciphertext going through `cipher` (the worker's
+    /// [`CIPHER_SCRATCH`]): the socket is read until `buf` is full or it has nothing more, so
+    /// a short count means the socket is drained (the caller's edge-triggered loop relies on
+    /// that). `Ok(0)` is the end of the stream. A TLS error is logged once (debug, with
+    /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`.
     pub fn read<S: Read + Write>(
         &mut self,
         sock: &mut S,
         buf: &mut [u8],
-        scratch: &mut Scratch,
+        cipher: &mut [u8],
         peer: SocketAddr,
-    ) -> io::Result<Got> {
-        let cipher = &mut scratch.cipher[..];
+    ) -> io::Result<usize> {
         let mut filled = self.take_plain(buf);
-        // Records without data decrypt to nothing: the bound is on what is read, not on what
-        // it gives.
-        let budget = buf.len() + buf.len() / 2;
-        let mut taken = 0;
-        // Records rustls took that gave no data; they may cost far more than their size.
-        let mut dataless = 0;
         // Fresh ciphertext in `cipher[at..end]`, used while `inb` is empty (no copy).
         let (mut at, mut end) = (0, 0);
         loop {
             match self.stage {
                 Stage::Failed => return Err(io::ErrorKind::InvalidData.into()),
-                Stage::PeerClosed => return Ok(Got::Bytes(filled)),
+                Stage::PeerClosed => return Ok(filled),
                 _ => {}
             }
             if filled == buf.len() {
                 self.keep(&cipher[at..end]);
-                return Ok(Got::Bytes(filled));
-            }
-            if dataless >= DATALESS_RECORDS {
-                self.keep(&cipher[at..end]);
-                self.trim();
-                return Ok(Got::Spent(filled));
+                return Ok(filled);
             }
             let from_inb = self.inb_at < self.inb.len();
             let input: &mut [u8] = if from_inb {
@@ -273,23 +191,8 @@ impl TlsSession {
             } else {
                 &mut cipher[at..end]
             };
-            // After the handshake rustls is given only as many records as may still be
-            // without data: it works through those in one call.
-            let (ends, n) = if self.stage == Stage::Handshake {
-                ([0; DATALESS_RECORDS], 0)
-            } else {
-                record_ends(input, DATALESS_RECORDS - dataless)
-            };
-            let cut = n == DATALESS_RECORDS - dataless && ends[n - 1] < input.len();
-            let input = if cut {
-                &mut input[..ends[n - 1]]
-            } else {
-                input
-            };
-            let mut popped = 0;
             let status = self.conn.process_tls_records(input);
-            let discard = status.discard;
-            let mut next = match status.state {
+            let next = match status.state {
                 Err(e) => Next::Fail(e),
                 Ok(ConnectionState::ReadTraffic(mut rt)) => {
                     let mut next = Next::Again;
@@ -301,7 +204,6 @@ impl TlsSession {
                                 break;
                             }
                             Some(Ok(rec)) => {
-                                popped += 1;
                                 let n = rec.payload.len().min(buf.len() - filled);
                                 buf[filled..filled + n].copy_from_slice(&rec.payload[..n]);
                                 filled += n;
@@ -330,20 +232,14 @@ impl TlsSession {
                 // Early data is not enabled, and future states are not understood.
                 Ok(_) => Next::Fail(rustls::Error::General("unexpected TLS state".into())),
             };
-            let records = ends[..n].iter().take_while(|&&e| e <= discard).count();
-            dataless += records.saturating_sub(popped);
-            if cut && matches!(next, Next::Input) {
-                // The rest of the records are in hand already.
-                next = Next::Again;
-            }
             if from_inb {
-                self.inb_at += discard;
+                self.inb_at += status.discard;
                 if self.inb_at >= self.inb.len() {
                     self.inb = Vec::new();
                     self.inb_at = 0;
                 }
             } else {
-                at += discard;
+                at += status.discard;
             }
             if self.stage == Stage::Handshake && !self.conn.is_handshaking() {
                 self.stage = Stage::Established;
@@ -354,7 +250,7 @@ impl TlsSession {
                     if self.stage != Stage::Failed {
                         self.stage = Stage::PeerClosed;
                     }
-                    return Ok(Got::Bytes(filled));
+                    return Ok(filled);
                 }
                 Next::Fail(e) => {
                     crate::debug!("tls {peer}: {e}");
@@ -366,10 +262,6 @@ impl TlsSession {
             // No complete record in hand: what is left moves to `inb`, then the socket.
             self.keep(&cipher[at..end]);
             (at, end) = (0, 0);
-            if taken >= budget {
-                self.trim();
-                return Ok(Got::Spent(filled));
-            }
             let carried = self.inb.len() - self.inb_at;
             let room = (HANDSHAKE_RESERVE - carried.min(HANDSHAKE_RESERVE)).min(cipher.len());
             if room == 0 {
@@ -378,16 +270,13 @@ impl TlsSession {
                 return Err(io::ErrorKind::InvalidData.into());
             }
             let got = sock.read(&mut cipher[..room]);
-            if let Ok(n) = got {
-                taken += n;
-            }
             match got {
-                Ok(0) => return Ok(Got::Bytes(filled)),
+                Ok(0) => return Ok(filled),
                 Ok(n) if carried > 0 => self.keep(&cipher[..n]),
                 Ok(n) => end = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => {
                     self.trim();
-                    return Ok(Got::Bytes(filled));
+                    return Ok(filled);
                 }
                 Err(e) => {
                     self.trim();
@@ -498,37 +387,18 @@ impl TlsSession {
         }
     }
 
-    /// A writer that encrypts into `sock` through the worker's `scratch` (for the
-    /// connection's output queue to flush into).
-    pub fn writer<'a, S: Write>(
-        &'a mut self,
-        sock: &'a mut S,
-        scratch: &'a mut Scratch,
-    ) -> TlsWriter<'a, S> {
+    /// Encrypt `data` (at most a few records) into `out`; `None` while the handshake runs.
+    fn encrypt(&mut self, data: &[u8]) -> Option<Result<(), EncryptError>> {
+        let guess = data.len() + (data.len() / RECORD + 1) * RECORD_OVERHEAD;
+        self.traffic(|wt, out| append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(drop))
+    }
+
+    /// A writer that encrypts into `sock` (for the connection's output queue to flush into).
+    pub fn writer<'a, S: Write>(&'a mut self, sock: &'a mut S) -> TlsWriter<'a, S> {
         TlsWriter {
             session: self,
             sock,
-            scratch,
         }
-    }
-
-    /// Write `records` (made in the worker's scratch) after the encrypted bytes still
-    /// waiting; what the socket does not take waits in `out`, the only copy on this path.
-    fn send<S: Write>(&mut self, sock: &mut S, records: &[u8]) -> io::Result<()> {
-        let mut at = 0;
-        if !self.wants_write() || self.push(sock)? {
-            while at < records.len() {
-                match sock.write(&records[at..]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => at += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        self.out.extend_from_slice(&records[at..]);
-        Ok(())
     }
 
     /// Write queued encrypted bytes: `Ok(true)` when none are left (and the buffer is
@@ -598,24 +468,14 @@ fn append<E>(
     }
 }
 
-/// Plaintext in, records out to the socket. A write encrypts up to two records' worth into the
-/// worker's scratch and writes them from there (after pushing earlier records out when
-/// [`OUT_LIMIT`] is reached); it fails with `WouldBlock` only when the socket is full and the
-/// session's output too, or the handshake is not done, so the caller keeps the rest in its
-/// own queue. A flush of one queued range (a turn's messages to one client) is one record,
-/// one `write`, and no allocation of ours.
+/// Plaintext in, records out to the socket. A write encrypts up to a record or two (after
+/// pushing earlier records out when [`OUT_LIMIT`] is reached) and fails with `WouldBlock`
+/// only when the socket is full and the session's output too, or the handshake is not done,
+/// so the caller keeps the rest in its own queue.
+#[derive(Debug)]
 pub struct TlsWriter<'a, S> {
     session: &'a mut TlsSession,
     sock: &'a mut S,
-    scratch: &'a mut Scratch,
-}
-
-impl<S> fmt::Debug for TlsWriter<'_, S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsWriter")
-            .field("session", &self.session)
-            .finish()
-    }
 }
 
 impl<S: Write> Write for TlsWriter<'_, S> {
@@ -632,40 +492,33 @@ impl<S: Write> Write for TlsWriter<'_, S> {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let bufs = &bufs[first..];
-        let Scratch { cipher, join } = &mut *self.scratch;
         // Small pieces are joined into one record; a large one is encrypted where it lies.
+        let joined: Vec<u8>;
         let data: &[u8] = if bufs.len() == 1 || bufs[0].len() >= RECORD {
             &bufs[0][..bufs[0].len().min(2 * RECORD)]
         } else {
-            join.clear();
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            let mut j = Vec::with_capacity(total.min(RECORD));
             for b in bufs {
-                let n = b.len().min(2 * RECORD - join.len());
-                join.extend_from_slice(&b[..n]);
-                if join.len() == 2 * RECORD {
+                let n = b.len().min(RECORD - j.len());
+                j.extend_from_slice(&b[..n]);
+                if j.len() == RECORD {
                     break;
                 }
             }
-            join
+            joined = j;
+            &joined
         };
-        let made = s.traffic(|wt, out| match wt.encrypt(data, cipher) {
-            Ok(n) => Ok(Some(n)),
-            // Records rustls queued before (a key update) did not leave room: into `out`.
-            Err(EncryptError::InsufficientSize(_)) => {
-                let guess = data.len() + (data.len() / RECORD + 2) * RECORD_OVERHEAD;
-                append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(|_| None)
-            }
-            Err(e) => Err(e),
-        });
-        match made {
-            Some(Ok(Some(n))) => s.send(self.sock, &cipher[..n])?,
-            Some(Ok(None)) => {
-                s.push(self.sock)?;
-            }
+        match s.encrypt(data) {
+            Some(Ok(())) => {}
             Some(Err(e)) => return Err(io::Error::other(e.to_string())),
             // The handshake is not done (its end raises the next flush), or the session
             // ended.
             None => return Err(io::ErrorKind::WouldBlock.into()),
         }
+        // Records out now where the socket takes them; the rest goes with the next write or
+        // the caller's final push.
+        s.push(self.sock)?;
         Ok(data.len())
     }
 

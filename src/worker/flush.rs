@@ -6,11 +6,10 @@ use crate::connection::buffer::Flush;
 use crate::connection::ConnState;
 use crate::gateway::client_id::ConnId;
 use crate::state::{CloseHow, Core};
-use crate::tls::session::Scratch;
 
-/// Write every dirty connection's queued output once (TLS records made in `scratch`); a
-/// connection whose reads resume is handed to `reader` to be read next turn.
-pub(super) fn conns(core: &mut Core, reader: &mut Reader, scratch: &mut Scratch) {
+/// Write every dirty connection's queued output once; a connection whose reads resume is
+/// handed to `reader` to be read next turn.
+pub(super) fn conns(core: &mut Core, reader: &mut Reader) {
     let high = core.limits.max_send_buffer / 2;
     let low = core.limits.max_send_buffer / 8;
     let dirty = std::mem::take(&mut core.dirty);
@@ -23,7 +22,7 @@ pub(super) fn conns(core: &mut Core, reader: &mut Reader, scratch: &mut Scratch)
             slot: slot as u32,
             gen: c.gen,
         };
-        match c.flush_out(&core.fanout, scratch) {
+        match c.flush_out(&core.fanout) {
             Ok((n, Flush::Done)) => {
                 c.bytes_written += n as u64;
                 if c.input.resume() {
