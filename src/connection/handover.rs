@@ -3,6 +3,10 @@
 //! rest of its state: where it is in its life, its decoder, the bytes read but not yet
 //! decoded, the bytes queued but not yet written, its counters and its deadlines (as time
 //! left, since an `Instant` means nothing to another process).
+//!
+//! The records travel in a binary serde format (`protocol::record`): a field added here is a
+//! new hand-over format (`state::handover::FORMAT`), and the types stay plain (no internally
+//! tagged enums, no `skip_serializing_if`, no `serde_json::Value`).
 
 use super::{Conn, ConnState, Framing, Input, Proto};
 use crate::config::Scheme;
@@ -30,7 +34,7 @@ pub enum StateRecord {
 
 /// The decoder (see [`Proto`]), without its limits: the successor applies its own config's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ProtoRecord {
     /// Before a complete HTTP request.
     Http,
@@ -93,8 +97,7 @@ pub struct ConnRecord {
     pub app_connected: bool,
     /// HTTP requests answered on this connection.
     pub requests_served: u64,
-    /// permessage-deflate as agreed (absent in a record from a build without it: off).
-    #[serde(default)]
+    /// permessage-deflate as agreed.
     pub deflate: super::Deflate,
 }
 

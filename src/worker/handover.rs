@@ -22,7 +22,9 @@ use crate::api::AppState;
 use crate::connection::handover::ConnRecord;
 use crate::connection::Conn;
 use crate::gateway::client_id::ConnId;
-use crate::state::handover::{self as ho, ClientRecord, Hello, LinkRecord, Record, StreamError};
+use crate::state::handover::{
+    self as ho, ClientRecord, Hello, LinkRecord, Opening, Record, StreamError,
+};
 use mio::{Interest, Token};
 use slab::Slab;
 use std::collections::VecDeque;
@@ -87,28 +89,35 @@ fn blocking(sock: &UnixStream) -> io::Result<()> {
     sock.set_write_timeout(Some(IO_TIMEOUT))
 }
 
-/// Write one frame, the descriptors riding on its first byte.
-fn write_frame<T: serde::Serialize>(
-    sock: &UnixStream,
-    msg: &T,
-    fds: &[RawFd],
-    buf: &mut Vec<u8>,
-) -> io::Result<()> {
-    buf.clear();
-    ho::encode(msg, buf);
+/// Write one encoded frame; the descriptors ride on its first bytes (one byte per batch of
+/// [`MAX_FDS`](crate::sys::fdpass::MAX_FDS), the last batch with the rest of the frame).
+fn write_frame(sock: &UnixStream, frame: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let mut at = 0;
-    for chunk in fds.chunks(crate::sys::fdpass::MAX_FDS) {
-        // Each descriptor batch needs a byte of its own to ride on.
-        let sent = crate::sys::fdpass::send_with_fds(sock, &buf[at..at + 1], chunk)?;
-        at += sent;
+    let batches = fds.len().div_ceil(crate::sys::fdpass::MAX_FDS);
+    for (i, chunk) in fds.chunks(crate::sys::fdpass::MAX_FDS).enumerate() {
+        let end = if i + 1 == batches {
+            frame.len()
+        } else {
+            at + 1
+        };
+        at += crate::sys::fdpass::send_with_fds(sock, &frame[at..end], chunk)?;
     }
-    (&*sock).write_all(&buf[at..])
+    (&*sock).write_all(&frame[at..])
+}
+
+/// Encode `rec` into `buf` and write it with its descriptors.
+fn send(sock: &UnixStream, rec: &Record, fds: &[RawFd], buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    ho::encode(rec, buf);
+    write_frame(sock, buf, fds)
 }
 
 /// Reads frames with the descriptors that came along.
 struct Reader<'a> {
     sock: &'a UnixStream,
+    /// Bytes received; `buf[at..]` is not decoded yet.
     buf: Vec<u8>,
+    at: usize,
     chunk: Vec<u8>,
     fds: VecDeque<OwnedFd>,
 }
@@ -118,17 +127,26 @@ impl<'a> Reader<'a> {
         Reader {
             sock,
             buf: Vec::new(),
+            at: 0,
             chunk: vec![0; READ_CHUNK],
             fds: VecDeque::new(),
         }
     }
 
-    fn next<T: for<'de> serde::Deserialize<'de>>(&mut self) -> Result<T, HandOverError> {
+    /// The next frame as `decode` reads it, receiving more bytes until it is whole.
+    fn next_with<T>(
+        &mut self,
+        decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, StreamError>,
+    ) -> Result<T, HandOverError> {
         loop {
-            if let Some((msg, n)) = ho::decode::<T>(&self.buf)? {
-                self.buf.drain(..n);
+            if let Some((msg, n)) = decode(&self.buf[self.at..])? {
+                self.at += n;
                 return Ok(msg);
             }
+            // Only a partial frame is left: move it to the front once per receive, not the
+            // whole buffer once per frame.
+            self.buf.drain(..self.at);
+            self.at = 0;
             let mut got = Vec::new();
             let n = crate::sys::fdpass::recv_with_fds(self.sock, &mut self.chunk, &mut got)?;
             self.fds.extend(got);
@@ -167,7 +185,7 @@ pub(super) fn send_all(
 ) -> Result<(Vec<usize>, Vec<usize>), HandOverError> {
     blocking(sock)?;
     let mut reader = Reader::new(sock);
-    let hello: Hello = reader.next()?;
+    let hello: Hello = reader.next_with(ho::decode_opening)?;
     let mine = ho::format();
     let mut buf = Vec::new();
     if hello.format != mine {
@@ -175,10 +193,11 @@ pub(super) fn send_all(
             "the new worker reads hand-over format {} and this one writes format {mine}",
             hello.format
         );
-        let refused = Record::Refused {
+        let refused = Opening::Refused {
             reason: reason.clone(),
         };
-        let _ = write_frame(sock, &refused, &[], &mut buf);
+        ho::encode_opening(&refused, &mut buf);
+        let _ = write_frame(sock, &buf, &[]);
         return Err(HandOverError::Refused(reason));
     }
     // The app's last word to the connections it still holds, and its memory for the next.
@@ -193,16 +212,17 @@ pub(super) fn send_all(
         .map(|(s, _)| s)
         .collect();
     let links: Vec<usize> = core.bus.links.iter().map(|(s, _)| s).collect();
-    let begin = Record::Begin {
+    let begin = Opening::Begin {
         format: mine,
         inc: core.inc,
         next_gen: core.next_gen,
         conns: conns.len(),
         links: links.len(),
     };
-    write_frame(sock, &begin, &[], &mut buf)?;
+    ho::encode_opening(&begin, &mut buf);
+    write_frame(sock, &buf, &[])?;
     for rec in ho::registry_records(&core.reg, CLIENT_CHUNK) {
-        write_frame(sock, &rec, &[], &mut buf)?;
+        send(sock, &rec, &[], &mut buf)?;
     }
     for batch in links.chunks(ho::BATCH) {
         let mut recs = Vec::with_capacity(batch.len());
@@ -219,7 +239,7 @@ pub(super) fn send_all(
             });
             fds.push(l.sock.as_raw_fd());
         }
-        write_frame(sock, &Record::Links { links: recs }, &fds, &mut buf)?;
+        send(sock, &Record::Links { links: recs }, &fds, &mut buf)?;
     }
     let now = core.now;
     let mut recs = Vec::new();
@@ -235,18 +255,18 @@ pub(super) fn send_all(
         fds.push(c.stream.as_raw_fd());
         if recs.len() == ho::BATCH || bytes >= ho::BATCH_BYTES {
             let conns = std::mem::take(&mut recs);
-            write_frame(sock, &Record::Conns { conns }, &fds, &mut buf)?;
+            send(sock, &Record::Conns { conns }, &fds, &mut buf)?;
             fds.clear();
             bytes = 0;
         }
     }
     if !recs.is_empty() {
-        write_frame(sock, &Record::Conns { conns: recs }, &fds, &mut buf)?;
+        send(sock, &Record::Conns { conns: recs }, &fds, &mut buf)?;
     }
     if let Some(state) = state {
-        write_frame(sock, &Record::App { state }, &[], &mut buf)?;
+        send(sock, &Record::App { state }, &[], &mut buf)?;
     }
-    write_frame(sock, &Record::Done, &[], &mut buf)?;
+    send(sock, &Record::Done, &[], &mut buf)?;
     Ok((conns, links))
 }
 
@@ -272,7 +292,9 @@ pub(super) fn greet(sock: &UnixStream) -> io::Result<()> {
     let hello = Hello {
         format: ho::format(),
     };
-    write_frame(sock, &hello, &[], &mut Vec::new())
+    let mut buf = Vec::new();
+    ho::encode_opening(&hello, &mut buf);
+    write_frame(sock, &buf, &[])
 }
 
 /// Successor: apply a complete hand-over before the loop runs; returns the connections
@@ -429,9 +451,9 @@ pub(super) fn install(
 pub(super) fn receive(sock: &UnixStream) -> Result<Received, HandOverError> {
     let mut reader = Reader::new(sock);
     let mut r = Received::default();
-    let (want_conns, want_links) = match reader.next::<Record>()? {
-        Record::Refused { reason } => return Err(HandOverError::Refused(reason)),
-        Record::Begin {
+    let (want_conns, want_links) = match reader.next_with(ho::decode_opening::<Opening>)? {
+        Opening::Refused { reason } => return Err(HandOverError::Refused(reason)),
+        Opening::Begin {
             format,
             inc,
             next_gen,
@@ -448,10 +470,9 @@ pub(super) fn receive(sock: &UnixStream) -> Result<Received, HandOverError> {
             r.next_gen = next_gen;
             (conns, links)
         }
-        _ => return Err(StreamError::Order("no Begin first").into()),
     };
     loop {
-        let rec: Record = reader.next()?;
+        let rec = reader.next_with(ho::decode)?;
         let fds = reader.take_fds(rec.fds())?;
         match rec {
             Record::Clients { present, info } => r.clients.push((present, info)),
@@ -459,9 +480,6 @@ pub(super) fn receive(sock: &UnixStream) -> Result<Received, HandOverError> {
             Record::Conns { conns } => r.conns.extend(conns.into_iter().zip(fds)),
             Record::App { state } => r.app = Some(state),
             Record::Done => break,
-            Record::Begin { .. } | Record::Refused { .. } => {
-                return Err(StreamError::Order("a second Begin").into())
-            }
         }
     }
     if r.conns.len() != want_conns || r.links.len() != want_links {
