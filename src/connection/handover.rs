@@ -121,6 +121,33 @@ impl fmt::Display for AdoptError {
 
 impl std::error::Error for AdoptError {}
 
+/// What a connection's record depends on besides the clock: while its mark is unchanged, a
+/// record taken earlier still describes the connection (a reload copies the records ahead,
+/// while the retiring worker keeps serving, and sends again only those whose mark moved).
+/// Every change of the decoder, framing or compression comes with bytes read or a change of
+/// input state, so the counters stand for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    gen: u32,
+    bytes_read: u64,
+    bytes_written: u64,
+    queued: usize,
+    unread: usize,
+    state: ConnState,
+    input: Input,
+    last_active: Instant,
+    deadline: Option<Instant>,
+    app_connected: bool,
+    requests_served: u64,
+}
+
+impl Mark {
+    /// Whether it was taken of this connection (and not of an earlier one in its slot).
+    pub fn is_of(&self, c: &Conn) -> bool {
+        self.gen == c.gen
+    }
+}
+
 /// Longest deadline a record may carry (one day).
 const MAX_DEADLINE_MS: u64 = 24 * 3600 * 1000;
 
@@ -135,6 +162,23 @@ impl Conn {
     /// such a client with 1012 before the hand-over.
     pub fn movable(&self) -> bool {
         !self.input.awaiting_app() && self.tls.is_none()
+    }
+
+    /// What its record depends on, but for the clock (see [`Mark`]).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            gen: self.gen,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+            queued: self.out.len(),
+            unread: self.in_buf.len(),
+            state: self.state,
+            input: self.input,
+            last_active: self.last_active,
+            deadline: self.deadline,
+            app_connected: self.app_connected,
+            requests_served: self.requests_served,
+        }
     }
 
     /// This connection as a record (`slot`: its slab slot; `turn`: this turn's fan-out bytes).

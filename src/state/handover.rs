@@ -3,11 +3,14 @@
 //!
 //! The stream: the successor speaks first with [`Hello`] (the format it reads); the retiring
 //! worker answers [`Opening::Refused`] when it cannot write that format (its clients then get
-//! 1012 as on any restart), else [`Opening::Begin`], then the registry replica in
-//! [`Record::Clients`] chunks, its bus links ([`Record::Links`]) and its connections
-//! ([`Record::Conns`]) in batches whose sockets ride along (SCM_RIGHTS, in order), the app's
-//! own state if it carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied
-//! before `Done`: a stream cut short leaves the successor as it was.
+//! 1012 as on any restart), else [`Opening::Begin`]. Then come copies of its connections
+//! ([`Record::Conns`], in batches whose sockets ride along: SCM_RIGHTS, in order), taken while
+//! it keeps serving them. When every one is copied it stops reading its clients and commits:
+//! the copies that went stale ([`Record::Update`]), the connections that went away or stay
+//! ([`Record::Gone`]), any it could not copy before (more `Conns`), the registry replica in
+//! [`Record::Clients`] chunks, its bus links ([`Record::Links`]), the app's own state if it
+//! carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied before `Done`: a
+//! stream cut short leaves the successor as it was.
 //!
 //! Framing (`protocol::record`): a `u32` little-endian length, then the frame. [`Hello`] and
 //! [`Opening`] are JSON and keep their shape across builds, so any two builds can tell each
@@ -138,6 +141,17 @@ pub(crate) enum Record {
     Conns {
         /// The connections.
         conns: Vec<ConnRecord>,
+    },
+    /// Newer records of connections already sent (by slot; their sockets went with them).
+    Update {
+        /// The connections.
+        conns: Vec<ConnRecord>,
+    },
+    /// Connections sent before that do not move after all (closed meanwhile, or kept by the
+    /// retiring worker): the successor drops its copy of their sockets.
+    Gone {
+        /// Their slots.
+        slots: Vec<u32>,
     },
     /// What the retiring worker's app carries to its successor's (`api::AppState`, kept
     /// opaque here: the app reads it, with its own name and version; JSON text inside).

@@ -79,6 +79,12 @@ fn stream() -> Vec<Record> {
         Record::Conns {
             conns: vec![conn(3), text, http],
         },
+        Record::Update {
+            conns: vec![conn(3)],
+        },
+        Record::Gone {
+            slots: vec![4, u32::MAX],
+        },
         Record::App {
             state: json!({"app": "kefu", "version": 1, "data": {"away": [1, 2]}}),
         },
@@ -137,7 +143,7 @@ fn a_record_cut_short_or_garbled_is_a_typed_error() {
         decode(&w),
         Err(StreamError::Frame(RecordError::Binary(_)))
     ));
-    let bad_app = [3, 0, 0, 0, 3, 1, b'{'];
+    let bad_app = [3, 0, 0, 0, 5, 1, b'{'];
     assert!(matches!(
         decode(&bad_app),
         Err(StreamError::Frame(RecordError::Binary(_)))
