@@ -115,7 +115,7 @@ PEAK="0 0"
 ( while kill -0 $BC 2>/dev/null; do tree_mem; sleep 0.2; done ) >"$OUT/mem.txt" &
 MEMS=$!
 if [ "$PERF" = 1 ]; then
-  perf record -a -g -F 499 -o "$OUT/perf.data" >"$OUT/perf.err" 2>&1 &
+  perf record -e cpu-clock -a -g -F 499 -o "$OUT/perf.data" >"$OUT/perf.err" 2>&1 &
   PERF_PID=$!
   sleep 0.5
 fi

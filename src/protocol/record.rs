@@ -53,21 +53,17 @@ fn framed(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// Append the binary frame of `msg` to `out`.
-pub fn encode<T: Serialize + ?Sized>(msg: &T, out: &mut Vec<u8>) {
+pub fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
     framed(out, |out| {
-        let buf = std::mem::take(out);
         // Serializing into a growing Vec only fails for a type postcard cannot write at all
         // (a map of unknown length), which the record types do not contain; the bytes
-        // written so far stay and the reader refuses the frame.
-        *out = match postcard::to_extend(msg, buf) {
-            Ok(v) => v,
-            Err(_) => Vec::new(),
-        };
+        // written so far stay framed and the reader refuses them.
+        let _ = postcard::to_io(msg, &mut *out);
     });
 }
 
 /// Append the JSON frame of `msg` to `out`.
-pub fn encode_json<T: Serialize + ?Sized>(msg: &T, out: &mut Vec<u8>) {
+pub fn encode_json<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
     framed(out, |out| {
         // Plain records with string keys: writing JSON into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, msg);
@@ -122,7 +118,7 @@ pub mod json_text {
 
     /// Serialize `v` as a string of its JSON.
     pub fn serialize<T: Serialize, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-        let text = serde_json::to_string(v).map_err(serde::ser::Error::custom)?;
+        let text = serde_json::to_string(v).map_err(<S::Error as serde::ser::Error>::custom)?;
         s.serialize_str(&text)
     }
 
