@@ -38,7 +38,8 @@ fn clients_are_served_while_their_worker_copies_them_and_all_move() {
         "this test needs {} descriptors, the hard limit allows {limit}",
         2 * IDLE
     );
-    let k = Instance::new("echo", 1, &["websocket", "text"]).start();
+    let k = Instance::new("echo", 1, &["websocket", "text"]);
+    assert!(k.start_detached().ok(), "{}", k.log());
     let mut idle: Vec<TcpStream> = (0..IDLE)
         .map(|_| TcpStream::connect(k.addr("text")).expect("connect"))
         .collect();
@@ -71,7 +72,7 @@ fn clients_are_served_while_their_worker_copies_them_and_all_move() {
         let dir = k.dir.clone();
         std::thread::spawn(move || {
             let began = common::wait_until(60 * SEC, || {
-                std::fs::read_to_string(dir.join("stderr.log"))
+                std::fs::read_to_string(dir.join("k.log"))
                     .is_ok_and(|l| l.contains("handing its connections over"))
             });
             drop(leavers);
@@ -80,12 +81,12 @@ fn clients_are_served_while_their_worker_copies_them_and_all_move() {
     };
 
     let out = k.run(&["reload"], 60 * SEC);
-    assert!(out.ok(), "{out:?}\n{}", k.stderr());
+    assert!(out.ok(), "{out:?}\n{}", k.log());
     assert!(leaving.join().unwrap(), "no hand-over began");
     stop.store(true, Ordering::Relaxed);
     let (mut talker, n) = talking.join().expect("every echo came back once, in order");
     assert!(n > 0);
-    let log = k.stderr();
+    let log = k.log();
     assert!(!log.contains("no hand-over"), "{log}");
     assert!(log.contains("clients held for the last"), "{log}");
     assert!(log.contains("] took over "), "{log}");
@@ -107,5 +108,15 @@ fn clients_are_served_while_their_worker_copies_them_and_all_move() {
         s.read_exact(&mut got).unwrap();
         assert_eq!(got, line.as_bytes());
     }
-    assert!(k.run(&["stop"], 10 * SEC).ok());
+    // The moved sockets report their peers' hang-ups to the new worker.
+    drop(idle);
+    assert!(
+        common::wait_until(30 * SEC, || held(&k) == 1),
+        "the new worker still holds {} after its idle clients hung up",
+        held(&k)
+    );
+    drop(talker);
+    assert!(common::wait_until(30 * SEC, || held(&k) == 0));
+    let out = k.run(&["stop"], 30 * SEC);
+    assert!(out.ok(), "{out:?}\n{}", k.log());
 }
