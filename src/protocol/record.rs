@@ -86,7 +86,10 @@ pub fn body(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, RecordErro
 /// The binary record at the front of `buf` and the bytes it took, or `Ok(None)` if more
 /// bytes are needed. A body with bytes left over after the record is refused: every record
 /// has exactly one encoding.
-pub fn decode<T: DeserializeOwned>(buf: &[u8], max: usize) -> Result<Option<(T, usize)>, RecordError> {
+pub fn decode<T: DeserializeOwned>(
+    buf: &[u8],
+    max: usize,
+) -> Result<Option<(T, usize)>, RecordError> {
     let Some((body, n)) = body(buf, max)? else {
         return Ok(None);
     };
@@ -123,7 +126,9 @@ pub mod json_text {
     }
 
     /// Deserialize a string of JSON into `T`; text that is not `T` is an error.
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         serde_json::from_str(&text).map_err(D::Error::custom)
     }
@@ -224,7 +229,9 @@ mod tests {
     fn json_frames_round_trip() {
         let mut wire = Vec::new();
         encode_json(&serde_json::json!({"format": 3}), &mut wire);
-        let (v, n) = decode_json::<serde_json::Value>(&wire, 100).unwrap().unwrap();
+        let (v, n) = decode_json::<serde_json::Value>(&wire, 100)
+            .unwrap()
+            .unwrap();
         assert_eq!(n, wire.len());
         assert_eq!(v["format"], 3);
         assert!(matches!(

@@ -174,10 +174,19 @@ fn read_all(sock: &UnixStream, registry: &Registry, r: &mut Received) -> Result<
                     // The slab is rebuilt at these slots: one far out would make it
                     // allocate up to it, and a slot twice would lose a connection.
                     if slot as usize > MAX_SLOT || r.conns.contains_key(&slot) {
-                        return Err(StreamError::Order("a connection slot out of range or twice").into());
+                        return Err(
+                            StreamError::Order("a connection slot out of range or twice").into(),
+                        );
                     }
                     let stream = watch(registry, slot, fd);
-                    r.conns.insert(slot, Arrived { rec, at: now, stream });
+                    r.conns.insert(
+                        slot,
+                        Arrived {
+                            rec,
+                            at: now,
+                            stream,
+                        },
+                    );
                 }
             }
             Record::Update { conns } => {
@@ -192,7 +201,9 @@ fn read_all(sock: &UnixStream, registry: &Registry, r: &mut Received) -> Result<
             Record::Gone { slots } => {
                 for slot in slots {
                     let Some(a) = r.conns.remove(&slot) else {
-                        return Err(StreamError::Order("a connection gone that was not sent").into());
+                        return Err(
+                            StreamError::Order("a connection gone that was not sent").into()
+                        );
                     };
                     unwatch(registry, a);
                 }
