@@ -267,3 +267,36 @@ proptest! {
         }
     }
 }
+
+/// The committed seeds of the `handover_state` fuzz target (2 bytes of body length, a binary
+/// record body, then a stream) are records of this format.
+#[test]
+fn the_fuzz_seeds_are_records_of_this_format() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/handover_state/");
+    let body = |name: &str| -> Vec<u8> {
+        let seed = std::fs::read(format!("{dir}{name}")).unwrap();
+        let n = usize::from(u16::from_le_bytes([seed[0], seed[1]]));
+        let mut f = (n as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&seed[2..2 + n]);
+        f
+    };
+    for name in ["conn_record", "conn_record_text"] {
+        let f = body(name);
+        let (r, used) = record::decode::<ConnRecord>(&f, 1 << 20).unwrap().unwrap();
+        assert_eq!((used, r.slot, r.gen), (f.len(), 3, 7), "{name}");
+    }
+    for name in [
+        "fresh_text",
+        "continue_text",
+        "continue_binary",
+        "bad_opcode",
+        "bad_utf8",
+        "progress_past_input",
+    ] {
+        let f = body(name);
+        let (_, used) = record::decode::<DecoderState>(&f, 1 << 20)
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, f.len(), "{name}");
+    }
+}
