@@ -164,6 +164,13 @@ impl Conn {
         !self.input.awaiting_app() && self.tls.is_none()
     }
 
+    /// Whether its record may be copied ahead of the commit, while this process still
+    /// serves it: a TLS session's secrets can leave the process only once, so such a
+    /// connection moves at the commit only.
+    pub fn copies_ahead(&self) -> bool {
+        self.movable() && self.tls.is_none()
+    }
+
     /// What its record depends on, but for the clock (see [`Mark`]).
     pub fn mark(&self) -> Mark {
         Mark {

@@ -159,7 +159,7 @@ impl Outgoing {
         let mut todo: Vec<usize> = core
             .conns
             .iter()
-            .filter(|(_, c)| c.movable())
+            .filter(|(_, c)| c.copies_ahead())
             .map(|(s, _)| s)
             .collect();
         todo.reverse();
@@ -242,7 +242,7 @@ impl Outgoing {
             while recs.len() < ho::BATCH && bytes < ho::BATCH_BYTES {
                 let Some(slot) = self.todo.pop() else { break };
                 // Closed meanwhile, or waiting on the app now: the commit sees to it.
-                let Some(c) = b.core.conns.get(slot).filter(|c| c.movable()) else {
+                let Some(c) = b.core.conns.get(slot).filter(|c| c.copies_ahead()) else {
                     continue;
                 };
                 let r = c.record(slot, &b.core.fanout, b.core.now);
