@@ -47,6 +47,9 @@ out, conns, e0, e1, r0, r1, t0, t1, h1 = sys.argv[1:]
 log = open(out + "/k.log").read()
 sent = re.search(r"handed (\d+) connections and (\d+) bus links over in (\d+) ms", log)
 took = re.search(r"took over (\d+) connections as incarnation \w+ in (\d+) ms", log)
+# The stall of the copy-ahead hand-over (absent from the log of older builds).
+held = re.search(r"clients held for the last (\d+) ms", log)
+inst = re.search(r"installed in the last (\d+) ms", log)
 gen = json.loads(open(out + "/gen.json").read().strip().splitlines()[-1])
 c = gen.get("connections", {})
 print(json.dumps({
@@ -55,6 +58,8 @@ print(json.dumps({
     "handed_over": int(sent.group(1)) if sent else None,
     "old_worker_send_ms": int(sent.group(3)) if sent else None,
     "new_worker_receive_ms": int(took.group(2)) if took else None,
+    "old_worker_clients_held_ms": int(held.group(1)) if held else None,
+    "new_worker_install_ms": int(inst.group(1)) if inst else None,
     "reload_command_s": round(float(t1) - float(t0), 3),
     "worker_rss_kb": {"before": int(r0), "after": int(r1), "new_worker_peak": int(h1)},
     "generator": {k: c.get(k) for k in ("established", "failed", "dropped")},

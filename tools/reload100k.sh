@@ -115,7 +115,7 @@ PEAK="0 0"
 ( while kill -0 $BC 2>/dev/null; do tree_mem; sleep 0.2; done ) >"$OUT/mem.txt" &
 MEMS=$!
 if [ "$PERF" = 1 ]; then
-  perf record -a -g -F 499 -o "$OUT/perf.data" >"$OUT/perf.err" 2>&1 &
+  perf record -e cpu-clock -a -g -F 499 -o "$OUT/perf.data" >"$OUT/perf.err" 2>&1 &
   PERF_PID=$!
   sleep 0.5
 fi
@@ -136,8 +136,12 @@ import glob, json, os, re, sys
 out, target, e0, e1, rss0, pss0, rss1, pss1, t0, t1, workers = sys.argv[1:]
 log = open(out + "/k.log").read()
 SCHED = r" \((\d+) ms on a CPU, (\d+) ms waiting for one\)"
-sent = [tuple(map(int, m)) for m in re.findall(r"handed (\d+) connections and (\d+) bus links over in (\d+) ms" + SCHED, log)]
-took = [tuple(map(int, m)) for m in re.findall(r"took over (\d+) connections as incarnation \w+ in (\d+) ms" + SCHED, log)]
+num = lambda m: tuple(int(x) if x else None for x in m)
+# "clients held" (old worker: its clients unread, from the end of the copy to the commit) and
+# "installed" (successor: from Done to its loop) are the stall; builds before the copy-ahead
+# hand-over print neither (their whole send and receive stalled the clients).
+sent = [num(m) for m in re.findall(r"handed (\d+) connections and (\d+) bus links over in (\d+) ms" + SCHED + r"(?:, clients held for the last (\d+) ms)?", log)]
+took = [num(m) for m in re.findall(r"took over (\d+) connections as incarnation \w+ in (\d+) ms" + SCHED + r"(?:, installed in the last (\d+) ms)?", log)]
 done = re.search(r"reload complete in (\d+) ms(?: \(connections handed over in (\d+) ms\))?", log)
 peak = [tuple(map(int, l.split())) for l in open(out + "/mem.txt") if len(l.split()) == 2]
 gens = [json.loads(open(f).read().strip().splitlines()[-1]) for f in sorted(glob.glob(out + "/gen*.json"))]
@@ -159,6 +163,7 @@ print(json.dumps({
     "old_worker_send_ms": [s[2] for s in sent], "new_worker_receive_ms": [t[1] for t in took],
     "old_worker_send_cpu_ms": [s[3] for s in sent], "new_worker_receive_cpu_ms": [t[2] for t in took],
     "old_worker_send_runqueue_ms": [s[4] for s in sent], "new_worker_receive_runqueue_ms": [t[3] for t in took],
+    "old_worker_clients_held_ms": [s[5] for s in sent], "new_worker_install_ms": [t[4] for t in took],
     "server_tree_kb": {"rss_before": int(rss0), "pss_before": int(pss0),
                        "rss_peak": max((p[0] for p in peak), default=None),
                        "pss_peak": max((p[1] for p in peak), default=None),

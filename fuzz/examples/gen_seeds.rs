@@ -10,8 +10,12 @@
 //! Input layouts follow the targets: `ws_decoder`, `text_lines` and `utf8` read their first
 //! byte as a parameter (chunk size; `text_lines` also the line limit), the rest is the stream.
 
+use kefu::config::Scheme;
+use kefu::connection::handover::{ConnRecord, InputRecord, ProtoRecord, StateRecord};
+use kefu::connection::Deflate;
 use kefu::gateway::bus::wire::{encode, BusMsg, Kind};
 use kefu::gateway::client_id::ConnId;
+use kefu::protocol::websocket::decoder::DecoderState;
 use kefu::protocol::websocket::deflate::Deflater;
 use kefu::protocol::gateway::frame::{self, Cmd, Header, FLAG_BODY_IS_SCALAR};
 use std::path::{Path, PathBuf};
@@ -583,35 +587,74 @@ fn cluster_batch() -> Seeds {
     ]
 }
 
-/// `handover_state`: 2 bytes of JSON length, a decoder state as JSON, then the stream.
-fn state_case(json: &str, stream: &[u8]) -> Vec<u8> {
-    let mut v = (json.len() as u16).to_le_bytes().to_vec();
-    v.extend_from_slice(json.as_bytes());
+/// `handover_state`: 2 bytes of body length, a binary record body, then the stream.
+fn state_case<T: serde::Serialize>(rec: &T, stream: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    kefu::protocol::record::encode(rec, &mut frame);
+    let body = &frame[kefu::protocol::record::HEAD..];
+    let mut v = (body.len() as u16).to_le_bytes().to_vec();
+    v.extend_from_slice(body);
     v.extend_from_slice(stream);
     v
 }
 
+fn dstate(frag_opcode: Option<u8>, assembled: &[u8], progress: usize, pending: &[u8]) -> DecoderState {
+    DecoderState {
+        frag_opcode,
+        assembled: assembled.to_vec(),
+        frame_progress: progress,
+        utf8_pending: pending.to_vec(),
+        ..DecoderState::default()
+    }
+}
+
 fn handover_state() -> Seeds {
     let mask = Some([1, 2, 3, 4]);
-    let fresh = r#"{"frag_opcode":null,"assembled":"","frame_progress":0,"utf8_pending":""}"#;
+    let fresh = DecoderState::default();
     // "héllo" cut inside the é: one byte (0xC3) pending, the rest to come.
-    let in_text = r#"{"frag_opcode":1,"assembled":"aMM=","frame_progress":0,"utf8_pending":"ww=="}"#;
-    let in_binary = r#"{"frag_opcode":2,"assembled":"AAEC","frame_progress":0,"utf8_pending":""}"#;
-    let bad_op = r#"{"frag_opcode":9,"assembled":"","frame_progress":0,"utf8_pending":""}"#;
-    let bad_utf8 = r#"{"frag_opcode":1,"assembled":"","frame_progress":0,"utf8_pending":"gA=="}"#;
-    let far = r#"{"frag_opcode":null,"assembled":"","frame_progress":99,"utf8_pending":""}"#;
-    let record = r#"{"slot":3,"gen":7,"scheme":"websocket","state":"open","proto":{"kind":"ws","state":{"frag_opcode":null,"assembled":"","frame_progress":0,"utf8_pending":""}},"framing":"websocket","unread":"","unsent":"aGk=","bytes_read":10,"bytes_written":2,"remote":"127.0.0.1:5000","idle_ms":5,"deadline_ms":null,"input":"flowing","app_connected":true,"requests_served":0}"#;
+    let in_text = dstate(Some(1), b"h\xc3", 0, b"\xc3");
+    let in_binary = dstate(Some(2), b"\x00\x01\x02", 0, b"");
+    let bad_op = dstate(Some(9), b"", 0, b"");
+    let bad_utf8 = dstate(Some(1), b"", 0, b"\x80");
+    let far = dstate(None, b"", 99, b"");
+    let record = ConnRecord {
+        slot: 3,
+        gen: 7,
+        scheme: Scheme::Websocket,
+        state: StateRecord::Open,
+        proto: ProtoRecord::Ws {
+            state: DecoderState::default(),
+        },
+        framing: Some(Scheme::Websocket),
+        unread: Vec::new(),
+        unsent: b"hi".to_vec(),
+        bytes_read: 10,
+        bytes_written: 2,
+        remote: "127.0.0.1:5000".parse().expect("addr"),
+        idle_ms: 5,
+        deadline_ms: None,
+        input: InputRecord::Flowing,
+        app_connected: true,
+        requests_served: 0,
+        deflate: Deflate::Off,
+    };
+    let mut text = record.clone();
+    text.proto = ProtoRecord::Text;
+    text.framing = Some(Scheme::Text);
+    text.remote = "[::1]:80".parse().expect("addr");
+    text.deadline_ms = Some(30_000);
     vec![
-        seed("fresh_text", state_case(fresh, &frame(true, 1, b"hi", mask))),
+        seed("fresh_text", state_case(&fresh, &frame(true, 1, b"hi", mask))),
         seed(
             "continue_text",
-            state_case(in_text, &frame(true, 0, "\u{a9}llo".as_bytes()[1..].as_ref(), mask)),
+            state_case(&in_text, &frame(true, 0, "\u{a9}llo".as_bytes()[1..].as_ref(), mask)),
         ),
-        seed("continue_binary", state_case(in_binary, &frame(true, 0, b"\x03", mask))),
-        seed("bad_opcode", state_case(bad_op, b"")),
-        seed("bad_utf8", state_case(bad_utf8, b"")),
-        seed("progress_past_input", state_case(far, &frame(true, 2, b"x", mask))),
-        seed("conn_record", state_case(record, b"")),
+        seed("continue_binary", state_case(&in_binary, &frame(true, 0, b"\x03", mask))),
+        seed("bad_opcode", state_case(&bad_op, b"")),
+        seed("bad_utf8", state_case(&bad_utf8, b"")),
+        seed("progress_past_input", state_case(&far, &frame(true, 2, b"x", mask))),
+        seed("conn_record", state_case(&record, &frame(true, 1, b"hi", mask))),
+        seed("conn_record_text", state_case(&text, b"")),
     ]
 }
 

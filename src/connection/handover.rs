@@ -3,6 +3,10 @@
 //! rest of its state: where it is in its life, its decoder, the bytes read but not yet
 //! decoded, the bytes queued but not yet written, its counters and its deadlines (as time
 //! left, since an `Instant` means nothing to another process).
+//!
+//! The records travel in a binary serde format (`protocol::record`): a field added here is a
+//! new hand-over format (`state::handover::FORMAT`), and the types stay plain (no internally
+//! tagged enums, no `skip_serializing_if`, no `serde_json::Value`).
 
 use super::{Conn, ConnState, Framing, Input, Proto};
 use crate::config::Scheme;
@@ -30,7 +34,7 @@ pub enum StateRecord {
 
 /// The decoder (see [`Proto`]), without its limits: the successor applies its own config's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ProtoRecord {
     /// Before a complete HTTP request.
     Http,
@@ -93,8 +97,7 @@ pub struct ConnRecord {
     pub app_connected: bool,
     /// HTTP requests answered on this connection.
     pub requests_served: u64,
-    /// permessage-deflate as agreed (absent in a record from a build without it: off).
-    #[serde(default)]
+    /// permessage-deflate as agreed.
     pub deflate: super::Deflate,
 }
 
@@ -118,6 +121,33 @@ impl fmt::Display for AdoptError {
 
 impl std::error::Error for AdoptError {}
 
+/// What a connection's record depends on besides the clock: while its mark is unchanged, a
+/// record taken earlier still describes the connection (a reload copies the records ahead,
+/// while the retiring worker keeps serving, and sends again only those whose mark moved).
+/// Every change of the decoder, framing or compression comes with bytes read or a change of
+/// input state, so the counters stand for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    gen: u32,
+    bytes_read: u64,
+    bytes_written: u64,
+    queued: usize,
+    unread: usize,
+    state: ConnState,
+    input: Input,
+    last_active: Instant,
+    deadline: Option<Instant>,
+    app_connected: bool,
+    requests_served: u64,
+}
+
+impl Mark {
+    /// Whether it was taken of this connection (and not of an earlier one in its slot).
+    pub fn is_of(&self, c: &Conn) -> bool {
+        self.gen == c.gen
+    }
+}
+
 /// Longest deadline a record may carry (one day).
 const MAX_DEADLINE_MS: u64 = 24 * 3600 * 1000;
 
@@ -132,6 +162,30 @@ impl Conn {
     /// such a client with 1012 before the hand-over.
     pub fn movable(&self) -> bool {
         !self.input.awaiting_app() && self.tls.is_none()
+    }
+
+    /// Whether its record may be copied ahead of the commit, while this process still
+    /// serves it: a TLS session's secrets can leave the process only once, so such a
+    /// connection moves at the commit only.
+    pub fn copies_ahead(&self) -> bool {
+        self.movable() && self.tls.is_none()
+    }
+
+    /// What its record depends on, but for the clock (see [`Mark`]).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            gen: self.gen,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+            queued: self.out.len(),
+            unread: self.in_buf.len(),
+            state: self.state,
+            input: self.input,
+            last_active: self.last_active,
+            deadline: self.deadline,
+            app_connected: self.app_connected,
+            requests_served: self.requests_served,
+        }
     }
 
     /// This connection as a record (`slot`: its slab slot; `turn`: this turn's fan-out bytes).

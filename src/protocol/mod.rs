@@ -2,12 +2,14 @@
 //!
 //! `text` is Workerman's `\n`-delimited protocol, `http` is the HTTP/1.1 subset needed for the
 //! WebSocket upgrade, pages and a JSON API, `websocket` is the server side of RFC 6455,
-//! `gateway` GatewayWorker's inner frames and Register lines, `php` PHP's `serialize()` format.
+//! `gateway` GatewayWorker's inner frames and Register lines, `php` PHP's `serialize()` format,
+//! `record` the length-prefixed records of a reload's hand-over.
 
 pub mod b64;
 pub mod gateway;
 pub mod http;
 pub mod php;
+pub mod record;
 pub mod text;
 pub mod websocket;
 

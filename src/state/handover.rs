@@ -2,26 +2,33 @@
 //! successor carries on with the same clients, ids and links (docs/architecture.md, "Reload").
 //!
 //! The stream: the successor speaks first with [`Hello`] (the format it reads); the retiring
-//! worker answers [`Record::Refused`] when it cannot write that format (its clients then get
-//! 1012 as on any restart), else [`Record::Begin`], the registry replica in
-//! [`Record::Clients`] chunks, its bus links ([`Record::Links`]) and its connections
-//! ([`Record::Conns`]) in batches whose sockets ride along (SCM_RIGHTS, one per record, in
-//! order), the app's own state if it carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied before `Done`: a stream cut short leaves
-//! the successor as it was.
+//! worker answers [`Opening::Refused`] when it cannot write that format (its clients then get
+//! 1012 as on any restart), else [`Opening::Begin`]. Then come copies of its connections
+//! ([`Record::Conns`], in batches whose sockets ride along: SCM_RIGHTS, in order), taken while
+//! it keeps serving them. When every one is copied it stops reading its clients and commits:
+//! the copies that went stale ([`Record::Update`]), the connections that went away or stay
+//! ([`Record::Gone`]), any it could not copy before (more `Conns`), the registry replica in
+//! [`Record::Clients`] chunks, its bus links ([`Record::Links`]), the app's own state if it
+//! carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied before `Done`: a
+//! stream cut short leaves the successor as it was.
 //!
-//! Framing: a `u32` little-endian length, then the record as JSON. Pure code: the worker
-//! does the socket I/O.
+//! Framing (`protocol::record`): a `u32` little-endian length, then the frame. [`Hello`] and
+//! [`Opening`] are JSON and keep their shape across builds, so any two builds can tell each
+//! other apart and refuse cleanly; the records after `Begin` are binary (postcard), read only
+//! by a build of the same [`FORMAT`]. Pure code: the worker does the socket I/O.
 
 use crate::connection::handover::ConnRecord;
 use crate::gateway::client_id::{ClientId, ConnId};
 use crate::gateway::registry::Registry;
+use crate::protocol::record::{self, RecordError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
-/// The format this build writes and reads. Bump it whenever a record changes shape or meaning.
-/// 2: the app's own state ([`Record::App`]).
-pub(crate) const FORMAT: u32 = 2;
+/// The format this build writes and reads. Bump it whenever a record changes shape or meaning
+/// (the binary records have no field names: any added, removed or reordered field is a new
+/// shape). 2: the app's own state ([`Record::App`]). 3: records after `Begin` in postcard.
+pub(crate) const FORMAT: u32 = 3;
 
 /// Environment variable that makes a worker claim another format: how a test stands in for a
 /// new binary whose records changed (documented in docs/cli.md).
@@ -33,8 +40,8 @@ pub(crate) const MAX_FRAME: usize = 1 << 30;
 /// Records of connections per batch: under the 253 descriptors one message may carry.
 pub(crate) const BATCH: usize = 250;
 
-/// Bytes of JSON after which a batch is cut even with fewer connections (slow readers may
-/// carry up to `max_send_buffer` each).
+/// Bytes of unread and unsent data after which a batch is cut even with fewer connections
+/// (slow readers may carry up to `max_send_buffer` each).
 pub(crate) const BATCH_BYTES: usize = 4 << 20;
 
 /// The format this process writes and reads: [`FORMAT`] unless [`FORMAT_ENV`] says otherwise.
@@ -45,12 +52,37 @@ pub(crate) fn format() -> u32 {
         .unwrap_or(FORMAT)
 }
 
-/// Successor -> retiring worker, the first frame. Its shape never changes, so any two builds
-/// can tell each other apart.
+/// Successor -> retiring worker, the first frame (JSON). Its shape never changes, so any two
+/// builds can tell each other apart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Hello {
     /// The hand-over format the successor reads.
     pub format: u32,
+}
+
+/// Retiring worker -> successor, the first frame (JSON). Its shape never changes either (it
+/// is format 2's first record), so a successor of another build reads the refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum Opening {
+    /// No hand-over: why (the successor starts as a fresh worker).
+    Refused {
+        /// Why, for the log.
+        reason: String,
+    },
+    /// What follows.
+    Begin {
+        /// The format of the records after this one.
+        format: u32,
+        /// The incarnation whose client ids the successor takes on.
+        inc: u64,
+        /// The next connection generation (so a reused slot never repeats an id).
+        next_gen: u32,
+        /// Connections that follow.
+        conns: usize,
+        /// Links that follow.
+        links: usize,
+    },
 }
 
 /// Present clients by incarnation, as `slot << 32 | gen` (part of [`Record::Clients`]).
@@ -70,7 +102,8 @@ pub(crate) struct ClientRecord {
     pub uid: Option<String>,
     /// Groups joined.
     pub groups: Vec<String>,
-    /// Session.
+    /// Session (any JSON the app stored: carried as JSON text).
+    #[serde(with = "record::json_text")]
     pub session: Map<String, Value>,
 }
 
@@ -89,28 +122,9 @@ pub(crate) struct LinkRecord {
     pub unsent: Vec<u8>,
 }
 
-/// Retiring worker -> successor.
+/// Retiring worker -> successor, after [`Opening::Begin`] (binary).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Record {
-    /// No hand-over: why (the successor starts as a fresh worker).
-    Refused {
-        /// Why, for the log.
-        reason: String,
-    },
-    /// What follows.
-    Begin {
-        /// The format of the records after this one.
-        format: u32,
-        /// The incarnation whose client ids the successor takes on.
-        inc: u64,
-        /// The next connection generation (so a reused slot never repeats an id).
-        next_gen: u32,
-        /// Connections that follow.
-        conns: usize,
-        /// Links that follow.
-        links: usize,
-    },
     /// A chunk of the registry replica.
     Clients {
         /// Present clients by incarnation.
@@ -128,10 +142,22 @@ pub(crate) enum Record {
         /// The connections.
         conns: Vec<ConnRecord>,
     },
+    /// Newer records of connections already sent (by slot; their sockets went with them).
+    Update {
+        /// The connections.
+        conns: Vec<ConnRecord>,
+    },
+    /// Connections sent before that do not move after all (closed meanwhile, or kept by the
+    /// retiring worker): the successor drops its copy of their sockets.
+    Gone {
+        /// Their slots.
+        slots: Vec<u32>,
+    },
     /// What the retiring worker's app carries to its successor's (`api::AppState`, kept
-    /// opaque here: the app reads it, with its own name and version).
+    /// opaque here: the app reads it, with its own name and version; JSON text inside).
     App {
         /// The app's record.
+        #[serde(with = "record::json_text")]
         state: Value,
     },
     /// Everything was sent.
@@ -152,10 +178,8 @@ impl Record {
 /// Why a hand-over stream cannot be read.
 #[derive(Debug)]
 pub(crate) enum StreamError {
-    /// A frame declares more than [`MAX_FRAME`].
-    TooLarge(usize),
-    /// A frame is not a record of this format.
-    Json(serde_json::Error),
+    /// A frame is not a record of this format (or is over [`MAX_FRAME`]).
+    Frame(RecordError),
     /// A record came without the sockets it names.
     MissingFds,
     /// Records out of order (no `Begin` first, counts that do not add up...).
@@ -165,8 +189,7 @@ pub(crate) enum StreamError {
 impl fmt::Display for StreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StreamError::TooLarge(n) => write!(f, "hand-over frame of {n} bytes"),
-            StreamError::Json(e) => write!(f, "hand-over record unreadable: {e}"),
+            StreamError::Frame(e) => write!(f, "hand-over {e}"),
             StreamError::MissingFds => f.write_str("hand-over record without its sockets"),
             StreamError::Order(why) => write!(f, "hand-over out of order: {why}"),
         }
@@ -175,33 +198,33 @@ impl fmt::Display for StreamError {
 
 impl std::error::Error for StreamError {}
 
-/// Append the frame of `msg` to `out`.
-pub(crate) fn encode<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    // Serializing these plain records cannot fail (string keys only, no custom Serialize).
-    let _ = serde_json::to_writer(&mut *out, msg);
-    let len = (out.len() - at - 4) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+impl From<RecordError> for StreamError {
+    fn from(e: RecordError) -> Self {
+        StreamError::Frame(e)
+    }
 }
 
-/// The next whole frame at the front of `buf`: the message and the bytes it took, or
-/// `Ok(None)` if more bytes are needed.
-pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+/// Append the binary frame of a record to `out`.
+pub(crate) fn encode(msg: &Record, out: &mut Vec<u8>) {
+    record::encode(msg, out);
+}
+
+/// Append the JSON frame of a [`Hello`] or an [`Opening`] to `out`.
+pub(crate) fn encode_opening<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
+    record::encode_json(msg, out);
+}
+
+/// The next whole record at the front of `buf` and the bytes it took, or `Ok(None)` if more
+/// bytes are needed.
+pub(crate) fn decode(buf: &[u8]) -> Result<Option<(Record, usize)>, StreamError> {
+    Ok(record::decode(buf, MAX_FRAME)?)
+}
+
+/// The next whole [`Hello`] or [`Opening`] at the front of `buf` (JSON).
+pub(crate) fn decode_opening<T: for<'de> Deserialize<'de>>(
     buf: &[u8],
 ) -> Result<Option<(T, usize)>, StreamError> {
-    let Some(head) = buf.get(..4) else {
-        return Ok(None);
-    };
-    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    if len > MAX_FRAME {
-        return Err(StreamError::TooLarge(len));
-    }
-    let Some(body) = buf.get(4..4 + len) else {
-        return Ok(None);
-    };
-    let msg = serde_json::from_slice(body).map_err(StreamError::Json)?;
-    Ok(Some((msg, 4 + len)))
+    Ok(record::decode_json(buf, MAX_FRAME)?)
 }
 
 fn pack(c: ClientId) -> u64 {
@@ -283,70 +306,5 @@ pub(crate) fn import_clients(reg: &mut Registry, present: Present, info: Vec<Cli
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn c(inc: u64, slot: u32, gen: u32) -> ClientId {
-        ClientId::new(inc, ConnId { slot, gen })
-    }
-
-    #[test]
-    fn a_registry_crosses_in_chunks_unchanged() {
-        let mut r = Registry::default();
-        for inc in [7, 9] {
-            for s in 0..10 {
-                r.add(c(inc, s, s * 3));
-            }
-        }
-        r.bind(c(7, 1, 3), "u");
-        r.join(c(7, 1, 3), "g");
-        r.join(c(9, 2, 6), "g");
-        r.set_session(
-            c(9, 2, 6),
-            json!({"k": [1, 2]}).as_object().unwrap().clone(),
-        );
-        let recs = registry_records(&r, 3);
-        assert_eq!(recs.len(), 7);
-        let mut wire = Vec::new();
-        for rec in &recs {
-            encode(rec, &mut wire);
-        }
-        let mut back = Registry::default();
-        let mut at = 0;
-        while let Some((rec, n)) = decode::<Record>(&wire[at..]).unwrap() {
-            at += n;
-            match rec {
-                Record::Clients { present, info } => import_clients(&mut back, present, info),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(at, wire.len());
-        assert_eq!(back.client_list(), r.client_list());
-        assert_eq!(back.group_list("g"), r.group_list("g"));
-        assert_eq!(back.uid_clients("u"), vec![c(7, 1, 3)]);
-        assert_eq!(back.get(c(9, 2, 6)), r.get(c(9, 2, 6)));
-        assert_eq!(back.info_count(), 2);
-    }
-
-    #[test]
-    fn frames_split_anywhere_and_oversize_is_refused() {
-        let mut wire = Vec::new();
-        encode(&Hello { format: 3 }, &mut wire);
-        for cut in 0..wire.len() {
-            assert!(decode::<Hello>(&wire[..cut]).unwrap().is_none());
-        }
-        assert_eq!(
-            decode::<Hello>(&wire).unwrap(),
-            Some((Hello { format: 3 }, wire.len()))
-        );
-        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
-        assert!(matches!(
-            decode::<Hello>(&huge),
-            Err(StreamError::TooLarge(_))
-        ));
-        let mut junk = Vec::new();
-        encode(&"not a hello", &mut junk);
-        assert!(matches!(decode::<Hello>(&junk), Err(StreamError::Json(_))));
-    }
-}
+#[path = "handover_tests.rs"]
+mod tests;

@@ -110,6 +110,29 @@ pub(crate) fn thread_sched_times() -> Option<(std::time::Duration, std::time::Du
     ))
 }
 
+/// Raise this process's soft limit of open descriptors towards `want` (never past the hard
+/// limit, never lowered); returns the soft limit in force after. Children inherit it: how a
+/// test that holds thousands of sockets gets room for them and for the server it starts.
+pub fn raise_nofile(want: u64) -> io::Result<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into `r`, which outlives the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = want.min(r.rlim_max);
+    if r.rlim_cur < target {
+        r.rlim_cur = target;
+        // SAFETY: setrlimit reads one valid rlimit from `r`.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(r.rlim_cur)
+}
+
 /// Whether a process with this pid exists (it may be a zombie).
 pub fn is_alive(pid: i32) -> bool {
     match kill(pid, 0) {

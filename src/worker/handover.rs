@@ -1,47 +1,39 @@
-//! A reload's hand-over, the worker side (`state/handover.rs` has the records).
+//! A reload's hand-over, the retiring worker's side (`state/handover.rs` has the records,
+//! `adopt.rs` the successor's side).
 //!
-//! Retiring: on `HandOver` the worker stops accepting and stops reading its clients (their
-//! bytes wait in the kernel), keeps its bus and its app running until the app has settled
-//! (`App::settled`, bounded by [`SETTLE`]), then sends the registry replica, its bus links and
-//! every connection to the successor in one go and exits. An HTTP answer its app is still
-//! preparing stays with it. If the successor cannot read its records, its clients get 1012
-//! as on any restart.
-//!
-//! Successor: it says which format it reads before it reports Ready, then (still before its
-//! loop runs, so its slab is empty) takes the records over: the predecessor's incarnation,
-//! its next generation, its slab slots, links and registry. Client ids, groups, uids and
-//! sessions stay as they were, the other workers see no change at all (the bus links are the
-//! same sockets, read on from where the predecessor stopped), and the app rebuilds its
-//! per-connection state in `App::on_adopt`.
+//! On `HandOver` the worker stops accepting and answers the successor's `Hello`. Then it
+//! copies its connections to the successor a bounded batch per loop turn ([`Outgoing::copy`])
+//! while it goes on serving every one of them: reading, delivering, writing. Once all are
+//! copied it stops reading its clients (their bytes wait in the kernel), keeps its bus and its
+//! app running until the app has settled (`App::settled`, bounded by [`SETTLE`]) and commits
+//! ([`Outgoing::commit`]): newer records of the copies that changed meanwhile (a few, for
+//! clients that were busy), the ones that went away, the registry replica, its bus links and
+//! the app's state; then it exits. The clients stop being served only for the commit, not for
+//! the copy of every connection. An HTTP answer its app is still preparing stays with it. If
+//! the successor cannot read its records, its clients get 1012 as on any restart.
 
-use super::bus_io::{self, Links};
 use super::input::guarded;
-use super::read::Reader as ConnReader;
-use super::{close, Base, BUS_BASE};
-use crate::api::AppState;
-use crate::connection::handover::ConnRecord;
-use crate::connection::Conn;
-use crate::gateway::client_id::ConnId;
-use crate::state::handover::{self as ho, ClientRecord, Hello, LinkRecord, Record, StreamError};
+use super::{close, Base};
+use crate::connection::handover::{ConnRecord, Mark};
+use crate::state::handover::{self as ho, Hello, LinkRecord, Opening, Record, StreamError};
+use mio::unix::SourceFd;
 use mio::{Interest, Token};
-use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest a retiring worker waits for its app to settle before moving its clients anyway.
 pub(super) const SETTLE: Duration = Duration::from_secs(2);
 /// Longest one blocking read or write on the hand-over socket may take.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Clients per registry record.
 const CLIENT_CHUNK: usize = 10_000;
-/// Highest slab slot a connection record may name: more than a process's descriptors can be.
-const MAX_SLOT: usize = 1 << 24;
-/// Read size on the hand-over socket.
-const READ_CHUNK: usize = 256 * 1024;
+/// Connections copied per loop turn: what the clients' service pays per turn while the
+/// copy runs (a few milliseconds), against the number of turns the copy takes.
+const COPY_STEP: usize = 1000;
 
 /// Why a hand-over did not happen.
 #[derive(Debug)]
@@ -79,188 +71,348 @@ impl From<StreamError> for HandOverError {
     }
 }
 
-/// Blocking use of the hand-over socket: the retiring worker serves nobody while it sends,
-/// the successor nobody yet while it receives, and both are bounded by [`IO_TIMEOUT`].
-fn blocking(sock: &UnixStream) -> io::Result<()> {
+/// Blocking use of the hand-over socket, bounded by [`IO_TIMEOUT`]: the successor's whole
+/// receipt (it serves nobody yet) and the retiring worker's opening and commit.
+pub(super) fn blocking(sock: &UnixStream) -> io::Result<()> {
     sock.set_nonblocking(false)?;
     sock.set_read_timeout(Some(IO_TIMEOUT))?;
     sock.set_write_timeout(Some(IO_TIMEOUT))
 }
 
-/// Write one frame, the descriptors riding on its first byte.
-fn write_frame<T: serde::Serialize>(
-    sock: &UnixStream,
-    msg: &T,
-    fds: &[RawFd],
-    buf: &mut Vec<u8>,
-) -> io::Result<()> {
-    buf.clear();
-    ho::encode(msg, buf);
+/// Write one encoded frame on a blocking socket; the descriptors ride on its first bytes (one
+/// byte per batch of [`MAX_FDS`](crate::sys::fdpass::MAX_FDS), the last batch with the rest
+/// of the frame).
+pub(super) fn write_frame(sock: &UnixStream, frame: &[u8], fds: &[RawFd]) -> io::Result<()> {
     let mut at = 0;
-    for chunk in fds.chunks(crate::sys::fdpass::MAX_FDS) {
-        // Each descriptor batch needs a byte of its own to ride on.
-        let sent = crate::sys::fdpass::send_with_fds(sock, &buf[at..at + 1], chunk)?;
-        at += sent;
-    }
-    (&*sock).write_all(&buf[at..])
-}
-
-/// Reads frames with the descriptors that came along.
-struct Reader<'a> {
-    sock: &'a UnixStream,
-    buf: Vec<u8>,
-    chunk: Vec<u8>,
-    fds: VecDeque<OwnedFd>,
-}
-
-impl<'a> Reader<'a> {
-    fn new(sock: &'a UnixStream) -> Self {
-        Reader {
-            sock,
-            buf: Vec::new(),
-            chunk: vec![0; READ_CHUNK],
-            fds: VecDeque::new(),
-        }
-    }
-
-    fn next<T: for<'de> serde::Deserialize<'de>>(&mut self) -> Result<T, HandOverError> {
-        loop {
-            if let Some((msg, n)) = ho::decode::<T>(&self.buf)? {
-                self.buf.drain(..n);
-                return Ok(msg);
-            }
-            let mut got = Vec::new();
-            let n = crate::sys::fdpass::recv_with_fds(self.sock, &mut self.chunk, &mut got)?;
-            self.fds.extend(got);
-            if n == 0 {
-                return Err(HandOverError::Closed);
-            }
-            self.buf.extend_from_slice(&self.chunk[..n]);
-        }
-    }
-
-    fn take_fds(&mut self, n: usize) -> Result<Vec<OwnedFd>, HandOverError> {
-        if self.fds.len() < n {
-            return Err(StreamError::MissingFds.into());
-        }
-        Ok(self.fds.drain(..n).collect())
-    }
-}
-
-/// What a successor received, applied only once it is complete.
-#[derive(Default)]
-pub(super) struct Received {
-    /// The incarnation taken on.
-    pub(super) inc: u64,
-    next_gen: u32,
-    clients: Vec<(ho::Present, Vec<ClientRecord>)>,
-    links: Vec<(LinkRecord, OwnedFd)>,
-    conns: Vec<(ConnRecord, OwnedFd)>,
-    app: Option<serde_json::Value>,
-}
-
-/// Retiring: send everything to the successor on `sock`; returns the slots of the
-/// connections and links that went (still open here until [`forget_moved`]).
-pub(super) fn send_all(
-    b: &mut Base,
-    sock: &UnixStream,
-) -> Result<(Vec<usize>, Vec<usize>), HandOverError> {
-    blocking(sock)?;
-    let mut reader = Reader::new(sock);
-    let hello: Hello = reader.next()?;
-    let mine = ho::format();
-    let mut buf = Vec::new();
-    if hello.format != mine {
-        let reason = format!(
-            "the new worker reads hand-over format {} and this one writes format {mine}",
-            hello.format
-        );
-        let refused = Record::Refused {
-            reason: reason.clone(),
+    let batches = fds.len().div_ceil(crate::sys::fdpass::MAX_FDS);
+    for (i, chunk) in fds.chunks(crate::sys::fdpass::MAX_FDS).enumerate() {
+        let end = if i + 1 == batches {
+            frame.len()
+        } else {
+            at + 1
         };
-        let _ = write_frame(sock, &refused, &[], &mut buf);
-        return Err(HandOverError::Refused(reason));
+        at += crate::sys::fdpass::send_with_fds(sock, &frame[at..end], chunk)?;
     }
-    // The app's last word to the connections it still holds, and its memory for the next.
-    let state = guarded(&mut b.core, None, "hand_over", |cx| b.app.hand_over(cx))
-        .flatten()
-        .and_then(|s| serde_json::to_value(s).ok());
-    let core = &b.core;
-    let conns: Vec<usize> = core
-        .conns
-        .iter()
-        .filter(|(_, c)| c.movable())
-        .map(|(s, _)| s)
-        .collect();
-    let links: Vec<usize> = core.bus.links.iter().map(|(s, _)| s).collect();
-    let begin = Record::Begin {
-        format: mine,
-        inc: core.inc,
-        next_gen: core.next_gen,
-        conns: conns.len(),
-        links: links.len(),
-    };
-    write_frame(sock, &begin, &[], &mut buf)?;
-    for rec in ho::registry_records(&core.reg, CLIENT_CHUNK) {
-        write_frame(sock, &rec, &[], &mut buf)?;
+    (&*sock).write_all(&frame[at..])
+}
+
+/// Encode `rec` into `buf` and write it with its descriptors (blocking).
+fn send(sock: &UnixStream, rec: &Record, fds: &[RawFd], buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.clear();
+    ho::encode(rec, buf);
+    write_frame(sock, buf, fds)
+}
+
+/// A retiring worker's hand-over under way.
+pub(super) struct Outgoing {
+    sock: UnixStream,
+    /// Movable connections not copied yet, by slot (taken from the end: lowest first).
+    todo: Vec<usize>,
+    /// Connections copied, by slot, with their mark at the time.
+    copied: HashMap<usize, Mark>,
+    /// The frame being written without blocking, from `at` on (its descriptors went with its
+    /// first bytes).
+    frame: Vec<u8>,
+    at: usize,
+    /// The socket took the last write whole (else wait for its writable event).
+    writable: bool,
+    /// Every connection is copied: the worker holds its reads and waits for its app.
+    copied_all: bool,
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("todo", &self.todo.len())
+            .field("copied", &self.copied.len())
+            .finish()
     }
-    for batch in links.chunks(ho::BATCH) {
-        let mut recs = Vec::with_capacity(batch.len());
-        let mut fds = Vec::with_capacity(batch.len());
-        for &slot in batch {
-            let Some(l) = core.bus.links.get(slot) else {
-                continue;
+}
+
+impl Outgoing {
+    /// Read the successor's `Hello` on `sock` and open the stream (`Begin`), or refuse it
+    /// (`Refused`) when the successor reads another format. The socket is registered under
+    /// `token` for the copy that follows.
+    pub(super) fn start(
+        b: &mut Base,
+        sock: UnixStream,
+        token: Token,
+    ) -> Result<Outgoing, HandOverError> {
+        blocking(&sock)?;
+        // The successor wrote its Hello before it reported Ready: it is there to read.
+        let hello = super::adopt::Reader::new(&sock).next_with(ho::decode_opening::<Hello>)?;
+        let mine = ho::format();
+        let mut buf = Vec::new();
+        if hello.format != mine {
+            let reason = format!(
+                "the new worker reads hand-over format {} and this one writes format {mine}",
+                hello.format
+            );
+            let refused = Opening::Refused {
+                reason: reason.clone(),
             };
-            recs.push(LinkRecord {
-                inc: l.inc,
-                worker_id: l.worker_id,
-                unread: l.inbuf.clone(),
-                unsent: l.out.pending_bytes(&[]),
-            });
-            fds.push(l.sock.as_raw_fd());
+            ho::encode_opening(&refused, &mut buf);
+            let _ = write_frame(&sock, &buf, &[]);
+            return Err(HandOverError::Refused(reason));
         }
-        write_frame(sock, &Record::Links { links: recs }, &fds, &mut buf)?;
-    }
-    let now = core.now;
-    let mut recs = Vec::new();
-    let mut fds = Vec::new();
-    let mut bytes = 0;
-    for &slot in &conns {
-        let Some(c) = core.conns.get(slot) else {
-            continue;
+        let core = &b.core;
+        let mut todo: Vec<usize> = core
+            .conns
+            .iter()
+            .filter(|(_, c)| c.copies_ahead())
+            .map(|(s, _)| s)
+            .collect();
+        todo.reverse();
+        let begin = Opening::Begin {
+            format: mine,
+            inc: core.inc,
+            next_gen: core.next_gen,
+            conns: todo.len(),
+            links: core.bus.links.len(),
         };
-        let r = c.record(slot, &core.fanout, now);
-        bytes += r.unread.len() + r.unsent.len();
-        recs.push(r);
-        fds.push(c.stream.as_raw_fd());
-        if recs.len() == ho::BATCH || bytes >= ho::BATCH_BYTES {
-            let conns = std::mem::take(&mut recs);
-            write_frame(sock, &Record::Conns { conns }, &fds, &mut buf)?;
-            fds.clear();
-            bytes = 0;
+        ho::encode_opening(&begin, &mut buf);
+        write_frame(&sock, &buf, &[])?;
+        sock.set_nonblocking(true)?;
+        b.poll
+            .registry()
+            .register(&mut SourceFd(&sock.as_raw_fd()), token, Interest::WRITABLE)?;
+        Ok(Outgoing {
+            sock,
+            copied: HashMap::with_capacity(todo.len()),
+            todo,
+            at: buf.len(),
+            frame: buf,
+            writable: true,
+            copied_all: false,
+        })
+    }
+
+    /// The copy has work it can do now (the loop then polls without waiting).
+    pub(super) fn busy(&self) -> bool {
+        !self.copied_all && self.writable
+    }
+
+    /// The socket can take bytes again.
+    pub(super) fn on_writable(&mut self) {
+        self.writable = true;
+    }
+
+    /// Every connection is copied.
+    pub(super) fn copied_all(&self) -> bool {
+        self.copied_all
+    }
+
+    /// Write what is left of the frame in flight; false if the socket is full.
+    fn pump(&mut self) -> Result<bool, HandOverError> {
+        while self.at < self.frame.len() {
+            match (&self.sock).write(&self.frame[self.at..]) {
+                Ok(0) => return Err(HandOverError::Closed),
+                Ok(n) => self.at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// One turn's share of the copy: up to [`COPY_STEP`] connections, as records of what they
+    /// are now, with their sockets. Never waits on the socket. Returns true once every
+    /// connection is copied.
+    pub(super) fn copy(&mut self, b: &Base) -> Result<bool, HandOverError> {
+        let mut budget = COPY_STEP;
+        loop {
+            if !self.pump()? {
+                return Ok(false);
+            }
+            if self.todo.is_empty() {
+                self.copied_all = true;
+                return Ok(true);
+            }
+            if budget == 0 {
+                return Ok(false);
+            }
+            let mut recs = Vec::new();
+            let mut fds = Vec::new();
+            let mut marks = Vec::new();
+            let mut bytes = 0;
+            while recs.len() < ho::BATCH && bytes < ho::BATCH_BYTES {
+                let Some(slot) = self.todo.pop() else { break };
+                // Closed meanwhile, or waiting on the app now: the commit sees to it.
+                let Some(c) = b.core.conns.get(slot).filter(|c| c.copies_ahead()) else {
+                    continue;
+                };
+                let r = c.record(slot, &b.core.fanout, b.core.now);
+                bytes += r.unread.len() + r.unsent.len();
+                recs.push(r);
+                fds.push(c.stream.as_raw_fd());
+                marks.push((slot, c.mark()));
+            }
+            budget = budget.saturating_sub(recs.len().max(1));
+            if recs.is_empty() {
+                continue;
+            }
+            self.frame.clear();
+            ho::encode(&Record::Conns { conns: recs }, &mut self.frame);
+            // The descriptors go now or never: one closed before a later try could have
+            // its number reused by then.
+            match crate::sys::fdpass::send_with_fds(&self.sock, &self.frame, &fds) {
+                Ok(n) => {
+                    self.at = n;
+                    self.copied.extend(marks);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.frame.clear();
+                    self.at = 0;
+                    self.todo.extend(marks.iter().rev().map(|&(s, _)| s));
+                    self.writable = false;
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
-    if !recs.is_empty() {
-        write_frame(sock, &Record::Conns { conns: recs }, &fds, &mut buf)?;
+
+    /// Send what changed since the copy, the registry, the links and the app's state, with
+    /// the clients' reads held (blocking, bounded by [`IO_TIMEOUT`]); returns the slots of the
+    /// connections and links that went (still open here until [`forget_moved`]).
+    pub(super) fn commit(self, b: &mut Base) -> Result<(Vec<usize>, Vec<usize>), HandOverError> {
+        let Outgoing {
+            sock,
+            copied,
+            frame,
+            at,
+            ..
+        } = self;
+        let _ = b
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&sock.as_raw_fd()));
+        blocking(&sock)?;
+        if at < frame.len() {
+            (&sock).write_all(&frame[at..])?;
+        }
+        // The app's last word to the connections it still holds, and its memory for the next.
+        let state = guarded(&mut b.core, None, "hand_over", |cx| b.app.hand_over(cx))
+            .flatten()
+            .and_then(|s| serde_json::to_value(s).ok());
+        let core = &b.core;
+        let now = core.now;
+        let mut moving = Vec::new();
+        let mut gone = Vec::new();
+        let mut late = Vec::new();
+        let mut stale = Vec::new();
+        for (slot, c) in core.conns.iter() {
+            let copy = copied.get(&slot);
+            if !c.movable() {
+                if copy.is_some() {
+                    gone.push(slot as u32);
+                }
+                continue;
+            }
+            moving.push(slot);
+            match copy {
+                None => late.push(slot),
+                Some(m) if !m.is_of(c) => {
+                    gone.push(slot as u32);
+                    late.push(slot);
+                }
+                Some(m) if *m != c.mark() => stale.push(slot),
+                Some(_) => {}
+            }
+        }
+        gone.extend(
+            copied
+                .keys()
+                .filter(|&&s| !core.conns.contains(s))
+                .map(|&s| s as u32),
+        );
+        let mut buf = frame;
+        if !gone.is_empty() {
+            send(&sock, &Record::Gone { slots: gone }, &[], &mut buf)?;
+        }
+        let record = |slot: usize| -> Option<(ConnRecord, RawFd)> {
+            let c = core.conns.get(slot)?;
+            Some((c.record(slot, &core.fanout, now), c.stream.as_raw_fd()))
+        };
+        for (fresh, slots) in [(true, &late), (false, &stale)] {
+            let mut recs = Vec::new();
+            let mut fds = Vec::new();
+            let mut bytes = 0;
+            let mut it = slots.iter().peekable();
+            while let Some(&slot) = it.next() {
+                if let Some((r, fd)) = record(slot) {
+                    bytes += r.unread.len() + r.unsent.len();
+                    recs.push(r);
+                    fds.push(fd);
+                }
+                let full = recs.len() == ho::BATCH || bytes >= ho::BATCH_BYTES;
+                if (full || it.peek().is_none()) && !recs.is_empty() {
+                    let conns = std::mem::take(&mut recs);
+                    if fresh {
+                        send(&sock, &Record::Conns { conns }, &fds, &mut buf)?;
+                    } else {
+                        send(&sock, &Record::Update { conns }, &[], &mut buf)?;
+                    }
+                    fds.clear();
+                    bytes = 0;
+                }
+            }
+        }
+        for rec in ho::registry_records(&core.reg, CLIENT_CHUNK) {
+            send(&sock, &rec, &[], &mut buf)?;
+        }
+        let links: Vec<usize> = core.bus.links.iter().map(|(s, _)| s).collect();
+        for batch in links.chunks(ho::BATCH) {
+            let mut recs = Vec::with_capacity(batch.len());
+            let mut fds = Vec::with_capacity(batch.len());
+            for &slot in batch {
+                let Some(l) = core.bus.links.get(slot) else {
+                    continue;
+                };
+                recs.push(LinkRecord {
+                    inc: l.inc,
+                    worker_id: l.worker_id,
+                    unread: l.inbuf.clone(),
+                    unsent: l.out.pending_bytes(&[]),
+                });
+                fds.push(l.sock.as_raw_fd());
+            }
+            send(&sock, &Record::Links { links: recs }, &fds, &mut buf)?;
+        }
+        if let Some(state) = state {
+            send(&sock, &Record::App { state }, &[], &mut buf)?;
+        }
+        send(&sock, &Record::Done, &[], &mut buf)?;
+        Ok((moving, links))
     }
-    if let Some(state) = state {
-        write_frame(sock, &Record::App { state }, &[], &mut buf)?;
-    }
-    write_frame(sock, &Record::Done, &[], &mut buf)?;
-    Ok((conns, links))
 }
 
-/// Retiring, after [`send_all`]: the moved connections and links are the successor's now.
-/// Drop this process's descriptors of them (the sockets stay open in the successor) without
-/// any close frame, any `on_close` or any `Down`.
+/// Retiring, after [`Outgoing::commit`]: the moved connections and links are the successor's
+/// now. Drop this process's descriptors of them (the sockets stay open in the successor)
+/// without any close frame, any `on_close` or any `Down`.
 pub(super) fn forget_moved(b: &mut Base, conns: &[usize], links: &[usize]) {
-    for &slot in conns {
-        close::drop_conn(b, slot);
+    if conns.len() == b.core.conns.len() {
+        // Everything went: drop the slab at once. The sockets' epoll entries stay until
+        // this process exits (the successor keeps the sockets open); an event they raise
+        // names an empty slot and is ignored, and no slot is taken again (accepting stopped).
+        for (_, c) in std::mem::take(&mut b.core.conns) {
+            b.peers.release(c.remote.ip());
+        }
+        b.buffered_input = 0;
+        b.core.dirty.clear();
+    } else {
+        for &slot in conns {
+            close::drop_conn(b, slot);
+        }
+        let core = &mut b.core;
+        core.dirty.retain(|&s| core.conns.contains(s));
     }
-    let core = &mut b.core;
-    core.dirty.retain(|&s| core.conns.contains(s));
     for &slot in links {
-        if let Some(mut l) = core.bus.remove_link(slot) {
+        if let Some(mut l) = b.core.bus.remove_link(slot) {
             let _ = b.poll.registry().deregister(&mut l.sock);
         }
     }
@@ -272,200 +424,7 @@ pub(super) fn greet(sock: &UnixStream) -> io::Result<()> {
     let hello = Hello {
         format: ho::format(),
     };
-    write_frame(sock, &hello, &[], &mut Vec::new())
-}
-
-/// Successor: apply a complete hand-over before the loop runs; returns the connections
-/// adopted.
-pub(super) fn install(
-    b: &mut Base,
-    reader: &mut ConnReader,
-    links: &mut Links,
-    r: Received,
-) -> usize {
-    let now = Instant::now();
-    b.core.now = now;
-    b.core.inc = r.inc;
-    b.core.bus.set_inc(r.inc);
-    b.core.next_gen = r.next_gen;
-    for (present, info) in r.clients {
-        ho::import_clients(&mut b.core.reg, present, info);
-    }
-    for (rec, fd) in r.links {
-        let std_sock = UnixStream::from(fd);
-        if std_sock.set_nonblocking(true).is_err() {
-            continue;
-        }
-        let sock = mio::net::UnixStream::from_std(std_sock);
-        let slot = b
-            .core
-            .bus
-            .adopt_link(rec.inc, rec.worker_id, sock, rec.unread, &rec.unsent);
-        let Some(link) = b.core.bus.links.get_mut(slot) else {
-            continue;
-        };
-        let reg = b.poll.registry().register(
-            &mut link.sock,
-            Token(BUS_BASE + slot),
-            Interest::READABLE | Interest::WRITABLE,
-        );
-        if reg.is_err() {
-            bus_io::drop_link(b, slot, "could not be registered");
-            continue;
-        }
-        links.reread(slot);
-    }
-    let max_message = b.core.limits.max_package_size;
-    let mut adopted: Vec<(usize, Conn)> = Vec::with_capacity(r.conns.len());
-    let mut taken = std::collections::HashSet::with_capacity(r.conns.len());
-    let mut lost = Vec::new();
-    for (rec, fd) in r.conns {
-        let (slot, gen, connected) = (rec.slot as usize, rec.gen, rec.app_connected);
-        // The slab is rebuilt at these slots: one far out would make it allocate up to it,
-        // and a slot twice would drop a connection silently.
-        if slot > MAX_SLOT || !taken.insert(slot) {
-            crate::warn!(
-                "worker {}: connection record with slot {slot} refused (out of range or twice)",
-                b.core.worker_id
-            );
-            if connected {
-                lost.push(ConnId {
-                    slot: slot as u32,
-                    gen,
-                });
-            }
-            continue;
-        }
-        let std_stream = std::net::TcpStream::from(fd);
-        let conn = std_stream
-            .set_nonblocking(true)
-            .map_err(|e| e.to_string())
-            .and_then(|_| {
-                let s = mio::net::TcpStream::from_std(std_stream);
-                Conn::adopt(rec, s, now, max_message).map_err(|e| e.to_string())
-            });
-        match conn {
-            Ok(c) => adopted.push((slot, c)),
-            Err(e) => {
-                crate::warn!(
-                    "worker {}: connection {slot} not adopted: {e}",
-                    b.core.worker_id
-                );
-                if connected {
-                    lost.push(ConnId {
-                        slot: slot as u32,
-                        gen,
-                    });
-                }
-            }
-        }
-    }
-    // The slab is empty (the loop has not run): the predecessor's slots are taken as they
-    // were, so every id stays valid.
-    b.core.conns = adopted.into_iter().collect::<Slab<Conn>>();
-    for id in lost {
-        // Its socket went with the record that failed: tell everyone it is gone.
-        b.core.local_down(id);
-    }
-    let slots: Vec<(usize, u32)> = b.core.conns.iter().map(|(s, c)| (s, c.gen)).collect();
-    let mut connected = Vec::new();
-    for (slot, gen) in slots {
-        let id = ConnId {
-            slot: slot as u32,
-            gen,
-        };
-        let Some(c) = b.core.conns.get_mut(slot) else {
-            continue;
-        };
-        let reg = b.poll.registry().register(
-            &mut c.stream,
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        );
-        if reg.is_err() {
-            let was = c.app_connected;
-            b.core.conns.remove(slot);
-            if was {
-                b.core.local_down(id);
-            }
-            continue;
-        }
-        // Counted like an accepted connection; over the cap or not, it is already here.
-        let _ = b.peers.admit(c.remote.ip());
-        b.buffered_input += c.in_buf.capacity();
-        if c.app_connected {
-            connected.push(id);
-        }
-        if !c.out.is_empty() {
-            c.in_dirty = true;
-            b.core.dirty.push(slot);
-        }
-        // Deadlines are checked at once and re-armed from the carried state; bytes that
-        // arrived during the hand-over are read next turn.
-        b.core.arm_conn_timer(slot, now);
-        reader.reread(id);
-    }
-    for id in connected {
-        let cid = b.core.client_id(id);
-        guarded(&mut b.core, Some(id), "on_adopt", |cx| {
-            b.app.on_adopt(cx, cid)
-        });
-    }
-    if let Some(state) = r.app {
-        match serde_json::from_value::<AppState>(state) {
-            Ok(s) => {
-                guarded(&mut b.core, None, "take_over", |cx| b.app.take_over(cx, s));
-            }
-            Err(e) => crate::warn!(
-                "worker {}: the app's carried state is unreadable ({e}); the app starts afresh",
-                b.core.worker_id
-            ),
-        }
-    }
-    b.core.conns.len()
-}
-
-/// Read a whole hand-over (successor side).
-pub(super) fn receive(sock: &UnixStream) -> Result<Received, HandOverError> {
-    let mut reader = Reader::new(sock);
-    let mut r = Received::default();
-    let (want_conns, want_links) = match reader.next::<Record>()? {
-        Record::Refused { reason } => return Err(HandOverError::Refused(reason)),
-        Record::Begin {
-            format,
-            inc,
-            next_gen,
-            conns,
-            links,
-        } => {
-            if format != ho::format() {
-                return Err(HandOverError::Refused(format!(
-                    "records of format {format}, this worker reads {}",
-                    ho::format()
-                )));
-            }
-            r.inc = inc;
-            r.next_gen = next_gen;
-            (conns, links)
-        }
-        _ => return Err(StreamError::Order("no Begin first").into()),
-    };
-    loop {
-        let rec: Record = reader.next()?;
-        let fds = reader.take_fds(rec.fds())?;
-        match rec {
-            Record::Clients { present, info } => r.clients.push((present, info)),
-            Record::Links { links } => r.links.extend(links.into_iter().zip(fds)),
-            Record::Conns { conns } => r.conns.extend(conns.into_iter().zip(fds)),
-            Record::App { state } => r.app = Some(state),
-            Record::Done => break,
-            Record::Begin { .. } | Record::Refused { .. } => {
-                return Err(StreamError::Order("a second Begin").into())
-            }
-        }
-    }
-    if r.conns.len() != want_conns || r.links.len() != want_links {
-        return Err(StreamError::Order("counts differ from Begin").into());
-    }
-    Ok(r)
+    let mut buf = Vec::new();
+    ho::encode_opening(&hello, &mut buf);
+    write_frame(sock, &buf, &[])
 }

@@ -16,6 +16,7 @@
 //! every connection of a retiring worker to its successor.
 
 mod accept;
+mod adopt;
 mod bus_io;
 mod close;
 mod control;
@@ -45,6 +46,8 @@ use std::time::{Duration, Instant};
 const CONTROL: Token = Token(usize::MAX - 1);
 /// Token of the waker app threads use.
 const WAKE: Token = Token(usize::MAX - 2);
+/// Token of a retiring worker's hand-over socket while it copies its connections.
+const HANDOVER: Token = Token(usize::MAX - 3);
 /// Listener `i` has token `LISTENER_BASE + i`; connection tokens are slab slots, far below.
 const LISTENER_BASE: usize = usize::MAX - 1024;
 /// Bus link `i` has token `BUS_BASE + i` (below the listeners).
@@ -95,8 +98,10 @@ struct Worker {
     control: control::Control,
     /// Gateway heartbeats (None: `ping_interval` is 0).
     heartbeat: Option<heartbeat::Heartbeat>,
-    /// Retiring by hand-over: the socket to the successor, until the app has settled.
-    handing: Option<std::os::unix::net::UnixStream>,
+    /// Retiring by hand-over: the copy to the successor under way, until the commit.
+    handing: Option<handover::Outgoing>,
+    /// When the hand-over began, and the scheduler's counters then (for its log line).
+    handover_started: Option<(Instant, Option<(Duration, Duration)>)>,
     /// A successor's socket to its predecessor, until the hand-over is taken.
     incoming: Option<std::os::unix::net::UnixStream>,
 }
@@ -234,6 +239,7 @@ impl Worker {
             control: ctl,
             heartbeat,
             handing: None,
+            handover_started: None,
             incoming: None,
         })
     }
@@ -294,7 +300,8 @@ impl Worker {
         loop {
             let busy = self.reader.has_pending()
                 || self.links.has_pending()
-                || self.listeners.has_pending();
+                || self.listeners.has_pending()
+                || self.handing.as_ref().is_some_and(|h| h.busy());
             let timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -322,6 +329,11 @@ impl Worker {
                     CONTROL => {
                         if !self.on_control(ev.is_readable() || ev.is_read_closed()) {
                             return 0;
+                        }
+                    }
+                    HANDOVER => {
+                        if let Some(h) = &mut self.handing {
+                            h.on_writable();
                         }
                     }
                     Token(t) if t >= LISTENER_BASE => {
@@ -501,8 +513,9 @@ impl Worker {
         }
     }
 
-    /// `MasterMsg::HandOver`: stop accepting and reading clients; the hand-over itself runs
-    /// once the app has settled (see [`Self::handover_tick`]) or when the settle time is up.
+    /// `MasterMsg::HandOver`: stop accepting and open the hand-over; the copy of the
+    /// connections runs a batch per turn and the commit once the app has settled (see
+    /// [`Self::handover_tick`]).
     fn begin_handover(&mut self, fd: std::os::fd::OwnedFd) {
         let b = &mut self.base;
         if self.stopping != Stopping::No || self.handing.is_some() {
@@ -517,39 +530,74 @@ impl Worker {
             b.core.worker_id
         );
         self.listeners.close(b.poll.registry());
-        self.reader.hold();
-        self.handing = Some(std::os::unix::net::UnixStream::from(fd));
-        b.core
-            .timers
-            .schedule(b.core.now + handover::SETTLE, Due::HandOver);
+        self.handover_started = Some((Instant::now(), crate::sys::process::thread_sched_times()));
+        let sock = std::os::unix::net::UnixStream::from(fd);
+        match handover::Outgoing::start(b, sock, HANDOVER) {
+            Ok(h) => self.handing = Some(h),
+            Err(e) => {
+                crate::warn!(
+                    "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
+                    b.core.worker_id
+                );
+                self.stop(false, true);
+            }
+        }
     }
 
-    /// End of a turn (or the settle deadline, `force`): hand over if the app has settled.
-    /// True if it did (or tried to).
+    /// End of a turn (or the settle deadline, `force`): copy the next batch of connections;
+    /// once all are copied, hold the clients' reads and, when the app has settled, commit.
+    /// True if the hand-over ended (done, or failed and closing with 1012).
     fn handover_tick(&mut self, force: bool) -> bool {
-        if self.handing.is_none() || !(force || self.base.app.settled()) {
+        let Some(h) = &mut self.handing else {
+            return false;
+        };
+        if !h.copied_all() {
+            match h.copy(&self.base) {
+                Ok(false) => return false,
+                Ok(true) => {
+                    // From here on the clients wait (their bytes stay in the kernel) while
+                    // the app settles and the commit goes out.
+                    self.reader.hold();
+                    let b = &mut self.base;
+                    b.core
+                        .timers
+                        .schedule(b.core.now + handover::SETTLE, Due::HandOver);
+                }
+                Err(e) => {
+                    self.handing = None;
+                    crate::warn!(
+                        "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
+                        self.base.core.worker_id
+                    );
+                    self.stop(false, true);
+                    return true;
+                }
+            }
+        }
+        if !(force || self.base.app.settled()) {
             return false;
         }
-        let Some(sock) = self.handing.take() else {
+        let Some(h) = self.handing.take() else {
             return false;
         };
         let started = Instant::now();
-        let sched = crate::sys::process::thread_sched_times();
+        let (began, sched) = self.handover_started.take().unwrap_or((started, None));
         // A connection that cannot move (its state lives in this process only, as a TLS
         // session does) is closed with 1012 first, so its departure goes out on the bus
         // links before they move.
         close::unmovable(&mut self.base);
-        match handover::send_all(&mut self.base, &sock) {
+        match h.commit(&mut self.base) {
             Ok((conns, links)) => {
                 handover::forget_moved(&mut self.base, &conns, &links);
                 let b = &mut self.base;
                 crate::info!(
-                    "worker {} handed {} connections and {} bus links over in {} ms{}",
+                    "worker {} handed {} connections and {} bus links over in {} ms{}, clients held for the last {} ms",
                     b.core.worker_id,
                     conns.len(),
                     links.len(),
+                    began.elapsed().as_millis(),
+                    sched_since(sched),
                     started.elapsed().as_millis(),
-                    sched_since(sched)
                 );
                 // What is left is an HTTP answer the app still owes: written, then the
                 // connection closes; the worker exits when none is left (or at stop_timeout).
@@ -577,17 +625,19 @@ impl Worker {
     fn adopt(&mut self, sock: std::os::unix::net::UnixStream) {
         let started = Instant::now();
         let sched = crate::sys::process::thread_sched_times();
-        let got = handover::receive(&sock);
+        let got = adopt::receive(&sock, self.base.poll.registry());
         drop(sock);
         match got {
             Ok(r) => {
                 let inc = r.inc;
-                let n = handover::install(&mut self.base, &mut self.reader, &mut self.links, r);
+                let installing = Instant::now();
+                let n = adopt::install(&mut self.base, &mut self.reader, &mut self.links, r);
                 crate::info!(
-                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms{}",
+                    "worker {} took over {n} connections as incarnation {inc:016x} in {} ms{}, installed in the last {} ms",
                     self.base.core.worker_id,
                     started.elapsed().as_millis(),
-                    sched_since(sched)
+                    sched_since(sched),
+                    installing.elapsed().as_millis()
                 );
                 self.control.send(&WorkerMsg::Adopted { inc, conns: n });
             }
