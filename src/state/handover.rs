@@ -20,8 +20,9 @@ use serde_json::{Map, Value};
 use std::fmt;
 
 /// The format this build writes and reads. Bump it whenever a record changes shape or meaning.
-/// 2: the app's own state ([`Record::App`]).
-pub(crate) const FORMAT: u32 = 2;
+/// 2: the app's own state ([`Record::App`]). 3: TLS connections move, with their session's
+/// keys (`ConnRecord::tls`); a format-2 reader would take them for plain ones.
+pub(crate) const FORMAT: u32 = 3;
 
 /// Environment variable that makes a worker claim another format: how a test stands in for a
 /// new binary whose records changed (documented in docs/cli.md).

@@ -535,9 +535,10 @@ impl Worker {
         };
         let started = Instant::now();
         let sched = crate::sys::process::thread_sched_times();
-        // A connection that cannot move (its state lives in this process only, as a TLS
-        // session does) is closed with 1012 first, so its departure goes out on the bus
-        // links before they move.
+        // Established TLS sessions switch to our record layer so their keys can move; a
+        // connection that still cannot (a TLS handshake under way) is closed first, so its
+        // departure goes out on the bus links before they move.
+        tls::detach_all(&mut self.base);
         close::unmovable(&mut self.base);
         match handover::send_all(&mut self.base, &sock) {
             Ok((conns, links)) => {
