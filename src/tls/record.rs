@@ -68,6 +68,16 @@ pub enum Suite {
 }
 
 impl Suite {
+    /// Records one key may protect (RFC 8446 sec. 5.5; rustls' figures for its `ring` suites,
+    /// the lower AES-GCM one for both key sizes): rustls would change keys there, we end the
+    /// session.
+    fn record_limit(self) -> u64 {
+        match self {
+            Suite::Aes128Gcm | Suite::Aes256Gcm => 1 << 23,
+            Suite::Chacha20Poly1305 => u64::MAX,
+        }
+    }
+
     fn algorithm(self) -> &'static aead::Algorithm {
         match self {
             Suite::Aes128Gcm => &aead::AES_128_GCM,
@@ -173,8 +183,9 @@ pub enum RecordError {
     BadMac,
     /// A TLS 1.3 plaintext of padding only (no content type).
     NoContentType,
-    /// The sequence number would wrap.
-    SeqExhausted,
+    /// The key protected as many records as it safely may (or the sequence number would
+    /// wrap).
+    RecordLimit,
     /// A key or IV of the wrong length for the suite.
     BadKey,
 }
@@ -187,7 +198,7 @@ impl RecordError {
             RecordError::BadMac => 20,                                      // bad_record_mac
             RecordError::Oversized(_) => 22,                                // record_overflow
             RecordError::Version(_) | RecordError::Short(_) => 50,          // decode_error
-            RecordError::SeqExhausted | RecordError::BadKey => 80,          // internal_error
+            RecordError::RecordLimit | RecordError::BadKey => 80,           // internal_error
         }
     }
 }
@@ -201,7 +212,9 @@ impl fmt::Display for RecordError {
             RecordError::Short(n) => write!(f, "record of {n} bytes is shorter than its AEAD overhead"),
             RecordError::BadMac => f.write_str("record does not authenticate (bad_record_mac)"),
             RecordError::NoContentType => f.write_str("TLS 1.3 record without a content type"),
-            RecordError::SeqExhausted => f.write_str("record sequence number exhausted"),
+            RecordError::RecordLimit => {
+                f.write_str("the key protected as many records as it safely may")
+            }
             RecordError::BadKey => f.write_str("key or IV of the wrong length"),
         }
     }
@@ -317,28 +330,21 @@ pub fn header(version: Version, buf: &[u8]) -> Result<Option<(ContentType, usize
     Ok(Some((kind, len)))
 }
 
-/// One direction: its key, ready for ring, beside the material it came from.
-struct Direction {
-    key: aead::LessSafeKey,
-}
-
-impl Direction {
-    fn new(suite: Suite, keys: &DirectionKeys) -> Result<Direction, RecordError> {
-        if keys.iv.len() != aead::NONCE_LEN {
-            return Err(RecordError::BadKey);
-        }
-        let key =
-            aead::UnboundKey::new(suite.algorithm(), &keys.key).map_err(|_| RecordError::BadKey)?;
-        Ok(Direction {
-            key: aead::LessSafeKey::new(key),
-        })
+/// One direction's key, ready for ring.
+fn aead_key(suite: Suite, keys: &DirectionKeys) -> Result<aead::LessSafeKey, RecordError> {
+    if keys.iv.len() != aead::NONCE_LEN {
+        return Err(RecordError::BadKey);
     }
+    let key =
+        aead::UnboundKey::new(suite.algorithm(), &keys.key).map_err(|_| RecordError::BadKey)?;
+    Ok(aead::LessSafeKey::new(key))
 }
 
-/// IV xor the sequence number (right-aligned), the nonce of both versions' constructions.
-fn nonce_bytes(keys: &DirectionKeys) -> Result<[u8; aead::NONCE_LEN], RecordError> {
-    if keys.seq == u64::MAX {
-        return Err(RecordError::SeqExhausted);
+/// IV xor the sequence number (right-aligned), the nonce of both versions' constructions;
+/// refused once the suite's record limit is reached.
+fn nonce_bytes(suite: Suite, keys: &DirectionKeys) -> Result<[u8; aead::NONCE_LEN], RecordError> {
+    if keys.seq >= suite.record_limit().min(u64::MAX - 1) {
+        return Err(RecordError::RecordLimit);
     }
     let mut n = [0u8; aead::NONCE_LEN];
     n.copy_from_slice(&keys.iv);
@@ -360,9 +366,11 @@ fn aad12(seq: u64, kind: u8, len: usize) -> aead::Aad<[u8; 13]> {
 
 /// A session's record protection in both directions.
 pub struct RecordLayer {
+    /// The material the keys came from, with the sequence numbers kept current (passed on
+    /// at the next reload).
     secrets: TlsSecrets,
-    tx: Direction,
-    rx: Direction,
+    tx: aead::LessSafeKey,
+    rx: aead::LessSafeKey,
 }
 
 impl fmt::Debug for RecordLayer {
@@ -377,8 +385,8 @@ impl RecordLayer {
     /// The layer `secrets` describe.
     pub fn new(secrets: TlsSecrets) -> Result<RecordLayer, RecordError> {
         Ok(RecordLayer {
-            tx: Direction::new(secrets.suite, &secrets.tx)?,
-            rx: Direction::new(secrets.suite, &secrets.rx)?,
+            tx: aead_key(secrets.suite, &secrets.tx)?,
+            rx: aead_key(secrets.suite, &secrets.rx)?,
             secrets,
         })
     }
@@ -404,7 +412,7 @@ impl RecordLayer {
             return Err(RecordError::Oversized(plain.len()));
         }
         let tx = &mut self.secrets.tx;
-        let nonce = nonce_bytes(tx)?;
+        let nonce = nonce_bytes(self.secrets.suite, tx)?;
         let start = out.len();
         let sealed = match (self.secrets.version, self.secrets.suite) {
             (Version::Tls13, _) => {
@@ -414,7 +422,7 @@ impl RecordLayer {
                 out.extend_from_slice(&head);
                 out.extend_from_slice(plain);
                 out.push(kind.byte());
-                self.tx.key.seal_in_place_separate_tag(
+                self.tx.seal_in_place_separate_tag(
                     aead::Nonce::assume_unique_for_key(nonce),
                     aead::Aad::from(head),
                     &mut out[start + HEADER..],
@@ -431,7 +439,7 @@ impl RecordLayer {
                 out.extend_from_slice(&[kind.byte(), 3, 3, (len >> 8) as u8, len as u8]);
                 out.extend_from_slice(&nonce[aead::NONCE_LEN - explicit..]);
                 out.extend_from_slice(plain);
-                self.tx.key.seal_in_place_separate_tag(
+                self.tx.seal_in_place_separate_tag(
                     aead::Nonce::assume_unique_for_key(nonce),
                     aad12(tx.seq, kind.byte(), plain.len()),
                     &mut out[start + HEADER + explicit..],
@@ -476,10 +484,10 @@ impl RecordLayer {
                     return Err(RecordError::Short(len));
                 }
                 let aad = aead::Aad::from([head[0], head[1], head[2], head[3], head[4]]);
-                let nonce = aead::Nonce::assume_unique_for_key(nonce_bytes(rx)?);
+                let nonce =
+                    aead::Nonce::assume_unique_for_key(nonce_bytes(self.secrets.suite, rx)?);
                 let plain = self
                     .rx
-                    .key
                     .open_in_place(nonce, aad, body)
                     .map_err(|_| RecordError::BadMac)?;
                 // The content type is the last byte that is not padding.
@@ -512,13 +520,12 @@ impl RecordLayer {
                 if plain_len > MAX_PLAINTEXT {
                     return Err(RecordError::Oversized(plain_len));
                 }
-                let mut nonce = nonce_bytes(rx)?;
+                let mut nonce = nonce_bytes(suite, rx)?;
                 if explicit > 0 {
                     // The salt from the key block, then the nonce the sender chose.
                     nonce[4..].copy_from_slice(&body[..EXPLICIT]);
                 }
                 self.rx
-                    .key
                     .open_within(
                         aead::Nonce::assume_unique_for_key(nonce),
                         aad12(rx.seq, outer.byte(), plain_len),

@@ -18,7 +18,7 @@ fn pair(version: Version, suite: Suite) -> (RecordLayer, RecordLayer) {
         version,
         suite,
         tx: keys(3, len, 7),
-        rx: keys(5, len, 1 << 40),
+        rx: keys(5, len, (1 << 23) - 100),
     };
     let mut c = s.clone();
     std::mem::swap(&mut c.tx, &mut c.rx);
@@ -149,6 +149,27 @@ fn post_handshake_messages_are_classified() {
         classify(Tls12, ContentType::Handshake, &[]),
         Inbound::Refused(Refusal::Malformed)
     );
+}
+
+#[test]
+fn a_key_ends_at_its_record_limit() {
+    let (mut aes, _) = pair(Version::Tls13, Suite::Aes128Gcm);
+    let (mut chacha, _) = pair(Version::Tls13, Suite::Chacha20Poly1305);
+    // The client's direction starts 100 records short of AES-GCM's limit.
+    let swap = |l: &mut RecordLayer| {
+        let mut s = l.secrets().clone();
+        std::mem::swap(&mut s.tx, &mut s.rx);
+        *l = RecordLayer::new(s).unwrap();
+    };
+    swap(&mut aes);
+    swap(&mut chacha);
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        aes.seal_data(b"x", &mut out).unwrap();
+        chacha.seal_data(b"x", &mut out).unwrap();
+    }
+    assert_eq!(aes.seal_data(b"x", &mut out), Err(RecordError::RecordLimit));
+    assert_eq!(chacha.seal_data(b"x", &mut out), Ok(()));
 }
 
 #[test]
