@@ -135,7 +135,11 @@ fn through_three_reloads(k: &Instance, mut child: Child, dir: &Path) -> (String,
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     );
-    assert!(out.status.success(), "client failed:\n{so}\n{se}\n{}", k.log());
+    assert!(
+        out.status.success(),
+        "client failed:\n{so}\n{se}\n{}",
+        k.log()
+    );
     let log = k.log();
     assert_eq!(
         log.matches("handed 1 connections").count(),
@@ -157,7 +161,10 @@ fn wss_through_reloads(tls12: &str) -> String {
     let words: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(words.len(), 2, "{out}");
     assert!(words[0].parse::<u64>().unwrap() >= 80, "{out}");
-    assert_eq!(words[1], "1000", "the client's own close, nothing before it");
+    assert_eq!(
+        words[1], "1000",
+        "the client's own close, nothing before it"
+    );
     cipher
 }
 
@@ -236,7 +243,11 @@ fn read_frame(s: &mut Tls) -> Option<(u8, Vec<u8>)> {
 
 fn ws_echo(s: &mut Tls, msg: &str) {
     s.write_all(&frame(1, msg.as_bytes())).unwrap();
-    assert_eq!(read_frame(s), Some((1, msg.as_bytes().to_vec())), "echo of {msg}");
+    assert_eq!(
+        read_frame(s),
+        Some((1, msg.as_bytes().to_vec())),
+        "echo of {msg}"
+    );
 }
 
 #[test]

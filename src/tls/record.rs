@@ -206,10 +206,14 @@ impl RecordError {
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecordError::ContentType(t) => write!(f, "record of content type {t} after the handshake"),
+            RecordError::ContentType(t) => {
+                write!(f, "record of content type {t} after the handshake")
+            }
             RecordError::Version(v) => write!(f, "record version {v:#06x}"),
             RecordError::Oversized(n) => write!(f, "record of {n} bytes is over the limit"),
-            RecordError::Short(n) => write!(f, "record of {n} bytes is shorter than its AEAD overhead"),
+            RecordError::Short(n) => {
+                write!(f, "record of {n} bytes is shorter than its AEAD overhead")
+            }
             RecordError::BadMac => f.write_str("record does not authenticate (bad_record_mac)"),
             RecordError::NoContentType => f.write_str("TLS 1.3 record without a content type"),
             RecordError::RecordLimit => {
@@ -308,16 +312,14 @@ pub fn header(version: Version, buf: &[u8]) -> Result<Option<(ContentType, usize
     let Some(h) = buf.get(..HEADER) else {
         return Ok(None);
     };
-    let allowed = match (version, ContentType::from_byte(h[0])) {
-        (Version::Tls13, Some(ContentType::ApplicationData)) => true,
-        (
+    // After the handshake TLS 1.3 sends everything as application_data (RFC 8446 sec. 5.2);
+    // TLS 1.2 protects alerts and handshake messages under their own type.
+    let kind = match (version, ContentType::from_byte(h[0])) {
+        (Version::Tls13, Some(k @ ContentType::ApplicationData))
+        | (
             Version::Tls12,
-            Some(ContentType::ApplicationData | ContentType::Alert | ContentType::Handshake),
-        ) => true,
-        _ => false,
-    };
-    let kind = match ContentType::from_byte(h[0]) {
-        Some(k) if allowed => k,
+            Some(k @ (ContentType::ApplicationData | ContentType::Alert | ContentType::Handshake)),
+        ) => k,
         _ => return Err(RecordError::ContentType(h[0])),
     };
     if h[1..3] != RECORD_VERSION {

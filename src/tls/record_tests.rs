@@ -115,7 +115,11 @@ fn tampering_oversize_and_foreign_records_are_typed_errors() {
         "nothing to seal is no record"
     );
     assert_eq!(
-        a.seal(ContentType::ApplicationData, &[0; MAX_PLAINTEXT + 1], &mut Vec::new()),
+        a.seal(
+            ContentType::ApplicationData,
+            &[0; MAX_PLAINTEXT + 1],
+            &mut Vec::new()
+        ),
         Err(RecordError::Oversized(MAX_PLAINTEXT + 1))
     );
     let mut bad = pair(Version::Tls13, Suite::Aes256Gcm).0.secrets().clone();
@@ -176,5 +180,8 @@ fn a_key_ends_at_its_record_limit() {
 fn secrets_never_print() {
     let (a, _) = pair(Version::Tls13, Suite::Aes128Gcm);
     let text = format!("{a:?}");
-    assert!(text.contains("<secret>") && !text.contains("[3, 2, 1"), "{text}");
+    assert!(
+        text.contains("<secret>") && !text.contains("[3, 2, 1"),
+        "{text}"
+    );
 }

@@ -13,8 +13,8 @@
 //! (`record.rs`), which the successor resumes from the hand-over record
 //! ([`TlsSession::resume`]); the buffers and the worker's view are the same for both.
 
-use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
 use super::carry::{own_keys, DetachError, TlsCarry};
+use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
 use super::steps::{records_step, rustls_step, Failure, Next};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
@@ -321,10 +321,17 @@ impl TlsSession {
                 &mut cipher[at..end]
             };
             let (next, discard) = match &mut self.engine {
-                Engine::Rustls(conn) => {
-                    rustls_step(conn, input, buf, &mut filled, &mut self.plain, &mut self.out)
+                Engine::Rustls(conn) => rustls_step(
+                    conn,
+                    input,
+                    buf,
+                    &mut filled,
+                    &mut self.plain,
+                    &mut self.out,
+                ),
+                Engine::Records(layer) => {
+                    records_step(layer, input, buf, &mut filled, &mut self.plain)
                 }
-                Engine::Records(layer) => records_step(layer, input, buf, &mut filled, &mut self.plain),
                 Engine::Gone => (Next::Fail(Failure::Record(RecordError::BadKey)), 0),
             };
             if from_inb {
@@ -514,7 +521,11 @@ impl TlsSession {
             if self.stage == Stage::Failed {
                 return None;
             }
-            return Some(layer.seal_data(data, &mut self.out).map_err(io::Error::other));
+            return Some(
+                layer
+                    .seal_data(data, &mut self.out)
+                    .map_err(io::Error::other),
+            );
         }
         let guess = data.len() + (data.len() / RECORD + 1) * RECORD_OVERHEAD;
         self.traffic(|wt, out| append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(drop))

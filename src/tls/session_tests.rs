@@ -316,7 +316,10 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         assert!(!format!("{carry:?}").contains(&format!("{:?}", carry.secrets.tx.key)));
         let carry: TlsCarry = serde_json::from_str(&json).unwrap();
         x.s = TlsSession::resume(carry).unwrap();
-        assert_eq!(x.s.version_name(), if i < 3 { "TLSv1.3" } else { "TLSv1.2" });
+        assert_eq!(
+            x.s.version_name(),
+            if i < 3 { "TLSv1.3" } else { "TLSv1.2" }
+        );
 
         // The successor goes on: the rest of the split record, then more both ways.
         x.p.input.extend(&second[7..]);

@@ -87,8 +87,7 @@ pub(super) fn rustls_step(
             next
         }
         Ok(ConnectionState::EncodeTlsData(mut e)) => {
-            match super::session::append(out, 1024, |b| e.encode(b), super::session::encode_need)
-            {
+            match super::session::append(out, 1024, |b| e.encode(b), super::session::encode_need) {
                 Ok(_) => Next::Again,
                 Err(e) => Next::Fail(Failure::Tls(rustls::Error::General(e.to_string()))),
             }
@@ -98,9 +97,7 @@ pub(super) fn rustls_step(
             t.done();
             Next::Again
         }
-        Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => {
-            Next::Input
-        }
+        Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => Next::Input,
         Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => Next::Closed,
         // Early data is not enabled, and future states are not understood.
         Ok(_) => Next::Fail(Failure::Tls(rustls::Error::General(
