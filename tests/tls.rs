@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::pki::{self, Pki};
+use common::pki::{self, instance};
 use common::ws::Ws;
 use common::{wait_until, Instance, Out, SEC};
 use std::io::{Read, Write};
@@ -12,32 +12,6 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// An instance of `app` with listeners `schemes` (TLS ones get the test CA's `localhost`
-/// certificate, `wss` also `b.test` by SNI), plus `toml`.
-fn instance(app: &str, schemes: &[&str], toml: &str) -> (Instance, Pki) {
-    let k = Instance::new(app, 1, schemes);
-    let pki = pki::make(&k.dir.join("pki"));
-    let mut cfg = String::new();
-    for s in schemes {
-        let url = format!("{s}://127.0.0.1:{}", k.port(s));
-        cfg += &match *s {
-            "wss" => format!(
-                "[[listen]]\nurl = \"{url}\"\ncert = {:?}\nkey = {:?}\n\
-                 [[listen.sni]]\nnames = [\"b.test\"]\ncert = {:?}\nkey = {:?}\n",
-                pki.cert, pki.key, pki.other_cert, pki.other_key
-            ),
-            "https" | "text+tls" | "api+tls" => format!(
-                "[[listen]]\nurl = \"{url}\"\ncert = {:?}\nkey = {:?}\n",
-                pki.cert, pki.key
-            ),
-            _ => format!("[[listen]]\nurl = \"{url}\"\n"),
-        };
-    }
-    // Tables of the file come after its keys.
-    cfg = format!("{toml}\n{cfg}");
-    (k.config(&cfg), pki)
-}
 
 /// Run `python3 -c script args...`; panics with its output unless it exits 0.
 fn python(script: &str, args: &[&str]) -> String {

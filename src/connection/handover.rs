@@ -2,7 +2,9 @@
 //! reload. The socket itself travels beside the record (SCM_RIGHTS); the record carries the
 //! rest of its state: where it is in its life, its decoder, the bytes read but not yet
 //! decoded, the bytes queued but not yet written, its counters and its deadlines (as time
-//! left, since an `Instant` means nothing to another process).
+//! left, since an `Instant` means nothing to another process), and for a TLS connection its
+//! session's keys and buffers (`tls::carry::TlsCarry`; the successor goes on with our own
+//! record layer).
 //!
 //! The records travel in a binary serde format (`protocol::record`): a field added here is a
 //! new hand-over format (`state::handover::FORMAT`), and the types stay plain (no internally
@@ -12,6 +14,9 @@ use super::{Conn, ConnState, Framing, Input, Proto};
 use crate::config::Scheme;
 use crate::protocol::text::LineCodec;
 use crate::protocol::websocket::decoder::{Decoder, DecoderState, StateError};
+use crate::tls::carry::TlsCarry;
+use crate::tls::record::RecordError;
+use crate::tls::session::TlsSession;
 use mio::net::TcpStream;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -99,6 +104,8 @@ pub struct ConnRecord {
     pub requests_served: u64,
     /// permessage-deflate as agreed.
     pub deflate: super::Deflate,
+    /// The TLS session of a connection to a TLS listener.
+    pub tls: Option<TlsCarry>,
 }
 
 /// Why a record cannot become a connection.
@@ -108,6 +115,8 @@ pub enum AdoptError {
     Decoder(StateError),
     /// The record contradicts itself (a WebSocket decoder on a text connection...).
     Inconsistent,
+    /// The TLS session's keys or buffers are not usable.
+    Tls(RecordError),
 }
 
 impl fmt::Display for AdoptError {
@@ -115,6 +124,7 @@ impl fmt::Display for AdoptError {
         match self {
             AdoptError::Decoder(e) => write!(f, "decoder state: {e}"),
             AdoptError::Inconsistent => f.write_str("record contradicts itself"),
+            AdoptError::Tls(e) => write!(f, "TLS session: {e}"),
         }
     }
 }
@@ -158,10 +168,10 @@ fn millis(d: Duration) -> u64 {
 impl Conn {
     /// Whether this connection can move to another process now: an HTTP answer the app is
     /// still preparing belongs to this process's app and stays with it, and a TLS session
-    /// cannot leave the process (rustls exports no live session): the retiring worker closes
-    /// such a client with 1012 before the hand-over.
+    /// moves only once established and on our record layer (`TlsSession::detach`); one in
+    /// its handshake is closed by the retiring worker before the hand-over.
     pub fn movable(&self) -> bool {
-        !self.input.awaiting_app() && self.tls.is_none()
+        !self.input.awaiting_app() && self.tls.as_ref().is_none_or(|t| t.movable())
     }
 
     /// Whether its record may be copied ahead of the commit, while this process still
@@ -227,6 +237,7 @@ impl Conn {
             app_connected: self.app_connected,
             requests_served: self.requests_served,
             deflate: self.deflate,
+            tls: self.tls.as_ref().and_then(|t| t.carry()),
         }
     }
 
@@ -261,6 +272,12 @@ impl Conn {
         if !consistent {
             return Err(AdoptError::Inconsistent);
         }
+        let tls = match r.tls {
+            Some(carry) => Some(Box::new(
+                TlsSession::resume(carry).map_err(AdoptError::Tls)?,
+            )),
+            None => None,
+        };
         let mut out = super::buffer::OutBuf::default();
         if !r.unsent.is_empty() {
             out.push(&r.unsent);
@@ -299,8 +316,7 @@ impl Conn {
             app_connected: r.app_connected,
             requests_served: r.requests_served,
             deflate: r.deflate,
-            // Only plain connections are handed over (see `movable`).
-            tls: None,
+            tls,
         })
     }
 }

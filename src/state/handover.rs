@@ -28,7 +28,8 @@ use std::fmt;
 /// The format this build writes and reads. Bump it whenever a record changes shape or meaning
 /// (the binary records have no field names: any added, removed or reordered field is a new
 /// shape). 2: the app's own state ([`Record::App`]). 3: records after `Begin` in postcard.
-pub(crate) const FORMAT: u32 = 3;
+/// 4: TLS connections move, with their session's keys (`ConnRecord::tls`).
+pub(crate) const FORMAT: u32 = 4;
 
 /// Environment variable that makes a worker claim another format: how a test stands in for a
 /// new binary whose records changed (documented in docs/cli.md).

@@ -38,6 +38,7 @@ fn conn(slot: u32) -> ConnRecord {
         app_connected: true,
         requests_served: 7,
         deflate: Deflate::On(9),
+        tls: None,
     }
 }
 

@@ -1,14 +1,18 @@
 //! TLS for the listeners (`wss://`, `https://`, `text+tls://`, `api+tls://`): certificates
 //! read and checked from PEM files ([`Acceptor::load`]), the per-listener rustls settings,
-//! the choice of certificate by SNI, and one connection's session ([`session::TlsSession`]).
-//! Also the client settings of kefu's own outbound TLS (webhooks, [`client`]).
+//! the choice of certificate by SNI, one connection's session ([`session::TlsSession`]), and
+//! our own record layer ([`record`]) that carries a session on after a reload's hand-over
+//! ([`carry`]). Also the client settings of kefu's own outbound TLS (webhooks, [`client`]).
 //!
 //! rustls with the `ring` provider: it builds with a C compiler alone (aws-lc-rs needs cmake
 //! or a prebuilt library), and the handshake runs inside the worker's mio loop: rustls is a
 //! state machine fed bytes, so nothing blocks and no thread is spent per connection.
 
 pub mod client;
+pub mod carry;
+pub mod record;
 pub mod session;
+mod steps;
 
 use crate::config::{SniFiles, TlsFiles};
 use rustls::crypto::CryptoProvider;
@@ -121,6 +125,10 @@ impl Acceptor {
         if http {
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
         }
+        // A reload hands established sessions to the next worker with their traffic keys
+        // (`session::TlsSession::detach`, `record.rs`); they go only over the hand-over
+        // socketpair between two workers of this master, never to a log.
+        config.enable_secret_extraction = true;
         Ok(Acceptor {
             config: Arc::new(config),
         })

@@ -7,7 +7,15 @@
 //! output lives in `out` only until the socket takes it. Everything the session holds of the
 //! peer's input is reported by [`TlsSession::recount`] so the worker counts it against
 //! `limits.max_buffered_input`, as it does plain input.
+//!
+//! Two engines protect the records: rustls from the handshake on, and, once a reload's
+//! hand-over took the keys out of rustls ([`TlsSession::detach`]), our own record layer
+//! (`record.rs`), which the successor resumes from the hand-over record
+//! ([`TlsSession::resume`]); the buffers and the worker's view are the same for both.
 
+use super::carry::{own_keys, DetachError, TlsCarry};
+use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
+use super::steps::{records_step, rustls_step, Failure, Next};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
 use std::fmt;
@@ -49,25 +57,33 @@ enum Stage {
     Announced,
     /// The peer sent close_notify: reads end (after what was decrypted before it).
     PeerClosed,
+    /// On our record layer, the peer changed its keys (a TLS 1.3 KeyUpdate) and the worker
+    /// has not been told: nothing after it can be read; we can still write (a close).
+    Rekeyed,
+    /// After `Rekeyed` was told: reads fail, writes go on until the close.
+    Unreadable,
     /// A TLS error ended the session (logged once).
     Failed,
 }
 
-/// What processing the input asked for next.
-enum Next {
-    /// Process again (a record was decrypted or handshake bytes were queued).
-    Again,
-    /// The input holds no complete record: read the socket.
-    Input,
-    /// The peer closed the session cleanly.
-    Closed,
-    /// A TLS error.
-    Fail(rustls::Error),
+/// Who protects the records.
+// The rustls variant is the one nearly every session has: boxing it would cost every
+// connection an allocation to save memory only on the rare other ones.
+#[allow(clippy::large_enum_variant)]
+enum Engine {
+    /// rustls: the handshake, then the traffic until a hand-over takes its keys.
+    Rustls(UnbufferedServerConnection),
+    /// Our record layer, with keys rustls gave up at a hand-over (boxed: only connections
+    /// taken over pay for it).
+    Records(Box<RecordLayer>),
+    /// rustls gave up its state but not usable keys (see [`TlsSession::detach`]): nothing
+    /// more can be read or sent.
+    Gone,
 }
 
 /// The TLS state of one connection.
 pub struct TlsSession {
-    conn: UnbufferedServerConnection,
+    engine: Engine,
     stage: Stage,
     /// The worker counts at least [`HANDSHAKE_RESERVE`] for this session (until it is told
     /// the handshake is done).
@@ -100,7 +116,7 @@ impl TlsSession {
     /// A server session with `config`.
     pub(super) fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsSession, rustls::Error> {
         Ok(TlsSession {
-            conn: UnbufferedServerConnection::new(config)?,
+            engine: Engine::Rustls(UnbufferedServerConnection::new(config)?),
             stage: Stage::Handshake,
             reserved: true,
             inb: Vec::new(),
@@ -110,6 +126,96 @@ impl TlsSession {
             out_at: 0,
             counted: HANDSHAKE_RESERVE,
         })
+    }
+
+    /// The session a predecessor handed over, on our record layer. Its buffers are bounded
+    /// like a live session's: the undecrypted input by [`HANDSHAKE_RESERVE`].
+    pub fn resume(carry: TlsCarry) -> Result<TlsSession, RecordError> {
+        if carry.unread.len() > HANDSHAKE_RESERVE {
+            return Err(RecordError::Oversized(carry.unread.len()));
+        }
+        let TlsCarry {
+            secrets,
+            unread,
+            plain,
+            unsent,
+        } = carry;
+        Ok(TlsSession {
+            engine: Engine::Records(Box::new(RecordLayer::new(secrets)?)),
+            stage: Stage::Announced,
+            reserved: false,
+            inb: unread,
+            inb_at: 0,
+            plain,
+            out: unsent,
+            out_at: 0,
+            counted: 0,
+        })
+    }
+
+    /// Switch an established session from rustls to our record layer, with the keys and
+    /// sequence numbers rustls gives up (a reload's hand-over, before [`Self::carry`]). What
+    /// rustls still had to send is queued first; a session already on our layer stays.
+    pub fn detach(&mut self) -> Result<(), DetachError> {
+        if !matches!(self.engine, Engine::Rustls(_)) {
+            return Ok(());
+        }
+        if self.stage != Stage::Announced {
+            return Err(DetachError::NotEstablished);
+        }
+        // rustls refuses while it holds records to send (session tickets after the handshake).
+        let _ = self.traffic(|_, _| ());
+        let Engine::Rustls(conn) = std::mem::replace(&mut self.engine, Engine::Gone) else {
+            return Ok(());
+        };
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => Version::Tls12,
+            _ => Version::Tls13,
+        };
+        let detached = conn
+            .dangerous_into_kernel_connection()
+            .map_err(DetachError::Tls)
+            .and_then(|(s, _)| {
+                let (suite, tx) = own_keys(s.tx)?;
+                let (_, rx) = own_keys(s.rx)?;
+                RecordLayer::new(TlsSecrets {
+                    version,
+                    suite,
+                    tx,
+                    rx,
+                })
+                .map_err(DetachError::Record)
+            });
+        match detached {
+            Ok(layer) => {
+                self.engine = Engine::Records(Box::new(layer));
+                Ok(())
+            }
+            Err(e) => {
+                self.stage = Stage::Failed;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the session can go to a reload's successor: established, on our record
+    /// layer.
+    pub fn movable(&self) -> bool {
+        matches!(self.engine, Engine::Records(_)) && self.stage == Stage::Announced
+    }
+
+    /// The session for a reload's successor ([`Self::resume`] takes it back); `None` unless
+    /// [`Self::movable`].
+    pub fn carry(&self) -> Option<TlsCarry> {
+        match &self.engine {
+            Engine::Records(layer) if self.stage == Stage::Announced => Some(TlsCarry {
+                secrets: layer.secrets().clone(),
+                unread: self.inb[self.inb_at..].to_vec(),
+                plain: self.plain.clone(),
+                unsent: self.out[self.out_at..].to_vec(),
+            }),
+            _ => None,
+        }
     }
 
     /// Whether the TLS handshake is still running.
@@ -146,6 +252,17 @@ impl TlsSession {
         false
     }
 
+    /// True once, the first time it is asked after the peer changed its keys on our record
+    /// layer (a TLS 1.3 KeyUpdate, which it cannot follow): the worker then closes the
+    /// connection with 1012 (we can still write), so the client reconnects.
+    pub fn take_rekeyed(&mut self) -> bool {
+        if self.stage == Stage::Rekeyed {
+            self.stage = Stage::Unreadable;
+            return true;
+        }
+        false
+    }
+
     /// Whether encrypted bytes (handshake answers, alerts, records) wait for the socket.
     pub fn wants_write(&self) -> bool {
         self.out_at < self.out.len()
@@ -153,10 +270,19 @@ impl TlsSession {
 
     /// `TLSv1_3` / `TLSv1_2` once negotiated, for `kefu connections`.
     pub fn version_name(&self) -> &'static str {
-        match self.conn.protocol_version() {
-            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-            _ => "TLS",
+        let v = match &self.engine {
+            Engine::Rustls(conn) => match conn.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => Some(Version::Tls13),
+                Some(rustls::ProtocolVersion::TLSv1_2) => Some(Version::Tls12),
+                _ => None,
+            },
+            Engine::Records(layer) => Some(layer.version()),
+            Engine::Gone => None,
+        };
+        match v {
+            Some(Version::Tls13) => "TLSv1.3",
+            Some(Version::Tls12) => "TLSv1.2",
+            None => "TLS",
         }
     }
 
@@ -164,7 +290,9 @@ impl TlsSession {
     /// [`CIPHER_SCRATCH`]): the socket is read until `buf` is full or it has nothing more, so
     /// a short count means the socket is drained (the caller's edge-triggered loop relies on
     /// that). `Ok(0)` is the end of the stream. A TLS error is logged once (debug, with
-    /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`.
+    /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`. After a
+    /// KeyUpdate on our record layer the bytes before it are returned (or `WouldBlock`) and
+    /// [`Self::take_rekeyed`] says so; later reads fail.
     pub fn read<S: Read + Write>(
         &mut self,
         sock: &mut S,
@@ -178,6 +306,7 @@ impl TlsSession {
         loop {
             match self.stage {
                 Stage::Failed => return Err(io::ErrorKind::InvalidData.into()),
+                Stage::Unreadable | Stage::Rekeyed => return discard(sock, cipher),
                 Stage::PeerClosed => return Ok(filled),
                 _ => {}
             }
@@ -191,58 +320,33 @@ impl TlsSession {
             } else {
                 &mut cipher[at..end]
             };
-            let status = self.conn.process_tls_records(input);
-            let next = match status.state {
-                Err(e) => Next::Fail(e),
-                Ok(ConnectionState::ReadTraffic(mut rt)) => {
-                    let mut next = Next::Again;
-                    while filled < buf.len() {
-                        match rt.next_record() {
-                            None => break,
-                            Some(Err(e)) => {
-                                next = Next::Fail(e);
-                                break;
-                            }
-                            Some(Ok(rec)) => {
-                                let n = rec.payload.len().min(buf.len() - filled);
-                                buf[filled..filled + n].copy_from_slice(&rec.payload[..n]);
-                                filled += n;
-                                // Only when `buf` is smaller than a record.
-                                self.plain.extend_from_slice(&rec.payload[n..]);
-                            }
-                        }
-                    }
-                    next
+            let (next, discard) = match &mut self.engine {
+                Engine::Rustls(conn) => rustls_step(
+                    conn,
+                    input,
+                    buf,
+                    &mut filled,
+                    &mut self.plain,
+                    &mut self.out,
+                ),
+                Engine::Records(layer) => {
+                    records_step(layer, input, buf, &mut filled, &mut self.plain)
                 }
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    match append(&mut self.out, 1024, |b| e.encode(b), encode_need) {
-                        Ok(_) => Next::Again,
-                        Err(e) => Next::Fail(rustls::Error::General(e.to_string())),
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    // The bytes are in `out`, which the flush sends: rustls is done with them.
-                    t.done();
-                    Next::Again
-                }
-                Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => {
-                    Next::Input
-                }
-                Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => Next::Closed,
-                // Early data is not enabled, and future states are not understood.
-                Ok(_) => Next::Fail(rustls::Error::General("unexpected TLS state".into())),
+                Engine::Gone => (Next::Fail(Failure::Record(RecordError::BadKey)), 0),
             };
             if from_inb {
-                self.inb_at += status.discard;
+                self.inb_at += discard;
                 if self.inb_at >= self.inb.len() {
                     self.inb = Vec::new();
                     self.inb_at = 0;
                 }
             } else {
-                at += status.discard;
+                at += discard;
             }
-            if self.stage == Stage::Handshake && !self.conn.is_handshaking() {
-                self.stage = Stage::Established;
+            if let Engine::Rustls(conn) = &self.engine {
+                if self.stage == Stage::Handshake && !conn.is_handshaking() {
+                    self.stage = Stage::Established;
+                }
             }
             match next {
                 Next::Again => continue,
@@ -252,10 +356,21 @@ impl TlsSession {
                     }
                     return Ok(filled);
                 }
+                Next::Rekeyed => {
+                    // What follows is under keys we cannot derive: drop it.
+                    self.stage = Stage::Rekeyed;
+                    self.inb = Vec::new();
+                    self.inb_at = 0;
+                    crate::debug!("tls {peer}: KeyUpdate on a session taken over at a reload");
+                    if filled > 0 {
+                        return Ok(filled);
+                    }
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
                 Next::Fail(e) => {
                     crate::debug!("tls {peer}: {e}");
-                    self.fail(sock);
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    self.fail(sock, e.alert());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
                 }
                 Next::Input => {}
             }
@@ -266,7 +381,7 @@ impl TlsSession {
             let room = (HANDSHAKE_RESERVE - carried.min(HANDSHAKE_RESERVE)).min(cipher.len());
             if room == 0 {
                 crate::debug!("tls {peer}: more than {HANDSHAKE_RESERVE} bytes of one message");
-                self.fail(sock);
+                self.fail(sock, 22);
                 return Err(io::ErrorKind::InvalidData.into());
             }
             let got = sock.read(&mut cipher[..room]);
@@ -325,15 +440,24 @@ impl TlsSession {
         }
     }
 
-    /// A TLS error ended the session: send the alert rustls queued if the socket takes it.
-    fn fail<S: Write>(&mut self, sock: &mut S) {
+    /// A TLS error ended the session: send the alert rustls queued (on our record layer, a
+    /// fatal alert `description`) if the socket takes it.
+    fn fail<S: Write>(&mut self, sock: &mut S, description: u8) {
         self.stage = Stage::Failed;
         self.inb = Vec::new();
         self.inb_at = 0;
-        if let Ok(ConnectionState::EncodeTlsData(mut e)) =
-            self.conn.process_tls_records(&mut []).state
-        {
-            let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
+        match &mut self.engine {
+            Engine::Rustls(conn) => {
+                if let Ok(ConnectionState::EncodeTlsData(mut e)) =
+                    conn.process_tls_records(&mut []).state
+                {
+                    let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
+                }
+            }
+            Engine::Records(layer) => {
+                let _ = layer.seal(ContentType::Alert, &[2, description], &mut self.out);
+            }
+            Engine::Gone => {}
         }
         let _ = self.push(sock);
     }
@@ -345,12 +469,15 @@ impl TlsSession {
         &mut self,
         f: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> R,
     ) -> Option<R> {
+        let Engine::Rustls(conn) = &mut self.engine else {
+            return None;
+        };
         if self.stage == Stage::Failed {
             return None;
         }
         let mut f = Some(f);
         loop {
-            let status = self.conn.process_tls_records(&mut self.inb[self.inb_at..]);
+            let status = conn.process_tls_records(&mut self.inb[self.inb_at..]);
             let mut done = None;
             let go_on = match status.state {
                 Ok(ConnectionState::ReadTraffic(mut rt)) => {
@@ -387,10 +514,22 @@ impl TlsSession {
         }
     }
 
-    /// Encrypt `data` (at most a few records) into `out`; `None` while the handshake runs.
-    fn encrypt(&mut self, data: &[u8]) -> Option<Result<(), EncryptError>> {
+    /// Encrypt `data` (at most a few records) into `out`; `None` while the handshake runs or
+    /// after the session ended.
+    fn encrypt(&mut self, data: &[u8]) -> Option<io::Result<()>> {
+        if let Engine::Records(layer) = &mut self.engine {
+            if self.stage == Stage::Failed {
+                return None;
+            }
+            return Some(
+                layer
+                    .seal_data(data, &mut self.out)
+                    .map_err(io::Error::other),
+            );
+        }
         let guess = data.len() + (data.len() / RECORD + 1) * RECORD_OVERHEAD;
         self.traffic(|wt, out| append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(drop))
+            .map(|r| r.map_err(|e| io::Error::other(e.to_string())))
     }
 
     /// A writer that encrypts into `sock` (for the connection's output queue to flush into).
@@ -420,13 +559,36 @@ impl TlsSession {
 
     /// Queue a close_notify and try to send it (best effort: the socket is shut down next).
     pub fn close_notify<S: Write>(&mut self, sock: &mut S) {
-        let _ = self.traffic(|wt, out| append(out, 64, |b| wt.queue_close_notify(b), encrypt_need));
+        if let Engine::Records(layer) = &mut self.engine {
+            if self.stage != Stage::Failed {
+                let _ = layer.seal(ContentType::Alert, &[1, 0], &mut self.out);
+            }
+        } else {
+            let _ =
+                self.traffic(|wt, out| append(out, 64, |b| wt.queue_close_notify(b), encrypt_need));
+        }
         let _ = self.push(sock);
     }
 }
 
+/// Read and drop what a client sends under keys we cannot follow, while its connection
+/// closes (as a linger does, so our close reaches it before any reset): `Ok(0)` at the end
+/// of the stream, else `WouldBlock`. A few reads per call; a client that keeps sending
+/// raises new events.
+fn discard<S: Read>(sock: &mut S, cipher: &mut [u8]) -> io::Result<usize> {
+    for _ in 0..8 {
+        match sock.read(cipher) {
+            Ok(0) => return Ok(0),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::ErrorKind::WouldBlock.into())
+}
+
 /// The size rustls asked for when a buffer was too small.
-fn encode_need(e: &EncodeError) -> Option<usize> {
+pub(super) fn encode_need(e: &EncodeError) -> Option<usize> {
     match e {
         EncodeError::InsufficientSize(s) => Some(s.required_size),
         _ => None,
@@ -442,7 +604,7 @@ fn encrypt_need(e: &EncryptError) -> Option<usize> {
 }
 
 /// Let `f` write at the end of `out` into `guess` bytes, grown to what it says it needs.
-fn append<E>(
+pub(super) fn append<E>(
     out: &mut Vec<u8>,
     guess: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
@@ -511,7 +673,7 @@ impl<S: Write> Write for TlsWriter<'_, S> {
         };
         match s.encrypt(data) {
             Some(Ok(())) => {}
-            Some(Err(e)) => return Err(io::Error::other(e.to_string())),
+            Some(Err(e)) => return Err(e),
             // The handshake is not done (its end raises the next flush), or the session
             // ended.
             None => return Err(io::ErrorKind::WouldBlock.into()),

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::TlsFiles;
+use crate::tls::carry::TlsCarry;
 use crate::tls::Acceptor;
 use std::collections::VecDeque;
 
@@ -63,6 +64,11 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 /// A server session and a client trusting its throwaway CA, handshake not started.
 fn pair(tag: &str) -> Side {
+    pair_with(tag, None)
+}
+
+/// [`pair`] with a client that offers only `suite` (and so only its protocol version).
+fn pair_with(tag: &str, suite: Option<rustls::SupportedCipherSuite>) -> Side {
     let dir = std::env::temp_dir().join(format!("kefu-session-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ec = "ec_paramgen_curve:P-256";
@@ -122,13 +128,17 @@ fn pair(tag: &str) -> Side {
     for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut provider = rustls::crypto::ring::default_provider();
+    let mut versions = vec![&rustls::version::TLS13, &rustls::version::TLS12];
+    if let Some(suite) = suite {
+        provider.cipher_suites = vec![suite];
+        versions = vec![suite.version()];
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let _ = std::fs::remove_dir_all(&dir);
     Side {
         s: acceptor.session().unwrap(),
@@ -258,4 +268,136 @@ fn garbage_gets_an_alert_and_an_error() {
     assert_eq!(x.p.output.first(), Some(&0x15), "{:?}", x.p.output);
     // Failed for good: later reads say so at once.
     assert_eq!(x.read().unwrap_err().kind(), io::ErrorKind::InvalidData);
+}
+
+/// The server's session moves to our record layer mid-stream, through the hand-over record's
+/// serde form, with a client's record half read, one whole record not yet decrypted and
+/// server output not yet written: the rustls client notices nothing, for every suite of both
+/// versions; close_notify ends the stream; a KeyUpdate is reported, not misread.
+#[test]
+fn a_session_carries_on_on_our_record_layer_for_every_suite() {
+    use rustls::crypto::ring::cipher_suite::*;
+    let suites = [
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    for (i, suite) in suites.into_iter().enumerate() {
+        let mut x = pair_with(&format!("s{i}"), Some(suite));
+        x.handshake();
+        let name = format!("{:?}", suite.suite());
+        // Traffic on rustls first, both ways.
+        x.c.writer().write_all(b"on rustls").unwrap();
+        let wire = x.client_bytes();
+        x.p.input.extend(wire);
+        let n = x.read().unwrap();
+        assert_eq!(&x.buf[..n], b"on rustls", "{name}");
+        x.s.writer(&mut x.p).write_all(b"from rustls").unwrap();
+        assert_eq!(x.deliver(), b"from rustls", "{name}");
+
+        // In flight at the switch: a whole record and half of the next from the client (the
+        // worker read them into the session), and one of ours not yet written.
+        x.c.writer().write_all(b"first").unwrap();
+        let first = x.client_bytes();
+        x.c.writer().write_all(b"second, split").unwrap();
+        let second = x.client_bytes();
+        x.p.input.extend(&first);
+        x.p.input.extend(&second[..7]);
+        let mut tiny = [0u8; 2];
+        let n = x.s.read(&mut x.p, &mut tiny, &mut x.cipher, PEER).unwrap();
+        assert_eq!(&tiny[..n], b"fi");
+        x.s.detach().unwrap();
+        x.s.writer(&mut Blocked).write_all(b"queued").ok();
+        let carry = x.s.carry().expect("movable");
+        let json = serde_json::to_string(&carry).unwrap();
+        assert!(!format!("{carry:?}").contains(&format!("{:?}", carry.secrets.tx.key)));
+        let carry: TlsCarry = serde_json::from_str(&json).unwrap();
+        x.s = TlsSession::resume(carry).unwrap();
+        assert_eq!(
+            x.s.version_name(),
+            if i < 3 { "TLSv1.3" } else { "TLSv1.2" }
+        );
+
+        // The successor goes on: the rest of the split record, then more both ways.
+        x.p.input.extend(&second[7..]);
+        let n = x.read().unwrap();
+        assert_eq!(&x.buf[..n], b"rstsecond, split" as &[u8], "{name}");
+        assert!(x.s.push(&mut x.p).unwrap());
+        let big: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+        x.s.writer(&mut x.p).write_all(&big).unwrap();
+        assert!(x.s.push(&mut x.p).unwrap());
+        let got = x.deliver();
+        assert_eq!(&got[..6], b"queued", "{name}");
+        assert_eq!(&got[6..], &big[..], "{name}");
+        // (rustls' client buffers at most 64 KiB of plaintext: in pieces.)
+        for piece in big.chunks(16_000) {
+            x.c.writer().write_all(piece).unwrap();
+            let wire = x.client_bytes();
+            x.p.input.extend(wire);
+        }
+        let mut got = Vec::new();
+        while got.len() < big.len() {
+            let n = x.read().unwrap();
+            got.extend_from_slice(&x.buf[..n]);
+        }
+        assert_eq!(got, big, "{name}");
+        // A session on our layer passes on again as it is (a second reload).
+        let again = TlsSession::resume(x.s.carry().unwrap()).unwrap();
+        x.s = again;
+
+        if i < 3 {
+            // TLS 1.3: data, then a KeyUpdate: the data comes out, then the session says so.
+            x.c.writer().write_all(b"before the update").unwrap();
+            x.c.refresh_traffic_keys().unwrap();
+            x.c.writer().write_all(b"after").unwrap();
+            let wire = x.client_bytes();
+            x.p.input.extend(wire);
+            let n = x.read().unwrap();
+            assert_eq!(&x.buf[..n], b"before the update", "{name}");
+            assert!(x.s.take_rekeyed(), "{name}");
+            assert!(!x.s.take_rekeyed());
+            // We can still write (the worker's close), the client reads it.
+            x.s.writer(&mut x.p).write_all(b"bye").unwrap();
+            assert_eq!(x.deliver(), b"bye", "{name}");
+        } else {
+            x.c.send_close_notify();
+            let wire = x.client_bytes();
+            x.p.input.extend(wire);
+            assert_eq!(x.read().unwrap(), 0, "{name}");
+        }
+    }
+}
+
+/// On our record layer a tampered record gets a bad_record_mac alert and an error.
+#[test]
+fn a_bad_record_on_our_layer_gets_an_alert() {
+    let mut x = pair("bad");
+    x.handshake();
+    x.s.detach().unwrap();
+    x.c.writer().write_all(b"hello").unwrap();
+    let mut wire = x.client_bytes();
+    let last = wire.len() - 1;
+    wire[last] ^= 0x40;
+    x.p.input.extend(wire);
+    assert_eq!(x.read().unwrap_err().kind(), io::ErrorKind::InvalidData);
+    // The alert is a record of our layer: the client decrypts it as bad_record_mac.
+    let out = std::mem::take(&mut x.p.output);
+    x.c.read_tls(&mut &out[..]).unwrap();
+    let e = x.c.process_new_packets().unwrap_err();
+    assert!(format!("{e}").contains("BadRecordMac"), "{e}");
+}
+
+/// A socket that takes nothing.
+struct Blocked;
+
+impl Write for Blocked {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }

@@ -294,10 +294,15 @@ pub(super) fn install(
         // Counted like an accepted connection; over the cap or not, it is already here.
         let _ = b.peers.admit(c.remote.ip());
         b.buffered_input += c.in_buf.capacity();
+        if let Some(t) = &mut c.tls {
+            // What the session brought (a partial record, decrypted bytes) counts as it
+            // did in the predecessor.
+            b.buffered_input += t.recount().1;
+        }
         if c.app_connected {
             connected.push(id);
         }
-        if !c.out.is_empty() {
+        if c.has_output() {
             c.in_dirty = true;
             b.core.dirty.push(slot);
         }

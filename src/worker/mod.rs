@@ -582,9 +582,11 @@ impl Worker {
         };
         let started = Instant::now();
         let (began, sched) = self.handover_started.take().unwrap_or((started, None));
-        // A connection that cannot move (its state lives in this process only, as a TLS
-        // session does) is closed with 1012 first, so its departure goes out on the bus
-        // links before they move.
+        // Established TLS sessions switch to our record layer so their keys can move (they
+        // were not copied ahead: the keys leave rustls once, here); a connection that still
+        // cannot move (a TLS handshake under way) is closed first, so its departure goes out
+        // on the bus links before they move.
+        tls::detach_all(&mut self.base);
         close::unmovable(&mut self.base);
         match h.commit(&mut self.base) {
             Ok((conns, links)) => {

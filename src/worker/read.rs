@@ -110,6 +110,7 @@ impl Reader {
             let got = c.read_in(&mut b.scratch, &mut b.tls_scratch);
             if let Some(t) = &mut c.tls {
                 let established = t.take_established();
+                let rekeyed = t.take_rekeyed();
                 if (t.wants_write() || (established && !c.out.is_empty())) && !c.in_dirty {
                     // Handshake answers and alerts go out with this turn's flush, and so does
                     // output queued while the handshake ran.
@@ -122,6 +123,9 @@ impl Reader {
                 b.buffered_input = b.buffered_input.saturating_sub(was) + now;
                 if established {
                     super::tls::established(b, id);
+                }
+                if rekeyed {
+                    super::tls::rekeyed(b, id);
                 }
                 if now > was && b.buffered_input > b.core.limits.max_buffered_input {
                     over_budget(b, id);

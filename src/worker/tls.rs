@@ -1,10 +1,14 @@
 //! The worker's side of TLS: a listener's settings loaded at start, a new connection's
-//! session and the input it may make rustls hold, and the end of a handshake.
+//! session and the input it may make rustls hold, the end of a handshake, and at a reload
+//! the switch of established sessions to our record layer (whose keys can move) and the
+//! close of one whose client changed keys after it moved.
 
 use super::{close, input, Base};
 use crate::config::{ListenSpec, Scheme};
 use crate::connection::{ConnState, Framing};
 use crate::gateway::client_id::ConnId;
+use crate::protocol::websocket::close as ws_close;
+use crate::state::CloseHow;
 use crate::tls::session::TlsSession;
 use crate::tls::Acceptor;
 
@@ -62,4 +66,40 @@ pub(super) fn established(b: &mut Base, id: ConnId) {
         b.core.arm_conn_timer(id.index(), now + idle);
     }
     input::connected(&mut b.core, b.app.as_mut(), id);
+}
+
+/// Before a hand-over: every established TLS session gives its keys up to our record layer
+/// (`TlsSession::detach`), so it can move with its connection. One that cannot is left to
+/// `close::unmovable` (closed with 1012), and so is a session still in its handshake: a
+/// client that has not finished it gets no answer it could take for a working connection,
+/// and reconnects (its handshake has at most a few round trips left to redo).
+pub(super) fn detach_all(b: &mut Base) {
+    for (_, c) in b.core.conns.iter_mut() {
+        let Some(t) = &mut c.tls else {
+            continue;
+        };
+        if t.handshaking() {
+            continue;
+        }
+        if let Err(e) = t.detach() {
+            crate::debug!("tls {}: stays with the retiring worker: {e}", c.remote);
+        }
+    }
+}
+
+/// The client of `id` changed its TLS keys (a TLS 1.3 KeyUpdate) on a session taken over at
+/// a reload, which our record layer cannot follow: what it sent before was read; the
+/// connection closes with 1012 (we can still write), so the client reconnects as after a
+/// restart.
+pub(super) fn rekeyed(b: &mut Base, id: ConnId) {
+    if let Some(c) = b.core.get(id) {
+        crate::info!(
+            "worker {}: {} sent a TLS KeyUpdate after its connection was handed over at a \
+             reload; our record layer cannot derive the next key, closing it with 1012",
+            b.core.worker_id,
+            c.remote
+        );
+    }
+    b.core
+        .request_close(id, CloseHow::Graceful(ws_close::SERVICE_RESTART));
 }

@@ -2,6 +2,7 @@
 //! test time: a CA, a server certificate for `localhost` / 127.0.0.1 and one for `b.test`
 //! (SNI), each chain file holding the leaf then the CA.
 
+use super::Instance;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -121,4 +122,30 @@ pub fn make(dir: &Path) -> Pki {
         other_cert,
         other_key,
     }
+}
+
+/// An instance of `app` with listeners `schemes` (TLS ones get the test CA's `localhost`
+/// certificate, `wss` also `b.test` by SNI), plus `toml`.
+pub fn instance(app: &str, schemes: &[&str], toml: &str) -> (Instance, Pki) {
+    let k = Instance::new(app, 1, schemes);
+    let pki = make(&k.dir.join("pki"));
+    let mut cfg = String::new();
+    for s in schemes {
+        let url = format!("{s}://127.0.0.1:{}", k.port(s));
+        cfg += &match *s {
+            "wss" => format!(
+                "[[listen]]\nurl = \"{url}\"\ncert = {:?}\nkey = {:?}\n\
+                 [[listen.sni]]\nnames = [\"b.test\"]\ncert = {:?}\nkey = {:?}\n",
+                pki.cert, pki.key, pki.other_cert, pki.other_key
+            ),
+            "https" | "text+tls" | "api+tls" => format!(
+                "[[listen]]\nurl = \"{url}\"\ncert = {:?}\nkey = {:?}\n",
+                pki.cert, pki.key
+            ),
+            _ => format!("[[listen]]\nurl = \"{url}\"\n"),
+        };
+    }
+    // Tables of the file come after its keys.
+    cfg = format!("{toml}\n{cfg}");
+    (k.config(&cfg), pki)
 }
