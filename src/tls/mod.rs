@@ -8,8 +8,8 @@
 //! or a prebuilt library), and the handshake runs inside the worker's mio loop: rustls is a
 //! state machine fed bytes, so nothing blocks and no thread is spent per connection.
 
-pub mod client;
 pub mod carry;
+pub mod client;
 pub mod record;
 pub mod session;
 mod steps;
