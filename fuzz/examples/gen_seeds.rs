@@ -639,6 +639,7 @@ fn handover_state() -> Seeds {
         app_connected: true,
         requests_served: 0,
         deflate: Deflate::Off,
+        tls: None,
     };
     let mut text = record.clone();
     text.proto = ProtoRecord::Text;
