@@ -48,7 +48,13 @@ impl Jobs {
             loop {
                 match store::open_target(store::Target::of(cfg, data_dir)) {
                     Ok(c) => return Ok(c),
-                    Err(e) if tries >= 100 => return Err(format!("store: {e}")),
+                    Err(e) if tries >= 100 => {
+                        // Name where it looked (never the database URL: it may hold a password).
+                        return Err(match cfg.database {
+                            Some(_) => format!("store (PostgreSQL): {e}"),
+                            None => format!("store (data dir {}): {e}", data_dir.display()),
+                        });
+                    }
                     Err(_) => {
                         tries += 1;
                         std::thread::sleep(std::time::Duration::from_millis(50));
