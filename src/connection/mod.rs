@@ -9,7 +9,7 @@ pub mod handover;
 use crate::config::Scheme;
 use crate::protocol::text::LineCodec;
 use crate::protocol::websocket::decoder::Decoder;
-use crate::tls::session::TlsSession;
+use crate::tls::session::{Got, TlsSession};
 use buffer::{Flush, OutBuf};
 use mio::net::TcpStream;
 use std::io::{self, Read};
@@ -225,11 +225,12 @@ impl Conn {
         }
     }
 
-    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket; over TLS the
-    /// ciphertext goes through `cipher` and a short count also means the socket is drained.
-    pub fn read_in(&mut self, buf: &mut [u8], cipher: &mut [u8]) -> io::Result<usize> {
+    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket ([`Got::Bytes`]);
+    /// over TLS the ciphertext goes through `cipher`, a short count also means the socket is
+    /// drained, and a read may stop early (see [`TlsSession::read`]).
+    pub fn read_in(&mut self, buf: &mut [u8], cipher: &mut [u8]) -> io::Result<Got> {
         match &mut self.tls {
-            None => self.stream.read(buf),
+            None => self.stream.read(buf).map(Got::Bytes),
             Some(t) => t.read(&mut self.stream, buf, cipher, self.remote),
         }
     }

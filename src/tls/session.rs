@@ -15,7 +15,8 @@
 
 use super::carry::{own_keys, DetachError, TlsCarry};
 use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
-use super::steps::{records_step, rustls_step, Failure, Next};
+pub use super::steps::Got;
+use super::steps::{discard, records_step, rustls_step, Failure, Next, Step, DATALESS_RECORDS};
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
 use std::fmt;
@@ -288,8 +289,10 @@ impl TlsSession {
 
     /// Read decrypted bytes into `buf`, ciphertext going through `cipher` (the worker's
     /// [`CIPHER_SCRATCH`]): the socket is read until `buf` is full or it has nothing more, so
-    /// a short count means the socket is drained (the caller's edge-triggered loop relies on
-    /// that). `Ok(0)` is the end of the stream. A TLS error is logged once (debug, with
+    /// a short [`Got::Bytes`] means the socket is drained (the caller's edge-triggered loop
+    /// relies on that) and `Bytes(0)` is the end of the stream. At most about one and a half
+    /// `buf` of ciphertext and [`DATALESS_RECORDS`] records without data are worked through
+    /// per call, whatever they decrypt to ([`Got::Spent`]). A TLS error is logged once (debug, with
     /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`. After a
     /// KeyUpdate on our record layer the bytes before it are returned (or `WouldBlock`) and
     /// [`Self::take_rekeyed`] says so; later reads fail.
@@ -299,20 +302,29 @@ impl TlsSession {
         buf: &mut [u8],
         cipher: &mut [u8],
         peer: SocketAddr,
-    ) -> io::Result<usize> {
+    ) -> io::Result<Got> {
         let mut filled = self.take_plain(buf);
+        // Records without data decrypt to nothing: the bound is on what is read, not on what
+        // it gives, and on those records (they may cost far more than their size).
+        let budget = buf.len() + buf.len() / 2;
+        let (mut taken, mut dataless) = (0, 0);
         // Fresh ciphertext in `cipher[at..end]`, used while `inb` is empty (no copy).
         let (mut at, mut end) = (0, 0);
         loop {
             match self.stage {
                 Stage::Failed => return Err(io::ErrorKind::InvalidData.into()),
                 Stage::Unreadable | Stage::Rekeyed => return discard(sock, cipher),
-                Stage::PeerClosed => return Ok(filled),
+                Stage::PeerClosed => return Ok(Got::Bytes(filled)),
                 _ => {}
             }
             if filled == buf.len() {
                 self.keep(&cipher[at..end]);
-                return Ok(filled);
+                return Ok(Got::Bytes(filled));
+            }
+            if dataless >= DATALESS_RECORDS {
+                self.keep(&cipher[at..end]);
+                self.trim();
+                return Ok(Got::Spent(filled));
             }
             let from_inb = self.inb_at < self.inb.len();
             let input: &mut [u8] = if from_inb {
@@ -320,7 +332,7 @@ impl TlsSession {
             } else {
                 &mut cipher[at..end]
             };
-            let (next, discard) = match &mut self.engine {
+            let step = match &mut self.engine {
                 Engine::Rustls(conn) => rustls_step(
                     conn,
                     input,
@@ -328,20 +340,31 @@ impl TlsSession {
                     &mut filled,
                     &mut self.plain,
                     &mut self.out,
+                    DATALESS_RECORDS - dataless,
                 ),
                 Engine::Records(layer) => {
                     records_step(layer, input, buf, &mut filled, &mut self.plain)
                 }
-                Engine::Gone => (Next::Fail(Failure::Record(RecordError::BadKey)), 0),
+                Engine::Gone => Step {
+                    next: Next::Fail(Failure::Record(RecordError::BadKey)),
+                    used: 0,
+                    dataless: 0,
+                },
             };
+            let Step {
+                next,
+                used,
+                dataless: none,
+            } = step;
+            dataless += none;
             if from_inb {
-                self.inb_at += discard;
+                self.inb_at += used;
                 if self.inb_at >= self.inb.len() {
                     self.inb = Vec::new();
                     self.inb_at = 0;
                 }
             } else {
-                at += discard;
+                at += used;
             }
             if let Engine::Rustls(conn) = &self.engine {
                 if self.stage == Stage::Handshake && !conn.is_handshaking() {
@@ -354,7 +377,7 @@ impl TlsSession {
                     if self.stage != Stage::Failed {
                         self.stage = Stage::PeerClosed;
                     }
-                    return Ok(filled);
+                    return Ok(Got::Bytes(filled));
                 }
                 Next::Rekeyed => {
                     // What follows is under keys we cannot derive: drop it.
@@ -363,7 +386,7 @@ impl TlsSession {
                     self.inb_at = 0;
                     crate::debug!("tls {peer}: KeyUpdate on a session taken over at a reload");
                     if filled > 0 {
-                        return Ok(filled);
+                        return Ok(Got::Bytes(filled));
                     }
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
@@ -377,6 +400,10 @@ impl TlsSession {
             // No complete record in hand: what is left moves to `inb`, then the socket.
             self.keep(&cipher[at..end]);
             (at, end) = (0, 0);
+            if taken >= budget {
+                self.trim();
+                return Ok(Got::Spent(filled));
+            }
             let carried = self.inb.len() - self.inb_at;
             let room = (HANDSHAKE_RESERVE - carried.min(HANDSHAKE_RESERVE)).min(cipher.len());
             if room == 0 {
@@ -385,13 +412,16 @@ impl TlsSession {
                 return Err(io::ErrorKind::InvalidData.into());
             }
             let got = sock.read(&mut cipher[..room]);
+            if let Ok(n) = got {
+                taken += n;
+            }
             match got {
-                Ok(0) => return Ok(filled),
+                Ok(0) => return Ok(Got::Bytes(filled)),
                 Ok(n) if carried > 0 => self.keep(&cipher[..n]),
                 Ok(n) => end = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => {
                     self.trim();
-                    return Ok(filled);
+                    return Ok(Got::Bytes(filled));
                 }
                 Err(e) => {
                     self.trim();
@@ -569,22 +599,6 @@ impl TlsSession {
         }
         let _ = self.push(sock);
     }
-}
-
-/// Read and drop what a client sends under keys we cannot follow, while its connection
-/// closes (as a linger does, so our close reaches it before any reset): `Ok(0)` at the end
-/// of the stream, else `WouldBlock`. A few reads per call; a client that keeps sending
-/// raises new events.
-fn discard<S: Read>(sock: &mut S, cipher: &mut [u8]) -> io::Result<usize> {
-    for _ in 0..8 {
-        match sock.read(cipher) {
-            Ok(0) => return Ok(0),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::ErrorKind::WouldBlock.into())
 }
 
 /// The size rustls asked for when a buffer was too small.
