@@ -3,8 +3,9 @@
 //!
 //! The unbuffered API leaves every buffer to us, so an idle connection holds none: ciphertext
 //! is read into the worker's shared TLS scratch and decrypted from there; only what is left of
-//! a partial record moves into the session's own `inb` (freed once consumed), and encrypted
-//! output lives in `out` only until the socket takes it. Everything the session holds of the
+//! a partial record moves into the session's own `inb` (freed once consumed). Records are made
+//! in that scratch too and written from there (`writer.rs`); only what the socket does not
+//! take moves to `out`, freed once written. Everything the session holds of the
 //! peer's input is reported by [`TlsSession::recount`] so the worker counts it against
 //! `limits.max_buffered_input`, as it does plain input.
 //!
@@ -15,26 +16,17 @@
 
 use super::carry::{own_keys, DetachError, TlsCarry};
 use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
+pub use super::scratch::Scratch;
+use super::scratch::{append, encode_need, encrypt_need, RECORD, RECORD_OVERHEAD};
 pub use super::steps::Got;
 use super::steps::{discard, records_step, rustls_step, Failure, Next, Step, DATALESS_RECORDS};
+pub use super::writer::TlsWriter;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
+use rustls::unbuffered::{ConnectionState, EncryptError, WriteTraffic};
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Most bytes of encrypted output a session holds for its socket (a few records): beyond it
-/// the plaintext waits in the connection's own output queue, counted against
-/// `max_send_buffer`.
-const OUT_LIMIT: usize = 32 * 1024;
-
-/// Largest TLS plaintext fragment: one record's worth of output is encrypted at a time.
-const RECORD: usize = 16 * 1024;
-
-/// Bytes of record overhead allowed per record when sizing an encryption (header, nonce,
-/// tag and content type together are under 40 bytes for every suite rustls offers).
-const RECORD_OVERHEAD: usize = 64;
 
 /// Bytes of undecrypted input a session may hold: a handshake message of up to 64 KiB being
 /// joined, plus the record read after it. Until the worker is told the handshake is done it
@@ -42,10 +34,6 @@ const RECORD_OVERHEAD: usize = 64;
 /// it counts what the session really holds (a partial record while it arrives, nothing when
 /// idle). More than this is an error, like rustls' own bound in its buffered API.
 pub const HANDSHAKE_RESERVE: usize = 0xffff + 16 * 1024 + 2048 + 5;
-
-/// The worker's buffer for ciphertext fresh from a socket (one per worker, see
-/// [`TlsSession::read`]).
-pub const CIPHER_SCRATCH: usize = 32 * 1024;
 
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -269,6 +257,11 @@ impl TlsSession {
         self.out_at < self.out.len()
     }
 
+    /// How many encrypted bytes wait for the socket.
+    pub(super) fn waiting(&self) -> usize {
+        self.out.len() - self.out_at
+    }
+
     /// `TLSv1_3` / `TLSv1_2` once negotiated, for `kefu connections`.
     pub fn version_name(&self) -> &'static str {
         let v = match &self.engine {
@@ -287,8 +280,8 @@ impl TlsSession {
         }
     }
 
-    /// Read decrypted bytes into `buf`, ciphertext going through `cipher` (the worker's
-    /// [`CIPHER_SCRATCH`]): the socket is read until `buf` is full or it has nothing more, so
+    /// Read decrypted bytes into `buf`, ciphertext going through the worker's `scratch`: the
+    /// socket is read until `buf` is full or it has nothing more, so
     /// a short [`Got::Bytes`] means the socket is drained (the caller's edge-triggered loop
     /// relies on that) and `Bytes(0)` is the end of the stream. At most about one and a half
     /// `buf` of ciphertext and [`DATALESS_RECORDS`] records without data are worked through
@@ -300,9 +293,10 @@ impl TlsSession {
         &mut self,
         sock: &mut S,
         buf: &mut [u8],
-        cipher: &mut [u8],
+        scratch: &mut Scratch,
         peer: SocketAddr,
     ) -> io::Result<Got> {
+        let cipher = &mut scratch.cipher[..];
         let mut filled = self.take_plain(buf);
         // Records without data decrypt to nothing: the bound is on what is read, not on what
         // it gives, and on those records (they may cost far more than their size).
@@ -544,30 +538,69 @@ impl TlsSession {
         }
     }
 
-    /// Encrypt `data` (at most a few records) into `out`; `None` while the handshake runs or
-    /// after the session ended.
-    fn encrypt(&mut self, data: &[u8]) -> Option<io::Result<()>> {
+    /// Encrypt `data` (at most two records) into the worker's scratch (`cipher`, or `sealed`
+    /// on our record layer): the records made there, or none when rustls put them in `out`
+    /// (records it queued before, a key update's, left no room); `None` while the handshake
+    /// runs or after the session ended.
+    pub(super) fn encrypt<'s>(
+        &mut self,
+        data: &[u8],
+        cipher: &'s mut [u8],
+        sealed: &'s mut Vec<u8>,
+    ) -> Option<io::Result<&'s [u8]>> {
         if let Engine::Records(layer) = &mut self.engine {
             if self.stage == Stage::Failed {
                 return None;
             }
-            return Some(
-                layer
-                    .seal_data(data, &mut self.out)
-                    .map_err(io::Error::other),
-            );
+            sealed.clear();
+            return Some(match layer.seal_data(data, sealed) {
+                Ok(()) => Ok(sealed),
+                Err(e) => Err(io::Error::other(e)),
+            });
         }
-        let guess = data.len() + (data.len() / RECORD + 1) * RECORD_OVERHEAD;
-        self.traffic(|wt, out| append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(drop))
-            .map(|r| r.map_err(|e| io::Error::other(e.to_string())))
+        let made = self.traffic(|wt, out| match wt.encrypt(data, cipher) {
+            Ok(n) => Ok(Some(n)),
+            Err(EncryptError::InsufficientSize(_)) => {
+                let guess = data.len() + (data.len() / RECORD + 2) * RECORD_OVERHEAD;
+                append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(|_| None)
+            }
+            Err(e) => Err(e),
+        })?;
+        let cipher: &'s [u8] = cipher;
+        Some(match made {
+            Ok(Some(n)) => Ok(&cipher[..n]),
+            Ok(None) => Ok(&[]),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        })
     }
 
-    /// A writer that encrypts into `sock` (for the connection's output queue to flush into).
-    pub fn writer<'a, S: Write>(&'a mut self, sock: &'a mut S) -> TlsWriter<'a, S> {
-        TlsWriter {
-            session: self,
-            sock,
+    /// A writer that encrypts into `sock` through the worker's `scratch` (for the
+    /// connection's output queue to flush into).
+    pub fn writer<'a, S: Write>(
+        &'a mut self,
+        sock: &'a mut S,
+        scratch: &'a mut Scratch,
+    ) -> TlsWriter<'a, S> {
+        TlsWriter::new(self, sock, scratch)
+    }
+
+    /// Write `records` (made in the worker's scratch) after the encrypted bytes still
+    /// waiting; what the socket does not take waits in `out`, the only copy on this path.
+    pub(super) fn send<S: Write>(&mut self, sock: &mut S, records: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        if !self.wants_write() || self.push(sock)? {
+            while at < records.len() {
+                match sock.write(&records[at..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        self.out.extend_from_slice(&records[at..]);
+        Ok(())
     }
 
     /// Write queued encrypted bytes: `Ok(true)` when none are left (and the buffer is
@@ -598,108 +631,6 @@ impl TlsSession {
                 self.traffic(|wt, out| append(out, 64, |b| wt.queue_close_notify(b), encrypt_need));
         }
         let _ = self.push(sock);
-    }
-}
-
-/// The size rustls asked for when a buffer was too small.
-pub(super) fn encode_need(e: &EncodeError) -> Option<usize> {
-    match e {
-        EncodeError::InsufficientSize(s) => Some(s.required_size),
-        _ => None,
-    }
-}
-
-/// The size rustls asked for when a buffer was too small.
-fn encrypt_need(e: &EncryptError) -> Option<usize> {
-    match e {
-        EncryptError::InsufficientSize(s) => Some(s.required_size),
-        _ => None,
-    }
-}
-
-/// Let `f` write at the end of `out` into `guess` bytes, grown to what it says it needs.
-pub(super) fn append<E>(
-    out: &mut Vec<u8>,
-    guess: usize,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
-    need: fn(&E) -> Option<usize>,
-) -> Result<usize, E> {
-    let start = out.len();
-    let mut size = guess;
-    loop {
-        out.resize(start + size, 0);
-        match f(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(n);
-            }
-            Err(e) => match need(&e) {
-                Some(n) if n > size => size = n,
-                _ => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            },
-        }
-    }
-}
-
-/// Plaintext in, records out to the socket. A write encrypts up to a record or two (after
-/// pushing earlier records out when [`OUT_LIMIT`] is reached) and fails with `WouldBlock`
-/// only when the socket is full and the session's output too, or the handshake is not done,
-/// so the caller keeps the rest in its own queue.
-#[derive(Debug)]
-pub struct TlsWriter<'a, S> {
-    session: &'a mut TlsSession,
-    sock: &'a mut S,
-}
-
-impl<S: Write> Write for TlsWriter<'_, S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
-            return Ok(0);
-        };
-        let s = &mut *self.session;
-        if s.out.len() - s.out_at >= OUT_LIMIT && !s.push(self.sock)? {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let bufs = &bufs[first..];
-        // Small pieces are joined into one record; a large one is encrypted where it lies.
-        let joined: Vec<u8>;
-        let data: &[u8] = if bufs.len() == 1 || bufs[0].len() >= RECORD {
-            &bufs[0][..bufs[0].len().min(2 * RECORD)]
-        } else {
-            let total: usize = bufs.iter().map(|b| b.len()).sum();
-            let mut j = Vec::with_capacity(total.min(RECORD));
-            for b in bufs {
-                let n = b.len().min(RECORD - j.len());
-                j.extend_from_slice(&b[..n]);
-                if j.len() == RECORD {
-                    break;
-                }
-            }
-            joined = j;
-            &joined
-        };
-        match s.encrypt(data) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(e),
-            // The handshake is not done (its end raises the next flush), or the session
-            // ended.
-            None => return Err(io::ErrorKind::WouldBlock.into()),
-        }
-        // Records out now where the socket takes them; the rest goes with the next write or
-        // the caller's final push.
-        s.push(self.sock)?;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

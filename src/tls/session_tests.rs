@@ -53,7 +53,7 @@ struct Side {
     c: rustls::ClientConnection,
     p: Pipe,
     buf: Vec<u8>,
-    cipher: Vec<u8>,
+    scratch: Scratch,
 }
 
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
@@ -156,7 +156,7 @@ fn pair_with(tag: &str, suite: Option<rustls::SupportedCipherSuite>) -> Side {
         c: rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap(),
         p: Pipe::default(),
         buf: vec![0; 64 * 1024],
-        cipher: vec![0; CIPHER_SCRATCH],
+        scratch: Scratch::new(),
     }
 }
 
@@ -185,7 +185,7 @@ impl Side {
 
     fn read(&mut self) -> io::Result<usize> {
         let buf = &mut self.buf[..];
-        read_small(&mut self.s, &mut self.p, buf, &mut self.cipher)
+        read_small(&mut self.s, &mut self.p, buf, &mut self.scratch)
     }
 
     fn handshake(&mut self) {
@@ -247,7 +247,9 @@ fn both_directions_partial_records_counted_and_nothing_held_when_idle() {
 
     // Server to client: 100 000 bytes through the writer, in records of at most 16 KiB.
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-    x.s.writer(&mut x.p).write_all(&big).unwrap();
+    x.s.writer(&mut x.p, &mut x.scratch)
+        .write_all(&big)
+        .unwrap();
     assert!(x.s.push(&mut x.p).unwrap());
     assert_eq!(x.deliver(), big);
     assert!(!x.s.wants_write());
@@ -259,7 +261,7 @@ fn both_directions_partial_records_counted_and_nothing_held_when_idle() {
     let mut got = Vec::new();
     let mut small = vec![0u8; 1000];
     while got.len() < msg.len() {
-        let n = read_small(&mut x.s, &mut x.p, &mut small, &mut x.cipher).unwrap();
+        let n = read_small(&mut x.s, &mut x.p, &mut small, &mut x.scratch).unwrap();
         got.extend_from_slice(&small[..n]);
     }
     assert_eq!(got, msg);
@@ -306,7 +308,9 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         x.p.input.extend(wire);
         let n = x.read().unwrap();
         assert_eq!(&x.buf[..n], b"on rustls", "{name}");
-        x.s.writer(&mut x.p).write_all(b"from rustls").unwrap();
+        x.s.writer(&mut x.p, &mut x.scratch)
+            .write_all(b"from rustls")
+            .unwrap();
         assert_eq!(x.deliver(), b"from rustls", "{name}");
 
         // In flight at the switch: a whole record and half of the next from the client (the
@@ -318,10 +322,12 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         x.p.input.extend(&first);
         x.p.input.extend(&second[..7]);
         let mut tiny = [0u8; 2];
-        let n = read_small(&mut x.s, &mut x.p, &mut tiny, &mut x.cipher).unwrap();
+        let n = read_small(&mut x.s, &mut x.p, &mut tiny, &mut x.scratch).unwrap();
         assert_eq!(&tiny[..n], b"fi");
         x.s.detach().unwrap();
-        x.s.writer(&mut Blocked).write_all(b"queued").ok();
+        x.s.writer(&mut Blocked, &mut x.scratch)
+            .write_all(b"queued")
+            .ok();
         let carry = x.s.carry().expect("movable");
         let json = serde_json::to_string(&carry).unwrap();
         assert!(!format!("{carry:?}").contains(&format!("{:?}", carry.secrets.tx.key)));
@@ -338,7 +344,9 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         assert_eq!(&x.buf[..n], b"rstsecond, split" as &[u8], "{name}");
         assert!(x.s.push(&mut x.p).unwrap());
         let big: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
-        x.s.writer(&mut x.p).write_all(&big).unwrap();
+        x.s.writer(&mut x.p, &mut x.scratch)
+            .write_all(&big)
+            .unwrap();
         assert!(x.s.push(&mut x.p).unwrap());
         let got = x.deliver();
         assert_eq!(&got[..6], b"queued", "{name}");
@@ -371,7 +379,9 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
             assert!(x.s.take_rekeyed(), "{name}");
             assert!(!x.s.take_rekeyed());
             // We can still write (the worker's close), the client reads it.
-            x.s.writer(&mut x.p).write_all(b"bye").unwrap();
+            x.s.writer(&mut x.p, &mut x.scratch)
+                .write_all(b"bye")
+                .unwrap();
             assert_eq!(x.deliver(), b"bye", "{name}");
         } else {
             x.c.send_close_notify();
@@ -402,7 +412,12 @@ fn a_bad_record_on_our_layer_gets_an_alert() {
 }
 
 /// One read of `s` into `buf` that must not stop at its budget.
-fn read_small(s: &mut TlsSession, p: &mut Pipe, buf: &mut [u8], c: &mut [u8]) -> io::Result<usize> {
+fn read_small(
+    s: &mut TlsSession,
+    p: &mut Pipe,
+    buf: &mut [u8],
+    c: &mut Scratch,
+) -> io::Result<usize> {
     match s.read(p, buf, c, PEER)? {
         Got::Bytes(n) => Ok(n),
         other => panic!("stopped early: {other:?}"),
@@ -460,11 +475,11 @@ impl Forger {
 /// the budget of ciphertext, and the data comes out whole. Returns the data and how many reads
 /// stopped at the budget.
 fn read_all_bounded(x: &mut Side) -> (Vec<u8>, usize) {
-    let bound = x.buf.len() * 3 / 2 + CIPHER_SCRATCH;
+    let bound = x.buf.len() * 3 / 2 + crate::tls::scratch::CIPHER_SCRATCH;
     let (mut data, mut spent) = (Vec::new(), 0);
     for _ in 0..100_000 {
         let before = x.p.input.len();
-        let got = x.s.read(&mut x.p, &mut x.buf, &mut x.cipher, PEER);
+        let got = x.s.read(&mut x.p, &mut x.buf, &mut x.scratch, PEER);
         let took = before - x.p.input.len();
         assert!(took <= bound, "one read took {took} bytes: {got:?}");
         match got {
@@ -515,7 +530,7 @@ fn records_without_data_spend_the_read_budget() {
             "{spent} (detached: {detached})"
         );
         assert!(
-            spent >= wire / (x.buf.len() * 3 / 2 + CIPHER_SCRATCH),
+            spent >= wire / (x.buf.len() * 3 / 2 + crate::tls::scratch::CIPHER_SCRATCH),
             "{spent}"
         );
     }
@@ -543,6 +558,42 @@ fn a_key_update_flood_is_read_in_bounded_slices_and_piles_up_nothing() {
     assert_eq!(data, vec![b'k'; rounds]);
     assert!(spent + 1 >= rounds, "{spent}");
     assert!(!x.s.wants_write(), "{:?}", x.s);
+}
+
+/// A socket that takes part of the records: the rest waits in the session (copied out of the
+/// worker's scratch, which the next connection reuses) and leaves in order, on both engines.
+#[test]
+fn what_the_socket_does_not_take_waits_in_order() {
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
+    for (i, detached) in [false, true].into_iter().enumerate() {
+        let mut x = pair(&format!("w{i}"));
+        x.handshake();
+        if detached {
+            x.s.detach().unwrap();
+        }
+        x.p.room = Some(5_000);
+        let mut sent = 0;
+        let mut w = x.s.writer(&mut x.p, &mut x.scratch);
+        loop {
+            match w.write(&big[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(sent > 5_000 && sent < big.len(), "{sent}");
+        assert!(x.s.wants_write());
+        // Another connection's records go through the same scratch meanwhile.
+        let mut y = pair(&format!("y{i}"));
+        y.handshake();
+        y.s.writer(&mut y.p, &mut x.scratch)
+            .write_all(b"other")
+            .unwrap();
+        assert_eq!(y.deliver(), b"other");
+        x.p.room = None;
+        assert!(x.s.push(&mut x.p).unwrap());
+        assert_eq!(x.deliver(), &big[..sent], "detached: {detached}");
+    }
 }
 
 /// A socket that takes nothing.

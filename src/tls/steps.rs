@@ -150,7 +150,7 @@ pub(super) fn rustls_step(
             next
         }
         Ok(ConnectionState::EncodeTlsData(mut e)) => {
-            match super::session::append(out, 1024, |b| e.encode(b), super::session::encode_need) {
+            match super::scratch::append(out, 1024, |b| e.encode(b), super::scratch::encode_need) {
                 Ok(_) => Next::Again,
                 Err(e) => Next::Fail(Failure::Tls(rustls::Error::General(e.to_string()))),
             }
