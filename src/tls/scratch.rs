@@ -17,7 +17,7 @@ pub(super) const CIPHER_SCRATCH: usize = 2 * RECORD + 4 * RECORD_OVERHEAD;
 
 /// The worker's TLS buffers, shared by all its connections: ciphertext fresh from a socket
 /// on the way in (`TlsSession::read`); on the way out, small queued pieces of plaintext
-/// joined for one record and the records made before the socket takes them
+/// joined (two records' worth at most) and the records made before the socket takes them
 /// (`TlsSession::writer`). Nothing is kept in them between calls.
 pub struct Scratch {
     /// Ciphertext read, or records rustls made.

@@ -281,13 +281,13 @@ impl TlsSession {
     }
 
     /// Read decrypted bytes into `buf`, ciphertext going through the worker's `scratch`: the
-    /// socket is read until `buf` is full or it has nothing more, so
-    /// a short [`Got::Bytes`] means the socket is drained (the caller's edge-triggered loop
-    /// relies on that) and `Bytes(0)` is the end of the stream. At most about one and a half
-    /// `buf` of ciphertext and [`DATALESS_RECORDS`] records without data are worked through
-    /// per call, whatever they decrypt to ([`Got::Spent`]). A TLS error is logged once (debug, with
-    /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`. After a
-    /// KeyUpdate on our record layer the bytes before it are returned (or `WouldBlock`) and
+    /// socket is read until `buf` is full or it has nothing more, so a short [`Got::Bytes`]
+    /// means the socket is drained (the caller's edge-triggered loop relies on that) and
+    /// `Bytes(0)` is the end of the stream. At most about one and a half `buf` of ciphertext
+    /// and 32 records without data (`DATALESS_RECORDS`) are worked through per call, whatever
+    /// they decrypt to ([`Got::Spent`]). A TLS error is logged once (debug, with `peer`), its
+    /// alert sent if the socket takes it, and returned as `InvalidData`. After a KeyUpdate on
+    /// our record layer the bytes before it are returned (or `WouldBlock`) and
     /// [`Self::take_rekeyed`] says so; later reads fail.
     pub fn read<S: Read + Write>(
         &mut self,

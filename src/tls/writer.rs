@@ -65,7 +65,8 @@ impl<S: Write> Write for TlsWriter<'_, S> {
             join,
             sealed,
         } = &mut *self.scratch;
-        // Small pieces are joined into one record; a large one is encrypted where it lies.
+        // Small pieces are joined (up to two records' worth); a large one is encrypted where
+        // it lies.
         let data: &[u8] = if bufs.len() == 1 || bufs[0].len() >= RECORD {
             &bufs[0][..bufs[0].len().min(2 * RECORD)]
         } else {
