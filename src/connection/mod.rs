@@ -9,7 +9,7 @@ pub mod handover;
 use crate::config::Scheme;
 use crate::protocol::text::LineCodec;
 use crate::protocol::websocket::decoder::Decoder;
-use crate::tls::session::TlsSession;
+use crate::tls::session::{Got, Scratch, TlsSession};
 use buffer::{Flush, OutBuf};
 use mio::net::TcpStream;
 use std::io::{self, Read};
@@ -225,12 +225,13 @@ impl Conn {
         }
     }
 
-    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket; over TLS the
-    /// ciphertext goes through `cipher` and a short count also means the socket is drained.
-    pub fn read_in(&mut self, buf: &mut [u8], cipher: &mut [u8]) -> io::Result<usize> {
+    /// Read (decrypted) bytes into `buf`, like `Read::read` on the socket ([`Got::Bytes`]);
+    /// over TLS the ciphertext goes through the worker's `scratch`, a short count also means
+    /// the socket is drained, and a read may stop early (see [`TlsSession::read`]).
+    pub fn read_in(&mut self, buf: &mut [u8], scratch: &mut Scratch) -> io::Result<Got> {
         match &mut self.tls {
-            None => self.stream.read(buf),
-            Some(t) => t.read(&mut self.stream, buf, cipher, self.remote),
+            None => self.stream.read(buf).map(Got::Bytes),
+            Some(t) => t.read(&mut self.stream, buf, scratch, self.remote),
         }
     }
 
@@ -239,13 +240,16 @@ impl Conn {
         !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    /// Write the queued output (`turn`: the turn's fan-out bytes), through TLS when the
-    /// connection has it; returns plaintext bytes taken and whether everything went out.
-    pub fn flush_out(&mut self, turn: &[u8]) -> io::Result<(usize, Flush)> {
+    /// Write the queued output (`turn`: the turn's fan-out bytes), through TLS (records made
+    /// in the worker's `scratch`) when the connection has it; returns plaintext bytes taken
+    /// and whether everything went out.
+    pub fn flush_out(&mut self, turn: &[u8], scratch: &mut Scratch) -> io::Result<(usize, Flush)> {
         let Some(t) = &mut self.tls else {
             return self.out.flush_to(&mut self.stream, turn);
         };
-        let (n, flushed) = self.out.flush_to(&mut t.writer(&mut self.stream), turn)?;
+        let (n, flushed) = self
+            .out
+            .flush_to(&mut t.writer(&mut self.stream, scratch), turn)?;
         if flushed == Flush::Done && !t.push(&mut self.stream)? {
             return Ok((n, Flush::Blocked));
         }

@@ -11,8 +11,10 @@
 pub mod carry;
 pub mod client;
 pub mod record;
+mod scratch;
 pub mod session;
 mod steps;
+mod writer;
 
 use crate::config::{SniFiles, TlsFiles};
 use rustls::crypto::CryptoProvider;

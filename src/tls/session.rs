@@ -3,8 +3,9 @@
 //!
 //! The unbuffered API leaves every buffer to us, so an idle connection holds none: ciphertext
 //! is read into the worker's shared TLS scratch and decrypted from there; only what is left of
-//! a partial record moves into the session's own `inb` (freed once consumed), and encrypted
-//! output lives in `out` only until the socket takes it. Everything the session holds of the
+//! a partial record moves into the session's own `inb` (freed once consumed). Records are made
+//! in that scratch too and written from there (`writer.rs`); only what the socket does not
+//! take moves to `out`, freed once written. Everything the session holds of the
 //! peer's input is reported by [`TlsSession::recount`] so the worker counts it against
 //! `limits.max_buffered_input`, as it does plain input.
 //!
@@ -15,25 +16,17 @@
 
 use super::carry::{own_keys, DetachError, TlsCarry};
 use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
-use super::steps::{records_step, rustls_step, Failure, Next};
+pub use super::scratch::Scratch;
+use super::scratch::{append, encode_need, encrypt_need, RECORD, RECORD_OVERHEAD};
+pub use super::steps::Got;
+use super::steps::{discard, records_step, rustls_step, Failure, Next, Step, DATALESS_RECORDS};
+pub use super::writer::TlsWriter;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, WriteTraffic};
+use rustls::unbuffered::{ConnectionState, EncryptError, WriteTraffic};
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-/// Most bytes of encrypted output a session holds for its socket (a few records): beyond it
-/// the plaintext waits in the connection's own output queue, counted against
-/// `max_send_buffer`.
-const OUT_LIMIT: usize = 32 * 1024;
-
-/// Largest TLS plaintext fragment: one record's worth of output is encrypted at a time.
-const RECORD: usize = 16 * 1024;
-
-/// Bytes of record overhead allowed per record when sizing an encryption (header, nonce,
-/// tag and content type together are under 40 bytes for every suite rustls offers).
-const RECORD_OVERHEAD: usize = 64;
 
 /// Bytes of undecrypted input a session may hold: a handshake message of up to 64 KiB being
 /// joined, plus the record read after it. Until the worker is told the handshake is done it
@@ -41,10 +34,6 @@ const RECORD_OVERHEAD: usize = 64;
 /// it counts what the session really holds (a partial record while it arrives, nothing when
 /// idle). More than this is an error, like rustls' own bound in its buffered API.
 pub const HANDSHAKE_RESERVE: usize = 0xffff + 16 * 1024 + 2048 + 5;
-
-/// The worker's buffer for ciphertext fresh from a socket (one per worker, see
-/// [`TlsSession::read`]).
-pub const CIPHER_SCRATCH: usize = 32 * 1024;
 
 /// Where the session is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +257,11 @@ impl TlsSession {
         self.out_at < self.out.len()
     }
 
+    /// How many encrypted bytes wait for the socket.
+    pub(super) fn waiting(&self) -> usize {
+        self.out.len() - self.out_at
+    }
+
     /// `TLSv1_3` / `TLSv1_2` once negotiated, for `kefu connections`.
     pub fn version_name(&self) -> &'static str {
         let v = match &self.engine {
@@ -286,33 +280,45 @@ impl TlsSession {
         }
     }
 
-    /// Read decrypted bytes into `buf`, ciphertext going through `cipher` (the worker's
-    /// [`CIPHER_SCRATCH`]): the socket is read until `buf` is full or it has nothing more, so
-    /// a short count means the socket is drained (the caller's edge-triggered loop relies on
-    /// that). `Ok(0)` is the end of the stream. A TLS error is logged once (debug, with
-    /// `peer`), its alert sent if the socket takes it, and returned as `InvalidData`. After a
-    /// KeyUpdate on our record layer the bytes before it are returned (or `WouldBlock`) and
+    /// Read decrypted bytes into `buf`, ciphertext going through the worker's `scratch`: the
+    /// socket is read until `buf` is full or it has nothing more, so a short [`Got::Bytes`]
+    /// means the socket is drained (the caller's edge-triggered loop relies on that) and
+    /// `Bytes(0)` is the end of the stream. At most about one and a half `buf` of ciphertext
+    /// and 32 records without data (`DATALESS_RECORDS`) are worked through per call, whatever
+    /// they decrypt to ([`Got::Spent`]). A TLS error is logged once (debug, with `peer`), its
+    /// alert sent if the socket takes it, and returned as `InvalidData`. After a KeyUpdate on
+    /// our record layer the bytes before it are returned (or `WouldBlock`) and
     /// [`Self::take_rekeyed`] says so; later reads fail.
     pub fn read<S: Read + Write>(
         &mut self,
         sock: &mut S,
         buf: &mut [u8],
-        cipher: &mut [u8],
+        scratch: &mut Scratch,
         peer: SocketAddr,
-    ) -> io::Result<usize> {
+    ) -> io::Result<Got> {
+        let cipher = &mut scratch.cipher[..];
         let mut filled = self.take_plain(buf);
+        // Records without data decrypt to nothing: the bound is on what is read, not on what
+        // it gives, and on those records (they may cost far more than their size).
+        let budget = buf.len() + buf.len() / 2;
+        let (mut taken, mut dataless) = (0, 0);
         // Fresh ciphertext in `cipher[at..end]`, used while `inb` is empty (no copy).
         let (mut at, mut end) = (0, 0);
         loop {
             match self.stage {
                 Stage::Failed => return Err(io::ErrorKind::InvalidData.into()),
                 Stage::Unreadable | Stage::Rekeyed => return discard(sock, cipher),
-                Stage::PeerClosed => return Ok(filled),
+                Stage::PeerClosed => return Ok(Got::Bytes(filled)),
                 _ => {}
             }
             if filled == buf.len() {
                 self.keep(&cipher[at..end]);
-                return Ok(filled);
+                return Ok(Got::Bytes(filled));
+            }
+            if dataless >= DATALESS_RECORDS {
+                self.keep(&cipher[at..end]);
+                self.trim();
+                return Ok(Got::Spent(filled));
             }
             let from_inb = self.inb_at < self.inb.len();
             let input: &mut [u8] = if from_inb {
@@ -320,7 +326,7 @@ impl TlsSession {
             } else {
                 &mut cipher[at..end]
             };
-            let (next, discard) = match &mut self.engine {
+            let step = match &mut self.engine {
                 Engine::Rustls(conn) => rustls_step(
                     conn,
                     input,
@@ -328,20 +334,31 @@ impl TlsSession {
                     &mut filled,
                     &mut self.plain,
                     &mut self.out,
+                    DATALESS_RECORDS - dataless,
                 ),
                 Engine::Records(layer) => {
                     records_step(layer, input, buf, &mut filled, &mut self.plain)
                 }
-                Engine::Gone => (Next::Fail(Failure::Record(RecordError::BadKey)), 0),
+                Engine::Gone => Step {
+                    next: Next::Fail(Failure::Record(RecordError::BadKey)),
+                    used: 0,
+                    dataless: 0,
+                },
             };
+            let Step {
+                next,
+                used,
+                dataless: none,
+            } = step;
+            dataless += none;
             if from_inb {
-                self.inb_at += discard;
+                self.inb_at += used;
                 if self.inb_at >= self.inb.len() {
                     self.inb = Vec::new();
                     self.inb_at = 0;
                 }
             } else {
-                at += discard;
+                at += used;
             }
             if let Engine::Rustls(conn) = &self.engine {
                 if self.stage == Stage::Handshake && !conn.is_handshaking() {
@@ -354,7 +371,7 @@ impl TlsSession {
                     if self.stage != Stage::Failed {
                         self.stage = Stage::PeerClosed;
                     }
-                    return Ok(filled);
+                    return Ok(Got::Bytes(filled));
                 }
                 Next::Rekeyed => {
                     // What follows is under keys we cannot derive: drop it.
@@ -363,7 +380,7 @@ impl TlsSession {
                     self.inb_at = 0;
                     crate::debug!("tls {peer}: KeyUpdate on a session taken over at a reload");
                     if filled > 0 {
-                        return Ok(filled);
+                        return Ok(Got::Bytes(filled));
                     }
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
@@ -377,6 +394,10 @@ impl TlsSession {
             // No complete record in hand: what is left moves to `inb`, then the socket.
             self.keep(&cipher[at..end]);
             (at, end) = (0, 0);
+            if taken >= budget {
+                self.trim();
+                return Ok(Got::Spent(filled));
+            }
             let carried = self.inb.len() - self.inb_at;
             let room = (HANDSHAKE_RESERVE - carried.min(HANDSHAKE_RESERVE)).min(cipher.len());
             if room == 0 {
@@ -385,13 +406,16 @@ impl TlsSession {
                 return Err(io::ErrorKind::InvalidData.into());
             }
             let got = sock.read(&mut cipher[..room]);
+            if let Ok(n) = got {
+                taken += n;
+            }
             match got {
-                Ok(0) => return Ok(filled),
+                Ok(0) => return Ok(Got::Bytes(filled)),
                 Ok(n) if carried > 0 => self.keep(&cipher[..n]),
                 Ok(n) => end = n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => {
                     self.trim();
-                    return Ok(filled);
+                    return Ok(Got::Bytes(filled));
                 }
                 Err(e) => {
                     self.trim();
@@ -514,30 +538,69 @@ impl TlsSession {
         }
     }
 
-    /// Encrypt `data` (at most a few records) into `out`; `None` while the handshake runs or
-    /// after the session ended.
-    fn encrypt(&mut self, data: &[u8]) -> Option<io::Result<()>> {
+    /// Encrypt `data` (at most two records) into the worker's scratch (`cipher`, or `sealed`
+    /// on our record layer): the records made there, or none when rustls put them in `out`
+    /// (records it queued before, a key update's, left no room); `None` while the handshake
+    /// runs or after the session ended.
+    pub(super) fn encrypt<'s>(
+        &mut self,
+        data: &[u8],
+        cipher: &'s mut [u8],
+        sealed: &'s mut Vec<u8>,
+    ) -> Option<io::Result<&'s [u8]>> {
         if let Engine::Records(layer) = &mut self.engine {
             if self.stage == Stage::Failed {
                 return None;
             }
-            return Some(
-                layer
-                    .seal_data(data, &mut self.out)
-                    .map_err(io::Error::other),
-            );
+            sealed.clear();
+            return Some(match layer.seal_data(data, sealed) {
+                Ok(()) => Ok(sealed),
+                Err(e) => Err(io::Error::other(e)),
+            });
         }
-        let guess = data.len() + (data.len() / RECORD + 1) * RECORD_OVERHEAD;
-        self.traffic(|wt, out| append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(drop))
-            .map(|r| r.map_err(|e| io::Error::other(e.to_string())))
+        let made = self.traffic(|wt, out| match wt.encrypt(data, cipher) {
+            Ok(n) => Ok(Some(n)),
+            Err(EncryptError::InsufficientSize(_)) => {
+                let guess = data.len() + (data.len() / RECORD + 2) * RECORD_OVERHEAD;
+                append(out, guess, |b| wt.encrypt(data, b), encrypt_need).map(|_| None)
+            }
+            Err(e) => Err(e),
+        })?;
+        let cipher: &'s [u8] = cipher;
+        Some(match made {
+            Ok(Some(n)) => Ok(&cipher[..n]),
+            Ok(None) => Ok(&[]),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        })
     }
 
-    /// A writer that encrypts into `sock` (for the connection's output queue to flush into).
-    pub fn writer<'a, S: Write>(&'a mut self, sock: &'a mut S) -> TlsWriter<'a, S> {
-        TlsWriter {
-            session: self,
-            sock,
+    /// A writer that encrypts into `sock` through the worker's `scratch` (for the
+    /// connection's output queue to flush into).
+    pub fn writer<'a, S: Write>(
+        &'a mut self,
+        sock: &'a mut S,
+        scratch: &'a mut Scratch,
+    ) -> TlsWriter<'a, S> {
+        TlsWriter::new(self, sock, scratch)
+    }
+
+    /// Write `records` (made in the worker's scratch) after the encrypted bytes still
+    /// waiting; what the socket does not take waits in `out`, the only copy on this path.
+    pub(super) fn send<S: Write>(&mut self, sock: &mut S, records: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        if !self.wants_write() || self.push(sock)? {
+            while at < records.len() {
+                match sock.write(&records[at..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        self.out.extend_from_slice(&records[at..]);
+        Ok(())
     }
 
     /// Write queued encrypted bytes: `Ok(true)` when none are left (and the buffer is
@@ -568,124 +631,6 @@ impl TlsSession {
                 self.traffic(|wt, out| append(out, 64, |b| wt.queue_close_notify(b), encrypt_need));
         }
         let _ = self.push(sock);
-    }
-}
-
-/// Read and drop what a client sends under keys we cannot follow, while its connection
-/// closes (as a linger does, so our close reaches it before any reset): `Ok(0)` at the end
-/// of the stream, else `WouldBlock`. A few reads per call; a client that keeps sending
-/// raises new events.
-fn discard<S: Read>(sock: &mut S, cipher: &mut [u8]) -> io::Result<usize> {
-    for _ in 0..8 {
-        match sock.read(cipher) {
-            Ok(0) => return Ok(0),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::ErrorKind::WouldBlock.into())
-}
-
-/// The size rustls asked for when a buffer was too small.
-pub(super) fn encode_need(e: &EncodeError) -> Option<usize> {
-    match e {
-        EncodeError::InsufficientSize(s) => Some(s.required_size),
-        _ => None,
-    }
-}
-
-/// The size rustls asked for when a buffer was too small.
-fn encrypt_need(e: &EncryptError) -> Option<usize> {
-    match e {
-        EncryptError::InsufficientSize(s) => Some(s.required_size),
-        _ => None,
-    }
-}
-
-/// Let `f` write at the end of `out` into `guess` bytes, grown to what it says it needs.
-pub(super) fn append<E>(
-    out: &mut Vec<u8>,
-    guess: usize,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
-    need: fn(&E) -> Option<usize>,
-) -> Result<usize, E> {
-    let start = out.len();
-    let mut size = guess;
-    loop {
-        out.resize(start + size, 0);
-        match f(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(n);
-            }
-            Err(e) => match need(&e) {
-                Some(n) if n > size => size = n,
-                _ => {
-                    out.truncate(start);
-                    return Err(e);
-                }
-            },
-        }
-    }
-}
-
-/// Plaintext in, records out to the socket. A write encrypts up to a record or two (after
-/// pushing earlier records out when [`OUT_LIMIT`] is reached) and fails with `WouldBlock`
-/// only when the socket is full and the session's output too, or the handshake is not done,
-/// so the caller keeps the rest in its own queue.
-#[derive(Debug)]
-pub struct TlsWriter<'a, S> {
-    session: &'a mut TlsSession,
-    sock: &'a mut S,
-}
-
-impl<S: Write> Write for TlsWriter<'_, S> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let Some(first) = bufs.iter().position(|b| !b.is_empty()) else {
-            return Ok(0);
-        };
-        let s = &mut *self.session;
-        if s.out.len() - s.out_at >= OUT_LIMIT && !s.push(self.sock)? {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let bufs = &bufs[first..];
-        // Small pieces are joined into one record; a large one is encrypted where it lies.
-        let joined: Vec<u8>;
-        let data: &[u8] = if bufs.len() == 1 || bufs[0].len() >= RECORD {
-            &bufs[0][..bufs[0].len().min(2 * RECORD)]
-        } else {
-            let total: usize = bufs.iter().map(|b| b.len()).sum();
-            let mut j = Vec::with_capacity(total.min(RECORD));
-            for b in bufs {
-                let n = b.len().min(RECORD - j.len());
-                j.extend_from_slice(&b[..n]);
-                if j.len() == RECORD {
-                    break;
-                }
-            }
-            joined = j;
-            &joined
-        };
-        match s.encrypt(data) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(e),
-            // The handshake is not done (its end raises the next flush), or the session
-            // ended.
-            None => return Err(io::ErrorKind::WouldBlock.into()),
-        }
-        // Records out now where the socket takes them; the rest goes with the next write or
-        // the caller's final push.
-        s.push(self.sock)?;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The session against a rustls client over an in-memory, non-blocking pipe: handshake,
 //! both directions, records arriving a byte short, a caller's buffer smaller than a record,
-//! what is counted while idle and while a record is partial, close_notify and garbage.
+//! what is counted while idle and while a record is partial, close_notify and garbage, and
+//! hostile streams of records without data (the work per read stays bounded, on both engines).
 
 use super::*;
 use crate::config::TlsFiles;
@@ -9,11 +10,12 @@ use crate::tls::Acceptor;
 use std::collections::VecDeque;
 
 /// The server's socket: bytes the client sent (reads say `WouldBlock` when none are left)
-/// and bytes the server wrote.
+/// and bytes the server wrote (at most `room` of them, if set: a peer that does not read).
 #[derive(Default)]
 struct Pipe {
     input: VecDeque<u8>,
     output: Vec<u8>,
+    room: Option<usize>,
 }
 
 impl Read for Pipe {
@@ -31,8 +33,15 @@ impl Read for Pipe {
 
 impl Write for Pipe {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(b);
-        Ok(b.len())
+        let n = match self.room {
+            Some(r) => b.len().min(r - r.min(self.output.len())),
+            None => b.len(),
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.output.extend_from_slice(&b[..n]);
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -44,7 +53,7 @@ struct Side {
     c: rustls::ClientConnection,
     p: Pipe,
     buf: Vec<u8>,
-    cipher: Vec<u8>,
+    scratch: Scratch,
 }
 
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
@@ -134,18 +143,20 @@ fn pair_with(tag: &str, suite: Option<rustls::SupportedCipherSuite>) -> Side {
         provider.cipher_suites = vec![suite];
         versions = vec![suite.version()];
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(&versions)
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // A hostile client writes records of its own making (`Forger`).
+    cfg.enable_secret_extraction = true;
     let _ = std::fs::remove_dir_all(&dir);
     Side {
         s: acceptor.session().unwrap(),
         c: rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap()).unwrap(),
         p: Pipe::default(),
         buf: vec![0; 64 * 1024],
-        cipher: vec![0; CIPHER_SCRATCH],
+        scratch: Scratch::new(),
     }
 }
 
@@ -173,8 +184,8 @@ impl Side {
     }
 
     fn read(&mut self) -> io::Result<usize> {
-        self.s
-            .read(&mut self.p, &mut self.buf, &mut self.cipher, PEER)
+        let buf = &mut self.buf[..];
+        read_small(&mut self.s, &mut self.p, buf, &mut self.scratch)
     }
 
     fn handshake(&mut self) {
@@ -236,7 +247,9 @@ fn both_directions_partial_records_counted_and_nothing_held_when_idle() {
 
     // Server to client: 100 000 bytes through the writer, in records of at most 16 KiB.
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-    x.s.writer(&mut x.p).write_all(&big).unwrap();
+    x.s.writer(&mut x.p, &mut x.scratch)
+        .write_all(&big)
+        .unwrap();
     assert!(x.s.push(&mut x.p).unwrap());
     assert_eq!(x.deliver(), big);
     assert!(!x.s.wants_write());
@@ -248,7 +261,7 @@ fn both_directions_partial_records_counted_and_nothing_held_when_idle() {
     let mut got = Vec::new();
     let mut small = vec![0u8; 1000];
     while got.len() < msg.len() {
-        let n = x.s.read(&mut x.p, &mut small, &mut x.cipher, PEER).unwrap();
+        let n = read_small(&mut x.s, &mut x.p, &mut small, &mut x.scratch).unwrap();
         got.extend_from_slice(&small[..n]);
     }
     assert_eq!(got, msg);
@@ -295,7 +308,9 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         x.p.input.extend(wire);
         let n = x.read().unwrap();
         assert_eq!(&x.buf[..n], b"on rustls", "{name}");
-        x.s.writer(&mut x.p).write_all(b"from rustls").unwrap();
+        x.s.writer(&mut x.p, &mut x.scratch)
+            .write_all(b"from rustls")
+            .unwrap();
         assert_eq!(x.deliver(), b"from rustls", "{name}");
 
         // In flight at the switch: a whole record and half of the next from the client (the
@@ -307,10 +322,12 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         x.p.input.extend(&first);
         x.p.input.extend(&second[..7]);
         let mut tiny = [0u8; 2];
-        let n = x.s.read(&mut x.p, &mut tiny, &mut x.cipher, PEER).unwrap();
+        let n = read_small(&mut x.s, &mut x.p, &mut tiny, &mut x.scratch).unwrap();
         assert_eq!(&tiny[..n], b"fi");
         x.s.detach().unwrap();
-        x.s.writer(&mut Blocked).write_all(b"queued").ok();
+        x.s.writer(&mut Blocked, &mut x.scratch)
+            .write_all(b"queued")
+            .ok();
         let carry = x.s.carry().expect("movable");
         let json = serde_json::to_string(&carry).unwrap();
         assert!(!format!("{carry:?}").contains(&format!("{:?}", carry.secrets.tx.key)));
@@ -327,7 +344,9 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
         assert_eq!(&x.buf[..n], b"rstsecond, split" as &[u8], "{name}");
         assert!(x.s.push(&mut x.p).unwrap());
         let big: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
-        x.s.writer(&mut x.p).write_all(&big).unwrap();
+        x.s.writer(&mut x.p, &mut x.scratch)
+            .write_all(&big)
+            .unwrap();
         assert!(x.s.push(&mut x.p).unwrap());
         let got = x.deliver();
         assert_eq!(&got[..6], b"queued", "{name}");
@@ -360,7 +379,9 @@ fn a_session_carries_on_on_our_record_layer_for_every_suite() {
             assert!(x.s.take_rekeyed(), "{name}");
             assert!(!x.s.take_rekeyed());
             // We can still write (the worker's close), the client reads it.
-            x.s.writer(&mut x.p).write_all(b"bye").unwrap();
+            x.s.writer(&mut x.p, &mut x.scratch)
+                .write_all(b"bye")
+                .unwrap();
             assert_eq!(x.deliver(), b"bye", "{name}");
         } else {
             x.c.send_close_notify();
@@ -388,6 +409,191 @@ fn a_bad_record_on_our_layer_gets_an_alert() {
     x.c.read_tls(&mut &out[..]).unwrap();
     let e = x.c.process_new_packets().unwrap_err();
     assert!(format!("{e}").contains("BadRecordMac"), "{e}");
+}
+
+/// One read of `s` into `buf` that must not stop at its budget.
+fn read_small(
+    s: &mut TlsSession,
+    p: &mut Pipe,
+    buf: &mut [u8],
+    c: &mut Scratch,
+) -> io::Result<usize> {
+    match s.read(p, buf, c, PEER)? {
+        Got::Bytes(n) => Ok(n),
+        other => panic!("stopped early: {other:?}"),
+    }
+}
+
+/// The client's sending keys, taken out of rustls after the handshake, to write records rustls
+/// itself would never send (runs of empty records).
+struct Forger {
+    enc: Box<dyn rustls::crypto::cipher::MessageEncrypter>,
+    seq: u64,
+}
+
+impl Forger {
+    fn take(x: &mut Side) -> Forger {
+        let suite = x.c.negotiated_cipher_suite().unwrap();
+        let rustls::SupportedCipherSuite::Tls13(suite) = suite else {
+            panic!("TLS 1.3 expected");
+        };
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let idle = rustls::ClientConnection::new(Arc::new(cfg), "localhost".try_into().unwrap());
+        let c = std::mem::replace(&mut x.c, idle.unwrap());
+        let (seq, secrets) = c.dangerous_extract_secrets().unwrap().tx;
+        let (key, iv) = match secrets {
+            rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv }
+            | rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }
+            | rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (key, iv),
+            _ => panic!("unknown suite"),
+        };
+        Forger {
+            enc: suite.aead_alg.encrypter(key, iv),
+            seq,
+        }
+    }
+
+    /// One application-data record carrying `payload` (maybe empty).
+    fn record(&mut self, payload: &[u8]) -> Vec<u8> {
+        let m = rustls::crypto::cipher::OutboundPlainMessage {
+            typ: rustls::ContentType::ApplicationData,
+            version: rustls::ProtocolVersion::TLSv1_2,
+            payload: rustls::crypto::cipher::OutboundChunks::Single(payload),
+        };
+        self.seq += 1;
+        self.enc.encrypt(m, self.seq - 1).unwrap().encode()
+    }
+}
+
+/// Read `x`'s pipe to the end as the worker does (a read per turn): every read takes at most
+/// the budget of ciphertext, and the data comes out whole. Returns the data and how many reads
+/// stopped at the budget.
+fn read_all_bounded(x: &mut Side) -> (Vec<u8>, usize) {
+    let bound = x.buf.len() * 3 / 2 + crate::tls::scratch::CIPHER_SCRATCH;
+    let (mut data, mut spent) = (Vec::new(), 0);
+    for _ in 0..100_000 {
+        let before = x.p.input.len();
+        let got = x.s.read(&mut x.p, &mut x.buf, &mut x.scratch, PEER);
+        let took = before - x.p.input.len();
+        assert!(took <= bound, "one read took {took} bytes: {got:?}");
+        match got {
+            Ok(Got::Spent(n)) => {
+                spent += 1;
+                data.extend_from_slice(&x.buf[..n]);
+            }
+            Ok(Got::Bytes(n)) => data.extend_from_slice(&x.buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                assert!(x.p.input.is_empty());
+                return (data, spent);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no end");
+}
+
+/// rustls accepts 32 empty records in a row; one byte of data after them starts the count
+/// again. 2 000 such runs are 64 000 records (about 1.4 MB) for 2 000 bytes of data. On
+/// either engine (rustls, our record layer after a hand-over) every read stops at its
+/// budget though its buffer is far from full, and the data comes out whole.
+#[test]
+fn records_without_data_spend_the_read_budget() {
+    for (i, detached) in [false, true].into_iter().enumerate() {
+        let mut x = pair(&format!("c{i}"));
+        x.handshake();
+        if detached {
+            x.s.detach().unwrap();
+        }
+        let mut f = Forger::take(&mut x);
+        let runs = 2_000;
+        for _ in 0..runs {
+            for _ in 0..31 {
+                let r = f.record(b"");
+                x.p.input.extend(r);
+            }
+            let r = f.record(b"a");
+            x.p.input.extend(r);
+        }
+        let wire = x.p.input.len();
+        let (data, spent) = read_all_bounded(&mut x);
+        assert_eq!(data, vec![b'a'; runs], "detached: {detached}");
+        // A read takes 32 records without data at most: some 64 000 / 32 reads, far more
+        // than the ciphertext budget alone would make.
+        assert!(
+            spent + 1 >= runs * 31 / 32,
+            "{spent} (detached: {detached})"
+        );
+        assert!(
+            spent >= wire / (x.buf.len() * 3 / 2 + crate::tls::scratch::CIPHER_SCRATCH),
+            "{spent}"
+        );
+    }
+}
+
+#[test]
+fn a_key_update_flood_is_read_in_bounded_slices_and_piles_up_nothing() {
+    // rustls allows 32 key updates between two records of data; each costs the server new
+    // keys both ways. 32 000 of them (one byte of data after each 32) for a server whose
+    // client never reads: what the server answers waits for its next write (one record),
+    // so nothing piles up in the session while it reads.
+    let mut x = pair("d");
+    x.handshake();
+    let rounds = 1_000;
+    for _ in 0..rounds {
+        for _ in 0..32 {
+            x.c.refresh_traffic_keys().unwrap();
+        }
+        x.c.writer().write_all(b"k").unwrap();
+        let v = x.client_bytes();
+        x.p.input.extend(v);
+    }
+    x.p.room = Some(0);
+    let (data, spent) = read_all_bounded(&mut x);
+    assert_eq!(data, vec![b'k'; rounds]);
+    assert!(spent + 1 >= rounds, "{spent}");
+    assert!(!x.s.wants_write(), "{:?}", x.s);
+}
+
+/// A socket that takes part of the records: the rest waits in the session (copied out of the
+/// worker's scratch, which the next connection reuses) and leaves in order, on both engines.
+#[test]
+fn what_the_socket_does_not_take_waits_in_order() {
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 239) as u8).collect();
+    for (i, detached) in [false, true].into_iter().enumerate() {
+        let mut x = pair(&format!("w{i}"));
+        x.handshake();
+        if detached {
+            x.s.detach().unwrap();
+        }
+        x.p.room = Some(5_000);
+        let mut sent = 0;
+        let mut w = x.s.writer(&mut x.p, &mut x.scratch);
+        loop {
+            match w.write(&big[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(sent > 5_000 && sent < big.len(), "{sent}");
+        assert!(x.s.wants_write());
+        // Another connection's records go through the same scratch meanwhile.
+        let mut y = pair(&format!("y{i}"));
+        y.handshake();
+        y.s.writer(&mut y.p, &mut x.scratch)
+            .write_all(b"other")
+            .unwrap();
+        assert_eq!(y.deliver(), b"other");
+        x.p.room = None;
+        assert!(x.s.push(&mut x.p).unwrap());
+        assert_eq!(x.deliver(), &big[..sent], "detached: {detached}");
+    }
 }
 
 /// A socket that takes nothing.

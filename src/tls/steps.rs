@@ -1,9 +1,54 @@
 //! One step of a session's read loop (`session.rs`), per engine: rustls' state machine over
-//! the input, or our record layer opening one record.
+//! the input, or our record layer opening one record; each step says how many records it
+//! worked through that gave no data, which a read may take only [`DATALESS_RECORDS`] of.
 
 use super::record::{self, Inbound, RecordLayer};
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::ConnectionState;
+
+/// What one [`super::session::TlsSession::read`] gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Got {
+    /// This many decrypted bytes; fewer than the buffer holds means the socket is drained,
+    /// none the end of the stream.
+    Bytes(usize),
+    /// This many decrypted bytes (maybe none), and the read stopped at its budget of
+    /// ciphertext or of records without data: the socket may hold more, to be read in a
+    /// later turn.
+    Spent(usize),
+}
+
+/// Records without data (empty ones, key updates, warning alerts) one read works through at
+/// most: rustls allows 32 in a row between two records of data, and a key update costs new
+/// keys both ways (some 10-30 us each on the shared test machine), so a flood of them would
+/// otherwise make one read of the worker's TLS scratch take tens of milliseconds.
+pub(super) const DATALESS_RECORDS: usize = 32;
+
+/// Where the first complete TLS records of `input` end, at most `max` of them (and at most
+/// [`DATALESS_RECORDS`]): `(ends, how many)`. Read from the record headers alone, before
+/// anything is decrypted in place.
+fn record_ends(input: &[u8], max: usize) -> ([usize; DATALESS_RECORDS], usize) {
+    let mut ends = [0; DATALESS_RECORDS];
+    let (mut n, mut pos) = (0, 0);
+    while n < max.min(DATALESS_RECORDS) && pos + 5 <= input.len() {
+        let len = usize::from(u16::from_be_bytes([input[pos + 3], input[pos + 4]]));
+        if pos + 5 + len > input.len() {
+            break;
+        }
+        pos += 5 + len;
+        ends[n] = pos;
+        n += 1;
+    }
+    (ends, n)
+}
+
+/// What one step did: what next, how many input bytes it is done with, and how many of the
+/// records in them gave no data.
+pub(super) struct Step {
+    pub(super) next: Next,
+    pub(super) used: usize,
+    pub(super) dataless: usize,
+}
 
 /// What one step asks for next.
 pub(super) enum Next {
@@ -60,7 +105,8 @@ fn hand_out(payload: &[u8], buf: &mut [u8], filled: &mut usize, plain: &mut Vec<
     plain.extend_from_slice(&payload[n..]);
 }
 
-/// rustls over `input`: what next, and how many input bytes it is done with.
+/// rustls over `input`, given at most `dataless_left` (at least one) records once the
+/// handshake is done: rustls works through every record without data it has in one call.
 pub(super) fn rustls_step(
     conn: &mut UnbufferedServerConnection,
     input: &mut [u8],
@@ -68,9 +114,23 @@ pub(super) fn rustls_step(
     filled: &mut usize,
     plain: &mut Vec<u8>,
     out: &mut Vec<u8>,
-) -> (Next, usize) {
+    dataless_left: usize,
+) -> Step {
+    let (ends, n) = if conn.is_handshaking() {
+        ([0; DATALESS_RECORDS], 0)
+    } else {
+        record_ends(input, dataless_left)
+    };
+    let cut = n > 0 && n == dataless_left && ends[n - 1] < input.len();
+    let input = if cut {
+        &mut input[..ends[n - 1]]
+    } else {
+        input
+    };
+    // Records that gave data, of those rustls took.
+    let mut popped = 0;
     let status = conn.process_tls_records(input);
-    let next = match status.state {
+    let mut next = match status.state {
         Err(e) => Next::Fail(Failure::Tls(e)),
         Ok(ConnectionState::ReadTraffic(mut rt)) => {
             let mut next = Next::Again;
@@ -81,13 +141,16 @@ pub(super) fn rustls_step(
                         next = Next::Fail(Failure::Tls(e));
                         break;
                     }
-                    Some(Ok(rec)) => hand_out(rec.payload, buf, filled, plain),
+                    Some(Ok(rec)) => {
+                        popped += usize::from(!rec.payload.is_empty());
+                        hand_out(rec.payload, buf, filled, plain);
+                    }
                 }
             }
             next
         }
         Ok(ConnectionState::EncodeTlsData(mut e)) => {
-            match super::session::append(out, 1024, |b| e.encode(b), super::session::encode_need) {
+            match super::scratch::append(out, 1024, |b| e.encode(b), super::scratch::encode_need) {
                 Ok(_) => Next::Again,
                 Err(e) => Next::Fail(Failure::Tls(rustls::Error::General(e.to_string()))),
             }
@@ -104,32 +167,63 @@ pub(super) fn rustls_step(
             "unexpected TLS state".into(),
         ))),
     };
-    (next, status.discard)
+    let used = status.discard;
+    let records = ends[..n].iter().take_while(|&&e| e <= used).count();
+    if cut && matches!(next, Next::Input) {
+        // The rest of the records are in hand already.
+        next = Next::Again;
+    }
+    Step {
+        next,
+        used,
+        dataless: records.saturating_sub(popped),
+    }
 }
 
 /// Our record layer opens the record at the front of `input`: what next, and how many input
-/// bytes it took.
+/// bytes it took (one record without data at most).
 pub(super) fn records_step(
     layer: &mut RecordLayer,
     input: &mut [u8],
     buf: &mut [u8],
     filled: &mut usize,
     plain: &mut Vec<u8>,
-) -> (Next, usize) {
+) -> Step {
+    let step = |next, used, dataless| Step {
+        next,
+        used,
+        dataless,
+    };
     let opened = match layer.open(input) {
-        Ok(None) => return (Next::Input, 0),
+        Ok(None) => return step(Next::Input, 0, 0),
         Ok(Some(o)) => o,
-        Err(e) => return (Next::Fail(Failure::Record(e)), 0),
+        Err(e) => return step(Next::Fail(Failure::Record(e)), 0, 0),
     };
     let payload = &input[opened.plain.clone()];
-    let next = match record::classify(layer.version(), opened.kind, payload) {
+    let (next, dataless) = match record::classify(layer.version(), opened.kind, payload) {
         Inbound::Data => {
             hand_out(payload, buf, filled, plain);
-            Next::Again
+            (Next::Again, usize::from(payload.is_empty()))
         }
-        Inbound::CloseNotify => Next::Closed,
-        Inbound::KeyUpdate => Next::Rekeyed,
-        Inbound::Refused(r) => Next::Fail(Failure::Refused(r)),
+        Inbound::CloseNotify => (Next::Closed, 1),
+        Inbound::KeyUpdate => (Next::Rekeyed, 1),
+        Inbound::Refused(r) => (Next::Fail(Failure::Refused(r)), 1),
     };
-    (next, opened.used)
+    step(next, opened.used, dataless)
+}
+
+/// Read and drop what a client sends under keys we cannot follow, while its connection
+/// closes (as a linger does, so our close reaches it before any reset): `Ok(0)` at the end
+/// of the stream, else `WouldBlock`. A few reads per call; a client that keeps sending
+/// raises new events.
+pub(super) fn discard<S: std::io::Read>(sock: &mut S, cipher: &mut [u8]) -> std::io::Result<Got> {
+    for _ in 0..8 {
+        match sock.read(cipher) {
+            Ok(0) => return Ok(Got::Bytes(0)),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::ErrorKind::WouldBlock.into())
 }

@@ -6,10 +6,11 @@ use crate::connection::buffer::Flush;
 use crate::connection::ConnState;
 use crate::gateway::client_id::ConnId;
 use crate::state::{CloseHow, Core};
+use crate::tls::session::Scratch;
 
-/// Write every dirty connection's queued output once; a connection whose reads resume is
-/// handed to `reader` to be read next turn.
-pub(super) fn conns(core: &mut Core, reader: &mut Reader) {
+/// Write every dirty connection's queued output once (TLS records made in `scratch`); a
+/// connection whose reads resume is handed to `reader` to be read next turn.
+pub(super) fn conns(core: &mut Core, reader: &mut Reader, scratch: &mut Scratch) {
     let high = core.limits.max_send_buffer / 2;
     let low = core.limits.max_send_buffer / 8;
     let dirty = std::mem::take(&mut core.dirty);
@@ -22,7 +23,7 @@ pub(super) fn conns(core: &mut Core, reader: &mut Reader) {
             slot: slot as u32,
             gen: c.gen,
         };
-        match c.flush_out(&core.fanout) {
+        match c.flush_out(&core.fanout, scratch) {
             Ok((n, Flush::Done)) => {
                 c.bytes_written += n as u64;
                 if c.input.resume() {

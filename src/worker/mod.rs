@@ -74,8 +74,9 @@ struct Base {
     app: Box<dyn App>,
     /// The one read buffer of the worker, for clients and bus links alike.
     scratch: Vec<u8>,
-    /// Ciphertext fresh from a TLS client's socket, decrypted into `scratch`.
-    tls_scratch: Vec<u8>,
+    /// TLS ciphertext: fresh from a client's socket (decrypted into `scratch`), or records
+    /// being written.
+    tls_scratch: crate::tls::session::Scratch,
     /// Connections per peer address, against `limits.max_connections_per_ip`.
     peers: peers::PeerCounts,
     /// Capacity of every connection's `in_buf` together, plus what each TLS session holds of
@@ -225,7 +226,7 @@ impl Worker {
                 core,
                 app,
                 scratch: vec![0; SCRATCH],
-                tls_scratch: vec![0; crate::tls::session::CIPHER_SCRATCH],
+                tls_scratch: crate::tls::session::Scratch::new(),
                 peers,
                 buffered_input: 0,
                 quiet: quiet::Quiet::default(),
@@ -385,7 +386,11 @@ impl Worker {
         // Bus links first: a client that got our answer and then asks another worker must
         // find that worker already holding the changes made before the answer.
         self.links.flush(&mut self.base);
-        flush::conns(&mut self.base.core, &mut self.reader);
+        flush::conns(
+            &mut self.base.core,
+            &mut self.reader,
+            &mut self.base.tls_scratch,
+        );
     }
 
     fn fire_timers(&mut self) {

@@ -7,6 +7,7 @@ use super::{close, Base, SCRATCH};
 use crate::connection::{ConnState, Input, Proto};
 use crate::gateway::client_id::ConnId;
 use crate::state::CloseHow;
+use crate::tls::session::Got;
 use std::io;
 
 /// Bytes read from one connection per event before giving others a turn.
@@ -135,12 +136,14 @@ impl Reader {
             let Some(c) = b.core.conns.get_mut(slot) else {
                 return;
             };
-            let n = match got {
-                Ok(0) => {
+            // `spent`: a TLS read stopped at its budget before the socket was drained.
+            let (n, spent) = match got {
+                Ok(Got::Bytes(0)) => {
                     b.core.request_close(id, CloseHow::Now);
                     return;
                 }
-                Ok(n) => n,
+                Ok(Got::Bytes(n)) => (n, false),
+                Ok(Got::Spent(n)) => (n, true),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -148,11 +151,21 @@ impl Reader {
                     return;
                 }
             };
-            c.bytes_read += n as u64;
-            c.last_active = b.core.now;
-            total += n;
-            if matches!(c.state, ConnState::Open | ConnState::Handshake) {
-                self.feed(b, id, n);
+            if n > 0 {
+                // Records without data (a TLS read that spent its budget on them) do not keep
+                // a connection alive against the idle deadline.
+                c.bytes_read += n as u64;
+                c.last_active = b.core.now;
+                total += n;
+                if matches!(c.state, ConnState::Open | ConnState::Handshake) {
+                    self.feed(b, id, n);
+                }
+            }
+            if spent {
+                // The TLS read spent its budget on records that gave little or nothing (a
+                // flood of empty records, say): the others get their turn first.
+                self.reread.push(id);
+                return;
             }
             if n < b.scratch.len() {
                 // A short read drained the socket; new bytes will raise a new edge.
