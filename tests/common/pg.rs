@@ -96,8 +96,36 @@ impl Pg {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        pg.spawn();
-        pg
+        // Another test may bind the free port before postgres does; then it exits at once
+        // and a second port is tried.
+        let mut tries = 0;
+        loop {
+            pg.launch();
+            let settled = wait_until(30 * SEC, || pg.ready() || pg.exited());
+            if settled && !pg.exited() {
+                return pg;
+            }
+            tries += 1;
+            assert!(
+                settled && tries < 3,
+                "postgres did not start on port {}: {}",
+                pg.port,
+                pg.log()
+            );
+            pg.port = free_port();
+        }
+    }
+
+    /// Whether the server process has ended (then it is forgotten).
+    fn exited(&mut self) -> bool {
+        let gone = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if gone {
+            self.child = None;
+        }
+        gone || self.child.is_none()
     }
 
     fn data(&self) -> PathBuf {
@@ -114,6 +142,16 @@ impl Pg {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        assert!(
+            wait_until(30 * SEC, || self.ready()),
+            "postgres did not start on port {}: {}",
+            self.port,
+            self.log()
+        );
+    }
+
+    fn launch(&mut self) {
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         if let Some((u, g)) = self.user {
             let _ = std::os::unix::fs::chown(self.dir.join("server.log"), Some(u), Some(g));
@@ -131,12 +169,6 @@ impl Pg {
             .spawn()
             .expect("spawn postgres");
         self.child = Some(child);
-        assert!(
-            wait_until(30 * SEC, || self.ready()),
-            "postgres did not start on port {}: {}",
-            self.port,
-            self.log()
-        );
     }
 
     /// Whether it accepts connections now (`pg_isready`).
