@@ -144,21 +144,50 @@ fn page<T: Serialize>(items: &[T], next: Option<String>) -> Response {
     )
 }
 
-fn closed(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
-    let before = match cursor_param(req) {
-        Ok(b) => b,
-        Err(o) => return o,
-    };
+/// The narrowing parameters the closed list and the search share.
+struct Filters {
+    visitor_id: Option<String>,
+    agent_id: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn filters(req: &Request) -> Result<Filters, HttpOutcome> {
     let (Ok(visitor_id), Ok(agent_id)) = (id_param(req, "visitor_id"), id_param(req, "agent_id"))
     else {
-        return bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]");
+        return Err(bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]"));
     };
     let (Ok(from), Ok(to), Ok(limit)) = (
         int_param(req, "from"),
         int_param(req, "to"),
         int_param(req, "limit"),
     ) else {
-        return bad("from/to (ms) and limit: integers");
+        return Err(bad("from/to (ms) and limit: integers"));
+    };
+    Ok(Filters {
+        visitor_id,
+        agent_id,
+        from,
+        to,
+        limit,
+    })
+}
+
+fn closed(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
+    let before = match cursor_param(req) {
+        Ok(b) => b,
+        Err(o) => return o,
+    };
+    let Filters {
+        visitor_id,
+        agent_id,
+        from,
+        to,
+        limit,
+    } = match filters(req) {
+        Ok(f) => f,
+        Err(o) => return o,
     };
     let f = search::Closed {
         visitor_id,
@@ -190,16 +219,15 @@ fn search(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> Htt
         Ok(b) => b,
         Err(o) => return o,
     };
-    let (Ok(visitor_id), Ok(agent_id)) = (id_param(req, "visitor_id"), id_param(req, "agent_id"))
-    else {
-        return bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]");
-    };
-    let (Ok(from), Ok(to), Ok(limit)) = (
-        int_param(req, "from"),
-        int_param(req, "to"),
-        int_param(req, "limit"),
-    ) else {
-        return bad("from/to (ms) and limit: integers");
+    let Filters {
+        visitor_id,
+        agent_id,
+        from,
+        to,
+        limit,
+    } = match filters(req) {
+        Ok(f) => f,
+        Err(o) => return o,
     };
     let q = Query {
         text,
