@@ -34,7 +34,8 @@ step "cargo build --release"
 cargo build --release "${locked[@]}"
 
 step "cargo test --release --workspace"
-cargo test --release "${locked[@]}" --workspace
+# --no-fail-fast: one failing test binary must not hide the others' results from CI.
+cargo test --release "${locked[@]}" --workspace --no-fail-fast
 
 step "kefu tests again on PostgreSQL (KEFU_TEST_STORE=postgres: each starts its own server)"
 KEFU_TEST_STORE=postgres cargo test --release "${locked[@]}" \

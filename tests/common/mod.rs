@@ -31,13 +31,57 @@ pub const KEFU: &str = env!("CARGO_BIN_EXE_kefu");
 /// One second, the unit most deadlines are written in.
 pub const SEC: Duration = Duration::from_secs(1);
 
-/// A port nobody listens on right now (bind :0, read it, release it). Another process could
-/// take it before the server binds it; on a test machine that is rare enough.
+/// A port nobody listens on right now, with the three above it free too (a server with N
+/// workers may bind `port + i`, as GatewayWorker's inner ports do).
+///
+/// Ports come from below the kernel's ephemeral range: a port the kernel hands out with
+/// `bind(:0)` or to an outgoing connection may be taken again by another test's client
+/// between our check and the server's bind, and CI once failed so. Here each process walks
+/// its own sequence from a start picked by pid and clock, so two calls never return
+/// overlapping blocks, and only a server binding a fixed port could still collide.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    const BLOCK: u32 = 4;
+    let (lo, hi) = port_pool();
+    let span = (hi - lo) / BLOCK;
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+        let _ = NEXT.compare_exchange(u32::MAX, seed % span, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let base = lo + k * BLOCK;
+        let held: Vec<_> = (base..base + BLOCK)
+            .map_while(|p| TcpListener::bind(("127.0.0.1", p as u16)).ok())
+            .collect();
+        if held.len() == BLOCK as usize {
+            return base as u16;
+        }
+    }
+    panic!("no free block of {BLOCK} ports in {lo}..{hi}")
+}
+
+/// The range `free_port` draws from: up to 12 000 ports below the ephemeral range, or above
+/// it, whichever side has more room (a fixed middle range if neither has 2 000).
+fn port_pool() -> (u32, u32) {
+    let range =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = range
+        .split_whitespace()
+        .filter_map(|w| w.parse::<u32>().ok());
+    let (low, high) = (it.next().unwrap_or(32768), it.next().unwrap_or(60999));
+    let below = low.saturating_sub(1024);
+    let above = 65_535u32.saturating_sub(high);
+    match below.max(above) {
+        n if n < 2_000 => (20_000, 30_000),
+        _ if below >= above => (low - below.min(12_000), low),
+        _ => (high + 1, high + 1 + above.min(12_000)),
+    }
 }
 
 /// Poll `cond` every 20 ms until it holds or `timeout` passes; returns whether it held. This
