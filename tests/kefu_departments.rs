@@ -12,32 +12,12 @@ use common::ws::Ws;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A visitor of `dept` that has sent its first message: (ws, conv_id, the first `assigned`
-/// or `waiting` push).
+/// A visitor of `dept` that has sent its first message: (ws, conv_id, its fate).
 fn open_in(k: &Kefu, bid: &str, dept: &str, text: &str) -> (Ws, i64, Value) {
     let (mut v, l) = k.visitor_in(bid, dept);
     assert_eq!(l["dept"], dept, "{l}");
-    v.send_text(
-        &json!({"method":"send","client_msg_id":"first","kind":"text","text":text}).to_string(),
-    );
-    let (mut conv, mut fate) = (None, None);
-    while conv.is_none() || fate.is_none() {
-        let m = recv_json(&mut v).expect("visitor pushes");
-        assert!(m.get("code").is_none(), "{m}");
-        if m["method"] == "message" && m["text"] == text {
-            conv = m["conv_id"].as_i64();
-        }
-        if fate.is_none() && (m["method"] == "assigned" || m["method"] == "waiting") {
-            fate = Some(m);
-        }
-    }
-    (v, conv.unwrap(), fate.unwrap())
-}
-
-fn assigned_to(agent: &mut Ws, conv: i64) -> Value {
-    recv_until(agent, "assigned", |m| {
-        m["method"] == "assigned" && m["conv"]["conv_id"] == conv
-    })
+    let (conv, fate) = first_message(&mut v, text);
+    (v, conv, fate)
 }
 
 /// Shop with admin boss and agents alice (sales) and bob (support); returns boss's token.

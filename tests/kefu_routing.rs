@@ -10,31 +10,11 @@ use common::ws::Ws;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A visitor that has sent its first message; returns (ws, conv_id, its fate: the first
-/// `assigned` or `waiting` push, which may arrive before or after the ack).
+/// A visitor that has sent its first message: (ws, conv_id, its fate).
 fn open_conv(k: &Kefu, text: &str) -> (Ws, i64, Value) {
     let (mut v, _) = k.visitor("shop");
-    v.send_text(
-        &json!({"method":"send","client_msg_id":"first","kind":"text","text":text}).to_string(),
-    );
-    let (mut conv, mut fate) = (None, None);
-    while conv.is_none() || fate.is_none() {
-        let m = recv_json(&mut v).expect("visitor pushes");
-        assert!(m.get("code").is_none(), "{m}");
-        if m["method"] == "message" && m["text"] == text {
-            conv = m["conv_id"].as_i64();
-        }
-        if fate.is_none() && (m["method"] == "assigned" || m["method"] == "waiting") {
-            fate = Some(m);
-        }
-    }
-    (v, conv.unwrap(), fate.unwrap())
-}
-
-fn assigned_to(agent: &mut Ws, conv: i64) -> Value {
-    recv_until(agent, "assigned", |m| {
-        m["method"] == "assigned" && m["conv"]["conv_id"] == conv
-    })
+    let (conv, fate) = first_message(&mut v, text);
+    (v, conv, fate)
 }
 
 #[test]

@@ -251,6 +251,34 @@ pub fn recv_until(ws: &mut Ws, what: &str, mut pred: impl FnMut(&Value) -> bool)
     }
 }
 
+/// A visitor's first message: sends `text`, then reads until both its stored copy and its
+/// fate (the first `assigned` or `waiting` push, before or after the ack) came; returns
+/// (conv_id, fate).
+pub fn first_message(v: &mut Ws, text: &str) -> (i64, Value) {
+    v.send_text(
+        &json!({"method":"send","client_msg_id":"first","kind":"text","text":text}).to_string(),
+    );
+    let (mut conv, mut fate) = (None, None);
+    while conv.is_none() || fate.is_none() {
+        let m = recv_json(v).expect("visitor pushes");
+        assert!(m.get("code").is_none(), "{m}");
+        if m["method"] == "message" && m["text"] == text {
+            conv = m["conv_id"].as_i64();
+        }
+        if fate.is_none() && (m["method"] == "assigned" || m["method"] == "waiting") {
+            fate = Some(m);
+        }
+    }
+    (conv.unwrap(), fate.unwrap())
+}
+
+/// Read an agent's pushes until the `assigned` of `conv`.
+pub fn assigned_to(agent: &mut Ws, conv: i64) -> Value {
+    recv_until(agent, "assigned", |m| {
+        m["method"] == "assigned" && m["conv"]["conv_id"] == conv
+    })
+}
+
 /// Everything that arrives within `d`: a listening window for tests that check what does
 /// NOT arrive (no event marks "nothing more will come").
 pub fn collect(ws: &mut Ws, d: Duration) -> Vec<Value> {

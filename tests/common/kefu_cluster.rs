@@ -2,11 +2,11 @@
 //! test's own, each with a data directory of its own, and a visitor's first message.
 
 use super::cluster::{redis_available, Redis};
-use super::kefu_app::{recv_json, Kefu};
+use super::kefu_app::{first_message, Kefu};
 use super::pg::{pg_available, Pg};
 use super::ws::Ws;
 use super::Instance;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Whether Redis and PostgreSQL are installed (CI: a missing one fails the test).
 pub fn available() -> bool {
@@ -49,19 +49,6 @@ pub fn node_keyed(pg: &Pg, redis: &Redis, id: u8, workers: usize, own_key: Optio
 pub fn open_conv(k: &Kefu, bid: &str, text: &str) -> (Ws, String, i64, Value) {
     let (mut v, l) = k.visitor(bid);
     let token = l["token"].as_str().unwrap().to_string();
-    v.send_text(
-        &json!({"method":"send","client_msg_id":"first","kind":"text","text":text}).to_string(),
-    );
-    let (mut conv, mut fate) = (None, None);
-    while conv.is_none() || fate.is_none() {
-        let m = recv_json(&mut v).expect("visitor pushes");
-        assert!(m.get("code").is_none(), "{m}");
-        if m["method"] == "message" && m["text"] == text {
-            conv = m["conv_id"].as_i64();
-        }
-        if fate.is_none() && (m["method"] == "assigned" || m["method"] == "waiting") {
-            fate = Some(m);
-        }
-    }
-    (v, token, conv.unwrap(), fate.unwrap())
+    let (conv, fate) = first_message(&mut v, text);
+    (v, token, conv, fate)
 }

@@ -146,6 +146,7 @@ fn page<T: Serialize>(items: &[T], next: Option<String>) -> Response {
 
 /// The narrowing parameters the closed list and the search share.
 struct Filters {
+    before: Option<Cursor>,
     visitor_id: Option<String>,
     agent_id: Option<String>,
     from: Option<i64>,
@@ -154,6 +155,7 @@ struct Filters {
 }
 
 fn filters(req: &Request) -> Result<Filters, HttpOutcome> {
+    let before = cursor_param(req)?;
     let (Ok(visitor_id), Ok(agent_id)) = (id_param(req, "visitor_id"), id_param(req, "agent_id"))
     else {
         return Err(bad("visitor_id/agent_id: 1..64 of [A-Za-z0-9_.@-]"));
@@ -166,6 +168,7 @@ fn filters(req: &Request) -> Result<Filters, HttpOutcome> {
         return Err(bad("from/to (ms) and limit: integers"));
     };
     Ok(Filters {
+        before,
         visitor_id,
         agent_id,
         from,
@@ -175,11 +178,8 @@ fn filters(req: &Request) -> Result<Filters, HttpOutcome> {
 }
 
 fn closed(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> HttpOutcome {
-    let before = match cursor_param(req) {
-        Ok(b) => b,
-        Err(o) => return o,
-    };
     let Filters {
+        before,
         visitor_id,
         agent_id,
         from,
@@ -215,11 +215,8 @@ fn search(sh: &mut Shared, conn: ClientId, req: &Request, claims: Claims) -> Htt
         Err(StoreError::Invalid(m)) => return bad(m),
         Err(_) => return bad("q"),
     };
-    let before = match cursor_param(req) {
-        Ok(b) => b,
-        Err(o) => return o,
-    };
     let Filters {
+        before,
         visitor_id,
         agent_id,
         from,
