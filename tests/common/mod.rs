@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod gw_php;
 pub mod http;
 pub mod instance;
 pub mod kefu_app;
