@@ -490,12 +490,9 @@ fn queued_events_survive_a_restart() {
     );
     make_admin(&k, "shop", "alice");
     let alice = k.agent_token("shop", "alice");
-    // Reserve a port, then close it: deliveries fail (connection refused) until it opens.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on yet (outside the kernel's ephemeral range, so no client takes
+    // it meanwhile): deliveries fail (connection refused) until it opens.
+    let port = common::free_port();
     let (_, secret) = register(&k, &alice, &format!("http://127.0.0.1:{port}/"));
     let conv = conversation(&k, "shop", "before the restart");
     wait_for(30 * SEC, || {

@@ -18,7 +18,27 @@ fi
 cargo build --release --bin kefu --quiet || { echo "e2e: build failed"; echo "0 passed, 1 failed"; exit 1; }
 export KEFU_BIN="$ROOT/target/release/kefu"
 
-free_port() { node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"; }
+# A free port below the kernel's ephemeral range (as tests/common::free_port does): a port
+# from bind(:0) may be taken by a browser's outgoing connection before kefu binds it, or
+# while the restart test has kefu stopped.
+free_port() {
+  python3 - <<'PY'
+import random, socket
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+lo, hi = (max(1024, low - 12000), low) if low > 3024 else (20000, 30000)
+for _ in range(1000):
+    p = random.randrange(lo, hi)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(p)
+    break
+PY
+}
 PORT="$(free_port)"
 DATA="$(mktemp -d "${TMPDIR:-/tmp}/kefu-e2e.XXXXXX")"
 export KEFU_PORT="$PORT" KEFU_DATA="$DATA"
