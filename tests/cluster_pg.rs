@@ -39,8 +39,8 @@ fn three_nodes_share_one_postgresql() {
     for k in [&a, &b, &c] {
         assert!(!k.inst.data_dir().join("kefu.db").exists());
     }
-    // Every migration ran (the newest is `(8, "")` in src/store/mod.rs, triggers.rs).
-    assert_eq!(pg.psql("SELECT version FROM kefu_schema"), "8");
+    // Every migration ran (the newest is `(9, SCHEMA_V9)` in src/store/mod.rs).
+    assert_eq!(pg.psql("SELECT version FROM kefu_schema"), "9");
 
     // Routing across nodes: the visitor on node 1 goes to alice on node 2.
     let (mut alice, _) = b.agent("shop", "alice");

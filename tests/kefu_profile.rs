@@ -216,6 +216,159 @@ fn admins_set_their_business_face_and_nobody_else_can() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The widget's look and texts (title, side, leave-a-message prompt beside colour, welcome
+/// and offline text): set by the business's admin only, validated, stored as text, public
+/// through the profile, and one business never sees or changes another's.
+#[test]
+fn widget_look_is_set_by_admins_only_and_stays_in_its_business() {
+    let k = Kefu::start(
+        2,
+        "",
+        &[
+            ("shop", "alice", "Alice", None),
+            ("shop", "bob", "Bob", None),
+            ("other", "zed", "Zed", None),
+        ],
+    );
+    for (bid, id) in [("shop", "alice"), ("other", "zed")] {
+        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
+    }
+    let alice = k.agent_token("shop", "alice");
+    let bob = k.agent_token("shop", "bob");
+    let zed = k.agent_token("other", "zed");
+    let look = |p: &Value| {
+        (
+            p["title"].as_str().map(str::to_string),
+            p["position"].as_str().map(str::to_string),
+            p["leave_prompt"].as_str().map(str::to_string),
+        )
+    };
+    let unset = (
+        Some(String::new()),
+        Some("right".to_string()),
+        Some(String::new()),
+    );
+    assert_eq!(look(&profile(&k, "shop").1), unset);
+
+    // Markup is stored as the text it is: the pages set it with textContent.
+    let title = "<script>alert(1)</script>";
+    let prompt = "<img src=x onerror=alert(1)> 请留言";
+    let (st, p) = settings(
+        &k,
+        Some(&alice),
+        json!({"title": format!(" {title} "), "position": "left", "leave_prompt": prompt,
+               "color": "#00A870", "welcome": "Hi", "offline": "Back at 9"}),
+    );
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(look(&p), look(&profile(&k, "shop").1));
+    let (_, p) = profile(&k, "shop");
+    assert_eq!(
+        look(&p),
+        (
+            Some(title.to_string()),
+            Some("left".to_string()),
+            Some(prompt.to_string())
+        )
+    );
+    assert_eq!(
+        (
+            p["color"].as_str(),
+            p["welcome"].as_str(),
+            p["offline"].as_str()
+        ),
+        (Some("#00a870"), Some("Hi"), Some("Back at 9"))
+    );
+
+    // Bad values are refused whole: nothing of the call is stored.
+    for bad in [
+        json!({"position": "top"}),
+        json!({"position": "LEFT"}),
+        json!({"position": 1}),
+        json!({"title": "t".repeat(41)}),
+        json!({"title": "a\nb"}),
+        json!({"leave_prompt": "p".repeat(121)}),
+        json!({"leave_prompt": "a\u{1b}[31m"}),
+        json!({"title": "Fine", "color": "#abc"}),
+        json!({"title": "Fine", "position": "left", "bid": "other"}),
+    ] {
+        let (st, e) = settings(&k, Some(&alice), bad.clone());
+        assert_eq!(st, 400, "{bad} -> {e}");
+    }
+    assert_eq!(profile(&k, "shop").1["title"], title);
+
+    // A plain agent, a visitor and no token are refused; the look is unchanged.
+    for body in [
+        json!({"title": "Bob's"}),
+        json!({"position": "right"}),
+        json!({"leave_prompt": "x"}),
+    ] {
+        let (st, e) = settings(&k, Some(&bob), body.clone());
+        assert_eq!(st, 403, "{body} -> {e}");
+    }
+    let (_, vl) = k.visitor("shop");
+    assert_eq!(
+        settings(&k, vl["token"].as_str(), json!({"title": "V"})).0,
+        403
+    );
+    assert_eq!(settings(&k, None, json!({"title": "N"})).0, 401);
+    assert_eq!(
+        look(&profile(&k, "shop").1),
+        (
+            Some(title.to_string()),
+            Some("left".to_string()),
+            Some(prompt.to_string())
+        )
+    );
+
+    // Another business's admin changes its own look only, and never sees shop's.
+    let (st, p) = settings(
+        &k,
+        Some(&zed),
+        json!({"title": "Zed help", "position": "right", "leave_prompt": "Write to Zed"}),
+    );
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["bid"], "other");
+    assert_eq!(p["title"], "Zed help");
+    assert_eq!(profile(&k, "shop").1["title"], title);
+    assert_eq!(profile(&k, "shop").1["position"], "left");
+    assert_eq!(profile(&k, "other").1["leave_prompt"], "Write to Zed");
+    assert_eq!(profile(&k, "other").1["color"], "");
+
+    // "" resets a text to the pages' default; an absent field is kept.
+    let (st, _) = settings(&k, Some(&alice), json!({"title": "", "position": "right"}));
+    assert_eq!(st, 200);
+    assert_eq!(
+        look(&profile(&k, "shop").1),
+        (
+            Some(String::new()),
+            Some("right".to_string()),
+            Some(prompt.to_string())
+        )
+    );
+    let out = k.cli(&["business", "show", "--bid", "shop"]);
+    assert!(out.contains("side:    right"), "{out}");
+    // The host's CLI sets the same fields with the same checks.
+    let out = k.cli(&[
+        "business",
+        "set",
+        "--bid",
+        "shop",
+        "--position",
+        "left",
+        "--title",
+        "CLI title",
+    ]);
+    assert!(
+        out.contains("side:    left") && out.contains("title:   CLI title"),
+        "{out}"
+    );
+    assert_eq!(profile(&k, "shop").1["position"], "left");
+    k.cli_fails(&["business", "set", "--bid", "shop", "--position", "top"]);
+    let long = "t".repeat(41);
+    let e = k.cli_fails(&["business", "set", "--bid", "shop", "--title", &long]);
+    assert!(e.contains("title must be"), "{e}");
+}
+
 /// [`tiny_png`] with other pixel data (another file, same checks).
 fn other_png() -> Vec<u8> {
     let mut png = tiny_png();

@@ -74,9 +74,27 @@ fn receiver(listener: TcpListener, fail_first: usize) -> Receiver<Got> {
     rx
 }
 
+/// One TLS connection a receiver accepted: the name the client asked for (SNI; none for an
+/// address) and whether the handshake completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attempt {
+    sni: Option<String>,
+    handshake: bool,
+}
+
 /// An HTTPS receiver on `listener` with the chain `cert` and its `key`: answers 200 and
-/// hands every request to the channel; a connection whose handshake fails sends nothing.
+/// hands every request to the first channel; every connection, its handshake done or
+/// refused, to the second.
 fn tls_receiver(listener: TcpListener, cert: &Path, key: &Path) -> Receiver<Got> {
+    tls_receiver_seeing(listener, cert, key).0
+}
+
+/// [`tls_receiver`], with the channel of its connection attempts.
+fn tls_receiver_seeing(
+    listener: TcpListener,
+    cert: &Path,
+    key: &Path,
+) -> (Receiver<Got>, Receiver<Attempt>) {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .unwrap()
         .collect::<Result<_, _>>()
@@ -93,11 +111,20 @@ fn tls_receiver(listener: TcpListener, cert: &Path, key: &Path) -> Receiver<Got>
         .unwrap(),
     );
     let (tx, rx) = mpsc::channel();
+    let (atx, arx) = mpsc::channel();
     std::thread::spawn(move || {
         for s in listener.incoming() {
-            let Ok(s) = s else { return };
+            let Ok(mut s) = s else { return };
             s.set_read_timeout(Some(10 * SEC)).unwrap();
-            let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+            let mut conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+            let done = conn.complete_io(&mut s).is_ok() && !conn.is_handshaking();
+            let _ = atx.send(Attempt {
+                sni: conn.server_name().map(str::to_string),
+                handshake: done,
+            });
+            if !done {
+                continue;
+            }
             let mut tls = rustls::StreamOwned::new(conn, s);
             let Some(got) = read_request(&mut tls) else {
                 continue;
@@ -111,7 +138,7 @@ fn tls_receiver(listener: TcpListener, cert: &Path, key: &Path) -> Receiver<Got>
             }
         }
     });
-    rx
+    (rx, arx)
 }
 
 fn read_request(s: &mut impl Read) -> Option<Got> {
@@ -631,6 +658,103 @@ fn a_private_ca_needs_the_setting() {
     let e = failure(&k, &alice, id);
     assert!(e.contains("UnknownIssuer"), "{e}");
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    drop(k);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An `https://` URL with a host name: the delivery thread resolves it (off the event loop),
+/// sends the name by SNI and checks the certificate names it. A certificate of the trusted
+/// CA for `localhost` is delivered to; one for another name (`b.test`) is refused, logged in
+/// the endpoint's `last_error`, retried with back-off, and the server goes on delivering.
+#[test]
+fn https_to_a_host_name_checks_the_name() {
+    let dir = std::env::temp_dir().join(format!("kefu-hooks-name-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ours = pki::make(&dir);
+    let k = Kefu::start(
+        1,
+        &format!(
+            "webhook_allow_private = true\nwebhook_ca_file = \"{}\"",
+            ours.ca.display()
+        ),
+        &[("shop", "alice", "Alice", None)],
+    );
+    make_admin(&k, "shop", "alice");
+    let alice = k.agent_token("shop", "alice");
+    // IPv4 listeners only: `localhost` may resolve to ::1 first, which the delivery then
+    // skips for the next address.
+    let listen = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    };
+    let (l, good_port) = listen();
+    let (good_rx, good_seen) = tls_receiver_seeing(l, &ours.cert, &ours.key);
+    let (_, secret) = register(&k, &alice, &format!("https://localhost:{good_port}/hook"));
+    let (l, port) = listen();
+    let (bad_rx, bad_seen) = tls_receiver_seeing(l, &ours.other_cert, &ours.other_key);
+    let (mismatch, _) = register(&k, &alice, &format!("https://localhost:{port}/hook"));
+
+    let events = |conv: i64| {
+        let names: Vec<String> = (0..3)
+            .map(|_| {
+                let g = next(&good_rx);
+                assert!(signed_by(&g, &secret), "{g:?}");
+                assert_eq!(g.json()["conv_id"], conv);
+                assert_eq!(g.header("Host"), format!("localhost:{good_port}"));
+                g.header("X-Kefu-Event")
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "conversation.created",
+                "message.created",
+                "conversation.closed"
+            ]
+        );
+    };
+    events(conversation(&k, "shop", "by name"));
+    let a = good_seen.recv_timeout(30 * SEC).expect("a connection");
+    assert_eq!(
+        a,
+        Attempt {
+            sni: Some("localhost".into()),
+            handshake: true
+        }
+    );
+
+    // The name does not match: the client sent it, refused the certificate, and tries again.
+    let e = failure(&k, &alice, mismatch);
+    assert!(
+        e.starts_with("tls: ") && e.contains("not valid for name \"localhost\""),
+        "{e}"
+    );
+    for _ in 0..2 {
+        let a = bad_seen.recv_timeout(30 * SEC).expect("a retry");
+        assert_eq!(
+            a,
+            Attempt {
+                sni: Some("localhost".into()),
+                handshake: false
+            }
+        );
+    }
+    assert!(
+        bad_rx.try_recv().is_err(),
+        "a request crossed a bad handshake"
+    );
+    let (_, l) = api(&k, Some(&alice), "GET", "/api/webhooks", json!({}));
+    let hook = l["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == mismatch)
+        .unwrap()
+        .clone();
+    assert!(hook["pending"].as_i64().unwrap() >= 1, "{hook}");
+    // Still serving: the good endpoint gets the next event.
+    events(conversation(&k, "shop", "still here"));
     drop(k);
     let _ = std::fs::remove_dir_all(&dir);
 }

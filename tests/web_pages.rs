@@ -35,6 +35,7 @@ fn pages_and_assets_are_served_with_csp() {
         ("/static/common.js", "text/javascript", "'none'"),
         ("/static/visitor.js", "text/javascript", "'none'"),
         ("/static/console.js", "text/javascript", "'none'"),
+        ("/static/console-view.js", "text/javascript", "'none'"),
         ("/static/i18n.js", "text/javascript", "'none'"),
         ("/static/kefu.css", "text/css", "'none'"),
         ("/static/favicon.svg", "image/svg+xml", "'none'"),

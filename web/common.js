@@ -101,7 +101,9 @@
         }).map(function (d) { return { dept_id: d.dept_id, name: str(d.name, 40) || d.dept_id }; });
         return {
           name: str(j.name, 40), logo: K.safeUploadUrl(j.logo), color: K.cleanColor(j.color),
-          welcome: str(j.welcome, 500), offline: str(j.offline, 500), faces: faces, departments: depts
+          welcome: str(j.welcome, 500), offline: str(j.offline, 500), title: str(j.title, 40),
+          position: j.position === "left" ? "left" : "right", leave_prompt: str(j.leave_prompt, 120),
+          faces: faces, departments: depts
         };
       });
     }).catch(function () { return null; });

@@ -1,5 +1,6 @@
-/* Console: the business settings dialog (what visitors see: name, colour, logo, welcome and
- * offline messages, the agent's own avatar). POST /api/business/settings with the agent's
+/* Console: the business settings dialog (what visitors see: name, window title, colour, the
+ * launcher's side, logo, welcome and offline messages, the leave-a-message heading, the agent's
+ * own avatar). POST /api/business/settings with the agent's
  * token; the server checks every field again (docs/web.md "Look and feel"). The business's
  * fields are for its admins: a plain agent sees (and sends) only its own name and avatar. */
 "use strict";
@@ -10,8 +11,9 @@
 
   /* The rows of the business's fields. */
   function businessRows() {
-    return [$("sName").closest("label"), $("sColorPick").closest(".set-row"), $("sLogoBtn").closest(".set-row"),
-      $("sWelcome").closest("label"), $("sOffline").closest("label")];
+    return [$("sName").closest("label"), $("sTitle").closest("label"), $("sColorPick").closest(".set-row"),
+      $("sPosition").closest(".set-row"), $("sLogoBtn").closest(".set-row"), $("sWelcome").closest("label"),
+      $("sOffline").closest("label"), $("sLeavePrompt").closest("label")];
   }
 
   function auth() { try { return JSON.parse(localStorage.getItem("kefu.agent.auth") || "null"); } catch (e) { return null; } }
@@ -45,6 +47,9 @@
       setColor(p.color);
       $("sWelcome").value = p.welcome;
       $("sOffline").value = p.offline;
+      $("sTitle").value = p.title;
+      $("sPosition").value = p.position;
+      $("sLeavePrompt").value = p.leave_prompt;
       $("sAgentName").value = me.name || a.name || a.agent_id;
       draft.current = { logo: p.logo || "", avatar: me.avatar || "" };
       preview("sLogoPrev", p.logo, p.name, "agent");
@@ -72,7 +77,10 @@
     if (!a) return;
     var color = $("sColor").value.trim();
     if (color && !K.cleanColor(color)) { say(t("set_color") + ": #rrggbb", "error"); $("sColor").focus(); return; }
-    var body = admin ? { name: $("sName").value, color: color, welcome: $("sWelcome").value, offline: $("sOffline").value } : {};
+    var body = admin ? {
+      name: $("sName").value, title: $("sTitle").value, color: color, position: $("sPosition").value,
+      welcome: $("sWelcome").value, offline: $("sOffline").value, leave_prompt: $("sLeavePrompt").value
+    } : {};
     if (admin && draft.logo !== null) body.logo = draft.logo;
     if (draft.avatar !== null) body.avatar = draft.avatar;
     if ($("sAgentName").value.trim()) body.agent_name = $("sAgentName").value;

@@ -422,6 +422,8 @@
     if (!logo) av.textContent = Array.from(name)[0];
     document.body.classList.toggle("has-logo", !!logo);
     document.title = (S.unseen > 0 && !seeing() ? "(" + (S.unseen > 99 ? "99+" : S.unseen) + ") " : "") + name;
+    // The business's texts: set as text, never as markup.
+    $("leaveTitle").textContent = (S.profile && S.profile.leave_prompt) || t("leave_title");
     $("leaveHint").textContent = (S.profile && S.profile.offline) || t("leave_hint");
     var b = $("banner"), text = "", kind = "info";
     if (S.fatal) { text = S.fatal; kind = "error"; }
@@ -441,10 +443,11 @@
   }
 
   /* The header's name: the widget's data-name (or ?name=) if the site gives one, else the
-   * business's own (unless it is just its id), else "在线客服". */
+   * window title its admin set, else the business's own name (unless it is just its id), else
+   * "在线客服". */
   function displayName() {
     var own = S.profile && S.profile.name && S.profile.name !== bid ? S.profile.name : "";
-    return shopName || own || t("shop_default");
+    return shopName || (S.profile && S.profile.title) || own || t("shop_default");
   }
   function face(id) { return (S.profile && S.profile.faces.get(id)) || null; }
 

@@ -2,8 +2,10 @@
  * Adds a floating button that opens the visitor page (/chat/<bid>) in an iframe panel.
  * Optional attributes: data-name (shop name shown in the header), data-lang (zh|en),
  * data-department (the department its chats go to: a dept_id of the business),
- * data-position (right|left), data-color (button colour, #rgb/#rrggbb; without it the business's
- * own colour once the chat has loaded).
+ * data-position (right|left), data-color (button colour, #rgb/#rrggbb). Without them the
+ * business's own look (GET /api/business/profile: the side, colour and window title its admin
+ * set in the console) once it has loaded; the title names the button (set as an attribute,
+ * never as markup).
  * With the panel closed, a reply shows a badge on the button and "(n)" in the page's title;
  * once a visitor has opened the chat, later pages of the site load it (hidden) at once so
  * replies reach them there too.
@@ -19,6 +21,7 @@
   var bid = script.getAttribute("data-bid") || "";
   if (!/^[A-Za-z0-9_.@-]{1,64}$/.test(bid)) { if (window.console) console.error("kefu widget: bad data-bid \"" + bid + "\" (1-64 of A-Z a-z 0-9 _ . @ -)"); return; }
   var origin = new URL(script.src, location.href).origin;
+  var fixedSide = /^(left|right)$/.test(script.getAttribute("data-position") || "");
   var side = script.getAttribute("data-position") === "left" ? "left" : "right";
   var fixedColor = /^#[0-9a-fA-F]{3,8}$/.test(script.getAttribute("data-color") || "");
   var color = fixedColor ? script.getAttribute("data-color") : "#1677ff";
@@ -58,6 +61,28 @@
   });
   btn.appendChild(badge);
 
+  /* Move the button and the panel to `s` (the business's side, when the site set none). */
+  function place(s) {
+    if (s === side) return;
+    side = s;
+    var o = {}; o[s] = "20px"; o[s === "right" ? "left" : "right"] = "auto";
+    css(btn, o);
+    if (!small()) css(panel, o);
+  }
+  /* The business's look, fetched from kefu (public, CORS); the site's own attributes win. */
+  function look() {
+    if (!window.fetch) return;
+    fetch(origin + "/api/business/profile?bid=" + encodeURIComponent(bid), { credentials: "omit" }).then(function (r) {
+      return r.ok ? r.json() : null;
+    }).then(function (p) {
+      if (!p || typeof p !== "object") return;
+      if (!fixedSide && (p.position === "left" || p.position === "right")) place(p.position);
+      if (!fixedColor && typeof p.color === "string" && /^#[0-9a-f]{6}$/.test(p.color)) btn.style.setProperty("background", p.color);
+      var title = typeof p.title === "string" ? p.title.slice(0, 40) : "";
+      if (title) { btn.setAttribute("aria-label", title); btn.setAttribute("title", title); if (frame) frame.title = title; }
+    }).catch(function () {});
+  }
+
   var panel = document.createElement("div");
   panel.setAttribute("data-kefu", "panel");
   var ppos = {};
@@ -91,7 +116,7 @@
     frame = document.createElement("iframe");
     frame.addEventListener("load", function () { loaded = true; tell(); });
     frame.src = src;
-    frame.title = "Chat";
+    frame.title = btn.getAttribute("title") || "Chat";
     frame.setAttribute("allow", "clipboard-read; clipboard-write; autoplay");
     css(frame, { border: "0", width: "100%", height: "100%", display: "block" });
     panel.appendChild(frame);
@@ -135,6 +160,7 @@
 
   function mount() {
     document.body.appendChild(panel); document.body.appendChild(btn);
+    look();
     if (seenGet()) load(); // a returning visitor: replies reach it with the panel closed
   }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);

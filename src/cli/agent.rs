@@ -177,6 +177,15 @@ pub enum BusinessCmd {
         /// Shown with the leave-a-message form when no agent is online.
         #[arg(long)]
         offline: Option<String>,
+        /// The chat window's title (at most 40 characters; "" for the display name).
+        #[arg(long)]
+        title: Option<String>,
+        /// The side of the page the widget's button sits on.
+        #[arg(long, value_parser = ["right", "left"])]
+        position: Option<String>,
+        /// The leave-a-message form's heading (at most 120 characters).
+        #[arg(long)]
+        leave_prompt: Option<String>,
         /// Configuration (for data_dir).
         #[command(flatten)]
         cfg: ConfigArgs,
@@ -342,6 +351,9 @@ pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::
             color,
             welcome,
             offline,
+            title,
+            position,
+            leave_prompt,
             ..
         } => {
             // Check the text fields before storing an image for nothing.
@@ -351,6 +363,15 @@ pub(crate) fn run_business(a: &BusinessArgs) -> Result<i32, Box<dyn std::error::
                 color: color.clone(),
                 welcome: welcome.clone(),
                 offline: offline.clone(),
+                title: title.clone(),
+                side: position.as_deref().map(|p| {
+                    if p == "left" {
+                        profile::Side::Left
+                    } else {
+                        profile::Side::Right
+                    }
+                }),
+                leave_prompt: leave_prompt.clone(),
             };
             profile::clean(&patch).map_err(|e| e.as_str())?;
             if profile::get(&conn, bid).map_err(explain)?.is_none() {
@@ -403,6 +424,9 @@ fn show(conn: &Db, bid: &str) -> Result<(), Box<dyn std::error::Error>> {
         "offline: {}",
         or_default(&p.offline).replace('\n', "\n         ")
     );
+    println!("title:   {}", or_default(&p.title));
+    println!("side:    {}", p.side.as_str());
+    println!("prompt:  {}", or_default(&p.leave_prompt));
     for f in profile::faces(conn, bid).map_err(explain)? {
         println!(
             "agent:   {} {} {}",

@@ -213,6 +213,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (6, SCHEMA_V6),
     (7, SCHEMA_V7),
     (8, ""),
+    (9, SCHEMA_V9),
 ];
 
 const SCHEMA_V1: &str = "
@@ -417,6 +418,16 @@ CREATE TABLE IF NOT EXISTS webhook_queue (
 CREATE INDEX IF NOT EXISTS webhook_due ON webhook_queue (hook_id, state, id);
 ";
 
+/// Version 9: the rest of the widget's look and texts (`profile.rs`), beside version 4's
+/// colour, welcome and offline message: the chat window's title, the launcher's side of the
+/// page (`right`, `left`; "" is right) and the leave-a-message form's prompt. Empty means
+/// "not set": the pages fall back to their defaults.
+const SCHEMA_V9: &str = "
+ALTER TABLE businesses ADD COLUMN title TEXT NOT NULL DEFAULT '';
+ALTER TABLE businesses ADD COLUMN widget_side TEXT NOT NULL DEFAULT '';
+ALTER TABLE businesses ADD COLUMN leave_prompt TEXT NOT NULL DEFAULT '';
+";
+
 /// The schema DDL as `kind` spells it. PostgreSQL differs only in types: integers are
 /// 64-bit (`BIGINT`; SQLite's INTEGER already is), an `AUTOINCREMENT` key is an identity
 /// column, and there is no `WITHOUT ROWID`.
@@ -582,6 +593,11 @@ mod tests {
             .unwrap();
         let face = profile::get(&b, "b").unwrap().unwrap();
         assert_eq!((face.logo.as_str(), face.color.as_str()), ("", ""));
+        // ... and version 9's: no title, no prompt, the launcher on the right.
+        assert_eq!(
+            (face.title.as_str(), face.leave_prompt.as_str(), face.side),
+            ("", "", profile::Side::Right)
+        );
         // ... and version 5's: the old conversation has no department, a new agent is a
         // plain, enabled agent, and the business follows the config's routing.
         let dept: Option<String> = b

@@ -1,5 +1,6 @@
 //! A business's face for its visitors: display name, logo, colour, welcome and offline
-//! messages, and its agents' names and avatars (schema version 4).
+//! messages, and its agents' names and avatars (schema version 4); the chat window's title,
+//! the launcher's side and the leave-a-message prompt (schema version 9).
 //!
 //! Everything here is set by a business (console or CLI) and shown to strangers, so it is
 //! validated on the way in whatever the caller: bounded lengths, no control characters, a
@@ -15,6 +16,38 @@ pub(crate) const MAX_NAME: usize = 40;
 pub(crate) const MAX_AGENT_NAME: usize = 64;
 /// Longest welcome or offline message, characters.
 pub(crate) const MAX_NOTE: usize = 500;
+/// Longest leave-a-message prompt, characters (one line above the form).
+pub(crate) const MAX_PROMPT: usize = 120;
+
+/// The side of the page the widget's launcher and panel sit on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Side {
+    /// Bottom right (the default, and what an empty column means).
+    #[default]
+    Right,
+    /// Bottom left.
+    Left,
+}
+
+impl Side {
+    /// The stored word.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Side::Right => "right",
+            Side::Left => "left",
+        }
+    }
+
+    /// The stored word back ("" or anything else: the default).
+    fn parse(s: &str) -> Side {
+        if s == "left" {
+            Side::Left
+        } else {
+            Side::Right
+        }
+    }
+}
 
 /// What a business shows its visitors.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +64,12 @@ pub(crate) struct Profile {
     pub welcome: String,
     /// Shown with the leave-a-message form when no agent is online ("": the default).
     pub offline: String,
+    /// The chat window's title ("": the display name, else the pages' default).
+    pub title: String,
+    /// Where the widget's launcher sits.
+    pub side: Side,
+    /// The leave-a-message form's heading ("": the pages' default).
+    pub leave_prompt: String,
 }
 
 /// An agent as visitors see it.
@@ -57,6 +96,12 @@ pub(crate) struct Patch {
     pub welcome: Option<String>,
     /// New offline message.
     pub offline: Option<String>,
+    /// New window title.
+    pub title: Option<String>,
+    /// New launcher side.
+    pub side: Option<Side>,
+    /// New leave-a-message prompt.
+    pub leave_prompt: Option<String>,
 }
 
 /// Why a profile field is refused.
@@ -72,6 +117,10 @@ pub(crate) enum FieldError {
     Image,
     /// Welcome or offline message too long or with control characters.
     Note,
+    /// Title too long or with control characters.
+    Title,
+    /// Leave-a-message prompt too long or with control characters.
+    Prompt,
 }
 
 impl FieldError {
@@ -84,6 +133,10 @@ impl FieldError {
             FieldError::Image => "logo/avatar must be an /uploads/ URL from POST /api/upload",
             FieldError::Note => {
                 "welcome/offline must be at most 500 characters, no control characters but newlines"
+            }
+            FieldError::Title => "title must be at most 40 characters, no control characters",
+            FieldError::Prompt => {
+                "leave_prompt must be at most 120 characters, no control characters"
             }
         }
     }
@@ -113,6 +166,26 @@ pub(crate) fn clean_agent_name(s: &str) -> std::result::Result<String, FieldErro
         return Err(FieldError::AgentName);
     }
     Ok(s.to_string())
+}
+
+/// One line of at most `max` characters, trimmed, "" allowed (the default), no control
+/// characters.
+fn clean_line(s: &str, max: usize, e: FieldError) -> std::result::Result<String, FieldError> {
+    let s = s.trim();
+    if s.chars().count() > max || s.chars().any(char::is_control) {
+        return Err(e);
+    }
+    Ok(s.to_string())
+}
+
+/// A window title: "" or a line of at most [`MAX_NAME`] characters.
+pub(crate) fn clean_title(s: &str) -> std::result::Result<String, FieldError> {
+    clean_line(s, MAX_NAME, FieldError::Title)
+}
+
+/// A leave-a-message prompt: "" or a line of at most [`MAX_PROMPT`] characters.
+pub(crate) fn clean_prompt(s: &str) -> std::result::Result<String, FieldError> {
+    clean_line(s, MAX_PROMPT, FieldError::Prompt)
 }
 
 /// A colour: "" or `#rrggbb`, lower-cased (nothing else can reach a style property).
@@ -161,13 +234,17 @@ pub(crate) fn clean(p: &Patch) -> std::result::Result<Patch, FieldError> {
         color: p.color.as_deref().map(clean_color).transpose()?,
         welcome: p.welcome.as_deref().map(clean_note).transpose()?,
         offline: p.offline.as_deref().map(clean_note).transpose()?,
+        title: p.title.as_deref().map(clean_title).transpose()?,
+        side: p.side,
+        leave_prompt: p.leave_prompt.as_deref().map(clean_prompt).transpose()?,
     })
 }
 
 /// One business's profile (`None`: no such business).
 pub(crate) fn get(conn: &Db, bid: &str) -> Result<Option<Profile>> {
     conn.prepare_cached(
-        "SELECT bid, name, logo, color, welcome, offline_msg FROM businesses WHERE bid = ?1",
+        "SELECT bid, name, logo, color, welcome, offline_msg, title, widget_side, leave_prompt
+         FROM businesses WHERE bid = ?1",
     )?
     .query_row([bid], |r| {
         Ok(Profile {
@@ -177,6 +254,9 @@ pub(crate) fn get(conn: &Db, bid: &str) -> Result<Option<Profile>> {
             color: r.get(3)?,
             welcome: r.get(4)?,
             offline: r.get(5)?,
+            title: r.get(6)?,
+            side: Side::parse(&r.get::<_, String>(7)?),
+            leave_prompt: r.get(8)?,
         })
     })
     .optional()
@@ -189,10 +269,22 @@ pub(crate) fn set(conn: &Db, bid: &str, patch: &Patch) -> Result<Profile> {
         .prepare_cached(
             "UPDATE businesses SET name = COALESCE(?2, name), logo = COALESCE(?3, logo),
                 color = COALESCE(?4, color), welcome = COALESCE(?5, welcome),
-                offline_msg = COALESCE(?6, offline_msg)
+                offline_msg = COALESCE(?6, offline_msg), title = COALESCE(?7, title),
+                widget_side = COALESCE(?8, widget_side),
+                leave_prompt = COALESCE(?9, leave_prompt)
              WHERE bid = ?1",
         )?
-        .execute(params![bid, p.name, p.logo, p.color, p.welcome, p.offline])?;
+        .execute(params![
+            bid,
+            p.name,
+            p.logo,
+            p.color,
+            p.welcome,
+            p.offline,
+            p.title,
+            p.side.map(Side::as_str),
+            p.leave_prompt
+        ])?;
     if n == 0 {
         return Err(StoreError::NotFound);
     }
@@ -272,6 +364,15 @@ mod tests {
         assert_eq!(clean_note("hi\r\nthere").unwrap(), "hi\nthere");
         assert_eq!(clean_note("a\u{0}b"), Err(FieldError::Note));
         assert_eq!(clean_note(&"x".repeat(501)), Err(FieldError::Note));
+        assert_eq!(clean_title(" 在线咨询 ").unwrap(), "在线咨询");
+        assert_eq!(clean_title("").unwrap(), "");
+        assert_eq!(clean_title("a\nb"), Err(FieldError::Title));
+        assert_eq!(clean_title(&"名".repeat(41)), Err(FieldError::Title));
+        assert!(clean_prompt(&"x".repeat(120)).is_ok());
+        assert_eq!(clean_prompt(&"x".repeat(121)), Err(FieldError::Prompt));
+        assert_eq!(clean_prompt("a\u{7}b"), Err(FieldError::Prompt));
+        assert_eq!(Side::parse(""), Side::Right);
+        assert_eq!(Side::parse(Side::Left.as_str()), Side::Left);
         assert_eq!(clean_image(LOGO).unwrap(), LOGO);
         for bad in [
             "https://evil.example/x.png",
@@ -330,6 +431,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.color.as_str(), p.welcome.as_str()), ("", "Hello!"));
+        // Version 9's fields: set, kept when absent, reset by "".
+        let p = set(
+            &conn,
+            "b",
+            &Patch {
+                title: Some(" Ask us ".into()),
+                side: Some(Side::Left),
+                leave_prompt: Some("Leave a note".into()),
+                ..Patch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (p.title.as_str(), p.side, p.leave_prompt.as_str()),
+            ("Ask us", Side::Left, "Leave a note")
+        );
+        let p = set(
+            &conn,
+            "b",
+            &Patch {
+                title: Some(String::new()),
+                ..Patch::default()
+            },
+        )
+        .unwrap();
+        assert_eq!((p.title.as_str(), p.side), ("", Side::Left));
         assert!(matches!(
             set(&conn, "nope", &Patch::default()),
             Err(StoreError::NotFound)

@@ -38,6 +38,7 @@ static ASSETS: &[Asset] = &[
     asset!("i18n.js", JS),
     asset!("visitor.js", JS),
     asset!("console.js", JS),
+    asset!("console-view.js", JS),
     asset!("settings.js", JS),
     asset!("admin.js", JS),
     asset!("desk.js", JS),

@@ -450,7 +450,8 @@ test("a wrong business id fails visibly (page and widget)", async () => {
     args: [...ARGS, "--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests,PrivateNetworkAccessSendPreflights"],
   });
   const sctx = await siteBrowser.newContext({ viewport: DESKTOP, locale: "zh-CN" });
-  const site = await newPage(sctx, "bad-bid-site", /kefu widget: .*nosuchshop|kefu: cannot start a chat/);
+  // The widget's look request for the unknown business fails too (404), in the site's console.
+  const site = await newPage(sctx, "bad-bid-site", /kefu widget: .*nosuchshop|kefu: cannot start a chat|Failed to load resource: the server responded with a status of 404/);
   const siteLog = [];
   site.on("console", (m) => { if (m.type() === "error") siteLog.push(m.text()); });
   await site.route("http://shop.example/**", (route) => route.fulfill({

@@ -1,5 +1,7 @@
 //! A business's face over HTTP: `GET /api/business/profile?bid=` (public: the visitor page
-//! and the widget show it, and its departments for the visitor to pick from) and `POST /api/business/settings` (the business's own agents).
+//! and the widget show it, and its departments for the visitor to pick from) and `POST
+//! /api/business/settings` (the business's own agents). The face is the widget's whole look
+//! and texts: colour, side, title, welcome, offline text, leave-a-message prompt, logo, name.
 //!
 //! Who may change a business's settings: an admin of that business, with its agent token;
 //! any agent may change its own display name and avatar. The business is the token's,
@@ -18,7 +20,7 @@ use crate::protocol::http::request::Request;
 use crate::protocol::http::response::Response;
 use crate::store::db::Db;
 use crate::store::depts::{self, Dept};
-use crate::store::profile::{self, Face, Patch, Profile};
+use crate::store::profile::{self, Face, Patch, Profile, Side};
 use crate::store::{valid_id, Result, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +33,12 @@ pub(super) struct SettingsReq {
     color: Option<String>,
     welcome: Option<String>,
     offline: Option<String>,
+    /// The chat window's title.
+    title: Option<String>,
+    /// The launcher's side, `right` or `left`.
+    position: Option<Side>,
+    /// The leave-a-message form's heading.
+    leave_prompt: Option<String>,
     /// The calling agent's own avatar (an agent sets no one else's).
     avatar: Option<String>,
     /// The calling agent's own display name.
@@ -52,6 +60,9 @@ struct ProfileOut<'a> {
     color: &'a str,
     welcome: &'a str,
     offline: &'a str,
+    title: &'a str,
+    position: Side,
+    leave_prompt: &'a str,
     agents: Vec<FaceOut<'a>>,
     /// The departments a visitor may pick (the visitor page's choice).
     departments: &'a [Dept],
@@ -67,6 +78,9 @@ fn answer(p: &Profile, faces: &[Face], departments: &[Dept]) -> Response {
             color: &p.color,
             welcome: &p.welcome,
             offline: &p.offline,
+            title: &p.title,
+            position: p.side,
+            leave_prompt: &p.leave_prompt,
             agents: faces
                 .iter()
                 .map(|f| FaceOut {
@@ -119,7 +133,7 @@ pub(super) fn settings_req(
         error(
             400,
             Code::Invalid,
-            "expected {name?, logo?, color?, welcome?, offline?, avatar?, agent_name?}",
+            "expected {name?, logo?, color?, welcome?, offline?, title?, position?, leave_prompt?, avatar?, agent_name?}",
         )
     })
 }
@@ -149,7 +163,10 @@ pub(super) fn settings(conn: &Db, claims: &Claims, r: SettingsReq) -> Result<Out
         || r.logo.is_some()
         || r.color.is_some()
         || r.welcome.is_some()
-        || r.offline.is_some();
+        || r.offline.is_some()
+        || r.title.is_some()
+        || r.position.is_some()
+        || r.leave_prompt.is_some();
     let agent = if business {
         login::check_admin(conn, claims)?
     } else {
@@ -162,6 +179,9 @@ pub(super) fn settings(conn: &Db, claims: &Claims, r: SettingsReq) -> Result<Out
         color: r.color,
         welcome: r.welcome,
         offline: r.offline,
+        title: r.title,
+        side: r.position,
+        leave_prompt: r.leave_prompt,
     };
     // Validate everything before writing anything.
     profile::clean(&patch)?;

@@ -177,26 +177,46 @@ pub(crate) fn public(ip: IpAddr) -> bool {
     }
 }
 
-/// Resolve `url`'s host and pick the address to connect to: every address it resolves to
-/// must be allowed (one bad record refuses the lot), and the connection goes to a checked
-/// address, so a second lookup cannot swap in another (DNS rebinding).
-pub(crate) fn resolve(url: &Url, allow_private: bool) -> Result<SocketAddr, SendError> {
-    let addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
+/// Most addresses of one host a delivery tries (each bounded by the connect timeout).
+const MAX_ADDRS: usize = 4;
+
+/// Resolve `url`'s host and pick the addresses to connect to, in the resolver's order (at
+/// least one, at most [`MAX_ADDRS`]): every address it resolves to must be allowed (one bad
+/// record refuses the lot), and the connection goes to a checked address, so a second
+/// lookup cannot swap in another (DNS rebinding). More than one, because a name such as
+/// `localhost` often lists `::1` first while the endpoint listens on IPv4 only.
+pub(crate) fn resolve(url: &Url, allow_private: bool) -> Result<Vec<SocketAddr>, SendError> {
+    let mut addrs: Vec<SocketAddr> = (url.host.as_str(), url.port)
         .to_socket_addrs()
         .map_err(SendError::Resolve)?
         .collect();
-    let first = *addrs.first().ok_or_else(|| {
-        SendError::Resolve(std::io::Error::new(
+    if addrs.is_empty() {
+        return Err(SendError::Resolve(std::io::Error::new(
             std::io::ErrorKind::NotFound,
             "no address",
-        ))
-    })?;
+        )));
+    }
     if !allow_private {
         if let Some(bad) = addrs.iter().find(|a| !public(a.ip())) {
             return Err(SendError::Forbidden(bad.ip()));
         }
     }
-    Ok(first)
+    addrs.truncate(MAX_ADDRS);
+    Ok(addrs)
+}
+
+/// A connection to the first of `addrs` that accepts one (the last error if none does).
+fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, SendError> {
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(SendError::Io(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+    })))
 }
 
 /// `v1=<hex HMAC-SHA256(secret, "<ts>.<body>")>`: what `X-Kefu-Signature` carries.
@@ -225,17 +245,17 @@ pub(crate) struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-/// POST `d` to `addr`; Ok with the status if it is 2xx. An `https` endpoint's certificate
+/// POST `d` to the first of `addrs` that takes a connection; Ok with the status if it is 2xx. An `https` endpoint's certificate
 /// must chain to a root of `tls` and name the URL's host (or address). `timeout` bounds the
 /// connect, each write, and the whole wait for the answer's status line (so an endpoint that
 /// drips bytes cannot hold the thread longer).
 pub(crate) fn post(
     d: &Delivery<'_>,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     timeout: Duration,
     tls: &Arc<rustls::ClientConfig>,
 ) -> Result<u16, SendError> {
-    let s = TcpStream::connect_timeout(&addr, timeout).map_err(SendError::Io)?;
+    let s = connect(addrs, timeout)?;
     s.set_read_timeout(Some(timeout)).map_err(SendError::Io)?;
     s.set_write_timeout(Some(timeout)).map_err(SendError::Io)?;
     // A second handle on the same socket: its timeouts are the socket's, also under TLS.

@@ -71,7 +71,7 @@ fn round(conn: &Db, policy: &Policy) -> Result<usize> {
     let due = webhooks::take_due(conn, now_ms(), BATCH)?;
     for d in &due {
         let sent = client::parse(&d.url).and_then(|url| {
-            let addr = client::resolve(&url, policy.allow_private)?;
+            let addrs = client::resolve(&url, policy.allow_private)?;
             let delivery = client::Delivery {
                 url: &url,
                 secret: &d.secret,
@@ -80,7 +80,7 @@ fn round(conn: &Db, policy: &Policy) -> Result<usize> {
                 ts: now_ms() / 1000,
                 body: d.body.as_bytes(),
             };
-            client::post(&delivery, addr, policy.timeout, &policy.tls)
+            client::post(&delivery, &addrs, policy.timeout, &policy.tls)
         });
         match sent {
             Ok(_) => webhooks::delivered(conn, d.id)?,
