@@ -256,32 +256,9 @@ impl Publisher {
     /// False once we should stop.
     fn on_cmd(&mut self, cmd: PubCmd) -> bool {
         match cmd {
-            PubCmd::Publish(node, mut b) => {
-                let q = self.queues.entry(node).or_default();
-                // Batches that queued up while we waited on Redis (or that Redis could not
-                // deliver yet) and come from the same epoch go out as one: its records are
-                // appended to the last unsent batch, which keeps its sequence number. One
-                // pub/sub message then carries what several event-loop turns produced, at no
-                // added latency.
-                let merge = q.back().is_some_and(|last| {
-                    last.len() + b.len() <= MERGE_MAX
-                        && last.get(..wire::HEADER_LEN - 8) == b.get(..wire::HEADER_LEN - 8)
-                });
-                if merge && b.len() > wire::HEADER_LEN {
-                    if let Some(last) = q.back_mut() {
-                        last.extend_from_slice(&b[wire::HEADER_LEN..]);
-                        self.held += b.len() - wire::HEADER_LEN;
-                    }
-                } else {
-                    let s = self.seq.entry(node).or_insert(0);
-                    *s += 1;
-                    wire::set_seq(&mut b, *s);
-                    self.held += b.len();
-                    q.push_back(b);
-                }
-                while self.held > HELD_MAX {
-                    let Some(old) = q.pop_front() else { break };
-                    self.held -= old.len();
+            PubCmd::Publish(bs) => {
+                for (node, b) in bs {
+                    self.enqueue(node, b);
                 }
             }
             PubCmd::DropNode(node) => {
@@ -310,6 +287,34 @@ impl Publisher {
             }
         }
         true
+    }
+
+    fn enqueue(&mut self, node: u8, mut b: Vec<u8>) {
+        let q = self.queues.entry(node).or_default();
+        // Batches that queued up while we waited on Redis (or that Redis could not deliver
+        // yet) and come from the same epoch go out as one: its records are appended to the
+        // last unsent batch, which keeps its sequence number. One pub/sub message then
+        // carries what several hand-overs brought, at no added latency.
+        let merge = q.back().is_some_and(|last| {
+            last.len() + b.len() <= MERGE_MAX
+                && last.get(..wire::HEADER_LEN - 8) == b.get(..wire::HEADER_LEN - 8)
+        });
+        if merge && b.len() > wire::HEADER_LEN {
+            if let Some(last) = q.back_mut() {
+                last.extend_from_slice(&b[wire::HEADER_LEN..]);
+                self.held += b.len() - wire::HEADER_LEN;
+            }
+        } else {
+            let s = self.seq.entry(node).or_insert(0);
+            *s += 1;
+            wire::set_seq(&mut b, *s);
+            self.held += b.len();
+            q.push_back(b);
+        }
+        while self.held > HELD_MAX {
+            let Some(old) = q.pop_front() else { break };
+            self.held -= old.len();
+        }
     }
 
     /// The connection, made first if there is none; None if Redis cannot be reached.
@@ -427,56 +432,69 @@ impl Publisher {
     }
 
     /// Publish what waits, in order per node; a node with no subscriber (restarting, or
-    /// between Redis reconnections) keeps its queue and is tried again shortly. What waits
-    /// for one node goes out pipelined (up to [`PIPELINE_MAX`] bytes per round trip), so a
-    /// burst that queued up behind one round trip costs one more, not one per batch.
+    /// between Redis reconnections) keeps its queue and is tried again shortly. Everything
+    /// that waits, for every node, goes out pipelined (up to [`PIPELINE_MAX`] bytes per round
+    /// trip), so a burst costs one round trip, not one per batch or per node.
     fn publish(&mut self) {
-        let now = Instant::now();
-        let nodes: Vec<u8> = self
-            .queues
-            .iter()
-            .filter(|(n, q)| !q.is_empty() && self.wait_until.get(n).is_none_or(|t| *t <= now))
-            .map(|(n, _)| *n)
-            .collect();
-        for node in nodes {
-            let channel = self.keys.channel(node);
-            while let Some(q) = self.queues.get(&node).filter(|q| !q.is_empty()) {
-                let mut pipe = redis::pipe();
-                let (mut n, mut bytes) = (0, 0);
+        loop {
+            let now = Instant::now();
+            let mut pipe = redis::pipe();
+            // (node, batches in this round trip)
+            let mut plan: Vec<(u8, usize)> = Vec::new();
+            let mut bytes = 0;
+            for (node, q) in &self.queues {
+                if q.is_empty() || self.wait_until.get(node).is_some_and(|t| *t > now) {
+                    continue;
+                }
+                let channel = self.keys.channel(*node);
+                let mut n = 0;
                 for b in q.iter() {
-                    if n > 0 && bytes + b.len() > PIPELINE_MAX {
+                    if bytes > 0 && bytes + b.len() > PIPELINE_MAX {
                         break;
                     }
                     pipe.cmd("PUBLISH").arg(&channel).arg(b.as_slice());
                     n += 1;
                     bytes += b.len();
                 }
-                let RedisLink::Up { con: c, .. } = &mut self.redis else {
-                    if self.conn().is_none() {
-                        return;
-                    }
-                    continue;
-                };
-                let heard: Vec<i64> = match pipe.query(c) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        self.lost(e);
-                        return;
-                    }
-                };
+                if n > 0 {
+                    plan.push((*node, n));
+                }
+                if n < q.len() {
+                    break;
+                }
+            }
+            if plan.is_empty() {
+                return;
+            }
+            if !matches!(self.redis, RedisLink::Up { .. }) && self.conn().is_none() {
+                return;
+            }
+            let RedisLink::Up { con: c, .. } = &mut self.redis else {
+                return;
+            };
+            let heard: Vec<i64> = match pipe.query(c) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.lost(e);
+                    return;
+                }
+            };
+            let mut answers = heard.into_iter();
+            for (node, n) in plan {
                 // Batches are taken off in order up to the first that reached nobody; it and
                 // the rest are sent again (a receiver drops a sequence number it has seen).
-                let ok = heard.iter().take_while(|&&r| r > 0).count();
+                let mine: Vec<i64> = answers.by_ref().take(n).collect();
+                let ok = mine.iter().take_while(|&&r| r > 0).count();
                 if let Some(q) = self.queues.get_mut(&node) {
                     for b in q.drain(..ok.min(q.len())) {
                         self.held -= b.len();
                     }
                 }
-                if ok < heard.len() {
+                if ok < n {
                     self.wait_until.insert(node, now + NO_LISTENER_RETRY);
-                    break;
+                } else {
+                    self.wait_until.remove(&node);
                 }
-                self.wait_until.remove(&node);
             }
         }
     }

@@ -86,8 +86,8 @@ enum Cmd {
 /// To the publisher thread.
 #[derive(Debug)]
 enum PubCmd {
-    /// Publish a batch to a node (its sequence number is set there).
-    Publish(u8, Vec<u8>),
+    /// Publish batches, each to its node (their sequence numbers are set there).
+    Publish(Vec<(u8, Vec<u8>)>),
     /// The node is gone: drop what waits for it.
     DropNode(u8),
     /// Our workers, for our lease.
@@ -146,6 +146,7 @@ impl Cluster {
             master_waker,
             to_pub.clone(),
             view.clone(),
+            Duration::from_micros(cfg.publish_window_us),
         );
         std::thread::Builder::new()
             .name("cluster-relay".into())

@@ -19,7 +19,7 @@ use slab::Slab;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,10 @@ pub(super) struct Relay {
     local: BTreeMap<u64, u16>,
     nodes: BTreeMap<u8, Remote>,
     batches: BTreeMap<u8, Vec<u8>>,
+    /// How long a batch may wait for more frames after a publish to the same node.
+    window: Duration,
+    /// When batches were last handed to the publisher.
+    last_pub: Option<Instant>,
     scratch: Vec<u8>,
 }
 
@@ -100,6 +104,7 @@ impl Relay {
         master_waker: Arc<Waker>,
         to_pub: Sender<PubCmd>,
         view: Arc<Mutex<View>>,
+        window: Duration,
     ) -> Relay {
         Relay {
             poll,
@@ -117,6 +122,8 @@ impl Relay {
             local: BTreeMap::new(),
             nodes: BTreeMap::new(),
             batches: BTreeMap::new(),
+            window,
+            last_pub: None,
             scratch: vec![0; 64 * 1024],
         }
     }
@@ -124,8 +131,24 @@ impl Relay {
     /// Run until the master drops its handle.
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
+        let mut due: Option<Instant> = None;
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            let mut timeout = None;
+            if let Some(d) = due {
+                // A batch is held: until it is due, wait for commands only (batches from
+                // Redis, membership), not for the links, so the frames workers write meanwhile
+                // gather in the sockets and are read in one turn instead of one wake each.
+                let now = Instant::now();
+                if d > now {
+                    match self.rx.recv_timeout(d - now) {
+                        Ok(cmd) => self.on_cmd(cmd),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+                timeout = Some(Duration::ZERO);
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -151,7 +174,7 @@ impl Relay {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            self.flush_batches();
+            due = self.flush_batches(false);
         }
     }
 
@@ -183,6 +206,8 @@ impl Relay {
     /// Start a new epoch: every link is rebuilt, so every worker on both sides replays its
     /// clients to the other.
     fn resync(&mut self) {
+        // What waits was framed under the old epoch: it goes before the new one is announced.
+        self.flush_batches(true);
         let now = crate::cluster::now_micros();
         self.epoch = now.max(self.epoch + 1);
         let _ = self.to_pub.send(PubCmd::Epoch(self.epoch));
@@ -413,6 +438,7 @@ impl Relay {
                 for inc in r.workers.keys() {
                     self.drop_remote_worker(*inc);
                 }
+                self.batches.remove(&n);
                 let _ = self.to_pub.send(PubCmd::DropNode(n));
             }
         }
@@ -594,15 +620,30 @@ impl Relay {
         wire::push(b, local, local_worker, remote, frame);
         if b.len() >= BATCH_MAX {
             if let Some(b) = self.batches.remove(&node) {
-                let _ = self.to_pub.send(PubCmd::Publish(node, b));
+                let _ = self.to_pub.send(PubCmd::Publish(vec![(node, b)]));
             }
         }
     }
 
-    fn flush_batches(&mut self) {
-        for (node, b) in std::mem::take(&mut self.batches) {
-            let _ = self.to_pub.send(PubCmd::Publish(node, b));
+    /// Hand the batches to the publisher, all nodes' at once (it sends them in one round
+    /// trip). Batches made less than `window` after the last hand-over wait (unless `all`), so
+    /// that at a high rate the publisher gets one hand-over per window instead of one per
+    /// turn: every hop after the relay (publisher, Redis, the receiving nodes' subscriber,
+    /// relay and worker) then wakes once for many frames. Frames sent less often than once
+    /// per window pay no delay. Returns when the held batches are due.
+    fn flush_batches(&mut self, all: bool) -> Option<Instant> {
+        if self.batches.is_empty() {
+            return None;
         }
+        let now = Instant::now();
+        let open = self.last_pub.map_or(now, |t| t + self.window);
+        if !all && open > now {
+            return Some(open);
+        }
+        self.last_pub = Some(now);
+        let bs = std::mem::take(&mut self.batches).into_iter().collect();
+        let _ = self.to_pub.send(PubCmd::Publish(bs));
+        None
     }
 
     /// Queue `frame` on a link (written by [`Self::write_out`]); a worker that lets its

@@ -266,6 +266,11 @@ impl Config {
             if !(500..=60_000).contains(&c.lease_ms) {
                 return Err(ConfigError::Invalid("cluster.lease_ms must be 500..=60000"));
             }
+            if c.publish_window_us > 10_000 {
+                return Err(ConfigError::Invalid(
+                    "cluster.publish_window_us must be 0..=10000",
+                ));
+            }
             let ok = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.');
             if c.prefix.is_empty() || c.prefix.len() > 64 || !c.prefix.bytes().all(ok) {
                 return Err(ConfigError::Invalid(

@@ -375,6 +375,14 @@ pub struct ClusterConfig {
     /// Prefix of every Redis key and channel, so several clusters can share one Redis.
     #[serde(default = "default_prefix")]
     pub prefix: String,
+    /// Microseconds a node's outgoing batch may wait for more frames once a batch has just
+    /// been published to the same node (0: publish every event-loop turn).
+    #[serde(default = "default_publish_window_us")]
+    pub publish_window_us: u64,
+}
+
+fn default_publish_window_us() -> u64 {
+    1000
 }
 
 fn default_lease_ms() -> u64 {
