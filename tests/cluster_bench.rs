@@ -12,7 +12,8 @@
 //! deliveries, deliveries per server CPU-second (every node's master and worker), Redis's
 //! CPU, and p50/p99 latency from send to receipt. `KEFU_BENCH_SECS` (5), `KEFU_BENCH_ROUNDS`
 //! (2), `KEFU_BENCH_ROOM_RATE` (400), `KEFU_BENCH_PRIVATE_RATE` (5000) change the defaults;
-//! `KEFU_BENCH_ONLY` runs only the cases whose label contains it.
+//! `KEFU_BENCH_ONLY` runs only the cases whose label contains it; `KEFU_BENCH_WINDOW_US` sets
+//! the nodes' `[cluster] publish_window_us`.
 
 mod common;
 

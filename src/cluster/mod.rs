@@ -81,6 +81,8 @@ enum Cmd {
     /// Our own lease had run out while we were connected (we were frozen or slow): the others
     /// may have dropped us, so resynchronise.
     LeaseLost,
+    /// A clean stop: hand every held batch to the publisher, then pass it the `Leave`.
+    Leave(Sender<()>),
 }
 
 /// To the publisher thread.
@@ -204,7 +206,16 @@ impl Cluster {
     /// A clean stop: withdraw our lease so the others drop us now rather than at its end.
     pub(crate) fn leave(&self) {
         let (tx, rx) = mpsc::channel();
-        if self.to_pub.send(PubCmd::Leave(tx)).is_ok() {
+        // Through the relay, so the batches it holds for the publish window go out first.
+        let sent = match self.to_relay.send(Cmd::Leave(tx)) {
+            Ok(()) => {
+                let _ = self.relay_waker.wake();
+                true
+            }
+            Err(mpsc::SendError(Cmd::Leave(tx))) => self.to_pub.send(PubCmd::Leave(tx)).is_ok(),
+            Err(_) => false,
+        };
+        if sent {
             // Bounded: a Redis that does not answer only delays the exit by this much.
             let _ = rx.recv_timeout(Duration::from_secs(3));
         }

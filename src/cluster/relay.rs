@@ -191,6 +191,10 @@ impl Relay {
                     r.last_seen = now;
                 }
             }
+            Cmd::Leave(done) => {
+                self.flush_batches(true);
+                let _ = self.to_pub.send(PubCmd::Leave(done));
+            }
             Cmd::LeaseLost => {
                 warn!("cluster: our lease ran out (frozen or cut off?); resynchronising");
                 self.resync();

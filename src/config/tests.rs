@@ -149,9 +149,16 @@ fn cluster_section() {
     let c = load("[cluster]\nnode = 7\nredis = \"redis://127.0.0.1:6379/\"\n").unwrap();
     let cl = c.cluster.unwrap();
     assert_eq!(
-        (cl.node, cl.lease_ms, cl.prefix.as_str()),
-        (7, 3000, "kefu")
+        (
+            cl.node,
+            cl.lease_ms,
+            cl.prefix.as_str(),
+            cl.publish_window_us
+        ),
+        (7, 3000, "kefu", 2000)
     );
+    let c = load("[cluster]\nnode = 7\nredis = \"redis://h:1/\"\npublish_window_us = 0\n").unwrap();
+    assert_eq!(c.cluster.unwrap().publish_window_us, 0);
     assert!(Config::load(None, &ov).unwrap().cluster.is_none());
     for bad in [
         "[cluster]\nnode = 0\nredis = \"redis://h:1/\"\n",
@@ -160,6 +167,8 @@ fn cluster_section() {
         "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\nlease_ms = 10\n",
         "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\nprefix = \"a b\"\n",
         "[cluster]\nnode = 1\n",
+        "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\npublish_window_us = 10001\n",
+        "[cluster]\nnode = 1\nredis = \"redis://h:1/\"\npublish_window_us = -1\n",
     ] {
         assert!(load(bad).is_err(), "{bad}");
     }

@@ -186,10 +186,16 @@ impl Node {
         wrap: &[&str],
     ) -> Node {
         let (ws_port, api_port) = (free_port(), free_port());
-        let toml = format!(
+        let mut toml = format!(
             "{}{extra}\n[cluster]\nnode = {id}\nname = \"n{id}\"\nredis = \"{redis_url}\"\nlease_ms = {lease_ms}\n",
             api_config(),
         );
+        // The cluster benchmark compares publish windows (docs/config.md) side by side.
+        if let Ok(us) = std::env::var("KEFU_BENCH_WINDOW_US") {
+            if let Ok(us) = us.parse::<u64>() {
+                toml.push_str(&format!("publish_window_us = {us}\n"));
+            }
+        }
         let inst = Instance::new(app, workers, &[])
             .config(&toml)
             .wrap(wrap)
