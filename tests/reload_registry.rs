@@ -254,6 +254,7 @@ fn registry_changes_after_the_copy_reach_the_successor_and_every_worker() {
             .and_then(|(_, r)| r.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("{line}"));
         assert!(resent >= changed_on_w, "{line}");
+        eprintln!("{line}");
     } else {
         eprintln!("W committed before the changes were made (a very slow machine)");
     }
