@@ -346,9 +346,8 @@ fn a_registry_copied_ahead_and_then_its_changes_ends_equal() {
     // The first half goes, then changes touch clients on both sides of the cut, new and
     // departed ones included, then the second half goes.
     let (first, second) = ids.split_at(20);
-    for rec in [clients_record(&r, first)] {
-        apply(&mut back, decode(&wire(&[rec])).unwrap().unwrap().0);
-    }
+    let rec = clients_record(&r, first);
+    apply(&mut back, decode(&wire(&[rec])).unwrap().unwrap().0);
     r.bind(c(7, 1, 1), "u1-new");
     r.leave(c(7, 2, 1), "g");
     r.join(c(7, 2, 1), "h");
