@@ -177,7 +177,7 @@ fn a_new_binary_that_cannot_read_the_state_closes_with_1012_and_says_why() {
     assert_eq!(c.recv_close_code(), Some(1012), "{}", k.log());
     let log = k.log();
     assert!(
-        log.contains("the new worker reads hand-over format 999 and this one writes format 4"),
+        log.contains("the new worker reads hand-over format 999 and this one writes format 5"),
         "{log}"
     );
     assert!(log.contains("starts fresh"), "{log}");

@@ -242,15 +242,23 @@ impl Conn {
     }
 
     /// The connection a record describes, on `stream` (its socket, passed beside it), with
-    /// this side's message limit.
+    /// this side's message limit; a record that cannot be adopted gives the socket back.
     pub fn adopt(
-        r: ConnRecord,
+        mut r: ConnRecord,
         stream: TcpStream,
         now: Instant,
         max_message: usize,
-    ) -> Result<Conn, AdoptError> {
+    ) -> Result<Conn, (AdoptError, TcpStream)> {
+        match Conn::parts(&mut r, max_message) {
+            Ok(parts) => Ok(Conn::assemble(r, parts, stream, now)),
+            Err(e) => Err((e, stream)),
+        }
+    }
+
+    /// What of a record needs checking, taken out of it: its decoder, framing and TLS session.
+    fn parts(r: &mut ConnRecord, max_message: usize) -> Result<Parts, AdoptError> {
         let unread = r.unread.len();
-        let proto = match r.proto {
+        let proto = match std::mem::replace(&mut r.proto, ProtoRecord::Http) {
             ProtoRecord::Http => Proto::Http,
             ProtoRecord::Ws { state } => Proto::Ws(Box::new(
                 Decoder::resume(max_message, state, unread).map_err(AdoptError::Decoder)?,
@@ -272,18 +280,32 @@ impl Conn {
         if !consistent {
             return Err(AdoptError::Inconsistent);
         }
-        let tls = match r.tls {
+        let tls = match r.tls.take() {
             Some(carry) => Some(Box::new(
                 TlsSession::resume(carry).map_err(AdoptError::Tls)?,
             )),
             None => None,
         };
+        Ok(Parts {
+            proto,
+            framing,
+            tls,
+        })
+    }
+
+    /// The connection of a checked record.
+    fn assemble(r: ConnRecord, parts: Parts, stream: TcpStream, now: Instant) -> Conn {
+        let Parts {
+            proto,
+            framing,
+            tls,
+        } = parts;
         let mut out = super::buffer::OutBuf::default();
         if !r.unsent.is_empty() {
             out.push(&r.unsent);
         }
         let idle = Duration::from_millis(r.idle_ms);
-        Ok(Conn {
+        Conn {
             gen: r.gen,
             stream,
             scheme: r.scheme,
@@ -317,6 +339,13 @@ impl Conn {
             requests_served: r.requests_served,
             deflate: r.deflate,
             tls,
-        })
+        }
     }
+}
+
+/// The checked parts of a record ([`Conn::adopt`]).
+struct Parts {
+    proto: Proto,
+    framing: Framing,
+    tls: Option<Box<TlsSession>>,
 }

@@ -2,11 +2,13 @@
 //! client from any worker (GatewayWorker's API, without its blocking round trips).
 //!
 //! This layer is the gateway's data only: `client_id` names connections and clients,
-//! `registry` is the replicated index of who is online with which uid, groups and session, and
+//! `registry` is the replicated index of who is online with which uid, groups and session
+//! (`changes`: which of its clients changed while a reload copies it ahead), and
 //! `bus` is the links between workers with their codec. It knows nothing of the worker loop or
 //! of apps; the worker's state (`crate::state`) applies it, the app API (`crate::api`) calls it.
 
 pub mod bus;
+pub mod changes;
 pub mod client_id;
 pub mod gw_id;
 pub mod registry;

@@ -6,6 +6,7 @@
 //! wake without walking the member list, and each worker fans out only to its own members.
 //! All operations are idempotent: replaying a change is harmless.
 
+use super::changes::Changes;
 use super::client_id::{ClientId, ConnId};
 use super::{ApiError, MAX_SESSION};
 use serde_json::{Map, Value};
@@ -50,6 +51,8 @@ pub struct Registry {
     groups: HashMap<String, Members>,
     /// What `get` answers for a present client without an info entry.
     empty: ClientInfo,
+    /// The clients changed while a reload copies this replica ahead (see [`Changes`]).
+    changes: Changes,
 }
 
 fn pack(c: ClientId) -> u64 {
@@ -110,6 +113,7 @@ impl Registry {
     pub fn add(&mut self, c: ClientId) {
         if self.present.entry(c.inc).or_default().insert(pack(c)) {
             self.count += 1;
+            self.changes.touch(c);
         }
     }
 
@@ -123,6 +127,7 @@ impl Registry {
             self.present.remove(&c.inc);
         }
         self.count -= 1;
+        self.changes.touch(c);
         Some(self.forget_info(c))
     }
 
@@ -146,6 +151,11 @@ impl Registry {
         };
         let n = set.len();
         self.count -= n;
+        if self.changes.is_on() {
+            for &k in &set {
+                self.changes.touch(unpack(inc, k));
+            }
+        }
         let mut gone = Vec::new();
         if !self.info.is_empty() {
             for k in set {
@@ -164,6 +174,7 @@ impl Registry {
         if !self.is_online(c) {
             return None;
         }
+        self.changes.touch(c);
         Some(self.info.entry(c).or_default())
     }
 
@@ -192,6 +203,7 @@ impl Registry {
     pub fn unbind(&mut self, c: ClientId) {
         if let Some(old) = self.info.get_mut(&c).and_then(|i| i.uid.take()) {
             index_remove(&mut self.uids, &old, c);
+            self.changes.touch(c);
             self.tidy(c);
         }
     }
@@ -217,6 +229,7 @@ impl Registry {
         info.groups.retain(|g| g != group);
         if info.groups.len() != before {
             index_remove(&mut self.groups, group, c);
+            self.changes.touch(c);
             self.tidy(c);
         }
     }
@@ -229,6 +242,7 @@ impl Registry {
         for c in members.into_values().flatten() {
             if let Some(info) = self.info.get_mut(&c) {
                 info.groups.retain(|g| g != group);
+                self.changes.touch(c);
                 self.tidy(c);
             }
         }
@@ -239,6 +253,7 @@ impl Registry {
         if s.is_empty() {
             if let Some(info) = self.info.get_mut(&c) {
                 info.session = s;
+                self.changes.touch(c);
                 self.tidy(c);
             }
         } else if let Some(info) = self.info_mut(c) {
@@ -327,6 +342,25 @@ impl Registry {
                 (c, self.info.get(&c).unwrap_or(&self.empty))
             })
         })
+    }
+
+    /// Every client, in no particular order.
+    pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.present
+            .iter()
+            .flat_map(|(&inc, set)| set.iter().map(move |&k| unpack(inc, k)))
+    }
+
+    /// Start recording which clients change (forgetting any earlier recording), up to `cap`
+    /// of them: a reload's hand-over copies the replica ahead and then sends again only
+    /// these.
+    pub fn track(&mut self, cap: usize) {
+        self.changes = Changes::start(cap);
+    }
+
+    /// Stop recording; what was recorded.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
     }
 
     /// Clients of worker `inc`.

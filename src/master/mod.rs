@@ -186,6 +186,8 @@ struct Master {
     queries: Queries,
     reload: Reloads,
     exit_code: Option<i32>,
+    /// A SIGCHLD came: children may wait to be reaped, one per loop turn.
+    reaping: bool,
 }
 
 impl Master {
@@ -247,6 +249,7 @@ impl Master {
             queries: Queries::new(crate::log::now_secs()),
             reload: Reloads::default(),
             exit_code: None,
+            reaping: false,
         })
     }
 
@@ -273,9 +276,12 @@ impl Master {
             if self.phase_done() {
                 break;
             }
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if self.reaping {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.base.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -293,6 +299,9 @@ impl Master {
                     Token(t) if t >= PROC_BASE => self.on_proc_event(t - PROC_BASE),
                     Token(t) => self.on_client_event(t - CLIENT_BASE),
                 }
+            }
+            if self.reaping {
+                self.reap_one();
             }
             self.on_timers(Instant::now());
         }
@@ -320,7 +329,7 @@ impl Master {
     fn on_signals(&mut self) {
         for (sig, ev) in self.signals.drain() {
             match ev {
-                SignalEvent::Child => self.reap(),
+                SignalEvent::Child => self.reaping = true,
                 SignalEvent::Stop { graceful } => {
                     info!("received {}", process::signal_name(sig));
                     self.begin_stop(graceful);
@@ -483,15 +492,17 @@ impl Master {
         self.reload.on_ready(&mut self.base, &mut self.clients, key);
     }
 
-    fn reap(&mut self) {
-        loop {
-            match process::reap_child() {
-                Ok(Some((pid, status))) => self.on_exit(pid, status),
-                Ok(None) => break,
-                Err(e) => {
-                    error!("waitpid: {e}");
-                    break;
-                }
+    /// Reap one exited child, if any. One per turn: reaping a process that held many
+    /// descriptors can take the kernel tens of milliseconds (its /proc entries are dropped
+    /// then), and the workers' messages meanwhile (a reload's `Adopted` above all) are not
+    /// to wait for every retiring worker of a reload to be reaped.
+    fn reap_one(&mut self) {
+        match process::reap_child() {
+            Ok(Some((pid, status))) => self.on_exit(pid, status),
+            Ok(None) => self.reaping = false,
+            Err(e) => {
+                error!("waitpid: {e}");
+                self.reaping = false;
             }
         }
     }

@@ -4,13 +4,16 @@
 //! The stream: the successor speaks first with [`Hello`] (the format it reads); the retiring
 //! worker answers [`Opening::Refused`] when it cannot write that format (its clients then get
 //! 1012 as on any restart), else [`Opening::Begin`]. Then come copies of its connections
-//! ([`Record::Conns`], in batches whose sockets ride along: SCM_RIGHTS, in order), taken while
-//! it keeps serving them. When every one is copied it stops reading its clients and commits:
-//! the copies that went stale ([`Record::Update`]), the connections that went away or stay
-//! ([`Record::Gone`]), any it could not copy before (more `Conns`), the registry replica in
-//! [`Record::Clients`] chunks, its bus links ([`Record::Links`]), the app's own state if it
-//! carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied before `Done`: a
-//! stream cut short leaves the successor as it was.
+//! ([`Record::Conns`], in batches whose sockets ride along: SCM_RIGHTS, in order) and of its
+//! registry replica ([`Record::Clients`] chunks), taken while it keeps serving, then
+//! [`Record::Synced`]: the successor answers [`Reply::CaughtUp`] once it has read that far,
+//! and only then does the retiring worker stop reading its clients and commit: the copies
+//! that went stale ([`Record::Update`]), the connections that went away or stay
+//! ([`Record::Gone`]), any it could not copy before (more `Conns`), the registry clients that
+//! changed since they were copied ([`Record::Changed`]; or [`Record::Reset`] and the whole
+//! replica again, when too many did), its bus links ([`Record::Links`]), the app's own state
+//! if it carries any ([`Record::App`]), and [`Record::Done`]. Nothing is applied before
+//! `Done`: a stream cut short leaves the successor as it was.
 //!
 //! Framing (`protocol::record`): a `u32` little-endian length, then the frame. [`Hello`] and
 //! [`Opening`] are JSON and keep their shape across builds, so any two builds can tell each
@@ -19,7 +22,7 @@
 
 use crate::connection::handover::ConnRecord;
 use crate::gateway::client_id::{ClientId, ConnId};
-use crate::gateway::registry::Registry;
+use crate::gateway::registry::{ClientInfo, Registry};
 use crate::protocol::record::{self, RecordError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -28,8 +31,10 @@ use std::fmt;
 /// The format this build writes and reads. Bump it whenever a record changes shape or meaning
 /// (the binary records have no field names: any added, removed or reordered field is a new
 /// shape). 2: the app's own state ([`Record::App`]). 3: records after `Begin` in postcard.
-/// 4: TLS connections move, with their session's keys (`ConnRecord::tls`).
-pub(crate) const FORMAT: u32 = 4;
+/// 4: TLS connections move, with their session's keys (`ConnRecord::tls`). 5: the registry is
+/// copied ahead too (`Record::Changed`, `Record::Reset`), and the successor says when it has
+/// caught up (`Record::Synced`, [`Reply`]).
+pub(crate) const FORMAT: u32 = 5;
 
 /// Environment variable that makes a worker claim another format: how a test stands in for a
 /// new binary whose records changed (documented in docs/cli.md).
@@ -126,7 +131,8 @@ pub(crate) struct LinkRecord {
 /// Retiring worker -> successor, after [`Opening::Begin`] (binary).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Record {
-    /// A chunk of the registry replica.
+    /// A chunk of the registry replica (copied ahead while the retiring worker serves; after
+    /// [`Record::Reset`], the replica as it is at the commit).
     Clients {
         /// Present clients by incarnation.
         present: Present,
@@ -163,6 +169,30 @@ pub(crate) enum Record {
     },
     /// Everything was sent.
     Done,
+    /// Registry clients that changed since they were copied, as they are at the commit: the
+    /// successor forgets what it has of each, then takes them as given here.
+    Changed {
+        /// Clients no longer present.
+        gone: Present,
+        /// Clients present now.
+        present: Present,
+        /// Those of `present` with a uid, groups or a session.
+        info: Vec<ClientRecord>,
+    },
+    /// The registry chunks sent so far are void (too many clients changed while they were
+    /// copied for the retiring worker to keep track): the whole replica follows.
+    Reset,
+    /// Every connection and registry client is copied: the successor answers
+    /// [`Reply::CaughtUp`] once it has read up to here.
+    Synced,
+}
+
+/// Successor -> retiring worker, after [`Opening::Begin`] (binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// Read up to [`Record::Synced`]: the commit will not wait on the successor's backlog, so
+    /// the retiring worker may stop serving its clients for it now.
+    CaughtUp,
 }
 
 impl Record {
@@ -210,6 +240,17 @@ pub(crate) fn encode(msg: &Record, out: &mut Vec<u8>) {
     record::encode(msg, out);
 }
 
+/// Append the binary frame of a reply to `out`.
+pub(crate) fn encode_reply(msg: Reply, out: &mut Vec<u8>) {
+    record::encode(&msg, out);
+}
+
+/// The next whole reply at the front of `buf` and the bytes it took, or `Ok(None)` if more
+/// bytes are needed.
+pub(crate) fn decode_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>, StreamError> {
+    Ok(record::decode(buf, 64)?)
+}
+
 /// Append the JSON frame of a [`Hello`] or an [`Opening`] to `out`.
 pub(crate) fn encode_opening<T: Serialize>(msg: &T, out: &mut Vec<u8>) {
     record::encode_json(msg, out);
@@ -242,6 +283,92 @@ fn unpack(inc: u64, k: u64) -> ClientId {
     )
 }
 
+/// Add `c` to `present` (grouped by incarnation while consecutive ones share it).
+fn put(present: &mut Present, c: ClientId) {
+    match present.last_mut() {
+        Some((inc, v)) if *inc == c.inc => v.push(pack(c)),
+        _ => present.push((c.inc, vec![pack(c)])),
+    }
+}
+
+/// Add `c`, present with `i`, to a record's lists.
+fn put_info(present: &mut Present, info: &mut Vec<ClientRecord>, c: ClientId, i: &ClientInfo) {
+    put(present, c);
+    if !i.is_empty() {
+        info.push(ClientRecord {
+            inc: c.inc,
+            slot: c.conn.slot,
+            gen: c.conn.gen,
+            uid: i.uid.clone(),
+            groups: i.groups.clone(),
+            session: i.session.clone(),
+        });
+    }
+}
+
+/// A `Clients` record of those of `ids` present now, as they are now.
+pub(crate) fn clients_record(reg: &Registry, ids: &[ClientId]) -> Record {
+    let mut present = Vec::new();
+    let mut info = Vec::new();
+    for &c in ids {
+        if let Some(i) = reg.get(c) {
+            put_info(&mut present, &mut info, c, i);
+        }
+    }
+    Record::Clients { present, info }
+}
+
+/// `Changed` records of at most `chunk` clients each: `changed`, as they are now in `reg`.
+pub(crate) fn changed_records(
+    reg: &Registry,
+    changed: impl IntoIterator<Item = ClientId>,
+    chunk: usize,
+) -> Vec<Record> {
+    let chunk = chunk.max(1);
+    let mut out = Vec::new();
+    let (mut gone, mut present, mut info) = (Vec::new(), Vec::new(), Vec::new());
+    let mut n = 0;
+    for c in changed {
+        match reg.get(c) {
+            Some(i) => put_info(&mut present, &mut info, c, i),
+            None => put(&mut gone, c),
+        }
+        n += 1;
+        if n == chunk {
+            out.push(Record::Changed {
+                gone: std::mem::take(&mut gone),
+                present: std::mem::take(&mut present),
+                info: std::mem::take(&mut info),
+            });
+            n = 0;
+        }
+    }
+    if n > 0 {
+        out.push(Record::Changed {
+            gone,
+            present,
+            info,
+        });
+    }
+    out
+}
+
+/// Apply a `Changed` record to a registry: each client named is forgotten, then those present
+/// are taken as given.
+pub(crate) fn apply_changed(
+    reg: &mut Registry,
+    gone: Present,
+    present: Present,
+    info: Vec<ClientRecord>,
+) {
+    for (inc, keys) in gone.iter().chain(&present) {
+        for &k in keys {
+            reg.remove(unpack(*inc, k));
+        }
+    }
+    import_clients(reg, present, info);
+}
+
 /// The registry replica as `Clients` records of at most `chunk` clients each.
 pub(crate) fn registry_records(reg: &Registry, chunk: usize) -> Vec<Record> {
     let chunk = chunk.max(1);
@@ -250,20 +377,7 @@ pub(crate) fn registry_records(reg: &Registry, chunk: usize) -> Vec<Record> {
     let mut info = Vec::new();
     let mut n = 0;
     for (c, i) in reg.iter() {
-        match present.last_mut() {
-            Some((inc, v)) if *inc == c.inc => v.push(pack(c)),
-            _ => present.push((c.inc, vec![pack(c)])),
-        }
-        if !i.is_empty() {
-            info.push(ClientRecord {
-                inc: c.inc,
-                slot: c.conn.slot,
-                gen: c.conn.gen,
-                uid: i.uid.clone(),
-                groups: i.groups.clone(),
-                session: i.session.clone(),
-            });
-        }
+        put_info(&mut present, &mut info, c, i);
         n += 1;
         if n == chunk {
             out.push(Record::Clients {

@@ -89,6 +89,20 @@ fn stream() -> Vec<Record> {
         Record::App {
             state: json!({"app": "kefu", "version": 1, "data": {"away": [1, 2]}}),
         },
+        Record::Changed {
+            gone: vec![(7, vec![3])],
+            present: vec![(9, vec![1 << 32 | 2])],
+            info: vec![ClientRecord {
+                inc: 9,
+                slot: 1,
+                gen: 2,
+                uid: None,
+                groups: vec!["g".into()],
+                session: Map::new(),
+            }],
+        },
+        Record::Reset,
+        Record::Synced,
         Record::Done,
     ]
 }
@@ -300,4 +314,118 @@ fn the_fuzz_seeds_are_records_of_this_format() {
             .unwrap();
         assert_eq!(used, f.len(), "{name}");
     }
+}
+
+/// A replica copied ahead in chunks while it keeps changing, then the changes recorded since
+/// the copy began: the successor ends with the replica as it is at the commit, whatever
+/// changed before or after its client's chunk went.
+#[test]
+fn a_registry_copied_ahead_and_then_its_changes_ends_equal() {
+    let mut r = Registry::default();
+    for s in 0..40 {
+        r.add(c(7, s, 1));
+    }
+    r.bind(c(7, 1, 1), "u1");
+    r.join(c(7, 2, 1), "g");
+    r.set_session(c(7, 3, 1), json!({"a": 1}).as_object().unwrap().clone());
+    r.bind(c(7, 4, 1), "gone-later");
+    r.track(1000);
+    let mut ids: Vec<ClientId> = r.clients().collect();
+    ids.sort();
+    let mut back = Registry::default();
+    let apply = |back: &mut Registry, rec: Record| match rec {
+        Record::Clients { present, info } => import_clients(back, present, info),
+        Record::Changed {
+            gone,
+            present,
+            info,
+        } => apply_changed(back, gone, present, info),
+        Record::Reset => *back = Registry::default(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // The first half goes, then changes touch clients on both sides of the cut, new and
+    // departed ones included, then the second half goes.
+    let (first, second) = ids.split_at(20);
+    let rec = clients_record(&r, first);
+    apply(&mut back, decode(&wire(&[rec])).unwrap().unwrap().0);
+    r.bind(c(7, 1, 1), "u1-new");
+    r.leave(c(7, 2, 1), "g");
+    r.join(c(7, 2, 1), "h");
+    r.set_session(c(7, 3, 1), Map::new());
+    r.remove(c(7, 4, 1));
+    r.join(c(7, 30, 1), "late");
+    r.remove(c(7, 31, 1));
+    r.add(c(7, 50, 2));
+    r.bind(c(7, 50, 2), "newcomer");
+    r.add(c(9, 0, 0));
+    r.drop_worker(9);
+    r.add(c(8, 5, 5));
+    apply(&mut back, clients_record(&r, second));
+    let changed = match r.take_changes() {
+        crate::gateway::changes::Changes::On { clients, .. } => clients,
+        other => panic!("{other:?}"),
+    };
+    assert!(changed.contains(&c(7, 4, 1)) && changed.contains(&c(9, 0, 0)));
+    assert!(
+        !changed.contains(&c(7, 10, 1)),
+        "an unchanged client is not sent again"
+    );
+    for rec in changed_records(&r, changed, 3) {
+        apply(&mut back, decode(&wire(&[rec])).unwrap().unwrap().0);
+    }
+    assert_eq!(back.client_list(), r.client_list());
+    for id in r.client_list() {
+        assert_eq!(back.get(id), r.get(id), "{id}");
+    }
+    assert_eq!(back.uid_list(), r.uid_list());
+    assert_eq!(back.group_ids(), r.group_ids());
+    assert_eq!(back.group_list("h"), vec![c(7, 2, 1)]);
+    assert_eq!(back.uid_clients("newcomer"), vec![c(7, 50, 2)]);
+    assert!(back.get(c(7, 3, 1)).unwrap().is_empty());
+    assert_eq!(back.info_count(), r.info_count());
+    // Nothing is recorded once the hand-over took the changes.
+    r.add(c(7, 60, 1));
+    assert!(matches!(
+        r.take_changes(),
+        crate::gateway::changes::Changes::Off
+    ));
+}
+
+/// Past its cap the recording gives up; the commit then starts the replica over.
+#[test]
+fn too_many_changes_start_the_replica_over() {
+    let mut r = Registry::default();
+    r.add(c(7, 0, 0));
+    r.track(4);
+    for s in 1..10 {
+        r.add(c(7, s, 0));
+    }
+    assert!(matches!(
+        r.take_changes(),
+        crate::gateway::changes::Changes::Overflowed
+    ));
+    let mut back = Registry::default();
+    import_clients(&mut back, vec![(7, vec![0, 1 << 32])], vec![]);
+    let mut recs = vec![Record::Reset];
+    recs.extend(registry_records(&r, 4));
+    for rec in recs {
+        match decode(&wire(&[rec])).unwrap().unwrap().0 {
+            Record::Reset => back = Registry::default(),
+            Record::Clients { present, info } => import_clients(&mut back, present, info),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(back.client_list(), r.client_list());
+}
+
+#[test]
+fn a_reply_round_trips_and_garbage_is_a_typed_error() {
+    let mut w = Vec::new();
+    encode_reply(Reply::CaughtUp, &mut w);
+    for cut in 0..w.len() {
+        assert!(decode_reply(&w[..cut]).unwrap().is_none());
+    }
+    assert_eq!(decode_reply(&w).unwrap(), Some((Reply::CaughtUp, w.len())));
+    assert!(decode_reply(&[1, 0, 0, 0, 9]).is_err());
+    assert!(decode_reply(&[255, 255, 0, 0]).is_err());
 }

@@ -1,14 +1,16 @@
 //! A reload's hand-over, the successor's side (`handover.rs` has the retiring worker's).
 //!
 //! The successor says which format it reads before it reports Ready, then (still before its
-//! loop runs, so its slab is empty) reads the whole stream: copies of connections, which it
-//! watches in its poll as they arrive (so the commit does not pay for it, and bytes that
-//! arrive meanwhile raise their events here too), newer records of some, the ones that do not
-//! come after all, then the registry, links and app state. Only at `Done` does it take them
-//! over: the predecessor's incarnation, its next generation, its slab slots, links and
-//! registry. Client ids, groups, uids and sessions stay as they were, the other workers see
-//! no change at all (the bus links are the same sockets, read on from where the predecessor
-//! stopped), and the app rebuilds its per-connection state in `App::on_adopt`.
+//! loop runs, so its slab is empty) reads the whole stream. Copies of connections become
+//! connections as they arrive, their sockets watched in its poll (so the commit does not pay
+//! for it, and bytes that arrive meanwhile raise their events here too); copies of registry
+//! clients go into a registry of its own; at `Synced` it tells its predecessor it has caught
+//! up. Then come the commit's newer records of some connections, the ones that do not come
+//! after all, the registry clients that changed, links and app state. Only at `Done` does it
+//! take them over: the predecessor's incarnation, its next generation, its slab slots, links
+//! and registry. Client ids, groups, uids and sessions stay as they were, the other workers
+//! see no change at all (the bus links are the same sockets, read on from where the
+//! predecessor stopped), and the app rebuilds its per-connection state in `App::on_adopt`.
 
 use super::bus_io::{self, Links};
 use super::handover::HandOverError;
@@ -19,7 +21,8 @@ use crate::api::AppState;
 use crate::connection::handover::ConnRecord;
 use crate::connection::{Conn, Input};
 use crate::gateway::client_id::ConnId;
-use crate::state::handover::{self as ho, ClientRecord, LinkRecord, Opening, Record, StreamError};
+use crate::gateway::registry::Registry as Clients;
+use crate::state::handover::{self as ho, LinkRecord, Opening, Record, Reply, StreamError};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -85,12 +88,16 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A connection received: its latest record, when that record was taken (about when it
-/// arrived), and its socket, already in this worker's poll (`None`: it could not be).
-struct Arrived {
-    rec: ConnRecord,
-    at: Instant,
-    stream: Option<mio::net::TcpStream>,
+/// A connection received, as of its latest record.
+enum Arrived {
+    /// A connection, its socket in this worker's poll.
+    Conn(Conn),
+    /// Its record or socket was not usable (why, for the log); its socket is closed here.
+    Failed {
+        gen: u32,
+        app_connected: bool,
+        why: String,
+    },
 }
 
 /// What a successor received, applied only once it is complete.
@@ -99,38 +106,66 @@ pub(super) struct Received {
     /// The incarnation taken on.
     pub(super) inc: u64,
     next_gen: u32,
-    clients: Vec<(ho::Present, Vec<ClientRecord>)>,
+    /// The registry replica as received so far (copies, then changes).
+    clients: Clients,
     links: Vec<(LinkRecord, OwnedFd)>,
     conns: HashMap<u32, Arrived>,
     app: Option<serde_json::Value>,
 }
 
-/// Watch a received socket under its slot's token (no event is handled before `Done`).
-fn watch(registry: &Registry, slot: u32, fd: OwnedFd) -> Option<mio::net::TcpStream> {
-    let std_stream = std::net::TcpStream::from(fd);
-    std_stream.set_nonblocking(true).ok()?;
-    let mut s = mio::net::TcpStream::from_std(std_stream);
-    registry
-        .register(
-            &mut s,
-            Token(slot as usize),
-            Interest::READABLE | Interest::WRITABLE,
-        )
-        .ok()?;
-    Some(s)
+/// Watch a received socket under its slot's token (no event is handled before `Done`). It
+/// shares its open file with the predecessor's descriptor, so it is non-blocking already
+/// (`O_NONBLOCK` is the file's, and every connection is accepted so).
+fn watch(registry: &Registry, slot: u32, fd: OwnedFd) -> std::io::Result<mio::net::TcpStream> {
+    let mut s = mio::net::TcpStream::from_std(std::net::TcpStream::from(fd));
+    registry.register(
+        &mut s,
+        Token(slot as usize),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    Ok(s)
 }
 
 fn unwatch(registry: &Registry, a: Arrived) {
-    if let Some(mut s) = a.stream {
-        let _ = registry.deregister(&mut s);
+    if let Arrived::Conn(mut c) = a {
+        let _ = registry.deregister(&mut c.stream);
     }
 }
 
-/// Read a whole hand-over (successor side), watching the sockets in `registry` as they come.
-/// On failure nothing stays watched.
-pub(super) fn receive(sock: &UnixStream, registry: &Registry) -> Result<Received, HandOverError> {
+/// A connection from its record, on its socket (`max_message`: this worker's limit).
+fn arrive(
+    registry: &Registry,
+    rec: ConnRecord,
+    stream: std::io::Result<mio::net::TcpStream>,
+    max_message: usize,
+) -> Arrived {
+    let (gen, app_connected) = (rec.gen, rec.app_connected);
+    let why = match stream {
+        Ok(s) => match Conn::adopt(rec, s, Instant::now(), max_message) {
+            Ok(c) => return Arrived::Conn(c),
+            Err((e, mut s)) => {
+                let _ = registry.deregister(&mut s);
+                e.to_string()
+            }
+        },
+        Err(e) => format!("its socket could not be watched: {e}"),
+    };
+    Arrived::Failed {
+        gen,
+        app_connected,
+        why,
+    }
+}
+
+/// Read a whole hand-over (successor side), watching the sockets in `registry` as they come
+/// (`max_message`: this worker's message limit). On failure nothing stays watched.
+pub(super) fn receive(
+    sock: &UnixStream,
+    registry: &Registry,
+    max_message: usize,
+) -> Result<Received, HandOverError> {
     let mut r = Received::default();
-    match read_all(sock, registry, &mut r) {
+    match read_all(sock, registry, max_message, &mut r) {
         Ok(()) => Ok(r),
         Err(e) => {
             for (_, a) in r.conns.drain() {
@@ -141,7 +176,12 @@ pub(super) fn receive(sock: &UnixStream, registry: &Registry) -> Result<Received
     }
 }
 
-fn read_all(sock: &UnixStream, registry: &Registry, r: &mut Received) -> Result<(), HandOverError> {
+fn read_all(
+    sock: &UnixStream,
+    registry: &Registry,
+    max_message: usize,
+    r: &mut Received,
+) -> Result<(), HandOverError> {
     let mut reader = Reader::new(sock);
     match reader.next_with(ho::decode_opening::<Opening>)? {
         Opening::Refused { reason } => return Err(HandOverError::Refused(reason)),
@@ -166,7 +206,6 @@ fn read_all(sock: &UnixStream, registry: &Registry, r: &mut Received) -> Result<
     loop {
         let rec = reader.next_with(ho::decode)?;
         let fds = reader.take_fds(rec.fds())?;
-        let now = Instant::now();
         match rec {
             Record::Conns { conns } => {
                 for (rec, fd) in conns.into_iter().zip(fds) {
@@ -179,23 +218,26 @@ fn read_all(sock: &UnixStream, registry: &Registry, r: &mut Received) -> Result<
                         );
                     }
                     let stream = watch(registry, slot, fd);
-                    r.conns.insert(
-                        slot,
-                        Arrived {
-                            rec,
-                            at: now,
-                            stream,
-                        },
-                    );
+                    r.conns
+                        .insert(slot, arrive(registry, rec, stream, max_message));
                 }
             }
             Record::Update { conns } => {
                 for rec in conns {
-                    let Some(a) = r.conns.get_mut(&rec.slot) else {
+                    let slot = rec.slot;
+                    let Some(a) = r.conns.remove(&slot) else {
                         return Err(StreamError::Order("an update of a connection not sent").into());
                     };
-                    a.rec = rec;
-                    a.at = now;
+                    let a = match a {
+                        // The same socket, now as the newer record says.
+                        Arrived::Conn(c) => arrive(registry, rec, Ok(c.stream), max_message),
+                        Arrived::Failed { why, .. } => Arrived::Failed {
+                            gen: rec.gen,
+                            app_connected: rec.app_connected,
+                            why,
+                        },
+                    };
+                    r.conns.insert(slot, a);
                 }
             }
             Record::Gone { slots } => {
@@ -208,7 +250,22 @@ fn read_all(sock: &UnixStream, registry: &Registry, r: &mut Received) -> Result<
                     unwatch(registry, a);
                 }
             }
-            Record::Clients { present, info } => r.clients.push((present, info)),
+            Record::Clients { present, info } => {
+                ho::import_clients(&mut r.clients, present, info);
+            }
+            Record::Changed {
+                gone,
+                present,
+                info,
+            } => ho::apply_changed(&mut r.clients, gone, present, info),
+            Record::Reset => r.clients = Clients::default(),
+            Record::Synced => {
+                // The predecessor serves its clients until it reads this, then holds them for
+                // its commit.
+                let mut buf = Vec::new();
+                ho::encode_reply(Reply::CaughtUp, &mut buf);
+                super::handover::write_frame(sock, &buf, &[])?;
+            }
             Record::Links { links } => r.links.extend(links.into_iter().zip(fds)),
             Record::App { state } => r.app = Some(state),
             Record::Done => return Ok(()),
@@ -229,9 +286,9 @@ pub(super) fn install(
     b.core.inc = r.inc;
     b.core.bus.set_inc(r.inc);
     b.core.next_gen = r.next_gen;
-    for (present, info) in r.clients {
-        ho::import_clients(&mut b.core.reg, present, info);
-    }
+    // The registry is empty before the loop runs (no client, no link yet): take the one
+    // received whole.
+    b.core.reg = r.clients;
     for (rec, fd) in r.links {
         let std_sock = UnixStream::from(fd);
         if std_sock.set_nonblocking(true).is_err() {
@@ -256,23 +313,21 @@ pub(super) fn install(
         }
         links.reread(slot);
     }
-    let max_message = b.core.limits.max_package_size;
     let mut adopted: Vec<(usize, Conn)> = Vec::with_capacity(r.conns.len());
     let mut lost = Vec::new();
     for (slot, a) in r.conns {
-        let (gen, connected) = (a.rec.gen, a.rec.app_connected);
-        let conn = match a.stream {
-            Some(s) => Conn::adopt(a.rec, s, a.at, max_message).map_err(|e| e.to_string()),
-            None => Err("its socket could not be watched".to_string()),
-        };
-        match conn {
-            Ok(c) => adopted.push((slot as usize, c)),
-            Err(e) => {
+        match a {
+            Arrived::Conn(c) => adopted.push((slot as usize, c)),
+            Arrived::Failed {
+                gen,
+                app_connected,
+                why,
+            } => {
                 crate::warn!(
-                    "worker {}: connection {slot} not adopted: {e}",
+                    "worker {}: connection {slot} not adopted: {why}",
                     b.core.worker_id
                 );
-                if connected {
+                if app_connected {
                     lost.push(ConnId { slot, gen });
                 }
             }

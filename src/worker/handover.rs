@@ -2,38 +2,59 @@
 //! `adopt.rs` the successor's side).
 //!
 //! On `HandOver` the worker stops accepting and answers the successor's `Hello`. Then it
-//! copies its connections to the successor a bounded batch per loop turn ([`Outgoing::copy`])
-//! while it goes on serving every one of them: reading, delivering, writing. Once all are
-//! copied it stops reading its clients (their bytes wait in the kernel), keeps its bus and its
-//! app running until the app has settled (`App::settled`, bounded by [`SETTLE`]) and commits
-//! ([`Outgoing::commit`]): newer records of the copies that changed meanwhile (a few, for
-//! clients that were busy), the ones that went away, the registry replica, its bus links and
-//! the app's state; then it exits. The clients stop being served only for the commit, not for
-//! the copy of every connection. An HTTP answer its app is still preparing stays with it. If
-//! the successor cannot read its records, its clients get 1012 as on any restart.
+//! copies its connections and its registry replica to the successor a bounded batch per loop
+//! turn ([`Outgoing::advance`]) while it goes on serving every client: reading, delivering,
+//! writing; the registry records which of its clients change from then on
+//! (`Registry::track`). Once all is copied it says so (`Synced`) and serves on until the
+//! successor has read that far (`CaughtUp`, or [`CATCH_UP`] at most): a successor short of
+//! CPU may still be a whole copy behind, and the commit would otherwise wait for it with every
+//! client held. Then it stops reading its clients (their bytes wait in the kernel), keeps its
+//! bus and its app running until the app has settled (`App::settled`, bounded by [`SETTLE`])
+//! and commits ([`Outgoing::commit`]): newer records of the copies that changed meanwhile (a
+//! few, for clients that were busy), the ones that went away, the registry clients that
+//! changed since they were copied, its bus links and the app's state; then it exits. The
+//! clients stop being served only for the commit, not for the copy of every connection or
+//! client. An HTTP answer its app is still preparing stays with it. If the successor cannot
+//! read its records, its clients get 1012 as on any restart.
 
 use super::input::guarded;
 use super::{close, Base};
 use crate::connection::handover::{ConnRecord, Mark};
-use crate::state::handover::{self as ho, Hello, LinkRecord, Opening, Record, StreamError};
+use crate::gateway::changes::Changes;
+use crate::gateway::client_id::ClientId;
+use crate::state::handover::{self as ho, Hello, LinkRecord, Opening, Record, Reply, StreamError};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest a retiring worker waits for its app to settle before moving its clients anyway.
 pub(super) const SETTLE: Duration = Duration::from_secs(2);
+/// Longest a retiring worker serves on after its copy, waiting for the successor to read it,
+/// before it commits anyway (the successor then reads the rest with the clients held).
+pub(super) const CATCH_UP: Duration = Duration::from_secs(5);
 /// Longest one blocking read or write on the hand-over socket may take.
 pub(super) const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Clients per registry record.
+/// Clients per registry record at the commit.
 const CLIENT_CHUNK: usize = 10_000;
 /// Connections copied per loop turn: what the clients' service pays per turn while the
 /// copy runs (a few milliseconds), against the number of turns the copy takes.
 const COPY_STEP: usize = 1000;
+/// Registry clients per record copied ahead; a turn copies [`CLIENT_STEPS`] of them at most
+/// (a client without a uid, group or session is a few bytes).
+const CLIENT_AHEAD: usize = 5000;
+/// Clients with a uid, groups or a session per record copied ahead (a session may hold up
+/// to `MAX_SESSION` bytes).
+const INFO_AHEAD: usize = 256;
+/// Registry records copied per loop turn.
+const CLIENT_STEPS: usize = 2;
+/// Most registry clients recorded as changed while the replica is copied ahead (besides the
+/// replica's size): past it, the commit sends the whole replica again.
+const MAX_CHANGES: usize = 1 << 16;
 
 /// Why a hand-over did not happen.
 #[derive(Debug)]
@@ -103,6 +124,28 @@ fn send(sock: &UnixStream, rec: &Record, fds: &[RawFd], buf: &mut Vec<u8>) -> io
     write_frame(sock, buf, fds)
 }
 
+/// Where a retiring worker's hand-over is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Copying connections, then registry clients, a bounded share per turn.
+    Copying,
+    /// All copied and `Synced` sent: serving on until the successor answers, or `until`.
+    CatchingUp { until: Instant },
+    /// The clients' reads are held: the commit goes once the app has settled, or at `until`.
+    Settling { until: Instant },
+}
+
+/// What the worker does after a step of the hand-over ([`Outgoing::advance`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Nothing more this turn.
+    Wait,
+    /// Everything is copied: look again at `until` if the successor has not answered by then.
+    Synced(Instant),
+    /// Hold the clients' reads now; commit once the app has settled, at `until` at the latest.
+    Settle(Instant),
+}
+
 /// A retiring worker's hand-over under way.
 pub(super) struct Outgoing {
     sock: UnixStream,
@@ -110,14 +153,22 @@ pub(super) struct Outgoing {
     todo: Vec<usize>,
     /// Connections copied, by slot, with their mark at the time.
     copied: HashMap<usize, Mark>,
+    /// Registry clients not copied yet: who was present when the hand-over began (those that
+    /// came since are among the registry's recorded changes).
+    clients: Vec<ClientId>,
+    /// Registry clients copied ahead.
+    clients_copied: usize,
     /// The frame being written without blocking, from `at` on (its descriptors went with its
     /// first bytes).
     frame: Vec<u8>,
     at: usize,
     /// The socket took the last write whole (else wait for its writable event).
     writable: bool,
-    /// Every connection is copied: the worker holds its reads and waits for its app.
-    copied_all: bool,
+    /// The socket may have bytes of the successor's to read.
+    readable: bool,
+    /// The successor's replies read so far.
+    replies: Vec<u8>,
+    phase: Phase,
 }
 
 impl fmt::Debug for Outgoing {
@@ -125,6 +176,8 @@ impl fmt::Debug for Outgoing {
         f.debug_struct("Outgoing")
             .field("todo", &self.todo.len())
             .field("copied", &self.copied.len())
+            .field("clients", &self.clients.len())
+            .field("phase", &self.phase)
             .finish()
     }
 }
@@ -155,7 +208,12 @@ impl Outgoing {
             let _ = write_frame(&sock, &buf, &[]);
             return Err(HandOverError::Refused(reason));
         }
+        // From here on the registry records which clients change: those are sent again at the
+        // commit, the others only once, from the copy below.
+        let cap = MAX_CHANGES.max(b.core.reg.client_count());
+        b.core.reg.track(cap);
         let core = &b.core;
+        let clients: Vec<ClientId> = core.reg.clients().collect();
         let mut todo: Vec<usize> = core
             .conns
             .iter()
@@ -173,33 +231,106 @@ impl Outgoing {
         ho::encode_opening(&begin, &mut buf);
         write_frame(&sock, &buf, &[])?;
         sock.set_nonblocking(true)?;
-        b.poll
-            .registry()
-            .register(&mut SourceFd(&sock.as_raw_fd()), token, Interest::WRITABLE)?;
+        b.poll.registry().register(
+            &mut SourceFd(&sock.as_raw_fd()),
+            token,
+            Interest::WRITABLE | Interest::READABLE,
+        )?;
         Ok(Outgoing {
             sock,
             copied: HashMap::with_capacity(todo.len()),
             todo,
+            clients,
+            clients_copied: 0,
             at: buf.len(),
             frame: buf,
             writable: true,
-            copied_all: false,
+            readable: false,
+            replies: Vec::new(),
+            phase: Phase::Copying,
         })
     }
 
-    /// The copy has work it can do now (the loop then polls without waiting).
+    /// The hand-over has work it can do now (the loop then polls without waiting).
     pub(super) fn busy(&self) -> bool {
-        !self.copied_all && self.writable
+        self.writable && (self.phase == Phase::Copying || self.at < self.frame.len())
     }
 
-    /// The socket can take bytes again.
-    pub(super) fn on_writable(&mut self) {
-        self.writable = true;
+    /// The socket is ready: it can take bytes again, or the successor wrote (or hung up).
+    pub(super) fn on_event(&mut self, readable: bool, writable: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
     }
 
-    /// Every connection is copied.
-    pub(super) fn copied_all(&self) -> bool {
-        self.copied_all
+    /// Until when the app may settle, once the clients' reads are held.
+    pub(super) fn settle_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Settling { until } => Some(until),
+            Phase::Copying | Phase::CatchingUp { .. } => None,
+        }
+    }
+
+    /// What was copied ahead: connections and registry clients.
+    pub(super) fn copied_ahead(&self) -> (usize, usize) {
+        (self.copied.len(), self.clients_copied)
+    }
+
+    /// One turn's share of the hand-over before the commit: copy the next batch, or say that
+    /// all is copied, or see whether the successor has caught up (it may also have hung up:
+    /// an error). Never waits on the socket.
+    pub(super) fn advance(&mut self, b: &Base, now: Instant) -> Result<Next, HandOverError> {
+        match self.phase {
+            Phase::Copying => {
+                if !self.copy(b)? {
+                    return Ok(Next::Wait);
+                }
+                self.frame.clear();
+                ho::encode(&Record::Synced, &mut self.frame);
+                self.at = 0;
+                self.pump()?;
+                let until = now + CATCH_UP;
+                self.phase = Phase::CatchingUp { until };
+                Ok(Next::Synced(until))
+            }
+            Phase::CatchingUp { until } => {
+                self.pump()?;
+                if !self.caught_up()? && now < until {
+                    return Ok(Next::Wait);
+                }
+                let until = now + SETTLE;
+                self.phase = Phase::Settling { until };
+                Ok(Next::Settle(until))
+            }
+            Phase::Settling { .. } => {
+                // Only a hang-up can come now; the commit's blocking writes will see it.
+                Ok(Next::Wait)
+            }
+        }
+    }
+
+    /// Whether the successor said it has read up to `Synced` (reads what it wrote, if the
+    /// socket said there was something).
+    fn caught_up(&mut self) -> Result<bool, HandOverError> {
+        let mut buf = [0u8; 64];
+        while self.readable {
+            match (&self.sock).read(&mut buf) {
+                Ok(0) => return Err(HandOverError::Closed),
+                Ok(n) => {
+                    self.replies.extend_from_slice(&buf[..n]);
+                    // A successor writes one reply; more than a few of them is not one.
+                    if self.replies.len() > 4 * buf.len() {
+                        return Err(StreamError::Order("too many replies").into());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable = false,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        match ho::decode_reply(&self.replies)? {
+            Some((Reply::CaughtUp, _)) => Ok(true),
+            None => Ok(false),
+        }
     }
 
     /// Write what is left of the frame in flight; false if the socket is full.
@@ -220,17 +351,26 @@ impl Outgoing {
     }
 
     /// One turn's share of the copy: up to [`COPY_STEP`] connections, as records of what they
-    /// are now, with their sockets. Never waits on the socket. Returns true once every
-    /// connection is copied.
-    pub(super) fn copy(&mut self, b: &Base) -> Result<bool, HandOverError> {
+    /// are now, with their sockets; once they are all copied, up to [`CLIENT_STEPS`] records
+    /// of registry clients. Never waits on the socket. Returns true once everything is copied
+    /// and written.
+    fn copy(&mut self, b: &Base) -> Result<bool, HandOverError> {
         let mut budget = COPY_STEP;
+        let mut client_steps = CLIENT_STEPS;
         loop {
             if !self.pump()? {
                 return Ok(false);
             }
             if self.todo.is_empty() {
-                self.copied_all = true;
-                return Ok(true);
+                if self.clients.is_empty() {
+                    return Ok(true);
+                }
+                if client_steps == 0 {
+                    return Ok(false);
+                }
+                client_steps -= 1;
+                self.copy_clients(b);
+                continue;
             }
             if budget == 0 {
                 return Ok(false);
@@ -276,13 +416,34 @@ impl Outgoing {
         }
     }
 
-    /// Send what changed since the copy, the registry, the links and the app's state, with
-    /// the clients' reads held (blocking, bounded by [`IO_TIMEOUT`]); returns the slots of the
-    /// connections and links that went (still open here until [`forget_moved`]).
-    pub(super) fn commit(self, b: &mut Base) -> Result<(Vec<usize>, Vec<usize>), HandOverError> {
+    /// Put the next record of registry clients in the frame to write: at most [`CLIENT_AHEAD`]
+    /// clients, [`INFO_AHEAD`] of them with a uid, groups or a session.
+    fn copy_clients(&mut self, b: &Base) {
+        let reg = &b.core.reg;
+        let mut ids = Vec::with_capacity(CLIENT_AHEAD.min(self.clients.len()));
+        let mut with_info = 0;
+        while ids.len() < CLIENT_AHEAD && with_info < INFO_AHEAD {
+            let Some(c) = self.clients.pop() else { break };
+            if reg.get(c).is_some_and(|i| !i.is_empty()) {
+                with_info += 1;
+            }
+            ids.push(c);
+        }
+        self.clients_copied += ids.len();
+        self.frame.clear();
+        ho::encode(&ho::clients_record(reg, &ids), &mut self.frame);
+        self.at = 0;
+    }
+
+    /// Send what changed since the copy, the registry clients that changed, the links and the
+    /// app's state, with the clients' reads held (blocking, bounded by [`IO_TIMEOUT`]);
+    /// returns the slots of the connections and links that went (still open here until
+    /// [`forget_moved`]) and how many registry clients were sent again.
+    pub(super) fn commit(self, b: &mut Base) -> Result<Committed, HandOverError> {
         let Outgoing {
             sock,
             copied,
+            clients,
             frame,
             at,
             ..
@@ -299,6 +460,7 @@ impl Outgoing {
         let state = guarded(&mut b.core, None, "hand_over", |cx| b.app.hand_over(cx))
             .flatten()
             .and_then(|s| serde_json::to_value(s).ok());
+        let changes = b.core.reg.take_changes();
         let core = &b.core;
         let now = core.now;
         let mut moving = Vec::new();
@@ -362,9 +524,32 @@ impl Outgoing {
                 }
             }
         }
-        for rec in ho::registry_records(&core.reg, CLIENT_CHUNK) {
-            send(&sock, &rec, &[], &mut buf)?;
+        // The registry: what was not copied yet (a commit that did not wait for the copy),
+        // then every client that changed since the copy began, as it is now. Recording
+        // stopped just before (`take_changes` below `hand_over`): nothing changes it any more
+        // in this process before the links move.
+        for ids in clients.chunks(CLIENT_CHUNK) {
+            send(&sock, &ho::clients_record(&core.reg, ids), &[], &mut buf)?;
         }
+        let resent = match changes {
+            Changes::On {
+                clients: changed, ..
+            } => {
+                let n = changed.len();
+                for rec in ho::changed_records(&core.reg, changed, CLIENT_CHUNK) {
+                    send(&sock, &rec, &[], &mut buf)?;
+                }
+                n
+            }
+            // Too many changes to keep track of (or none kept): everything once more.
+            Changes::Overflowed | Changes::Off => {
+                send(&sock, &Record::Reset, &[], &mut buf)?;
+                for rec in ho::registry_records(&core.reg, CLIENT_CHUNK) {
+                    send(&sock, &rec, &[], &mut buf)?;
+                }
+                core.reg.client_count()
+            }
+        };
         let links: Vec<usize> = core.bus.links.iter().map(|(s, _)| s).collect();
         for batch in links.chunks(ho::BATCH) {
             let mut recs = Vec::with_capacity(batch.len());
@@ -387,8 +572,23 @@ impl Outgoing {
             send(&sock, &Record::App { state }, &[], &mut buf)?;
         }
         send(&sock, &Record::Done, &[], &mut buf)?;
-        Ok((moving, links))
+        Ok(Committed {
+            conns: moving,
+            links,
+            clients_resent: resent,
+        })
     }
+}
+
+/// What a commit moved.
+#[derive(Debug)]
+pub(super) struct Committed {
+    /// Slots of the connections that moved (still open here until [`forget_moved`]).
+    pub(super) conns: Vec<usize>,
+    /// Slots of the bus links that moved.
+    pub(super) links: Vec<usize>,
+    /// Registry clients sent again at the commit (changed since the copy began).
+    pub(super) clients_resent: usize,
 }
 
 /// Retiring, after [`Outgoing::commit`]: the moved connections and links are the successor's

@@ -334,7 +334,8 @@ impl Worker {
                     }
                     HANDOVER => {
                         if let Some(h) = &mut self.handing {
-                            h.on_writable();
+                            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                            h.on_event(readable, ev.is_writable());
                         }
                     }
                     Token(t) if t >= LISTENER_BASE => {
@@ -358,7 +359,7 @@ impl Worker {
             self.fire_timers();
             self.flush_dirty();
             close::apply(&mut self.base);
-            if self.handover_tick(false) {
+            if self.handover_tick() {
                 // A hand-over that failed closes the clients with 1012: those close frames go
                 // out now, not at the next event (there may be none before the linger ends).
                 self.flush_dirty();
@@ -411,7 +412,7 @@ impl Worker {
                 Due::ResumeAccept => self.listeners.resume(b, self.stopping == Stopping::No),
                 Due::DrainDeadline => self.close_all(),
                 Due::HandOver => {
-                    self.handover_tick(true);
+                    self.handover_tick();
                 }
                 Due::Heartbeat => {
                     if let Some(hb) = &mut self.heartbeat {
@@ -498,7 +499,9 @@ impl Worker {
         );
         self.listeners.close(b.poll.registry());
         // A hand-over not made yet is off: the successor sees its socket close, starts fresh.
-        self.handing = None;
+        if self.handing.take().is_some() {
+            b.core.reg.take_changes();
+        }
         // From now on an HTTP answer closes its connection instead of keeping it alive.
         b.core.stopping = Some(code);
         close::idle_http(b);
@@ -540,6 +543,7 @@ impl Worker {
         match handover::Outgoing::start(b, sock, HANDOVER) {
             Ok(h) => self.handing = Some(h),
             Err(e) => {
+                b.core.reg.take_changes();
                 crate::warn!(
                     "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
                     b.core.worker_id
@@ -549,37 +553,40 @@ impl Worker {
         }
     }
 
-    /// End of a turn (or the settle deadline, `force`): copy the next batch of connections;
-    /// once all are copied, hold the clients' reads and, when the app has settled, commit.
-    /// True if the hand-over ended (done, or failed and closing with 1012).
-    fn handover_tick(&mut self, force: bool) -> bool {
+    /// End of a turn (or a hand-over deadline): copy the next batch; once all is copied and
+    /// the successor has caught up, hold the clients' reads and, when the app has settled (or
+    /// at the settle deadline), commit. True if the hand-over ended (done, or failed and
+    /// closing with 1012).
+    fn handover_tick(&mut self) -> bool {
         let Some(h) = &mut self.handing else {
             return false;
         };
-        if !h.copied_all() {
-            match h.copy(&self.base) {
-                Ok(false) => return false,
-                Ok(true) => {
-                    // From here on the clients wait (their bytes stay in the kernel) while
-                    // the app settles and the commit goes out.
-                    self.reader.hold();
-                    let b = &mut self.base;
-                    b.core
-                        .timers
-                        .schedule(b.core.now + handover::SETTLE, Due::HandOver);
-                }
-                Err(e) => {
-                    self.handing = None;
-                    crate::warn!(
-                        "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
-                        self.base.core.worker_id
-                    );
-                    self.stop(false, true);
-                    return true;
-                }
+        let now = self.base.core.now;
+        match h.advance(&self.base, now) {
+            Ok(handover::Next::Wait) => {}
+            Ok(handover::Next::Synced(until)) => {
+                let (conns, clients) = h.copied_ahead();
+                crate::info!(
+                    "worker {} copied {conns} connections and {clients} registry clients ahead; serving on until its successor has read them",
+                    self.base.core.worker_id
+                );
+                self.base.core.timers.schedule(until, Due::HandOver);
+            }
+            Ok(handover::Next::Settle(until)) => {
+                // From here on the clients wait (their bytes stay in the kernel) while the app
+                // settles and the commit goes out.
+                self.reader.hold();
+                self.base.core.timers.schedule(until, Due::HandOver);
+            }
+            Err(e) => {
+                self.handover_failed(e);
+                return true;
             }
         }
-        if !(force || self.base.app.settled()) {
+        let Some(until) = self.handing.as_ref().and_then(|h| h.settle_deadline()) else {
+            return false;
+        };
+        if !(now >= until || self.base.app.settled()) {
             return false;
         }
         let Some(h) = self.handing.take() else {
@@ -594,17 +601,18 @@ impl Worker {
         tls::detach_all(&mut self.base);
         close::unmovable(&mut self.base);
         match h.commit(&mut self.base) {
-            Ok((conns, links)) => {
-                handover::forget_moved(&mut self.base, &conns, &links);
+            Ok(done) => {
+                handover::forget_moved(&mut self.base, &done.conns, &done.links);
                 let b = &mut self.base;
                 crate::info!(
-                    "worker {} handed {} connections and {} bus links over in {} ms{}, clients held for the last {} ms",
+                    "worker {} handed {} connections and {} bus links over in {} ms{}, clients held for the last {} ms ({} registry clients sent again)",
                     b.core.worker_id,
-                    conns.len(),
-                    links.len(),
+                    done.conns.len(),
+                    done.links.len(),
                     began.elapsed().as_millis(),
                     sched_since(sched),
                     started.elapsed().as_millis(),
+                    done.clients_resent,
                 );
                 // What is left is an HTTP answer the app still owes: written, then the
                 // connection closes; the worker exits when none is left (or at stop_timeout).
@@ -616,15 +624,20 @@ impl Worker {
                 let t = self.cfg.stop_timeout;
                 b.core.timers.schedule(b.core.now + t, Due::DrainDeadline);
             }
-            Err(e) => {
-                crate::warn!(
-                    "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
-                    self.base.core.worker_id
-                );
-                self.stop(false, true);
-            }
+            Err(e) => self.handover_failed(e),
         }
         true
+    }
+
+    /// The hand-over failed: the clients get 1012, as on a restart.
+    fn handover_failed(&mut self, e: handover::HandOverError) {
+        self.handing = None;
+        self.base.core.reg.take_changes();
+        crate::warn!(
+            "worker {}: no hand-over ({e}); closing its connections with 1012 instead",
+            self.base.core.worker_id
+        );
+        self.stop(false, true);
     }
 
     /// Successor, after Ready and before its loop: take the predecessor's clients over, or
@@ -632,7 +645,8 @@ impl Worker {
     fn adopt(&mut self, sock: std::os::unix::net::UnixStream) {
         let started = Instant::now();
         let sched = crate::sys::process::thread_sched_times();
-        let got = adopt::receive(&sock, self.base.poll.registry());
+        let max_message = self.base.core.limits.max_package_size;
+        let got = adopt::receive(&sock, self.base.poll.registry(), max_message);
         drop(sock);
         match got {
             Ok(r) => {
