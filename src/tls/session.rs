@@ -81,6 +81,9 @@ pub struct TlsSession {
     /// records left when the caller's buffer filled up. Empty and unallocated when idle.
     inb: Vec<u8>,
     inb_at: usize,
+    /// Bytes at the front of `inb[inb_at..]` rustls has worked through but keeps (a handshake
+    /// message being joined in place): it resumes after them (see `rustls_step`).
+    held: usize,
     /// Decrypted bytes that did not fit the caller's buffer, handed out first next time.
     plain: Vec<u8>,
     /// Encrypted bytes waiting for the socket (from `out_at`); freed once written.
@@ -110,6 +113,7 @@ impl TlsSession {
             reserved: true,
             inb: Vec::new(),
             inb_at: 0,
+            held: 0,
             plain: Vec::new(),
             out: Vec::new(),
             out_at: 0,
@@ -135,6 +139,7 @@ impl TlsSession {
             reserved: false,
             inb: unread,
             inb_at: 0,
+            held: 0,
             plain,
             out: unsent,
             out_at: 0,
@@ -330,6 +335,7 @@ impl TlsSession {
                 Engine::Rustls(conn) => rustls_step(
                     conn,
                     input,
+                    &mut self.held,
                     buf,
                     &mut filled,
                     &mut self.plain,
@@ -378,6 +384,7 @@ impl TlsSession {
                     self.stage = Stage::Rekeyed;
                     self.inb = Vec::new();
                     self.inb_at = 0;
+                    self.held = 0;
                     crate::debug!("tls {peer}: KeyUpdate on a session taken over at a reload");
                     if filled > 0 {
                         return Ok(Got::Bytes(filled));
@@ -468,12 +475,13 @@ impl TlsSession {
     /// fatal alert `description`) if the socket takes it.
     fn fail<S: Write>(&mut self, sock: &mut S, description: u8) {
         self.stage = Stage::Failed;
-        self.inb = Vec::new();
-        self.inb_at = 0;
         match &mut self.engine {
             Engine::Rustls(conn) => {
-                if let Ok(ConnectionState::EncodeTlsData(mut e)) =
-                    conn.process_tls_records(&mut []).state
+                // rustls resumes after what it keeps: never hand it less (it would panic).
+                let end = (self.inb_at + self.held).min(self.inb.len());
+                if let Ok(ConnectionState::EncodeTlsData(mut e)) = conn
+                    .process_tls_records(&mut self.inb[self.inb_at..end])
+                    .state
                 {
                     let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
                 }
@@ -483,12 +491,18 @@ impl TlsSession {
             }
             Engine::Gone => {}
         }
+        self.inb = Vec::new();
+        self.inb_at = 0;
+        self.held = 0;
         let _ = self.push(sock);
     }
 
     /// Run `f` with rustls' write state, after queueing what rustls has to send first (and
-    /// decrypting, into `plain`, records still held in `inb`); `None` while the handshake
-    /// runs or after the session ended.
+    /// moving into `plain` what it decrypted and the last read left with it); `None` while the
+    /// handshake runs or after the session ended. Records still unread in `inb` are left to
+    /// the reads: rustls is given only what it already worked through, so a write never
+    /// opens records (a flush after a read that stopped at its bound would otherwise work
+    /// through all the rest, unbounded, and out of the reader's sight).
     fn traffic<R>(
         &mut self,
         f: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> R,
@@ -501,7 +515,8 @@ impl TlsSession {
         }
         let mut f = Some(f);
         loop {
-            let status = conn.process_tls_records(&mut self.inb[self.inb_at..]);
+            let end = (self.inb_at + self.held).min(self.inb.len());
+            let status = conn.process_tls_records(&mut self.inb[self.inb_at..end]);
             let mut done = None;
             let go_on = match status.state {
                 Ok(ConnectionState::ReadTraffic(mut rt)) => {
@@ -528,9 +543,11 @@ impl TlsSession {
                 _ => false,
             };
             self.inb_at += status.discard;
+            self.held = self.held.saturating_sub(status.discard);
             if self.inb_at >= self.inb.len() {
                 self.inb = Vec::new();
                 self.inb_at = 0;
+                self.held = 0;
             }
             if !go_on {
                 return done;
