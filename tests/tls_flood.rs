@@ -355,3 +355,24 @@ fn a_handshake_message_in_one_byte_records_is_bounded_and_closed() {
     ws_echo(&mut g, b"answered after them");
     k.same_worker(&pids);
 }
+
+/// Half a handshake message, then a record of another type (RFC 8446 sec. 5.1 forbids it):
+/// the session ends with an error, and the worker, which hands rustls what is left of its
+/// input to fetch the alert, goes on serving others.
+#[test]
+fn a_record_inside_a_split_handshake_message_ends_only_its_session() {
+    let (k, pki) = start();
+    let mut h = Raw::connect(&k, &pki.ca, Engine::Rustls);
+    let pids = k.worker_pids();
+    let mut wire = Vec::new();
+    for _ in 0..3 {
+        h.record(ContentType::Handshake, &[24], &mut wire);
+    }
+    h.record(ContentType::ApplicationData, b"", &mut wire);
+    h.sock.write_all(&wire).unwrap();
+    let answered = h.until_closed();
+    assert!(answered < 100, "{answered} bytes came back");
+    let mut g = ws_client(k.port("wss"), &pki.ca, false);
+    ws_echo(&mut g, b"others are served");
+    k.same_worker(&pids);
+}

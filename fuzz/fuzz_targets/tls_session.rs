@@ -51,28 +51,23 @@ fn setup() -> &'static Setup {
         let dir = std::env::temp_dir().join(format!("kefu-fuzz-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ec = "ec_paramgen_curve:P-256";
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                ec,
-                "-nodes",
-                "-keyout",
-                "k.pem",
-                "-out",
-                "c.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost",
-            ],
-        );
+        // A CA and a leaf it signed (webpki refuses a CA certificate as the server's).
+        #[rustfmt::skip]
+        openssl(&dir, &[
+            "req", "-x509", "-newkey", "ec", "-pkeyopt", ec, "-nodes", "-keyout", "ca.key",
+            "-out", "ca.pem", "-days", "2", "-subj", "/CN=fuzz ca",
+        ]);
+        #[rustfmt::skip]
+        openssl(&dir, &[
+            "req", "-newkey", "ec", "-pkeyopt", ec, "-nodes", "-keyout", "k.pem", "-out",
+            "c.csr", "-subj", "/CN=localhost",
+        ]);
+        std::fs::write(dir.join("ext"), "subjectAltName=DNS:localhost\n").unwrap();
+        #[rustfmt::skip]
+        openssl(&dir, &[
+            "x509", "-req", "-in", "c.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "c.pem", "-days", "2", "-extfile", "ext",
+        ]);
         let files = TlsFiles {
             cert: dir.join("c.pem"),
             key: dir.join("k.pem"),
@@ -81,7 +76,7 @@ fn setup() -> &'static Setup {
         let acceptor = Acceptor::load(&files, true).expect("the test certificate");
         let mut roots = rustls::RootCertStore::empty();
         use rustls::pki_types::pem::PemObject;
-        for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("c.pem")).unwrap() {
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
             roots.add(c.unwrap()).unwrap();
         }
         let _ = std::fs::remove_dir_all(&dir);

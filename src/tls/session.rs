@@ -393,6 +393,8 @@ impl TlsSession {
                 }
                 Next::Fail(e) => {
                     crate::debug!("tls {peer}: {e}");
+                    // All of the input rustls saw goes to `inb` for `fail`.
+                    self.keep(&cipher[at..end]);
                     self.fail(sock, e.alert());
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
                 }
@@ -477,11 +479,13 @@ impl TlsSession {
         self.stage = Stage::Failed;
         match &mut self.engine {
             Engine::Rustls(conn) => {
-                // rustls resumes after what it keeps: never hand it less (it would panic).
-                let end = (self.inb_at + self.held).min(self.inb.len());
-                if let Ok(ConnectionState::EncodeTlsData(mut e)) = conn
-                    .process_tls_records(&mut self.inb[self.inb_at..end])
-                    .state
+                // rustls resumes where it stopped in the last input it saw (after the records
+                // it keeps, which an error may leave uncounted in `held`): hand it all that is
+                // left of that input, never less (it would panic). It sends its alert first;
+                // without one it reads on until it has a record to hand out or refuses one
+                // (32 without data at most, its own limits).
+                if let Ok(ConnectionState::EncodeTlsData(mut e)) =
+                    conn.process_tls_records(&mut self.inb[self.inb_at..]).state
                 {
                     let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
                 }
