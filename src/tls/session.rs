@@ -84,6 +84,9 @@ pub struct TlsSession {
     /// Bytes at the front of `inb[inb_at..]` rustls has worked through but keeps (a handshake
     /// message being joined in place): it resumes after them (see `rustls_step`).
     held: usize,
+    /// Bytes at the front of `inb[inb_at..]` rustls was shown (it may have stopped inside
+    /// them): the least it may be handed again, the most a write hands it.
+    seen: usize,
     /// Decrypted bytes that did not fit the caller's buffer, handed out first next time.
     plain: Vec<u8>,
     /// Encrypted bytes waiting for the socket (from `out_at`); freed once written.
@@ -114,6 +117,7 @@ impl TlsSession {
             inb: Vec::new(),
             inb_at: 0,
             held: 0,
+            seen: 0,
             plain: Vec::new(),
             out: Vec::new(),
             out_at: 0,
@@ -140,6 +144,7 @@ impl TlsSession {
             inb: unread,
             inb_at: 0,
             held: 0,
+            seen: 0,
             plain,
             out: unsent,
             out_at: 0,
@@ -336,6 +341,7 @@ impl TlsSession {
                     conn,
                     input,
                     &mut self.held,
+                    &mut self.seen,
                     buf,
                     &mut filled,
                     &mut self.plain,
@@ -385,6 +391,7 @@ impl TlsSession {
                     self.inb = Vec::new();
                     self.inb_at = 0;
                     self.held = 0;
+                    self.seen = 0;
                     crate::debug!("tls {peer}: KeyUpdate on a session taken over at a reload");
                     if filled > 0 {
                         return Ok(Got::Bytes(filled));
@@ -498,15 +505,17 @@ impl TlsSession {
         self.inb = Vec::new();
         self.inb_at = 0;
         self.held = 0;
+        self.seen = 0;
         let _ = self.push(sock);
     }
 
     /// Run `f` with rustls' write state, after queueing what rustls has to send first (and
     /// moving into `plain` what it decrypted and the last read left with it); `None` while the
     /// handshake runs or after the session ended. Records still unread in `inb` are left to
-    /// the reads: rustls is given only what it already worked through, so a write never
-    /// opens records (a flush after a read that stopped at its bound would otherwise work
-    /// through all the rest, unbounded, and out of the reader's sight).
+    /// the reads: rustls is given only what the last read showed it (at most that read's
+    /// bounded slice), so a write opens no record beyond it (a flush after a read that
+    /// stopped at its bound would otherwise work through all the rest, unbounded, and out of
+    /// the reader's sight).
     fn traffic<R>(
         &mut self,
         f: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> R,
@@ -519,7 +528,7 @@ impl TlsSession {
         }
         let mut f = Some(f);
         loop {
-            let end = (self.inb_at + self.held).min(self.inb.len());
+            let end = (self.inb_at + self.seen).min(self.inb.len());
             let status = conn.process_tls_records(&mut self.inb[self.inb_at..end]);
             let mut done = None;
             let go_on = match status.state {
@@ -548,10 +557,12 @@ impl TlsSession {
             };
             self.inb_at += status.discard;
             self.held = self.held.saturating_sub(status.discard);
+            self.seen = self.seen.saturating_sub(status.discard);
             if self.inb_at >= self.inb.len() {
                 self.inb = Vec::new();
                 self.inb_at = 0;
                 self.held = 0;
+                self.seen = 0;
             }
             if !go_on {
                 return done;

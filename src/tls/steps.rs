@@ -123,13 +123,16 @@ fn complete_end(input: &[u8], from: usize) -> usize {
 /// `held`: the bytes at the front of `input` rustls has worked through but keeps (records of
 /// a handshake message still being joined, which it rereads in place), updated here: rustls
 /// resumes after them, so the records counted and the cut start there too, and no slice
-/// shorter than them is ever handed to it.
+/// shorter than them is ever handed to it. `seen`: how much of `input` rustls was shown (past
+/// what it discarded), set here: what a write may hand it again without a panic (rustls may
+/// resume inside it, e.g. after empty handshake records) and without opening new records.
 // The session's buffers, each borrowed on its own: a struct of them would only move the list.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn rustls_step(
     conn: &mut UnbufferedServerConnection,
     input: &mut [u8],
     held: &mut usize,
+    seen: &mut usize,
     buf: &mut [u8],
     filled: &mut usize,
     plain: &mut Vec<u8>,
@@ -197,6 +200,7 @@ pub(super) fn rustls_step(
         ))),
     };
     let used = status.discard;
+    *seen = input.len().saturating_sub(used);
     // A handshake message being joined must end at a record's end before any other record
     // (RFC 8446 sec. 5.1) or a key change, so rustls keeps records only when it asks for
     // more input; it stopped earlier (data, records to send) only with none kept.
