@@ -268,7 +268,14 @@ pub enum Refusal {
     ContentType(u8),
     /// An alert that is not two bytes, or an empty handshake record.
     Malformed,
+    /// More application-data records without data in a row than [`EMPTY_RUN`].
+    EmptyRun,
 }
+
+/// Empty application-data records a peer may send in a row, as rustls allows (its
+/// `ALLOWED_CONSECUTIVE_EMPTY_FRAGMENTS_MAX`): both engines end a session on the next one, so
+/// a client that sends nothing else cannot keep a reader busy for nothing.
+pub const EMPTY_RUN: u8 = 32;
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -282,6 +289,7 @@ impl fmt::Display for Refusal {
             ),
             Refusal::ContentType(t) => write!(f, "record of content type {t}"),
             Refusal::Malformed => f.write_str("malformed alert or handshake record"),
+            Refusal::EmptyRun => write!(f, "more than {EMPTY_RUN} empty records in a row"),
         }
     }
 }
@@ -373,6 +381,8 @@ pub struct RecordLayer {
     secrets: TlsSecrets,
     tx: aead::LessSafeKey,
     rx: aead::LessSafeKey,
+    /// Empty application-data records opened since the last one with data.
+    empty_run: u8,
 }
 
 impl fmt::Debug for RecordLayer {
@@ -390,7 +400,21 @@ impl RecordLayer {
             tx: aead_key(secrets.suite, &secrets.tx)?,
             rx: aead_key(secrets.suite, &secrets.rx)?,
             secrets,
+            empty_run: 0,
         })
+    }
+
+    /// Count an opened application-data record (`empty`: without data); refused past
+    /// [`EMPTY_RUN`] empty ones in a row.
+    pub fn note_data(&mut self, empty: bool) -> Result<(), Refusal> {
+        if !empty {
+            self.empty_run = 0;
+        } else if self.empty_run == EMPTY_RUN {
+            return Err(Refusal::EmptyRun);
+        } else {
+            self.empty_run += 1;
+        }
+        Ok(())
     }
 
     /// The protocol version.

@@ -81,6 +81,12 @@ pub struct TlsSession {
     /// records left when the caller's buffer filled up. Empty and unallocated when idle.
     inb: Vec<u8>,
     inb_at: usize,
+    /// Bytes at the front of `inb[inb_at..]` rustls has worked through but keeps (a handshake
+    /// message being joined in place): it resumes after them (see `rustls_step`).
+    held: usize,
+    /// Bytes at the front of `inb[inb_at..]` rustls was shown (it may have stopped inside
+    /// them): the least it may be handed again, the most a write hands it.
+    seen: usize,
     /// Decrypted bytes that did not fit the caller's buffer, handed out first next time.
     plain: Vec<u8>,
     /// Encrypted bytes waiting for the socket (from `out_at`); freed once written.
@@ -110,6 +116,8 @@ impl TlsSession {
             reserved: true,
             inb: Vec::new(),
             inb_at: 0,
+            held: 0,
+            seen: 0,
             plain: Vec::new(),
             out: Vec::new(),
             out_at: 0,
@@ -135,6 +143,8 @@ impl TlsSession {
             reserved: false,
             inb: unread,
             inb_at: 0,
+            held: 0,
+            seen: 0,
             plain,
             out: unsent,
             out_at: 0,
@@ -330,6 +340,8 @@ impl TlsSession {
                 Engine::Rustls(conn) => rustls_step(
                     conn,
                     input,
+                    &mut self.held,
+                    &mut self.seen,
                     buf,
                     &mut filled,
                     &mut self.plain,
@@ -378,6 +390,8 @@ impl TlsSession {
                     self.stage = Stage::Rekeyed;
                     self.inb = Vec::new();
                     self.inb_at = 0;
+                    self.held = 0;
+                    self.seen = 0;
                     crate::debug!("tls {peer}: KeyUpdate on a session taken over at a reload");
                     if filled > 0 {
                         return Ok(Got::Bytes(filled));
@@ -386,6 +400,8 @@ impl TlsSession {
                 }
                 Next::Fail(e) => {
                     crate::debug!("tls {peer}: {e}");
+                    // All of the input rustls saw goes to `inb` for `fail`.
+                    self.keep(&cipher[at..end]);
                     self.fail(sock, e.alert());
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
                 }
@@ -468,12 +484,15 @@ impl TlsSession {
     /// fatal alert `description`) if the socket takes it.
     fn fail<S: Write>(&mut self, sock: &mut S, description: u8) {
         self.stage = Stage::Failed;
-        self.inb = Vec::new();
-        self.inb_at = 0;
         match &mut self.engine {
             Engine::Rustls(conn) => {
+                // rustls resumes where it stopped in the last input it saw (after the records
+                // it keeps, which an error may leave uncounted in `held`): hand it all that is
+                // left of that input, never less (it would panic). It sends its alert first;
+                // without one it reads on until it has a record to hand out or refuses one
+                // (32 without data at most, its own limits).
                 if let Ok(ConnectionState::EncodeTlsData(mut e)) =
-                    conn.process_tls_records(&mut []).state
+                    conn.process_tls_records(&mut self.inb[self.inb_at..]).state
                 {
                     let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
                 }
@@ -483,12 +502,20 @@ impl TlsSession {
             }
             Engine::Gone => {}
         }
+        self.inb = Vec::new();
+        self.inb_at = 0;
+        self.held = 0;
+        self.seen = 0;
         let _ = self.push(sock);
     }
 
     /// Run `f` with rustls' write state, after queueing what rustls has to send first (and
-    /// decrypting, into `plain`, records still held in `inb`); `None` while the handshake
-    /// runs or after the session ended.
+    /// moving into `plain` what it decrypted and the last read left with it); `None` while the
+    /// handshake runs or after the session ended. Records still unread in `inb` are left to
+    /// the reads: rustls is given only what the last read showed it (at most that read's
+    /// bounded slice), so a write opens no record beyond it (a flush after a read that
+    /// stopped at its bound would otherwise work through all the rest, unbounded, and out of
+    /// the reader's sight).
     fn traffic<R>(
         &mut self,
         f: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> R,
@@ -501,7 +528,8 @@ impl TlsSession {
         }
         let mut f = Some(f);
         loop {
-            let status = conn.process_tls_records(&mut self.inb[self.inb_at..]);
+            let end = (self.inb_at + self.seen).min(self.inb.len());
+            let status = conn.process_tls_records(&mut self.inb[self.inb_at..end]);
             let mut done = None;
             let go_on = match status.state {
                 Ok(ConnectionState::ReadTraffic(mut rt)) => {
@@ -528,9 +556,13 @@ impl TlsSession {
                 _ => false,
             };
             self.inb_at += status.discard;
+            self.held = self.held.saturating_sub(status.discard);
+            self.seen = self.seen.saturating_sub(status.discard);
             if self.inb_at >= self.inb.len() {
                 self.inb = Vec::new();
                 self.inb_at = 0;
+                self.held = 0;
+                self.seen = 0;
             }
             if !go_on {
                 return done;

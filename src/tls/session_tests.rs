@@ -536,6 +536,38 @@ fn records_without_data_spend_the_read_budget() {
     }
 }
 
+/// A write between two reads (the echo of what the first read gave) opens none of the records
+/// the first read left at its bound: they stay for the next reads, which the worker queues
+/// and bounds (a write is not bounded, and nothing would read what it opened until the next
+/// read), and the data still comes out whole.
+#[test]
+fn a_write_opens_no_record_a_read_left() {
+    let mut x = pair("w");
+    x.handshake();
+    let mut f = Forger::take(&mut x);
+    for _ in 0..200 {
+        for _ in 0..31 {
+            let r = f.record(b"");
+            x.p.input.extend(r);
+        }
+        let r = f.record(b"a");
+        x.p.input.extend(r);
+    }
+    let first = match x.s.read(&mut x.p, &mut x.buf, &mut x.scratch, PEER) {
+        Ok(Got::Spent(n)) => n,
+        other => panic!("{other:?}"),
+    };
+    let left = x.s.inb.len() - x.s.inb_at;
+    assert!(left > 0);
+    let mut sealed = Vec::new();
+    let made = x.s.encrypt(b"echo", &mut x.scratch.cipher, &mut sealed);
+    assert!(matches!(made, Some(Ok(r)) if !r.is_empty()));
+    assert_eq!(x.s.inb.len() - x.s.inb_at, left, "{:?}", x.s);
+    assert!(x.s.plain.is_empty(), "{:?}", x.s);
+    let (rest, _) = read_all_bounded(&mut x);
+    assert_eq!(first + rest.len(), 200);
+}
+
 #[test]
 fn a_key_update_flood_is_read_in_bounded_slices_and_piles_up_nothing() {
     // rustls allows 32 key updates between two records of data; each costs the server new

@@ -105,31 +105,60 @@ fn hand_out(payload: &[u8], buf: &mut [u8], filled: &mut usize, plain: &mut Vec<
     plain.extend_from_slice(&payload[n..]);
 }
 
+/// Where the complete TLS records of `input` from `from` on end (`from` itself if none).
+fn complete_end(input: &[u8], from: usize) -> usize {
+    let mut pos = from;
+    while pos + 5 <= input.len() {
+        let len = usize::from(u16::from_be_bytes([input[pos + 3], input[pos + 4]]));
+        if pos + 5 + len > input.len() {
+            break;
+        }
+        pos += 5 + len;
+    }
+    pos
+}
+
 /// rustls over `input`, given at most `dataless_left` (at least one) records once the
 /// handshake is done: rustls works through every record without data it has in one call.
+/// `held`: the bytes at the front of `input` rustls has worked through but keeps (records of
+/// a handshake message still being joined, which it rereads in place), updated here: rustls
+/// resumes after them, so the records counted and the cut start there too, and no slice
+/// shorter than them is ever handed to it. `seen`: how much of `input` rustls was shown (past
+/// what it discarded), set here: what a write may hand it again without a panic (rustls may
+/// resume inside it, e.g. after empty handshake records) and without opening new records.
+// The session's buffers, each borrowed on its own: a struct of them would only move the list.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn rustls_step(
     conn: &mut UnbufferedServerConnection,
     input: &mut [u8],
+    held: &mut usize,
+    seen: &mut usize,
     buf: &mut [u8],
     filled: &mut usize,
     plain: &mut Vec<u8>,
     out: &mut Vec<u8>,
     dataless_left: usize,
 ) -> Step {
+    let from = (*held).min(input.len());
     let (ends, n) = if conn.is_handshaking() {
         ([0; DATALESS_RECORDS], 0)
     } else {
-        record_ends(input, dataless_left)
+        record_ends(&input[from..], dataless_left)
     };
-    let cut = n > 0 && n == dataless_left && ends[n - 1] < input.len();
-    let input = if cut {
-        &mut input[..ends[n - 1]]
+    let cut_at = if n > 0 { from + ends[n - 1] } else { from };
+    let cut = n > 0 && n == dataless_left && cut_at < input.len();
+    let input = if cut { &mut input[..cut_at] } else { input };
+    // Read before rustls runs: joining a message moves its pieces over the headers between.
+    let complete = if cut {
+        cut_at
     } else {
-        input
+        complete_end(input, cut_at)
     };
     // Records that gave data, of those rustls took.
     let mut popped = 0;
     let status = conn.process_tls_records(input);
+    // rustls asks for more input only once it has worked through every complete record.
+    let mut all = false;
     let mut next = match status.state {
         Err(e) => Next::Fail(Failure::Tls(e)),
         Ok(ConnectionState::ReadTraffic(mut rt)) => {
@@ -160,7 +189,10 @@ pub(super) fn rustls_step(
             t.done();
             Next::Again
         }
-        Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => Next::Input,
+        Ok(ConnectionState::BlockedHandshake) | Ok(ConnectionState::WriteTraffic(_)) => {
+            all = true;
+            Next::Input
+        }
         Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => Next::Closed,
         // Early data is not enabled, and future states are not understood.
         Ok(_) => Next::Fail(Failure::Tls(rustls::Error::General(
@@ -168,8 +200,21 @@ pub(super) fn rustls_step(
         ))),
     };
     let used = status.discard;
-    let records = ends[..n].iter().take_while(|&&e| e <= used).count();
-    if cut && matches!(next, Next::Input) {
+    *seen = input.len().saturating_sub(used);
+    // A handshake message being joined must end at a record's end before any other record
+    // (RFC 8446 sec. 5.1) or a key change, so rustls keeps records only when it asks for
+    // more input; it stopped earlier (data, records to send) only with none kept.
+    *held = if all {
+        complete.saturating_sub(used)
+    } else {
+        0
+    };
+    let records = if all {
+        n
+    } else {
+        ends[..n].iter().take_while(|&&e| from + e <= used).count()
+    };
+    if cut && all {
         // The rest of the records are in hand already.
         next = Next::Again;
     }
@@ -201,10 +246,13 @@ pub(super) fn records_step(
     };
     let payload = &input[opened.plain.clone()];
     let (next, dataless) = match record::classify(layer.version(), opened.kind, payload) {
-        Inbound::Data => {
-            hand_out(payload, buf, filled, plain);
-            (Next::Again, usize::from(payload.is_empty()))
-        }
+        Inbound::Data => match layer.note_data(payload.is_empty()) {
+            Ok(()) => {
+                hand_out(payload, buf, filled, plain);
+                (Next::Again, usize::from(payload.is_empty()))
+            }
+            Err(r) => (Next::Fail(Failure::Refused(r)), 1),
+        },
         Inbound::CloseNotify => (Next::Closed, 1),
         Inbound::KeyUpdate => (Next::Rekeyed, 1),
         Inbound::Refused(r) => (Next::Fail(Failure::Refused(r)), 1),
