@@ -376,3 +376,40 @@ fn a_record_inside_a_split_handshake_message_ends_only_its_session() {
     ws_echo(&mut g, b"others are served");
     k.same_worker(&pids);
 }
+
+/// Empty records, then a run of empty handshake records, then data: rustls' unbuffered API
+/// once panicked on this sequence (slicing past the input it was handed; found by the
+/// `tls_session` fuzz target). Whatever rustls does with it, only this session may end: the
+/// worker keeps running and serves others.
+#[test]
+fn input_that_panics_rustls_ends_only_its_session() {
+    let (k, pki) = start();
+    let pids = k.worker_pids();
+    for round in 0..3 {
+        let mut h = Raw::connect(&k, &pki.ca, Engine::Rustls);
+        let mut wire = Vec::new();
+        for _ in 0..3 {
+            h.record(ContentType::ApplicationData, b"", &mut wire);
+        }
+        for _ in 0..19 {
+            h.record(ContentType::Handshake, b"", &mut wire);
+        }
+        h.record(ContentType::ApplicationData, &[0; 2040], &mut wire);
+        h.sock.write_all(&wire).unwrap();
+        let answered = h.until_closed();
+        assert!(
+            answered < 100_000,
+            "round {round}: {answered} bytes came back"
+        );
+        let mut g = ws_client(k.port("wss"), &pki.ca, false);
+        ws_echo(&mut g, b"others are served");
+        // rustls' panic message may be in the log (caught, it ended the session only); the
+        // worker is the same.
+        assert_eq!(
+            k.worker_pids(),
+            pids,
+            "the worker was replaced: {}",
+            k.log()
+        );
+    }
+}

@@ -19,7 +19,9 @@ use super::record::{ContentType, RecordError, RecordLayer, TlsSecrets, Version};
 pub use super::scratch::Scratch;
 use super::scratch::{append, encode_need, encrypt_need, RECORD, RECORD_OVERHEAD};
 pub use super::steps::Got;
-use super::steps::{discard, records_step, rustls_step, Failure, Next, Step, DATALESS_RECORDS};
+use super::steps::{
+    discard, guarded, records_step, rustls_step, Failure, Next, Step, DATALESS_RECORDS,
+};
 pub use super::writer::TlsWriter;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncryptError, WriteTraffic};
@@ -337,17 +339,24 @@ impl TlsSession {
                 &mut cipher[at..end]
             };
             let step = match &mut self.engine {
-                Engine::Rustls(conn) => rustls_step(
-                    conn,
-                    input,
-                    &mut self.held,
-                    &mut self.seen,
-                    buf,
-                    &mut filled,
-                    &mut self.plain,
-                    &mut self.out,
-                    DATALESS_RECORDS - dataless,
-                ),
+                Engine::Rustls(conn) => guarded(|| {
+                    rustls_step(
+                        conn,
+                        input,
+                        &mut self.held,
+                        &mut self.seen,
+                        buf,
+                        &mut filled,
+                        &mut self.plain,
+                        &mut self.out,
+                        DATALESS_RECORDS - dataless,
+                    )
+                })
+                .unwrap_or_else(|e| Step {
+                    next: Next::Fail(e),
+                    used: 0,
+                    dataless: 0,
+                }),
                 Engine::Records(layer) => {
                     records_step(layer, input, buf, &mut filled, &mut self.plain)
                 }
@@ -400,6 +409,10 @@ impl TlsSession {
                 }
                 Next::Fail(e) => {
                     crate::debug!("tls {peer}: {e}");
+                    if matches!(e, Failure::Panicked) {
+                        // Its state is not trusted: no alert from it, no call into it again.
+                        self.engine = Engine::Gone;
+                    }
                     // All of the input rustls saw goes to `inb` for `fail`.
                     self.keep(&cipher[at..end]);
                     self.fail(sock, e.alert());
@@ -491,10 +504,17 @@ impl TlsSession {
                 // left of that input, never less (it would panic). It sends its alert first;
                 // without one it reads on until it has a record to hand out or refuses one
                 // (32 without data at most, its own limits).
-                if let Ok(ConnectionState::EncodeTlsData(mut e)) =
-                    conn.process_tls_records(&mut self.inb[self.inb_at..]).state
-                {
-                    let _ = append(&mut self.out, 64, |b| e.encode(b), encode_need);
+                let inb = &mut self.inb[self.inb_at..];
+                let out = &mut self.out;
+                let sent = guarded(|| {
+                    if let Ok(ConnectionState::EncodeTlsData(mut e)) =
+                        conn.process_tls_records(inb).state
+                    {
+                        let _ = append(out, 64, |b| e.encode(b), encode_need);
+                    }
+                });
+                if sent.is_err() {
+                    self.engine = Engine::Gone;
                 }
             }
             Engine::Records(layer) => {
@@ -529,35 +549,50 @@ impl TlsSession {
         let mut f = Some(f);
         loop {
             let end = (self.inb_at + self.seen).min(self.inb.len());
-            let status = conn.process_tls_records(&mut self.inb[self.inb_at..end]);
-            let mut done = None;
-            let go_on = match status.state {
-                Ok(ConnectionState::ReadTraffic(mut rt)) => {
-                    while let Some(Ok(rec)) = rt.next_record() {
-                        self.plain.extend_from_slice(rec.payload);
+            let inb = &mut self.inb[self.inb_at..end];
+            let (plain, out, f) = (&mut self.plain, &mut self.out, &mut f);
+            let turn = guarded(|| {
+                let status = conn.process_tls_records(inb);
+                let mut done = None;
+                let mut closed = false;
+                let go_on = match status.state {
+                    Ok(ConnectionState::ReadTraffic(mut rt)) => {
+                        while let Some(Ok(rec)) = rt.next_record() {
+                            plain.extend_from_slice(rec.payload);
+                        }
+                        true
                     }
-                    true
-                }
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    append(&mut self.out, 1024, |b| e.encode(b), encode_need).is_ok()
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => {
-                    t.done();
-                    true
-                }
-                Ok(ConnectionState::PeerClosed) => {
-                    self.stage = Stage::PeerClosed;
-                    true
-                }
-                Ok(ConnectionState::WriteTraffic(mut wt)) => {
-                    done = f.take().map(|f| f(&mut wt, &mut self.out));
-                    false
-                }
-                _ => false,
+                    Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                        append(out, 1024, |b| e.encode(b), encode_need).is_ok()
+                    }
+                    Ok(ConnectionState::TransmitTlsData(t)) => {
+                        t.done();
+                        true
+                    }
+                    Ok(ConnectionState::PeerClosed) => {
+                        closed = true;
+                        true
+                    }
+                    Ok(ConnectionState::WriteTraffic(mut wt)) => {
+                        done = f.take().map(|f| f(&mut wt, out));
+                        false
+                    }
+                    _ => false,
+                };
+                (status.discard, go_on, done, closed)
+            });
+            let Ok((discard, go_on, done, closed)) = turn else {
+                crate::debug!("tls: rustls panicked in a write; session dropped");
+                self.engine = Engine::Gone;
+                self.stage = Stage::Failed;
+                return None;
             };
-            self.inb_at += status.discard;
-            self.held = self.held.saturating_sub(status.discard);
-            self.seen = self.seen.saturating_sub(status.discard);
+            if closed {
+                self.stage = Stage::PeerClosed;
+            }
+            self.inb_at += discard;
+            self.held = self.held.saturating_sub(discard);
+            self.seen = self.seen.saturating_sub(discard);
             if self.inb_at >= self.inb.len() {
                 self.inb = Vec::new();
                 self.inb_at = 0;

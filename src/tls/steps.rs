@@ -73,6 +73,8 @@ pub(super) enum Failure {
     Record(record::RecordError),
     /// A record our layer cannot carry on from.
     Refused(record::Refusal),
+    /// rustls panicked on this session's input (see [`guarded`]).
+    Panicked,
 }
 
 impl std::fmt::Display for Failure {
@@ -81,6 +83,7 @@ impl std::fmt::Display for Failure {
             Failure::Tls(e) => write!(f, "{e}"),
             Failure::Record(e) => write!(f, "{e}"),
             Failure::Refused(r) => write!(f, "{r}"),
+            Failure::Panicked => f.write_str("rustls panicked on this input; session dropped"),
         }
     }
 }
@@ -91,7 +94,7 @@ impl Failure {
         match self {
             Failure::Record(r) => r.alert(),
             // unexpected_message
-            Failure::Refused(_) | Failure::Tls(_) => 10,
+            Failure::Refused(_) | Failure::Tls(_) | Failure::Panicked => 10,
         }
     }
 }
@@ -116,6 +119,15 @@ fn complete_end(input: &[u8], from: usize) -> usize {
         pos += 5 + len;
     }
     pos
+}
+
+/// Run a call into rustls so that a panic in it ends only this session. rustls' unbuffered
+/// API can be driven into a slice-index panic by input a peer crafts (empty handshake records
+/// in a certain order; our `tls_session` fuzz target finds one within minutes), and a panic
+/// in the worker's loop would drop every connection of the worker. After `Err`, the caller
+/// must never call into that rustls connection again: its state is not trusted.
+pub(super) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, Failure> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| Failure::Panicked)
 }
 
 /// rustls over `input`, given at most `dataless_left` (at least one) records once the
