@@ -3,7 +3,12 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long one wait for a message may take in all: server pings answered on the way do not
+/// extend it (each read's 10 s timeout would otherwise restart at every ping), so a message
+/// that never comes fails the test instead of hanging it.
+const MESSAGE_DEADLINE: Duration = Duration::from_secs(30);
 
 /// One frame as received from the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +136,11 @@ impl Ws {
 
     /// Read the next text message, answering pings on the way; None on EOF/close/timeout.
     pub fn recv_text(&mut self) -> Option<String> {
+        let deadline = Instant::now() + MESSAGE_DEADLINE;
         loop {
+            if Instant::now() > deadline {
+                return None;
+            }
             let f = self.recv_frame()?;
             match f.opcode {
                 1 => return Some(String::from_utf8(f.payload).expect("utf8")),
@@ -144,10 +153,15 @@ impl Ws {
 
     /// Read text messages until one parses as JSON with `"type" == ty`.
     pub fn recv_json_type(&mut self, ty: &str) -> serde_json::Value {
+        let deadline = Instant::now() + MESSAGE_DEADLINE;
         loop {
+            assert!(
+                Instant::now() < deadline,
+                "no {ty} within {MESSAGE_DEADLINE:?}"
+            );
             let t = self
                 .recv_text()
-                .unwrap_or_else(|| panic!("closed while waiting for {ty}"));
+                .unwrap_or_else(|| panic!("closed or timed out while waiting for {ty}"));
             let v: serde_json::Value = serde_json::from_str(&t).expect("json");
             if v["type"] == ty {
                 return v;
