@@ -19,7 +19,7 @@ use slab::Slab;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -88,6 +88,12 @@ pub(super) struct Relay {
     window: Duration,
     /// When batches were last handed to the publisher.
     last_pub: Option<Instant>,
+    /// A batch holds a change of state (a client up or down, a join, a bind, a session, a
+    /// command): it goes out this turn, window or not. Other nodes route by that state, so a
+    /// join held for the window would let a send from another node miss the new member
+    /// (tests/cluster_nginx.rs caught one: a client's join on node 3 was held while node 1
+    /// sent to the room).
+    urgent: bool,
     scratch: Vec<u8>,
 }
 
@@ -124,6 +130,7 @@ impl Relay {
             batches: BTreeMap::new(),
             window,
             last_pub: None,
+            urgent: false,
             scratch: vec![0; 64 * 1024],
         }
     }
@@ -133,21 +140,9 @@ impl Relay {
         let mut events = Events::with_capacity(256);
         let mut due: Option<Instant> = None;
         loop {
-            let mut timeout = None;
-            if let Some(d) = due {
-                // A batch is held: until it is due, wait for commands only (batches from
-                // Redis, membership), not for the links, so the frames workers write meanwhile
-                // gather in the sockets and are read in one turn instead of one wake each.
-                let now = Instant::now();
-                if d > now {
-                    match self.rx.recv_timeout(d - now) {
-                        Ok(cmd) => self.on_cmd(cmd),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-                timeout = Some(Duration::ZERO);
-            }
+            // A held batch is due at `due`: links and commands are still served meanwhile (a
+            // change of state read from a link goes out at once), only the publish waits.
+            let timeout = due.map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -622,6 +617,7 @@ impl Relay {
             v
         });
         wire::push(b, local, local_worker, remote, frame);
+        self.urgent |= !crate::gateway::bus::wire::is_delivery(frame);
         if b.len() >= BATCH_MAX {
             if let Some(b) = self.batches.remove(&node) {
                 let _ = self.to_pub.send(PubCmd::Publish(vec![(node, b)]));
@@ -641,9 +637,10 @@ impl Relay {
         }
         let now = Instant::now();
         let open = self.last_pub.map_or(now, |t| t + self.window);
-        if !all && open > now {
+        if !all && !self.urgent && open > now {
             return Some(open);
         }
+        self.urgent = false;
         self.last_pub = Some(now);
         let bs = std::mem::take(&mut self.batches).into_iter().collect();
         let _ = self.to_pub.send(PubCmd::Publish(bs));

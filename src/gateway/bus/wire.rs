@@ -193,6 +193,17 @@ mod tag {
     pub(super) const UNGROUP: u8 = 28;
 }
 
+/// Whether the whole frame at the start of `frame` (length prefix included) is a delivery
+/// (a send to clients, groups, uids or everyone) rather than a change of state or a command:
+/// read from the tag alone, without decoding. The cluster relay may hold deliveries for its
+/// publish window but never a change of state, which other nodes need before the next send.
+pub fn is_delivery(frame: &[u8]) -> bool {
+    matches!(
+        frame.get(4),
+        Some(&(tag::TO_CLIENT | tag::TO_CLIENTS | tag::TO_GROUPS | tag::TO_UIDS | tag::TO_ALL))
+    )
+}
+
 struct W<'o>(&'o mut Vec<u8>);
 
 impl W<'_> {
@@ -557,6 +568,25 @@ mod tests {
         }
         assert_eq!(got, samples());
         assert_eq!(at, buf.len());
+    }
+
+    /// Exactly the sends are deliveries, for every message kind the codec has.
+    #[test]
+    fn deliveries_are_told_by_their_tag() {
+        for m in samples() {
+            let mut buf = Vec::new();
+            encode(&m, &mut buf);
+            let send = matches!(
+                m,
+                BusMsg::ToClient { .. }
+                    | BusMsg::ToClients { .. }
+                    | BusMsg::ToGroups { .. }
+                    | BusMsg::ToUids { .. }
+                    | BusMsg::ToAll { .. }
+            );
+            assert_eq!(is_delivery(&buf), send, "{m:?}");
+        }
+        assert!(!is_delivery(&[1, 0, 0]));
     }
 
     #[test]
