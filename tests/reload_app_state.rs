@@ -10,7 +10,7 @@ use common::kefu_app::*;
 use common::ws::Ws;
 use common::{Instance, SEC};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ fn gated_backend() -> (u16, mpsc::Receiver<Value>, mpsc::Sender<()>) {
         // One at a time: the bridge makes one call per client at a time anyway.
         for s in l.incoming() {
             let Ok(s) = s else { continue };
-            let Some(req) = read_request(&s) else {
+            let Some(req) = common::http::read_json_request(&mut &s) else {
                 continue;
             };
             let _ = seen_tx.send(req.clone());
@@ -135,35 +135,6 @@ fn gated_backend() -> (u16, mpsc::Receiver<Value>, mpsc::Sender<()>) {
         }
     });
     (port, seen_rx, gate_tx)
-}
-
-fn read_request(mut s: &TcpStream) -> Option<Value> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    loop {
-        let n = s.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < i + 4 + len {
-            let n = s.read(&mut tmp).ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&tmp[..n]);
-        }
-        return serde_json::from_slice(&buf[i + 4..i + 4 + len]).ok();
-    }
 }
 
 fn answer(mut s: TcpStream, body: &Value) {

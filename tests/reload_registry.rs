@@ -17,8 +17,8 @@ use common::ws::Ws;
 use common::{wait_until, Instance, SEC};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
+use std::net::TcpListener;
 use std::sync::mpsc;
 
 struct Client {
@@ -77,7 +77,7 @@ fn gated_backend() -> (u16, mpsc::Receiver<Value>, mpsc::Sender<()>) {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { continue };
-            let Some(req) = read_request(&mut s) else {
+            let Some(req) = common::http::read_json_request(&mut s) else {
                 continue;
             };
             let _ = seen_tx.send(req.clone());
@@ -95,35 +95,6 @@ fn gated_backend() -> (u16, mpsc::Receiver<Value>, mpsc::Sender<()>) {
         }
     });
     (port, seen_rx, gate_tx)
-}
-
-fn read_request(s: &mut TcpStream) -> Option<Value> {
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 4096];
-    loop {
-        let n = s.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        while buf.len() < i + 4 + len {
-            let n = s.read(&mut tmp).ok()?;
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&tmp[..n]);
-        }
-        return serde_json::from_slice(&buf[i + 4..i + 4 + len]).ok();
-    }
 }
 
 fn sorted(ids: impl Iterator<Item = String>) -> Value {

@@ -243,3 +243,35 @@ pub fn http_json(
         serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// One HTTP request read from `s` (head, then `Content-Length` bytes of body), its body
+/// parsed as JSON: what the test backends of the bridge app receive. None on EOF, a read
+/// error or a body that is not JSON.
+pub fn read_json_request(s: &mut impl Read) -> Option<serde_json::Value> {
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    loop {
+        let n = s.read(&mut tmp).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+        let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < i + 4 + len {
+            let n = s.read(&mut tmp).ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        return serde_json::from_slice(&buf[i + 4..i + 4 + len]).ok();
+    }
+}
