@@ -247,6 +247,39 @@ fn make_admin(k: &Kefu, bid: &str, id: &str) {
     k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
 }
 
+/// A one-worker kefu whose `shop` has the admin `alice`, with `cfg`; her token.
+fn shop_with_admin(cfg: &str) -> (Kefu, String) {
+    let k = Kefu::start(1, cfg, &[("shop", "alice", "Alice", None)]);
+    make_admin(&k, "shop", "alice");
+    let alice = k.agent_token("shop", "alice");
+    (k, alice)
+}
+
+/// A listener on 127.0.0.1 and its port. IPv4 only: `localhost` may resolve to ::1 first,
+/// which a delivery then skips for the next address.
+fn listen4() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+/// A scratch directory for a test's certificates, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("kefu-hooks-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn signed_events_in_order_with_retries_and_isolation() {
     let k = Kefu::start(
@@ -472,11 +505,8 @@ fn signed_events_in_order_with_retries_and_isolation() {
 
 #[test]
 fn private_targets_are_refused_by_default() {
-    let k = Kefu::start(1, "", &[("shop", "alice", "Alice", None)]);
-    make_admin(&k, "shop", "alice");
-    let alice = k.agent_token("shop", "alice");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
+    let (k, alice) = shop_with_admin("");
+    let (l, port) = listen4();
     let rx = receiver(l, 0);
     for url in [
         format!("http://127.0.0.1:{port}/"),
@@ -510,13 +540,7 @@ fn private_targets_are_refused_by_default() {
 
 #[test]
 fn queued_events_survive_a_restart() {
-    let k = Kefu::start(
-        1,
-        "webhook_allow_private = true",
-        &[("shop", "alice", "Alice", None)],
-    );
-    make_admin(&k, "shop", "alice");
-    let alice = k.agent_token("shop", "alice");
+    let (k, alice) = shop_with_admin("webhook_allow_private = true");
     // A port nobody listens on yet (outside the kernel's ephemeral range, so no client takes
     // it meanwhile): deliveries fail (connection refused) until it opens.
     let port = common::free_port();
@@ -574,25 +598,14 @@ fn failure(k: &Kefu, token: &str, id: i64) -> String {
 
 #[test]
 fn https_endpoints_are_verified_against_the_trusted_cas() {
-    let dir = std::env::temp_dir().join(format!("kefu-hooks-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ours = pki::make(&dir.join("ours"));
-    let stranger = pki::make(&dir.join("stranger"));
-    let k = Kefu::start(
-        1,
-        &format!(
-            "webhook_allow_private = true\nwebhook_ca_file = \"{}\"",
-            ours.ca.display()
-        ),
-        &[("shop", "alice", "Alice", None)],
-    );
-    make_admin(&k, "shop", "alice");
-    let alice = k.agent_token("shop", "alice");
-    let listen = || {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        (l, port)
-    };
+    let dir = Scratch::new("tls");
+    let ours = pki::make(&dir.0.join("ours"));
+    let stranger = pki::make(&dir.0.join("stranger"));
+    let (k, alice) = shop_with_admin(&format!(
+        "webhook_allow_private = true\nwebhook_ca_file = \"{}\"",
+        ours.ca.display()
+    ));
+    let listen = listen4;
     // Addresses, not `localhost`: a resolver may list ::1 first, where nothing listens.
     // A certificate of the configured CA for 127.0.0.1 (and localhost): delivered.
     let (l, port) = listen();
@@ -632,34 +645,22 @@ fn https_endpoints_are_verified_against_the_trusted_cas() {
         .recv_timeout(Duration::from_millis(300))
         .is_err());
     assert!(unknown_rx.recv_timeout(Duration::from_millis(300)).is_err());
-    drop(k);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without `webhook_ca_file` only the built-in roots are trusted: the test CA's endpoint is
 /// refused.
 #[test]
 fn a_private_ca_needs_the_setting() {
-    let dir = std::env::temp_dir().join(format!("kefu-hooks-noca-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ours = pki::make(&dir);
-    let k = Kefu::start(
-        1,
-        "webhook_allow_private = true",
-        &[("shop", "alice", "Alice", None)],
-    );
-    make_admin(&k, "shop", "alice");
-    let alice = k.agent_token("shop", "alice");
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
+    let dir = Scratch::new("noca");
+    let ours = pki::make(&dir.0);
+    let (k, alice) = shop_with_admin("webhook_allow_private = true");
+    let (l, port) = listen4();
     let rx = tls_receiver(l, &ours.cert, &ours.key);
     let (id, _) = register(&k, &alice, &format!("https://127.0.0.1:{port}/"));
     conversation(&k, "shop", "untrusted");
     let e = failure(&k, &alice, id);
     assert!(e.contains("UnknownIssuer"), "{e}");
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
-    drop(k);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An `https://` URL with a host name: the delivery thread resolves it (off the event loop),
@@ -668,26 +669,13 @@ fn a_private_ca_needs_the_setting() {
 /// the endpoint's `last_error`, retried with back-off, and the server goes on delivering.
 #[test]
 fn https_to_a_host_name_checks_the_name() {
-    let dir = std::env::temp_dir().join(format!("kefu-hooks-name-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let ours = pki::make(&dir);
-    let k = Kefu::start(
-        1,
-        &format!(
-            "webhook_allow_private = true\nwebhook_ca_file = \"{}\"",
-            ours.ca.display()
-        ),
-        &[("shop", "alice", "Alice", None)],
-    );
-    make_admin(&k, "shop", "alice");
-    let alice = k.agent_token("shop", "alice");
-    // IPv4 listeners only: `localhost` may resolve to ::1 first, which the delivery then
-    // skips for the next address.
-    let listen = || {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        (l, port)
-    };
+    let dir = Scratch::new("name");
+    let ours = pki::make(&dir.0);
+    let (k, alice) = shop_with_admin(&format!(
+        "webhook_allow_private = true\nwebhook_ca_file = \"{}\"",
+        ours.ca.display()
+    ));
+    let listen = listen4;
     let (l, good_port) = listen();
     let (good_rx, good_seen) = tls_receiver_seeing(l, &ours.cert, &ours.key);
     let (_, secret) = register(&k, &alice, &format!("https://localhost:{good_port}/hook"));
@@ -755,6 +743,4 @@ fn https_to_a_host_name_checks_the_name() {
     assert!(hook["pending"].as_i64().unwrap() >= 1, "{hook}");
     // Still serving: the good endpoint gets the next event.
     events(conversation(&k, "shop", "still here"));
-    drop(k);
-    let _ = std::fs::remove_dir_all(&dir);
 }
