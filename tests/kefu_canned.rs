@@ -34,18 +34,7 @@ fn s3(a: &str, b: &str, c: &str) -> (String, String, String) {
 
 #[test]
 fn business_and_own_replies_stay_in_their_business() {
-    let k = Kefu::start(
-        1,
-        "max_text_chars = 200",
-        &[
-            ("shop", "alice", "Alice", None),
-            ("shop", "bob", "Bob", None),
-            ("other", "zed", "Zed", None),
-        ],
-    );
-    for (bid, id) in [("shop", "alice"), ("other", "zed")] {
-        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-    }
+    let k = Kefu::shop_and_other(1, "max_text_chars = 200");
     let (alice, bob, zed) = (
         k.agent_token("shop", "alice"),
         k.agent_token("shop", "bob"),

@@ -32,18 +32,7 @@ fn week(day: Value) -> Value {
 
 #[test]
 fn working_hours_are_set_by_the_business_and_read_by_anyone() {
-    let k = Kefu::start(
-        1,
-        "",
-        &[
-            ("shop", "alice", "Alice", None),
-            ("shop", "bob", "Bob", None),
-            ("other", "zed", "Zed", None),
-        ],
-    );
-    for (bid, id) in [("shop", "alice"), ("other", "zed")] {
-        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-    }
+    let k = Kefu::shop_and_other(1, "");
     let (alice, zed) = (
         k.agent_token("shop", "alice"),
         k.agent_token("other", "zed"),
@@ -280,9 +269,7 @@ fn an_offline_message_goes_to_the_visitors_department() {
             ("other", "zed", "Zed", None),
         ],
     );
-    for (bid, id) in [("shop", "boss"), ("other", "zed")] {
-        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-    }
+    k.make_admins(&[("shop", "boss"), ("other", "zed")]);
     let boss = k.agent_token("shop", "boss");
     for d in ["sales", "support"] {
         k.admin_ok(&boss, json!({"op":"dept_save","dept_id":d,"name":d}));

@@ -48,18 +48,7 @@ fn upload(k: &Kefu, token: &str, png: &[u8]) -> String {
 
 #[test]
 fn admins_set_their_business_face_and_nobody_else_can() {
-    let k = Kefu::start(
-        2,
-        "",
-        &[
-            ("shop", "alice", "Alice", None),
-            ("shop", "bob", "Bob", None),
-            ("other", "zed", "Zed", None),
-        ],
-    );
-    for (bid, id) in [("shop", "alice"), ("other", "zed")] {
-        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-    }
+    let k = Kefu::shop_and_other(2, "");
     let alice = k.agent_token("shop", "alice");
     let zed = k.agent_token("other", "zed");
 
@@ -221,18 +210,7 @@ fn admins_set_their_business_face_and_nobody_else_can() {
 /// through the profile, and one business never sees or changes another's.
 #[test]
 fn widget_look_is_set_by_admins_only_and_stays_in_its_business() {
-    let k = Kefu::start(
-        2,
-        "",
-        &[
-            ("shop", "alice", "Alice", None),
-            ("shop", "bob", "Bob", None),
-            ("other", "zed", "Zed", None),
-        ],
-    );
-    for (bid, id) in [("shop", "alice"), ("other", "zed")] {
-        k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-    }
+    let k = Kefu::shop_and_other(2, "");
     let alice = k.agent_token("shop", "alice");
     let bob = k.agent_token("shop", "bob");
     let zed = k.agent_token("other", "zed");

@@ -44,11 +44,6 @@ fn row<'a>(r: &'a Value, key: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row {key}: {r}"))
 }
 
-/// Make `id` of `bid` an admin (reports are for admins).
-fn make_admin(k: &Kefu, bid: &str, id: &str) {
-    k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-}
-
 fn csv_lines(k: &Kefu, token: &str, query: &str) -> (u16, Vec<String>) {
     let auth = format!("Bearer {token}");
     let (st, body, _) = http(
@@ -79,8 +74,8 @@ fn reports_count_per_day_and_agent_for_the_business_only() {
             ("other", "zed", "Zed", None),
         ],
     );
-    make_admin(&k, "shop", "alice");
-    make_admin(&k, "other", "zed");
+    k.make_admins(&[("shop", "alice")]);
+    k.make_admins(&[("other", "zed")]);
     // Nobody online: the visitor waits, then leaves: a missed conversation.
     let (mut gone, _) = opened(&k, "shop", "anyone there?");
     close(&mut gone);
@@ -205,7 +200,7 @@ fn reports_count_per_day_and_agent_for_the_business_only() {
     assert!(!lines.iter().any(|l| l.contains("alice")), "{lines:?}");
     // An admin demoted to agent is refused with the token it already holds (bob first
     // becomes one: a business keeps an admin).
-    make_admin(&k, "shop", "bob");
+    k.make_admins(&[("shop", "bob")]);
     k.cli(&[
         "agent", "set", "--bid", "shop", "--id", "alice", "--role", "agent",
     ]);
@@ -265,8 +260,8 @@ fn reports_per_department_with_ratings_for_the_business_only() {
             ("other", "zed", "Zed", None),
         ],
     );
-    make_admin(&k, "shop", "boss");
-    make_admin(&k, "other", "zed");
+    k.make_admins(&[("shop", "boss")]);
+    k.make_admins(&[("other", "zed")]);
     let boss = k.agent_token("shop", "boss");
     let zed = k.agent_token("other", "zed");
     dept_save(&k, &boss, "sales", "Sales 销售");

@@ -242,15 +242,10 @@ fn conversation(k: &Kefu, bid: &str, text: &str) -> i64 {
     conversation_by(k, bid, text).0
 }
 
-/// Make `id` of `bid` an admin (webhooks are for admins).
-fn make_admin(k: &Kefu, bid: &str, id: &str) {
-    k.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
-}
-
 /// A one-worker kefu whose `shop` has the admin `alice`, with `cfg`; her token.
 fn shop_with_admin(cfg: &str) -> (Kefu, String) {
     let k = Kefu::start(1, cfg, &[("shop", "alice", "Alice", None)]);
-    make_admin(&k, "shop", "alice");
+    k.make_admins(&[("shop", "alice")]);
     let alice = k.agent_token("shop", "alice");
     (k, alice)
 }
@@ -291,8 +286,8 @@ fn signed_events_in_order_with_retries_and_isolation() {
             ("other", "zed", "Zed", None),
         ],
     );
-    make_admin(&k, "shop", "alice");
-    make_admin(&k, "other", "zed");
+    k.make_admins(&[("shop", "alice")]);
+    k.make_admins(&[("other", "zed")]);
     let alice = k.agent_token("shop", "alice");
     let zed = k.agent_token("other", "zed");
     let l1 = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -65,6 +65,29 @@ impl Kefu {
         }
     }
 
+    /// Two businesses: `shop` with agents alice (admin) and bob, `other` with zed (admin);
+    /// the usual cast for a tenancy check (what alice may do, bob may not, zed never sees).
+    pub fn shop_and_other(workers: usize, kefu_toml: &str) -> Kefu {
+        let k = Kefu::start(
+            workers,
+            kefu_toml,
+            &[
+                ("shop", "alice", "Alice", None),
+                ("shop", "bob", "Bob", None),
+                ("other", "zed", "Zed", None),
+            ],
+        );
+        k.make_admins(&[("shop", "alice"), ("other", "zed")]);
+        k
+    }
+
+    /// Give each `(bid, id)` the admin role.
+    pub fn make_admins(&self, who: &[(&str, &str)]) {
+        for (bid, id) in who {
+            self.cli(&["agent", "set", "--bid", bid, "--id", id, "--role", "admin"]);
+        }
+    }
+
     /// Run an admin command (`agent ...`, `business ...`) on this instance's config and data
     /// dir; returns stdout (panics on failure).
     pub fn cli(&self, args: &[&str]) -> String {
