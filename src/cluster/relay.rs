@@ -4,6 +4,11 @@
 //! destination node for the publisher thread, and writes the frames other nodes sent into the
 //! right links. It runs on its own thread and never touches Redis itself.
 //!
+//! The relay holds nothing back: what it read in a turn is handed to the publisher at the end
+//! of that turn. The publish window is kept by the workers (`crate::gateway::bus::hold`),
+//! which write deliveries to these links at most once per window, so the relay, and every
+//! hop after it, wakes once per window at a high rate.
+//!
 //! A link to a remote worker ends when that worker (or its node) is gone: the relay shuts
 //! its side, the worker forgets the remote clients and closes its end. When links must be
 //! rebuilt (a node came back with a new epoch), the new link is handed over only once the
@@ -84,16 +89,6 @@ pub(super) struct Relay {
     local: BTreeMap<u64, u16>,
     nodes: BTreeMap<u8, Remote>,
     batches: BTreeMap<u8, Vec<u8>>,
-    /// How long a batch may wait for more frames after a publish to the same node.
-    window: Duration,
-    /// When batches were last handed to the publisher.
-    last_pub: Option<Instant>,
-    /// A batch holds a change of state (a client up or down, a join, a bind, a session, a
-    /// command): it goes out this turn, window or not. Other nodes route by that state, so a
-    /// join held for the window would let a send from another node miss the new member
-    /// (tests/cluster_nginx.rs caught one: a client's join on node 3 was held while node 1
-    /// sent to the room).
-    urgent: bool,
     scratch: Vec<u8>,
 }
 
@@ -110,7 +105,6 @@ impl Relay {
         master_waker: Arc<Waker>,
         to_pub: Sender<PubCmd>,
         view: Arc<Mutex<View>>,
-        window: Duration,
     ) -> Relay {
         Relay {
             poll,
@@ -128,9 +122,6 @@ impl Relay {
             local: BTreeMap::new(),
             nodes: BTreeMap::new(),
             batches: BTreeMap::new(),
-            window,
-            last_pub: None,
-            urgent: false,
             scratch: vec![0; 64 * 1024],
         }
     }
@@ -138,12 +129,8 @@ impl Relay {
     /// Run until the master drops its handle.
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
-        let mut due: Option<Instant> = None;
         loop {
-            // A held batch is due at `due`: links and commands are still served meanwhile (a
-            // change of state read from a link goes out at once), only the publish waits.
-            let timeout = due.map(|d| d.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -169,7 +156,7 @@ impl Relay {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            due = self.flush_batches(false);
+            self.flush_batches();
         }
     }
 
@@ -187,7 +174,7 @@ impl Relay {
                 }
             }
             Cmd::Leave(done) => {
-                self.flush_batches(true);
+                self.flush_batches();
                 let _ = self.to_pub.send(PubCmd::Leave(done));
             }
             Cmd::LeaseLost => {
@@ -206,7 +193,7 @@ impl Relay {
     /// clients to the other.
     fn resync(&mut self) {
         // What waits was framed under the old epoch: it goes before the new one is announced.
-        self.flush_batches(true);
+        self.flush_batches();
         let now = crate::cluster::now_micros();
         self.epoch = now.max(self.epoch + 1);
         let _ = self.to_pub.send(PubCmd::Epoch(self.epoch));
@@ -617,7 +604,6 @@ impl Relay {
             v
         });
         wire::push(b, local, local_worker, remote, frame);
-        self.urgent |= !crate::gateway::bus::wire::is_delivery(frame);
         if b.len() >= BATCH_MAX {
             if let Some(b) = self.batches.remove(&node) {
                 let _ = self.to_pub.send(PubCmd::Publish(vec![(node, b)]));
@@ -625,26 +611,14 @@ impl Relay {
         }
     }
 
-    /// Hand the batches to the publisher, all nodes' at once (it sends them in one round
-    /// trip). Batches made less than `window` after the last hand-over wait (unless `all`), so
-    /// that at a high rate the publisher gets one hand-over per window instead of one per
-    /// turn: every hop after the relay (publisher, Redis, the receiving nodes' subscriber,
-    /// relay and worker) then wakes once for many frames. Frames sent less often than once
-    /// per window pay no delay. Returns when the held batches are due.
-    fn flush_batches(&mut self, all: bool) -> Option<Instant> {
+    /// Hand this turn's batches to the publisher, all nodes' at once (it sends them in one
+    /// round trip).
+    fn flush_batches(&mut self) {
         if self.batches.is_empty() {
-            return None;
+            return;
         }
-        let now = Instant::now();
-        let open = self.last_pub.map_or(now, |t| t + self.window);
-        if !all && !self.urgent && open > now {
-            return Some(open);
-        }
-        self.urgent = false;
-        self.last_pub = Some(now);
         let bs = std::mem::take(&mut self.batches).into_iter().collect();
         let _ = self.to_pub.send(PubCmd::Publish(bs));
-        None
     }
 
     /// Queue `frame` on a link (written by [`Self::write_out`]); a worker that lets its

@@ -6,6 +6,7 @@ use super::input::guarded;
 use super::{close, Base, BUS_BASE, LISTENER_BASE};
 use crate::gateway::bus::wire::{self, BusMsg};
 use crate::state::apply;
+use crate::state::timer::Due;
 use mio::{Events, Interest, Token};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -111,9 +112,15 @@ impl Links {
         }
     }
 
-    /// Write what was queued on the links; a link that backed up or broke is dropped.
+    /// Write what was queued on the links (deliveries to other nodes' workers may wait for
+    /// the publish window: the loop wakes when they are due); a link that backed up or
+    /// broke is dropped.
     pub(super) fn flush(&mut self, b: &mut Base) {
-        for slot in b.core.bus.flush() {
+        let done = b.core.bus.flush(b.core.now);
+        if let Some(at) = done.wake_at {
+            b.core.timers.schedule(at, Due::BusHold);
+        }
+        for slot in done.broken {
             drop_link(b, slot, "backed up or broken");
         }
     }

@@ -2,12 +2,15 @@
 //! master, carrying [`wire::BusMsg`] frames. One link per pair keeps every message from one
 //! worker to another in order.
 
+pub mod hold;
 pub mod wire;
 
 use crate::connection::buffer::{Flush, OutBuf};
+use hold::{Hold, Turn};
 use mio::net::UnixStream;
 use slab::Slab;
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 use wire::BusMsg;
 
 /// Bytes queued to one peer before the link is considered stuck and dropped (the peer is
@@ -29,6 +32,17 @@ pub struct Link {
     pub out: OutBuf,
     /// In the bus dirty list.
     pub in_dirty: bool,
+    /// To a worker of another node: its deliveries wait for the publish window ([`Hold`]).
+    pub held: bool,
+}
+
+/// What [`Bus::flush`] did.
+#[derive(Debug, Default)]
+pub struct Flushed {
+    /// Links that failed or are hopelessly backed up.
+    pub broken: Vec<usize>,
+    /// Deliveries are held: wake the loop then to release them.
+    pub wake_at: Option<Instant>,
 }
 
 /// All links of this worker.
@@ -41,6 +55,8 @@ pub struct Bus {
     by_inc: HashMap<u64, usize>,
     dirty: Vec<usize>,
     scratch: Vec<u8>,
+    /// The publish window on links to other nodes (None: nothing is held).
+    hold: Option<Hold>,
 }
 
 impl Bus {
@@ -53,11 +69,32 @@ impl Bus {
             by_inc: HashMap::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
+            hold: None,
+        }
+    }
+
+    /// In a cluster: hold deliveries to workers of nodes other than `node` for up to `window`
+    /// (see [`hold`]). Set before any link is added.
+    pub fn hold_other_nodes(&mut self, node: u8, window: Duration) {
+        if !window.is_zero() {
+            self.hold = Some(Hold::new(node, window));
+        }
+    }
+
+    fn is_held(&self, inc: u64) -> bool {
+        self.hold.as_ref().is_some_and(|h| h.applies_to(inc))
+    }
+
+    /// Write everything held at the next flush, window or not (a worker about to stop).
+    pub fn release_held(&mut self) {
+        if let Some(h) = &mut self.hold {
+            h.force();
         }
     }
 
     /// Add a link to worker `inc`; returns its slot. The caller registers the socket.
     pub fn add_link(&mut self, inc: u64, worker_id: usize, sock: UnixStream) -> usize {
+        let held = self.is_held(inc);
         let slot = self.links.insert(Link {
             inc,
             worker_id,
@@ -65,6 +102,7 @@ impl Bus {
             inbuf: Vec::new(),
             out: OutBuf::default(),
             in_dirty: false,
+            held,
         });
         if let Some(old) = self.by_inc.insert(inc, slot) {
             // The master never sends two links for one peer; if it did, keep the newer.
@@ -94,6 +132,7 @@ impl Bus {
         if !unsent.is_empty() {
             out.push(unsent);
         }
+        let held = self.is_held(inc);
         let slot = self.links.insert(Link {
             inc,
             worker_id,
@@ -101,6 +140,7 @@ impl Bus {
             inbuf,
             out,
             in_dirty: false,
+            held,
         });
         if let Some(old) = self.by_inc.insert(inc, slot) {
             self.links.try_remove(old);
@@ -108,6 +148,8 @@ impl Bus {
         if !self.links[slot].out.is_empty() {
             self.links[slot].in_dirty = true;
             self.dirty.push(slot);
+            // What the predecessor held goes out at once; its window died with it.
+            self.release_held();
         }
         slot
     }
@@ -148,6 +190,11 @@ impl Bus {
             l.in_dirty = true;
             self.dirty.push(slot);
         }
+        if l.held {
+            if let Some(h) = &mut self.hold {
+                h.queued(&self.scratch);
+            }
+        }
     }
 
     /// Send to the worker `inc`; false if there is no link to it.
@@ -174,16 +221,32 @@ impl Bus {
                 l.in_dirty = true;
                 self.dirty.push(slot);
             }
+            if l.held {
+                if let Some(h) = &mut self.hold {
+                    h.queued(&self.scratch);
+                }
+            }
         }
     }
 
-    /// Write queued frames; returns links that failed or are hopelessly backed up.
-    pub fn flush(&mut self) -> Vec<usize> {
+    /// End of a turn: write queued frames, except deliveries to other nodes' workers while
+    /// their window runs (they stay queued, in order, and their links stay dirty).
+    pub fn flush(&mut self, now: Instant) -> Flushed {
+        let turn = self.hold.as_ref().map_or(Turn::Release, |h| h.turn(now));
         let mut broken = Vec::new();
-        for slot in std::mem::take(&mut self.dirty) {
-            let Some(l) = self.links.get_mut(slot) else {
-                continue;
+        let (mut wrote, mut kept) = (false, false);
+        let links = &mut self.links;
+        self.dirty.retain(|&slot| {
+            let Some(l) = links.get_mut(slot) else {
+                return false;
             };
+            if l.held {
+                if turn == Turn::Keep {
+                    kept = true;
+                    return true;
+                }
+                wrote = true;
+            }
             l.in_dirty = false;
             match l.out.flush_to(&mut l.sock, &[]) {
                 Ok((_, Flush::Done)) => {}
@@ -194,8 +257,13 @@ impl Bus {
                 }
                 Err(_) => broken.push(slot),
             }
-        }
-        broken
+            false
+        });
+        let wake_at = self
+            .hold
+            .as_mut()
+            .and_then(|h| h.turn_done(turn, now, wrote, kept));
+        Flushed { broken, wake_at }
     }
 
     /// A writable event on a link: flush it at the end of the turn.
