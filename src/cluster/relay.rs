@@ -55,6 +55,9 @@ struct RLink {
     state: LinkState,
     /// Our write side is shut (a draining link, once its queue is written).
     shut: bool,
+    /// Registered for writability: only while `out` waits for room. A link registered for
+    /// it all the time would wake the relay each time its worker reads.
+    wants_write: bool,
 }
 
 /// What this node knows of another node.
@@ -463,11 +466,11 @@ impl Relay {
         let mut sock = UnixStream::from_std(ours);
         let entry = self.links.vacant_entry();
         let slot = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(slot), Interest::READABLE)
+        {
             warn!("cluster: register link: {e}");
             return None;
         }
@@ -479,6 +482,7 @@ impl Relay {
             out: Vec::new(),
             state: LinkState::Live,
             shut: false,
+            wants_write: false,
         });
         self.live.insert((local, remote), slot);
         let h = Handover {
@@ -641,14 +645,39 @@ impl Relay {
         let Some(l) = self.links.get_mut(slot) else {
             return;
         };
+        let mut blocked = false;
         while !l.out.is_empty() {
             match l.sock.write(&l.out) {
                 Ok(n) => {
                     l.out.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                // The read side sees the failure and removes the link.
                 Err(_) => return,
             }
+        }
+        if blocked != l.wants_write {
+            l.wants_write = blocked;
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut l.sock, Token(slot), interest)
+                .is_err()
+            {
+                return self.remove(slot);
+            }
+        }
+        if blocked {
+            return;
         }
         if matches!(l.state, LinkState::Draining { .. }) && !l.shut {
             l.shut = true;

@@ -41,11 +41,7 @@ impl Links {
         };
         if b.poll
             .registry()
-            .register(
-                &mut link.sock,
-                Token(BUS_BASE + slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+            .register(&mut link.sock, Token(BUS_BASE + slot), Interest::READABLE)
             .is_err()
         {
             core.bus.remove_link(slot);
@@ -120,7 +116,27 @@ impl Links {
         if let Some(at) = done.wake_at {
             b.core.timers.schedule(at, Due::BusHold);
         }
-        for slot in done.broken {
+        let mut broken = done.broken;
+        for (slot, wants_write) in done.interest {
+            let Some(l) = b.core.bus.links.get_mut(slot) else {
+                continue;
+            };
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(BUS_BASE + slot);
+            if b.poll
+                .registry()
+                .reregister(&mut l.sock, token, interest)
+                .is_err()
+                && !broken.contains(&slot)
+            {
+                broken.push(slot);
+            }
+        }
+        for slot in broken {
             drop_link(b, slot, "backed up or broken");
         }
     }

@@ -95,12 +95,21 @@ impl Hold {
     /// After the writes of a turn that decided `turn`: `wrote` whether a held link was
     /// written, `kept` whether one still waits. Returns when the loop must wake to release
     /// what waits (once per window; a timer that fires after an earlier release is harmless).
-    pub fn turn_done(&mut self, turn: Turn, now: Instant, wrote: bool, kept: bool) -> Option<Instant> {
+    pub fn turn_done(
+        &mut self,
+        turn: Turn,
+        now: Instant,
+        wrote: bool,
+        kept: bool,
+    ) -> Option<Instant> {
         match turn {
             Turn::Release => {
                 self.bytes = 0;
                 self.state = if wrote {
-                    State::Window { at: now, armed: false }
+                    State::Window {
+                        at: now,
+                        armed: false,
+                    }
                 } else {
                     State::Idle
                 };
@@ -189,7 +198,10 @@ mod tests {
             frame(&BusMsg::Leave(key, "room")),
             frame(&BusMsg::Bind(key, "u1")),
             frame(&BusMsg::Session(key, b"{}")),
-            frame(&BusMsg::Hello { inc: 1, worker_id: 0 }),
+            frame(&BusMsg::Hello {
+                inc: 1,
+                worker_id: 0,
+            }),
         ];
         for change in changes {
             let t0 = Instant::now();

@@ -34,6 +34,8 @@ pub struct Link {
     pub in_dirty: bool,
     /// To a worker of another node: its deliveries wait for the publish window ([`Hold`]).
     pub held: bool,
+    /// Registered for writability: only while `out` waits for room (see [`Flushed::interest`]).
+    pub wants_write: bool,
 }
 
 /// What [`Bus::flush`] did.
@@ -43,6 +45,10 @@ pub struct Flushed {
     pub broken: Vec<usize>,
     /// Deliveries are held: wake the loop then to release them.
     pub wake_at: Option<Instant>,
+    /// Links whose registration must change: `true` to be told when there is room again (a
+    /// write left bytes queued), `false` once all is written. A link registered for
+    /// writability all the time wakes the loop each time the peer reads.
+    pub interest: Vec<(usize, bool)>,
 }
 
 /// All links of this worker.
@@ -103,6 +109,7 @@ impl Bus {
             out: OutBuf::default(),
             in_dirty: false,
             held,
+            wants_write: false,
         });
         if let Some(old) = self.by_inc.insert(inc, slot) {
             // The master never sends two links for one peer; if it did, keep the newer.
@@ -141,6 +148,7 @@ impl Bus {
             out,
             in_dirty: false,
             held,
+            wants_write: false,
         });
         if let Some(old) = self.by_inc.insert(inc, slot) {
             self.links.try_remove(old);
@@ -234,6 +242,7 @@ impl Bus {
     pub fn flush(&mut self, now: Instant) -> Flushed {
         let turn = self.hold.as_ref().map_or(Turn::Release, |h| h.turn(now));
         let mut broken = Vec::new();
+        let mut interest = Vec::new();
         let (mut wrote, mut kept) = (false, false);
         let links = &mut self.links;
         self.dirty.retain(|&slot| {
@@ -248,14 +257,22 @@ impl Bus {
                 wrote = true;
             }
             l.in_dirty = false;
-            match l.out.flush_to(&mut l.sock, &[]) {
-                Ok((_, Flush::Done)) => {}
+            let blocked = match l.out.flush_to(&mut l.sock, &[]) {
+                Ok((_, Flush::Done)) => false,
                 Ok((_, Flush::Blocked)) => {
                     if l.out.len() > MAX_LINK_BUFFER {
                         broken.push(slot);
                     }
+                    true
                 }
-                Err(_) => broken.push(slot),
+                Err(_) => {
+                    broken.push(slot);
+                    return false;
+                }
+            };
+            if blocked != l.wants_write {
+                l.wants_write = blocked;
+                interest.push((slot, blocked));
             }
             false
         });
@@ -263,7 +280,11 @@ impl Bus {
             .hold
             .as_mut()
             .and_then(|h| h.turn_done(turn, now, wrote, kept));
-        Flushed { broken, wake_at }
+        Flushed {
+            broken,
+            wake_at,
+            interest,
+        }
     }
 
     /// A writable event on a link: flush it at the end of the turn.
