@@ -297,3 +297,156 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::client_id::ConnId;
+    use std::io::Read;
+    use wire::Kind;
+
+    const ME: u64 = 0x0100_0000_0000_0001;
+    const SAME_NODE: u64 = 0x0100_0000_0000_0002;
+    const OTHER_NODE: u64 = 0x0200_0000_0000_0001;
+    const W: Duration = Duration::from_millis(2);
+
+    /// What the peer end of a link has received so far, decoded.
+    fn received(peer: &mut std::os::unix::net::UnixStream) -> Vec<String> {
+        let mut buf = vec![0; 1 << 16];
+        let mut got = Vec::new();
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        while let Some((m, used)) = wire::decode(&got[at..]).unwrap() {
+            out.push(match m {
+                BusMsg::Hello { .. } => "hello".to_string(),
+                BusMsg::ToClient { payload, .. } => String::from_utf8_lossy(payload).into(),
+                BusMsg::Join(_, g) => format!("join {g}"),
+                other => format!("{other:?}"),
+            });
+            at += used;
+        }
+        out
+    }
+
+    fn link(bus: &mut Bus, inc: u64) -> std::os::unix::net::UnixStream {
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        theirs.set_nonblocking(true).unwrap();
+        bus.add_link(inc, 0, UnixStream::from_std(ours));
+        theirs
+    }
+
+    fn say(bus: &mut Bus, inc: u64, text: &str) {
+        let m = BusMsg::ToClient {
+            kind: Kind::Text,
+            key: ConnId { slot: 1, gen: 1 },
+            payload: text.as_bytes(),
+        };
+        assert!(bus.send(inc, &m));
+    }
+
+    #[test]
+    fn deliveries_to_other_nodes_wait_for_the_window_in_order_and_a_join_takes_them_along() {
+        let mut bus = Bus::new(ME, 0);
+        bus.hold_other_nodes(1, W);
+        let mut near = link(&mut bus, SAME_NODE);
+        let mut far = link(&mut bus, OTHER_NODE);
+        let t0 = Instant::now();
+        // The hellos are not deliveries: out at once, on both links.
+        let f = bus.flush(t0);
+        assert!(f.broken.is_empty() && f.wake_at.is_none());
+        assert_eq!(received(&mut near), ["hello"]);
+        assert_eq!(received(&mut far), ["hello"]);
+        // A window opened with that release: deliveries to the other node wait, the loop is
+        // told when to come back; the same node's link is written at once.
+        say(&mut bus, OTHER_NODE, "a");
+        say(&mut bus, SAME_NODE, "n");
+        let f = bus.flush(t0 + W / 4);
+        assert_eq!(f.wake_at, Some(t0 + W));
+        assert_eq!(received(&mut near), ["n"]);
+        assert!(received(&mut far).is_empty());
+        say(&mut bus, OTHER_NODE, "b");
+        assert_eq!(bus.flush(t0 + W / 2).wake_at, None);
+        assert!(received(&mut far).is_empty());
+        // At the window's end, all of it, in order.
+        assert_eq!(bus.flush(t0 + W).wake_at, None);
+        assert_eq!(received(&mut far), ["a", "b"]);
+        // Within the next window a join is not held, and takes the deliveries before it.
+        say(&mut bus, OTHER_NODE, "c");
+        assert!(bus.flush(t0 + W + W / 4).wake_at.is_some());
+        say(&mut bus, OTHER_NODE, "d");
+        bus.broadcast(&BusMsg::Join(ConnId { slot: 2, gen: 1 }, "room"));
+        say(&mut bus, OTHER_NODE, "e");
+        bus.flush(t0 + W + W / 2);
+        assert_eq!(received(&mut far), ["c", "d", "join room", "e"]);
+        assert_eq!(received(&mut near), ["join room"]);
+        // A stop releases what is held.
+        say(&mut bus, OTHER_NODE, "f");
+        bus.flush(t0 + W + W * 3 / 4);
+        assert!(received(&mut far).is_empty());
+        bus.release_held();
+        bus.flush(t0 + W + W * 3 / 4);
+        assert_eq!(received(&mut far), ["f"]);
+    }
+
+    #[test]
+    fn without_a_window_nothing_is_held() {
+        let mut bus = Bus::new(ME, 0);
+        bus.hold_other_nodes(1, Duration::ZERO);
+        let mut far = link(&mut bus, OTHER_NODE);
+        let t0 = Instant::now();
+        bus.flush(t0);
+        say(&mut bus, OTHER_NODE, "a");
+        assert_eq!(bus.flush(t0).wake_at, None);
+        assert_eq!(received(&mut far), ["hello", "a"]);
+    }
+
+    #[test]
+    fn writability_is_asked_for_only_while_a_write_waits() {
+        let mut bus = Bus::new(ME, 0);
+        let mut peer = link(&mut bus, SAME_NODE);
+        let t0 = Instant::now();
+        assert!(bus.flush(t0).interest.is_empty());
+        // Fill the socket: the flush leaves bytes queued and asks to hear of room.
+        let big = vec![b'x'; 1 << 20];
+        let m = BusMsg::ToClient {
+            kind: Kind::Binary,
+            key: ConnId { slot: 1, gen: 1 },
+            payload: &big,
+        };
+        bus.send(SAME_NODE, &m);
+        let slot = bus.by_inc[&SAME_NODE];
+        assert_eq!(bus.flush(t0).interest, [(slot, true)]);
+        // The peer reads; once the rest is out the interest is dropped again.
+        let mut buf = vec![0; 1 << 16];
+        let mut last = Vec::new();
+        for _ in 0..100_000 {
+            loop {
+                match peer.read(&mut buf) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            bus.mark_writable(slot);
+            let f = bus.flush(t0);
+            if !f.interest.is_empty() {
+                last = f.interest;
+            }
+            if bus.links[slot].out.is_empty() {
+                break;
+            }
+        }
+        assert!(bus.links[slot].out.is_empty());
+        assert_eq!(last, [(slot, false)]);
+        assert!(!bus.links[slot].wants_write);
+    }
+}
