@@ -6,6 +6,7 @@ use super::{wire, Cmd, Lease, PubCmd, View};
 use crate::{info, warn};
 use mio::Waker;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,6 +24,8 @@ const PIPELINE_MAX: usize = 4 << 20;
 /// Bytes held for other nodes while Redis is away; past it the oldest batches are dropped
 /// (the receivers then see a gap and resynchronise).
 const HELD_MAX: usize = 256 << 20;
+/// How long the answers to a round trip may stay unread when no new batch comes meanwhile.
+const ANSWERS_WAIT: Duration = Duration::from_millis(10);
 
 /// Key and channel names under the configured prefix.
 #[derive(Debug, Clone)]
@@ -143,6 +146,17 @@ enum OurLease {
     Written,
 }
 
+/// A node's part of the round trip in flight.
+#[derive(Debug)]
+struct Flight {
+    node: u8,
+    /// Batches sent: answers to read.
+    sent: usize,
+    /// How many of them are still at the front of the node's queue (fewer once the oldest
+    /// were dropped for [`HELD_MAX`], none once the node was dropped).
+    front: usize,
+}
+
 /// The thread that publishes batches and keeps the lease.
 pub(super) struct Publisher {
     url: String,
@@ -159,6 +173,11 @@ pub(super) struct Publisher {
     /// a lease that ran out meanwhile is seen as lost; a new `run_id` is a restart.
     lease_on: Option<String>,
     queues: BTreeMap<u8, VecDeque<Vec<u8>>>,
+    /// The round trip sent and not answered yet: per node, how many batches at the front of
+    /// its queue it carried, and when it went. Its answers are read before the next round
+    /// trip (or a lease renewal), by when they are normally there already: at a high rate
+    /// the thread then wakes once per batch handed over instead of twice.
+    flying: Option<(Vec<Flight>, Instant)>,
     held: usize,
     seq: HashMap<u8, u64>,
     wait_until: HashMap<u8, Instant>,
@@ -199,6 +218,7 @@ impl Publisher {
             redis: RedisLink::Never,
             lease_on: None,
             queues: BTreeMap::new(),
+            flying: None,
             held: 0,
             seq: HashMap::new(),
             wait_until: HashMap::new(),
@@ -216,11 +236,18 @@ impl Publisher {
         loop {
             let now = Instant::now();
             let mut wake = self.next_tick;
-            if self.queues.values().any(|q| !q.is_empty()) {
+            if let Some((_, at)) = &self.flying {
+                wake = wake.min(*at + ANSWERS_WAIT);
+            }
+            if self
+                .queues
+                .iter()
+                .any(|(n, q)| q.len() > self.in_flight(*n))
+            {
                 let soonest = self
                     .queues
                     .iter()
-                    .filter(|(_, q)| !q.is_empty())
+                    .filter(|(n, q)| q.len() > self.in_flight(**n))
                     .map(|(n, _)| self.wait_until.get(n).copied().unwrap_or(now))
                     .min()
                     .unwrap_or(now);
@@ -253,6 +280,14 @@ impl Publisher {
         }
     }
 
+    /// Batches at the front of `node`'s queue sent in the unanswered round trip.
+    fn in_flight(&self, node: u8) -> usize {
+        self.flying
+            .as_ref()
+            .and_then(|(plan, _)| plan.iter().find(|f| f.node == node))
+            .map_or(0, |f| f.front)
+    }
+
     /// False once we should stop.
     fn on_cmd(&mut self, cmd: PubCmd) -> bool {
         match cmd {
@@ -264,6 +299,10 @@ impl Publisher {
             PubCmd::DropNode(node) => {
                 if let Some(q) = self.queues.remove(&node) {
                     self.held -= q.iter().map(Vec::len).sum::<usize>();
+                }
+                // Its answers, when read, take nothing off a queue the node may get again.
+                if let Some(f) = self.flight(node) {
+                    f.front = 0;
                 }
             }
             PubCmd::Workers(ws) => {
@@ -277,6 +316,7 @@ impl Publisher {
             }
             PubCmd::Leave(done) => {
                 self.publish();
+                self.answers();
                 if let RedisLink::Up { con: c, .. } = &mut self.redis {
                     let _: redis::RedisResult<()> = redis::cmd("DEL")
                         .arg(self.keys.lease(self.me.node))
@@ -290,15 +330,18 @@ impl Publisher {
     }
 
     fn enqueue(&mut self, node: u8, mut b: Vec<u8>) {
+        let flying = self.in_flight(node);
         let q = self.queues.entry(node).or_default();
         // Batches that queued up while we waited on Redis (or that Redis could not deliver
         // yet) and come from the same epoch go out as one: its records are appended to the
         // last unsent batch, which keeps its sequence number. One pub/sub message then
         // carries what several hand-overs brought, at no added latency.
-        let merge = q.back().is_some_and(|last| {
-            last.len() + b.len() <= MERGE_MAX
-                && last.get(..wire::HEADER_LEN - 8) == b.get(..wire::HEADER_LEN - 8)
-        });
+        // A batch already sent is never appended to.
+        let merge = q.len() > flying
+            && q.back().is_some_and(|last| {
+                last.len() + b.len() <= MERGE_MAX
+                    && last.get(..wire::HEADER_LEN - 8) == b.get(..wire::HEADER_LEN - 8)
+            });
         if merge && b.len() > wire::HEADER_LEN {
             if let Some(last) = q.back_mut() {
                 last.extend_from_slice(&b[wire::HEADER_LEN..]);
@@ -311,10 +354,23 @@ impl Publisher {
             self.held += b.len();
             q.push_back(b);
         }
+        let mut dropped = 0;
         while self.held > HELD_MAX {
             let Some(old) = q.pop_front() else { break };
             self.held -= old.len();
+            dropped += 1;
         }
+        if dropped > 0 {
+            if let Some(f) = self.flight(node) {
+                f.front = f.front.saturating_sub(dropped);
+            }
+        }
+    }
+
+    fn flight(&mut self, node: u8) -> Option<&mut Flight> {
+        self.flying
+            .as_mut()
+            .and_then(|(plan, _)| plan.iter_mut().find(|f| f.node == node))
     }
 
     /// The connection, made first if there is none; None if Redis cannot be reached.
@@ -358,11 +414,16 @@ impl Publisher {
             warn!("cluster: Redis connection lost: {e}");
         }
         self.redis = RedisLink::Down;
+        // Unanswered batches are sent again over the next connection (a receiver drops a
+        // sequence number it has seen).
+        self.flying = None;
         self.set_up(false);
     }
 
     /// Renew our lease and read everyone's.
     fn tick(&mut self) {
+        // The connection answers in order: the round trip in flight is read first.
+        self.answers();
         let keys = self.keys.clone();
         let node = self.me.node;
         let key = keys.lease(node);
@@ -434,14 +495,20 @@ impl Publisher {
     /// Publish what waits, in order per node; a node with no subscriber (restarting, or
     /// between Redis reconnections) keeps its queue and is tried again shortly. Everything
     /// that waits, for every node, goes out pipelined (up to [`PIPELINE_MAX`] bytes per round
-    /// trip), so a burst costs one round trip, not one per batch or per node.
+    /// trip), so a burst costs one round trip, not one per batch or per node. The answers are
+    /// read before the next round trip ([`Self::answers`]), not waited for here.
     fn publish(&mut self) {
         loop {
+            self.answers();
+            if self.flying.is_some() {
+                // Its answers could not be read: the connection is lost.
+                return;
+            }
             let now = Instant::now();
             let mut pipe = redis::pipe();
-            // (node, batches in this round trip)
-            let mut plan: Vec<(u8, usize)> = Vec::new();
+            let mut plan: Vec<Flight> = Vec::new();
             let mut bytes = 0;
+            let mut more = false;
             for (node, q) in &self.queues {
                 if q.is_empty() || self.wait_until.get(node).is_some_and(|t| *t > now) {
                     continue;
@@ -457,9 +524,14 @@ impl Publisher {
                     bytes += b.len();
                 }
                 if n > 0 {
-                    plan.push((*node, n));
+                    plan.push(Flight {
+                        node: *node,
+                        sent: n,
+                        front: n,
+                    });
                 }
                 if n < q.len() {
+                    more = true;
                     break;
                 }
             }
@@ -472,29 +544,55 @@ impl Publisher {
             let RedisLink::Up { con: c, .. } = &mut self.redis else {
                 return;
             };
-            let heard: Vec<i64> = match pipe.query(c) {
-                Ok(h) => h,
-                Err(e) => {
-                    self.lost(e);
-                    return;
-                }
-            };
-            let mut answers = heard.into_iter();
-            for (node, n) in plan {
-                // Batches are taken off in order up to the first that reached nobody; it and
-                // the rest are sent again (a receiver drops a sequence number it has seen).
-                let mine: Vec<i64> = answers.by_ref().take(n).collect();
-                let ok = mine.iter().take_while(|&&r| r > 0).count();
-                if let Some(q) = self.queues.get_mut(&node) {
-                    for b in q.drain(..ok.min(q.len())) {
-                        self.held -= b.len();
+            if let Err(e) = c.send_packed_command(&pipe.get_packed_pipeline()) {
+                self.lost(e);
+                return;
+            }
+            self.flying = Some((plan, now));
+            if !more {
+                return;
+            }
+        }
+    }
+
+    /// Read the answers to the round trip in flight: batches are taken off in order up to
+    /// the first that reached nobody; it and the rest are sent again shortly.
+    fn answers(&mut self) {
+        let Some((plan, _)) = self.flying.take() else {
+            return;
+        };
+        let RedisLink::Up { con: c, .. } = &mut self.redis else {
+            return;
+        };
+        let now = Instant::now();
+        for f in plan {
+            let mut ok: usize = 0;
+            let mut reached_all = true;
+            for _ in 0..f.sent {
+                match c.recv_response() {
+                    Ok(redis::Value::Int(r)) if reached_all && r > 0 => ok += 1,
+                    Ok(redis::Value::Int(_)) => reached_all = false,
+                    Ok(other) => {
+                        let e = io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("unexpected answer to PUBLISH: {other:?}"),
+                        );
+                        return self.lost(e.into());
                     }
+                    Err(e) => return self.lost(e),
                 }
-                if ok < n {
-                    self.wait_until.insert(node, now + NO_LISTENER_RETRY);
-                } else {
-                    self.wait_until.remove(&node);
+            }
+            // Batches dropped from the front meanwhile were the oldest of those sent.
+            let done = ok.saturating_sub(f.sent - f.front);
+            if let Some(q) = self.queues.get_mut(&f.node) {
+                for b in q.drain(..done.min(q.len())) {
+                    self.held -= b.len();
                 }
+            }
+            if ok < f.sent {
+                self.wait_until.insert(f.node, now + NO_LISTENER_RETRY);
+            } else {
+                self.wait_until.remove(&f.node);
             }
         }
     }

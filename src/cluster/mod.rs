@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// The node an incarnation belongs to (its top byte; see [`node_inc`]).
 pub(crate) fn node_of(inc: u64) -> u8 {
-    (inc >> 56) as u8
+    crate::gateway::bus::hold::node_of(inc)
 }
 
 /// A worker incarnation carrying the node id in its top byte, so client ids (which start with
@@ -81,7 +81,7 @@ enum Cmd {
     /// Our own lease had run out while we were connected (we were frozen or slow): the others
     /// may have dropped us, so resynchronise.
     LeaseLost,
-    /// A clean stop: hand every held batch to the publisher, then pass it the `Leave`.
+    /// A clean stop: hand the batches read so far to the publisher, then pass it the `Leave`.
     Leave(Sender<()>),
 }
 
@@ -148,7 +148,6 @@ impl Cluster {
             master_waker,
             to_pub.clone(),
             view.clone(),
-            Duration::from_micros(cfg.publish_window_us),
         );
         std::thread::Builder::new()
             .name("cluster-relay".into())
@@ -206,7 +205,7 @@ impl Cluster {
     /// A clean stop: withdraw our lease so the others drop us now rather than at its end.
     pub(crate) fn leave(&self) {
         let (tx, rx) = mpsc::channel();
-        // Through the relay, so the batches it holds for the publish window go out first.
+        // Through the relay, so the batches it has read go out first.
         let sent = match self.to_relay.send(Cmd::Leave(tx)) {
             Ok(()) => {
                 let _ = self.relay_waker.wake();

@@ -4,6 +4,11 @@
 //! destination node for the publisher thread, and writes the frames other nodes sent into the
 //! right links. It runs on its own thread and never touches Redis itself.
 //!
+//! The relay holds nothing back: what it read in a turn is handed to the publisher at the end
+//! of that turn. The publish window is kept by the workers (`crate::gateway::bus::hold`),
+//! which write deliveries to these links at most once per window, so the relay, and every
+//! hop after it, wakes once per window at a high rate.
+//!
 //! A link to a remote worker ends when that worker (or its node) is gone: the relay shuts
 //! its side, the worker forgets the remote clients and closes its end. When links must be
 //! rebuilt (a node came back with a new epoch), the new link is handed over only once the
@@ -50,6 +55,9 @@ struct RLink {
     state: LinkState,
     /// Our write side is shut (a draining link, once its queue is written).
     shut: bool,
+    /// Registered for writability: only while `out` waits for room. A link registered for
+    /// it all the time would wake the relay each time its worker reads.
+    wants_write: bool,
 }
 
 /// What this node knows of another node.
@@ -84,16 +92,6 @@ pub(super) struct Relay {
     local: BTreeMap<u64, u16>,
     nodes: BTreeMap<u8, Remote>,
     batches: BTreeMap<u8, Vec<u8>>,
-    /// How long a batch may wait for more frames after a publish to the same node.
-    window: Duration,
-    /// When batches were last handed to the publisher.
-    last_pub: Option<Instant>,
-    /// A batch holds a change of state (a client up or down, a join, a bind, a session, a
-    /// command): it goes out this turn, window or not. Other nodes route by that state, so a
-    /// join held for the window would let a send from another node miss the new member
-    /// (tests/cluster_nginx.rs caught one: a client's join on node 3 was held while node 1
-    /// sent to the room).
-    urgent: bool,
     scratch: Vec<u8>,
 }
 
@@ -110,7 +108,6 @@ impl Relay {
         master_waker: Arc<Waker>,
         to_pub: Sender<PubCmd>,
         view: Arc<Mutex<View>>,
-        window: Duration,
     ) -> Relay {
         Relay {
             poll,
@@ -128,9 +125,6 @@ impl Relay {
             local: BTreeMap::new(),
             nodes: BTreeMap::new(),
             batches: BTreeMap::new(),
-            window,
-            last_pub: None,
-            urgent: false,
             scratch: vec![0; 64 * 1024],
         }
     }
@@ -138,12 +132,8 @@ impl Relay {
     /// Run until the master drops its handle.
     pub(super) fn run(mut self) {
         let mut events = Events::with_capacity(256);
-        let mut due: Option<Instant> = None;
         loop {
-            // A held batch is due at `due`: links and commands are still served meanwhile (a
-            // change of state read from a link goes out at once), only the publish waits.
-            let timeout = due.map(|d| d.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -169,7 +159,7 @@ impl Relay {
                     Err(TryRecvError::Disconnected) => return,
                 }
             }
-            due = self.flush_batches(false);
+            self.flush_batches();
         }
     }
 
@@ -187,7 +177,7 @@ impl Relay {
                 }
             }
             Cmd::Leave(done) => {
-                self.flush_batches(true);
+                self.flush_batches();
                 let _ = self.to_pub.send(PubCmd::Leave(done));
             }
             Cmd::LeaseLost => {
@@ -206,7 +196,7 @@ impl Relay {
     /// clients to the other.
     fn resync(&mut self) {
         // What waits was framed under the old epoch: it goes before the new one is announced.
-        self.flush_batches(true);
+        self.flush_batches();
         let now = crate::cluster::now_micros();
         self.epoch = now.max(self.epoch + 1);
         let _ = self.to_pub.send(PubCmd::Epoch(self.epoch));
@@ -476,11 +466,11 @@ impl Relay {
         let mut sock = UnixStream::from_std(ours);
         let entry = self.links.vacant_entry();
         let slot = entry.key();
-        if let Err(e) = self.poll.registry().register(
-            &mut sock,
-            Token(slot),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, Token(slot), Interest::READABLE)
+        {
             warn!("cluster: register link: {e}");
             return None;
         }
@@ -492,6 +482,7 @@ impl Relay {
             out: Vec::new(),
             state: LinkState::Live,
             shut: false,
+            wants_write: false,
         });
         self.live.insert((local, remote), slot);
         let h = Handover {
@@ -617,7 +608,6 @@ impl Relay {
             v
         });
         wire::push(b, local, local_worker, remote, frame);
-        self.urgent |= !crate::gateway::bus::wire::is_delivery(frame);
         if b.len() >= BATCH_MAX {
             if let Some(b) = self.batches.remove(&node) {
                 let _ = self.to_pub.send(PubCmd::Publish(vec![(node, b)]));
@@ -625,26 +615,14 @@ impl Relay {
         }
     }
 
-    /// Hand the batches to the publisher, all nodes' at once (it sends them in one round
-    /// trip). Batches made less than `window` after the last hand-over wait (unless `all`), so
-    /// that at a high rate the publisher gets one hand-over per window instead of one per
-    /// turn: every hop after the relay (publisher, Redis, the receiving nodes' subscriber,
-    /// relay and worker) then wakes once for many frames. Frames sent less often than once
-    /// per window pay no delay. Returns when the held batches are due.
-    fn flush_batches(&mut self, all: bool) -> Option<Instant> {
+    /// Hand this turn's batches to the publisher, all nodes' at once (it sends them in one
+    /// round trip).
+    fn flush_batches(&mut self) {
         if self.batches.is_empty() {
-            return None;
+            return;
         }
-        let now = Instant::now();
-        let open = self.last_pub.map_or(now, |t| t + self.window);
-        if !all && !self.urgent && open > now {
-            return Some(open);
-        }
-        self.urgent = false;
-        self.last_pub = Some(now);
         let bs = std::mem::take(&mut self.batches).into_iter().collect();
         let _ = self.to_pub.send(PubCmd::Publish(bs));
-        None
     }
 
     /// Queue `frame` on a link (written by [`Self::write_out`]); a worker that lets its
@@ -667,14 +645,39 @@ impl Relay {
         let Some(l) = self.links.get_mut(slot) else {
             return;
         };
+        let mut blocked = false;
         while !l.out.is_empty() {
             match l.sock.write(&l.out) {
                 Ok(n) => {
                     l.out.drain(..n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked = true;
+                    break;
+                }
+                // The read side sees the failure and removes the link.
                 Err(_) => return,
             }
+        }
+        if blocked != l.wants_write {
+            l.wants_write = blocked;
+            let interest = if blocked {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut l.sock, Token(slot), interest)
+                .is_err()
+            {
+                return self.remove(slot);
+            }
+        }
+        if blocked {
+            return;
         }
         if matches!(l.state, LinkState::Draining { .. }) && !l.shut {
             l.shut = true;

@@ -375,8 +375,8 @@ pub struct ClusterConfig {
     /// Prefix of every Redis key and channel, so several clusters can share one Redis.
     #[serde(default = "default_prefix")]
     pub prefix: String,
-    /// Microseconds a node's outgoing batch may wait for more frames once a batch has just
-    /// been published to the same node (0: publish every event-loop turn).
+    /// Microseconds a worker may hold deliveries to other nodes' workers once it has just
+    /// written some (0: write them every event-loop turn). Changes of state never wait.
     #[serde(default = "default_publish_window_us")]
     pub publish_window_us: u64,
 }

@@ -23,6 +23,8 @@ pub(crate) enum Due {
     Heartbeat,
     /// A reload's hand-over stops waiting for the app to settle.
     HandOver,
+    /// Deliveries held for other nodes' workers are due (`crate::gateway::bus::hold`).
+    BusHold,
 }
 
 #[derive(Debug)]

@@ -302,11 +302,11 @@ pub(super) fn install(
         let Some(link) = b.core.bus.links.get_mut(slot) else {
             continue;
         };
-        let reg = b.poll.registry().register(
-            &mut link.sock,
-            Token(BUS_BASE + slot),
-            Interest::READABLE | Interest::WRITABLE,
-        );
+        // Writability is asked for when a write leaves bytes queued (`Links::flush`).
+        let reg =
+            b.poll
+                .registry()
+                .register(&mut link.sock, Token(BUS_BASE + slot), Interest::READABLE);
         if reg.is_err() {
             bus_io::drop_link(b, slot, "could not be registered");
             continue;

@@ -6,6 +6,7 @@ use super::input::guarded;
 use super::{close, Base, BUS_BASE, LISTENER_BASE};
 use crate::gateway::bus::wire::{self, BusMsg};
 use crate::state::apply;
+use crate::state::timer::Due;
 use mio::{Events, Interest, Token};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
@@ -40,11 +41,7 @@ impl Links {
         };
         if b.poll
             .registry()
-            .register(
-                &mut link.sock,
-                Token(BUS_BASE + slot),
-                Interest::READABLE | Interest::WRITABLE,
-            )
+            .register(&mut link.sock, Token(BUS_BASE + slot), Interest::READABLE)
             .is_err()
         {
             core.bus.remove_link(slot);
@@ -111,9 +108,35 @@ impl Links {
         }
     }
 
-    /// Write what was queued on the links; a link that backed up or broke is dropped.
+    /// Write what was queued on the links (deliveries to other nodes' workers may wait for
+    /// the publish window: the loop wakes when they are due); a link that backed up or
+    /// broke is dropped.
     pub(super) fn flush(&mut self, b: &mut Base) {
-        for slot in b.core.bus.flush() {
+        let done = b.core.bus.flush(b.core.now);
+        if let Some(at) = done.wake_at {
+            b.core.timers.schedule(at, Due::BusHold);
+        }
+        let mut broken = done.broken;
+        for (slot, wants_write) in done.interest {
+            let Some(l) = b.core.bus.links.get_mut(slot) else {
+                continue;
+            };
+            let interest = if wants_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let token = Token(BUS_BASE + slot);
+            if b.poll
+                .registry()
+                .reregister(&mut l.sock, token, interest)
+                .is_err()
+                && !broken.contains(&slot)
+            {
+                broken.push(slot);
+            }
+        }
+        for slot in broken {
             drop_link(b, slot, "backed up or broken");
         }
     }

@@ -216,6 +216,10 @@ impl Worker {
             },
         };
         let mut core = Core::new(worker_id, inc, limits, &cfg.websocket, waker);
+        if let Some(c) = &cfg.cluster {
+            let window = Duration::from_micros(c.publish_window_us);
+            core.bus.hold_other_nodes(c.node, window);
+        }
         match poll.registry().try_clone() {
             Ok(r) => core.registry = Some(r),
             Err(e) => return Err(Box::new((format!("epoll: {e}"), ctl))),
@@ -367,6 +371,9 @@ impl Worker {
             }
             self.base.core.seal_fanout();
             if self.stopping != Stopping::No && self.base.core.conns.is_empty() {
+                // Nothing held for the publish window may stay behind.
+                self.base.core.bus.release_held();
+                self.links.flush(&mut self.base);
                 crate::info!("worker {} stopped", self.base.core.worker_id);
                 return 0;
             }
@@ -414,6 +421,8 @@ impl Worker {
                 Due::HandOver => {
                     self.handover_tick();
                 }
+                // The held deliveries go out in this turn's flush.
+                Due::BusHold => {}
                 Due::Heartbeat => {
                     if let Some(hb) = &mut self.heartbeat {
                         hb.tick(&mut b.core);

@@ -195,8 +195,9 @@ mod tag {
 
 /// Whether the whole frame at the start of `frame` (length prefix included) is a delivery
 /// (a send to clients, groups, uids or everyone) rather than a change of state or a command:
-/// read from the tag alone, without decoding. The cluster relay may hold deliveries for its
-/// publish window but never a change of state, which other nodes need before the next send.
+/// read from the tag alone, without decoding. A worker may hold deliveries to other nodes for
+/// the publish window ([`super::hold`]) but never a change of state, which other nodes need
+/// before the next send.
 pub fn is_delivery(frame: &[u8]) -> bool {
     matches!(
         frame.get(4),
