@@ -382,7 +382,7 @@ pub struct ClusterConfig {
 }
 
 fn default_publish_window_us() -> u64 {
-    2000
+    2500
 }
 
 fn default_lease_ms() -> u64 {

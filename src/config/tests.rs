@@ -155,7 +155,7 @@ fn cluster_section() {
             cl.prefix.as_str(),
             cl.publish_window_us
         ),
-        (7, 3000, "kefu", 2000)
+        (7, 3000, "kefu", 2500)
     );
     let c = load("[cluster]\nnode = 7\nredis = \"redis://h:1/\"\npublish_window_us = 0\n").unwrap();
     assert_eq!(c.cluster.unwrap().publish_window_us, 0);
