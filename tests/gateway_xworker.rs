@@ -26,23 +26,6 @@ impl Client {
     }
 }
 
-/// `(worker_id, pid, inc as 16 hex digits)` of every worker, from `kefu status --json`.
-fn workers(s: &Instance) -> Vec<(u64, i32, String)> {
-    let v = s.status().expect("status --json");
-    v["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            (
-                w["worker_id"].as_u64().unwrap(),
-                w["pid"].as_i64().unwrap() as i32,
-                format!("{:016x}", w["inc"].as_u64().unwrap()),
-            )
-        })
-        .collect()
-}
-
 fn connect_client(s: &Instance) -> Client {
     let mut ws = Ws::connect(&s.addr("websocket"), "/");
     let id = ws.recv_json_type("init")["client_id"]
@@ -265,7 +248,7 @@ fn scenario(nworkers: usize) {
     let s = Instance::new("bridge", nworkers, &["websocket", "api"])
         .config(&api_config())
         .start();
-    let ws0 = workers(&s);
+    let ws0 = s.workers();
     assert_eq!(ws0.len(), nworkers);
     let incs: BTreeSet<String> = ws0.iter().map(|w| w.2.clone()).collect();
 
@@ -349,7 +332,8 @@ fn scenario(nworkers: usize) {
     let mut respawned = None;
     assert!(
         wait_until(Duration::from_secs(15), || {
-            respawned = workers(&s)
+            respawned = s
+                .workers()
                 .into_iter()
                 .find(|w| w.0 == victim_wid && w.1 != victim_pid);
             respawned.is_some()
@@ -378,7 +362,7 @@ fn scenario(nworkers: usize) {
     // Reload hands every client over (issue 14): same ids, same incarnations (each successor
     // speaks as its predecessor), new pids; uids, groups and sessions intact from every
     // worker; a stream of sends running through the reload arrives exactly once, in order.
-    let before = workers(&s);
+    let before = s.workers();
     let keys: Vec<String> = apis.keys().cloned().collect();
     for (i, c) in clients.iter().enumerate() {
         let h = apis.get_mut(&keys[i % keys.len()]).unwrap();
@@ -408,7 +392,7 @@ fn scenario(nworkers: usize) {
     assert!(out.ok(), "reload: {} {}", out.stdout, out.stderr);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let sent = sender.join().unwrap();
-    let after = workers(&s);
+    let after = s.workers();
     let incs_after: BTreeSet<String> = after.iter().map(|w| w.2.clone()).collect();
     let incs_before: BTreeSet<String> = before.iter().map(|w| w.2.clone()).collect();
     assert_eq!(incs_after, incs_before, "the successors took other ids");

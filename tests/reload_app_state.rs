@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::http::api_config;
+use common::http::bridge_config;
 use common::kefu_app::*;
 use common::ws::Ws;
 use common::{Instance, SEC};
@@ -152,10 +152,7 @@ fn answer(mut s: TcpStream, body: &Value) {
 fn a_bridge_call_in_flight_during_a_reload_gets_its_answer() {
     let (port, seen, gate) = gated_backend();
     let inst = Instance::new("bridge", 1, &["websocket", "api"])
-        .config(&format!(
-            "{}[bridge]\nbackend_url = \"http://127.0.0.1:{port}/hook\"\nbackend_timeout = 20\n",
-            api_config()
-        ))
+        .config(&bridge_config(port, 20))
         .start();
     let mut ws = Ws::connect(&inst.addr("websocket"), "/");
     let id = ws.recv_json_type("init")["client_id"]

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::http::{api_config, Http};
+use common::http::{bridge_config, Http};
 use common::ws::Ws;
 use common::{wait_until, Instance, SEC};
 use serde_json::{json, Value};
@@ -30,22 +30,6 @@ impl Client {
     fn inc(&self) -> &str {
         &self.id[..16]
     }
-}
-
-/// `(worker_id, incarnation as 16 hex digits)` of every worker.
-fn workers(s: &Instance) -> Vec<(u64, String)> {
-    let v = s.status().expect("status --json");
-    v["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| {
-            (
-                w["worker_id"].as_u64().unwrap(),
-                format!("{:016x}", w["inc"].as_u64().unwrap()),
-            )
-        })
-        .collect()
 }
 
 /// One keep-alive API connection per worker, by incarnation (SO_REUSEPORT spreads them).
@@ -107,13 +91,10 @@ fn sorted(ids: impl Iterator<Item = String>) -> Value {
 fn registry_changes_after_the_copy_reach_the_successor_and_every_worker() {
     let (port, seen, gate) = gated_backend();
     let s = Instance::new("bridge", 2, &["websocket", "api"])
-        .config(&format!(
-            "{}[bridge]\nbackend_url = \"http://127.0.0.1:{port}/hook\"\nbackend_timeout = 60\n",
-            api_config()
-        ))
+        .config(&bridge_config(port, 60))
         .start();
-    let ws0 = workers(&s);
-    let incs: BTreeSet<String> = ws0.iter().map(|w| w.1.clone()).collect();
+    let ws0 = s.workers();
+    let incs: BTreeSet<String> = ws0.iter().map(|w| w.2.clone()).collect();
     assert_eq!(incs.len(), 2);
 
     // Clients until each worker holds three.
@@ -132,7 +113,7 @@ fn registry_changes_after_the_copy_reach_the_successor_and_every_worker() {
     }
     let w_inc = clients[0].inc().to_string();
     let p_inc = incs.iter().find(|&i| *i != w_inc).unwrap().clone();
-    let wid = |inc: &str| ws0.iter().find(|w| w.1 == inc).unwrap().0;
+    let wid = |inc: &str| ws0.iter().find(|w| w.2 == inc).unwrap().0;
     let (w_id, p_id) = (wid(&w_inc), wid(&p_inc));
     assert!(clients.iter().filter(|c| c.inc() == p_inc).count() >= 3);
     let mut apis = api_per_worker(&s, &incs);
@@ -231,7 +212,7 @@ fn registry_changes_after_the_copy_reach_the_successor_and_every_worker() {
     }
 
     // Every worker, through new connections and the moved ones, answers the changed state.
-    let after: BTreeSet<String> = workers(&s).into_iter().map(|w| w.1).collect();
+    let after: BTreeSet<String> = s.workers().into_iter().map(|w| w.2).collect();
     assert_eq!(after, incs, "the successors took other incarnations");
     let mut fresh = api_per_worker(&s, &incs);
     for (inc, h) in fresh.iter_mut().chain(apis.iter_mut()) {

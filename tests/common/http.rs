@@ -47,6 +47,15 @@ pub fn api_config() -> String {
     format!("[gateway]\nsecret_key = \"{API_KEY}\"\n")
 }
 
+/// Config for the `bridge` app with the HTTP API on: client events go to
+/// `http://127.0.0.1:PORT/hook`, which has `timeout_s` seconds to answer.
+pub fn bridge_config(port: u16, timeout_s: u32) -> String {
+    format!(
+        "{}[bridge]\nbackend_url = \"http://127.0.0.1:{port}/hook\"\nbackend_timeout = {timeout_s}\n",
+        api_config()
+    )
+}
+
 /// One keep-alive connection.
 pub struct Http {
     sock: TcpStream,

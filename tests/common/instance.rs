@@ -231,6 +231,24 @@ impl Instance {
         serde_json::from_str(o.stdout.trim()).ok()
     }
 
+    /// `(worker_id, pid, incarnation as 16 hex digits)` of every worker in `status --json`
+    /// (the incarnation is how a client id names its worker).
+    pub fn workers(&self) -> Vec<(u64, i32, String)> {
+        let v = self.status().expect("status --json");
+        v["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| {
+                (
+                    w["worker_id"].as_u64().unwrap(),
+                    w["pid"].as_i64().unwrap() as i32,
+                    format!("{:016x}", w["inc"].as_u64().unwrap()),
+                )
+            })
+            .collect()
+    }
+
     /// Worker pids, as the master lists them in `status --json`.
     pub fn worker_pids(&self) -> Vec<i32> {
         self.status()
