@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::http::{api_config, Http};
+use common::http::{api_config, api_per_worker, Http};
 use common::ws::Ws;
 use common::{signal, wait_until, Instance};
 use serde_json::{json, Value};
@@ -38,34 +38,6 @@ fn connect_client(s: &Instance) -> Client {
         uid: None,
         groups: BTreeSet::new(),
     }
-}
-
-/// The incarnation of the worker serving this API connection.
-fn api_inc(h: &mut Http) -> String {
-    let a = h.call("get_all_client_id_count", &json!({}));
-    assert_eq!(a.status, 200);
-    a.header("X-Kefu-Incarnation").unwrap()
-}
-
-/// One API connection per live worker (SO_REUSEPORT spreads new connections).
-fn api_per_worker(s: &Instance, incs: &BTreeSet<String>) -> BTreeMap<String, Http> {
-    let mut apis = BTreeMap::new();
-    for _ in 0..400 {
-        if apis.len() == incs.len() {
-            break;
-        }
-        let mut h = Http::connect(&s.addr("api"));
-        let inc = api_inc(&mut h);
-        if incs.contains(&inc) {
-            apis.entry(inc).or_insert(h);
-        }
-    }
-    assert_eq!(
-        apis.len(),
-        incs.len(),
-        "API connections never reached every worker"
-    );
-    apis
 }
 
 fn sorted_ids<'a>(it: impl Iterator<Item = &'a Client>) -> Value {
@@ -281,7 +253,7 @@ fn scenario(nworkers: usize) {
         "clients never spread over all workers"
     );
 
-    let mut apis = api_per_worker(&s, &incs);
+    let mut apis = api_per_worker(&s.addr("api"), &incs);
     setup_state(&mut apis, &mut clients);
     assert_views(&mut apis, &clients, "after setup");
     check_sends(&mut apis, &mut clients, "s1");
@@ -345,7 +317,7 @@ fn scenario(nworkers: usize) {
     assert_ne!(new_inc, victim_inc);
     let mut incs: BTreeSet<String> = apis.keys().cloned().collect();
     incs.insert(new_inc.clone());
-    let mut apis = api_per_worker(&s, &incs);
+    let mut apis = api_per_worker(&s.addr("api"), &incs);
     assert_views(&mut apis, &clients, "respawned worker catching up");
     // New clients land on it too, and everyone sees them.
     for _ in 0..400 {

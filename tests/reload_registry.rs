@@ -12,11 +12,11 @@
 
 mod common;
 
-use common::http::{bridge_config, Http};
+use common::http::{api_per_worker, bridge_config};
 use common::ws::Ws;
 use common::{wait_until, Instance, SEC};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::TcpListener;
 use std::sync::mpsc;
@@ -30,25 +30,6 @@ impl Client {
     fn inc(&self) -> &str {
         &self.id[..16]
     }
-}
-
-/// One keep-alive API connection per worker, by incarnation (SO_REUSEPORT spreads them).
-fn api_per_worker(s: &Instance, incs: &BTreeSet<String>) -> BTreeMap<String, Http> {
-    let mut apis = BTreeMap::new();
-    for _ in 0..400 {
-        if apis.len() == incs.len() {
-            break;
-        }
-        let mut h = Http::connect(&s.addr("api"));
-        let a = h.call("get_all_client_id_count", &json!({}));
-        assert_eq!(a.status, 200);
-        let inc = a.header("X-Kefu-Incarnation").unwrap();
-        if incs.contains(&inc) {
-            apis.entry(inc).or_insert(h);
-        }
-    }
-    assert_eq!(apis.len(), incs.len(), "API connections missed a worker");
-    apis
 }
 
 /// A backend that holds every answer until the test releases it; request bodies go to the
@@ -116,7 +97,7 @@ fn registry_changes_after_the_copy_reach_the_successor_and_every_worker() {
     let wid = |inc: &str| ws0.iter().find(|w| w.2 == inc).unwrap().0;
     let (w_id, p_id) = (wid(&w_inc), wid(&p_inc));
     assert!(clients.iter().filter(|c| c.inc() == p_inc).count() >= 3);
-    let mut apis = api_per_worker(&s, &incs);
+    let mut apis = api_per_worker(&s.addr("api"), &incs);
 
     // State before the reload, set through both workers.
     let keys: Vec<String> = apis.keys().cloned().collect();
@@ -214,7 +195,7 @@ fn registry_changes_after_the_copy_reach_the_successor_and_every_worker() {
     // Every worker, through new connections and the moved ones, answers the changed state.
     let after: BTreeSet<String> = s.workers().into_iter().map(|w| w.2).collect();
     assert_eq!(after, incs, "the successors took other incarnations");
-    let mut fresh = api_per_worker(&s, &incs);
+    let mut fresh = api_per_worker(&s.addr("api"), &incs);
     for (inc, h) in fresh.iter_mut().chain(apis.iter_mut()) {
         for (i, c) in clients.iter().enumerate() {
             assert_eq!(

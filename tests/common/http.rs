@@ -284,3 +284,27 @@ pub fn read_json_request(s: &mut impl Read) -> Option<serde_json::Value> {
         return serde_json::from_slice(&buf[i + 4..i + 4 + len]).ok();
     }
 }
+
+/// One keep-alive API connection to `addr` per worker incarnation in `incs` (SO_REUSEPORT
+/// spreads new connections over the workers; each answer names its worker in
+/// `X-Kefu-Incarnation`).
+pub fn api_per_worker(
+    addr: &str,
+    incs: &std::collections::BTreeSet<String>,
+) -> std::collections::BTreeMap<String, Http> {
+    let mut apis = std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        if apis.len() == incs.len() {
+            break;
+        }
+        let mut h = Http::connect(addr);
+        let a = h.call("get_all_client_id_count", &serde_json::json!({}));
+        assert_eq!(a.status, 200);
+        let inc = a.header("X-Kefu-Incarnation").unwrap();
+        if incs.contains(&inc) {
+            apis.entry(inc).or_insert(h);
+        }
+    }
+    assert_eq!(apis.len(), incs.len(), "API connections missed a worker");
+    apis
+}
