@@ -5,14 +5,11 @@
 
 mod common;
 
-use common::http::bridge_config;
+use common::http::{bridge_config, gated_backend};
 use common::kefu_app::*;
 use common::ws::Ws;
 use common::{Instance, SEC};
 use serde_json::{json, Value};
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Wait (bounded) until the master's log shows the retiring worker holding its clients for
@@ -111,41 +108,6 @@ fn a_rate_limited_address_stays_limited_across_a_reload() {
     let (mut v2, _) = k.visitor("shop");
     let other = send(&mut v2, "n1");
     assert_eq!(other["code"], limited["code"], "{other}");
-}
-
-/// A backend that holds every answer until the test releases it (one `()` per answer);
-/// each request body goes to `seen` when it arrives.
-fn gated_backend() -> (u16, mpsc::Receiver<Value>, mpsc::Sender<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (seen_tx, seen_rx) = mpsc::channel();
-    let (gate_tx, gate_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        // One at a time: the bridge makes one call per client at a time anyway.
-        for s in l.incoming() {
-            let Ok(s) = s else { continue };
-            let Some(req) = common::http::read_json_request(&mut &s) else {
-                continue;
-            };
-            let _ = seen_tx.send(req.clone());
-            if gate_rx.recv().is_err() {
-                return;
-            }
-            answer(s, &json!({"echo": req["message"]}));
-        }
-    });
-    (port, seen_rx, gate_tx)
-}
-
-fn answer(mut s: TcpStream, body: &Value) {
-    let body = body.to_string();
-    let _ = s.write_all(
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
 }
 
 #[test]

@@ -12,14 +12,11 @@
 
 mod common;
 
-use common::http::{api_per_worker, bridge_config};
+use common::http::{api_per_worker, bridge_config, gated_backend};
 use common::ws::Ws;
 use common::{wait_until, Instance, SEC};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::net::TcpListener;
-use std::sync::mpsc;
 
 struct Client {
     ws: Ws,
@@ -30,36 +27,6 @@ impl Client {
     fn inc(&self) -> &str {
         &self.id[..16]
     }
-}
-
-/// A backend that holds every answer until the test releases it; request bodies go to the
-/// returned receiver as they arrive.
-fn gated_backend() -> (u16, mpsc::Receiver<Value>, mpsc::Sender<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (seen_tx, seen_rx) = mpsc::channel();
-    let (gate_tx, gate_rx) = mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let Some(req) = common::http::read_json_request(&mut s) else {
-                continue;
-            };
-            let _ = seen_tx.send(req.clone());
-            if gate_rx.recv().is_err() {
-                return;
-            }
-            let body = json!({"echo": req["message"]}).to_string();
-            let _ = s.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
-        }
-    });
-    (port, seen_rx, gate_tx)
 }
 
 fn sorted(ids: impl Iterator<Item = String>) -> Value {

@@ -308,3 +308,39 @@ pub fn api_per_worker(
     assert_eq!(apis.len(), incs.len(), "API connections missed a worker");
     apis
 }
+
+/// A bridge backend on 127.0.0.1 that holds every answer until the test releases it (one
+/// `()` on the returned sender per answer) and answers `{"echo": <the message>}`; each
+/// request body goes to the returned receiver as it arrives. One request at a time: the
+/// bridge makes one call per client at a time anyway.
+pub fn gated_backend() -> (
+    u16,
+    std::sync::mpsc::Receiver<serde_json::Value>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let Some(req) = read_json_request(&mut s) else {
+                continue;
+            };
+            let _ = seen_tx.send(req.clone());
+            if gate_rx.recv().is_err() {
+                return;
+            }
+            let body = serde_json::json!({"echo": req["message"]}).to_string();
+            let _ = s.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (port, seen_rx, gate_tx)
+}
