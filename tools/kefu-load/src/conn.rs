@@ -168,9 +168,14 @@ pub struct Net {
     closing: Vec<(usize, CloseReason)>,
     rng: Rng,
     scratch: Vec<u8>,
+    /// Readiness of the last poll, kept between turns so a turn does not allocate.
+    ready: Vec<Ready>,
     pending_setup: usize,
     open: usize,
 }
+
+/// One connection's readiness from a poll: (id, readable, closed, writable).
+type Ready = (usize, bool, bool, bool);
 
 impl Net {
     /// Creates an empty loop for `target`; `salt` decorrelates RNGs across threads.
@@ -184,6 +189,7 @@ impl Net {
             closing: Vec::new(),
             rng: Rng::new(salt),
             scratch: vec![0; READ_CHUNK],
+            ready: Vec::with_capacity(1024),
             pending_setup: 0,
             open: 0,
         })
@@ -252,22 +258,21 @@ impl Net {
             Err(e) => return Err(e),
         }
         let now = Instant::now();
-        let ready: Vec<(usize, bool, bool, bool)> = self
-            .events
-            .iter()
-            .map(|e| {
-                let closed = e.is_read_closed() || e.is_error();
-                (
-                    e.token().0,
-                    e.is_readable() || closed,
-                    closed,
-                    e.is_writable() || e.is_error(),
-                )
-            })
-            .collect();
-        for (id, readable, closed, writable) in ready {
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.clear();
+        ready.extend(self.events.iter().map(|e| {
+            let closed = e.is_read_closed() || e.is_error();
+            (
+                e.token().0,
+                e.is_readable() || closed,
+                closed,
+                e.is_writable() || e.is_error(),
+            )
+        }));
+        for &(id, readable, closed, writable) in &ready {
             self.handle(id, readable, closed, writable, now, batch);
         }
+        self.ready = ready;
         self.reap(batch);
         Ok(())
     }
