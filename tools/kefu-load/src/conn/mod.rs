@@ -3,11 +3,17 @@
 //! Scenarios drive it with `connect`, `poll` (which fills a [`Batch`] of events), `send` and
 //! `flush`; writes are queued per connection and flushed once per loop turn.
 
+mod event;
+mod tls;
+
+use event::push_message;
+pub use event::{Batch, CloseReason, Event, Kind};
+use tls::{flush_tls, tls_read};
+
 use crate::sys;
 use crate::target::{Proto, Target};
 use crate::ws::{self, Opcode, Rng, WsError};
 use mio::{Events, Interest, Poll, Token};
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,121 +23,6 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// Per-connection outbound backlog beyond which `send` refuses (backpressure).
 pub const MAX_PENDING_WRITE: usize = 4 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
-
-/// Message payload kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Text frame / text line.
-    Text,
-    /// Binary frame.
-    Binary,
-}
-
-/// Why a connection ended.
-#[derive(Debug)]
-pub enum CloseReason {
-    /// The TCP connect failed.
-    Connect(io::Error),
-    /// Read or write failed after connecting.
-    Io(io::Error),
-    /// The server closed the TCP stream.
-    Eof,
-    /// The server sent a WebSocket close frame.
-    ServerClose,
-    /// Handshake or framing violation.
-    Protocol(WsError),
-    /// Connect + handshake took too long.
-    HandshakeTimeout,
-    /// A text line exceeded the size limit.
-    LineTooLong,
-    /// The TLS session failed (bad certificate, alert, bad record).
-    Tls(rustls::Error),
-}
-
-impl CloseReason {
-    /// Short stable label for error tallies.
-    pub fn label(&self) -> String {
-        match self {
-            CloseReason::Connect(e) => format!("connect: {}", io_label(e)),
-            CloseReason::Io(e) => format!("io: {}", io_label(e)),
-            CloseReason::Eof => "eof".into(),
-            CloseReason::ServerClose => "server close frame".into(),
-            CloseReason::Protocol(e) => e.to_string(),
-            CloseReason::HandshakeTimeout => "handshake timeout".into(),
-            CloseReason::LineTooLong => "text line too long".into(),
-            CloseReason::Tls(e) => format!("tls: {e}"),
-        }
-    }
-}
-
-fn io_label(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => format!("{:?} (os error {code})", e.kind()),
-        None => format!("{:?}", e.kind()),
-    }
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.label())
-    }
-}
-
-/// Something that happened to a connection during one `poll`.
-#[derive(Debug)]
-pub enum Event {
-    /// Connected (and upgraded, for WebSocket); `setup_us` is connect start to ready.
-    Open {
-        /// Local connection id.
-        id: usize,
-        /// Microseconds from starting the connect to being ready.
-        setup_us: u64,
-    },
-    /// A complete message; its payload is `batch.arena[start..end]`.
-    Message {
-        /// Local connection id.
-        id: usize,
-        /// Text or binary.
-        kind: Kind,
-        /// Payload start in the arena.
-        start: usize,
-        /// Payload end in the arena.
-        end: usize,
-        /// When it was read.
-        at: Instant,
-    },
-    /// The connection is gone; `was_open` tells setup failures from later drops.
-    Closed {
-        /// Local connection id.
-        id: usize,
-        /// Whether it had completed setup.
-        was_open: bool,
-        /// Why it ended.
-        reason: CloseReason,
-    },
-}
-
-/// Events from one poll plus the payload bytes they refer to.
-#[derive(Default)]
-pub struct Batch {
-    /// Events in arrival order.
-    pub events: Vec<Event>,
-    /// Message payloads, referenced by `Event::Message` ranges.
-    pub arena: Vec<u8>,
-}
-
-impl Batch {
-    /// Empties the batch for the next loop turn (keeps allocations).
-    pub fn clear(&mut self) {
-        self.events.clear();
-        self.arena.clear();
-    }
-
-    /// Payload of a message event's range.
-    pub fn payload(&self, start: usize, end: usize) -> &[u8] {
-        &self.arena[start..end]
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -477,32 +368,6 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// One TLS read: ciphertext from `sock` into rustls, the plaintext it yields appended to
-/// `rbuf`. `Ok((n, false))` with `n` the ciphertext bytes read (0: end of stream, or the
-/// server's close_notify); a TLS error closes the connection.
-fn tls_read(
-    t: &mut rustls::ClientConnection,
-    sock: &mut mio::net::TcpStream,
-    scratch: &mut [u8],
-    rbuf: &mut Vec<u8>,
-) -> Result<io::Result<(usize, bool)>, CloseReason> {
-    let n = match t.read_tls(sock) {
-        Ok(n) => n,
-        Err(e) => return Ok(Err(e)),
-    };
-    t.process_new_packets().map_err(CloseReason::Tls)?;
-    loop {
-        match t.reader().read(scratch) {
-            Ok(0) => return Ok(Ok((0, false))),
-            Ok(k) => rbuf.extend_from_slice(&scratch[..k]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    // rustls reads in small pieces: only WouldBlock says the socket is drained.
-    Ok(Ok((n, false)))
-}
-
 impl Conn {
     /// Connected (and through TLS, for a TLS target): send the upgrade request, or for the
     /// text protocol be open at once.
@@ -683,52 +548,9 @@ impl Conn {
     }
 }
 
-/// Plaintext from `wbuf` into rustls (as much as its capped queue takes, once the handshake
-/// is done), then records to the socket until it is full.
-fn flush_tls(
-    t: &mut rustls::ClientConnection,
-    sock: &mut mio::net::TcpStream,
-    wbuf: &mut Vec<u8>,
-    wpos: &mut usize,
-) -> io::Result<()> {
-    loop {
-        if !t.is_handshaking() && *wpos < wbuf.len() {
-            *wpos += t.writer().write(&wbuf[*wpos..])?;
-            if *wpos == wbuf.len() {
-                wbuf.clear();
-                *wpos = 0;
-            }
-        }
-        if !t.wants_write() {
-            return Ok(());
-        }
-        match t.write_tls(sock) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-fn push_message(batch: &mut Batch, id: usize, kind: Kind, payload: &[u8], at: Instant) {
-    let start = batch.arena.len();
-    batch.arena.extend_from_slice(payload);
-    batch.events.push(Event::Message {
-        id,
-        kind,
-        start,
-        end: batch.arena.len(),
-        at,
-    });
-}
-
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
     hay.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]
-#[path = "conn_tests.rs"]
 mod tests;
