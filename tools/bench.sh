@@ -248,6 +248,8 @@ if [ "$SAME" = 1 ] && [ "$LATENCY" = 1 ] && [ -s "$BENCH_TMP/saturated.txt" ]; t
   done
 fi
 
+KEEP="$ROOT/target/bench/session-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+cp "$SESSION" "$KEEP" && log "this run's lines: $KEEP (pool runs: python3 tools/bench_table.py A.jsonl B.jsonl)"
 python3 "$TABLE" "$SESSION"
 echo "
 Machine load (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; \

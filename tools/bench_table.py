@@ -6,7 +6,7 @@ Each figure is the median of that figure over the runs (not the figures of one m
 latency tails vary from run to run on a shared VM. A ramped case (room100, room1000, private)
 counts its last step in each run: the one where the server (or the generator) was the limit.
 
-    bench_table.py SESSION.jsonl                   # the tables
+    bench_table.py SESSION.jsonl [MORE.jsonl ...]  # the tables; several sessions pooled
     bench_table.py --verdict JSON OFFERED SAT_CPU  # for bench.sh: "<limit> <delivered/s>"
 """
 import json
@@ -45,9 +45,22 @@ def verdict(raw, offered, sat_cpu):
     return f"more {got:.0f}"
 
 
-def load(path):
-    """Runs by case and server; of a ramped case only each run's last step."""
+def load(paths):
+    """Runs by case and server; of a ramped case only each run's last step. Sessions are
+    pooled: each file's rounds are counted after the previous file's, so a round 1 of the
+    second file does not replace round 1 of the first."""
     runs, last = {}, {}
+    offset = 0
+    for path in paths:
+        offset = load_one(path, offset, runs, last)
+    for (case, server, _), (_, r) in sorted(last.items()):
+        runs.setdefault(case, {}).setdefault(server, []).append(r)
+    return runs
+
+
+def load_one(path, offset, runs, last):
+    """Adds one session's lines; returns the offset for the next session's round numbers."""
+    top = offset
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -57,15 +70,15 @@ def load(path):
             b, r = rec["bench"], rec["result"]
             r["_limit"] = b.get("limit")
             r["_offered"] = b.get("offered_per_s")
+            rnd = offset + int(b.get("run", 1))
+            top = max(top, rnd)
             if "step" in b:
-                key = (b["case"], b["server"], b["run"])
+                key = (b["case"], b["server"], rnd)
                 if key not in last or b["step"] >= last[key][0]:
                     last[key] = (b["step"], r)
                 continue
             runs.setdefault(b["case"], {}).setdefault(b["server"], []).append(r)
-    for (case, server, _), (_, r) in sorted(last.items()):
-        runs.setdefault(case, {}).setdefault(server, []).append(r)
-    return runs
+    return top
 
 
 def median_of(results, getter):
@@ -180,7 +193,7 @@ def main():
     if sys.argv[1:2] == ["--verdict"]:
         print(verdict(sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
         return
-    runs = load(sys.argv[1])
+    runs = load(sys.argv[1:])
     if not runs:
         print("no results")
         return
