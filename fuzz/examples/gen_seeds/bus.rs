@@ -117,7 +117,7 @@ pub(crate) fn bus_wire() -> Seeds {
     ];
     let mut s: Seeds = msgs
         .iter()
-        .map(|(n, m)| seed(n, bus(&[m.clone()])))
+        .map(|(n, m)| seed(n, bus(std::slice::from_ref(m))))
         .collect();
     // What a link carries: a hello, then a stream of frames back to back.
     let all: Vec<BusMsg<'_>> = msgs.iter().map(|(_, m)| m.clone()).collect();
@@ -180,9 +180,21 @@ pub(crate) fn cluster_batch() -> Seeds {
     let mut empty = Vec::new();
     begin(&mut empty, h);
     let mut one = empty.clone();
-    push(&mut one, 0x0200_0000_0000_0001, 0, 0x0100_0000_0000_0002, &up);
+    push(
+        &mut one,
+        0x0200_0000_0000_0001,
+        0,
+        0x0100_0000_0000_0002,
+        &up,
+    );
     let mut two = one.clone();
-    push(&mut two, 0x0200_0000_0000_0001, 0, 0x0100_0000_0000_0002, &msg);
+    push(
+        &mut two,
+        0x0200_0000_0000_0001,
+        0,
+        0x0100_0000_0000_0002,
+        &msg,
+    );
     let mut truncated = two.clone();
     truncated.truncate(two.len() - 3);
     let mut huge = empty.clone();
@@ -210,7 +222,12 @@ fn state_case<T: serde::Serialize>(rec: &T, stream: &[u8]) -> Vec<u8> {
     v
 }
 
-fn dstate(frag_opcode: Option<u8>, assembled: &[u8], progress: usize, pending: &[u8]) -> DecoderState {
+fn dstate(
+    frag_opcode: Option<u8>,
+    assembled: &[u8],
+    progress: usize,
+    pending: &[u8],
+) -> DecoderState {
     DecoderState {
         frag_opcode,
         assembled: assembled.to_vec(),
@@ -257,16 +274,31 @@ pub(crate) fn handover_state() -> Seeds {
     text.remote = "[::1]:80".parse().expect("addr");
     text.deadline_ms = Some(30_000);
     vec![
-        seed("fresh_text", state_case(&fresh, &frame(true, 1, b"hi", mask))),
+        seed(
+            "fresh_text",
+            state_case(&fresh, &frame(true, 1, b"hi", mask)),
+        ),
         seed(
             "continue_text",
-            state_case(&in_text, &frame(true, 0, "\u{a9}llo".as_bytes()[1..].as_ref(), mask)),
+            state_case(
+                &in_text,
+                &frame(true, 0, "\u{a9}llo".as_bytes()[1..].as_ref(), mask),
+            ),
         ),
-        seed("continue_binary", state_case(&in_binary, &frame(true, 0, b"\x03", mask))),
+        seed(
+            "continue_binary",
+            state_case(&in_binary, &frame(true, 0, b"\x03", mask)),
+        ),
         seed("bad_opcode", state_case(&bad_op, b"")),
         seed("bad_utf8", state_case(&bad_utf8, b"")),
-        seed("progress_past_input", state_case(&far, &frame(true, 2, b"x", mask))),
-        seed("conn_record", state_case(&record, &frame(true, 1, b"hi", mask))),
+        seed(
+            "progress_past_input",
+            state_case(&far, &frame(true, 2, b"x", mask)),
+        ),
+        seed(
+            "conn_record",
+            state_case(&record, &frame(true, 1, b"hi", mask)),
+        ),
         seed("conn_record_text", state_case(&text, b"")),
     ]
 }

@@ -52,7 +52,12 @@ pub(crate) fn gateway_frame() -> Seeds {
         ),
         seed(
             "set_session",
-            gw_frame(Cmd::SetSession, 0, b"a:1:{s:3:\"uid\";s:1:\"7\";}", b"s:0:\"\";"),
+            gw_frame(
+                Cmd::SetSession,
+                0,
+                b"a:1:{s:3:\"uid\";s:1:\"7\";}",
+                b"s:0:\"\";",
+            ),
         ),
         seed("kick_null", gw_frame(Cmd::Kick, 0, b"", b"N;")),
         seed("ping", gw_frame(Cmd::Ping, 0, b"", b"s:0:\"\";")),

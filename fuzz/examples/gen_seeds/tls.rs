@@ -6,7 +6,11 @@ use kefu::tls::record::{ContentType, DirectionKeys, RecordLayer, Suite, TlsSecre
 /// The fuzz target's keys for first byte `first` (see `fuzz_targets/tls_record.rs`), as the
 /// client holds them: what it seals, the target's server opens.
 fn tls_client(first: u8) -> RecordLayer {
-    let version = if first & 1 == 0 { Version::Tls13 } else { Version::Tls12 };
+    let version = if first & 1 == 0 {
+        Version::Tls13
+    } else {
+        Version::Tls12
+    };
     let (suite, len) = match (first >> 1) % 3 {
         0 => (Suite::Aes128Gcm, 16),
         1 => (Suite::Aes256Gcm, 32),
@@ -18,7 +22,13 @@ fn tls_client(first: u8) -> RecordLayer {
         seq: u64::from(seed),
     };
     // The server's rx (seed 5) is the client's tx.
-    RecordLayer::new(TlsSecrets { version, suite, tx: keys(5), rx: keys(3) }).expect("keys")
+    RecordLayer::new(TlsSecrets {
+        version,
+        suite,
+        tx: keys(5),
+        rx: keys(3),
+    })
+    .expect("keys")
 }
 
 /// Records a client of every version and AEAD sends: data, data then close_notify, a TLS 1.3
@@ -37,17 +47,20 @@ pub(crate) fn tls_record() -> Seeds {
         };
         let mut c = tls_client(first);
         let mut data = vec![first];
-        c.seal_data(b"hello \xe5\xae\xa2\xe6\x9c\x8d\n", &mut data).unwrap();
+        c.seal_data(b"hello \xe5\xae\xa2\xe6\x9c\x8d\n", &mut data)
+            .unwrap();
         out.push(seed(&format!("{name}_data"), data.clone()));
         c.seal(ContentType::Alert, &[1, 0], &mut data).unwrap();
         out.push(seed(&format!("{name}_then_close_notify"), data));
         let mut c = tls_client(first);
         let mut msg = vec![first];
         if first & 1 == 0 {
-            c.seal(ContentType::Handshake, &[24, 0, 0, 1, 1], &mut msg).unwrap();
+            c.seal(ContentType::Handshake, &[24, 0, 0, 1, 1], &mut msg)
+                .unwrap();
             out.push(seed(&format!("{name}_key_update"), msg));
         } else {
-            c.seal(ContentType::Handshake, &[1, 0, 0, 0], &mut msg).unwrap();
+            c.seal(ContentType::Handshake, &[1, 0, 0, 0], &mut msg)
+                .unwrap();
             out.push(seed(&format!("{name}_renegotiation"), msg));
         }
         let mut c = tls_client(first);

@@ -47,8 +47,8 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 pub(crate) fn ws_decoder() -> Seeds {
     let hello = frame(true, 1, b"Hello", M);
     vec![
-        seed("text_whole", stream(63, &[hello.clone()])),
-        seed("text_byte_by_byte", stream(0, &[hello.clone()])),
+        seed("text_whole", stream(63, std::slice::from_ref(&hello))),
+        seed("text_byte_by_byte", stream(0, std::slice::from_ref(&hello))),
         seed(
             "text_utf8",
             stream(2, &[frame(true, 1, "客服 😀".as_bytes(), M)]),
