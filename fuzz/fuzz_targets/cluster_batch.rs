@@ -30,6 +30,9 @@ fuzz_target!(|data: &[u8]| {
     if !failed {
         assert_eq!(out, data, "re-encoding changed the batch");
     } else {
-        assert!(data.starts_with(&out), "records before the error re-encode as they came");
+        assert!(
+            data.starts_with(&out),
+            "records before the error re-encode as they came"
+        );
     }
 });

@@ -11,8 +11,8 @@
 #![no_main]
 
 use kefu::tls::record::{
-    classify, header, ContentType, DirectionKeys, RecordLayer, Suite, TlsSecrets, Version,
-    HEADER, MAX_CIPHERTEXT,
+    classify, header, ContentType, DirectionKeys, RecordLayer, Suite, TlsSecrets, Version, HEADER,
+    MAX_CIPHERTEXT,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -57,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
             Ok(Some(o)) => {
                 assert!(o.used >= HEADER && at + o.used <= rest.len());
                 assert!(o.plain.start >= HEADER && o.plain.end <= o.used);
-                let _ = classify(version, o.kind, &input[at + o.plain.start..at + o.plain.end]);
+                let _ = classify(
+                    version,
+                    o.kind,
+                    &input[at + o.plain.start..at + o.plain.end],
+                );
                 at += o.used;
             }
             Ok(None) => {
