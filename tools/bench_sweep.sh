@@ -10,7 +10,7 @@
 #   tools/bench_sweep.sh                                   # echo and private, floor kefu1 bun
 #   CASES=private PRIVATE_RATES="40000 60000 80000" ROUNDS=3 tools/bench_sweep.sh
 #
-# Bounded: every step is a 2 s window (LDUR) plus setup; the defaults take about 8 minutes.
+# Bounded: every step is a 2 s window (LDUR) plus setup; the defaults took 4 minutes here.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 . "$ROOT/tools/bench-lib.sh"

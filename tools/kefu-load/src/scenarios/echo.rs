@@ -260,7 +260,7 @@ pub fn run(a: &EchoArgs) -> Result<Outcome, LoadError> {
             // and a stamp taken early only makes round trips look longer, never shorter.
             let mut now_us = shared.now_us();
             if phase == Phase::Run && run_start_us == u64::MAX {
-                run_start_us = shared.now_us();
+                run_start_us = now_us;
             }
             if may_send && !sending {
                 sending = true;
