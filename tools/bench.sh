@@ -13,6 +13,8 @@
 #   CASES="echo_w16 room100" LATENCY=0 QUOTA=0 tools/bench.sh   # only the cases named
 #   AUTOGROUP_NICE=-20 tools/bench.sh  # weigh this run's session far above other sessions'
 #       (sched_autogroup; needs root): builds elsewhere on the machine then get ~1 % of a core
+#   HALT_POLL_NS=keep tools/bench.sh   # leave the guest's idle polling as the machine has it
+#       (default: the kernel's 200 us for the run, then back; see tools/bench-lib.sh)
 #
 # Servers are pinned with taskset to core 0 (SERVER_CPUS), the generator to core 1
 # (LOAD_CPUS). kefu2 (2 workers) gets cores 0,1 (KEFU2_CPUS) and so shares core 1 with the
@@ -68,10 +70,11 @@ mkdir -p "$ROOT/target/bench"
 OUT="$ROOT/target/bench/results.jsonl"
 SESSION="$(mktemp /tmp/bench-session.XXXXXX.jsonl)"
 : >"$LOAD_LOG"
-trap 'stop_server; rm -f "$SESSION"' EXIT
+trap 'stop_server; restore_halt_poll; rm -f "$SESSION"' EXIT
 STARTED=$(date +%s)
 
 build_tools || { log "build failed"; exit 1; }
+set_halt_poll
 command -v taskset >/dev/null || { log "taskset missing (util-linux)"; exit 1; }
 QUOTA_CGROUP=""
 if [ "$QUOTA" = 1 ]; then
@@ -253,7 +256,8 @@ cp "$SESSION" "$KEEP" && log "this run's lines: $KEEP (pool runs: python3 tools/
 python3 "$TABLE" "$SESSION"
 echo "
 Machine load (1/5/15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; \
-$(( $(date +%s) - STARTED )) s for the whole run."
+$(( $(date +%s) - STARTED )) s for the whole run.
+$(halt_poll_note)"
 [ -z "$QUOTA_CGROUP" ] || echo "quota_* cases: server held to ${QUOTA_PCT}% of one core (cgroup $QUOTA_CGROUP)."
 log "raw results appended to $OUT; server and generator logs in $BENCH_TMP"
 

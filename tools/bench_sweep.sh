@@ -26,8 +26,9 @@ ECHO_RATES="${ECHO_RATES:-40000 60000 80000 100000}"
 PRIVATE_RATES="${PRIVATE_RATES:-30000 45000 60000 80000}"
 OUT="$ROOT/target/bench/sweep-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
 mkdir -p "$ROOT/target/bench"
-trap 'stop_server' EXIT
+trap 'stop_server; restore_halt_poll' EXIT
 build_tools || { log "build failed"; exit 1; }
+set_halt_poll
 
 step() { # server case rate round
   local server=$1 case=$2 rate=$3 round=$4 json app=echo
@@ -93,3 +94,4 @@ for case in sorted({c for c, _, _ in cells}):
         print(f"| {rate:,} | " + " | ".join(row) + " |")
 print(f"\nraw lines: {path}")
 PY
+halt_poll_note
