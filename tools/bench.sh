@@ -13,8 +13,8 @@
 #   CASES="echo_w16 room100" LATENCY=0 QUOTA=0 tools/bench.sh   # only the cases named
 #   AUTOGROUP_NICE=-20 tools/bench.sh  # weigh this run's session far above other sessions'
 #       (sched_autogroup; needs root): builds elsewhere on the machine then get ~1 % of a core
-#   HALT_POLL_NS=keep tools/bench.sh   # leave the guest's idle polling as the machine has it
-#       (default: the kernel's 200 us for the run, then back; see tools/bench-lib.sh)
+#   HALT_POLL_NS=200000 tools/bench.sh # the guest polls 200 us before it halts (the kernel's
+#       default; this VM boots with 0), put back after the run; see tools/bench-lib.sh
 #
 # Servers are pinned with taskset to core 0 (SERVER_CPUS), the generator to core 1
 # (LOAD_CPUS). kefu2 (2 workers) gets cores 0,1 (KEFU2_CPUS) and so shares core 1 with the

@@ -7,6 +7,7 @@ latency tails vary from run to run on a shared VM. A ramped case (room100, room1
 counts its last step in each run: the one where the server (or the generator) was the limit.
 
     bench_table.py SESSION.jsonl [MORE.jsonl ...]  # the tables; several sessions pooled
+    bench_table.py --by-generator SESSION.jsonl ...  # latency p99 against the generator's load
     bench_table.py --verdict JSON OFFERED SAT_CPU  # for bench.sh: "<limit> <delivered/s>"
 """
 import json
@@ -189,9 +190,46 @@ def user_share(r):
     return round(100.0 * s["user_s"] / s["cpu_s"], 1)
 
 
+GEN_BANDS = [(0, 60), (60, 70), (70, 80), (80, 90), (90, 95), (95, 101)]
+
+
+def by_generator(paths):
+    """Every latency step of every round, p99 grouped by how busy the generator's core was:
+    a tail compared at equal generator load says what the server adds; one compared at each
+    server's own rate also says how hard that rate drove the generator."""
+    rows = []
+    for path in paths:
+        with open(path) as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                b, r = rec["bench"], rec["result"]
+                if "@" not in b["case"] or "error" in r:
+                    continue
+                gen = (r.get("generator_cpu") or {}).get("pct_of_one_core")
+                p99 = (r.get("latency_us") or {}).get("p99")
+                if gen is not None and p99:
+                    rows.append((b["case"].split("@")[0], b["server"], gen, p99))
+    for case in sorted({c for c, _, _, _ in rows}):
+        servers = [x for x in SERVERS if any(c == case and s == x for c, s, _, _ in rows)]
+        print(f"\n### {case}: p99 (µs) by the generator's CPU during the step, median (steps)\n")
+        print("| generator CPU % | " + " | ".join(servers) + " |")
+        print("|" + "---|" * (len(servers) + 1))
+        for lo, hi in GEN_BANDS:
+            cells = []
+            for srv in servers:
+                v = [p for c, s, g, p in rows if c == case and s == srv and lo <= g < hi]
+                cells.append(f"{fmt(float(statistics.median(v)))} ({len(v)})" if v else "-")
+            print(f"| {lo}-{min(hi, 100)} | " + " | ".join(cells) + " |")
+
+
 def main():
     if sys.argv[1:2] == ["--verdict"]:
         print(verdict(sys.argv[2], float(sys.argv[3]), float(sys.argv[4])))
+        return
+    if sys.argv[1:2] == ["--by-generator"]:
+        by_generator(sys.argv[2:])
         return
     runs = load(sys.argv[1:])
     if not runs:
@@ -221,6 +259,11 @@ def main():
                   lambda r, p=p: (r.get("latency_us") or {}).get(p), higher_better=False)
         table(runs, lat, "Offered load (msgs/s for echo, deliveries/s for chat)",
               lambda r: r.get("_offered"), ratios=False)
+        table(runs, lat, "Server CPU at each latency step (% of one core)",
+              lambda r: (r.get("server") or {}).get("cpu_pct_of_one_core"), ratios=False)
+        table(runs, lat, "Generator CPU at each latency step (% of one core; at 90 or more the"
+              " generator's own queueing is in the tail as much as the server's)",
+              lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), ratios=False)
     if quota:
         print("\n## Secondary: server held to a fraction of a core by a cgroup quota (batches per"
               " 10 ms period; flatters servers that batch, no deployment runs like this)")
