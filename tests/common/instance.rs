@@ -336,6 +336,21 @@ impl Drop for Instance {
                 try_signal(pid, libc::SIGKILL);
             }
         }
+        if std::thread::panicking() {
+            // The directory goes below: a failing test shows what the server said first.
+            eprintln!(
+                "--- kefu log ({}), last lines ---\n{}\n--- kefu stderr ---\n{}",
+                self.dir.display(),
+                tail_lines(&self.log(), 80),
+                tail_lines(&self.stderr(), 40)
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The last `n` lines of `text`.
+fn tail_lines(text: &str, n: usize) -> &str {
+    let cut = text.rmatch_indices('\n').nth(n).map_or(0, |(i, _)| i + 1);
+    &text[cut..]
 }
