@@ -28,8 +28,8 @@ log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 # wake-up of an idle core exits to the hypervisor; the kernel's own default is 200 us.
 # HALT_POLL_NS=200000 runs a benchmark with that default and puts the old value back when it
 # ends; the default, "keep", leaves the machine as it is. Either way the output says which.
-# Measured (BENCHMARKS.md): echo p50 at 96 000/s halves (41 -> 21 us) for every server, while
-# p99 and the ratios between servers stay within their round-to-round spread.
+# Measured in one full run (BENCHMARKS.md): echo p50 halves for every server (about 40 -> 21
+# us); p99 and the ratios between servers moved, none of it in kefu's favour.
 HALT_POLL_NS="${HALT_POLL_NS:-keep}"
 HALT_POLL_PARAM=/sys/module/haltpoll/parameters/guest_halt_poll_ns
 HALT_POLL_WAS=""

@@ -35,8 +35,8 @@ def verdict(raw, offered, sat_cpu):
     got = primary(r) or 0
     if "error" in r:
         return f"error {got:.0f}"
-    server = (r.get("server") or {}).get("cpu_pct_of_one_core") or 0
-    gen = (r.get("generator_cpu") or {}).get("pct_of_one_core") or 0
+    server = server_cpu(r) or 0
+    gen = generator_cpu(r) or 0
     if server >= sat_cpu:
         return f"server {got:.0f}"
     if gen >= GEN_SATURATED:
@@ -174,13 +174,21 @@ def limits(runs, cases):
 
 def label_closed(r):
     """Echo is a closed loop: say which side's core was (near) full."""
-    server = (r.get("server") or {}).get("cpu_pct_of_one_core") or 0
-    gen = (r.get("generator_cpu") or {}).get("pct_of_one_core") or 0
+    server = server_cpu(r) or 0
+    gen = generator_cpu(r) or 0
     if server >= 90:
         return "server"
     if gen >= GEN_SATURATED:
         return "generator"
     return "neither"
+
+
+def server_cpu(r):
+    return (r.get("server") or {}).get("cpu_pct_of_one_core")
+
+
+def generator_cpu(r):
+    return (r.get("generator_cpu") or {}).get("pct_of_one_core")
 
 
 def user_share(r):
@@ -197,29 +205,25 @@ def by_generator(paths):
     """Every latency step of every round, p99 grouped by how busy the generator's core was:
     a tail compared at equal generator load says what the server adds; one compared at each
     server's own rate also says how hard that rate drove the generator."""
-    rows = []
-    for path in paths:
-        with open(path) as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                b, r = rec["bench"], rec["result"]
-                if "@" not in b["case"] or "error" in r:
-                    continue
-                gen = (r.get("generator_cpu") or {}).get("pct_of_one_core")
-                p99 = (r.get("latency_us") or {}).get("p99")
-                if gen is not None and p99:
-                    rows.append((b["case"].split("@")[0], b["server"], gen, p99))
-    for case in sorted({c for c, _, _, _ in rows}):
-        servers = [x for x in SERVERS if any(c == case and s == x for c, s, _, _ in rows)]
+    runs = load(paths)
+    for case in sorted({c.split("@")[0] for c in runs if "@" in c}):
+        steps = {}
+        for c in runs:
+            if c.split("@")[0] != case or "@" not in c:
+                continue
+            for srv, results in runs[c].items():
+                for r in results:
+                    gen, p99 = generator_cpu(r), (r.get("latency_us") or {}).get("p99")
+                    if "error" not in r and gen is not None and p99:
+                        steps.setdefault(srv, []).append((gen, p99))
+        servers = [s for s in SERVERS if s in steps]
         print(f"\n### {case}: p99 (µs) by the generator's CPU during the step, median (steps)\n")
         print("| generator CPU % | " + " | ".join(servers) + " |")
         print("|" + "---|" * (len(servers) + 1))
         for lo, hi in GEN_BANDS:
             cells = []
             for srv in servers:
-                v = [p for c, s, g, p in rows if c == case and s == srv and lo <= g < hi]
+                v = [p for g, p in steps[srv] if lo <= g < hi]
                 cells.append(f"{fmt(float(statistics.median(v)))} ({len(v)})" if v else "-")
             print(f"| {lo}-{min(hi, 100)} | " + " | ".join(cells) + " |")
 
@@ -245,11 +249,11 @@ def main():
           lambda r: r.get(PER_CPU.get(r.get("scenario"), "")), floor_pct=True)
     table(runs, head, "Throughput (msgs/s for echo, deliveries/s for chat)", primary, floor_pct=True)
     table(runs, head, "Server CPU (% of one core during the measured window)",
-          lambda r: (r.get("server") or {}).get("cpu_pct_of_one_core"), ratios=False)
+          server_cpu, ratios=False)
     table(runs, head, "Server CPU spent in user space (% of its CPU; the rest is the kernel's)",
           user_share, ratios=False)
     table(runs, head, "Generator CPU (% of one core; near 100 means the generator was the limit)",
-          lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), ratios=False)
+          generator_cpu, ratios=False)
     limits(runs, head)
     if lat:
         print("\n## Latency at 25 / 50 / 90 % of each server's own saturated rate, and (`@same`)"
@@ -259,11 +263,11 @@ def main():
                   lambda r, p=p: (r.get("latency_us") or {}).get(p), higher_better=False)
         table(runs, lat, "Offered load (msgs/s for echo, deliveries/s for chat)",
               lambda r: r.get("_offered"), ratios=False)
-        table(runs, lat, "Server CPU at each latency step (% of one core)",
-              lambda r: (r.get("server") or {}).get("cpu_pct_of_one_core"), ratios=False)
+        table(runs, lat, "Server CPU at each latency step (% of one core)", server_cpu,
+              ratios=False)
         table(runs, lat, "Generator CPU at each latency step (% of one core; at 90 or more the"
               " generator's own queueing is in the tail as much as the server's)",
-              lambda r: (r.get("generator_cpu") or {}).get("pct_of_one_core"), ratios=False)
+              generator_cpu, ratios=False)
     if quota:
         print("\n## Secondary: server held to a fraction of a core by a cgroup quota (batches per"
               " 10 ms period; flatters servers that batch, no deployment runs like this)")

@@ -337,13 +337,17 @@ impl Drop for Instance {
             }
         }
         if std::thread::panicking() {
-            // The directory goes below: a failing test shows what the server said first.
-            eprintln!(
-                "--- kefu log ({}), last lines ---\n{}\n--- kefu stderr ---\n{}",
-                self.dir.display(),
-                tail_lines(&self.log(), 80),
-                tail_lines(&self.stderr(), 40)
-            );
+            // The directory goes below: a failing test shows what the server said first. A
+            // foreground kefu logs to stderr; a daemon to its log file.
+            for (name, text) in [("stderr", self.stderr()), ("log file", self.log())] {
+                if !text.is_empty() {
+                    eprintln!(
+                        "--- kefu {name} ({}), last lines ---\n{}",
+                        self.dir.display(),
+                        tail_lines(&text, 80)
+                    );
+                }
+            }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
